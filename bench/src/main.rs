@@ -1,0 +1,2 @@
+//! `bench`: traffic generator and throughput harness (being written).
+fn main() {}

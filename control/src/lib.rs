@@ -1,0 +1,5 @@
+//! dpf's control plane: configuration, CARP, pfsync, the slow path and the
+//! control socket. The binaries `dpf` and `dpfctl` live in `src/bin`.
+
+pub mod carp;
+pub mod pfsync;

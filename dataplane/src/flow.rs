@@ -1,0 +1,397 @@
+//! Flow identity: addresses, the direction-independent state key, the
+//! symmetric flow hash that picks a packet's owning worker, and
+//! [`PacketInfo`], the parsed summary of one packet that rules and state
+//! tracking decide on.
+//!
+//! Invariants: both directions of a connection produce the same [`FlowKey`]
+//! and the same [`FlowKey::symmetric_hash`]; `PacketInfo` holds everything a
+//! decision needs, so deciding never re-reads packet bytes.
+
+use core::fmt;
+
+/// Address family, with OpenBSD's numeric values (as carried by pfsync).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[repr(u8)]
+pub enum Af {
+    /// IPv4 (`AF_INET` = 2).
+    Inet = 2,
+    /// IPv6 (`AF_INET6` = 24 on OpenBSD).
+    Inet6 = 24,
+}
+
+/// An IPv4 or IPv6 address in 16 bytes. IPv4 occupies the first 4 bytes and
+/// the remaining 12 are zero (pf's `pf_addr` layout), so a key is the same
+/// size for both families.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Addr(pub [u8; 16]);
+
+impl Addr {
+    /// The all-zero address.
+    pub const ZERO: Addr = Addr([0; 16]);
+
+    /// An IPv4 address.
+    pub const fn v4(octets: [u8; 4]) -> Addr {
+        let mut a = [0u8; 16];
+        a[0] = octets[0];
+        a[1] = octets[1];
+        a[2] = octets[2];
+        a[3] = octets[3];
+        Addr(a)
+    }
+
+    /// An IPv6 address.
+    pub const fn v6(octets: [u8; 16]) -> Addr {
+        Addr(octets)
+    }
+
+    /// The first four bytes, meaningful for an IPv4 address.
+    pub fn v4_octets(&self) -> [u8; 4] {
+        [self.0[0], self.0[1], self.0[2], self.0[3]]
+    }
+
+    /// Converts to `std::net::IpAddr` for display.
+    pub fn to_ip(&self, af: Af) -> std::net::IpAddr {
+        match af {
+            Af::Inet => std::net::IpAddr::V4(self.v4_octets().into()),
+            Af::Inet6 => std::net::IpAddr::V6(self.0.into()),
+        }
+    }
+
+    /// From a `std::net::IpAddr`, with its family.
+    pub fn from_ip(ip: std::net::IpAddr) -> (Af, Addr) {
+        match ip {
+            std::net::IpAddr::V4(v4) => (Af::Inet, Addr::v4(v4.octets())),
+            std::net::IpAddr::V6(v6) => (Af::Inet6, Addr::v6(v6.octets())),
+        }
+    }
+}
+
+impl fmt::Debug for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0[4..].iter().all(|b| *b == 0) {
+            write!(f, "{}", std::net::Ipv4Addr::from(self.v4_octets()))
+        } else {
+            write!(f, "{}", std::net::Ipv6Addr::from(self.0))
+        }
+    }
+}
+
+/// Direction of a packet relative to the interface it is evaluated on
+/// (pf's `in` / `out`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[repr(u8)]
+pub enum Direction {
+    /// Received on the interface.
+    In = 1,
+    /// Transmitted on the interface.
+    Out = 2,
+}
+
+/// Index of an interface (a DPDK port in dpf's configuration order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize)]
+pub struct IfIndex(pub u16);
+
+/// IP protocol numbers dpf names.
+pub mod proto {
+    /// ICMP.
+    pub const ICMP: u8 = 1;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// ICMPv6.
+    pub const ICMPV6: u8 = 58;
+    /// CARP (shares VRRP's number).
+    pub const CARP: u8 = 112;
+    /// pfsync.
+    pub const PFSYNC: u8 = 240;
+}
+
+/// TCP flag bits as in the TCP header's 13th byte.
+pub mod tcp_flags {
+    /// FIN.
+    pub const FIN: u8 = 0x01;
+    /// SYN.
+    pub const SYN: u8 = 0x02;
+    /// RST.
+    pub const RST: u8 = 0x04;
+    /// PSH.
+    pub const PSH: u8 = 0x08;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+    /// URG.
+    pub const URG: u8 = 0x20;
+    /// ECE.
+    pub const ECE: u8 = 0x40;
+    /// CWR.
+    pub const CWR: u8 = 0x80;
+}
+
+/// The direction-independent identity of a connection: pf's state key.
+///
+/// `addr[0]:port[0]` is the lower endpoint of the two, so the two directions
+/// of one connection build the same key; [`FlowKey::from_packet`] tells
+/// which side the packet came from. For ICMP queries both ports hold the
+/// ICMP identifier (pf's convention).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct FlowKey {
+    /// The two endpoint addresses, lower first.
+    pub addr: [Addr; 2],
+    /// The two ports, in the order of `addr`.
+    pub port: [u16; 2],
+    /// IP protocol.
+    pub proto: u8,
+    /// Address family as its OpenBSD number (2 or 24); 0 in an empty key.
+    pub af: u8,
+}
+
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+
+impl fmt::Debug for FlowKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "proto {} {:?}:{} <-> {:?}:{}",
+            self.proto, self.addr[0], self.port[0], self.addr[1], self.port[1]
+        )
+    }
+}
+
+impl FlowKey {
+    /// Builds the key of a packet going `src:sport -> dst:dport`, and returns
+    /// whether the source is `addr[0]` (`false`) or `addr[1]` (`true`).
+    #[inline]
+    pub fn from_packet(
+        af: Af,
+        proto: u8,
+        src: Addr,
+        sport: u16,
+        dst: Addr,
+        dport: u16,
+    ) -> (FlowKey, bool) {
+        let swapped = (dst, dport) < (src, sport);
+        let (a0, p0, a1, p1) = if swapped {
+            (dst, dport, src, sport)
+        } else {
+            (src, sport, dst, dport)
+        };
+        (
+            FlowKey {
+                addr: [a0, a1],
+                port: [p0, p1],
+                proto,
+                af: af as u8,
+            },
+            swapped,
+        )
+    }
+
+    /// The address family of a non-empty key.
+    pub fn family(&self) -> Af {
+        if self.af == Af::Inet6 as u8 {
+            Af::Inet6
+        } else {
+            Af::Inet
+        }
+    }
+
+    /// A hash that is the same for both directions of a connection (the key
+    /// is already canonical). It picks the owning worker (`hash % workers`)
+    /// and the bucket in that worker's shard, so it must mix all bits well.
+    #[inline]
+    pub fn symmetric_hash(&self) -> u64 {
+        let mut h: u64 = 0x9e37_79b9_7f4a_7c15 ^ ((self.proto as u64) << 8 | self.af as u64);
+        for a in &self.addr {
+            let lo = u64::from_le_bytes([
+                a.0[0], a.0[1], a.0[2], a.0[3], a.0[4], a.0[5], a.0[6], a.0[7],
+            ]);
+            let hi = u64::from_le_bytes([
+                a.0[8], a.0[9], a.0[10], a.0[11], a.0[12], a.0[13], a.0[14], a.0[15],
+            ]);
+            h = mix(h ^ lo);
+            h = mix(h ^ hi);
+        }
+        h = mix(h ^ ((self.port[0] as u64) << 16 | self.port[1] as u64));
+        h
+    }
+
+    /// The worker that owns this flow among `workers` workers.
+    #[inline]
+    pub fn owner(&self, workers: usize) -> usize {
+        if workers <= 1 {
+            0
+        } else {
+            ((self.symmetric_hash() >> 32) % workers as u64) as usize
+        }
+    }
+}
+
+/// A 64-bit finaliser (from SplitMix64 / Murmur3's fmix).
+#[inline]
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// TCP segment fields state tracking needs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpInfo {
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number (meaningful when ACK is set).
+    pub ack: u32,
+    /// Raw (unscaled) window field.
+    pub win: u16,
+    /// Flags byte (see [`tcp_flags`]).
+    pub flags: u8,
+    /// Window scale option (shift count) if present (only honoured on SYN).
+    pub wscale: Option<u8>,
+    /// MSS option if present.
+    pub mss: Option<u16>,
+    /// SACK-permitted option present.
+    pub sack_permitted: bool,
+    /// Timestamp option (TSval, TSecr) if present.
+    pub timestamp: Option<(u32, u32)>,
+    /// TCP payload length in bytes.
+    pub payload_len: u16,
+}
+
+/// ICMP (or ICMPv6) fields. For an error message, `quoted` summarises the
+/// packet it quotes (pf looks up that packet's state).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IcmpInfo {
+    /// ICMP type.
+    pub icmp_type: u8,
+    /// ICMP code.
+    pub code: u8,
+    /// Identifier of an echo/query message (0 otherwise).
+    pub id: u16,
+    /// Whether this is an error message (unreachable, time exceeded, packet
+    /// too big, parameter problem...).
+    pub is_error: bool,
+    /// For an error: the quoted packet's protocol, source, destination,
+    /// source port, destination port (ICMP id for quoted echo), and for TCP
+    /// its sequence number.
+    pub quoted: Option<QuotedPacket>,
+}
+
+/// The header of the packet quoted inside an ICMP error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QuotedPacket {
+    /// Protocol of the quoted packet.
+    pub proto: u8,
+    /// Its source address.
+    pub src: Addr,
+    /// Its destination address.
+    pub dst: Addr,
+    /// Its source port (or ICMP id).
+    pub sport: u16,
+    /// Its destination port (or ICMP id).
+    pub dport: u16,
+    /// TCP sequence number of the quoted segment (0 if not TCP).
+    pub tcp_seq: u32,
+}
+
+/// Transport-specific part of [`PacketInfo`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum L4Info {
+    /// TCP.
+    Tcp(TcpInfo),
+    /// UDP (ports are in `PacketInfo`).
+    Udp,
+    /// ICMP or ICMPv6.
+    Icmp(IcmpInfo),
+    /// Any other protocol (no ports).
+    #[default]
+    Other,
+}
+
+/// Everything rules and state tracking decide on, extracted from a packet by
+/// the parse pass. Plain data; built on the stack per packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketInfo {
+    /// Address family.
+    pub af: Af,
+    /// IP protocol (after IPv6 extension headers).
+    pub proto: u8,
+    /// Source address.
+    pub src: Addr,
+    /// Destination address.
+    pub dst: Addr,
+    /// Source port (TCP/UDP), ICMP id for ICMP queries, 0 otherwise.
+    pub sport: u16,
+    /// Destination port (TCP/UDP), ICMP id for ICMP queries, 0 otherwise.
+    pub dport: u16,
+    /// IP total length in bytes (IPv4 total length, IPv6 40 + payload length).
+    pub ip_len: u16,
+    /// IPv4 TTL or IPv6 hop limit.
+    pub ttl: u8,
+    /// Interface the packet is evaluated on.
+    pub ifindex: IfIndex,
+    /// Direction relative to `ifindex`.
+    pub dir: Direction,
+    /// Transport fields.
+    pub l4: L4Info,
+}
+
+impl PacketInfo {
+    /// TCP flags, or 0 for non-TCP packets.
+    pub fn tcp_flags(&self) -> u8 {
+        match self.l4 {
+            L4Info::Tcp(t) => t.flags,
+            _ => 0,
+        }
+    }
+
+    /// The state key of this packet and whether its source is `addr[1]`.
+    pub fn key(&self) -> (FlowKey, bool) {
+        FlowKey::from_packet(self.af, self.proto, self.src, self.sport, self.dst, self.dport)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_directions_share_key_and_hash() {
+        let a = Addr::v4([10, 0, 0, 1]);
+        let b = Addr::v4([192, 168, 1, 9]);
+        let (k1, s1) = FlowKey::from_packet(Af::Inet, proto::TCP, a, 40000, b, 80);
+        let (k2, s2) = FlowKey::from_packet(Af::Inet, proto::TCP, b, 80, a, 40000);
+        assert_eq!(k1, k2);
+        assert_ne!(s1, s2);
+        assert_eq!(k1.symmetric_hash(), k2.symmetric_hash());
+        assert_eq!(k1.owner(4), k2.owner(4));
+    }
+
+    #[test]
+    fn same_address_different_ports_orders_by_port() {
+        let a = Addr::v4([10, 0, 0, 1]);
+        let (k1, _) = FlowKey::from_packet(Af::Inet, proto::UDP, a, 9, a, 5);
+        assert_eq!(k1.port, [5, 9]);
+    }
+
+    #[test]
+    fn owners_spread_across_workers() {
+        let mut counts = [0usize; 4];
+        for i in 0..4000u32 {
+            let (k, _) = FlowKey::from_packet(
+                Af::Inet,
+                proto::TCP,
+                Addr::v4([10, 0, (i >> 8) as u8, i as u8]),
+                1024 + (i % 7) as u16,
+                Addr::v4([198, 18, 0, 1]),
+                80,
+            );
+            counts[k.owner(4)] += 1;
+        }
+        for c in counts {
+            assert!(c > 800, "unbalanced owners: {counts:?}");
+        }
+    }
+}

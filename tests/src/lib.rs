@@ -1,0 +1,1 @@
+//! Helpers for dpf's black-box tests.
