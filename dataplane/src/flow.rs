@@ -140,10 +140,13 @@ pub struct FlowKey {
     pub addr: [Addr; 2],
     /// The two ports, in the order of `addr`.
     pub port: [u16; 2],
-    /// IP protocol.
-    pub proto: u8,
+    /// Routing domain (pf's `rdomain`; dpf has one, 0). Kept so the key
+    /// matches `pfsync_state_key` byte for byte.
+    pub rdomain: u16,
     /// Address family as its OpenBSD number (2 or 24); 0 in an empty key.
     pub af: u8,
+    /// IP protocol.
+    pub proto: u8,
 }
 
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
@@ -180,8 +183,9 @@ impl FlowKey {
             FlowKey {
                 addr: [a0, a1],
                 port: [p0, p1],
-                proto,
+                rdomain: 0,
                 af: af as u8,
+                proto,
             },
             swapped,
         )
