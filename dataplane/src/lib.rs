@@ -10,3 +10,5 @@ pub mod ring;
 pub mod rules;
 pub mod state;
 pub mod wire;
+pub mod time;
+pub mod timeouts;
