@@ -2,4 +2,7 @@
 //! control socket. The binaries `dpf` and `dpfctl` live in `src/bin`.
 
 pub mod carp;
+pub mod config;
+pub mod daemon;
+pub mod log;
 pub mod pfsync;

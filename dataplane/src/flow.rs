@@ -353,7 +353,9 @@ impl PacketInfo {
 
     /// The state key of this packet and whether its source is `addr[1]`.
     pub fn key(&self) -> (FlowKey, bool) {
-        FlowKey::from_packet(self.af, self.proto, self.src, self.sport, self.dst, self.dport)
+        FlowKey::from_packet(
+            self.af, self.proto, self.src, self.sport, self.dst, self.dport,
+        )
     }
 }
 

@@ -5,10 +5,16 @@
 //! The shell (`dpdk`, `worker`, behind the default `dpdk` feature) binds it to
 //! DPDK poll-mode drivers.
 
+pub mod counters;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod flow;
+pub mod pipeline;
 pub mod ring;
 pub mod rules;
 pub mod state;
-pub mod wire;
 pub mod time;
 pub mod timeouts;
+pub mod wire;
+#[cfg(feature = "dpdk")]
+pub mod worker;

@@ -1,0 +1,539 @@
+//! The `dpf.toml` model and its validation. Every error names the file, the
+//! line and column, and the key or value at fault; dpf refuses to start on
+//! any of them.
+//!
+//! ```toml
+//! [eal]
+//! args = ["--no-huge", "-m", "256", "--no-shconf", "--file-prefix", "dpf0", "-l", "0,1"]
+//!
+//! [dataplane]
+//! mode = "wire"            # ports cross-connected in [wire] pairs
+//! rules = "pf.conf"        # optional; relative to this file
+//!
+//! [[port]]
+//! name = "lan0"
+//! device = "net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap"   # vdev devargs or a PCI address
+//!
+//! [wire]
+//! pairs = [["lan0", "wan0"]]
+//! ```
+
+use serde::Deserialize;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A configuration error, already formatted as `file:line:col: message`.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}:{col}: {msg}")]
+pub struct ConfigError {
+    /// The configuration file.
+    pub file: String,
+    /// 1-based line (0 when the error is about the whole file).
+    pub line: usize,
+    /// 1-based column.
+    pub col: usize,
+    /// What is wrong.
+    pub msg: String,
+}
+
+/// Most ports dpf drives (the pipeline's fixed tables).
+pub const MAX_PORTS: usize = dataplane::pipeline::MAX_PORTS;
+
+/// How ports are joined.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Ports cross-connected in pairs, like a pf bridge.
+    Wire,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    eal: RawEal,
+    #[serde(default)]
+    dataplane: RawDataplane,
+    #[serde(default, rename = "port")]
+    ports: Vec<RawPort>,
+    #[serde(default)]
+    wire: RawWire,
+    #[serde(default)]
+    control: RawControl,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEal {
+    args: Spanned<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataplane {
+    #[serde(default = "default_mode")]
+    mode: Mode,
+    #[serde(default = "default_mbufs")]
+    mbufs: Spanned<u32>,
+    #[serde(default = "default_desc")]
+    rx_desc: Spanned<u16>,
+    #[serde(default = "default_desc")]
+    tx_desc: Spanned<u16>,
+    #[serde(default = "default_drain")]
+    tx_drain_us: Spanned<u32>,
+    #[serde(default)]
+    rules: Option<Spanned<String>>,
+}
+
+impl Default for RawDataplane {
+    fn default() -> Self {
+        RawDataplane {
+            mode: default_mode(),
+            mbufs: default_mbufs(),
+            rx_desc: default_desc(),
+            tx_desc: default_desc(),
+            tx_drain_us: default_drain(),
+            rules: None,
+        }
+    }
+}
+
+fn default_mode() -> Mode {
+    Mode::Wire
+}
+fn default_mbufs() -> Spanned<u32> {
+    Spanned::new(0..0, 16383)
+}
+fn default_desc() -> Spanned<u16> {
+    Spanned::new(0..0, 1024)
+}
+fn default_drain() -> Spanned<u32> {
+    Spanned::new(0..0, 100)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPort {
+    name: Spanned<String>,
+    device: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWire {
+    #[serde(default)]
+    pairs: Vec<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    socket: Option<String>,
+}
+
+/// Where a port's device comes from.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Device {
+    /// A virtual device created from devargs (`net_pcap0,rx_pcap=...`).
+    Vdev(String),
+    /// A PCI device by address (`0000:03:00.0`), probed by EAL.
+    Pci(String),
+}
+
+/// One port: an interface name and its device.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PortSpec {
+    /// Interface name (`lan0`), used by rules and dpfctl.
+    pub name: String,
+    /// The device.
+    pub device: Device,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// EAL arguments (without argv\[0\]).
+    pub eal_args: Vec<String>,
+    /// Forwarding mode.
+    pub mode: Mode,
+    /// Mbufs in the packet pool.
+    pub mbufs: u32,
+    /// Rx descriptors per queue.
+    pub rx_desc: u16,
+    /// Tx descriptors per queue.
+    pub tx_desc: u16,
+    /// Tx drain interval in microseconds.
+    pub tx_drain_us: u32,
+    /// Ports in order; a port's index is its `IfIndex`.
+    pub ports: Vec<PortSpec>,
+    /// Wire-mode pairs, as port indexes.
+    pub wire_pairs: Vec<(usize, usize)>,
+    /// The pf.conf-subset ruleset file, resolved against the config's
+    /// directory.
+    pub rules: Option<PathBuf>,
+    /// Control socket path.
+    pub socket: PathBuf,
+}
+
+/// Default control socket path.
+pub const DEFAULT_SOCKET: &str = "/run/dpf/dpf.sock";
+
+struct Ctx<'a> {
+    file: String,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Range<usize>, msg: impl Into<String>) -> ConfigError {
+        let (line, col) = line_col(self.text, span.start);
+        ConfigError {
+            file: self.file.clone(),
+            line,
+            col,
+            msg: msg.into(),
+        }
+    }
+}
+
+/// 1-based line and column of byte offset `at` in `text`.
+pub fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let at = at.min(text.len());
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(at, |nl| at - nl - 1) + 1;
+    (line, col)
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            col: 0,
+            msg: format!("cannot read configuration: {e}"),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validates configuration text that came from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let ctx = Ctx {
+            file: path.display().to_string(),
+            text,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            ctx.err(span, e.message().trim().to_string())
+        })?;
+
+        let mut ports: Vec<PortSpec> = Vec::new();
+        for p in &raw.ports {
+            let name = p.name.get_ref();
+            if !valid_ifname(name) {
+                return Err(ctx.err(
+                    p.name.span(),
+                    format!("port name '{name}': use 1-15 letters, digits, '_' or '-', starting with a letter"),
+                ));
+            }
+            if ports.iter().any(|q| &q.name == name) {
+                return Err(ctx.err(p.name.span(), format!("duplicate port name '{name}'")));
+            }
+            let device = parse_device(p.device.get_ref())
+                .map_err(|m| ctx.err(p.device.span(), format!("device of port '{name}': {m}")))?;
+            if ports
+                .iter()
+                .any(|q| device_name(&q.device) == device_name(&device))
+            {
+                return Err(ctx.err(
+                    p.device.span(),
+                    format!("device '{}' is used by two ports", device_name(&device)),
+                ));
+            }
+            ports.push(PortSpec {
+                name: name.clone(),
+                device,
+            });
+        }
+        if ports.is_empty() {
+            return Err(ctx.err(0..0, "no [[port]] is configured"));
+        }
+        if ports.len() > MAX_PORTS {
+            return Err(ctx.err(
+                raw.ports[MAX_PORTS].name.span(),
+                format!("at most {MAX_PORTS} ports are supported"),
+            ));
+        }
+
+        let index_of = |n: &Spanned<String>| -> Result<usize, ConfigError> {
+            ports
+                .iter()
+                .position(|p| &p.name == n.get_ref())
+                .ok_or_else(|| ctx.err(n.span(), format!("unknown interface '{}'", n.get_ref())))
+        };
+        let mut wire_pairs = Vec::new();
+        let mut paired = vec![false; ports.len()];
+        for pair in &raw.wire.pairs {
+            let names = pair.get_ref();
+            if names.len() != 2 {
+                return Err(ctx.err(pair.span(), "a wire pair names exactly two ports"));
+            }
+            let a = index_of(&names[0])?;
+            let b = index_of(&names[1])?;
+            if a == b {
+                return Err(ctx.err(pair.span(), "a port cannot be paired with itself"));
+            }
+            for (i, n) in [(a, &names[0]), (b, &names[1])] {
+                if paired[i] {
+                    return Err(ctx.err(
+                        n.span(),
+                        format!("port '{}' is already in a wire pair", n.get_ref()),
+                    ));
+                }
+                paired[i] = true;
+            }
+            wire_pairs.push((a, b));
+        }
+        if raw.dataplane.mode == Mode::Wire && wire_pairs.is_empty() {
+            return Err(ctx.err(0..0, "mode \"wire\" needs [wire] pairs = [[\"a\", \"b\"]]"));
+        }
+
+        let mbufs = *raw.dataplane.mbufs.get_ref();
+        if !(1023..=16_777_215).contains(&mbufs) {
+            return Err(ctx.err(
+                raw.dataplane.mbufs.span(),
+                "mbufs must be in 1023..=16777215",
+            ));
+        }
+        for d in [&raw.dataplane.rx_desc, &raw.dataplane.tx_desc] {
+            if !(64..=8192).contains(d.get_ref()) {
+                return Err(ctx.err(d.span(), "descriptors must be in 64..=8192"));
+            }
+        }
+        let drain = *raw.dataplane.tx_drain_us.get_ref();
+        if !(1..=100_000).contains(&drain) {
+            return Err(ctx.err(
+                raw.dataplane.tx_drain_us.span(),
+                "tx_drain_us must be in 1..=100000",
+            ));
+        }
+        let eal_args = raw.eal.args.get_ref().clone();
+        if eal_args.iter().any(|a| a.contains('\0')) {
+            return Err(ctx.err(raw.eal.args.span(), "EAL arguments cannot contain NUL"));
+        }
+        for a in &eal_args {
+            if a == "--vdev" || a.starts_with("--vdev=") {
+                return Err(ctx.err(
+                    raw.eal.args.span(),
+                    "give devices as [[port]] device = \"...\", not as EAL --vdev",
+                ));
+            }
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rules = raw.dataplane.rules.as_ref().map(|r| base.join(r.get_ref()));
+        if let (Some(r), Some(spanned)) = (&rules, &raw.dataplane.rules) {
+            if !r.is_file() {
+                return Err(ctx.err(
+                    spanned.span(),
+                    format!("rules file '{}' does not exist", r.display()),
+                ));
+            }
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            eal_args,
+            mode: raw.dataplane.mode,
+            mbufs,
+            rx_desc: *raw.dataplane.rx_desc.get_ref(),
+            tx_desc: *raw.dataplane.tx_desc.get_ref(),
+            tx_drain_us: drain,
+            ports,
+            wire_pairs,
+            rules,
+            socket: raw
+                .control
+                .socket
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
+        })
+    }
+
+    /// Whether any port is a PCI device (otherwise EAL gets `--no-pci`).
+    pub fn has_pci(&self) -> bool {
+        self.ports
+            .iter()
+            .any(|p| matches!(p.device, Device::Pci(_)))
+    }
+}
+
+fn valid_ifname(n: &str) -> bool {
+    let mut chars = n.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && n.len() <= 15
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Known DPDK virtual-device drivers dpf is tested with.
+const VDEV_DRIVERS: &[&str] = &[
+    "net_pcap",
+    "net_ring",
+    "net_memif",
+    "net_vhost",
+    "virtio_user",
+    "net_af_packet",
+    "net_null",
+    "net_tap",
+    "net_af_xdp",
+];
+
+fn device_name(d: &Device) -> &str {
+    match d {
+        Device::Vdev(s) => s.split(',').next().unwrap_or(s),
+        Device::Pci(s) => s,
+    }
+}
+
+fn parse_device(s: &str) -> Result<Device, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty device".into());
+    }
+    if is_pci_address(s) {
+        return Ok(Device::Pci(s.to_string()));
+    }
+    let (name, args) = s.split_once(',').unwrap_or((s, ""));
+    let driver = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    if !VDEV_DRIVERS.contains(&driver) {
+        return Err(format!(
+            "'{name}' is neither a PCI address (0000:03:00.0) nor a virtual device of a known driver ({})",
+            VDEV_DRIVERS.join(", ")
+        ));
+    }
+    if driver == name {
+        return Err(format!(
+            "virtual device '{name}' needs an instance number (e.g. {name}0)"
+        ));
+    }
+    for kv in args.split(',').filter(|a| !a.is_empty()) {
+        let Some((k, _)) = kv.split_once('=') else {
+            return Err(format!("device argument '{kv}' is not key=value"));
+        };
+        if k.is_empty() {
+            return Err(format!("device argument '{kv}' has an empty key"));
+        }
+    }
+    Ok(Device::Vdev(s.to_string()))
+}
+
+fn is_pci_address(s: &str) -> bool {
+    // dddd:bb:dd.f or bb:dd.f
+    let parts: Vec<&str> = s.split([':', '.']).collect();
+    let hex = |p: &str, n: usize| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit());
+    match parts.as_slice() {
+        [d, b, dev, f] => hex(d, 4) && hex(b, 2) && hex(dev, 2) && hex(f, 1),
+        [b, dev, f] => hex(b, 2) && hex(dev, 2) && hex(f, 1),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[eal]
+args = ["--no-huge", "-m", "128"]
+
+[[port]]
+name = "lan0"
+device = "net_ring0"
+
+[[port]]
+name = "wan0"
+device = "net_pcap0,rx_pcap=/tmp/in.pcap,tx_pcap=/tmp/out.pcap"
+
+[wire]
+pairs = [["lan0", "wan0"]]
+"#;
+
+    fn parse(t: &str) -> Result<Config, ConfigError> {
+        Config::parse(t, Path::new("dpf.toml"))
+    }
+
+    #[test]
+    fn good_config_parses() {
+        let c = parse(GOOD).expect("valid");
+        assert_eq!(c.ports.len(), 2);
+        assert_eq!(c.wire_pairs, vec![(0, 1)]);
+        assert_eq!(c.mbufs, 16383);
+        assert!(!c.has_pci());
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let t = GOOD.replace("name = \"lan0\"", "name = \"lan0\"\nspeed = 10");
+        let e = parse(&t).unwrap_err();
+        assert_eq!(e.line, 8, "{e}");
+        assert!(e.msg.contains("unknown field `speed`"), "{e}");
+        assert!(e.to_string().starts_with("dpf.toml:8:"), "{e}");
+    }
+
+    #[test]
+    fn bad_devargs_are_refused_with_line() {
+        let t = GOOD.replace("net_ring0", "net_bogus0,x=1");
+        let e = parse(&t).unwrap_err();
+        assert_eq!(e.line, 7);
+        assert!(e.msg.contains("net_bogus0"), "{e}");
+        let t = GOOD.replace("net_ring0", "net_ring0,novalue");
+        assert!(parse(&t).unwrap_err().msg.contains("not key=value"));
+        let t = GOOD.replace("net_ring0", "net_ring");
+        assert!(parse(&t).unwrap_err().msg.contains("instance number"));
+    }
+
+    #[test]
+    fn pairs_must_name_known_distinct_ports() {
+        let t = GOOD.replace("[\"lan0\", \"wan0\"]", "[\"lan0\", \"dmz0\"]");
+        let e = parse(&t).unwrap_err();
+        assert!(e.msg.contains("unknown interface 'dmz0'"), "{e}");
+        assert_eq!(e.line, 14);
+        let t = GOOD.replace("[\"lan0\", \"wan0\"]", "[\"lan0\", \"lan0\"]");
+        assert!(parse(&t).is_err());
+    }
+
+    #[test]
+    fn duplicate_port_names_and_devices_refused() {
+        let t = GOOD.replace("name = \"wan0\"", "name = \"lan0\"");
+        assert!(parse(&t).unwrap_err().msg.contains("duplicate port name"));
+        let t = GOOD.replace(
+            "net_pcap0,rx_pcap=/tmp/in.pcap,tx_pcap=/tmp/out.pcap",
+            "net_ring0",
+        );
+        assert!(parse(&t).unwrap_err().msg.contains("used by two ports"));
+    }
+
+    #[test]
+    fn pci_addresses_are_recognised() {
+        assert!(is_pci_address("0000:03:00.0"));
+        assert!(is_pci_address("03:00.1"));
+        assert!(!is_pci_address("net_ring0"));
+        assert_eq!(
+            parse_device("0000:03:00.0"),
+            Ok(Device::Pci("0000:03:00.0".into()))
+        );
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let e = parse("[eal]\nargs = [\"a\"\n").unwrap_err();
+        assert!(e.line >= 2, "{e}");
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+}

@@ -1,0 +1,244 @@
+//! The `dpf` process: EAL and ports from the configuration, one worker per
+//! EAL worker lcore, the control loop on the main lcore, and a clean stop on
+//! SIGINT/SIGTERM (workers stop, ports stop and close, stats are printed,
+//! EAL is cleaned up).
+
+use crate::config::{Config, Device};
+use crate::log::Level;
+use anyhow::{bail, Context, Result};
+use dataplane::counters::{DropReason, SharedCounters};
+use dataplane::dpdk::{self, Eal, Mempool, Port, PortConfig, PortId};
+use dataplane::pipeline::{Pipeline, PipelineConfig};
+use dataplane::worker::{TscClock, Worker};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Options of one run that are not in the configuration file.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Exit once no packet has been received for this long (pcap batch mode).
+    pub exit_when_idle: Option<Duration>,
+    /// Print the final statistics as JSON instead of text.
+    pub json_stats: bool,
+}
+
+/// Runs dpf until a signal (or idleness) stops it. Returns the exit code.
+pub fn run(config: Config, opts: RunOptions) -> Result<i32> {
+    let stop_signal = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop_signal))
+            .context("installing signal handlers")?;
+    }
+
+    let mut eal_args = vec!["dpf".to_string()];
+    eal_args.extend(config.eal_args.iter().cloned());
+    if !config.has_pci() && !eal_args.iter().any(|a| a == "--no-pci") {
+        eal_args.push("--no-pci".into());
+    }
+    for p in &config.ports {
+        if let Device::Pci(addr) = &p.device {
+            eal_args.push("-a".into());
+            eal_args.push(addr.clone());
+        }
+    }
+    let eal = Eal::init(&eal_args).context("starting DPDK EAL")?;
+    let result = run_with_eal(&config, &opts, &stop_signal);
+    drop(eal);
+    result
+}
+
+fn run_with_eal(config: &Config, opts: &RunOptions, stop_signal: &AtomicBool) -> Result<i32> {
+    let lcores = dpdk::worker_lcores();
+    if lcores.is_empty() {
+        bail!("EAL has no worker lcore: give at least two lcores (e.g. -l 0,1)");
+    }
+    let workers = lcores.len();
+    let pool = Mempool::new("dpf_pool", config.mbufs, 256, 2048 + 128)
+        .context("creating the packet pool")?;
+
+    let mut ports: Vec<Port> = Vec::new();
+    for spec in &config.ports {
+        let id = match &spec.device {
+            Device::Vdev(devargs) => Port::create_vdev(devargs),
+            Device::Pci(addr) => Port::find(addr),
+        }
+        .with_context(|| format!("port {}", spec.name))?;
+        let (max_rx, max_tx) =
+            Port::max_queues(id).with_context(|| format!("port {}", spec.name))?;
+        if (max_rx as usize) < workers || (max_tx as usize) < workers {
+            bail!(
+                "port {}: {workers} workers need {workers} rx and tx queues, the device has {max_rx} rx / {max_tx} tx (net_pcap: one rx_pcap/tx_pcap argument per queue)",
+                spec.name
+            );
+        }
+        // A tx queue of the control thread's own when the device has one
+        // more; otherwise control frames go through a worker's injection ring.
+        let tx_queues = if max_tx as usize > workers {
+            workers + 1
+        } else {
+            workers
+        };
+        let conf = PortConfig {
+            rx_queues: workers as u16,
+            tx_queues: tx_queues as u16,
+            rx_desc: config.rx_desc,
+            tx_desc: config.tx_desc,
+            promiscuous: true,
+        };
+        let port =
+            Port::configure(id, &conf, &pool).with_context(|| format!("port {}", spec.name))?;
+        ports.push(port);
+    }
+    let port_ids: Vec<PortId> = ports.iter().map(|p| p.id()).collect();
+    // The pipeline speaks in interface indexes; DPDK port ids are assigned
+    // in creation order, which equals configuration order here.
+    for (i, id) in port_ids.iter().enumerate() {
+        if id.0 as usize != i {
+            bail!(
+                "port {} got DPDK port id {} (expected {i}); remove other DPDK devices",
+                config.ports[i].name,
+                id.0
+            );
+        }
+    }
+    for (port, spec) in ports.iter_mut().zip(&config.ports) {
+        port.start()
+            .with_context(|| format!("port {}", spec.name))?;
+        let mac = port.mac();
+        crate::log!(
+            Level::Info,
+            "port {} up: {} driver {} mac {}",
+            spec.name,
+            port.id().0,
+            port.driver(),
+            fmt_mac(&mac)
+        );
+    }
+
+    let mut pcfg = PipelineConfig::default();
+    for &(a, b) in &config.wire_pairs {
+        pcfg.pair(a as u16, b as u16);
+    }
+    let shared = Arc::new(SharedCounters::new(workers));
+    let stop_workers = Arc::new(AtomicBool::new(false));
+    let hz = dpdk::tsc_hz();
+    let drain_ticks = hz / 1_000_000 * config.tx_drain_us as u64;
+    let mut handles = Vec::new();
+    for (w, &lcore) in lcores.iter().enumerate() {
+        let worker = Worker {
+            index: w,
+            ports: port_ids.clone(),
+            pipeline: Pipeline::new(pcfg.clone()),
+            shared: Arc::clone(&shared),
+            slow_path: None,
+            drain_ticks,
+            clock: TscClock::new(hz),
+        };
+        let stop = Arc::clone(&stop_workers);
+        let h = dpdk::launch(lcore, move || worker.run(&stop))
+            .with_context(|| format!("starting worker {w}"))?;
+        handles.push(h);
+    }
+    crate::log!(
+        Level::Notice,
+        "dpf running: {workers} worker(s), {} port(s), mode {:?}",
+        ports.len(),
+        config.mode
+    );
+
+    // The control loop: sleeps ~1 ms between rounds.
+    let started = Instant::now();
+    let mut last_rx = 0u64;
+    let mut last_rx_change = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(1));
+        if stop_signal.load(Ordering::Relaxed) {
+            crate::log!(Level::Notice, "signal received, stopping");
+            break;
+        }
+        if let Some(idle) = opts.exit_when_idle {
+            let rx = shared.total().rx;
+            if rx != last_rx {
+                last_rx = rx;
+                last_rx_change = Instant::now();
+            } else if last_rx_change.elapsed() >= idle {
+                crate::log!(Level::Notice, "idle for {} ms, stopping", idle.as_millis());
+                break;
+            }
+        }
+    }
+    stop_workers.store(true, Ordering::Relaxed);
+    let mut worker_failed = false;
+    for (w, h) in handles.into_iter().enumerate() {
+        let rc = h.join();
+        if rc != 0 {
+            crate::log!(Level::Err, "worker {w} ended with {rc}");
+            worker_failed = true;
+        }
+    }
+    let elapsed = started.elapsed();
+    print_stats(config, &ports, &shared, elapsed, opts.json_stats);
+    for p in ports.iter_mut() {
+        p.stop();
+    }
+    drop(ports);
+    drop(pool);
+    Ok(if worker_failed { 1 } else { 0 })
+}
+
+fn fmt_mac(m: &[u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+fn print_stats(
+    config: &Config,
+    ports: &[Port],
+    shared: &SharedCounters,
+    elapsed: Duration,
+    json: bool,
+) {
+    let total = shared.total();
+    if json {
+        let ports_json: Vec<_> = ports
+            .iter()
+            .zip(&config.ports)
+            .map(|(p, s)| serde_json::json!({ "name": s.name, "stats": p.stats() }))
+            .collect();
+        let drops: serde_json::Map<String, serde_json::Value> = DropReason::ALL
+            .iter()
+            .map(|r| (r.name().to_string(), total.drops[*r as usize].into()))
+            .collect();
+        let v = serde_json::json!({
+            "elapsed_s": elapsed.as_secs_f64(),
+            "rx": total.rx, "tx": total.tx, "forwarded": total.forwarded,
+            "drops": drops, "ports": ports_json,
+        });
+        println!("{v}");
+        return;
+    }
+    println!(
+        "dpf: ran {:.3} s; rx {} tx {} forwarded {} dropped {}",
+        elapsed.as_secs_f64(),
+        total.rx,
+        total.tx,
+        total.forwarded,
+        total.total_drops()
+    );
+    for (p, s) in ports.iter().zip(&config.ports) {
+        let st = p.stats();
+        println!(
+            "  {:<8} ipackets {:>12} opackets {:>12} imissed {:>8} ierrors {:>6} oerrors {:>6}",
+            s.name, st.ipackets, st.opackets, st.imissed, st.ierrors, st.oerrors
+        );
+    }
+    for r in DropReason::ALL {
+        let n = total.drops[*r as usize];
+        if n > 0 {
+            println!("  drop {:<22} {n:>12}", r.name());
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Verdicts, drop reasons and per-worker counters.
+//!
+//! Every packet a worker receives ends in exactly one [`Verdict`]; a drop
+//! always names a [`DropReason`], which indexes a counter. Counters are
+//! single-writer: a worker owns its [`WorkerCounters`] by value and
+//! publishes them to its [`SharedCounters`] slot (relaxed atomic stores, no
+//! read-modify-write) every few bursts; readers sum the slots.
+
+use crossbeam_utils::CachePadded;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! drop_reasons {
+    ($($(#[$doc:meta])* $name:ident => $text:literal,)*) => {
+        /// Why a packet was dropped. Each reason indexes a counter.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason { $($(#[$doc])* $name,)* }
+
+        impl DropReason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
+            /// Number of reasons.
+            pub const COUNT: usize = DropReason::ALL.len();
+            /// Name shown by `dpfctl -s info` and in JSON.
+            pub const fn name(self) -> &'static str {
+                match self { $(DropReason::$name => $text,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// Not classified (the fail-closed default; should stay 0).
+    Unclassified => "unclassified",
+    /// Malformed or truncated headers.
+    BadHeader => "bad-header",
+    /// An IP fragment (dpf does not reassemble yet: fail closed).
+    Fragment => "fragment",
+    /// Blocked by a `block` rule.
+    BlockedByRule => "blocked-by-rule",
+    /// TCP segment outside the state's window (pf's "state mismatch").
+    StateMismatch => "state-mismatch",
+    /// RST outside the window.
+    BadRst => "bad-rst",
+    /// State table full: no state could be created.
+    StateTableFull => "state-table-full",
+    /// `max` states of the rule reached.
+    RuleMaxStates => "rule-max-states",
+    /// The handoff ring to the owning worker was full.
+    HandoffRingFull => "handoff-ring-full",
+    /// The slow-path ring was full.
+    SlowPathRingFull => "slowpath-ring-full",
+    /// The transmit queue refused the packet.
+    TxFull => "tx-full",
+    /// No egress for the packet (wire mode: an unpaired port).
+    NoEgress => "no-egress",
+    /// No route to the destination.
+    NoRoute => "no-route",
+    /// The next hop's MAC is not resolved yet.
+    NeighborUnresolved => "neighbor-unresolved",
+    /// TTL or hop limit expired.
+    TtlExceeded => "ttl-exceeded",
+    /// Frame to a CARP virtual MAC of a vhid we are not MASTER for.
+    CarpBackup => "carp-backup",
+    /// Frame not addressed to us (unicast to another MAC).
+    NotForUs => "not-for-us",
+    /// Unsupported EtherType or protocol for this mode.
+    Unsupported => "unsupported",
+}
+
+/// What happens to one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transmit on this port.
+    Forward(u16),
+    /// Hand to the owning worker.
+    Handoff(u16),
+    /// Send to the control thread (addressed to the box).
+    SlowPath,
+    /// Free the packet and count the reason.
+    Drop(DropReason),
+}
+
+/// Per-worker counters, owned by value by the worker (plain integers).
+#[derive(Clone, Debug)]
+pub struct WorkerCounters {
+    /// Packets received.
+    pub rx: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Packets transmitted (accepted by tx_burst).
+    pub tx: u64,
+    /// Packets forwarded by the pipeline.
+    pub forwarded: u64,
+    /// Packets passed by an existing state.
+    pub state_hits: u64,
+    /// States created.
+    pub states_created: u64,
+    /// States removed (expired or killed).
+    pub states_removed: u64,
+    /// Packets handed to another worker.
+    pub handed_off: u64,
+    /// Packets received from other workers.
+    pub handed_in: u64,
+    /// Packets sent to the slow path.
+    pub slow_path: u64,
+    /// Drops by reason.
+    pub drops: [u64; DropReason::COUNT],
+    /// TSC cycles spent processing bursts (excluding empty polls).
+    pub busy_cycles: u64,
+    /// Bursts processed (non-empty).
+    pub bursts: u64,
+    /// Current states in this worker's shard.
+    pub states: u64,
+}
+
+impl Default for WorkerCounters {
+    fn default() -> Self {
+        WorkerCounters {
+            rx: 0,
+            rx_bytes: 0,
+            tx: 0,
+            forwarded: 0,
+            state_hits: 0,
+            states_created: 0,
+            states_removed: 0,
+            handed_off: 0,
+            handed_in: 0,
+            slow_path: 0,
+            drops: [0; DropReason::COUNT],
+            busy_cycles: 0,
+            bursts: 0,
+            states: 0,
+        }
+    }
+}
+
+impl WorkerCounters {
+    /// Counts a drop.
+    #[inline(always)]
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    /// Total drops.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    fn fields(&self) -> [u64; SCALARS] {
+        [
+            self.rx,
+            self.rx_bytes,
+            self.tx,
+            self.forwarded,
+            self.state_hits,
+            self.states_created,
+            self.states_removed,
+            self.handed_off,
+            self.handed_in,
+            self.slow_path,
+            self.busy_cycles,
+            self.bursts,
+            self.states,
+        ]
+    }
+
+    fn set_fields(&mut self, f: &[u64; SCALARS]) {
+        [
+            self.rx,
+            self.rx_bytes,
+            self.tx,
+            self.forwarded,
+            self.state_hits,
+            self.states_created,
+            self.states_removed,
+            self.handed_off,
+            self.handed_in,
+            self.slow_path,
+            self.busy_cycles,
+            self.bursts,
+            self.states,
+        ] = *f;
+    }
+
+    /// Adds `other` into `self` (for summing workers).
+    pub fn add(&mut self, other: &WorkerCounters) {
+        let mut a = self.fields();
+        for (x, y) in a.iter_mut().zip(other.fields()) {
+            *x += y;
+        }
+        self.set_fields(&a);
+        for (x, y) in self.drops.iter_mut().zip(other.drops.iter()) {
+            *x += y;
+        }
+    }
+}
+
+const SCALARS: usize = 13;
+
+/// One worker's published counters: atomics written by that worker only.
+#[derive(Debug)]
+pub struct CounterSlot {
+    scalars: [AtomicU64; SCALARS],
+    drops: [AtomicU64; DropReason::COUNT],
+}
+
+impl Default for CounterSlot {
+    fn default() -> Self {
+        CounterSlot {
+            scalars: std::array::from_fn(|_| AtomicU64::new(0)),
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// Counter slots of all workers, each on its own cache lines.
+#[derive(Debug)]
+pub struct SharedCounters {
+    slots: Vec<CachePadded<CounterSlot>>,
+}
+
+impl SharedCounters {
+    /// Slots for `workers` workers.
+    pub fn new(workers: usize) -> SharedCounters {
+        SharedCounters {
+            slots: (0..workers)
+                .map(|_| CachePadded::new(CounterSlot::default()))
+                .collect(),
+        }
+    }
+
+    /// Publishes worker `w`'s counters (called by worker `w` only).
+    #[inline]
+    pub fn publish(&self, w: usize, c: &WorkerCounters) {
+        if let Some(slot) = self.slots.get(w) {
+            for (a, v) in slot.scalars.iter().zip(c.fields()) {
+                a.store(v, Ordering::Relaxed);
+            }
+            for (a, v) in slot.drops.iter().zip(c.drops.iter()) {
+                a.store(*v, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Worker `w`'s last published counters.
+    pub fn read(&self, w: usize) -> WorkerCounters {
+        let mut c = WorkerCounters::default();
+        if let Some(slot) = self.slots.get(w) {
+            let mut f = [0u64; SCALARS];
+            for (v, a) in f.iter_mut().zip(slot.scalars.iter()) {
+                *v = a.load(Ordering::Relaxed);
+            }
+            c.set_fields(&f);
+            for (v, a) in c.drops.iter_mut().zip(slot.drops.iter()) {
+                *v = a.load(Ordering::Relaxed);
+            }
+        }
+        c
+    }
+
+    /// The sum over all workers.
+    pub fn total(&self) -> WorkerCounters {
+        let mut t = WorkerCounters::default();
+        for w in 0..self.slots.len() {
+            t.add(&self.read(w));
+        }
+        t
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_and_sum() {
+        let shared = SharedCounters::new(2);
+        let mut a = WorkerCounters::default();
+        a.rx = 5;
+        a.drop(DropReason::Fragment);
+        let mut b = WorkerCounters::default();
+        b.rx = 7;
+        b.drop(DropReason::Fragment);
+        b.drop(DropReason::BadHeader);
+        shared.publish(0, &a);
+        shared.publish(1, &b);
+        let t = shared.total();
+        assert_eq!(t.rx, 12);
+        assert_eq!(t.drops[DropReason::Fragment as usize], 2);
+        assert_eq!(t.total_drops(), 3);
+    }
+
+    #[test]
+    fn reason_names_are_unique() {
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+    }
+}

@@ -1,0 +1,115 @@
+//! `Mbuf`: one owned packet buffer (single segment). Frees itself on drop;
+//! `into_raw` hands ownership to DPDK (tx) or a ring.
+
+use super::Mempool;
+use std::ptr::NonNull;
+
+/// A raw mbuf pointer that may cross threads inside rings. Owning it means
+/// owning the mbuf; convert back with [`Mbuf::from_raw`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawMbuf(pub *mut dpdk_sys::rte_mbuf);
+
+// SAFETY: an mbuf may be freed or transmitted from any lcore; the pointer is
+// moved, never shared, between threads.
+unsafe impl Send for RawMbuf {}
+
+/// An owned mbuf.
+#[derive(Debug)]
+pub struct Mbuf(NonNull<dpdk_sys::rte_mbuf>);
+
+// SAFETY: see RawMbuf; an Mbuf is uniquely owned.
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    /// Allocates an empty mbuf from `pool`.
+    pub fn alloc(pool: &Mempool) -> Option<Mbuf> {
+        // SAFETY: the pool pointer is valid for the life of `pool`.
+        let p = unsafe { dpdk_sys::dpf_pktmbuf_alloc(pool.as_ptr()) };
+        NonNull::new(p).map(Mbuf)
+    }
+
+    /// Takes ownership of a raw mbuf.
+    ///
+    /// # Safety
+    /// `raw` must be a valid mbuf that nothing else owns or will free.
+    pub unsafe fn from_raw(raw: *mut dpdk_sys::rte_mbuf) -> Option<Mbuf> {
+        NonNull::new(raw).map(Mbuf)
+    }
+
+    /// Gives up ownership (e.g. to `tx_burst`); the caller must free it.
+    pub fn into_raw(self) -> *mut dpdk_sys::rte_mbuf {
+        let p = self.0.as_ptr();
+        std::mem::forget(self);
+        p
+    }
+
+    /// The packet bytes of the first segment.
+    #[inline]
+    pub fn data(&self) -> &[u8] {
+        // SAFETY: the mbuf is valid and owned; buf_addr + data_off is the
+        // start of data_len initialised bytes inside the buffer.
+        unsafe { raw_data(self.0.as_ptr()) }
+    }
+
+    /// The packet bytes of the first segment, writable.
+    #[inline]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as `data`, and `&mut self` guarantees exclusive access.
+        unsafe { raw_data_mut(self.0.as_ptr()) }
+    }
+
+    /// Appends `len` bytes to the packet and returns them, or `None` if the
+    /// buffer has no room.
+    pub fn append(&mut self, len: u16) -> Option<&mut [u8]> {
+        // SAFETY: the mbuf is valid and exclusively ours.
+        let p = unsafe { dpdk_sys::dpf_pktmbuf_append(self.0.as_ptr(), len) };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: DPDK returned a pointer to `len` bytes inside the buffer,
+        // exclusively ours through &mut self.
+        Some(unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), len as usize) })
+    }
+
+    /// The port the mbuf was received on.
+    pub fn port(&self) -> u16 {
+        // SAFETY: reading a plain field of a valid mbuf.
+        unsafe { (*self.0.as_ptr()).port }
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: we own the mbuf; it is freed exactly once.
+        unsafe { dpdk_sys::dpf_pktmbuf_free(self.0.as_ptr()) }
+    }
+}
+
+/// The data of a raw mbuf.
+///
+/// # Safety
+/// `m` must be a valid single-owner mbuf for the returned lifetime, with no
+/// mutable alias.
+#[inline(always)]
+pub unsafe fn raw_data<'a>(m: *mut dpdk_sys::rte_mbuf) -> &'a [u8] {
+    // SAFETY: by the caller's contract the mbuf is valid; DPDK keeps
+    // data_len initialised bytes at buf_addr + data_off.
+    unsafe {
+        let base = (*m).buf_addr.cast::<u8>().add((*m).data_off as usize);
+        std::slice::from_raw_parts(base, (*m).data_len as usize)
+    }
+}
+
+/// The data of a raw mbuf, writable.
+///
+/// # Safety
+/// `m` must be a valid mbuf exclusively owned by the caller for the returned
+/// lifetime.
+#[inline(always)]
+pub unsafe fn raw_data_mut<'a>(m: *mut dpdk_sys::rte_mbuf) -> &'a mut [u8] {
+    // SAFETY: as raw_data, and the caller guarantees exclusivity.
+    unsafe {
+        let base = (*m).buf_addr.cast::<u8>().add((*m).data_off as usize);
+        std::slice::from_raw_parts_mut(base, (*m).data_len as usize)
+    }
+}

@@ -1,0 +1,190 @@
+//! The poll-mode worker loop, shaped like DPDK's l3fwd: one rx queue per
+//! port, a stack array of mbuf pointers, buffered tx per port flushed when
+//! full and on a ~100 µs TSC deadline, refused mbufs freed, one timestamp
+//! per iteration, one stop flag. Nothing in the loop allocates, locks or
+//! makes a syscall.
+
+use crate::counters::{DropReason, SharedCounters, Verdict};
+use crate::dpdk::{mbuf, rdtsc, MbufRing, PortId, QueueId, RawMbuf};
+use crate::pipeline::{Pipeline, MAX_PORTS};
+use crate::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Packets per rx burst.
+pub const BURST: usize = 32;
+
+/// A per-port transmit buffer (l3fwd's `tx_mbufs`).
+struct TxBuffer {
+    len: usize,
+    mbufs: [*mut dpdk_sys::rte_mbuf; BURST],
+}
+
+impl TxBuffer {
+    const fn new() -> TxBuffer {
+        TxBuffer {
+            len: 0,
+            mbufs: [std::ptr::null_mut(); BURST],
+        }
+    }
+}
+
+/// Converts TSC ticks to nanoseconds with one multiply and shift.
+#[derive(Clone, Copy, Debug)]
+pub struct TscClock {
+    ns_per_tick_q32: u64,
+}
+
+impl TscClock {
+    /// A clock for a TSC of `hz` ticks per second.
+    pub fn new(hz: u64) -> TscClock {
+        let hz = hz.max(1);
+        TscClock {
+            ns_per_tick_q32: ((1_000_000_000u128 << 32) / hz as u128) as u64,
+        }
+    }
+
+    /// The instant of TSC value `tsc`.
+    #[inline(always)]
+    pub fn instant(&self, tsc: u64) -> Instant {
+        Instant(((tsc as u128 * self.ns_per_tick_q32 as u128) >> 32) as u64)
+    }
+}
+
+/// Everything one worker owns.
+pub struct Worker {
+    /// Worker index (also its rx/tx queue on every port).
+    pub index: usize,
+    /// Ports to poll.
+    pub ports: Vec<PortId>,
+    /// The decision logic.
+    pub pipeline: Pipeline,
+    /// Where published counters go.
+    pub shared: Arc<SharedCounters>,
+    /// Slow-path ring to the control thread, if any.
+    pub slow_path: Option<Arc<MbufRing>>,
+    /// TSC ticks between tx drains (~100 µs).
+    pub drain_ticks: u64,
+    /// TSC-to-nanoseconds conversion.
+    pub clock: TscClock,
+}
+
+impl Worker {
+    /// Runs until `stop` is set. Returns 0.
+    pub fn run(mut self, stop: &AtomicBool) -> i32 {
+        let queue = QueueId(self.index as u16);
+        let mut tx: [TxBuffer; MAX_PORTS] = [const { TxBuffer::new() }; MAX_PORTS];
+        let mut rx: [*mut dpdk_sys::rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
+        let mut slow: [RawMbuf; BURST] = [RawMbuf(std::ptr::null_mut()); BURST];
+        let mut ports = [PortId(0); MAX_PORTS];
+        let nports = self.ports.len().min(MAX_PORTS);
+        ports[..nports].copy_from_slice(&self.ports[..nports]);
+        let mut next_drain = rdtsc() + self.drain_ticks;
+        while !stop.load(Ordering::Relaxed) {
+            let tsc = rdtsc();
+            let now = self.clock.instant(tsc);
+            for &port in &ports[..nports] {
+                // SAFETY: the port is started with rx queue `queue` owned by
+                // this worker alone; `rx` has room for BURST pointers.
+                let n = unsafe {
+                    dpdk_sys::dpf_eth_rx_burst(port.0, queue.0, rx.as_mut_ptr(), BURST as u16)
+                } as usize;
+                if n == 0 {
+                    continue;
+                }
+                let mut slow_len = 0;
+                let c = &mut self.pipeline.counters;
+                c.rx += n as u64;
+                c.bursts += 1;
+                for &m in &rx[..n] {
+                    // SAFETY: rx_burst returned n valid mbufs now owned by
+                    // this worker; no other reference to them exists.
+                    let frame = unsafe { mbuf::raw_data_mut(m) };
+                    self.pipeline.counters.rx_bytes += frame.len() as u64;
+                    match self.pipeline.process(frame, port.0, now) {
+                        Verdict::Forward(out) => {
+                            push_tx(&mut tx, out, m, queue, &mut self.pipeline);
+                        }
+                        Verdict::SlowPath => {
+                            slow[slow_len] = RawMbuf(m);
+                            slow_len += 1;
+                        }
+                        Verdict::Handoff(_) | Verdict::Drop(_) => {
+                            // SAFETY: we own m; freed once.
+                            unsafe { dpdk_sys::dpf_pktmbuf_free(m) };
+                        }
+                    }
+                }
+                if slow_len > 0 {
+                    self.enqueue_slow_path(&slow[..slow_len]);
+                }
+                self.pipeline.counters.busy_cycles += rdtsc() - tsc;
+            }
+            if tsc >= next_drain {
+                for (p, buf) in tx.iter_mut().enumerate() {
+                    flush_tx(buf, p as u16, queue, &mut self.pipeline);
+                }
+                self.shared.publish(self.index, &self.pipeline.counters);
+                next_drain = tsc + self.drain_ticks;
+            }
+        }
+        for (p, buf) in tx.iter_mut().enumerate() {
+            flush_tx(buf, p as u16, queue, &mut self.pipeline);
+        }
+        self.shared.publish(self.index, &self.pipeline.counters);
+        0
+    }
+
+    fn enqueue_slow_path(&mut self, mbufs: &[RawMbuf]) {
+        let taken = match &self.slow_path {
+            Some(ring) => ring.enqueue_burst(mbufs),
+            None => 0,
+        };
+        for m in &mbufs[taken..] {
+            self.pipeline.counters.drop(DropReason::SlowPathRingFull);
+            // SAFETY: the ring refused it; we still own it.
+            unsafe { dpdk_sys::dpf_pktmbuf_free(m.0) };
+        }
+    }
+}
+
+#[inline(always)]
+fn push_tx(
+    tx: &mut [TxBuffer; MAX_PORTS],
+    port: u16,
+    m: *mut dpdk_sys::rte_mbuf,
+    queue: QueueId,
+    pipeline: &mut Pipeline,
+) {
+    let Some(buf) = tx.get_mut(port as usize) else {
+        pipeline.counters.drop(DropReason::NoEgress);
+        // SAFETY: we own m.
+        unsafe { dpdk_sys::dpf_pktmbuf_free(m) };
+        return;
+    };
+    buf.mbufs[buf.len] = m;
+    buf.len += 1;
+    if buf.len == BURST {
+        flush_tx(buf, port, queue, pipeline);
+    }
+}
+
+#[inline]
+fn flush_tx(buf: &mut TxBuffer, port: u16, queue: QueueId, pipeline: &mut Pipeline) {
+    if buf.len == 0 {
+        return;
+    }
+    // SAFETY: tx queue `queue` of `port` belongs to this worker; the first
+    // buf.len pointers are mbufs we own; tx_burst takes ownership of the
+    // ones it accepts.
+    let sent = unsafe {
+        dpdk_sys::dpf_eth_tx_burst(port, queue.0, buf.mbufs.as_mut_ptr(), buf.len as u16)
+    } as usize;
+    pipeline.counters.tx += sent as u64;
+    for &m in &buf.mbufs[sent..buf.len] {
+        pipeline.counters.drop(DropReason::TxFull);
+        // SAFETY: refused by tx_burst, still ours; freed once.
+        unsafe { dpdk_sys::dpf_pktmbuf_free(m) };
+    }
+    buf.len = 0;
+}
