@@ -72,16 +72,12 @@ fn run_with_eal(config: &Config, opts: &RunOptions, stop_signal: &AtomicBool) ->
                 spec.name
             );
         }
-        // A tx queue of the control thread's own when the device has one
-        // more; otherwise control frames go through a worker's injection ring.
-        let tx_queues = if max_tx as usize > workers {
-            workers + 1
-        } else {
-            workers
-        };
+        // Exactly one rx and one tx queue per worker: queue counts must match
+        // across a memif/vhost link, so the control thread transmits through
+        // an injection ring that worker 0 drains instead of a queue of its own.
         let conf = PortConfig {
             rx_queues: workers as u16,
-            tx_queues: tx_queues as u16,
+            tx_queues: workers as u16,
             rx_desc: config.rx_desc,
             tx_desc: config.tx_desc,
             promiscuous: true,

@@ -281,11 +281,15 @@ mod tests {
     #[test]
     fn publish_and_sum() {
         let shared = SharedCounters::new(2);
-        let mut a = WorkerCounters::default();
-        a.rx = 5;
+        let mut a = WorkerCounters {
+            rx: 5,
+            ..Default::default()
+        };
         a.drop(DropReason::Fragment);
-        let mut b = WorkerCounters::default();
-        b.rx = 7;
+        let mut b = WorkerCounters {
+            rx: 7,
+            ..Default::default()
+        };
         b.drop(DropReason::Fragment);
         b.drop(DropReason::BadHeader);
         shared.publish(0, &a);

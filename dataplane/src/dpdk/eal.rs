@@ -58,10 +58,31 @@ const fn libc_ealready() -> i32 {
 
 impl Drop for Eal {
     fn drop(&mut self) {
+        // SAFETY: valid after init; returns a pointer to EAL's static buffer.
+        let dir = unsafe { std::ffi::CStr::from_ptr(dpdk_sys::rte_eal_get_runtime_dir()) }
+            .to_string_lossy()
+            .into_owned();
         // SAFETY: EAL was initialised by `init`; the guard is dropped once,
         // after the owner has stopped using DPDK objects.
         unsafe {
             dpdk_sys::rte_eal_cleanup();
+        }
+        // EAL leaves its runtime directory behind, and telemetry unlinks its
+        // socket only in a process destructor. Remove the telemetry sockets
+        // and then the directory if it is empty, so a stopped dpf leaves no
+        // stale files (remove_dir refuses a non-empty directory).
+        if !dir.is_empty() {
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                for e in entries.flatten() {
+                    if e.file_name()
+                        .to_string_lossy()
+                        .starts_with("dpdk_telemetry")
+                    {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(&dir);
         }
     }
 }

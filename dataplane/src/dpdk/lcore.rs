@@ -33,10 +33,7 @@ extern "C" fn trampoline(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` came from Box::into_raw(Box<Job>) in `launch` and is
     // consumed exactly once here.
     let job: Box<Job> = unsafe { Box::from_raw(arg.cast::<Job>()) };
-    match catch_unwind(AssertUnwindSafe(move || (*job)())) {
-        Ok(rc) => rc,
-        Err(_) => -1,
-    }
+    catch_unwind(AssertUnwindSafe(move || (*job)())).unwrap_or(-1)
 }
 
 /// Runs `f` on worker lcore `lcore`. Its return value (or -1 if it
