@@ -476,9 +476,9 @@ pairs = [["lan0", "wan0"]]
     fn unknown_key_names_line_and_key() {
         let t = GOOD.replace("name = \"lan0\"", "name = \"lan0\"\nspeed = 10");
         let e = parse(&t).unwrap_err();
-        assert_eq!(e.line, 8, "{e}");
+        assert_eq!(e.line, 7, "{e}");
         assert!(e.msg.contains("unknown field `speed`"), "{e}");
-        assert!(e.to_string().starts_with("dpf.toml:8:"), "{e}");
+        assert!(e.to_string().starts_with("dpf.toml:7:"), "{e}");
     }
 
     #[test]
