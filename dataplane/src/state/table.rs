@@ -1,0 +1,908 @@
+//! [`Shard`]: one worker's state table, allocated once at creation and
+//! never again.
+//!
+//! Memory (capacity `N`):
+//!
+//! ```text
+//! slab      [State; N]          128 B per state, the states themselves
+//! occupied  [u64; N/64]         1 bit per slab slot
+//! free      [u32; N]            stack of free slab slots
+//! by_key    [Bucket; N/6]       key index:  hash tag -> slab slot
+//! by_id     [Bucket; N/6]       id index:   (id, creatorid) tag -> slab slot
+//! Bucket    64 B, cache-line aligned: tags [u32; 8] + slots [u32; 8]
+//! ```
+//!
+//! ≈ 153.5 bytes per state of capacity in all (see
+//! [`Shard::memory_bytes_for`]).
+//!
+//! Each index is open addressing over buckets of 8 ways with linear probing
+//! by bucket, at most 75% full. A 32-bit tag of the hash sits next to each
+//! slot number, so a lookup reads one bucket line (usually the only one),
+//! compares tags, and touches the slab only on a tag match: about one cache
+//! miss for the index plus one for the state. The tag also names the
+//! entry's home bucket (`tag * buckets >> 32`), so deletion can
+//! backward-shift without re-reading states.
+//!
+//! Invariants:
+//! - every occupied slab slot has exactly one entry in each index, and
+//!   every index entry names an occupied slot;
+//! - probe invariant: an entry stored in bucket `p` with home bucket `h` has
+//!   every bucket from `h` up to `p - 1` (cyclically) full. Lookups stop at
+//!   the first bucket with a free way; [`IndexTable::remove`] restores the
+//!   invariant by moving later entries back (no tombstones, so churn never
+//!   degrades lookups);
+//! - no two states share a key, nor an `(id, creatorid)` pair.
+
+use super::entry::State;
+use crate::flow::FlowKey;
+use crate::time::Instant;
+use crate::timeouts::Timeouts;
+
+/// Default number of states per shard.
+pub const DEFAULT_CAPACITY: usize = 100_000;
+/// Largest capacity a shard accepts (slots are 32-bit; 2^28 states would
+/// already take 40 GiB).
+pub const MAX_CAPACITY: usize = 1 << 28;
+
+const WAYS: usize = 8;
+/// Ways used per bucket at full capacity (75% load).
+const FILL_WAYS: usize = 6;
+const EMPTY: u32 = u32::MAX;
+const ID_COUNTER_MASK: u64 = (1 << 56) - 1;
+
+/// Handle of a state in a [`Shard`]: the index of its slab slot. Valid until
+/// the state is removed; the slot may then be reused by another state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SlotId(u32);
+
+impl SlotId {
+    /// The slab index.
+    #[inline]
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Why [`Shard::insert`] refused a state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InsertError {
+    /// Every slot is in use.
+    #[error("state table full")]
+    Full,
+    /// A state with the same key exists (pf's `PFRES_STATEINS`).
+    #[error("a state with this key already exists")]
+    Exists(SlotId),
+    /// A state with the same `(id, creatorid)` exists (pf: id collision).
+    #[error("a state with this id and creator id already exists")]
+    IdExists(SlotId),
+}
+
+/// Why [`Shard::new`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    /// Capacity outside `1..=MAX_CAPACITY`.
+    #[error("shard capacity {0} is outside 1..={MAX_CAPACITY}")]
+    Capacity(usize),
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Bucket {
+    tags: [u32; WAYS],
+    slots: [u32; WAYS],
+}
+
+const _: () = assert!(core::mem::size_of::<Bucket>() == 64);
+
+impl Bucket {
+    const VACANT: Bucket = Bucket {
+        tags: [0; WAYS],
+        slots: [EMPTY; WAYS],
+    };
+
+    #[inline]
+    fn free_way(&self) -> Option<usize> {
+        self.slots.iter().position(|&s| s == EMPTY)
+    }
+}
+
+/// Open-addressing index from a 32-bit tag to slab slots (see the module
+/// documentation for its invariants).
+struct IndexTable {
+    buckets: Box<[Bucket]>,
+}
+
+impl IndexTable {
+    fn buckets_for(capacity: usize) -> usize {
+        capacity.div_ceil(FILL_WAYS).max(1)
+    }
+
+    fn new(capacity: usize) -> IndexTable {
+        IndexTable {
+            buckets: vec![Bucket::VACANT; Self::buckets_for(capacity)].into_boxed_slice(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.buckets.len() * core::mem::size_of::<Bucket>()
+    }
+
+    #[inline]
+    fn home(&self, tag: u32) -> usize {
+        ((tag as u64 * self.buckets.len() as u64) >> 32) as usize
+    }
+
+    #[inline]
+    fn next(&self, b: usize) -> usize {
+        if b + 1 == self.buckets.len() {
+            0
+        } else {
+            b + 1
+        }
+    }
+
+    /// Cyclic distance from bucket `from` forward to bucket `to`.
+    #[inline]
+    fn dist(&self, from: usize, to: usize) -> usize {
+        if to >= from {
+            to - from
+        } else {
+            to + self.buckets.len() - from
+        }
+    }
+
+    /// The slot of the entry with `tag` for which `eq(slot)` holds.
+    #[inline]
+    fn find(&self, tag: u32, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        let mut b = self.home(tag);
+        for _ in 0..self.buckets.len() {
+            let bucket = self.buckets.get(b)?;
+            let mut has_free = false;
+            for w in 0..WAYS {
+                let s = bucket.slots[w];
+                if s == EMPTY {
+                    has_free = true;
+                } else if bucket.tags[w] == tag && eq(s) {
+                    return Some(s);
+                }
+            }
+            if has_free {
+                return None;
+            }
+            b = self.next(b);
+        }
+        None
+    }
+
+    /// Adds `tag -> slot` in the first bucket with a free way from its home.
+    fn insert(&mut self, tag: u32, slot: u32) -> bool {
+        let mut b = self.home(tag);
+        for _ in 0..self.buckets.len() {
+            if let Some(bucket) = self.buckets.get_mut(b) {
+                if let Some(w) = bucket.free_way() {
+                    bucket.tags[w] = tag;
+                    bucket.slots[w] = slot;
+                    return true;
+                }
+            }
+            b = self.next(b);
+        }
+        false
+    }
+
+    /// Removes the entry `tag -> slot`, then shifts later entries back so
+    /// the probe invariant holds again.
+    fn remove(&mut self, tag: u32, slot: u32) -> bool {
+        let n = self.buckets.len();
+        let mut b = self.home(tag);
+        let mut found = None;
+        for _ in 0..n {
+            let bucket = &self.buckets[b];
+            if let Some(w) = (0..WAYS).find(|&w| bucket.slots[w] == slot && bucket.tags[w] == tag) {
+                found = Some(w);
+                break;
+            }
+            if bucket.free_way().is_some() {
+                break;
+            }
+            b = self.next(b);
+        }
+        let Some(way) = found else {
+            return false;
+        };
+        let was_full = self.buckets[b].free_way().is_none();
+        self.buckets[b].slots[way] = EMPTY;
+        if !was_full {
+            // No entry probed past a bucket that had a free way.
+            return true;
+        }
+        let (mut hole_b, mut hole_w) = (b, way);
+        let mut j = self.next(hole_b);
+        for _ in 1..n {
+            let bucket = self.buckets[j];
+            let j_full = bucket.free_way().is_none();
+            // An entry of bucket j whose probe passed through the hole.
+            let candidate = (0..WAYS).find(|&w| {
+                bucket.slots[w] != EMPTY && {
+                    let h = self.home(bucket.tags[w]);
+                    self.dist(h, hole_b) < self.dist(h, j)
+                }
+            });
+            if let Some(w) = candidate {
+                self.buckets[hole_b].tags[hole_w] = bucket.tags[w];
+                self.buckets[hole_b].slots[hole_w] = bucket.slots[w];
+                self.buckets[j].slots[w] = EMPTY;
+                hole_b = j;
+                hole_w = w;
+            }
+            if !j_full {
+                // Entries beyond a bucket with a free way never probed
+                // through it, so none can have passed through the hole.
+                return true;
+            }
+            j = self.next(j);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+impl IndexTable {
+    /// Buckets a lookup of `tag -> slot` reads (1 = home bucket only).
+    fn probe_len(&self, tag: u32, slot: u32) -> usize {
+        let mut b = self.home(tag);
+        for n in 1..=self.buckets.len() {
+            let bucket = &self.buckets[b];
+            if (0..WAYS).any(|w| bucket.slots[w] == slot && bucket.tags[w] == tag) {
+                return n;
+            }
+            b = self.next(b);
+        }
+        usize::MAX
+    }
+}
+
+#[inline]
+fn key_tag(hash: u64) -> u32 {
+    // The high half picks the owning worker (`FlowKey::owner`), so within
+    // one shard it is not uniform; the low half is independent of it.
+    hash as u32
+}
+
+#[inline]
+fn id_tag(id: u64, creatorid: u32) -> u32 {
+    let mut x = id ^ (creatorid as u64).rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15;
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    (x ^ (x >> 31)) as u32
+}
+
+/// One worker's state table. See the module documentation.
+pub struct Shard {
+    slab: Box<[State]>,
+    occupied: Box<[u64]>,
+    free: Box<[u32]>,
+    free_len: usize,
+    by_key: IndexTable,
+    by_id: IndexTable,
+    len: usize,
+    expire_cursor: usize,
+    shard_index: u8,
+    next_id: u64,
+}
+
+impl core::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Shard")
+            .field("shard_index", &self.shard_index)
+            .field("len", &self.len)
+            .field("capacity", &self.slab.len())
+            .finish()
+    }
+}
+
+impl Shard {
+    /// A shard for worker `shard_index` holding up to `capacity` states. All
+    /// memory is allocated (and written, so it is faulted in) here.
+    pub fn new(capacity: usize, shard_index: u8) -> Result<Shard, ShardError> {
+        if capacity == 0 || capacity > MAX_CAPACITY {
+            return Err(ShardError::Capacity(capacity));
+        }
+        let blank = State::new(FlowKey::default(), false, 0, 0, Instant::default());
+        // Free slots are popped from the end: hand out 0, 1, 2... first.
+        let free: Box<[u32]> = (0..capacity as u32).rev().collect();
+        Ok(Shard {
+            slab: vec![blank; capacity].into_boxed_slice(),
+            occupied: vec![0u64; capacity.div_ceil(64)].into_boxed_slice(),
+            free,
+            free_len: capacity,
+            by_key: IndexTable::new(capacity),
+            by_id: IndexTable::new(capacity),
+            len: 0,
+            expire_cursor: 0,
+            shard_index,
+            next_id: 1,
+        })
+    }
+
+    /// Bytes a shard of `capacity` states allocates.
+    pub fn memory_bytes_for(capacity: usize) -> usize {
+        capacity * core::mem::size_of::<State>()
+            + capacity.div_ceil(64) * 8
+            + capacity * 4
+            + 2 * IndexTable::buckets_for(capacity) * core::mem::size_of::<Bucket>()
+            + core::mem::size_of::<Shard>()
+    }
+
+    /// Bytes this shard allocated (all of it at [`Shard::new`]).
+    pub fn memory_bytes(&self) -> usize {
+        self.slab.len() * core::mem::size_of::<State>()
+            + self.occupied.len() * 8
+            + self.free.len() * 4
+            + self.by_key.bytes()
+            + self.by_id.bytes()
+            + core::mem::size_of::<Shard>()
+    }
+
+    /// The worker index given at creation (top 8 bits of local state ids).
+    pub fn shard_index(&self) -> u8 {
+        self.shard_index
+    }
+
+    /// Number of states.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the shard holds no state.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Maximum number of states.
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// Seeds the per-shard id counter (low 56 bits of ids). pfsync expects
+    /// ids to be unique across restarts: seed with e.g.
+    /// `unix_seconds << 24` (spec/pfsync.md §4).
+    pub fn seed_ids(&mut self, seed: u64) {
+        self.next_id = seed & ID_COUNTER_MASK;
+    }
+
+    /// A fresh state id: this shard's index in the top 8 bits, the counter
+    /// in the rest.
+    pub fn alloc_id(&mut self) -> u64 {
+        let id = (self.shard_index as u64) << 56 | (self.next_id & ID_COUNTER_MASK);
+        self.next_id = self.next_id.wrapping_add(1);
+        id
+    }
+
+    #[inline]
+    fn is_occupied(&self, i: usize) -> bool {
+        self.occupied
+            .get(i / 64)
+            .is_some_and(|w| w & (1u64 << (i % 64)) != 0)
+    }
+
+    #[inline]
+    fn set_occupied(&mut self, i: usize, on: bool) {
+        if let Some(w) = self.occupied.get_mut(i / 64) {
+            if on {
+                *w |= 1u64 << (i % 64);
+            } else {
+                *w &= !(1u64 << (i % 64));
+            }
+        }
+    }
+
+    /// The state with `key`; `hash` must be `key.symmetric_hash()` (the
+    /// pipeline computed it to pick the worker).
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey, hash: u64) -> Option<SlotId> {
+        debug_assert_eq!(hash, key.symmetric_hash());
+        let slab = &self.slab;
+        self.by_key
+            .find(key_tag(hash), |s| {
+                slab.get(s as usize).is_some_and(|st| st.key() == key)
+            })
+            .map(SlotId)
+    }
+
+    /// The state with `(id, creatorid)` (pfsync's identity, spec §4).
+    pub fn find_by_id(&self, id: u64, creatorid: u32) -> Option<SlotId> {
+        let slab = &self.slab;
+        self.by_id
+            .find(id_tag(id, creatorid), |s| {
+                slab.get(s as usize)
+                    .is_some_and(|st| st.id() == id && st.creatorid() == creatorid)
+            })
+            .map(SlotId)
+    }
+
+    /// Inserts `state`. Fails without side effects when the key or the
+    /// `(id, creatorid)` pair is already present, or when the shard is full.
+    pub fn insert(&mut self, state: State) -> Result<SlotId, InsertError> {
+        let hash = state.key().symmetric_hash();
+        if let Some(s) = self.lookup(state.key(), hash) {
+            return Err(InsertError::Exists(s));
+        }
+        if let Some(s) = self.find_by_id(state.id(), state.creatorid()) {
+            return Err(InsertError::IdExists(s));
+        }
+        if self.free_len == 0 {
+            return Err(InsertError::Full);
+        }
+        self.free_len -= 1;
+        let slot = self.free[self.free_len];
+        let id_t = id_tag(state.id(), state.creatorid());
+        self.slab[slot as usize] = state;
+        self.set_occupied(slot as usize, true);
+        // Each index has room for the whole slab, so these cannot fail.
+        let ok_key = self.by_key.insert(key_tag(hash), slot);
+        let ok_id = self.by_id.insert(id_t, slot);
+        debug_assert!(ok_key && ok_id);
+        self.len += 1;
+        Ok(SlotId(slot))
+    }
+
+    /// Removes the state in `slot` and returns it (`None` if the slot is
+    /// free).
+    pub fn remove(&mut self, slot: SlotId) -> Option<State> {
+        let i = slot.index();
+        if !self.is_occupied(i) {
+            return None;
+        }
+        let st = *self.slab.get(i)?;
+        let ok_key = self
+            .by_key
+            .remove(key_tag(st.key().symmetric_hash()), slot.0);
+        let ok_id = self.by_id.remove(id_tag(st.id(), st.creatorid()), slot.0);
+        debug_assert!(ok_key && ok_id);
+        self.set_occupied(i, false);
+        self.free[self.free_len] = slot.0;
+        self.free_len += 1;
+        self.len -= 1;
+        Some(st)
+    }
+
+    /// The state in `slot`.
+    #[inline]
+    pub fn get(&self, slot: SlotId) -> Option<&State> {
+        if self.is_occupied(slot.index()) {
+            self.slab.get(slot.index())
+        } else {
+            None
+        }
+    }
+
+    /// The state in `slot`, mutable (its key and ids cannot change).
+    #[inline]
+    pub fn get_mut(&mut self, slot: SlotId) -> Option<&mut State> {
+        if self.is_occupied(slot.index()) {
+            self.slab.get_mut(slot.index())
+        } else {
+            None
+        }
+    }
+
+    /// Every state, in slab order (for listing and pfsync bulk updates).
+    pub fn iter(&self) -> impl Iterator<Item = (SlotId, &State)> + '_ {
+        self.occupied
+            .iter()
+            .enumerate()
+            .flat_map(|(w, &bits)| {
+                let mut rest = bits;
+                core::iter::from_fn(move || {
+                    if rest == 0 {
+                        return None;
+                    }
+                    let b = rest.trailing_zeros() as usize;
+                    rest &= rest - 1;
+                    Some(w * 64 + b)
+                })
+            })
+            .filter_map(|i| self.slab.get(i).map(|st| (SlotId(i as u32), st)))
+    }
+
+    /// Examines at most `budget_slots` slab slots, continuing round-robin
+    /// from where the previous call stopped, and removes the states that
+    /// have expired at `now` (`last_seen + timeout(class) <= now`), calling
+    /// `on_expired` with each before it goes (pfsync DEL_C). Returns the
+    /// number removed. A full sweep takes `capacity / budget_slots` calls.
+    pub fn expire_slice(
+        &mut self,
+        now: Instant,
+        budget_slots: usize,
+        timeouts: &Timeouts,
+        mut on_expired: impl FnMut(&State),
+    ) -> usize {
+        let cap = self.slab.len();
+        let mut removed = 0;
+        for _ in 0..budget_slots.min(cap) {
+            let i = self.expire_cursor;
+            self.expire_cursor = if i + 1 == cap { 0 } else { i + 1 };
+            if !self.is_occupied(i) {
+                continue;
+            }
+            let expired = self
+                .slab
+                .get(i)
+                .is_some_and(|st| st.is_expired(now, timeouts));
+            if expired {
+                if let Some(st) = self.remove(SlotId(i as u32)) {
+                    on_expired(&st);
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
+    /// Removes every state for which `pred` holds, calling `on_removed`
+    /// with each (pfsync CLR by creator id, flushes). Returns the number
+    /// removed. Walks the whole slab: not for the packet path.
+    pub fn remove_if(
+        &mut self,
+        mut pred: impl FnMut(&State) -> bool,
+        mut on_removed: impl FnMut(&State),
+    ) -> usize {
+        let mut removed = 0;
+        for i in 0..self.slab.len() {
+            if self.is_occupied(i) && self.slab.get(i).is_some_and(&mut pred) {
+                if let Some(st) = self.remove(SlotId(i as u32)) {
+                    on_removed(&st);
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{proto, Addr, Af};
+    use crate::timeouts::TimeoutClass;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn key_n(n: u32) -> FlowKey {
+        FlowKey::from_packet(
+            Af::Inet,
+            proto::UDP,
+            Addr::v4([10, (n >> 16) as u8, (n >> 8) as u8, n as u8]),
+            1000 + (n % 7) as u16,
+            Addr::v4([192, 0, 2, 1]),
+            53,
+        )
+        .0
+    }
+
+    fn state_n(n: u32, id: u64, at_s: u64) -> State {
+        let mut s = State::new(key_n(n), false, id, 0xC0FFEE, Instant::from_secs(at_s));
+        s.timeout = TimeoutClass::UdpFirst;
+        s
+    }
+
+    #[test]
+    fn insert_lookup_remove_roundtrip() {
+        let mut sh = Shard::new(16, 3).unwrap();
+        let id = sh.alloc_id();
+        assert_eq!(id >> 56, 3);
+        let st = state_n(1, id, 0);
+        let k = *st.key();
+        let slot = sh.insert(st).unwrap();
+        assert_eq!(sh.lookup(&k, k.symmetric_hash()), Some(slot));
+        assert_eq!(sh.find_by_id(id, 0xC0FFEE), Some(slot));
+        assert_eq!(sh.find_by_id(id, 0xC0FFEF), None);
+        assert_eq!(sh.insert(st), Err(InsertError::Exists(slot)));
+        let mut other = state_n(2, id, 0);
+        other.rule = 4;
+        assert_eq!(sh.insert(other), Err(InsertError::IdExists(slot)));
+        assert_eq!(sh.len(), 1);
+        assert_eq!(sh.remove(slot).map(|s| s.id()), Some(id));
+        assert_eq!(sh.remove(slot), None);
+        assert_eq!(sh.lookup(&k, k.symmetric_hash()), None);
+        assert_eq!(sh.find_by_id(id, 0xC0FFEE), None);
+        assert!(sh.is_empty());
+    }
+
+    #[test]
+    fn full_table_refuses_and_keeps_working() {
+        let mut sh = Shard::new(10, 0).unwrap();
+        let slots: Vec<SlotId> = (0..10)
+            .map(|n| sh.insert(state_n(n, n as u64, 0)).unwrap())
+            .collect();
+        assert_eq!(sh.insert(state_n(99, 99, 0)), Err(InsertError::Full));
+        for n in 0..10 {
+            let k = key_n(n);
+            assert_eq!(sh.lookup(&k, k.symmetric_hash()), Some(slots[n as usize]));
+        }
+        sh.remove(slots[4]).unwrap();
+        let s = sh.insert(state_n(99, 99, 0)).unwrap();
+        assert_eq!(s, slots[4], "the freed slot is reused");
+        assert_eq!(sh.len(), 10);
+    }
+
+    #[test]
+    fn capacity_bounds_are_checked() {
+        assert_eq!(Shard::new(0, 0).err(), Some(ShardError::Capacity(0)));
+        assert!(Shard::new(MAX_CAPACITY + 1, 0).is_err());
+    }
+
+    #[test]
+    fn memory_is_at_most_160_bytes_per_state() {
+        for cap in [1000usize, DEFAULT_CAPACITY, 1_000_000, 10_000_000] {
+            let per = Shard::memory_bytes_for(cap) as f64 / cap as f64;
+            assert!(per <= 160.0, "capacity {cap}: {per} bytes per state");
+        }
+        let sh = Shard::new(DEFAULT_CAPACITY, 0).unwrap();
+        assert_eq!(sh.memory_bytes(), Shard::memory_bytes_for(DEFAULT_CAPACITY));
+        assert!(sh.memory_bytes() <= 160 * DEFAULT_CAPACITY);
+    }
+
+    #[test]
+    fn index_backward_shift_keeps_colliding_entries_reachable() {
+        // 4 buckets; every tag with the same top bits lands on one home, so
+        // entries spill over several buckets and wrap around the end.
+        let mut t = IndexTable::new(24);
+        assert_eq!(t.buckets.len(), 4);
+        let home3 = |i: u32| 0xF000_0000u32 | i; // home bucket 3 (last)
+        for i in 0..20 {
+            assert!(t.insert(home3(i), i));
+        }
+        let present = |t: &IndexTable, i: u32| t.find(home3(i), |s| s == i) == Some(i);
+        for i in 0..20 {
+            assert!(present(&t, i));
+        }
+        for i in (0..20).step_by(3) {
+            assert!(t.remove(home3(i), i));
+            assert!(!t.remove(home3(i), i));
+        }
+        for i in 0..20 {
+            assert_eq!(present(&t, i), i % 3 != 0, "entry {i}");
+        }
+        // Entries with their own homes are not displaced wrongly either.
+        assert!(t.insert(0x0000_0001, 100));
+        assert!(t.insert(0x4000_0001, 101));
+        for i in (1..20).filter(|i| i % 3 != 0) {
+            assert!(t.remove(home3(i), i));
+        }
+        assert_eq!(t.find(0x0000_0001, |s| s == 100), Some(100));
+        assert_eq!(t.find(0x4000_0001, |s| s == 101), Some(101));
+        let used: usize = t
+            .buckets
+            .iter()
+            .map(|b| b.slots.iter().filter(|&&s| s != EMPTY).count())
+            .sum();
+        assert_eq!(used, 2);
+    }
+
+    #[test]
+    fn expire_slice_is_bounded_and_round_robin() {
+        let t = Timeouts::default(); // udp.first = 60 s
+        let mut sh = Shard::new(100, 0).unwrap();
+        for n in 0..100 {
+            sh.insert(state_n(n, n as u64, 0)).unwrap();
+        }
+        let now = Instant::from_secs(60);
+        let mut gone = Vec::new();
+        assert_eq!(sh.expire_slice(now, 30, &t, |s| gone.push(s.id())), 30);
+        assert_eq!(sh.len(), 70);
+        assert_eq!(sh.expire_slice(now, 30, &t, |s| gone.push(s.id())), 30);
+        assert_eq!(sh.expire_slice(now, 1000, &t, |s| gone.push(s.id())), 40);
+        gone.sort_unstable();
+        assert_eq!(gone, (0..100).collect::<Vec<u64>>());
+        assert!(sh.is_empty());
+    }
+
+    #[test]
+    fn expiry_for_every_timeout_class_on_a_fake_clock() {
+        let mut t = Timeouts::default();
+        t.set(TimeoutClass::TcpEstablished, 500);
+        for class in TimeoutClass::ALL {
+            let mut sh = Shard::new(4, 0).unwrap();
+            let mut st = state_n(1, 1, 1000);
+            st.timeout = class;
+            sh.insert(st).unwrap();
+            let secs = t.secs(class) as u64;
+            let just_before = Instant::from_nanos((1000 + secs) * 1_000_000_000 - 1);
+            assert_eq!(sh.expire_slice(just_before, 4, &t, |_| {}), 0, "{class:?}");
+            assert_eq!(sh.len(), 1);
+            let mut seen = None;
+            let at = Instant::from_secs(1000 + secs);
+            assert_eq!(sh.expire_slice(at, 4, &t, |s| seen = Some(s.timeout)), 1);
+            assert_eq!(seen, Some(class));
+            assert!(sh.is_empty());
+        }
+    }
+
+    #[test]
+    fn iter_and_remove_if_see_every_state() {
+        let mut sh = Shard::new(200, 0).unwrap();
+        for n in 0..150 {
+            sh.insert(state_n(n, n as u64, 0)).unwrap();
+        }
+        for n in (0..150).step_by(2) {
+            let k = key_n(n);
+            let s = sh.lookup(&k, k.symmetric_hash()).unwrap();
+            sh.remove(s).unwrap();
+        }
+        let mut ids: Vec<u64> = sh.iter().map(|(_, s)| s.id()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (1..150).step_by(2).collect::<Vec<u64>>());
+        let mut removed = 0;
+        assert_eq!(sh.remove_if(|s| s.id() % 3 == 0, |_| removed += 1), 25);
+        assert_eq!(removed, 25);
+        assert_eq!(sh.iter().count(), 50);
+    }
+
+    #[test]
+    fn full_default_shard_lookups_read_about_one_bucket() {
+        let mut sh = Shard::new(DEFAULT_CAPACITY, 1).unwrap();
+        for n in 0..DEFAULT_CAPACITY as u32 {
+            let id = sh.alloc_id();
+            sh.insert(state_n(n, id, 0)).unwrap();
+        }
+        assert_eq!(sh.insert(state_n(u32::MAX, 0, 0)), Err(InsertError::Full));
+        let mut probes = 0usize;
+        for n in 0..DEFAULT_CAPACITY as u32 {
+            let k = key_n(n);
+            let h = k.symmetric_hash();
+            let slot = sh.lookup(&k, h).unwrap();
+            assert_eq!(sh.get(slot).map(|s| *s.key()), Some(k));
+            probes += sh.by_key.probe_len(key_tag(h), slot.0);
+        }
+        let avg = probes as f64 / DEFAULT_CAPACITY as f64;
+        assert!(avg < 1.1, "average buckets per lookup at 75% load: {avg}");
+        // Churn: remove and re-add half, everything stays reachable.
+        for n in (0..DEFAULT_CAPACITY as u32).step_by(2) {
+            let k = key_n(n);
+            let slot = sh.lookup(&k, k.symmetric_hash()).unwrap();
+            sh.remove(slot).unwrap();
+        }
+        for n in (0..DEFAULT_CAPACITY as u32).step_by(2) {
+            let id = sh.alloc_id();
+            sh.insert(state_n(n, id, 0)).unwrap();
+        }
+        assert_eq!(sh.len(), DEFAULT_CAPACITY);
+        for n in 0..DEFAULT_CAPACITY as u32 {
+            let k = key_n(n);
+            assert!(sh.lookup(&k, k.symmetric_hash()).is_some(), "key {n}");
+        }
+    }
+
+    proptest! {
+        /// The index alone against a model, with tags crowded onto a few
+        /// home buckets so probes spill and wrap.
+        #[test]
+        fn index_table_matches_a_model_under_collisions(
+            ops in proptest::collection::vec((any::<bool>(), 0u32..4, 0u32..40), 1..300),
+        ) {
+            let mut t = IndexTable::new(36); // 6 buckets, 48 ways
+            let mut model: HashMap<u32, u32> = HashMap::new(); // slot -> tag
+            for (add, home, slot) in ops {
+                let tag = home << 30 | slot;
+                if add {
+                    if let std::collections::hash_map::Entry::Vacant(e) = model.entry(slot) {
+                        prop_assert!(t.insert(tag, slot));
+                        e.insert(tag);
+                    }
+                } else if let Some(stored) = model.remove(&slot) {
+                    prop_assert!(t.remove(stored, slot));
+                } else {
+                    prop_assert!(!t.remove(tag, slot));
+                }
+                for s in 0..40u32 {
+                    for h in 0..4u32 {
+                        let tag = h << 30 | s;
+                        let want = model.get(&s) == Some(&tag);
+                        prop_assert_eq!(t.find(tag, |x| x == s).is_some(), want);
+                    }
+                }
+            }
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(u32, u64),
+        Lookup(u32),
+        Remove(u32),
+        FindId(u64),
+        Touch(u32),
+        Advance(u64),
+        Expire(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u32..60, 0u64..80).prop_map(|(k, id)| Op::Insert(k, id)),
+            2 => (0u32..60).prop_map(Op::Lookup),
+            2 => (0u32..60).prop_map(Op::Remove),
+            1 => (0u64..80).prop_map(Op::FindId),
+            1 => (0u32..60).prop_map(Op::Touch),
+            1 => (0u64..40).prop_map(Op::Advance),
+            1 => (0usize..50).prop_map(Op::Expire),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn shard_matches_a_hashmap_model(cap in 1usize..40, ops in proptest::collection::vec(op(), 1..400)) {
+            let t = Timeouts::default(); // udp.first 60 s
+            let mut sh = Shard::new(cap, 0).unwrap();
+            // key number -> (id, last_seen_s)
+            let mut model: HashMap<u32, (u64, u64)> = HashMap::new();
+            let mut now_s = 0u64;
+            for op in ops {
+                match op {
+                    Op::Insert(k, id) => {
+                        let r = sh.insert(state_n(k, id, now_s));
+                        let id_taken = model.values().any(|&(i, _)| i == id);
+                        if model.contains_key(&k) {
+                            prop_assert!(matches!(r, Err(InsertError::Exists(_))));
+                        } else if id_taken {
+                            prop_assert!(matches!(r, Err(InsertError::IdExists(_))));
+                        } else if model.len() == cap {
+                            prop_assert_eq!(r, Err(InsertError::Full));
+                        } else {
+                            prop_assert!(r.is_ok());
+                            model.insert(k, (id, now_s));
+                        }
+                    }
+                    Op::Lookup(k) => {
+                        let key = key_n(k);
+                        let got = sh.lookup(&key, key.symmetric_hash()).and_then(|s| sh.get(s)).map(|s| s.id());
+                        prop_assert_eq!(got, model.get(&k).map(|v| v.0));
+                    }
+                    Op::Remove(k) => {
+                        let key = key_n(k);
+                        let got = sh.lookup(&key, key.symmetric_hash()).and_then(|s| sh.remove(s)).map(|s| s.id());
+                        prop_assert_eq!(got, model.remove(&k).map(|v| v.0));
+                    }
+                    Op::FindId(id) => {
+                        let got = sh.find_by_id(id, 0xC0FFEE).and_then(|s| sh.get(s)).map(|s| *s.key());
+                        let want = model.iter().find(|(_, v)| v.0 == id).map(|(k, _)| key_n(*k));
+                        prop_assert_eq!(got, want);
+                    }
+                    Op::Touch(k) => {
+                        let key = key_n(k);
+                        if let Some(s) = sh.lookup(&key, key.symmetric_hash()) {
+                            sh.get_mut(s).unwrap().touch(Instant::from_secs(now_s));
+                        }
+                        if let Some(v) = model.get_mut(&k) {
+                            v.1 = now_s;
+                        }
+                    }
+                    Op::Advance(d) => now_s += d,
+                    Op::Expire(budget) => {
+                        let mut gone = Vec::new();
+                        // A full sweep so the model can predict the result.
+                        sh.expire_slice(Instant::from_secs(now_s), cap.max(budget), &t, |s| gone.push(s.id()));
+                        let mut want: Vec<u64> = model.values().filter(|v| v.1 + 60 <= now_s).map(|v| v.0).collect();
+                        model.retain(|_, v| v.1 + 60 > now_s);
+                        gone.sort_unstable();
+                        want.sort_unstable();
+                        prop_assert_eq!(gone, want);
+                    }
+                }
+                prop_assert_eq!(sh.len(), model.len());
+            }
+            let mut all: Vec<u64> = sh.iter().map(|(_, s)| s.id()).collect();
+            let mut want: Vec<u64> = model.values().map(|v| v.0).collect();
+            all.sort_unstable();
+            want.sort_unstable();
+            prop_assert_eq!(all, want);
+        }
+    }
+}
