@@ -8,8 +8,9 @@
 //! [`mix`], a stateless SplitMix64 hash of `(seed, slot, salt)`: portable
 //! across platforms and crate versions, unlike `rand`'s `SmallRng`.
 //!
-//! Flow slots: slot `i` owns client `198.18.h.h:p` with
-//! `h = 1 + (i + host_offset) mod 65534` and
+//! Flow slots: slot `i` owns the client with host number
+//! `h = 1 + (i + host_offset) mod 65534` in the inside prefix (198.18.0.0/16
+//! or 2001:2:0:1::/64) and port
 //! `p = 1024 + (i / 65534 + port_offset) mod 64512`, a bijection for
 //! `i < 65534 * 64512`, so distinct slots are distinct 5-tuples whatever the
 //! server. Established flows use slots `0..N`; the new SYNs of `mixed` use
