@@ -21,6 +21,8 @@ pub struct RunOptions {
     pub exit_when_idle: Option<Duration>,
     /// Print the final statistics as JSON instead of text.
     pub json_stats: bool,
+    /// Print a JSON line of counter totals this often (for the bench harness).
+    pub stats_every: Option<Duration>,
 }
 
 /// Runs dpf until a signal (or idleness) stops it. Returns the exit code.
@@ -147,8 +149,15 @@ fn run_with_eal(config: &Config, opts: &RunOptions, stop_signal: &AtomicBool) ->
     let started = Instant::now();
     let mut last_rx = 0u64;
     let mut last_rx_change = Instant::now();
+    let mut next_stats = opts.stats_every.map(|d| started + d);
     loop {
         std::thread::sleep(Duration::from_millis(1));
+        if let (Some(at), Some(every)) = (next_stats, opts.stats_every) {
+            if Instant::now() >= at {
+                println!("{}", totals_json(&shared, started.elapsed(), hz));
+                next_stats = Some(at + every);
+            }
+        }
         if stop_signal.load(Ordering::Relaxed) {
             crate::log!(Level::Notice, "signal received, stopping");
             break;
@@ -174,7 +183,7 @@ fn run_with_eal(config: &Config, opts: &RunOptions, stop_signal: &AtomicBool) ->
         }
     }
     let elapsed = started.elapsed();
-    print_stats(config, &ports, &shared, elapsed, opts.json_stats);
+    print_stats(config, &ports, &shared, elapsed, opts.json_stats, hz);
     for p in ports.iter_mut() {
         p.stop();
     }
@@ -196,6 +205,7 @@ fn print_stats(
     shared: &SharedCounters,
     elapsed: Duration,
     json: bool,
+    hz: u64,
 ) {
     let total = shared.total();
     if json {
@@ -204,15 +214,9 @@ fn print_stats(
             .zip(&config.ports)
             .map(|(p, s)| serde_json::json!({ "name": s.name, "stats": p.stats() }))
             .collect();
-        let drops: serde_json::Map<String, serde_json::Value> = DropReason::ALL
-            .iter()
-            .map(|r| (r.name().to_string(), total.drops[*r as usize].into()))
-            .collect();
-        let v = serde_json::json!({
-            "elapsed_s": elapsed.as_secs_f64(),
-            "rx": total.rx, "tx": total.tx, "forwarded": total.forwarded,
-            "drops": drops, "ports": ports_json,
-        });
+        let mut v = totals_json(shared, elapsed, hz);
+        v["ports"] = ports_json.into();
+        v["final"] = true.into();
         println!("{v}");
         return;
     }
@@ -237,4 +241,25 @@ fn print_stats(
             println!("  drop {:<22} {n:>12}", r.name());
         }
     }
+}
+
+/// Counter totals as JSON: the line `--stats-every` prints and the body of
+/// `--json-stats`.
+fn totals_json(shared: &SharedCounters, elapsed: Duration, hz: u64) -> serde_json::Value {
+    let t = shared.total();
+    let drops: serde_json::Map<String, serde_json::Value> = DropReason::ALL
+        .iter()
+        .map(|r| (r.name().to_string(), t.drops[*r as usize].into()))
+        .collect();
+    serde_json::json!({
+        "elapsed_s": elapsed.as_secs_f64(),
+        "workers": shared.workers(),
+        "tsc_hz": hz,
+        "rx": t.rx, "rx_bytes": t.rx_bytes, "tx": t.tx, "forwarded": t.forwarded,
+        "state_hits": t.state_hits, "states_created": t.states_created,
+        "states_removed": t.states_removed, "states": t.states,
+        "handed_off": t.handed_off, "slow_path": t.slow_path,
+        "busy_cycles": t.busy_cycles, "bursts": t.bursts,
+        "dropped": t.total_drops(), "drops": drops,
+    })
 }

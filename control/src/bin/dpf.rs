@@ -24,6 +24,9 @@ struct Args {
     /// Print final statistics as JSON.
     #[arg(long)]
     json_stats: bool,
+    /// Print a JSON line of counter totals every MS milliseconds.
+    #[arg(long, value_name = "MS")]
+    stats_every: Option<u64>,
     /// Log level, syslog 0-7 (default 6, info).
     #[arg(short = 'l', long, default_value_t = 6, value_parser = clap::value_parser!(u8).range(0..=7))]
     log_level: u8,
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
     let opts = RunOptions {
         exit_when_idle: args.exit_when_idle.map(Duration::from_millis),
         json_stats: args.json_stats,
+        stats_every: args.stats_every.map(Duration::from_millis),
     };
     match daemon::run(config, opts) {
         Ok(0) => ExitCode::SUCCESS,
