@@ -22,8 +22,15 @@
 //! no allocation after construction on the per-packet paths (buffers are
 //! sized once from the MTU or a capacity).
 
+pub mod bulk;
+pub mod defer;
+pub mod pack;
+pub mod recv;
 pub mod stats;
 pub mod wire;
+
+#[cfg(test)]
+mod spec_vectors;
 
 pub use stats::{Counter, PfsyncStats};
 pub use wire::StateId;
