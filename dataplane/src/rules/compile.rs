@@ -1,0 +1,751 @@
+//! The compiler: syntax tree to the flat rule array.
+//!
+//! It resolves interface names, `self` and table names, expands lists into
+//! the cross product (pfctl's `expand_rule`), applies pfctl's defaults and
+//! consistency checks (`filter_consistent`), pre-computes address masks and
+//! port ranges, renders each rule's canonical text, and computes pf's skip
+//! steps (`pf_calc_skip_steps`).
+//!
+//! Invariants of the output: a rule's `af` is set whenever one of its
+//! addresses is a network (so address comparison never crosses families);
+//! rules with ports have proto tcp or udp; rules with an ICMP type have proto
+//! icmp/icmp6 and the matching family; `skip[f][i] > i` for every field.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use super::lexer::Pos;
+use super::names;
+use super::parser::{
+    Ast, BlockMode, Endpoint, FlagsAst, HostAst, HostItem, IcmpItem, PortItem, PortOp, RuleAst,
+    StateAst,
+};
+use super::table::{addr_bits, prefix_mask, Table};
+use super::{Action, RuleEnv, RuleError, RuleOptions, Ruleset};
+use crate::flow::{proto, tcp_flags, Af, Direction, IfIndex};
+use crate::timeouts::Timeouts;
+
+/// Most rules one file may expand to.
+const RULES_MAX: usize = 1 << 20;
+
+/// Skip-step fields, in pf's evaluation order.
+pub(crate) const SKIP_IFP: usize = 0;
+pub(crate) const SKIP_DIR: usize = 1;
+pub(crate) const SKIP_AF: usize = 2;
+pub(crate) const SKIP_PROTO: usize = 3;
+pub(crate) const SKIP_SRC_ADDR: usize = 4;
+pub(crate) const SKIP_DST_ADDR: usize = 5;
+pub(crate) const SKIP_SRC_PORT: usize = 6;
+pub(crate) const SKIP_DST_PORT: usize = 7;
+pub(crate) const SKIP_COUNT: usize = 8;
+
+/// What an address condition compares against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AddrKind {
+    /// Any address of any family.
+    Any,
+    /// `(addr & mask) == net` for addresses of family `af`.
+    Net {
+        af: Af,
+        net: u128,
+        mask: u128,
+        len: u8,
+    },
+    /// Membership in table `Ruleset::tables[i]`.
+    Table(u32),
+}
+
+/// An address condition; `neg` inverts it (pf's `!`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AddrMatch {
+    pub kind: AddrKind,
+    pub neg: bool,
+}
+
+/// A port condition; `op == None` matches every port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PortMatch {
+    pub op: Option<PortOp>,
+    pub a: u16,
+    pub b: u16,
+}
+
+impl PortMatch {
+    pub(crate) const ANY: PortMatch = PortMatch {
+        op: None,
+        a: 0,
+        b: 0,
+    };
+
+    /// pf's `pf_match_port`.
+    #[inline]
+    pub(crate) fn matches(&self, p: u16) -> bool {
+        let (a, b) = (self.a, self.b);
+        match self.op {
+            None => true,
+            Some(PortOp::Eq) => p == a,
+            Some(PortOp::Ne) => p != a,
+            Some(PortOp::Lt) => p < a,
+            Some(PortOp::Le) => p <= a,
+            Some(PortOp::Gt) => p > a,
+            Some(PortOp::Ge) => p >= a,
+            Some(PortOp::Range) => p >= a && p <= b,
+            Some(PortOp::Inside) => p > a && p < b,
+            Some(PortOp::Outside) => p < a || p > b,
+        }
+    }
+}
+
+/// One compiled rule, all fields pre-resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Rule {
+    /// `on [!]if`: (interface, negated).
+    pub ifp: Option<(IfIndex, bool)>,
+    pub dir: Option<Direction>,
+    pub af: Option<Af>,
+    /// 0 = any.
+    pub proto: u8,
+    pub src: AddrMatch,
+    pub dst: AddrMatch,
+    pub src_port: PortMatch,
+    pub dst_port: PortMatch,
+    /// `(th_flags & flagset) == flags`; both 0 = no check.
+    pub flags: u8,
+    pub flagset: u8,
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
+    pub action: Action,
+    pub block: BlockMode,
+    pub log: bool,
+    pub quick: bool,
+    pub keep_state: bool,
+    pub sloppy: bool,
+    pub no_sync: bool,
+    pub max_states: Option<u32>,
+    /// Index into `Ruleset::rule_timeouts`.
+    pub timeouts: Option<u32>,
+    /// Next rule to examine when field `f` mismatches.
+    pub skip: [u32; SKIP_COUNT],
+}
+
+/// An expanded address: the condition, its family and its text.
+#[derive(Clone, Debug)]
+struct ExpHost {
+    m: AddrMatch,
+    af: Option<Af>,
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    env: &'a RuleEnv<'a>,
+    tables: HashMap<String, u32>,
+    table_list: Vec<Table>,
+}
+
+impl Ctx<'_> {
+    fn err(&self, pos: Pos, msg: impl Into<String>) -> RuleError {
+        RuleError::new(self.file, pos, msg.into())
+    }
+
+    fn ifindex(&self, name: &str, pos: Pos) -> Result<IfIndex, RuleError> {
+        self.env
+            .interfaces
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, i)| *i)
+            .ok_or_else(|| self.err(pos, format!("unknown interface {name}")))
+    }
+
+    fn self_addrs(&self, pos: Pos) -> Result<Vec<(Af, u128)>, RuleError> {
+        if self.env.self_addrs.is_empty() {
+            return Err(self.err(pos, "no IP address found for self"));
+        }
+        Ok(self
+            .env
+            .self_addrs
+            .iter()
+            .map(|(af, a)| (*af, addr_bits(a)))
+            .collect())
+    }
+
+    /// Expands one address item (`self` gives several).
+    fn hosts(&self, item: &HostItem) -> Result<Vec<ExpHost>, RuleError> {
+        let net = |af: Af, bits: u128, len: u8, neg: bool| {
+            let mask = prefix_mask(len);
+            let kind = if len == 0 && !neg {
+                AddrKind::Any
+            } else {
+                AddrKind::Net {
+                    af,
+                    net: bits & mask,
+                    mask,
+                    len,
+                }
+            };
+            ExpHost {
+                m: AddrMatch { kind, neg },
+                af: Some(af),
+            }
+        };
+        Ok(match &item.host {
+            HostAst::Any => vec![ExpHost {
+                m: AddrMatch {
+                    kind: AddrKind::Any,
+                    neg: false,
+                },
+                af: None,
+            }],
+            HostAst::SelfAddrs => self
+                .self_addrs(item.pos)?
+                .into_iter()
+                .map(|(af, bits)| net(af, bits, host_len(af), item.not))
+                .collect(),
+            HostAst::Net { af, addr, len } => vec![net(*af, addr_bits(addr), *len, item.not)],
+            HostAst::Table(name) => {
+                let Some(i) = self.tables.get(name) else {
+                    return Err(self.err(item.pos, format!("table <{name}> is not defined")));
+                };
+                vec![ExpHost {
+                    m: AddrMatch {
+                        kind: AddrKind::Table(*i),
+                        neg: item.not,
+                    },
+                    af: None,
+                }]
+            }
+        })
+    }
+
+    fn endpoint_hosts(&self, e: &Endpoint) -> Result<Vec<ExpHost>, RuleError> {
+        if e.hosts.is_empty() {
+            return Ok(vec![ExpHost {
+                m: AddrMatch {
+                    kind: AddrKind::Any,
+                    neg: false,
+                },
+                af: None,
+            }]);
+        }
+        let mut v = Vec::new();
+        for h in &e.hosts {
+            v.extend(self.hosts(h)?);
+        }
+        Ok(v)
+    }
+}
+
+fn host_len(af: Af) -> u8 {
+    match af {
+        Af::Inet => 32,
+        Af::Inet6 => 128,
+    }
+}
+
+fn ports_of(e: &Endpoint) -> Vec<Option<PortItem>> {
+    if e.ports.is_empty() {
+        vec![None]
+    } else {
+        e.ports.iter().copied().map(Some).collect()
+    }
+}
+
+fn port_match(p: Option<PortItem>) -> PortMatch {
+    match p {
+        None => PortMatch::ANY,
+        Some(p) => PortMatch {
+            op: Some(p.op),
+            a: p.a,
+            b: if matches!(p.op, PortOp::Range | PortOp::Inside | PortOp::Outside) {
+                p.b
+            } else {
+                0
+            },
+        },
+    }
+}
+
+/// Compiles a parsed file.
+pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset, RuleError> {
+    let mut ctx = Ctx {
+        file,
+        env,
+        tables: HashMap::new(),
+        table_list: Vec::new(),
+    };
+
+    let mut options = RuleOptions::default();
+    if let Some(n) = ast.limit_states {
+        options.limit_states = n;
+    }
+    for (class, secs) in &ast.timeouts {
+        options.timeouts.set(*class, *secs);
+    }
+    options.block_policy = ast.block_policy;
+    for (name, pos) in &ast.skip {
+        let i = ctx.ifindex(name, *pos)?;
+        if !options.skip.contains(&i) {
+            options.skip.push(i);
+        }
+    }
+
+    for t in &ast.tables {
+        if ctx.tables.contains_key(&t.name) {
+            return Err(ctx.err(t.pos, format!("table <{}> is already defined", t.name)));
+        }
+        let mut entries: Vec<(Af, u128, u8, bool)> = Vec::new();
+        for item in &t.entries {
+            let list: Vec<(Af, u128, u8)> = match &item.host {
+                HostAst::SelfAddrs => ctx
+                    .self_addrs(item.pos)?
+                    .into_iter()
+                    .map(|(af, bits)| (af, bits, host_len(af)))
+                    .collect(),
+                HostAst::Net { af, addr, len } => vec![(*af, addr_bits(addr), *len)],
+                HostAst::Any | HostAst::Table(_) => {
+                    return Err(ctx.err(
+                        item.pos,
+                        "a table entry must be an address, a network or self",
+                    ))
+                }
+            };
+            for (af, bits, len) in list {
+                let net = bits & prefix_mask(len);
+                match entries
+                    .iter()
+                    .find(|e| e.0 == af && e.1 == net && e.2 == len)
+                {
+                    Some(e) if e.3 != item.not => {
+                        return Err(ctx.err(
+                            item.pos,
+                            format!(
+                                "conflicting entries for {} in table <{}>",
+                                fmt_net(af, net, len),
+                                t.name
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                    None => entries.push((af, net, len, item.not)),
+                }
+            }
+        }
+        let idx = ctx.table_list.len() as u32;
+        ctx.tables.insert(t.name.clone(), idx);
+        ctx.table_list.push(Table::new(t.name.clone(), entries));
+    }
+
+    let mut rules: Vec<Rule> = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
+    let mut rule_timeouts: Vec<Timeouts> = Vec::new();
+    for r in &ast.rules {
+        expand_rule(
+            &ctx,
+            r,
+            &options,
+            &mut rules,
+            &mut texts,
+            &mut rule_timeouts,
+        )?;
+    }
+    calc_skip_steps(&mut rules);
+
+    Ok(Ruleset {
+        options,
+        rules,
+        texts,
+        tables: ctx.table_list,
+        rule_timeouts,
+    })
+}
+
+fn expand_rule(
+    ctx: &Ctx<'_>,
+    r: &RuleAst,
+    options: &RuleOptions,
+    rules: &mut Vec<Rule>,
+    texts: &mut Vec<String>,
+    rule_timeouts: &mut Vec<Timeouts>,
+) -> Result<(), RuleError> {
+    let mut ifaces: Vec<Option<(IfIndex, bool, &str)>> = Vec::new();
+    for i in &r.ifaces {
+        ifaces.push(Some((ctx.ifindex(&i.name, i.pos)?, i.not, i.name.as_str())));
+    }
+    if ifaces.is_empty() {
+        ifaces.push(None);
+    }
+    let protos: Vec<(u8, Pos)> = if r.protos.is_empty() {
+        vec![(0, r.pos)]
+    } else {
+        r.protos.clone()
+    };
+    let src_hosts = ctx.endpoint_hosts(&r.src)?;
+    let dst_hosts = ctx.endpoint_hosts(&r.dst)?;
+    let src_ports = ports_of(&r.src);
+    let dst_ports = ports_of(&r.dst);
+    let icmps: Vec<Option<IcmpItem>> = if r.icmp.is_empty() {
+        vec![None]
+    } else {
+        r.icmp.iter().copied().map(Some).collect()
+    };
+
+    let (keep_state, opts) = match &r.state {
+        Some(StateAst::Keep(o)) => (true, o.clone()),
+        Some(StateAst::No) => (false, Default::default()),
+        None => (r.action == Action::Pass, Default::default()),
+    };
+    // 'flags S/SA' by default on stateful rules (pfctl parse.y).
+    let flags = match r.flags {
+        Some(f) => f,
+        None if r.action == Action::Pass && keep_state => FlagsAst {
+            flags: tcp_flags::SYN,
+            flagset: tcp_flags::SYN | tcp_flags::ACK,
+        },
+        None => FlagsAst {
+            flags: 0,
+            flagset: 0,
+        },
+    };
+    let timeouts = if opts.timeouts.is_empty() {
+        None
+    } else {
+        let mut t = options.timeouts;
+        for (class, secs) in &opts.timeouts {
+            t.set(*class, *secs);
+        }
+        rule_timeouts.push(t);
+        Some(rule_timeouts.len() as u32 - 1)
+    };
+
+    let mut added = 0usize;
+    for ifp in &ifaces {
+        for (proto_nr, proto_pos) in &protos {
+            for sh in &src_hosts {
+                for sp in &src_ports {
+                    for dh in &dst_hosts {
+                        for dp in &dst_ports {
+                            for icmp in &icmps {
+                                // Address families must agree (pfctl expand_rule).
+                                if let Some(af) = r.af {
+                                    if sh.af.is_some_and(|a| a != af)
+                                        || dh.af.is_some_and(|a| a != af)
+                                    {
+                                        continue;
+                                    }
+                                }
+                                if let (Some(a), Some(b)) = (sh.af, dh.af) {
+                                    if a != b {
+                                        continue;
+                                    }
+                                }
+                                let af = r.af.or(sh.af).or(dh.af);
+                                let pr = *proto_nr;
+                                // filter_consistent().
+                                if let Some(p) = sp.or(*dp) {
+                                    if pr != proto::TCP && pr != proto::UDP {
+                                        return Err(ctx.err(p.pos, "port only applies to tcp/udp"));
+                                    }
+                                }
+                                if let Some(it) = icmp {
+                                    let want = if it.af == Af::Inet {
+                                        proto::ICMP
+                                    } else {
+                                        proto::ICMPV6
+                                    };
+                                    if pr != want {
+                                        let (kw, pname) = if it.af == Af::Inet {
+                                            ("icmp-type", "icmp")
+                                        } else {
+                                            ("icmp6-type", "icmp6")
+                                        };
+                                        return Err(
+                                            ctx.err(it.pos, format!("{kw} requires proto {pname}"))
+                                        );
+                                    }
+                                    if af.is_none() {
+                                        return Err(ctx.err(
+                                            it.pos,
+                                            "must indicate address family with icmp-type/code",
+                                        ));
+                                    }
+                                }
+                                if (pr == proto::ICMP && af == Some(Af::Inet6))
+                                    || (pr == proto::ICMPV6 && af == Some(Af::Inet))
+                                {
+                                    let (p, a) = if pr == proto::ICMP {
+                                        ("icmp", "inet6")
+                                    } else {
+                                        ("icmp6", "inet")
+                                    };
+                                    return Err(ctx.err(
+                                        *proto_pos,
+                                        format!("proto {p} doesn't match address family {a}"),
+                                    ));
+                                }
+                                if r.block == BlockMode::ReturnRst
+                                    && r.action == Action::Block
+                                    && pr != proto::TCP
+                                {
+                                    return Err(ctx.err(
+                                        r.pos,
+                                        "return-rst can only be applied to TCP rules",
+                                    ));
+                                }
+                                let (fl, fs) = if pr != 0 && pr != proto::TCP {
+                                    (0, 0)
+                                } else {
+                                    (flags.flags, flags.flagset)
+                                };
+                                let rule = Rule {
+                                    ifp: ifp.map(|(i, not, _)| (i, not)),
+                                    dir: r.dir,
+                                    af,
+                                    proto: pr,
+                                    src: sh.m,
+                                    dst: dh.m,
+                                    src_port: port_match(*sp),
+                                    dst_port: port_match(*dp),
+                                    flags: fl,
+                                    flagset: fs,
+                                    icmp_type: icmp.map(|i| i.ty),
+                                    icmp_code: icmp.and_then(|i| i.code),
+                                    action: r.action,
+                                    block: if r.action == Action::Block {
+                                        r.block
+                                    } else {
+                                        BlockMode::Drop
+                                    },
+                                    log: r.log,
+                                    quick: r.quick,
+                                    keep_state,
+                                    sloppy: opts.sloppy,
+                                    no_sync: opts.no_sync,
+                                    max_states: opts.max,
+                                    timeouts,
+                                    skip: [0; SKIP_COUNT],
+                                };
+                                if rules.len() >= RULES_MAX {
+                                    return Err(ctx.err(
+                                        r.pos,
+                                        format!("ruleset expands to more than {RULES_MAX} rules"),
+                                    ));
+                                }
+                                let text = render(
+                                    &rule,
+                                    ifp.map(|(_, _, n)| n),
+                                    &ctx.table_list,
+                                    &opts.timeouts,
+                                    r.label.as_deref(),
+                                );
+                                rules.push(rule);
+                                texts.push(text);
+                                added += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if added == 0 {
+        return Err(ctx.err(r.pos, "rule expands to no valid combination"));
+    }
+    Ok(())
+}
+
+/// pf's `pf_calc_skip_steps`: for each field, the next rule whose field
+/// differs.
+pub(crate) fn calc_skip_steps(rules: &mut [Rule]) {
+    let n = rules.len();
+    for i in (0..n).rev() {
+        for f in 0..SKIP_COUNT {
+            rules[i].skip[f] = if i + 1 < n && same_field(&rules[i], &rules[i + 1], f) {
+                rules[i + 1].skip[f]
+            } else {
+                (i + 1) as u32
+            };
+        }
+    }
+}
+
+pub(crate) fn same_field(a: &Rule, b: &Rule, f: usize) -> bool {
+    match f {
+        SKIP_IFP => a.ifp == b.ifp,
+        SKIP_DIR => a.dir == b.dir,
+        SKIP_AF => a.af == b.af,
+        SKIP_PROTO => a.proto == b.proto,
+        SKIP_SRC_ADDR => a.src == b.src,
+        SKIP_DST_ADDR => a.dst == b.dst,
+        SKIP_SRC_PORT => a.src_port == b.src_port,
+        _ => a.dst_port == b.dst_port,
+    }
+}
+
+fn fmt_net(af: Af, net: u128, len: u8) -> String {
+    let ip = match af {
+        Af::Inet => std::net::IpAddr::V4(std::net::Ipv4Addr::from((net >> 96) as u32)),
+        Af::Inet6 => std::net::IpAddr::V6(std::net::Ipv6Addr::from(net)),
+    };
+    if len == host_len(af) {
+        ip.to_string()
+    } else {
+        format!("{ip}/{len}")
+    }
+}
+
+fn render_addr(out: &mut String, m: &AddrMatch, tables: &[Table]) {
+    if m.neg {
+        out.push_str("! ");
+    }
+    match m.kind {
+        AddrKind::Any => out.push_str("any"),
+        AddrKind::Net { af, net, len, .. } => out.push_str(&fmt_net(af, net, len)),
+        AddrKind::Table(i) => {
+            let name = tables
+                .get(i as usize)
+                .map(|t| t.name.as_str())
+                .unwrap_or("?");
+            let _ = write!(out, "<{name}>");
+        }
+    }
+}
+
+fn render_port(out: &mut String, p: &PortMatch) {
+    let name = |v: u16| {
+        names::service_name(v)
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string())
+    };
+    let Some(op) = p.op else { return };
+    out.push_str(" port ");
+    let _ = match op {
+        PortOp::Eq => write!(out, "= {}", name(p.a)),
+        PortOp::Ne => write!(out, "!= {}", name(p.a)),
+        PortOp::Lt => write!(out, "< {}", p.a),
+        PortOp::Le => write!(out, "<= {}", p.a),
+        PortOp::Gt => write!(out, "> {}", p.a),
+        PortOp::Ge => write!(out, ">= {}", p.a),
+        PortOp::Range => write!(out, "{}:{}", p.a, p.b),
+        PortOp::Inside => write!(out, "{} >< {}", p.a, p.b),
+        PortOp::Outside => write!(out, "{} <> {}", p.a, p.b),
+    };
+}
+
+/// The rule as `pfctl -sr` prints it (pfctl_parser.c `print_rule`).
+fn render(
+    r: &Rule,
+    ifname: Option<&str>,
+    tables: &[Table],
+    timeouts: &[(crate::timeouts::TimeoutClass, u32)],
+    label: Option<&str>,
+) -> String {
+    let mut s = String::new();
+    match r.action {
+        Action::Pass => s.push_str("pass"),
+        Action::Block => s.push_str(match r.block {
+            BlockMode::Drop => "block drop",
+            BlockMode::Return => "block return",
+            BlockMode::ReturnRst => "block return-rst",
+            BlockMode::ReturnIcmp => "block return-icmp",
+        }),
+    }
+    match r.dir {
+        Some(Direction::In) => s.push_str(" in"),
+        Some(Direction::Out) => s.push_str(" out"),
+        None => {}
+    }
+    if r.log {
+        s.push_str(" log");
+    }
+    if r.quick {
+        s.push_str(" quick");
+    }
+    if let (Some((_, not)), Some(name)) = (r.ifp, ifname) {
+        let _ = write!(s, " on {}{name}", if not { "! " } else { "" });
+    }
+    match r.af {
+        Some(Af::Inet) => s.push_str(" inet"),
+        Some(Af::Inet6) => s.push_str(" inet6"),
+        None => {}
+    }
+    if r.proto != 0 {
+        match names::proto_name(r.proto) {
+            Some(n) => {
+                let _ = write!(s, " proto {n}");
+            }
+            None => {
+                let _ = write!(s, " proto {}", r.proto);
+            }
+        }
+    }
+    let any = |m: &AddrMatch| m.kind == AddrKind::Any && !m.neg;
+    if any(&r.src) && any(&r.dst) && r.src_port.op.is_none() && r.dst_port.op.is_none() {
+        s.push_str(" all");
+    } else {
+        s.push_str(" from ");
+        render_addr(&mut s, &r.src, tables);
+        render_port(&mut s, &r.src_port);
+        s.push_str(" to ");
+        render_addr(&mut s, &r.dst, tables);
+        render_port(&mut s, &r.dst_port);
+    }
+    if r.flags != 0 || r.flagset != 0 {
+        s.push_str(" flags ");
+        names::format_tcp_flags(r.flags, &mut s);
+        s.push('/');
+        names::format_tcp_flags(r.flagset, &mut s);
+    } else if r.action == Action::Pass && (r.proto == 0 || r.proto == proto::TCP) && r.keep_state {
+        s.push_str(" flags any");
+    }
+    if let Some(ty) = r.icmp_type {
+        let af = r.af.unwrap_or(Af::Inet);
+        s.push_str(if af == Af::Inet6 {
+            " icmp6-type "
+        } else {
+            " icmp-type "
+        });
+        match names::icmp_type_name(af, ty) {
+            Some(n) => s.push_str(n),
+            None => {
+                let _ = write!(s, "{ty}");
+            }
+        }
+        if let Some(code) = r.icmp_code {
+            match names::icmp_code_name(af, ty, code) {
+                Some(n) => {
+                    let _ = write!(s, " code {n}");
+                }
+                None => {
+                    let _ = write!(s, " code {code}");
+                }
+            }
+        }
+    }
+    let ropts = r.max_states.is_some() || r.no_sync || r.sloppy || !timeouts.is_empty();
+    if !r.keep_state && r.action == Action::Pass {
+        s.push_str(" no state");
+    } else if r.keep_state && ropts {
+        s.push_str(" keep state");
+    }
+    if r.keep_state && ropts {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(m) = r.max_states {
+            parts.push(format!("max {m}"));
+        }
+        if r.no_sync {
+            parts.push("no-sync".into());
+        }
+        if r.sloppy {
+            parts.push("sloppy".into());
+        }
+        let mut t: Vec<_> = timeouts.to_vec();
+        t.sort_by_key(|(c, _)| *c as u8);
+        for (c, secs) in t {
+            parts.push(format!("{} {secs}", c.name()));
+        }
+        let _ = write!(s, " ({})", parts.join(", "));
+    }
+    if let Some(l) = label {
+        let _ = write!(s, " label \"{}\"", l.replace('"', "\\\""));
+    }
+    s
+}

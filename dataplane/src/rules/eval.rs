@@ -1,0 +1,209 @@
+//! Rule evaluation: pf's `pf_test_rule` loop over the compiled rules.
+//!
+//! Each rule is tested field by field in pf's order (interface, direction,
+//! family, protocol, source, destination, then ports for TCP/UDP, flags for
+//! TCP, type/code for ICMP). A mismatch on a field that has a skip step jumps
+//! to the next rule whose value of that field differs; other mismatches go
+//! to the next rule. The last match wins unless a matching rule is `quick`.
+//!
+//! Invariants: no allocation, no parsing; `counters` shorter than the
+//! ruleset is tolerated (rules past its end are simply not counted), so a
+//! caller swapping rulesets can never make evaluation panic.
+
+use super::compile::{
+    AddrKind, AddrMatch, Rule, SKIP_AF, SKIP_DIR, SKIP_DST_ADDR, SKIP_DST_PORT, SKIP_IFP,
+    SKIP_PROTO, SKIP_SRC_ADDR, SKIP_SRC_PORT,
+};
+use super::parser::BlockMode;
+use super::table::{addr_bits, Table};
+use super::{Action, Decision, ReturnMode, RuleCounters, Ruleset};
+use crate::flow::{proto, tcp_flags, Af, L4Info, PacketInfo};
+
+/// ICMP facts about a packet that rule matching needs (pf's
+/// `pf_icmp_mapping`).
+#[derive(Clone, Copy)]
+struct IcmpFacts {
+    ty: u8,
+    code: u8,
+    /// The message refers to another connection (errors; IPv6 neighbour
+    /// advertisements): pf creates no state for it (`state_icmp`).
+    state_icmp: bool,
+    /// A reply to a query (echo reply...): pf's `icmp_dir == PF_OUT`.
+    reply: bool,
+}
+
+fn icmp_facts(pkt: &PacketInfo) -> Option<IcmpFacts> {
+    let L4Info::Icmp(i) = pkt.l4 else { return None };
+    let ty = i.icmp_type;
+    let (state_icmp, reply) = match pkt.af {
+        // pf.c pf_icmp_mapping, AF_INET.
+        Af::Inet => (
+            matches!(ty, 3 | 4 | 5 | 11 | 12),
+            matches!(ty, 0 | 14 | 16 | 18 | 34 | 36 | 9),
+        ),
+        // AF_INET6: errors and neighbour advertisements map to other states.
+        Af::Inet6 => (matches!(ty, 1..=4 | 136), matches!(ty, 129 | 140 | 200)),
+    };
+    Some(IcmpFacts {
+        ty,
+        code: i.code,
+        state_icmp,
+        reply,
+    })
+}
+
+#[inline]
+fn addr_matches(m: &AddrMatch, af: Af, a: u128, tables: &[Table]) -> bool {
+    let hit = match m.kind {
+        AddrKind::Any => true,
+        AddrKind::Net {
+            af: naf, net, mask, ..
+        } => naf == af && (a & mask) == net,
+        AddrKind::Table(i) => tables.get(i as usize).is_some_and(|t| t.matches(af, a)),
+    };
+    hit != m.neg
+}
+
+/// What pf sends back for a packet blocked by `r` (pf.c, after
+/// `pf_test_rule`'s loop).
+fn return_mode(r: &Rule, pkt: &PacketInfo, icmp: Option<IcmpFacts>) -> ReturnMode {
+    let rst_ok = pkt.proto == proto::TCP && pkt.tcp_flags() & tcp_flags::RST == 0;
+    let icmp_ok = match pkt.af {
+        // Not in reply to ICMP errors (ICMP_INFOTYPE).
+        Af::Inet => {
+            pkt.proto != proto::ICMP
+                || icmp.is_some_and(|i| matches!(i.ty, 0 | 8 | 9 | 10 | 13..=18))
+        }
+        Af::Inet6 => pkt.proto != proto::ICMPV6 || icmp.is_some_and(|i| i.ty >= 128 && i.ty != 137),
+    };
+    match r.block {
+        BlockMode::Drop => ReturnMode::None,
+        BlockMode::Return if rst_ok => ReturnMode::Rst,
+        BlockMode::ReturnRst if rst_ok => ReturnMode::Rst,
+        BlockMode::ReturnRst => ReturnMode::None,
+        BlockMode::Return | BlockMode::ReturnIcmp if icmp_ok => ReturnMode::IcmpUnreachable,
+        BlockMode::Return | BlockMode::ReturnIcmp => ReturnMode::None,
+    }
+}
+
+impl Ruleset {
+    /// Decides a packet that matched no state. Increments `evaluations` of
+    /// every rule examined and `packets`/`bytes` (`pkt.ip_len`) of the
+    /// deciding rule. `counters` should have [`Ruleset::len`] entries (the
+    /// caller's job, e.g. reallocated on ruleset swap); extra or missing
+    /// entries are ignored. Never allocates.
+    pub fn evaluate(&self, pkt: &PacketInfo, counters: &mut [RuleCounters]) -> Decision {
+        let rules = &self.rules;
+        let n = rules.len();
+        let src = addr_bits(&pkt.src);
+        let dst = addr_bits(&pkt.dst);
+        let tcp = pkt.proto == proto::TCP;
+        let ports = tcp || pkt.proto == proto::UDP;
+        let th_flags = pkt.tcp_flags();
+        let icmp = if pkt.proto == proto::ICMP || pkt.proto == proto::ICMPV6 {
+            icmp_facts(pkt)
+        } else {
+            None
+        };
+        let is_icmp = pkt.proto == proto::ICMP || pkt.proto == proto::ICMPV6;
+
+        let mut matched: Option<usize> = None;
+        let mut i = 0usize;
+        while i < n {
+            let r = &rules[i];
+            if let Some(c) = counters.get_mut(i) {
+                c.evaluations += 1;
+            }
+            if let Some((ifx, not)) = r.ifp {
+                if (ifx == pkt.ifindex) == not {
+                    i = r.skip[SKIP_IFP] as usize;
+                    continue;
+                }
+            }
+            if r.dir.is_some_and(|d| d != pkt.dir) {
+                i = r.skip[SKIP_DIR] as usize;
+                continue;
+            }
+            if r.af.is_some_and(|a| a != pkt.af) {
+                i = r.skip[SKIP_AF] as usize;
+                continue;
+            }
+            if r.proto != 0 && r.proto != pkt.proto {
+                i = r.skip[SKIP_PROTO] as usize;
+                continue;
+            }
+            if !addr_matches(&r.src, pkt.af, src, &self.tables) {
+                i = r.skip[SKIP_SRC_ADDR] as usize;
+                continue;
+            }
+            if !addr_matches(&r.dst, pkt.af, dst, &self.tables) {
+                i = r.skip[SKIP_DST_ADDR] as usize;
+                continue;
+            }
+            if ports {
+                if !r.src_port.matches(pkt.sport) {
+                    i = r.skip[SKIP_SRC_PORT] as usize;
+                    continue;
+                }
+                if !r.dst_port.matches(pkt.dport) {
+                    i = r.skip[SKIP_DST_PORT] as usize;
+                    continue;
+                }
+                if tcp && (r.flagset & th_flags) != r.flags {
+                    i += 1;
+                    continue;
+                }
+            }
+            if is_icmp {
+                let (ty, code, state_icmp, reply) = match icmp {
+                    Some(f) => (Some(f.ty), Some(f.code), f.state_icmp, f.reply),
+                    None => (None, None, false, false),
+                };
+                if r.icmp_type.is_some() && r.icmp_type != ty {
+                    i += 1;
+                    continue;
+                }
+                if r.icmp_code.is_some() && r.icmp_code != code {
+                    i += 1;
+                    continue;
+                }
+                // pf: don't create states on replies.
+                if r.keep_state && !state_icmp && !r.sloppy && reply {
+                    i += 1;
+                    continue;
+                }
+            }
+            matched = Some(i);
+            if r.quick {
+                break;
+            }
+            i += 1;
+        }
+
+        let Some(m) = matched else {
+            return Decision::DEFAULT_PASS;
+        };
+        let r = &rules[m];
+        if let Some(c) = counters.get_mut(m) {
+            c.packets += 1;
+            c.bytes += pkt.ip_len as u64;
+        }
+        let pass = r.action == Action::Pass;
+        let state_icmp = icmp.is_some_and(|f| f.state_icmp);
+        Decision {
+            action: r.action,
+            rule: Some(m as u32),
+            keep_state: pass && r.keep_state && !state_icmp,
+            sloppy: r.sloppy,
+            no_sync: r.no_sync,
+            max_states: r.max_states,
+            log: r.log,
+            quick: r.quick,
+            return_mode: if pass {
+                ReturnMode::None
+            } else {
+                return_mode(r, pkt, icmp)
+            },
+        }
+    }
+}
