@@ -4,12 +4,21 @@
 //! EAL is cleaned up).
 
 use crate::config::{Config, Device};
+use crate::ctl::handler::Control;
+use crate::ctl::server::Server;
 use crate::log::Level;
+use crate::preload;
 use anyhow::{bail, Context, Result};
+use dataplane::command::command_channel;
 use dataplane::counters::{DropReason, SharedCounters};
 use dataplane::dpdk::{self, Eal, Mempool, Port, PortConfig, PortId};
+use dataplane::flow::IfIndex;
 use dataplane::pipeline::{Pipeline, PipelineConfig};
-use dataplane::worker::{TscClock, Worker};
+use dataplane::ring::{self, Consumer, Producer};
+use dataplane::rules::{RuleEnv, RuleError, Ruleset};
+use dataplane::snapshot::Snapshot;
+use dataplane::state::Shard;
+use dataplane::worker::{Handoff, TscClock, Worker};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,10 +32,57 @@ pub struct RunOptions {
     pub json_stats: bool,
     /// Print a JSON line of counter totals this often (for the bench harness).
     pub stats_every: Option<Duration>,
+    /// Process this pcapng before the workers start (packet interface id =
+    /// port index); builds states for benchmarks and tests.
+    pub preload: Option<std::path::PathBuf>,
+    /// pfsync creator id of this box (random when not set).
+    pub creatorid: Option<u32>,
+}
+
+/// Handoff ring capacity between two workers (packets).
+const HANDOFF_RING: usize = 1024;
+
+/// Reply ring capacity of a worker's command port (states per poll).
+const COMMAND_REPLY_RING: usize = 8192;
+
+fn random_creatorid() -> u32 {
+    loop {
+        let id: u32 = rand::random();
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+/// Compiles the configuration's ruleset (an empty ruleset passes
+/// everything without state, as pf does with no rules).
+pub fn load_ruleset(config: &Config) -> Result<Ruleset, RuleError> {
+    let interfaces: Vec<(&str, IfIndex)> = config
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), IfIndex(i as u16)))
+        .collect();
+    let env = RuleEnv {
+        interfaces: &interfaces,
+        self_addrs: &[],
+    };
+    match &config.rules {
+        None => Ruleset::compile("", "(none)", &env),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| RuleError {
+                file: path.display().to_string(),
+                line: 0,
+                col: 0,
+                msg: format!("cannot read rules: {e}"),
+            })?;
+            Ruleset::compile(&text, &path.display().to_string(), &env)
+        }
+    }
 }
 
 /// Runs dpf until a signal (or idleness) stops it. Returns the exit code.
-pub fn run(config: Config, opts: RunOptions) -> Result<i32> {
+pub fn run(config: Config, ruleset: Ruleset, opts: RunOptions) -> Result<i32> {
     let stop_signal = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop_signal))
@@ -45,12 +101,17 @@ pub fn run(config: Config, opts: RunOptions) -> Result<i32> {
         }
     }
     let eal = Eal::init(&eal_args).context("starting DPDK EAL")?;
-    let result = run_with_eal(&config, &opts, &stop_signal);
+    let result = run_with_eal(&config, ruleset, &opts, &stop_signal);
     drop(eal);
     result
 }
 
-fn run_with_eal(config: &Config, opts: &RunOptions, stop_signal: &AtomicBool) -> Result<i32> {
+fn run_with_eal(
+    config: &Config,
+    ruleset: Ruleset,
+    opts: &RunOptions,
+    stop_signal: &AtomicBool,
+) -> Result<i32> {
     let lcores = dpdk::worker_lcores();
     if lcores.is_empty() {
         bail!("EAL has no worker lcore: give at least two lcores (e.g. -l 0,1)");
@@ -114,25 +175,84 @@ fn run_with_eal(config: &Config, opts: &RunOptions, stop_signal: &AtomicBool) ->
         );
     }
 
-    let mut pcfg = PipelineConfig::default();
+    let mut pcfg = PipelineConfig {
+        workers,
+        creatorid: opts.creatorid.unwrap_or_else(random_creatorid),
+        ..PipelineConfig::default()
+    };
     for &(a, b) in &config.wire_pairs {
         pcfg.pair(a as u16, b as u16);
     }
+    let rules = Arc::new(Snapshot::new(Arc::new(ruleset)));
+    let limit = rules.load().options.limit_states as usize;
+    // A shard per worker; flows spread evenly by hash, with 1/8 slack.
+    let per_shard = (limit.div_ceil(workers) + limit.div_ceil(workers) / 8).max(1024);
     let shared = Arc::new(SharedCounters::new(workers));
     let stop_workers = Arc::new(AtomicBool::new(false));
     let hz = dpdk::tsc_hz();
     let drain_ticks = hz / 1_000_000 * config.tx_drain_us as u64;
-    let mut handles = Vec::new();
-    for (w, &lcore) in lcores.iter().enumerate() {
-        let worker = Worker {
+    let clock = TscClock::new(hz);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // Handoff rings: one SPSC ring for every ordered pair of workers.
+    let mut outs: Vec<Vec<Option<Producer<Handoff>>>> = (0..workers)
+        .map(|_| (0..workers).map(|_| None).collect())
+        .collect();
+    let mut ins: Vec<Vec<Consumer<Handoff>>> = (0..workers).map(|_| Vec::new()).collect();
+    for (from, out) in outs.iter_mut().enumerate() {
+        for (to, slot) in out.iter_mut().enumerate() {
+            if from != to {
+                let (p, c) = ring::channel(HANDOFF_RING);
+                *slot = Some(p);
+                ins[to].push(c);
+            }
+        }
+    }
+    let mut built = Vec::new();
+    let mut clients = Vec::new();
+    for (w, (handoff_out, handoff_in)) in outs.into_iter().zip(ins).enumerate() {
+        let (port, client) = command_channel(COMMAND_REPLY_RING);
+        clients.push(client);
+        let mut shard = Shard::new(per_shard, w as u8)
+            .map_err(|e| anyhow::anyhow!("state table of worker {w}: {e}"))?;
+        shard.seed_ids(seed << 24);
+        let mut cfg = pcfg.clone();
+        cfg.worker = w;
+        built.push(Worker {
             index: w,
             ports: port_ids.clone(),
-            pipeline: Pipeline::new(pcfg.clone()),
+            pipeline: Pipeline::new(cfg, rules.load(), shard),
             shared: Arc::clone(&shared),
             slow_path: None,
+            rules: Arc::clone(&rules),
+            handoff_out,
+            handoff_in,
+            commands: Some(port),
             drain_ticks,
-            clock: TscClock::new(hz),
-        };
+            clock,
+        });
+    }
+    if let Some(path) = &opts.preload {
+        let mut pipelines: Vec<&mut Pipeline> = built.iter_mut().map(|w| &mut w.pipeline).collect();
+        let now = preload::Clock::Fixed(clock.instant(dpdk::rdtsc()));
+        let n = preload::run(path, &mut pipelines, now, None)
+            .with_context(|| format!("preloading {}", path.display()))?;
+        for p in pipelines {
+            // Preloading is not traffic: counters start from zero, states stay.
+            let states = p.shard().len() as u64;
+            p.counters = Default::default();
+            p.counters.states = states;
+        }
+        crate::log!(
+            Level::Notice,
+            "preloaded {n} packets from {}",
+            path.display()
+        );
+    }
+    let mut handles = Vec::new();
+    for (worker, &lcore) in built.into_iter().zip(&lcores) {
+        let w = worker.index;
         let stop = Arc::clone(&stop_workers);
         let h = dpdk::launch(lcore, move || worker.run(&stop))
             .with_context(|| format!("starting worker {w}"))?;
@@ -145,8 +265,20 @@ fn run_with_eal(config: &Config, opts: &RunOptions, stop_signal: &AtomicBool) ->
         config.mode
     );
 
+    let mut server = match Server::bind(&config.socket) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            crate::log!(
+                Level::Err,
+                "control socket {}: {e}",
+                config.socket.display()
+            );
+            None
+        }
+    };
     // The control loop: sleeps ~1 ms between rounds.
     let started = Instant::now();
+    let now_fn = move || clock.instant(dpdk::rdtsc());
     let mut last_rx = 0u64;
     let mut last_rx_change = Instant::now();
     let mut next_stats = opts.stats_every.map(|d| started + d);
@@ -162,6 +294,19 @@ fn run_with_eal(config: &Config, opts: &RunOptions, stop_signal: &AtomicBool) ->
             crate::log!(Level::Notice, "signal received, stopping");
             break;
         }
+        if let Some(srv) = server.as_mut() {
+            let mut control = Control {
+                config,
+                ports: &ports,
+                shared: &shared,
+                rules: &rules,
+                workers: &mut clients,
+                now: &now_fn,
+                started,
+                bad_requests: srv.bad_requests,
+            };
+            srv.poll(&mut |req| control.handle(req));
+        }
         if let Some(idle) = opts.exit_when_idle {
             let rx = shared.total().rx;
             if rx != last_rx {
@@ -173,6 +318,7 @@ fn run_with_eal(config: &Config, opts: &RunOptions, stop_signal: &AtomicBool) ->
             }
         }
     }
+    drop(server);
     stop_workers.store(true, Ordering::Relaxed);
     let mut worker_failed = false;
     for (w, h) in handles.into_iter().enumerate() {
@@ -262,4 +408,75 @@ fn totals_json(shared: &SharedCounters, elapsed: Duration, hz: u64) -> serde_jso
         "busy_cycles": t.busy_cycles, "bursts": t.bursts,
         "dropped": t.total_drops(), "drops": drops,
     })
+}
+
+/// `dpf --replay`: runs `input` through `workers` pipelines built from the
+/// configuration, without DPDK, writing forwarded packets to `output`, and
+/// prints the counters as JSON. Packet timestamps are the clock.
+pub fn replay(
+    config: &Config,
+    ruleset: Ruleset,
+    workers: usize,
+    input: &std::path::Path,
+    output: &std::path::Path,
+    creatorid: u32,
+) -> Result<()> {
+    let workers = workers.max(1);
+    let rules = Arc::new(ruleset);
+    let limit = rules.options.limit_states as usize;
+    let per_shard = (limit.div_ceil(workers) + limit.div_ceil(workers) / 8).max(1024);
+    let mut cfg = PipelineConfig {
+        workers,
+        creatorid,
+        ..PipelineConfig::default()
+    };
+    for &(a, b) in &config.wire_pairs {
+        cfg.pair(a as u16, b as u16);
+    }
+    let mut pipelines = Vec::new();
+    for w in 0..workers {
+        let shard = Shard::new(per_shard, w as u8)
+            .map_err(|e| anyhow::anyhow!("state table of worker {w}: {e}"))?;
+        let mut c = cfg.clone();
+        c.worker = w;
+        pipelines.push(Pipeline::new(c, Arc::clone(&rules), shard));
+    }
+    let mut writer = preload::writer(output, config.ports.len())?;
+    let mut refs: Vec<&mut Pipeline> = pipelines.iter_mut().collect();
+    preload::run(
+        input,
+        &mut refs,
+        preload::Clock::Timestamps,
+        Some(&mut writer),
+    )
+    .with_context(|| format!("replaying {}", input.display()))?;
+    drop(writer);
+    let shared = SharedCounters::new(workers);
+    for (w, p) in pipelines.iter().enumerate() {
+        shared.publish(w, &p.counters);
+    }
+    let mut v = totals_json(&shared, Duration::ZERO, 0);
+    let states: Vec<serde_json::Value> =
+        pipelines
+            .iter()
+            .flat_map(|p| {
+                p.shard().iter().map(|(_, st)| {
+            let k = st.key();
+            serde_json::json!({
+                "id": format!("{:016x}", st.id()),
+                "creatorid": format!("{:08x}", st.creatorid()),
+                "worker": st.id_shard(),
+                "proto": k.proto,
+                "src": format!("{:?}", st.src_endpoint().0), "sport": st.src_endpoint().1,
+                "dst": format!("{:?}", st.dst_endpoint().0), "dport": st.dst_endpoint().1,
+                "src_state": st.src.state, "dst_state": st.dst.state,
+                "timeout": st.timeout.name(),
+            })
+        }).collect::<Vec<_>>()
+            })
+            .collect();
+    v["states"] = states.len().into();
+    v["state_list"] = states.into();
+    println!("{v}");
+    Ok(())
 }

@@ -3,6 +3,8 @@
 
 pub mod carp;
 pub mod config;
+pub mod ctl;
 pub mod daemon;
 pub mod log;
 pub mod pfsync;
+pub mod preload;

@@ -5,6 +5,7 @@
 //! The shell (`dpdk`, `worker`, behind the default `dpdk` feature) binds it to
 //! DPDK poll-mode drivers.
 
+pub mod command;
 pub mod counters;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
@@ -12,6 +13,7 @@ pub mod flow;
 pub mod pipeline;
 pub mod ring;
 pub mod rules;
+pub mod snapshot;
 pub mod state;
 pub mod time;
 pub mod timeouts;

@@ -2,11 +2,39 @@
 //! byte slices (no DPDK type), owned by one worker, so it is unit-tested and
 //! benchmarked without EAL.
 //!
+//! Wire mode (ports cross-connected in pairs, like a pf bridge):
+//!
+//! ```text
+//! classify ─ bad header ──────────────────────────────► Drop(BadHeader)
+//!    │ ARP / non-IP ──────────────────────────────────► Forward(peer)   (a bridge passes non-IP)
+//!    │ IP fragment ───────────────────────────────────► Drop(Fragment)  (no reassembly yet: fail closed)
+//!    ▼ IP
+//! owner = symmetric hash % workers ── not me ─────────► Handoff(owner)
+//!    ▼
+//! shard lookup ── hit ── track (pf window checks) ────► Forward / Drop(StateMismatch|BadRst)
+//!    │ ICMP error quoting a known state ──────────────► Forward
+//!    ▼ miss
+//! rules `in` on the receiving port, `out` on the peer ─ block ─► Drop(BlockedByRule)
+//!    ▼ pass
+//! keep state? insert (table full ─► Drop(StateTableFull)) ─► Forward(peer)
+//! ```
+//!
 //! A packet starts as `Drop(Unclassified)` and only an explicit decision
-//! forwards it (fail closed).
+//! forwards it (fail closed). dpf keeps one state per connection: the first
+//! packet is evaluated `in` on the receiving interface and `out` on the
+//! transmitting one, and a state is created when either pass says `keep
+//! state` (pf would create one state per pass).
 
 use crate::counters::{DropReason, Verdict, WorkerCounters};
+use crate::flow::{Direction, FlowKey, IfIndex, L4Info, PacketInfo};
+use crate::rules::{Action, RuleCounters, Ruleset};
+use crate::state::{
+    icmp_error_matches, new_state, track, InsertError, Shard, StateDrop, StateOptions, TrackOutcome,
+};
 use crate::time::Instant;
+use crate::timeouts::Timeouts;
+use crate::wire::{classify, FrameKind};
+use std::sync::Arc;
 
 /// Most ports dpf drives.
 pub const MAX_PORTS: usize = 16;
@@ -20,12 +48,21 @@ pub struct PipelineConfig {
     /// Wire mode: the port each port's traffic leaves on (`NO_EGRESS` if
     /// unpaired).
     pub wire_peer: [u16; MAX_PORTS],
+    /// This worker's index.
+    pub worker: usize,
+    /// Number of workers (flow owners).
+    pub workers: usize,
+    /// pfsync host id stamped on states this box creates.
+    pub creatorid: u32,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             wire_peer: [NO_EGRESS; MAX_PORTS],
+            worker: 0,
+            workers: 1,
+            creatorid: 0,
         }
     }
 }
@@ -42,68 +79,269 @@ impl PipelineConfig {
     }
 }
 
-/// One worker's pipeline: configuration plus its single-writer counters.
+/// One worker's pipeline: configuration, its state shard, the ruleset
+/// snapshot it uses, and its single-writer counters.
 #[derive(Debug)]
 pub struct Pipeline {
     config: PipelineConfig,
+    rules: Arc<Ruleset>,
+    rule_counters: Vec<RuleCounters>,
+    timeouts: Timeouts,
+    shard: Shard,
     /// This worker's counters.
     pub counters: WorkerCounters,
 }
 
 impl Pipeline {
-    /// A pipeline for one worker.
-    pub fn new(config: PipelineConfig) -> Pipeline {
+    /// A pipeline for one worker with a shard of `state_capacity` states.
+    pub fn new(config: PipelineConfig, rules: Arc<Ruleset>, shard: Shard) -> Pipeline {
+        let timeouts = rules.options.timeouts;
+        let rule_counters = vec![RuleCounters::default(); rules.len()];
         Pipeline {
             config,
+            rules,
+            rule_counters,
+            timeouts,
+            shard,
             counters: WorkerCounters::default(),
         }
     }
 
+    /// Switches to a new ruleset (between bursts). Existing states survive;
+    /// per-rule counters restart.
+    pub fn set_rules(&mut self, rules: Arc<Ruleset>) {
+        self.timeouts = rules.options.timeouts;
+        self.rule_counters.clear();
+        self.rule_counters
+            .resize(rules.len(), RuleCounters::default());
+        self.rules = rules;
+    }
+
+    /// The ruleset in use.
+    pub fn rules(&self) -> &Arc<Ruleset> {
+        &self.rules
+    }
+
+    /// Per-rule counters of this worker (index = rule number).
+    pub fn rule_counters(&self) -> &[RuleCounters] {
+        &self.rule_counters
+    }
+
+    /// This worker's state shard.
+    pub fn shard(&self) -> &Shard {
+        &self.shard
+    }
+
+    /// This worker's state shard, writable (state kills, pfsync imports).
+    pub fn shard_mut(&mut self) -> &mut Shard {
+        &mut self.shard
+    }
+
+    /// Expires states: examines at most `budget_slots` slots.
+    pub fn expire(&mut self, now: Instant, budget_slots: usize) -> usize {
+        let removed = self
+            .shard
+            .expire_slice(now, budget_slots, &self.timeouts, |_| {});
+        self.counters.states_removed += removed as u64;
+        self.counters.states = self.shard.len() as u64;
+        removed
+    }
+
     /// Decides the fate of one frame received on `in_port`. The frame may be
-    /// rewritten in place (routing rewrites MACs and TTL).
+    /// rewritten in place. Counts the verdict.
     #[inline]
-    pub fn process(&mut self, frame: &mut [u8], in_port: u16, _now: Instant) -> Verdict {
-        let mut verdict = Verdict::Drop(DropReason::Unclassified);
-        if frame.len() < 14 {
-            verdict = Verdict::Drop(DropReason::BadHeader);
-        } else if let Some(&peer) = self.config.wire_peer.get(in_port as usize) {
-            if peer != NO_EGRESS {
-                verdict = Verdict::Forward(peer);
-            } else {
-                verdict = Verdict::Drop(DropReason::NoEgress);
-            }
-        }
+    pub fn process(&mut self, frame: &mut [u8], in_port: u16, now: Instant) -> Verdict {
+        let verdict = self.decide(frame, in_port, now, false);
+        self.count(verdict);
+        verdict
+    }
+
+    /// Like [`Pipeline::process`] for a packet another worker handed over
+    /// (this worker owns its flow, so it is never handed off again).
+    #[inline]
+    pub fn process_owned(&mut self, frame: &mut [u8], in_port: u16, now: Instant) -> Verdict {
+        self.counters.handed_in += 1;
+        let verdict = self.decide(frame, in_port, now, true);
+        self.count(verdict);
+        verdict
+    }
+
+    #[inline(always)]
+    fn count(&mut self, verdict: Verdict) {
         match verdict {
             Verdict::Forward(_) => self.counters.forwarded += 1,
             Verdict::Drop(r) => self.counters.drop(r),
             Verdict::SlowPath => self.counters.slow_path += 1,
             Verdict::Handoff(_) => self.counters.handed_off += 1,
         }
-        verdict
+    }
+
+    #[inline]
+    fn decide(&mut self, frame: &mut [u8], in_port: u16, now: Instant, owned: bool) -> Verdict {
+        let Some(&egress) = self.config.wire_peer.get(in_port as usize) else {
+            return Verdict::Drop(DropReason::NoEgress);
+        };
+        if egress == NO_EGRESS {
+            return Verdict::Drop(DropReason::NoEgress);
+        }
+        let classified = match classify(frame, IfIndex(in_port), Direction::In) {
+            Ok(c) => c,
+            Err(_) => return Verdict::Drop(DropReason::BadHeader),
+        };
+        match classified.kind {
+            FrameKind::Ip { info, fragment, .. } => {
+                if fragment {
+                    return Verdict::Drop(DropReason::Fragment);
+                }
+                self.filter(&info, in_port, egress, now, owned)
+            }
+            // A bridge passes what pf does not filter.
+            _ => Verdict::Forward(egress),
+        }
+    }
+
+    #[inline]
+    fn filter(
+        &mut self,
+        info: &PacketInfo,
+        in_port: u16,
+        out_port: u16,
+        now: Instant,
+        owned: bool,
+    ) -> Verdict {
+        if self.rules.is_skipped(IfIndex(in_port)) && self.rules.is_skipped(IfIndex(out_port)) {
+            return Verdict::Forward(out_port);
+        }
+        let (key, swapped) = info.key();
+        let hash = key.symmetric_hash();
+        if !owned && self.config.workers > 1 {
+            let owner = owner_of(hash, self.config.workers);
+            if owner != self.config.worker {
+                return Verdict::Handoff(owner as u16);
+            }
+        }
+        let mut found = self.shard.lookup(&key, hash);
+        if let Some(slot) = found {
+            // A state past its timeout that the sweep has not reached yet
+            // is gone as far as this packet is concerned.
+            if self
+                .shard
+                .get(slot)
+                .is_some_and(|st| st.is_expired(now, &self.timeouts))
+            {
+                self.shard.remove(slot);
+                self.counters.states_removed += 1;
+                self.counters.states = self.shard.len() as u64;
+                found = None;
+            }
+        }
+        if let Some(slot) = found {
+            if let Some(st) = self.shard.get_mut(slot) {
+                let from_src = st.is_from_src(swapped);
+                match track(st, info, from_src, now) {
+                    TrackOutcome::Pass { .. } => {
+                        self.counters.state_hits += 1;
+                        return Verdict::Forward(out_port);
+                    }
+                    TrackOutcome::Drop(StateDrop::BadRst) => {
+                        return Verdict::Drop(DropReason::BadRst)
+                    }
+                    TrackOutcome::Drop(_) => return Verdict::Drop(DropReason::StateMismatch),
+                    TrackOutcome::Reuse => {
+                        self.shard.remove(slot);
+                        self.counters.states_removed += 1;
+                    }
+                }
+            }
+        } else if let L4Info::Icmp(icmp) = info.l4 {
+            if let (true, Some(q)) = (icmp.is_error, icmp.quoted) {
+                // An ICMP error passes with the state of the packet it quotes
+                // (PMTU discovery). That packet went the other way.
+                let (qkey, qswapped) =
+                    FlowKey::from_packet(info.af, q.proto, q.src, q.sport, q.dst, q.dport);
+                let qhash = qkey.symmetric_hash();
+                if let Some(st) = self
+                    .shard
+                    .lookup(&qkey, qhash)
+                    .and_then(|s| self.shard.get_mut(s))
+                {
+                    let quoted_from_src = st.is_from_src(qswapped);
+                    if icmp_error_matches(st, &q, quoted_from_src) {
+                        st.count(!quoted_from_src, info.ip_len as u32);
+                        self.counters.state_hits += 1;
+                        return Verdict::Forward(out_port);
+                    }
+                }
+            }
+        }
+        self.evaluate_new(info, in_port, out_port, now)
+    }
+
+    /// The rules for a packet without a state: `in` on the receiving port,
+    /// then `out` on the transmitting one; creates the state.
+    fn evaluate_new(
+        &mut self,
+        info: &PacketInfo,
+        in_port: u16,
+        out_port: u16,
+        now: Instant,
+    ) -> Verdict {
+        let mut pkt = *info;
+        pkt.ifindex = IfIndex(in_port);
+        pkt.dir = Direction::In;
+        let d_in = self.rules.evaluate(&pkt, &mut self.rule_counters);
+        if d_in.action == Action::Block {
+            return Verdict::Drop(DropReason::BlockedByRule);
+        }
+        pkt.ifindex = IfIndex(out_port);
+        pkt.dir = Direction::Out;
+        let d_out = self.rules.evaluate(&pkt, &mut self.rule_counters);
+        if d_out.action == Action::Block {
+            return Verdict::Drop(DropReason::BlockedByRule);
+        }
+        let d = if d_in.keep_state { d_in } else { d_out };
+        if !d.keep_state {
+            return Verdict::Forward(out_port);
+        }
+        let flags = info.tcp_flags();
+        let initial_syn =
+            flags & crate::flow::tcp_flags::SYN != 0 && flags & crate::flow::tcp_flags::ACK == 0;
+        let opts = StateOptions {
+            sloppy: d.sloppy,
+            no_sync: d.no_sync,
+            any_flags: info.proto == crate::flow::proto::TCP && !initial_syn,
+            rule: d.rule.unwrap_or(crate::state::NO_RULE),
+        };
+        let id = self.shard.alloc_id();
+        let Some(mut st) = new_state(info, now, opts, id, self.config.creatorid) else {
+            // pf creates no state for this packet (e.g. an RST) but passes it.
+            return Verdict::Forward(out_port);
+        };
+        st.direction = Direction::In;
+        st.ifindex = IfIndex(in_port);
+        match self.shard.insert(st) {
+            Ok(_) => {
+                self.counters.states_created += 1;
+                self.counters.states = self.shard.len() as u64;
+                if let Some(c) = d.rule.and_then(|r| self.rule_counters.get_mut(r as usize)) {
+                    c.states_created += 1;
+                }
+                Verdict::Forward(out_port)
+            }
+            Err(InsertError::Full) => Verdict::Drop(DropReason::StateTableFull),
+            // Another packet of the flow created it meanwhile (cannot happen
+            // on the owning worker; fail closed if it does).
+            Err(_) => Verdict::Drop(DropReason::StateMismatch),
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wire_mode_forwards_to_the_peer_and_drops_unpaired() {
-        let mut cfg = PipelineConfig::default();
-        cfg.pair(0, 1);
-        let mut p = Pipeline::new(cfg);
-        let mut frame = [0u8; 60];
-        assert_eq!(p.process(&mut frame, 0, Instant(0)), Verdict::Forward(1));
-        assert_eq!(p.process(&mut frame, 1, Instant(0)), Verdict::Forward(0));
-        assert_eq!(
-            p.process(&mut frame, 2, Instant(0)),
-            Verdict::Drop(DropReason::NoEgress)
-        );
-        assert_eq!(
-            p.process(&mut frame[..10], 0, Instant(0)),
-            Verdict::Drop(DropReason::BadHeader)
-        );
-        assert_eq!(p.counters.forwarded, 2);
-        assert_eq!(p.counters.total_drops(), 2);
+/// The worker that owns a flow with symmetric hash `hash`.
+#[inline(always)]
+pub fn owner_of(hash: u64, workers: usize) -> usize {
+    if workers <= 1 {
+        0
+    } else {
+        ((hash >> 32) % workers as u64) as usize
     }
 }

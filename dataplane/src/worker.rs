@@ -3,16 +3,40 @@
 //! full and on a ~100 µs TSC deadline, refused mbufs freed, one timestamp
 //! per iteration, one stop flag. Nothing in the loop allocates, locks or
 //! makes a syscall.
+//!
+//! Each iteration: receive a burst on every port and decide each packet
+//! ([`Pipeline::process`]); packets of flows another worker owns go to that
+//! worker's handoff ring (published once per iteration); then drain a
+//! bounded slice of the handoff rings from other workers. On the tx
+//! deadline: flush tx buffers, expire a slice of the shard, publish
+//! counters, and pick up a new ruleset if its snapshot epoch moved.
 
+use crate::command::CommandPort;
 use crate::counters::{DropReason, SharedCounters, Verdict};
 use crate::dpdk::{mbuf, rdtsc, MbufRing, PortId, QueueId, RawMbuf};
 use crate::pipeline::{Pipeline, MAX_PORTS};
+use crate::ring::{Consumer, Producer};
+use crate::rules::Ruleset;
+use crate::snapshot::Snapshot;
 use crate::time::Instant;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Packets per rx burst.
 pub const BURST: usize = 32;
+
+/// State slots examined per expiry slice (every tx drain, ~100 µs).
+pub const EXPIRE_BUDGET: usize = 512;
+
+/// A packet handed from the worker that received it to the worker that
+/// owns its flow.
+#[derive(Clone, Copy, Debug)]
+pub struct Handoff {
+    /// The mbuf (ownership moves with the item).
+    pub mbuf: RawMbuf,
+    /// The port it was received on.
+    pub port: u16,
+}
 
 /// A per-port transmit buffer (l3fwd's `tx_mbufs`).
 struct TxBuffer {
@@ -57,12 +81,20 @@ pub struct Worker {
     pub index: usize,
     /// Ports to poll.
     pub ports: Vec<PortId>,
-    /// The decision logic.
+    /// The decision logic (owns the state shard).
     pub pipeline: Pipeline,
     /// Where published counters go.
     pub shared: Arc<SharedCounters>,
     /// Slow-path ring to the control thread, if any.
     pub slow_path: Option<Arc<MbufRing>>,
+    /// The ruleset snapshot the control thread publishes.
+    pub rules: Arc<Snapshot<Ruleset>>,
+    /// Handoff rings to each other worker (`None` at this worker's index).
+    pub handoff_out: Vec<Option<Producer<Handoff>>>,
+    /// Handoff rings from the other workers.
+    pub handoff_in: Vec<Consumer<Handoff>>,
+    /// Operator commands from the control thread.
+    pub commands: Option<CommandPort>,
     /// TSC ticks between tx drains (~100 µs).
     pub drain_ticks: u64,
     /// TSC-to-nanoseconds conversion.
@@ -75,10 +107,15 @@ impl Worker {
         let queue = QueueId(self.index as u16);
         let mut tx: [TxBuffer; MAX_PORTS] = [const { TxBuffer::new() }; MAX_PORTS];
         let mut rx: [*mut dpdk_sys::rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
+        let mut handed: [Handoff; BURST] = [Handoff {
+            mbuf: RawMbuf(std::ptr::null_mut()),
+            port: 0,
+        }; BURST];
         let mut slow: [RawMbuf; BURST] = [RawMbuf(std::ptr::null_mut()); BURST];
         let mut ports = [PortId(0); MAX_PORTS];
         let nports = self.ports.len().min(MAX_PORTS);
         ports[..nports].copy_from_slice(&self.ports[..nports]);
+        let mut rules_epoch = self.rules.epoch();
         let mut next_drain = rdtsc() + self.drain_ticks;
         while !stop.load(Ordering::Relaxed) {
             let tsc = rdtsc();
@@ -93,9 +130,8 @@ impl Worker {
                     continue;
                 }
                 let mut slow_len = 0;
-                let c = &mut self.pipeline.counters;
-                c.rx += n as u64;
-                c.bursts += 1;
+                self.pipeline.counters.rx += n as u64;
+                self.pipeline.counters.bursts += 1;
                 for &m in &rx[..n] {
                     // SAFETY: rx_burst returned n valid mbufs now owned by
                     // this worker; no other reference to them exists.
@@ -109,7 +145,8 @@ impl Worker {
                             slow[slow_len] = RawMbuf(m);
                             slow_len += 1;
                         }
-                        Verdict::Handoff(_) | Verdict::Drop(_) => {
+                        Verdict::Handoff(owner) => self.hand_off(owner, m, port.0),
+                        Verdict::Drop(_) => {
                             // SAFETY: we own m; freed once.
                             unsafe { dpdk_sys::dpf_pktmbuf_free(m) };
                         }
@@ -120,9 +157,40 @@ impl Worker {
                 }
                 self.pipeline.counters.busy_cycles += rdtsc() - tsc;
             }
+            for p in self.handoff_out.iter_mut().flatten() {
+                p.publish();
+            }
+            for ring in 0..self.handoff_in.len() {
+                let n = self.handoff_in[ring].pop_batch(&mut handed);
+                for h in &handed[..n] {
+                    // SAFETY: the handing worker gave up ownership of the
+                    // mbuf when it pushed it; we are its only owner now.
+                    let frame = unsafe { mbuf::raw_data_mut(h.mbuf.0) };
+                    match self.pipeline.process_owned(frame, h.port, now) {
+                        Verdict::Forward(out) => {
+                            push_tx(&mut tx, out, h.mbuf.0, queue, &mut self.pipeline);
+                        }
+                        _ => {
+                            // SAFETY: we own it; freed once. (Owned packets
+                            // are never handed off again; slow-path packets
+                            // are never handed off in the first place.)
+                            unsafe { dpdk_sys::dpf_pktmbuf_free(h.mbuf.0) };
+                        }
+                    }
+                }
+            }
             if tsc >= next_drain {
                 for (p, buf) in tx.iter_mut().enumerate() {
                     flush_tx(buf, p as u16, queue, &mut self.pipeline);
+                }
+                self.pipeline.expire(now, EXPIRE_BUDGET);
+                if let Some(c) = self.commands.as_mut() {
+                    c.poll(&mut self.pipeline);
+                }
+                let epoch = self.rules.epoch();
+                if epoch != rules_epoch {
+                    rules_epoch = epoch;
+                    self.pipeline.set_rules(self.rules.load());
                 }
                 self.shared.publish(self.index, &self.pipeline.counters);
                 next_drain = tsc + self.drain_ticks;
@@ -131,8 +199,29 @@ impl Worker {
         for (p, buf) in tx.iter_mut().enumerate() {
             flush_tx(buf, p as u16, queue, &mut self.pipeline);
         }
+        for p in self.handoff_out.iter_mut().flatten() {
+            p.publish();
+        }
         self.shared.publish(self.index, &self.pipeline.counters);
         0
+    }
+
+    #[inline]
+    fn hand_off(&mut self, owner: u16, m: *mut dpdk_sys::rte_mbuf, port: u16) {
+        let item = Handoff {
+            mbuf: RawMbuf(m),
+            port,
+        };
+        let pushed = match self.handoff_out.get_mut(owner as usize) {
+            Some(Some(p)) => p.push(item).is_ok(),
+            _ => false,
+        };
+        if !pushed {
+            self.pipeline.counters.handed_off -= 1;
+            self.pipeline.counters.drop(DropReason::HandoffRingFull);
+            // SAFETY: the ring refused it; we still own it.
+            unsafe { dpdk_sys::dpf_pktmbuf_free(m) };
+        }
     }
 
     fn enqueue_slow_path(&mut self, mbufs: &[RawMbuf]) {

@@ -4,6 +4,8 @@
 //! fails. EAL never starts inside the test harness: every DPDK test runs
 //! `dpf` as a child process with `--no-huge -m <MB>`.
 
+pub mod frames;
+
 use anyhow::{bail, Context, Result};
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 use std::path::{Path, PathBuf};

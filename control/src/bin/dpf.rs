@@ -24,6 +24,23 @@ struct Args {
     /// Print final statistics as JSON.
     #[arg(long)]
     json_stats: bool,
+    /// Process this pcapng before the workers start, each packet as if
+    /// received on the port whose index is its pcapng interface id.
+    #[arg(long, value_name = "PCAPNG")]
+    preload: Option<PathBuf>,
+    /// Replay a pcapng through the configured rules and exit, without DPDK:
+    /// packet interface id = receiving port, timestamps = the clock.
+    #[arg(long, value_name = "PCAPNG", requires = "replay_out")]
+    replay: Option<PathBuf>,
+    /// Where `--replay` writes forwarded packets (interface id = egress port).
+    #[arg(long, value_name = "PCAPNG")]
+    replay_out: Option<PathBuf>,
+    /// Pipelines (workers) for `--replay`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    replay_workers: u16,
+    /// pfsync creator id (host id) of this box; random when not given.
+    #[arg(long, value_parser = parse_creatorid)]
+    creatorid: Option<u32>,
     /// Print a JSON line of counter totals every MS milliseconds.
     #[arg(long, value_name = "MS")]
     stats_every: Option<u64>,
@@ -42,16 +59,42 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let ruleset = match daemon::load_ruleset(&config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dpf: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if args.check {
         println!("dpf: {}: configuration OK", args.config.display());
         return ExitCode::SUCCESS;
+    }
+    if let (Some(input), Some(output)) = (&args.replay, &args.replay_out) {
+        let creatorid = args.creatorid.unwrap_or(1);
+        return match daemon::replay(
+            &config,
+            ruleset,
+            args.replay_workers as usize,
+            input,
+            output,
+            creatorid,
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dpf: {e:#}");
+                ExitCode::from(1)
+            }
+        };
     }
     let opts = RunOptions {
         exit_when_idle: args.exit_when_idle.map(Duration::from_millis),
         json_stats: args.json_stats,
         stats_every: args.stats_every.map(Duration::from_millis),
+        preload: args.preload,
+        creatorid: args.creatorid,
     };
-    match daemon::run(config, opts) {
+    match daemon::run(config, ruleset, opts) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(rc) => ExitCode::from(rc as u8),
         Err(e) => {
@@ -59,4 +102,16 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn parse_creatorid(s: &str) -> Result<u32, String> {
+    let v = match s.strip_prefix("0x") {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => s.parse(),
+    }
+    .map_err(|e| format!("creatorid '{s}': {e}"))?;
+    if v == 0 {
+        return Err("creatorid 0 is reserved".into());
+    }
+    Ok(v)
 }

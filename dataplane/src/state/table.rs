@@ -545,6 +545,51 @@ impl Shard {
         removed
     }
 
+    /// Visits the states in slab slots `from..`, at most `max_slots` slots,
+    /// while `visit` returns `true`. Returns the slot to continue from
+    /// (the slot whose state `visit` refused, so it is offered again), or
+    /// `None` when the slab is done. Bounded work per call: a worker lists
+    /// or dumps its shard a slice at a time between bursts.
+    pub fn scan(
+        &self,
+        from: usize,
+        max_slots: usize,
+        mut visit: impl FnMut(&State) -> bool,
+    ) -> Option<usize> {
+        let end = from.saturating_add(max_slots).min(self.slab.len());
+        for i in from..end {
+            if self.is_occupied(i) {
+                if let Some(st) = self.slab.get(i) {
+                    if !visit(st) {
+                        return Some(i);
+                    }
+                }
+            }
+        }
+        (end < self.slab.len()).then_some(end)
+    }
+
+    /// Removes the states in slots `from..` (at most `max_slots` slots)
+    /// for which `pred` holds, calling `on_removed` with each. Returns the
+    /// slot to continue from, or `None` when the slab is done.
+    pub fn scan_remove(
+        &mut self,
+        from: usize,
+        max_slots: usize,
+        mut pred: impl FnMut(&State) -> bool,
+        mut on_removed: impl FnMut(&State),
+    ) -> Option<usize> {
+        let end = from.saturating_add(max_slots).min(self.slab.len());
+        for i in from..end {
+            if self.is_occupied(i) && self.slab.get(i).is_some_and(&mut pred) {
+                if let Some(st) = self.remove(SlotId(i as u32)) {
+                    on_removed(&st);
+                }
+            }
+        }
+        (end < self.slab.len()).then_some(end)
+    }
+
     /// Removes every state for which `pred` holds, calling `on_removed`
     /// with each (pfsync CLR by creator id, flushes). Returns the number
     /// removed. Walks the whole slab: not for the packet path.

@@ -1,0 +1,279 @@
+//! `dpfctl`: pfctl's habits for a running dpf, over its control socket.
+//!
+//! ```text
+//! dpfctl -s info|states|rules|interfaces [--json]
+//! dpfctl -s states -k 10.0.0.1        (show only states of a host)
+//! dpfctl -f pf.conf                   (load rules; errors give file:line:col)
+//! dpfctl -k 10.0.0.1 [-k 10.0.0.2]    (kill states)
+//! dpfctl -F states                    (flush states)
+//! ```
+
+use clap::Parser;
+use control::ctl::server::call;
+use control::ctl::{Request, Response};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Control a running dpf (pfctl-style).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Show: info, states, rules, interfaces.
+    #[arg(short = 's', long = "show", value_name = "WHAT")]
+    show: Option<String>,
+    /// Load rules from a pf.conf file (the old rules stay if it is refused).
+    #[arg(short = 'f', long = "file", value_name = "PF.CONF")]
+    file: Option<PathBuf>,
+    /// Kill states of a host (twice: states between two hosts). With -s
+    /// states, show only states of that host.
+    #[arg(short = 'k', long = "kill", value_name = "HOST")]
+    kill: Vec<String>,
+    /// Flush: states.
+    #[arg(short = 'F', long = "flush", value_name = "WHAT")]
+    flush: Option<String>,
+    /// Print the raw JSON answer.
+    #[arg(long)]
+    json: bool,
+    /// The control socket.
+    #[arg(long, default_value = control::config::DEFAULT_SOCKET, env = "DPF_SOCKET")]
+    socket: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let (request, show) = match build(&args) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dpfctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let response = match call(&args.socket, &request, Duration::from_secs(30)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dpfctl: {}: {e}", args.socket.display());
+            return ExitCode::from(1);
+        }
+    };
+    if !response.ok {
+        eprintln!(
+            "dpfctl: {}",
+            response.error.as_deref().unwrap_or("request failed")
+        );
+        return ExitCode::from(1);
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&response.data).unwrap_or_default()
+        );
+    } else {
+        print_text(show.as_deref(), &request, &response);
+    }
+    ExitCode::SUCCESS
+}
+
+fn build(args: &Args) -> Result<(Request, Option<String>), String> {
+    if let Some(path) = &args.file {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        return Ok((
+            Request::LoadRules {
+                text,
+                file: path.display().to_string(),
+            },
+            None,
+        ));
+    }
+    if let Some(what) = &args.flush {
+        return match what.as_str() {
+            "states" | "state" => Ok((Request::FlushStates, None)),
+            other => Err(format!("-F {other}: can flush 'states'")),
+        };
+    }
+    if let Some(what) = &args.show {
+        let req = match what.as_str() {
+            "info" | "i" => Request::ShowInfo,
+            "states" | "s" | "state" => Request::ShowStates {
+                host: args.kill.first().cloned(),
+            },
+            "rules" | "r" => Request::ShowRules,
+            "interfaces" | "I" => Request::ShowInterfaces,
+            other => {
+                return Err(format!(
+                    "-s {other}: show one of info, states, rules, interfaces"
+                ))
+            }
+        };
+        return Ok((req, Some(what.clone())));
+    }
+    match args.kill.as_slice() {
+        [] => Err("nothing to do: give -s, -f, -k or -F (see --help)".into()),
+        [host] => Ok((
+            Request::KillStates {
+                host: host.clone(),
+                peer: None,
+            },
+            None,
+        )),
+        [host, peer] => Ok((
+            Request::KillStates {
+                host: host.clone(),
+                peer: Some(peer.clone()),
+            },
+            None,
+        )),
+        _ => Err("-k takes one or two hosts".into()),
+    }
+}
+
+fn u(v: &Value, k: &str) -> u64 {
+    v.get(k).and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+fn print_text(show: Option<&str>, request: &Request, response: &Response) {
+    let d = &response.data;
+    match request {
+        Request::ShowInfo => {
+            println!(
+                "Status: Enabled for {} s, {} worker(s)",
+                u(d, "uptime_s"),
+                u(d, "workers")
+            );
+            println!();
+            println!("State Table                          Total");
+            println!("  {:<30} {:>12}", "current entries", u(d, "states"));
+            println!("  {:<30} {:>12}", "limit", u(d, "states_limit"));
+            println!("  {:<30} {:>12}", "inserts", u(d, "states_created"));
+            println!("  {:<30} {:>12}", "removals", u(d, "states_removed"));
+            println!("  {:<30} {:>12}", "state hits", u(d, "state_hits"));
+            println!("Packets");
+            for k in [
+                "rx",
+                "tx",
+                "forwarded",
+                "handed_off",
+                "slow_path",
+                "dropped",
+            ] {
+                println!("  {:<30} {:>12}", k.replace('_', " "), u(d, k));
+            }
+            println!("Drops");
+            if let Some(m) = d.get("drops").and_then(Value::as_object) {
+                for (k, v) in m {
+                    println!("  {:<30} {:>12}", k, v.as_u64().unwrap_or(0));
+                }
+            }
+        }
+        Request::ShowStates { .. } => {
+            let list = d.as_array().cloned().unwrap_or_default();
+            for st in &list {
+                let arrow = if s(st, "direction") == "out" {
+                    "->"
+                } else {
+                    "<-"
+                };
+                let (a, b) = if arrow == "->" {
+                    (
+                        fmt_ep(s(st, "src"), u(st, "sport")),
+                        fmt_ep(s(st, "dst"), u(st, "dport")),
+                    )
+                } else {
+                    (
+                        fmt_ep(s(st, "dst"), u(st, "dport")),
+                        fmt_ep(s(st, "src"), u(st, "sport")),
+                    )
+                };
+                println!(
+                    "{:<6} {:<5} {:<40} {} {:<40} {}:{}",
+                    s(st, "if"),
+                    s(st, "proto"),
+                    a,
+                    arrow,
+                    b,
+                    s(st, "src_state"),
+                    s(st, "dst_state")
+                );
+                let p = &st["packets"];
+                let by = &st["bytes"];
+                println!(
+                    "   age {}s, expires in {}s, {}:{} pkts, {}:{} bytes, rule {}, id {} creatorid {}",
+                    u(st, "age_s"),
+                    u(st, "expires_in_s"),
+                    p[0].as_u64().unwrap_or(0),
+                    p[1].as_u64().unwrap_or(0),
+                    by[0].as_u64().unwrap_or(0),
+                    by[1].as_u64().unwrap_or(0),
+                    st.get("rule").map_or("-".to_string(), |r| r.to_string()),
+                    s(st, "id"),
+                    s(st, "creatorid")
+                );
+            }
+            if list.is_empty() {
+                println!("no states");
+            }
+        }
+        Request::ShowRules => {
+            for r in d.as_array().cloned().unwrap_or_default() {
+                println!("@{} {}", u(&r, "number"), s(&r, "rule"));
+                println!(
+                    "  [ Evaluations: {:<10} Packets: {:<10} Bytes: {:<12} States: {:<8} ]",
+                    u(&r, "evaluations"),
+                    u(&r, "packets"),
+                    u(&r, "bytes"),
+                    u(&r, "states_created")
+                );
+            }
+        }
+        Request::ShowInterfaces => {
+            println!(
+                "{:<10} {:<12} {:<18} {:<5} {:>12} {:>12} {:>10} {:>8}",
+                "NAME", "DRIVER", "MAC", "LINK", "IPACKETS", "OPACKETS", "IMISSED", "OERRORS"
+            );
+            for i in d.as_array().cloned().unwrap_or_default() {
+                let link = if i["link"]["up"].as_bool().unwrap_or(false) {
+                    "up"
+                } else {
+                    "down"
+                };
+                let st = &i["stats"];
+                println!(
+                    "{:<10} {:<12} {:<18} {:<5} {:>12} {:>12} {:>10} {:>8}",
+                    s(&i, "name"),
+                    s(&i, "driver"),
+                    s(&i, "mac"),
+                    link,
+                    u(st, "ipackets"),
+                    u(st, "opackets"),
+                    u(st, "imissed"),
+                    u(st, "oerrors")
+                );
+            }
+        }
+        Request::LoadRules { file, .. } => {
+            println!("dpfctl: loaded {} rules from {file}", u(d, "rules"));
+            if let Some(notes) = d.get("notes").and_then(Value::as_array) {
+                for n in notes {
+                    println!("dpfctl: note: {}", n.as_str().unwrap_or(""));
+                }
+            }
+        }
+        Request::KillStates { .. } | Request::FlushStates => {
+            println!("killed {} states", u(d, "killed"));
+        }
+    }
+    let _ = show;
+}
+
+fn fmt_ep(addr: &str, port: u64) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    }
+}

@@ -1,0 +1,306 @@
+//! Answers control-socket requests from the daemon's live objects: summed
+//! worker counters, port statistics, the ruleset snapshot, and the workers'
+//! command rings (states and rule counters come from the owning workers,
+//! never from reading a shard).
+
+use super::{Request, Response};
+use crate::config::Config;
+use dataplane::command::{Command, CommandClient, HostFilter, Reply};
+use dataplane::counters::{DropReason, SharedCounters};
+use dataplane::dpdk::Port;
+use dataplane::flow::{Addr, Af, IfIndex};
+use dataplane::rules::{RuleCounters, RuleEnv, Ruleset};
+use dataplane::snapshot::Snapshot;
+use dataplane::state::State;
+use dataplane::time::Instant;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a request may wait for every worker's answer.
+const WORKER_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the control thread answers from.
+pub struct Control<'a> {
+    /// The configuration.
+    pub config: &'a Config,
+    /// The ports, in interface order.
+    pub ports: &'a [Port],
+    /// Worker counters.
+    pub shared: &'a SharedCounters,
+    /// The ruleset snapshot workers use.
+    pub rules: &'a Snapshot<Ruleset>,
+    /// One command client per worker.
+    pub workers: &'a mut [CommandClient],
+    /// The current time on the workers' clock.
+    pub now: &'a dyn Fn() -> Instant,
+    /// When dpf started.
+    pub started: std::time::Instant,
+    /// Bad control requests so far.
+    pub bad_requests: u64,
+}
+
+impl Control<'_> {
+    /// Answers one request.
+    pub fn handle(&mut self, req: Request) -> Response {
+        let r = match req {
+            Request::ShowInfo => Ok(self.info()),
+            Request::ShowInterfaces => Ok(self.interfaces()),
+            Request::ShowRules => self.rules(),
+            Request::ShowStates { host } => self.states(host.as_deref()),
+            Request::LoadRules { text, file } => self.load_rules(&text, &file),
+            Request::KillStates { host, peer } => self.kill(&host, peer.as_deref()),
+            Request::FlushStates => self.run_kill(Command::FlushStates),
+        };
+        match r {
+            Ok(v) => Response::ok(v),
+            Err(e) => Response::err(e),
+        }
+    }
+
+    fn info(&self) -> Value {
+        let t = self.shared.total();
+        let drops: serde_json::Map<String, Value> = DropReason::ALL
+            .iter()
+            .map(|r| (r.name().to_string(), t.drops[*r as usize].into()))
+            .collect();
+        let rules = self.rules.load();
+        json!({
+            "uptime_s": self.started.elapsed().as_secs(),
+            "workers": self.shared.workers(),
+            "states": t.states,
+            "states_limit": rules.options.limit_states,
+            "states_created": t.states_created,
+            "states_removed": t.states_removed,
+            "rx": t.rx, "rx_bytes": t.rx_bytes, "tx": t.tx,
+            "forwarded": t.forwarded, "state_hits": t.state_hits,
+            "handed_off": t.handed_off, "slow_path": t.slow_path,
+            "dropped": t.total_drops(), "drops": drops,
+            "control_bad_requests": self.bad_requests,
+        })
+    }
+
+    fn interfaces(&self) -> Value {
+        let list: Vec<Value> = self
+            .config
+            .ports
+            .iter()
+            .zip(self.ports)
+            .enumerate()
+            .map(|(i, (spec, port))| {
+                let mac = port.mac();
+                json!({
+                    "name": spec.name,
+                    "index": i,
+                    "driver": port.driver(),
+                    "mac": format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]),
+                    "link": port.link(),
+                    "stats": port.stats(),
+                })
+            })
+            .collect();
+        Value::Array(list)
+    }
+
+    /// Sends `cmd` to every worker and collects replies until each has
+    /// sent its terminating reply.
+    fn ask_all(&mut self, cmd: Command, mut on_reply: impl FnMut(Reply)) -> Result<(), String> {
+        for (w, c) in self.workers.iter_mut().enumerate() {
+            if c.commands.push(cmd).is_err() {
+                return Err(format!("worker {w} is busy; try again"));
+            }
+            c.commands.publish();
+        }
+        let deadline = std::time::Instant::now() + WORKER_REPLY_TIMEOUT;
+        let mut done = vec![false; self.workers.len()];
+        while done.iter().any(|d| !d) {
+            if std::time::Instant::now() > deadline {
+                return Err("workers did not answer in time".into());
+            }
+            let mut idle = true;
+            for (w, c) in self.workers.iter_mut().enumerate() {
+                while let Some(r) = c.replies.pop() {
+                    idle = false;
+                    match r {
+                        Reply::ListDone | Reply::Killed(_) => {
+                            done[w] = true;
+                            on_reply(r);
+                        }
+                        other => on_reply(other),
+                    }
+                }
+            }
+            if idle {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        Ok(())
+    }
+
+    fn rules(&mut self) -> Result<Value, String> {
+        let rules = self.rules.load();
+        let mut sum = vec![RuleCounters::default(); rules.len()];
+        self.ask_all(Command::RuleCounters, |r| {
+            if let Reply::Rule(i, c) = r {
+                if let Some(s) = sum.get_mut(i as usize) {
+                    s.evaluations += c.evaluations;
+                    s.packets += c.packets;
+                    s.bytes += c.bytes;
+                    s.states_created += c.states_created;
+                }
+            }
+        })?;
+        let list: Vec<Value> = (0..rules.len())
+            .map(|i| {
+                let c = sum[i];
+                json!({
+                    "number": i, "rule": rules.rule_text(i),
+                    "evaluations": c.evaluations, "packets": c.packets,
+                    "bytes": c.bytes, "states_created": c.states_created,
+                })
+            })
+            .collect();
+        Ok(Value::Array(list))
+    }
+
+    fn states(&mut self, host: Option<&str>) -> Result<Value, String> {
+        let filter = match host {
+            Some(h) => Some(HostFilter {
+                host: parse_host(h)?,
+                peer: None,
+            }),
+            None => None,
+        };
+        let now = (self.now)();
+        let rules = self.rules.load();
+        let timeouts = rules.options.timeouts;
+        let names: Vec<&str> = self.config.ports.iter().map(|p| p.name.as_str()).collect();
+        let mut out = Vec::new();
+        self.ask_all(Command::ListStates, |r| {
+            if let Reply::State(st) = r {
+                if filter.is_none_or(|f| f.matches(st.key())) {
+                    out.push(state_json(&st, now, &timeouts, &names));
+                }
+            }
+        })?;
+        Ok(Value::Array(out))
+    }
+
+    fn kill(&mut self, host: &str, peer: Option<&str>) -> Result<Value, String> {
+        let filter = HostFilter {
+            host: parse_host(host)?,
+            peer: peer.map(parse_host).transpose()?,
+        };
+        self.run_kill(Command::KillStates(filter))
+    }
+
+    fn run_kill(&mut self, cmd: Command) -> Result<Value, String> {
+        let mut killed = 0u64;
+        self.ask_all(cmd, |r| {
+            if let Reply::Killed(n) = r {
+                killed += n;
+            }
+        })?;
+        Ok(json!({ "killed": killed }))
+    }
+
+    fn load_rules(&mut self, text: &str, file: &str) -> Result<Value, String> {
+        let interfaces: Vec<(&str, IfIndex)> = self
+            .config
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.as_str(), IfIndex(i as u16)))
+            .collect();
+        let env = RuleEnv {
+            interfaces: &interfaces,
+            self_addrs: &[],
+        };
+        let ruleset = Ruleset::compile(text, file, &env).map_err(|e| e.to_string())?;
+        let old_limit = self.rules.load().options.limit_states;
+        let mut notes = Vec::new();
+        if ruleset.options.limit_states != old_limit {
+            notes.push(format!(
+                "set limit states {} takes effect at the next start (state tables are sized at start; now {old_limit})",
+                ruleset.options.limit_states
+            ));
+        }
+        let rules = ruleset.len();
+        let epoch = self.rules.publish(Arc::new(ruleset));
+        crate::log!(
+            crate::log::Level::Notice,
+            "loaded {rules} rules from {file} (ruleset epoch {epoch})"
+        );
+        Ok(json!({ "rules": rules, "epoch": epoch, "notes": notes }))
+    }
+}
+
+/// Parses an IPv4 or IPv6 host address.
+pub fn parse_host(s: &str) -> Result<(Af, Addr), String> {
+    s.parse::<std::net::IpAddr>()
+        .map(Addr::from_ip)
+        .map_err(|_| format!("'{s}' is not an IPv4 or IPv6 address"))
+}
+
+fn proto_name(p: u8) -> String {
+    match p {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "icmp6".into(),
+        n => n.to_string(),
+    }
+}
+
+fn peer_state_name(proto: u8, s: u8) -> &'static str {
+    const TCP: [&str; 11] = [
+        "CLOSED",
+        "LISTEN",
+        "SYN_SENT",
+        "SYN_RCVD",
+        "ESTABLISHED",
+        "CLOSE_WAIT",
+        "FIN_WAIT_1",
+        "CLOSING",
+        "LAST_ACK",
+        "FIN_WAIT_2",
+        "TIME_WAIT",
+    ];
+    const OTHER: [&str; 3] = ["NO_TRAFFIC", "SINGLE", "MULTIPLE"];
+    if proto == 6 {
+        TCP.get(s as usize).copied().unwrap_or("?")
+    } else {
+        OTHER.get(s as usize).copied().unwrap_or("?")
+    }
+}
+
+fn state_json(
+    st: &State,
+    now: Instant,
+    timeouts: &dataplane::timeouts::Timeouts,
+    ifnames: &[&str],
+) -> Value {
+    let key = st.key();
+    let af = key.family();
+    let (src, sport) = st.src_endpoint();
+    let (dst, dport) = st.dst_endpoint();
+    let (src_state, dst_state) = (st.src.state, st.dst.state);
+    json!({
+        "id": format!("{:016x}", st.id()),
+        "creatorid": format!("{:08x}", st.creatorid()),
+        "proto": proto_name(key.proto),
+        "af": if af == Af::Inet { "inet" } else { "inet6" },
+        "if": ifnames.get(st.ifindex.0 as usize).copied().unwrap_or("all"),
+        "direction": match st.direction { dataplane::flow::Direction::In => "in", dataplane::flow::Direction::Out => "out" },
+        "src": src.to_ip(af).to_string(), "sport": sport,
+        "dst": dst.to_ip(af).to_string(), "dport": dport,
+        "src_state": peer_state_name(key.proto, src_state),
+        "dst_state": peer_state_name(key.proto, dst_state),
+        "timeout": st.timeout.name(),
+        "age_s": st.age_s(now),
+        "expires_in_s": st.expire_in_s(now, timeouts),
+        "packets": [st.packets(0), st.packets(1)],
+        "bytes": [st.bytes(0), st.bytes(1)],
+        "rule": if st.rule == dataplane::state::NO_RULE { Value::Null } else { st.rule.into() },
+    })
+}
