@@ -26,6 +26,7 @@
 
 pub mod arp;
 pub mod checksum;
+mod classify;
 pub mod ethernet;
 pub mod icmp;
 pub mod icmpv6;
@@ -33,7 +34,10 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod tcp;
 pub mod udp;
+#[cfg(test)]
+mod vectors;
 
+pub use classify::{classify, Classified, FrameKind};
 pub use ethernet::{EtherType, EthernetAddress};
 
 use core::net::{Ipv4Addr, Ipv6Addr};
