@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod arp;
+pub mod build;
 pub mod checksum;
 mod classify;
 pub mod ethernet;
