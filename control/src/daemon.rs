@@ -406,6 +406,7 @@ fn totals_json(shared: &SharedCounters, elapsed: Duration, hz: u64) -> serde_jso
         "states_removed": t.states_removed, "states": t.states,
         "handed_off": t.handed_off, "slow_path": t.slow_path,
         "busy_cycles": t.busy_cycles, "bursts": t.bursts,
+        "block_returns": t.block_returns,
         "dropped": t.total_drops(), "drops": drops,
     })
 }

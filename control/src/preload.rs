@@ -67,12 +67,19 @@ pub fn run(
         };
         let mut frame = data;
         let receiver = port as usize % workers;
+        let mut decider = receiver;
         let mut verdict = pipelines[receiver].process(&mut frame, port, now);
         if let Verdict::Handoff(owner) = verdict {
             let Some(p) = pipelines.get_mut(owner as usize) else {
                 bail!("packet {count}: owner {owner} out of range");
             };
+            decider = owner as usize;
             verdict = p.process_owned(&mut frame, port, now);
+        }
+        // A `block return` answer goes out instead of the packet.
+        if let Verdict::Reply(port) = verdict {
+            frame = pipelines[decider].reply().to_vec();
+            verdict = Verdict::Forward(port);
         }
         // The expiry sweep a worker runs between bursts.
         for p in pipelines.iter_mut() {

@@ -79,6 +79,10 @@ pub enum Verdict {
     SlowPath,
     /// Free the packet and count the reason.
     Drop(DropReason),
+    /// The packet was blocked with `block return`: the pipeline wrote the
+    /// answer (TCP RST or ICMP unreachable) into its reply buffer; send that
+    /// on this port instead of the packet.
+    Reply(u16),
 }
 
 /// Per-worker counters, owned by value by the worker (plain integers).
@@ -112,6 +116,8 @@ pub struct WorkerCounters {
     pub bursts: u64,
     /// Current states in this worker's shard.
     pub states: u64,
+    /// `block return` answers sent.
+    pub block_returns: u64,
 }
 
 impl Default for WorkerCounters {
@@ -131,6 +137,7 @@ impl Default for WorkerCounters {
             busy_cycles: 0,
             bursts: 0,
             states: 0,
+            block_returns: 0,
         }
     }
 }
@@ -162,6 +169,7 @@ impl WorkerCounters {
             self.busy_cycles,
             self.bursts,
             self.states,
+            self.block_returns,
         ]
     }
 
@@ -180,6 +188,7 @@ impl WorkerCounters {
             self.busy_cycles,
             self.bursts,
             self.states,
+            self.block_returns,
         ] = *f;
     }
 
@@ -196,7 +205,7 @@ impl WorkerCounters {
     }
 }
 
-const SCALARS: usize = 13;
+const SCALARS: usize = 14;
 
 /// One worker's published counters: atomics written by that worker only.
 #[derive(Debug)]

@@ -27,13 +27,13 @@
 
 use crate::counters::{DropReason, Verdict, WorkerCounters};
 use crate::flow::{Direction, FlowKey, IfIndex, L4Info, PacketInfo};
-use crate::rules::{Action, RuleCounters, Ruleset};
+use crate::rules::{Action, ReturnMode, RuleCounters, Ruleset};
 use crate::state::{
     icmp_error_matches, new_state, track, InsertError, Shard, StateDrop, StateOptions, TrackOutcome,
 };
 use crate::time::Instant;
 use crate::timeouts::Timeouts;
-use crate::wire::{classify, FrameKind};
+use crate::wire::{build, classify, Classified, EthernetAddress, FrameKind};
 use std::sync::Arc;
 
 /// Most ports dpf drives.
@@ -41,6 +41,14 @@ pub const MAX_PORTS: usize = 16;
 
 /// Marks a port without an egress in wire mode.
 pub const NO_EGRESS: u16 = u16::MAX;
+
+/// Room for the largest answer dpf generates (an ICMPv6 error quoting
+/// 1232 bytes, with Ethernet, VLAN and IPv6 headers).
+pub const REPLY_MAX: usize = 1536;
+
+/// ICMP / ICMPv6 "port unreachable", pf's default for `block return`.
+const ICMP_UNREACH_PORT: u8 = 3;
+const ICMP6_UNREACH_PORT: u8 = 4;
 
 /// What a worker's pipeline needs to know about the box.
 #[derive(Clone, Debug)]
@@ -88,6 +96,8 @@ pub struct Pipeline {
     rule_counters: Vec<RuleCounters>,
     timeouts: Timeouts,
     shard: Shard,
+    reply: Box<[u8; REPLY_MAX]>,
+    reply_len: usize,
     /// This worker's counters.
     pub counters: WorkerCounters,
 }
@@ -103,8 +113,15 @@ impl Pipeline {
             rule_counters,
             timeouts,
             shard,
+            reply: Box::new([0; REPLY_MAX]),
+            reply_len: 0,
             counters: WorkerCounters::default(),
         }
+    }
+
+    /// The answer written for the last [`Verdict::Reply`].
+    pub fn reply(&self) -> &[u8] {
+        &self.reply[..self.reply_len]
     }
 
     /// Switches to a new ruleset (between bursts). Existing states survive;
@@ -173,6 +190,10 @@ impl Pipeline {
             Verdict::Drop(r) => self.counters.drop(r),
             Verdict::SlowPath => self.counters.slow_path += 1,
             Verdict::Handoff(_) => self.counters.handed_off += 1,
+            Verdict::Reply(_) => {
+                self.counters.block_returns += 1;
+                self.counters.drop(DropReason::BlockedByRule);
+            }
         }
     }
 
@@ -193,7 +214,10 @@ impl Pipeline {
                 if fragment {
                     return Verdict::Drop(DropReason::Fragment);
                 }
-                self.filter(&info, in_port, egress, now, owned)
+                match self.filter(&info, in_port, egress, now, owned) {
+                    Blocked(mode) => self.answer(mode, &classified, frame, in_port),
+                    Decided(v) => v,
+                }
             }
             // A bridge passes what pf does not filter.
             _ => Verdict::Forward(egress),
@@ -208,16 +232,16 @@ impl Pipeline {
         out_port: u16,
         now: Instant,
         owned: bool,
-    ) -> Verdict {
+    ) -> FilterOutcome {
         if self.rules.is_skipped(IfIndex(in_port)) && self.rules.is_skipped(IfIndex(out_port)) {
-            return Verdict::Forward(out_port);
+            return Decided(Verdict::Forward(out_port));
         }
         let (key, swapped) = info.key();
         let hash = key.symmetric_hash();
         if !owned && self.config.workers > 1 {
             let owner = owner_of(hash, self.config.workers);
             if owner != self.config.worker {
-                return Verdict::Handoff(owner as u16);
+                return Decided(Verdict::Handoff(owner as u16));
             }
         }
         let mut found = self.shard.lookup(&key, hash);
@@ -241,12 +265,14 @@ impl Pipeline {
                 match track(st, info, from_src, now) {
                     TrackOutcome::Pass { .. } => {
                         self.counters.state_hits += 1;
-                        return Verdict::Forward(out_port);
+                        return Decided(Verdict::Forward(out_port));
                     }
                     TrackOutcome::Drop(StateDrop::BadRst) => {
-                        return Verdict::Drop(DropReason::BadRst)
+                        return Decided(Verdict::Drop(DropReason::BadRst))
                     }
-                    TrackOutcome::Drop(_) => return Verdict::Drop(DropReason::StateMismatch),
+                    TrackOutcome::Drop(_) => {
+                        return Decided(Verdict::Drop(DropReason::StateMismatch))
+                    }
                     TrackOutcome::Reuse => {
                         self.shard.remove(slot);
                         self.counters.states_removed += 1;
@@ -269,7 +295,7 @@ impl Pipeline {
                     if icmp_error_matches(st, &q, quoted_from_src) {
                         st.count(!quoted_from_src, info.ip_len as u32);
                         self.counters.state_hits += 1;
-                        return Verdict::Forward(out_port);
+                        return Decided(Verdict::Forward(out_port));
                     }
                 }
             }
@@ -285,23 +311,23 @@ impl Pipeline {
         in_port: u16,
         out_port: u16,
         now: Instant,
-    ) -> Verdict {
+    ) -> FilterOutcome {
         let mut pkt = *info;
         pkt.ifindex = IfIndex(in_port);
         pkt.dir = Direction::In;
         let d_in = self.rules.evaluate(&pkt, &mut self.rule_counters);
         if d_in.action == Action::Block {
-            return Verdict::Drop(DropReason::BlockedByRule);
+            return Blocked(d_in.return_mode);
         }
         pkt.ifindex = IfIndex(out_port);
         pkt.dir = Direction::Out;
         let d_out = self.rules.evaluate(&pkt, &mut self.rule_counters);
         if d_out.action == Action::Block {
-            return Verdict::Drop(DropReason::BlockedByRule);
+            return Blocked(d_out.return_mode);
         }
         let d = if d_in.keep_state { d_in } else { d_out };
         if !d.keep_state {
-            return Verdict::Forward(out_port);
+            return Decided(Verdict::Forward(out_port));
         }
         let flags = info.tcp_flags();
         let initial_syn =
@@ -315,11 +341,11 @@ impl Pipeline {
         let id = self.shard.alloc_id();
         let Some(mut st) = new_state(info, now, opts, id, self.config.creatorid) else {
             // pf creates no state for this packet (e.g. an RST) but passes it.
-            return Verdict::Forward(out_port);
+            return Decided(Verdict::Forward(out_port));
         };
         st.direction = Direction::In;
         st.ifindex = IfIndex(in_port);
-        match self.shard.insert(st) {
+        Decided(match self.shard.insert(st) {
             Ok(_) => {
                 self.counters.states_created += 1;
                 self.counters.states = self.shard.len() as u64;
@@ -332,9 +358,49 @@ impl Pipeline {
             // Another packet of the flow created it meanwhile (cannot happen
             // on the owning worker; fail closed if it does).
             Err(_) => Verdict::Drop(DropReason::StateMismatch),
+        })
+    }
+
+    /// Writes pf's `block return` answer for a blocked packet into the
+    /// reply buffer: a TCP RST for TCP, ICMP(v6) port unreachable for the
+    /// rest, sent back out the receiving port from the address the packet
+    /// was sent to. Packets that must not be answered (RSTs, ICMP errors,
+    /// broadcasts...) are just dropped.
+    fn answer(&mut self, mode: ReturnMode, c: &Classified, frame: &[u8], in_port: u16) -> Verdict {
+        let blocked = Verdict::Drop(DropReason::BlockedByRule);
+        let FrameKind::Ip { info, .. } = &c.kind else {
+            return blocked;
+        };
+        // On a bridge dpf answers as the destination host would.
+        let our_mac: EthernetAddress = c.dst_mac;
+        let reply = match (mode, info.af) {
+            (ReturnMode::None, _) => return blocked,
+            (ReturnMode::Rst, _) => build::tcp_rst(c, our_mac),
+            (ReturnMode::IcmpUnreachable, crate::flow::Af::Inet) => {
+                let src = std::net::Ipv4Addr::from(info.dst.v4_octets());
+                build::icmpv4_dst_unreachable(frame, ICMP_UNREACH_PORT, our_mac, src)
+            }
+            (ReturnMode::IcmpUnreachable, crate::flow::Af::Inet6) => {
+                let src = std::net::Ipv6Addr::from(info.dst.0);
+                build::icmpv6_dst_unreachable(frame, ICMP6_UNREACH_PORT, our_mac, src)
+            }
+        };
+        match reply.and_then(|r| r.emit(&mut self.reply[..])) {
+            Ok(len) => {
+                self.reply_len = len;
+                Verdict::Reply(in_port)
+            }
+            Err(_) => blocked,
         }
     }
 }
+
+/// What filtering decided: a verdict, or a block that may be answered.
+enum FilterOutcome {
+    Decided(Verdict),
+    Blocked(ReturnMode),
+}
+use FilterOutcome::{Blocked, Decided};
 
 /// The worker that owns a flow with symmetric hash `hash`.
 #[inline(always)]

@@ -146,6 +146,9 @@ impl Worker {
                             slow_len += 1;
                         }
                         Verdict::Handoff(owner) => self.hand_off(owner, m, port.0),
+                        Verdict::Reply(out) => {
+                            send_reply(&mut tx, out, m, queue, &mut self.pipeline);
+                        }
                         Verdict::Drop(_) => {
                             // SAFETY: we own m; freed once.
                             unsafe { dpdk_sys::dpf_pktmbuf_free(m) };
@@ -169,6 +172,9 @@ impl Worker {
                     match self.pipeline.process_owned(frame, h.port, now) {
                         Verdict::Forward(out) => {
                             push_tx(&mut tx, out, h.mbuf.0, queue, &mut self.pipeline);
+                        }
+                        Verdict::Reply(out) => {
+                            send_reply(&mut tx, out, h.mbuf.0, queue, &mut self.pipeline);
                         }
                         _ => {
                             // SAFETY: we own it; freed once. (Owned packets
@@ -235,6 +241,38 @@ impl Worker {
             unsafe { dpdk_sys::dpf_pktmbuf_free(m.0) };
         }
     }
+}
+
+/// Turns `m` into the pipeline's `block return` answer and queues it on
+/// `port`. The mbuf is reused: no allocation.
+fn send_reply(
+    tx: &mut [TxBuffer; MAX_PORTS],
+    port: u16,
+    m: *mut dpdk_sys::rte_mbuf,
+    queue: QueueId,
+    pipeline: &mut Pipeline,
+) {
+    let reply_len = pipeline.reply().len();
+    // SAFETY: we own m (single segment); reading its length fields.
+    let cur = unsafe { (*m).data_len } as usize;
+    // SAFETY: we own m; append/trim adjust data_len/pkt_len within the
+    // buffer and fail (return null / -1) when there is no room.
+    let resized = unsafe {
+        if reply_len > cur {
+            !dpdk_sys::dpf_pktmbuf_append(m, (reply_len - cur) as u16).is_null()
+        } else {
+            dpdk_sys::dpf_pktmbuf_trim(m, (cur - reply_len) as u16) == 0
+        }
+    };
+    if !resized {
+        // SAFETY: we own m; freed once.
+        unsafe { dpdk_sys::dpf_pktmbuf_free(m) };
+        return;
+    }
+    // SAFETY: we own m exclusively; its data is now reply_len bytes.
+    let data = unsafe { mbuf::raw_data_mut(m) };
+    data.copy_from_slice(pipeline.reply());
+    push_tx(tx, port, m, queue, pipeline);
 }
 
 #[inline(always)]

@@ -39,8 +39,12 @@ fn at(port: u32, ms: u64, f: Vec<u8>) -> Arrival {
 /// Runs `arrivals` through dpf with `workers` pipelines; returns the
 /// forwarded packets and dpf's counters.
 fn replay(arrivals: &[Arrival], workers: u16) -> (Vec<Arrival>, Value) {
+    replay_with(RULES, arrivals, workers)
+}
+
+fn replay_with(rules: &str, arrivals: &[Arrival], workers: u16) -> (Vec<Arrival>, Value) {
     let dir = scratch();
-    std::fs::write(dir.path().join("pf.conf"), RULES).unwrap();
+    std::fs::write(dir.path().join("pf.conf"), rules).unwrap();
     let cfg = dir.path().join("dpf.toml");
     std::fs::write(
         &cfg,
@@ -563,4 +567,73 @@ fn two_workers_find_one_state_when_directions_arrive_on_different_workers() {
         .collect();
     assert_eq!(workers.len(), 2, "states live on both workers");
     assert_eq!(stats["dropped"], 0);
+}
+
+#[test]
+fn block_return_answers_tcp_with_rst_and_udp_with_icmp_unreachable() {
+    use dataplane::flow::{Direction, IfIndex, L4Info};
+    use dataplane::wire::{classify, FrameKind};
+    let rules = "block in all\nblock return in on wan0 proto { tcp, udp } to port { 23, 161 }\n";
+    let (outside, inside) = (ip("198.19.0.9"), ip("10.0.0.2"));
+    let syn = at(
+        WAN,
+        0,
+        frame(outside, inside, &tcp(5555, 23, 1000, 0, flags::SYN)),
+    );
+    let dgram = at(
+        WAN,
+        1,
+        frame(
+            outside,
+            inside,
+            &L4::Udp {
+                sport: 5556,
+                dport: 161,
+                payload: b"get".to_vec(),
+            },
+        ),
+    );
+    let silent = at(
+        WAN,
+        2,
+        frame(outside, inside, &tcp(5557, 25, 1, 0, flags::SYN)),
+    );
+    let (out, stats) = replay_with(rules, &[syn, dgram, silent], 1);
+    assert_eq!(
+        out.len(),
+        2,
+        "one answer each for the two block-return packets, none for block drop"
+    );
+    assert_eq!(stats["block_returns"], 2);
+    assert_eq!(drops(&stats, "blocked-by-rule"), 3);
+    for a in &out {
+        assert_eq!(a.port, WAN, "answers leave through the receiving port");
+    }
+    let rst = classify(&out[0].frame, IfIndex(1), Direction::In).unwrap();
+    let FrameKind::Ip { info, .. } = rst.kind else {
+        panic!("RST is not IP")
+    };
+    assert_eq!(
+        (info.src, info.dst),
+        (
+            dataplane::flow::Addr::v4([10, 0, 0, 2]),
+            dataplane::flow::Addr::v4([198, 19, 0, 9])
+        )
+    );
+    let L4Info::Tcp(t) = info.l4 else {
+        panic!("not TCP")
+    };
+    assert_eq!((info.sport, info.dport), (23, 5555));
+    assert_eq!(t.flags & flags::RST, flags::RST);
+    assert_eq!(t.ack, 1001, "RST acknowledges the SYN");
+    let unreach = classify(&out[1].frame, IfIndex(1), Direction::In).unwrap();
+    let FrameKind::Ip { info, .. } = unreach.kind else {
+        panic!("ICMP is not IP")
+    };
+    let L4Info::Icmp(icmp) = info.l4 else {
+        panic!("not ICMP")
+    };
+    assert_eq!((icmp.icmp_type, icmp.code), (3, 3), "port unreachable");
+    let q = icmp.quoted.expect("quotes the datagram");
+    assert_eq!((q.sport, q.dport), (5556, 161));
 }
