@@ -19,6 +19,7 @@
 //! ```
 
 use serde::Deserialize;
+use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -46,6 +47,8 @@ pub const MAX_PORTS: usize = dataplane::pipeline::MAX_PORTS;
 pub enum Mode {
     /// Ports cross-connected in pairs, like a pf bridge.
     Wire,
+    /// Ports are interfaces with addresses; packets are routed.
+    Router,
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,6 +63,29 @@ struct RawConfig {
     wire: RawWire,
     #[serde(default)]
     control: RawControl,
+    #[serde(default, rename = "route")]
+    routes: Vec<RawRoute>,
+    #[serde(default, rename = "neighbor")]
+    neighbors: Vec<RawNeighbor>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    to: Spanned<String>,
+    #[serde(default)]
+    via: Option<Spanned<String>>,
+    #[serde(default)]
+    dev: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNeighbor {
+    ip: Spanned<String>,
+    mac: Spanned<String>,
+    #[serde(default)]
+    dev: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +142,12 @@ fn default_drain() -> Spanned<u32> {
 struct RawPort {
     name: Spanned<String>,
     device: Spanned<String>,
+    #[serde(default)]
+    addresses: Vec<Spanned<String>>,
+    #[serde(default)]
+    mac: Option<Spanned<String>>,
+    #[serde(default)]
+    mtu: Option<Spanned<u16>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +179,34 @@ pub struct PortSpec {
     pub name: String,
     /// The device.
     pub device: Device,
+    /// Addresses with prefix length (router mode).
+    pub addresses: Vec<(IpAddr, u8)>,
+    /// MAC to use instead of the port's own.
+    pub mac: Option<[u8; 6]>,
+    /// Link MTU.
+    pub mtu: u16,
+}
+
+/// A static route.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RouteSpec {
+    /// Destination network.
+    pub to: (IpAddr, u8),
+    /// Next hop (`None`: on-link through `port`).
+    pub via: Option<IpAddr>,
+    /// Egress port index.
+    pub port: usize,
+}
+
+/// A static neighbour.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NeighborSpec {
+    /// Its address.
+    pub ip: IpAddr,
+    /// Its MAC.
+    pub mac: [u8; 6],
+    /// The port it is on.
+    pub port: usize,
 }
 
 /// A validated configuration.
@@ -175,6 +235,10 @@ pub struct Config {
     pub rules: Option<PathBuf>,
     /// Control socket path.
     pub socket: PathBuf,
+    /// Static routes (router mode).
+    pub routes: Vec<RouteSpec>,
+    /// Static neighbours (router mode).
+    pub neighbors: Vec<NeighborSpec>,
 }
 
 /// Default control socket path.
@@ -252,9 +316,41 @@ impl Config {
                     format!("device '{}' is used by two ports", device_name(&device)),
                 ));
             }
+            let mut addresses = Vec::new();
+            for a in &p.addresses {
+                let cidr = parse_cidr(a.get_ref(), true)
+                    .map_err(|m| ctx.err(a.span(), format!("address of port '{name}': {m}")))?;
+                addresses.push((a.span(), cidr));
+            }
+            let mac = match &p.mac {
+                Some(m) => Some(
+                    parse_mac(m.get_ref())
+                        .map_err(|e| ctx.err(m.span(), format!("mac of port '{name}': {e}")))?,
+                ),
+                None => None,
+            };
+            let mtu = match &p.mtu {
+                Some(m) if !(576..=9000).contains(m.get_ref()) => {
+                    return Err(ctx.err(m.span(), "mtu must be in 576..=9000"));
+                }
+                Some(m) => *m.get_ref(),
+                None => 1500,
+            };
+            for (span, (ip, _)) in &addresses {
+                let dup = ports
+                    .iter()
+                    .any(|q| q.addresses.iter().any(|(a, _)| a == ip))
+                    || addresses.iter().filter(|(_, (a, _))| a == ip).count() > 1;
+                if dup {
+                    return Err(ctx.err(span.clone(), format!("duplicate address {ip}")));
+                }
+            }
             ports.push(PortSpec {
                 name: name.clone(),
                 device,
+                addresses: addresses.into_iter().map(|(_, c)| c).collect(),
+                mac,
+                mtu,
             });
         }
         if ports.is_empty() {
@@ -298,6 +394,98 @@ impl Config {
         }
         if raw.dataplane.mode == Mode::Wire && wire_pairs.is_empty() {
             return Err(ctx.err(0..0, "mode \"wire\" needs [wire] pairs = [[\"a\", \"b\"]]"));
+        }
+        if raw.dataplane.mode == Mode::Router {
+            if let Some(p) = raw.wire.pairs.first() {
+                return Err(ctx.err(
+                    p.span(),
+                    "[wire] pairs are for mode \"wire\"; this is mode \"router\"",
+                ));
+            }
+        } else if let Some(r) = raw.routes.first() {
+            return Err(ctx.err(r.to.span(), "[[route]] needs mode = \"router\""));
+        }
+        let on_link = |ip: &IpAddr| -> Option<usize> {
+            ports.iter().position(|p| {
+                p.addresses
+                    .iter()
+                    .any(|(a, len)| same_family(a, ip) && in_prefix(ip, a, *len))
+            })
+        };
+        let mut routes = Vec::new();
+        for r in &raw.routes {
+            let dev = r.dev.as_ref().map(&index_of).transpose()?;
+            let via = match &r.via {
+                Some(v) => Some(v.get_ref().parse::<IpAddr>().map_err(|_| {
+                    ctx.err(
+                        v.span(),
+                        format!("via '{}' is not an IP address", v.get_ref()),
+                    )
+                })?),
+                None => None,
+            };
+            let to = if r.to.get_ref() == "default" {
+                match via {
+                    Some(IpAddr::V6(_)) => ("::".parse().unwrap_or(IpAddr::V6(0.into())), 0),
+                    _ => (IpAddr::V4(0.into()), 0),
+                }
+            } else {
+                parse_cidr(r.to.get_ref(), false).map_err(|m| ctx.err(r.to.span(), m))?
+            };
+            let port = match (via, dev) {
+                (Some(v), dev) => {
+                    if !same_family(&v, &to.0) {
+                        return Err(ctx.err(
+                            r.to.span(),
+                            format!(
+                                "route to {}/{} via {v}: address families differ",
+                                to.0, to.1
+                            ),
+                        ));
+                    }
+                    let Some(p) = on_link(&v) else {
+                        return Err(ctx.err(
+                            r.via.as_ref().map_or(r.to.span(), |s| s.span()),
+                            format!("next hop {v} is not on any interface's subnet"),
+                        ));
+                    };
+                    if dev.is_some_and(|d| d != p) {
+                        return Err(ctx.err(
+                            r.to.span(),
+                            format!("next hop {v} is not on the subnet of dev"),
+                        ));
+                    }
+                    p
+                }
+                (None, Some(d)) => d,
+                (None, None) => {
+                    return Err(ctx.err(
+                        r.to.span(),
+                        "a route needs via = \"<next hop>\" or dev = \"<interface>\"",
+                    ));
+                }
+            };
+            routes.push(RouteSpec { to, via, port });
+        }
+        let mut neighbors = Vec::new();
+        for n in &raw.neighbors {
+            let ip: IpAddr = n.ip.get_ref().parse().map_err(|_| {
+                ctx.err(
+                    n.ip.span(),
+                    format!("'{}' is not an IP address", n.ip.get_ref()),
+                )
+            })?;
+            let mac = parse_mac(n.mac.get_ref()).map_err(|e| ctx.err(n.mac.span(), e))?;
+            let port = match &n.dev {
+                Some(d) => index_of(d)?,
+                None => on_link(&ip).ok_or_else(|| {
+                    ctx.err(
+                        n.ip.span(),
+                        format!("neighbor {ip} is not on any interface's subnet"),
+                    )
+                })?,
+            };
+            neighbors.push(NeighborSpec { ip, mac, port });
         }
 
         let mbufs = *raw.dataplane.mbufs.get_ref();
@@ -357,6 +545,8 @@ impl Config {
                 .socket
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
+            routes,
+            neighbors,
         })
     }
 
@@ -366,6 +556,72 @@ impl Config {
             .iter()
             .any(|p| matches!(p.device, Device::Pci(_)))
     }
+}
+
+/// Parses `ip/len` (or a bare address as a host prefix when `host_ok`);
+/// for interface addresses the host part is kept.
+fn parse_cidr(s: &str, interface: bool) -> Result<(IpAddr, u8), String> {
+    let (ip, len) = match s.split_once('/') {
+        Some((ip, len)) => (ip, Some(len)),
+        None => (s, None),
+    };
+    let ip: IpAddr = ip
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not an address/prefix"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        Some(l) => l
+            .trim()
+            .parse::<u8>()
+            .ok()
+            .filter(|l| *l <= max)
+            .ok_or_else(|| format!("'{s}': prefix length must be 0..={max}"))?,
+        None if interface => {
+            return Err(format!(
+                "'{s}' needs a prefix length (e.g. {ip}/{})",
+                if max == 32 { 24 } else { 64 }
+            ))
+        }
+        None => max,
+    };
+    if interface && (ip.is_multicast() || ip.is_unspecified()) {
+        return Err(format!("'{s}' cannot be an interface address"));
+    }
+    Ok((ip, len))
+}
+
+fn same_family(a: &IpAddr, b: &IpAddr) -> bool {
+    a.is_ipv4() == b.is_ipv4()
+}
+
+/// Whether `ip` is inside `net/len`.
+pub fn in_prefix(ip: &IpAddr, net: &IpAddr, len: u8) -> bool {
+    let bits = |a: &IpAddr| -> u128 {
+        match a {
+            IpAddr::V4(v) => u32::from(*v) as u128,
+            IpAddr::V6(v) => u128::from(*v),
+        }
+    };
+    let width = if ip.is_ipv4() { 32 } else { 128 };
+    if len == 0 {
+        return same_family(ip, net);
+    }
+    let shift = width - len as u32;
+    same_family(ip, net) && (bits(ip) >> shift) == (bits(net) >> shift)
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(format!("'{s}' is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+    }
+    let mut mac = [0u8; 6];
+    for (m, p) in mac.iter_mut().zip(parts) {
+        *m = u8::from_str_radix(p, 16).map_err(|_| format!("'{s}' is not a MAC address"))?;
+    }
+    Ok(mac)
 }
 
 fn valid_ifname(n: &str) -> bool {
@@ -529,6 +785,65 @@ pairs = [["lan0", "wan0"]]
     fn syntax_error_has_position() {
         let e = parse("[eal]\nargs = [\"a\"\n").unwrap_err();
         assert!(e.line >= 2, "{e}");
+    }
+
+    const ROUTER: &str = r#"
+[eal]
+args = []
+[dataplane]
+mode = "router"
+[[port]]
+name = "lan0"
+device = "net_ring0"
+addresses = ["10.1.0.1/24", "2001:db8:1::1/64"]
+[[port]]
+name = "wan0"
+device = "net_ring1"
+addresses = ["10.2.0.1/24"]
+mac = "02:00:00:00:00:aa"
+[[route]]
+to = "default"
+via = "10.2.0.254"
+[[route]]
+to = "172.16.0.0/12"
+via = "10.1.0.254"
+[[neighbor]]
+ip = "10.2.0.254"
+mac = "02:00:00:00:00:fe"
+"#;
+
+    #[test]
+    fn router_config_parses_routes_and_neighbors() {
+        let c = parse(ROUTER).expect("valid");
+        assert_eq!(c.mode, Mode::Router);
+        assert_eq!(c.ports[0].addresses.len(), 2);
+        assert_eq!(c.ports[1].mac, Some([2, 0, 0, 0, 0, 0xaa]));
+        assert_eq!(c.routes.len(), 2);
+        assert_eq!(c.routes[0].port, 1);
+        assert_eq!(c.routes[1].port, 0);
+        assert_eq!(c.neighbors[0].port, 1);
+    }
+
+    #[test]
+    fn router_config_errors_name_line_and_reason() {
+        let off = ROUTER.replace("via = \"10.2.0.254\"", "via = \"192.0.2.1\"");
+        let e = parse(&off).unwrap_err();
+        assert!(e.msg.contains("192.0.2.1 is not on any interface"), "{e}");
+        assert_eq!(e.line, 17, "{e}");
+        let dup = ROUTER.replace(
+            "addresses = [\"10.2.0.1/24\"]",
+            "addresses = [\"10.1.0.1/24\"]",
+        );
+        let e = parse(&dup).unwrap_err();
+        assert!(e.msg.contains("duplicate address 10.1.0.1"), "{e}");
+        assert_eq!(e.line, 13);
+        let unknown = ROUTER.replace("via = \"10.1.0.254\"", "dev = \"dmz0\"");
+        let e = parse(&unknown).unwrap_err();
+        assert!(e.msg.contains("unknown interface 'dmz0'"), "{e}");
+        let nolen = ROUTER.replace("10.2.0.1/24", "10.2.0.1");
+        assert!(parse(&nolen).unwrap_err().msg.contains("prefix length"));
+        let badmac = ROUTER.replace("02:00:00:00:00:fe", "02:00:00:00:fe");
+        assert!(parse(&badmac).unwrap_err().msg.contains("MAC"));
     }
 
     #[test]

@@ -3,18 +3,23 @@
 //! SIGINT/SIGTERM (workers stop, ports stop and close, stats are printed,
 //! EAL is cleaned up).
 
-use crate::config::{Config, Device};
+use crate::config::{Config, Device, Mode};
 use crate::ctl::handler::Control;
 use crate::ctl::server::Server;
 use crate::log::Level;
 use crate::preload;
+use crate::slowpath::SlowPath;
 use anyhow::{bail, Context, Result};
 use dataplane::command::command_channel;
 use dataplane::counters::{DropReason, SharedCounters};
 use dataplane::dpdk::{self, Eal, Mempool, Port, PortConfig, PortId};
-use dataplane::flow::IfIndex;
+use dataplane::dpdk::{Mbuf, MbufRing, RawMbuf};
+use dataplane::flow::{Addr, IfIndex};
 use dataplane::pipeline::{Pipeline, PipelineConfig};
 use dataplane::ring::{self, Consumer, Producer};
+use dataplane::route::{
+    IfAddr, Interface, Neighbor, NeighborEntry, Neighbors, Prefix, ResolveRequest, Route, Routing,
+};
 use dataplane::rules::{RuleEnv, RuleError, Ruleset};
 use dataplane::snapshot::Snapshot;
 use dataplane::state::Shard;
@@ -41,6 +46,31 @@ pub struct RunOptions {
 
 /// Handoff ring capacity between two workers (packets).
 const HANDOFF_RING: usize = 1024;
+
+/// Slow-path ring (workers -> control), mbufs.
+const SLOW_RING: u32 = 4095;
+/// Injection ring (control -> worker 0), mbufs.
+const INJECT_RING: u32 = 1023;
+/// Resolve requests per worker.
+const RESOLVE_RING: usize = 256;
+
+/// Copies `frame` into a fresh mbuf for `port` and queues it for worker 0
+/// to send (the control thread never uses a worker's tx queue).
+fn transmit(pool: &Mempool, inject: &MbufRing, port: u16, frame: &[u8]) {
+    let Some(mut m) = Mbuf::alloc(pool) else {
+        return;
+    };
+    let Some(data) = m.append(frame.len() as u16) else {
+        return;
+    };
+    data.copy_from_slice(frame);
+    m.set_port(port);
+    let raw = RawMbuf(m.into_raw());
+    if inject.enqueue_burst(&[raw]) == 0 {
+        // SAFETY: the ring refused it; we still own it.
+        drop(unsafe { Mbuf::from_raw(raw.0) });
+    }
+}
 
 /// Reply ring capacity of a worker's command port (states per poll).
 const COMMAND_REPLY_RING: usize = 8192;
@@ -79,6 +109,58 @@ pub fn load_ruleset(config: &Config) -> Result<Ruleset, RuleError> {
             Ruleset::compile(&text, &path.display().to_string(), &env)
         }
     }
+}
+
+/// Router-mode tables from the configuration; `macs` are the ports' MACs
+/// (a port's configured `mac` wins).
+pub fn build_routing(config: &Config, macs: &[[u8; 6]]) -> (Routing, Vec<NeighborEntry>) {
+    let interfaces = config
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Interface {
+            name: p.name.clone(),
+            mac: p.mac.unwrap_or(macs.get(i).copied().unwrap_or([0; 6])),
+            mtu: p.mtu,
+            addrs: p
+                .addresses
+                .iter()
+                .map(|(ip, len)| {
+                    let (af, addr) = Addr::from_ip(*ip);
+                    IfAddr {
+                        addr,
+                        prefix: Prefix::new(af, addr, *len),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    let routes = config
+        .routes
+        .iter()
+        .map(|r| {
+            let (af, net) = Addr::from_ip(r.to.0);
+            Route {
+                prefix: Prefix::new(af, net, r.to.1),
+                port: r.port as u16,
+                via: r.via.map(|v| Addr::from_ip(v).1),
+            }
+        })
+        .collect();
+    let statics = config
+        .neighbors
+        .iter()
+        .map(|n| {
+            (
+                Addr::from_ip(n.ip),
+                Neighbor {
+                    mac: n.mac,
+                    port: n.port as u16,
+                },
+            )
+        })
+        .collect();
+    (Routing::new(interfaces, routes), statics)
 }
 
 /// Runs dpf until a signal (or idleness) stops it. Returns the exit code.
@@ -209,6 +291,31 @@ fn run_with_eal(
             }
         }
     }
+    // Router mode: tables, the slow-path ring (workers -> control), the
+    // injection ring (control -> worker 0) and resolve-request rings.
+    let router = config.mode == Mode::Router;
+    let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac()).collect();
+    let (routing, statics) = build_routing(config, &macs);
+    let routing = Arc::new(routing);
+    let neighbors = Arc::new(Snapshot::new(Arc::new(Neighbors::new(
+        statics.iter().copied(),
+    ))));
+    let mut slowpath = SlowPath::new(Arc::clone(&routing), &statics);
+    let slow_ring = if router {
+        Some(Arc::new(
+            MbufRing::new("dpf_slow", SLOW_RING).context("slow-path ring")?,
+        ))
+    } else {
+        None
+    };
+    let inject_ring = if router {
+        Some(Arc::new(
+            MbufRing::new("dpf_inject", INJECT_RING).context("injection ring")?,
+        ))
+    } else {
+        None
+    };
+    let mut resolve_rx: Vec<Consumer<ResolveRequest>> = Vec::new();
     let mut built = Vec::new();
     let mut clients = Vec::new();
     for (w, (handoff_out, handoff_in)) in outs.into_iter().zip(ins).enumerate() {
@@ -219,16 +326,24 @@ fn run_with_eal(
         shard.seed_ids(seed << 24);
         let mut cfg = pcfg.clone();
         cfg.worker = w;
+        let mut pipeline = Pipeline::new(cfg, rules.load(), shard);
+        if router {
+            let (p, c) = ring::channel(RESOLVE_RING);
+            resolve_rx.push(c);
+            pipeline.set_router(Arc::clone(&routing), neighbors.load(), Some(p));
+        }
         built.push(Worker {
             index: w,
             ports: port_ids.clone(),
-            pipeline: Pipeline::new(cfg, rules.load(), shard),
+            pipeline,
             shared: Arc::clone(&shared),
-            slow_path: None,
+            slow_path: slow_ring.clone(),
             rules: Arc::clone(&rules),
             handoff_out,
             handoff_in,
             commands: Some(port),
+            neighbors: router.then(|| Arc::clone(&neighbors)),
+            inject: if w == 0 { inject_ring.clone() } else { None },
             drain_ticks,
             clock,
         });
@@ -294,6 +409,36 @@ fn run_with_eal(
             crate::log!(Level::Notice, "signal received, stopping");
             break;
         }
+        if let (Some(slow), Some(inject)) = (slow_ring.as_ref(), inject_ring.as_ref()) {
+            let now = now_fn();
+            let mut out = Vec::new();
+            let mut buf = [RawMbuf(std::ptr::null_mut()); 64];
+            loop {
+                let n = slow.dequeue_burst(&mut buf);
+                for raw in &buf[..n] {
+                    // SAFETY: dequeued from the slow-path ring: workers gave
+                    // up these mbufs when they enqueued them.
+                    if let Some(m) = unsafe { Mbuf::from_raw(raw.0) } {
+                        slowpath.handle(m.data(), m.port(), now, &mut out);
+                    }
+                }
+                if n < buf.len() {
+                    break;
+                }
+            }
+            for rx in resolve_rx.iter_mut() {
+                while let Some(req) = rx.pop() {
+                    slowpath.resolve(req, now, &mut out);
+                }
+            }
+            slowpath.poll(now, &mut out);
+            for (port, frame) in out {
+                transmit(&pool, inject, port, &frame);
+            }
+            if let Some(n) = slowpath.take_snapshot() {
+                neighbors.publish(Arc::new(n));
+            }
+        }
         if let Some(srv) = server.as_mut() {
             let mut control = Control {
                 config,
@@ -304,6 +449,8 @@ fn run_with_eal(
                 now: &now_fn,
                 started,
                 bad_requests: srv.bad_requests,
+                routing: router.then_some(&*routing),
+                slowpath: router.then_some(&slowpath),
             };
             srv.poll(&mut |req| control.handle(req));
         }
@@ -334,6 +481,9 @@ fn run_with_eal(
         p.stop();
     }
     drop(ports);
+    // Rings may hold mbufs: free them before their pool.
+    drop(slow_ring);
+    drop(inject_ring);
     drop(pool);
     Ok(if worker_failed { 1 } else { 0 })
 }
@@ -434,13 +584,25 @@ pub fn replay(
     for &(a, b) in &config.wire_pairs {
         cfg.pair(a as u16, b as u16);
     }
+    // Replay has no ports: interfaces without a configured mac get
+    // 02:00:00:00:00:<index+1>.
+    let macs: Vec<[u8; 6]> = (0..config.ports.len())
+        .map(|i| [2, 0, 0, 0, 0, i as u8 + 1])
+        .collect();
+    let (routing, statics) = build_routing(config, &macs);
+    let routing = Arc::new(routing);
+    let neighbors = Arc::new(Neighbors::new(statics));
     let mut pipelines = Vec::new();
     for w in 0..workers {
         let shard = Shard::new(per_shard, w as u8)
             .map_err(|e| anyhow::anyhow!("state table of worker {w}: {e}"))?;
         let mut c = cfg.clone();
         c.worker = w;
-        pipelines.push(Pipeline::new(c, Arc::clone(&rules), shard));
+        let mut p = Pipeline::new(c, Arc::clone(&rules), shard);
+        if config.mode == Mode::Router {
+            p.set_router(Arc::clone(&routing), Arc::clone(&neighbors), None);
+        }
+        pipelines.push(p);
     }
     let mut writer = preload::writer(output, config.ports.len())?;
     let mut refs: Vec<&mut Pipeline> = pipelines.iter_mut().collect();

@@ -8,3 +8,4 @@ pub mod daemon;
 pub mod log;
 pub mod pfsync;
 pub mod preload;
+pub mod slowpath;

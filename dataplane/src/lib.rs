@@ -12,6 +12,7 @@ pub mod dpdk;
 pub mod flow;
 pub mod pipeline;
 pub mod ring;
+pub mod route;
 pub mod rules;
 pub mod snapshot;
 pub mod state;

@@ -27,6 +27,8 @@
 
 use crate::counters::{DropReason, Verdict, WorkerCounters};
 use crate::flow::{Direction, FlowKey, IfIndex, L4Info, PacketInfo};
+use crate::ring::Producer;
+use crate::route::{Neighbors, ResolveRequest, Routing};
 use crate::rules::{Action, ReturnMode, RuleCounters, Ruleset};
 use crate::state::{
     icmp_error_matches, new_state, track, InsertError, Shard, StateDrop, StateOptions, TrackOutcome,
@@ -98,6 +100,7 @@ pub struct Pipeline {
     shard: Shard,
     reply: Box<[u8; REPLY_MAX]>,
     reply_len: usize,
+    router: Option<Router>,
     /// This worker's counters.
     pub counters: WorkerCounters,
 }
@@ -115,7 +118,38 @@ impl Pipeline {
             shard,
             reply: Box::new([0; REPLY_MAX]),
             reply_len: 0,
+            router: None,
             counters: WorkerCounters::default(),
+        }
+    }
+
+    /// Switches the pipeline to router mode: packets are routed by
+    /// `routing` to neighbours in `neighbors`; next hops without a
+    /// neighbour entry are asked for on `resolve` (and the packet dropped).
+    pub fn set_router(
+        &mut self,
+        routing: Arc<Routing>,
+        neighbors: Arc<Neighbors>,
+        resolve: Option<Producer<ResolveRequest>>,
+    ) {
+        self.router = Some(Router {
+            routing,
+            neighbors,
+            resolve,
+        });
+    }
+
+    /// Replaces the neighbour snapshot (between bursts).
+    pub fn set_neighbors(&mut self, neighbors: Arc<Neighbors>) {
+        if let Some(r) = self.router.as_mut() {
+            r.neighbors = neighbors;
+        }
+    }
+
+    /// Publishes pending resolve requests (once per burst).
+    pub fn publish_requests(&mut self) {
+        if let Some(p) = self.router.as_mut().and_then(|r| r.resolve.as_mut()) {
+            p.publish();
         }
     }
 
@@ -199,6 +233,9 @@ impl Pipeline {
 
     #[inline]
     fn decide(&mut self, frame: &mut [u8], in_port: u16, now: Instant, owned: bool) -> Verdict {
+        if self.router.is_some() {
+            return self.decide_routed(frame, in_port, now, owned);
+        }
         let Some(&egress) = self.config.wire_peer.get(in_port as usize) else {
             return Verdict::Drop(DropReason::NoEgress);
         };
@@ -221,6 +258,82 @@ impl Pipeline {
             }
             // A bridge passes what pf does not filter.
             _ => Verdict::Forward(egress),
+        }
+    }
+
+    /// Router mode: what is addressed to the box goes to the slow path;
+    /// the rest is routed (longest prefix), filtered `in` on the receiving
+    /// port and `out` on the egress port, and rewritten (MACs, TTL with an
+    /// incremental checksum) for its next hop.
+    fn decide_routed(
+        &mut self,
+        frame: &mut [u8],
+        in_port: u16,
+        now: Instant,
+        owned: bool,
+    ) -> Verdict {
+        let Some(router) = self.router.as_ref() else {
+            return Verdict::Drop(DropReason::Unclassified);
+        };
+        let classified = match classify(frame, IfIndex(in_port), Direction::In) {
+            Ok(c) => c,
+            Err(_) => return Verdict::Drop(DropReason::BadHeader),
+        };
+        let (info, fragment, l3) = match classified.kind {
+            FrameKind::Arp => return Verdict::SlowPath,
+            FrameKind::Other => return Verdict::Drop(DropReason::Unsupported),
+            FrameKind::Ip { info, fragment, .. } => (info, fragment, classified.l3_offset as usize),
+        };
+        let routing = &router.routing;
+        if is_group(&info) || routing.owner_of(info.af, &info.dst).is_some() {
+            return Verdict::SlowPath;
+        }
+        match routing.mac(in_port) {
+            Some(mac) if mac == classified.dst_mac.0 => {}
+            _ => return Verdict::Drop(DropReason::NotForUs),
+        }
+        if fragment {
+            return Verdict::Drop(DropReason::Fragment);
+        }
+        let Some(hop) = routing.lookup(info.af, &info.dst) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        if info.ttl <= 1 {
+            // The control thread answers with ICMP time exceeded.
+            return Verdict::SlowPath;
+        }
+        let egress_mac = routing.mac(hop.port).unwrap_or([0; 6]);
+        let neighbor = router.neighbors.get(info.af, &hop.addr);
+        match self.filter(&info, in_port, hop.port, now, owned) {
+            Blocked(mode) => self.answer(mode, &classified, frame, in_port),
+            Decided(Verdict::Forward(port)) => {
+                let Some(n) = neighbor else {
+                    if let Some(p) = self.router.as_mut().and_then(|r| r.resolve.as_mut()) {
+                        let _ = p.push(ResolveRequest {
+                            af: info.af,
+                            addr: hop.addr,
+                            port: hop.port,
+                        });
+                    }
+                    return Verdict::Drop(DropReason::NeighborUnresolved);
+                };
+                frame[0..6].copy_from_slice(&n.mac);
+                frame[6..12].copy_from_slice(&egress_mac);
+                match info.af {
+                    crate::flow::Af::Inet => {
+                        if let Some(ip) = frame.get_mut(l3..) {
+                            crate::wire::ipv4::Packet::new_unchecked(ip).decrement_ttl();
+                        }
+                    }
+                    crate::flow::Af::Inet6 => {
+                        if let Some(h) = frame.get_mut(l3 + 7) {
+                            *h -= 1;
+                        }
+                    }
+                }
+                Verdict::Forward(port)
+            }
+            Decided(v) => v,
         }
     }
 
@@ -392,6 +505,27 @@ impl Pipeline {
             }
             Err(_) => blocked,
         }
+    }
+}
+
+/// Router-mode tables of a pipeline.
+#[derive(Debug)]
+struct Router {
+    routing: Arc<Routing>,
+    neighbors: Arc<Neighbors>,
+    resolve: Option<Producer<ResolveRequest>>,
+}
+
+/// Whether the destination is a broadcast or multicast group (handled by
+/// the control thread: ND, CARP, pfsync).
+#[inline]
+fn is_group(info: &PacketInfo) -> bool {
+    match info.af {
+        crate::flow::Af::Inet => {
+            let d = info.dst.v4_octets();
+            d[0] >= 224 || d == [255, 255, 255, 255]
+        }
+        crate::flow::Af::Inet6 => info.dst.0[0] == 0xff,
     }
 }
 

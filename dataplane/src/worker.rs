@@ -16,6 +16,7 @@ use crate::counters::{DropReason, SharedCounters, Verdict};
 use crate::dpdk::{mbuf, rdtsc, MbufRing, PortId, QueueId, RawMbuf};
 use crate::pipeline::{Pipeline, MAX_PORTS};
 use crate::ring::{Consumer, Producer};
+use crate::route::Neighbors;
 use crate::rules::Ruleset;
 use crate::snapshot::Snapshot;
 use crate::time::Instant;
@@ -95,6 +96,11 @@ pub struct Worker {
     pub handoff_in: Vec<Consumer<Handoff>>,
     /// Operator commands from the control thread.
     pub commands: Option<CommandPort>,
+    /// Router mode: the neighbour snapshot the control thread publishes.
+    pub neighbors: Option<Arc<Snapshot<Neighbors>>>,
+    /// Frames the control thread sends (drained by one worker; each mbuf's
+    /// `port` field names its egress port).
+    pub inject: Option<Arc<MbufRing>>,
     /// TSC ticks between tx drains (~100 µs).
     pub drain_ticks: u64,
     /// TSC-to-nanoseconds conversion.
@@ -116,6 +122,8 @@ impl Worker {
         let nports = self.ports.len().min(MAX_PORTS);
         ports[..nports].copy_from_slice(&self.ports[..nports]);
         let mut rules_epoch = self.rules.epoch();
+        let mut neighbors_epoch = self.neighbors.as_ref().map_or(0, |n| n.epoch());
+        let mut injected: [RawMbuf; BURST] = [RawMbuf(std::ptr::null_mut()); BURST];
         let mut next_drain = rdtsc() + self.drain_ticks;
         while !stop.load(Ordering::Relaxed) {
             let tsc = rdtsc();
@@ -163,6 +171,15 @@ impl Worker {
             for p in self.handoff_out.iter_mut().flatten() {
                 p.publish();
             }
+            self.pipeline.publish_requests();
+            if let Some(ring) = self.inject.as_ref() {
+                let n = ring.dequeue_burst(&mut injected);
+                for m in &injected[..n] {
+                    // SAFETY: dequeued mbufs are ours; reading the port field.
+                    let out = unsafe { (*m.0).port };
+                    push_tx(&mut tx, out, m.0, queue, &mut self.pipeline);
+                }
+            }
             for ring in 0..self.handoff_in.len() {
                 let n = self.handoff_in[ring].pop_batch(&mut handed);
                 for h in &handed[..n] {
@@ -197,6 +214,13 @@ impl Worker {
                 if epoch != rules_epoch {
                     rules_epoch = epoch;
                     self.pipeline.set_rules(self.rules.load());
+                }
+                if let Some(n) = self.neighbors.as_ref() {
+                    let epoch = n.epoch();
+                    if epoch != neighbors_epoch {
+                        neighbors_epoch = epoch;
+                        self.pipeline.set_neighbors(n.load());
+                    }
                 }
                 self.shared.publish(self.index, &self.pipeline.counters);
                 next_drain = tsc + self.drain_ticks;

@@ -20,7 +20,7 @@ use std::time::Duration;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Show: info, states, rules, interfaces.
+    /// Show: info, states, rules, interfaces, routes, neighbors.
     #[arg(short = 's', long = "show", value_name = "WHAT")]
     show: Option<String>,
     /// Load rules from a pf.conf file (the old rules stay if it is refused).
@@ -100,9 +100,11 @@ fn build(args: &Args) -> Result<(Request, Option<String>), String> {
             },
             "rules" | "r" => Request::ShowRules,
             "interfaces" | "I" => Request::ShowInterfaces,
+            "routes" | "route" => Request::ShowRoutes,
+            "neighbors" | "neighbours" | "arp" => Request::ShowNeighbors,
             other => {
                 return Err(format!(
-                    "-s {other}: show one of info, states, rules, interfaces"
+                    "-s {other}: show one of info, states, rules, interfaces, routes, neighbors"
                 ))
             }
         };
@@ -261,6 +263,32 @@ fn print_text(show: Option<&str>, request: &Request, response: &Response) {
                 for n in notes {
                     println!("dpfctl: note: {}", n.as_str().unwrap_or(""));
                 }
+            }
+        }
+        Request::ShowRoutes => {
+            println!("{:<44} {:<40} Interface", "Destination", "Gateway");
+            for r in d.as_array().cloned().unwrap_or_default() {
+                println!(
+                    "{:<44} {:<40} {}",
+                    s(&r, "destination"),
+                    r["gateway"].as_str().unwrap_or("link"),
+                    s(&r, "interface")
+                );
+            }
+        }
+        Request::ShowNeighbors => {
+            println!(
+                "{:<40} {:<18} {:<10} {}",
+                "Address", "MAC", "Interface", "State"
+            );
+            for n in d.as_array().cloned().unwrap_or_default() {
+                println!(
+                    "{:<40} {:<18} {:<10} {}",
+                    s(&n, "address"),
+                    n["mac"].as_str().unwrap_or("(incomplete)"),
+                    s(&n, "interface"),
+                    s(&n, "state")
+                );
             }
         }
         Request::KillStates { .. } | Request::FlushStates => {

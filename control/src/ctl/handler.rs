@@ -38,6 +38,10 @@ pub struct Control<'a> {
     pub started: std::time::Instant,
     /// Bad control requests so far.
     pub bad_requests: u64,
+    /// Router mode: interfaces and routes.
+    pub routing: Option<&'a dataplane::route::Routing>,
+    /// Router mode: the slow path (neighbours, counters).
+    pub slowpath: Option<&'a crate::slowpath::SlowPath>,
 }
 
 impl Control<'_> {
@@ -51,6 +55,8 @@ impl Control<'_> {
             Request::LoadRules { text, file } => self.load_rules(&text, &file),
             Request::KillStates { host, peer } => self.kill(&host, peer.as_deref()),
             Request::FlushStates => self.run_kill(Command::FlushStates),
+            Request::ShowRoutes => Ok(self.routes()),
+            Request::ShowNeighbors => Ok(self.neighbors()),
         };
         match r {
             Ok(v) => Response::ok(v),
@@ -77,7 +83,48 @@ impl Control<'_> {
             "handed_off": t.handed_off, "slow_path": t.slow_path,
             "dropped": t.total_drops(), "drops": drops,
             "control_bad_requests": self.bad_requests,
+            "slow_path_stats": self.slowpath.map(|s| serde_json::to_value(s.stats).unwrap_or_default()),
         })
+    }
+
+    fn routes(&self) -> Value {
+        let Some(r) = self.routing else {
+            return Value::Array(Vec::new());
+        };
+        let names: Vec<&str> = self.config.ports.iter().map(|p| p.name.as_str()).collect();
+        Value::Array(
+            r.routes()
+                .iter()
+                .map(|rt| {
+                    json!({
+                        "destination": format!("{}/{}", rt.prefix.addr.to_ip(rt.prefix.af), rt.prefix.len),
+                        "gateway": rt.via.map(|v| v.to_ip(rt.prefix.af).to_string()),
+                        "interface": names.get(rt.port as usize).copied().unwrap_or("?"),
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    fn neighbors(&self) -> Value {
+        let Some(sp) = self.slowpath else {
+            return Value::Array(Vec::new());
+        };
+        let names: Vec<&str> = self.config.ports.iter().map(|p| p.name.as_str()).collect();
+        Value::Array(
+            sp.entries()
+                .into_iter()
+                .map(|r| {
+                    let (af, a, mac, port, state) = (r.af, r.addr, r.mac, r.port, r.state);
+                    json!({
+                        "address": a.to_ip(af).to_string(),
+                        "mac": mac.map(|m| format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])),
+                        "interface": names.get(port as usize).copied().unwrap_or("?"),
+                        "state": state,
+                    })
+                })
+                .collect(),
+        )
     }
 
     fn interfaces(&self) -> Value {
@@ -95,6 +142,7 @@ impl Control<'_> {
                     "driver": port.driver(),
                     "mac": format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]),
                     "link": port.link(),
+                    "addresses": spec.addresses.iter().map(|(ip, len)| format!("{ip}/{len}")).collect::<Vec<_>>(),
                     "stats": port.stats(),
                 })
             })

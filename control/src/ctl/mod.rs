@@ -54,6 +54,10 @@ pub enum Request {
     },
     /// Remove every state (`dpfctl -F states`).
     FlushStates,
+    /// Routes (`dpfctl -s routes`).
+    ShowRoutes,
+    /// Neighbours (`dpfctl -s neighbors`).
+    ShowNeighbors,
 }
 
 /// A request with its protocol version.

@@ -76,6 +76,13 @@ impl Mbuf {
         // SAFETY: reading a plain field of a valid mbuf.
         unsafe { (*self.0.as_ptr()).port }
     }
+
+    /// Sets the port field (the control thread marks injected frames with
+    /// their egress port this way).
+    pub fn set_port(&mut self, port: u16) {
+        // SAFETY: writing a plain field of an mbuf we own exclusively.
+        unsafe { (*self.0.as_ptr()).port = port }
+    }
 }
 
 impl Drop for Mbuf {

@@ -1,0 +1,316 @@
+//! Router mode's tables: the box's interfaces and addresses, static routes
+//! with longest-prefix match, and the neighbour table. All are immutable
+//! snapshots: the control thread builds a new one and swaps it in
+//! ([`crate::snapshot::Snapshot`]); workers read them without locks and
+//! without allocating.
+
+use crate::flow::{Addr, Af};
+use std::collections::HashMap;
+
+/// A prefix of an address family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Prefix {
+    /// Family.
+    pub af: Af,
+    /// Network address (host bits zero).
+    pub addr: Addr,
+    /// Prefix length.
+    pub len: u8,
+}
+
+impl Prefix {
+    /// The prefix of `len` bits containing `addr` (host bits cleared).
+    pub fn new(af: Af, addr: Addr, len: u8) -> Prefix {
+        Prefix {
+            af,
+            addr: mask(addr, len),
+            len,
+        }
+    }
+
+    /// Whether `addr` (of family `af`) is inside the prefix.
+    #[inline]
+    pub fn contains(&self, af: Af, addr: &Addr) -> bool {
+        af == self.af && mask(*addr, self.len) == self.addr
+    }
+}
+
+/// `addr` with all but the first `len` bits cleared.
+#[inline]
+pub fn mask(addr: Addr, len: u8) -> Addr {
+    let mut out = [0u8; 16];
+    let full = (len / 8) as usize;
+    out[..full.min(16)].copy_from_slice(&addr.0[..full.min(16)]);
+    if full < 16 && !len.is_multiple_of(8) {
+        out[full] = addr.0[full] & (0xffu8 << (8 - len % 8));
+    }
+    Addr(out)
+}
+
+/// One address of an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IfAddr {
+    /// The address.
+    pub addr: Addr,
+    /// Its subnet.
+    pub prefix: Prefix,
+}
+
+/// An interface as the router sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    /// Name (`lan0`).
+    pub name: String,
+    /// Its MAC.
+    pub mac: [u8; 6],
+    /// MTU of its link.
+    pub mtu: u16,
+    /// Its addresses.
+    pub addrs: Vec<IfAddr>,
+}
+
+/// A route: packets to `prefix` leave on `port`, to `via` or (connected)
+/// straight to their destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// Destination prefix.
+    pub prefix: Prefix,
+    /// Egress port.
+    pub port: u16,
+    /// Next hop, `None` for a connected route.
+    pub via: Option<Addr>,
+}
+
+/// Where a routed packet goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NextHop {
+    /// Egress port.
+    pub port: u16,
+    /// The neighbour to send it to.
+    pub addr: Addr,
+}
+
+/// The interfaces and routes of the box (changes only with the config).
+#[derive(Clone, Debug, Default)]
+pub struct Routing {
+    /// Interfaces by port index.
+    pub interfaces: Vec<Interface>,
+    /// Routes, longest prefix first within each family.
+    routes: Vec<Route>,
+}
+
+impl Routing {
+    /// Builds the table: a connected route per interface address plus the
+    /// static `routes`.
+    pub fn new(interfaces: Vec<Interface>, routes: Vec<Route>) -> Routing {
+        let mut all = Vec::new();
+        for (port, i) in interfaces.iter().enumerate() {
+            for a in &i.addrs {
+                all.push(Route {
+                    prefix: a.prefix,
+                    port: port as u16,
+                    via: None,
+                });
+            }
+        }
+        all.extend(routes);
+        // Longest prefix first; connected routes before static ones of the
+        // same length (stable sort keeps insertion order).
+        all.sort_by_key(|r| std::cmp::Reverse(r.prefix.len));
+        Routing {
+            interfaces,
+            routes: all,
+        }
+    }
+
+    /// Longest-prefix match for `dst`.
+    #[inline]
+    pub fn lookup(&self, af: Af, dst: &Addr) -> Option<NextHop> {
+        self.routes
+            .iter()
+            .find(|r| r.prefix.contains(af, dst))
+            .map(|r| NextHop {
+                port: r.port,
+                addr: r.via.unwrap_or(*dst),
+            })
+    }
+
+    /// The routes, longest prefix first.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The port that owns address `addr`, if it is one of ours.
+    #[inline]
+    pub fn owner_of(&self, af: Af, addr: &Addr) -> Option<u16> {
+        self.interfaces
+            .iter()
+            .position(|i| i.addrs.iter().any(|a| a.prefix.af == af && a.addr == *addr))
+            .map(|p| p as u16)
+    }
+
+    /// An address of `port` in family `af` (the source of what the box
+    /// sends there).
+    pub fn address_on(&self, port: u16, af: Af) -> Option<Addr> {
+        self.interfaces
+            .get(port as usize)?
+            .addrs
+            .iter()
+            .find(|a| a.prefix.af == af)
+            .map(|a| a.addr)
+    }
+
+    /// The MAC of `port`.
+    #[inline]
+    pub fn mac(&self, port: u16) -> Option<[u8; 6]> {
+        self.interfaces.get(port as usize).map(|i| i.mac)
+    }
+}
+
+/// A resolved neighbour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Neighbor {
+    /// Its MAC.
+    pub mac: [u8; 6],
+    /// The port it is on.
+    pub port: u16,
+}
+
+/// A neighbour keyed by its address (a static entry, a table row).
+pub type NeighborEntry = ((Af, Addr), Neighbor);
+
+/// Resolved neighbours, published by the control thread.
+#[derive(Clone, Debug, Default)]
+pub struct Neighbors {
+    map: HashMap<(Af, Addr), Neighbor>,
+}
+
+impl Neighbors {
+    /// A table with these entries.
+    pub fn new(entries: impl IntoIterator<Item = ((Af, Addr), Neighbor)>) -> Neighbors {
+        Neighbors {
+            map: entries.into_iter().collect(),
+        }
+    }
+
+    /// The neighbour `addr`, if resolved.
+    #[inline]
+    pub fn get(&self, af: Af, addr: &Addr) -> Option<Neighbor> {
+        self.map.get(&(af, *addr)).copied()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Every entry.
+    pub fn iter(&self) -> impl Iterator<Item = (&(Af, Addr), &Neighbor)> {
+        self.map.iter()
+    }
+}
+
+/// A worker asking the control thread to resolve a next hop it had no
+/// neighbour entry for (the packet was dropped and counted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResolveRequest {
+    /// Family.
+    pub af: Af,
+    /// The next hop.
+    pub addr: Addr,
+    /// The port it should be on.
+    pub port: u16,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(a: [u8; 4]) -> Addr {
+        Addr::v4(a)
+    }
+
+    fn routing() -> Routing {
+        let lan = Interface {
+            name: "lan0".into(),
+            mac: [2, 0, 0, 0, 0, 1],
+            mtu: 1500,
+            addrs: vec![IfAddr {
+                addr: v4([10, 1, 0, 1]),
+                prefix: Prefix::new(Af::Inet, v4([10, 1, 0, 1]), 24),
+            }],
+        };
+        let wan = Interface {
+            name: "wan0".into(),
+            mac: [2, 0, 0, 0, 0, 2],
+            mtu: 1500,
+            addrs: vec![IfAddr {
+                addr: v4([10, 2, 0, 1]),
+                prefix: Prefix::new(Af::Inet, v4([10, 2, 0, 1]), 24),
+            }],
+        };
+        Routing::new(
+            vec![lan, wan],
+            vec![
+                Route {
+                    prefix: Prefix::new(Af::Inet, Addr::ZERO, 0),
+                    port: 1,
+                    via: Some(v4([10, 2, 0, 254])),
+                },
+                Route {
+                    prefix: Prefix::new(Af::Inet, v4([172, 16, 0, 0]), 12),
+                    port: 0,
+                    via: Some(v4([10, 1, 0, 254])),
+                },
+            ],
+        )
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let r = routing();
+        assert_eq!(
+            r.lookup(Af::Inet, &v4([10, 1, 0, 9])),
+            Some(NextHop {
+                port: 0,
+                addr: v4([10, 1, 0, 9])
+            })
+        );
+        assert_eq!(
+            r.lookup(Af::Inet, &v4([172, 20, 1, 1])),
+            Some(NextHop {
+                port: 0,
+                addr: v4([10, 1, 0, 254])
+            })
+        );
+        assert_eq!(
+            r.lookup(Af::Inet, &v4([8, 8, 8, 8])),
+            Some(NextHop {
+                port: 1,
+                addr: v4([10, 2, 0, 254])
+            })
+        );
+        assert_eq!(
+            r.lookup(
+                Af::Inet6,
+                &Addr::v6([0x20, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn masks_and_ownership() {
+        assert_eq!(mask(v4([10, 1, 2, 3]), 12), v4([10, 0, 0, 0]));
+        assert_eq!(mask(v4([10, 255, 2, 3]), 12), v4([10, 240, 0, 0]));
+        let r = routing();
+        assert_eq!(r.owner_of(Af::Inet, &v4([10, 2, 0, 1])), Some(1));
+        assert_eq!(r.owner_of(Af::Inet, &v4([10, 2, 0, 2])), None);
+        assert_eq!(r.address_on(0, Af::Inet), Some(v4([10, 1, 0, 1])));
+    }
+}
