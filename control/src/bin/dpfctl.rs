@@ -277,10 +277,7 @@ fn print_text(show: Option<&str>, request: &Request, response: &Response) {
             }
         }
         Request::ShowNeighbors => {
-            println!(
-                "{:<40} {:<18} {:<10} {}",
-                "Address", "MAC", "Interface", "State"
-            );
+            println!("{:<40} {:<18} {:<10} State", "Address", "MAC", "Interface");
             for n in d.as_array().cloned().unwrap_or_default() {
                 println!(
                     "{:<40} {:<18} {:<10} {}",
