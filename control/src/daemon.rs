@@ -351,7 +351,7 @@ fn run_with_eal(
     if let Some(path) = &opts.preload {
         let mut pipelines: Vec<&mut Pipeline> = built.iter_mut().map(|w| &mut w.pipeline).collect();
         let now = preload::Clock::Fixed(clock.instant(dpdk::rdtsc()));
-        let n = preload::run(path, &mut pipelines, now, None)
+        let n = preload::run(path, &mut pipelines, now, None, None)
             .with_context(|| format!("preloading {}", path.display()))?;
         for p in pipelines {
             // Preloading is not traffic: counters start from zero, states stay.
@@ -591,7 +591,9 @@ pub fn replay(
         .collect();
     let (routing, statics) = build_routing(config, &macs);
     let routing = Arc::new(routing);
-    let neighbors = Arc::new(Neighbors::new(statics));
+    let neighbors = Arc::new(Neighbors::new(statics.iter().copied()));
+    let mut slowpath = SlowPath::new(Arc::clone(&routing), &statics);
+    let mut resolve = Vec::new();
     let mut pipelines = Vec::new();
     for w in 0..workers {
         let shard = Shard::new(per_shard, w as u8)
@@ -600,17 +602,24 @@ pub fn replay(
         c.worker = w;
         let mut p = Pipeline::new(c, Arc::clone(&rules), shard);
         if config.mode == Mode::Router {
-            p.set_router(Arc::clone(&routing), Arc::clone(&neighbors), None);
+            let (tx, rx) = ring::channel(RESOLVE_RING);
+            resolve.push(rx);
+            p.set_router(Arc::clone(&routing), Arc::clone(&neighbors), Some(tx));
         }
         pipelines.push(p);
     }
     let mut writer = preload::writer(output, config.ports.len())?;
     let mut refs: Vec<&mut Pipeline> = pipelines.iter_mut().collect();
+    let hook = (config.mode == Mode::Router).then_some(preload::SlowPathHook {
+        slowpath: &mut slowpath,
+        resolve: &mut resolve,
+    });
     preload::run(
         input,
         &mut refs,
         preload::Clock::Timestamps,
         Some(&mut writer),
+        hook,
     )
     .with_context(|| format!("replaying {}", input.display()))?;
     drop(writer);

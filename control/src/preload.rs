@@ -15,9 +15,12 @@
 //! sends the two directions of a flow to different workers) and handed to
 //! the owning worker exactly as on the fast path.
 
+use crate::slowpath::SlowPath;
 use anyhow::{bail, Context, Result};
 use dataplane::counters::Verdict;
 use dataplane::pipeline::Pipeline;
+use dataplane::ring::Consumer;
+use dataplane::route::ResolveRequest;
 use dataplane::time::Instant;
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
@@ -42,6 +45,7 @@ pub fn run(
     pipelines: &mut [&mut Pipeline],
     clock: Clock,
     mut out: Option<&mut PcapNgWriter<std::fs::File>>,
+    mut slow: Option<SlowPathHook<'_>>,
 ) -> Result<u64> {
     if pipelines.is_empty() {
         bail!("no workers");
@@ -81,22 +85,68 @@ pub fn run(
             frame = pipelines[decider].reply().to_vec();
             verdict = Verdict::Forward(port);
         }
+        // Router mode: the slow path answers (ARP, ND, ICMP) and resolves
+        // next hops, as the control thread does.
+        if let Some(hook) = slow.as_mut() {
+            let mut sent = Vec::new();
+            if verdict == Verdict::SlowPath {
+                hook.slowpath.handle(&frame, port, now, &mut sent);
+            }
+            for p in pipelines.iter_mut() {
+                p.publish_requests();
+            }
+            for rx in hook.resolve.iter_mut() {
+                while let Some(req) = rx.pop() {
+                    hook.slowpath.resolve(req, now, &mut sent);
+                }
+            }
+            hook.slowpath.poll(now, &mut sent);
+            if let Some(n) = hook.slowpath.take_snapshot() {
+                let n = std::sync::Arc::new(n);
+                for p in pipelines.iter_mut() {
+                    p.set_neighbors(std::sync::Arc::clone(&n));
+                }
+            }
+            if let Some(w) = out.as_deref_mut() {
+                for (port, f) in sent {
+                    write(w, port, ts, f)?;
+                }
+            }
+        }
         // The expiry sweep a worker runs between bursts.
         for p in pipelines.iter_mut() {
             p.expire(now, 64);
         }
         if let (Verdict::Forward(egress), Some(w)) = (verdict, out.as_deref_mut()) {
-            let block = EnhancedPacketBlock {
-                interface_id: egress as u32,
-                timestamp: ts,
-                original_len: frame.len() as u32,
-                data: frame.into(),
-                options: vec![],
-            };
-            w.write_pcapng_block(block).context("writing the output")?;
+            write(w, egress, ts, frame)?;
         }
     }
     Ok(count)
+}
+
+/// The control thread's part in a router-mode replay.
+pub struct SlowPathHook<'a> {
+    /// The slow path.
+    pub slowpath: &'a mut SlowPath,
+    /// The workers' resolve-request rings.
+    pub resolve: &'a mut [Consumer<ResolveRequest>],
+}
+
+fn write(
+    w: &mut PcapNgWriter<std::fs::File>,
+    port: u16,
+    ts: Duration,
+    frame: Vec<u8>,
+) -> Result<()> {
+    let block = EnhancedPacketBlock {
+        interface_id: port as u32,
+        timestamp: ts,
+        original_len: frame.len() as u32,
+        data: frame.into(),
+        options: vec![],
+    };
+    w.write_pcapng_block(block).context("writing the output")?;
+    Ok(())
 }
 
 /// A pcapng writer with one Ethernet interface per port.

@@ -81,6 +81,11 @@ pub fn tcp(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8) -> L4 {
 
 /// An IP packet (no Ethernet header) from `src` to `dst`.
 pub fn ip_packet(src: IpAddr, dst: IpAddr, l4: &L4) -> Vec<u8> {
+    ip_packet_ttl(src, dst, 64, l4)
+}
+
+/// An IP packet with TTL / hop limit `ttl`.
+pub fn ip_packet_ttl(src: IpAddr, dst: IpAddr, ttl: u8, l4: &L4) -> Vec<u8> {
     let ips = match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => IpPair::V4 { src: s, dst: d },
         (IpAddr::V6(s), IpAddr::V6(d)) => IpPair::V6 { src: s, dst: d },
@@ -200,7 +205,7 @@ pub fn ip_packet(src: IpAddr, dst: IpAddr, l4: &L4) -> Vec<u8> {
                 dst_addr: dst,
                 protocol: proto,
                 payload_len: l4_bytes.len(),
-                ttl: 64,
+                ttl,
                 tos: 0,
                 ident: 1,
                 dont_frag: true,
@@ -215,7 +220,7 @@ pub fn ip_packet(src: IpAddr, dst: IpAddr, l4: &L4) -> Vec<u8> {
                 dst_addr: dst,
                 next_header: proto,
                 payload_len: l4_bytes.len(),
-                hop_limit: 64,
+                hop_limit: ttl,
                 traffic_class: 0,
                 flow_label: 0,
             };
@@ -228,7 +233,19 @@ pub fn ip_packet(src: IpAddr, dst: IpAddr, l4: &L4) -> Vec<u8> {
 
 /// An Ethernet frame carrying `ip_packet(src, dst, l4)`, padded to 60.
 pub fn frame(src: IpAddr, dst: IpAddr, l4: &L4) -> Vec<u8> {
-    let ip = ip_packet(src, dst, l4);
+    frame_with([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 64, src, dst, l4)
+}
+
+/// An Ethernet frame with the given MACs and TTL.
+pub fn frame_with(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    ttl: u8,
+    src: IpAddr,
+    dst: IpAddr,
+    l4: &L4,
+) -> Vec<u8> {
+    let ip = ip_packet_ttl(src, dst, ttl, l4);
     let ethertype = if src.is_ipv4() {
         EtherType::IPV4
     } else {
@@ -236,8 +253,8 @@ pub fn frame(src: IpAddr, dst: IpAddr, l4: &L4) -> Vec<u8> {
     };
     let mut f = vec![0u8; 14 + ip.len()];
     let r = ethernet::Repr {
-        src_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
-        dst_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+        src_addr: EthernetAddress(src_mac),
+        dst_addr: EthernetAddress(dst_mac),
         vlan_id: None,
         ethertype,
     };
