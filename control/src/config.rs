@@ -67,6 +67,31 @@ struct RawConfig {
     routes: Vec<RawRoute>,
     #[serde(default, rename = "neighbor")]
     neighbors: Vec<RawNeighbor>,
+    #[serde(default)]
+    carp: Vec<RawCarp>,
+    #[serde(default)]
+    sysctl: Option<Spanned<toml::Table>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCarp {
+    name: Spanned<String>,
+    vhid: Spanned<i64>,
+    #[serde(default)]
+    pass: Option<String>,
+    carpdev: Spanned<String>,
+    #[serde(default)]
+    advbase: Option<Spanned<i64>>,
+    #[serde(default)]
+    advskew: Option<Spanned<i64>>,
+    #[serde(default)]
+    state: Option<Spanned<String>>,
+    #[serde(default)]
+    group: Vec<String>,
+    #[serde(default)]
+    carppeer: Option<Spanned<String>>,
+    addresses: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +223,91 @@ pub struct RouteSpec {
     pub port: usize,
 }
 
+/// Initial state forced on a carp interface (`ifconfig carpN state ...`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum CarpStateSpec {
+    /// `state init`: no effect (as on OpenBSD).
+    Init,
+    /// `state backup`.
+    Backup,
+    /// `state master`.
+    Master,
+}
+
+/// One carp interface with one VHID (ifconfig's words).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CarpSpec {
+    /// Interface name (`carp1`).
+    pub name: String,
+    /// VHID, 1..=255.
+    pub vhid: u8,
+    /// Passphrase (`pass`), empty if none.
+    #[serde(skip)]
+    pub pass: String,
+    /// Parent port index (`carpdev`).
+    pub carpdev: usize,
+    /// advbase, seconds 0..=254 (0: sub-second).
+    pub advbase: u8,
+    /// advskew, 0..=254.
+    pub advskew: u8,
+    /// Forced initial state.
+    pub state: Option<CarpStateSpec>,
+    /// Interface groups (always includes `carp`).
+    pub groups: Vec<String>,
+    /// Unicast peer instead of 224.0.0.18.
+    pub carppeer: Option<std::net::Ipv4Addr>,
+    /// Virtual addresses.
+    pub addresses: Vec<(IpAddr, u8)>,
+}
+
+/// `net.inet.carp.*`.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct CarpSysctl {
+    /// `net.inet.carp.allow` (default 1).
+    pub allow: bool,
+    /// `net.inet.carp.preempt` (default 0).
+    pub preempt: bool,
+    /// `net.inet.carp.log` (default 2).
+    pub log: u8,
+}
+
+impl Default for CarpSysctl {
+    fn default() -> Self {
+        CarpSysctl {
+            allow: true,
+            preempt: false,
+            log: 2,
+        }
+    }
+}
+
+impl CarpSysctl {
+    /// Applies `name=value` (OpenBSD names); returns an error naming the
+    /// problem.
+    pub fn set(&mut self, name: &str, value: i64) -> Result<(), String> {
+        match name {
+            "net.inet.carp.allow" | "net.inet.carp.preempt" => {
+                if !(0..=1).contains(&value) {
+                    return Err(format!("{name}: value must be 0 or 1"));
+                }
+                if name.ends_with("allow") {
+                    self.allow = value == 1;
+                } else {
+                    self.preempt = value == 1;
+                }
+            }
+            "net.inet.carp.log" => {
+                if !(0..=7).contains(&value) {
+                    return Err(format!("{name}: value must be 0..=7"));
+                }
+                self.log = value as u8;
+            }
+            other => return Err(format!("unknown sysctl '{other}'")),
+        }
+        Ok(())
+    }
+}
+
 /// A static neighbour.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct NeighborSpec {
@@ -239,6 +349,10 @@ pub struct Config {
     pub routes: Vec<RouteSpec>,
     /// Static neighbours (router mode).
     pub neighbors: Vec<NeighborSpec>,
+    /// Carp interfaces.
+    pub carp: Vec<CarpSpec>,
+    /// `net.inet.carp.*`.
+    pub sysctl: CarpSysctl,
 }
 
 /// Default control socket path.
@@ -529,6 +643,126 @@ impl Config {
                 ));
             }
         }
+        let mut carp: Vec<CarpSpec> = Vec::new();
+        for c in &raw.carp {
+            let name = c.name.get_ref();
+            if !valid_ifname(name)
+                || ports.iter().any(|p| &p.name == name)
+                || carp.iter().any(|x| &x.name == name)
+            {
+                return Err(ctx.err(
+                    c.name.span(),
+                    format!("carp interface name '{name}' is invalid or already used"),
+                ));
+            }
+            if raw.dataplane.mode != Mode::Router {
+                return Err(ctx.err(c.name.span(), "carp interfaces need mode = \"router\""));
+            }
+            let range =
+                |v: &Spanned<i64>, what: &str, lo: i64, hi: i64| -> Result<u8, ConfigError> {
+                    let x = *v.get_ref();
+                    if (lo..=hi).contains(&x) {
+                        Ok(x as u8)
+                    } else {
+                        Err(ctx.err(v.span(), format!("{what} {x} out of range ({lo}-{hi})")))
+                    }
+                };
+            let vhid = range(&c.vhid, "vhid", 1, 255)?;
+            let advbase = c
+                .advbase
+                .as_ref()
+                .map(|v| range(v, "advbase", 0, 254))
+                .transpose()?
+                .unwrap_or(1);
+            let advskew = c
+                .advskew
+                .as_ref()
+                .map(|v| range(v, "advskew", 0, 254))
+                .transpose()?
+                .unwrap_or(0);
+            let carpdev = index_of(&c.carpdev)?;
+            if carp.iter().any(|x| x.carpdev == carpdev && x.vhid == vhid) {
+                return Err(ctx.err(
+                    c.vhid.span(),
+                    format!("vhid {vhid} is already used on {}", c.carpdev.get_ref()),
+                ));
+            }
+            let state = match &c.state {
+                None => None,
+                Some(s) => Some(match s.get_ref().as_str() {
+                    "init" => CarpStateSpec::Init,
+                    "backup" => CarpStateSpec::Backup,
+                    "master" => CarpStateSpec::Master,
+                    other => {
+                        return Err(
+                            ctx.err(s.span(), format!("state '{other}': init, backup or master"))
+                        )
+                    }
+                }),
+            };
+            let carppeer = match &c.carppeer {
+                None => None,
+                Some(p) => Some(p.get_ref().parse::<std::net::Ipv4Addr>().map_err(|_| {
+                    ctx.err(
+                        p.span(),
+                        format!("carppeer '{}' is not an IPv4 address", p.get_ref()),
+                    )
+                })?),
+            };
+            let mut addresses = Vec::new();
+            for a in &c.addresses {
+                let cidr = parse_cidr(a.get_ref(), true)
+                    .map_err(|m| ctx.err(a.span(), format!("address of {name}: {m}")))?;
+                let dup = ports
+                    .iter()
+                    .any(|q| q.addresses.iter().any(|(x, _)| *x == cidr.0))
+                    || carp
+                        .iter()
+                        .any(|q| q.addresses.iter().any(|(x, _)| *x == cidr.0));
+                if dup {
+                    return Err(ctx.err(a.span(), format!("duplicate address {}", cidr.0)));
+                }
+                addresses.push(cidr);
+            }
+            if addresses.is_empty() {
+                return Err(ctx.err(c.name.span(), format!("{name} has no addresses")));
+            }
+            if let Some(pos) = addresses.iter().position(|(a, _)| a.is_ipv6()) {
+                return Err(ctx.err(
+                    c.addresses[pos].span(),
+                    format!("{name}: IPv6 carp addresses are not supported yet (IPv4 only)"),
+                ));
+            }
+            let mut groups = vec!["carp".to_string()];
+            for g in &c.group {
+                if !groups.contains(g) {
+                    groups.push(g.clone());
+                }
+            }
+            carp.push(CarpSpec {
+                name: name.clone(),
+                vhid,
+                pass: c.pass.clone().unwrap_or_default(),
+                carpdev,
+                advbase,
+                advskew,
+                state,
+                groups,
+                carppeer,
+                addresses,
+            });
+        }
+        let mut sysctl = CarpSysctl::default();
+        if let Some(t) = &raw.sysctl {
+            let mut flat = Vec::new();
+            flatten("", &toml::Value::Table(t.get_ref().clone()), &mut flat);
+            for (k, v) in flat {
+                let n = v.as_integer().ok_or_else(|| {
+                    ctx.err(t.span(), format!("sysctl {k}: value must be an integer"))
+                })?;
+                sysctl.set(&k, n).map_err(|m| ctx.err(t.span(), m))?;
+            }
+        }
         Ok(Config {
             path: path.to_path_buf(),
             eal_args,
@@ -547,6 +781,8 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
             routes,
             neighbors,
+            carp,
+            sysctl,
         })
     }
 
@@ -589,6 +825,23 @@ fn parse_cidr(s: &str, interface: bool) -> Result<(IpAddr, u8), String> {
         return Err(format!("'{s}' cannot be an interface address"));
     }
     Ok((ip, len))
+}
+
+/// `a.b.c = 1` and `"a.b.c" = 1` both become ("a.b.c", 1).
+fn flatten(prefix: &str, v: &toml::Value, out: &mut Vec<(String, toml::Value)>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => out.push((prefix.to_string(), other.clone())),
+    }
 }
 
 fn same_family(a: &IpAddr, b: &IpAddr) -> bool {
@@ -844,6 +1097,32 @@ mac = "02:00:00:00:00:fe"
         assert!(parse(&nolen).unwrap_err().msg.contains("prefix length"));
         let badmac = ROUTER.replace("02:00:00:00:00:fe", "02:00:00:00:fe");
         assert!(parse(&badmac).unwrap_err().msg.contains("MAC"));
+    }
+
+    #[test]
+    fn carp_entries_use_ifconfig_words_and_ranges() {
+        let carp = format!(
+            "{ROUTER}\n[[carp]]\nname = \"carp1\"\nvhid = 1\npass = \"secret\"\ncarpdev = \"lan0\"\nadvskew = 100\ngroup = [\"internal\"]\naddresses = [\"10.1.0.254/24\"]\n[sysctl]\nnet.inet.carp.preempt = 1\n\"net.inet.carp.log\" = 5\n"
+        );
+        let c = parse(&carp).expect("valid");
+        assert_eq!(c.carp[0].vhid, 1);
+        assert_eq!(c.carp[0].advbase, 1);
+        assert_eq!(c.carp[0].advskew, 100);
+        assert_eq!(c.carp[0].groups, vec!["carp", "internal"]);
+        assert!(c.sysctl.preempt);
+        assert_eq!(c.sysctl.log, 5);
+        let e = parse(&carp.replace("advskew = 100", "advskew = 255")).unwrap_err();
+        assert!(e.msg.contains("advskew 255 out of range (0-254)"), "{e}");
+        let e = parse(&carp.replace("vhid = 1", "vhid = 0")).unwrap_err();
+        assert!(e.msg.contains("vhid 0 out of range (1-255)"), "{e}");
+        let twice = format!(
+            "{carp}\n[[carp]]\nname = \"carp2\"\nvhid = 1\ncarpdev = \"lan0\"\naddresses = [\"10.1.0.253/24\"]\n"
+        );
+        let e = parse(&twice).unwrap_err();
+        assert!(e.msg.contains("vhid 1 is already used on lan0"), "{e}");
+        let e = parse(&carp.replace("net.inet.carp.preempt = 1", "net.inet.carp.preempt = 2"))
+            .unwrap_err();
+        assert!(e.msg.contains("0 or 1"), "{e}");
     }
 
     #[test]

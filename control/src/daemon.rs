@@ -3,6 +3,7 @@
 //! SIGINT/SIGTERM (workers stop, ports stop and close, stats are printed,
 //! EAL is cleaned up).
 
+use crate::carpd::Carp;
 use crate::config::{Config, Device, Mode};
 use crate::ctl::handler::Control;
 use crate::ctl::server::Server;
@@ -19,6 +20,7 @@ use dataplane::pipeline::{Pipeline, PipelineConfig};
 use dataplane::ring::{self, Consumer, Producer};
 use dataplane::route::{
     IfAddr, Interface, Neighbor, NeighborEntry, Neighbors, Prefix, ResolveRequest, Route, Routing,
+    Vip, VipTable,
 };
 use dataplane::rules::{RuleEnv, RuleError, Ruleset};
 use dataplane::snapshot::Snapshot;
@@ -53,6 +55,16 @@ const SLOW_RING: u32 = 4095;
 const INJECT_RING: u32 = 1023;
 /// Resolve requests per worker.
 const RESOLVE_RING: usize = 256;
+
+/// Whether a frame is a CARP datagram (IPv4 protocol 112, one optional
+/// VLAN tag).
+fn is_carp(frame: &[u8]) -> bool {
+    let (et, l3) = match frame.get(12..14) {
+        Some([0x81, 0x00]) => (frame.get(16..18), 18),
+        other => (other, 14),
+    };
+    et == Some(&[0x08, 0x00][..]) && frame.get(l3 + 9) == Some(&112)
+}
 
 /// Copies `frame` into a fresh mbuf for `port` and queues it for worker 0
 /// to send (the control thread never uses a worker's tx queue).
@@ -160,7 +172,23 @@ pub fn build_routing(config: &Config, macs: &[[u8; 6]]) -> (Routing, Vec<Neighbo
             )
         })
         .collect();
-    (Routing::new(interfaces, routes), statics)
+    let vips = config
+        .carp
+        .iter()
+        .flat_map(|c| {
+            c.addresses.iter().map(move |(ip, _)| {
+                let (af, addr) = Addr::from_ip(*ip);
+                Vip {
+                    af,
+                    addr,
+                    port: c.carpdev as u16,
+                    vhid: c.vhid,
+                }
+            })
+        })
+        .collect();
+    let vips = Arc::new(VipTable::new(vips, config.ports.len()));
+    (Routing::new(interfaces, routes).with_vips(vips), statics)
 }
 
 /// Runs dpf until a signal (or idleness) stops it. Returns the exit code.
@@ -301,6 +329,15 @@ fn run_with_eal(
         statics.iter().copied(),
     ))));
     let mut slowpath = SlowPath::new(Arc::clone(&routing), &statics);
+    let mut carp = (!config.carp.is_empty()).then(|| {
+        Carp::new(
+            &config.carp,
+            config.sysctl,
+            Arc::clone(&routing),
+            Arc::clone(&routing.vips),
+        )
+    });
+    crate::log::set_carp_level(config.sysctl.log);
     let slow_ring = if router {
         Some(Arc::new(
             MbufRing::new("dpf_slow", SLOW_RING).context("slow-path ring")?,
@@ -394,6 +431,13 @@ fn run_with_eal(
     // The control loop: sleeps ~1 ms between rounds.
     let started = Instant::now();
     let now_fn = move || clock.instant(dpdk::rdtsc());
+    if let (Some(c), Some(inject)) = (carp.as_mut(), inject_ring.as_ref()) {
+        let mut out = Vec::new();
+        c.start(now_fn(), &mut out);
+        for (port, frame) in out {
+            transmit(&pool, inject, port, &frame);
+        }
+    }
     let mut last_rx = 0u64;
     let mut last_rx_change = Instant::now();
     let mut next_stats = opts.stats_every.map(|d| started + d);
@@ -419,7 +463,12 @@ fn run_with_eal(
                     // SAFETY: dequeued from the slow-path ring: workers gave
                     // up these mbufs when they enqueued them.
                     if let Some(m) = unsafe { Mbuf::from_raw(raw.0) } {
-                        slowpath.handle(m.data(), m.port(), now, &mut out);
+                        match carp.as_mut() {
+                            Some(c) if is_carp(m.data()) => {
+                                c.handle(m.data(), m.port(), now, &mut out)
+                            }
+                            _ => slowpath.handle(m.data(), m.port(), now, &mut out),
+                        }
                     }
                 }
                 if n < buf.len() {
@@ -432,6 +481,9 @@ fn run_with_eal(
                 }
             }
             slowpath.poll(now, &mut out);
+            if let Some(c) = carp.as_mut() {
+                c.poll(now, &mut out);
+            }
             for (port, frame) in out {
                 transmit(&pool, inject, port, &frame);
             }
@@ -440,6 +492,7 @@ fn run_with_eal(
             }
         }
         if let Some(srv) = server.as_mut() {
+            let mut cmd_out = Vec::new();
             let mut control = Control {
                 config,
                 ports: &ports,
@@ -451,8 +504,15 @@ fn run_with_eal(
                 bad_requests: srv.bad_requests,
                 routing: router.then_some(&*routing),
                 slowpath: router.then_some(&slowpath),
+                carp: carp.as_mut(),
+                out: &mut cmd_out,
             };
             srv.poll(&mut |req| control.handle(req));
+            if let Some(inject) = inject_ring.as_ref() {
+                for (port, frame) in cmd_out {
+                    transmit(&pool, inject, port, &frame);
+                }
+            }
         }
         if let Some(idle) = opts.exit_when_idle {
             let rx = shared.total().rx;

@@ -2,6 +2,7 @@
 //! control socket. The binaries `dpf` and `dpfctl` live in `src/bin`.
 
 pub mod carp;
+pub mod carpd;
 pub mod config;
 pub mod ctl;
 pub mod daemon;

@@ -160,7 +160,13 @@ impl SlowPath {
         match c.kind {
             FrameKind::Arp => self.arp(frame, &c, port, our_mac, now, out),
             FrameKind::Ip { info, .. } => {
-                let ours = self.routing.owner_of(info.af, &info.dst).is_some();
+                // A VIP is ours only while we are MASTER for its VHID, and
+                // answers come from its virtual MAC.
+                let vip = self.routing.vips.lookup(info.af, &info.dst);
+                let vip_master = vip.filter(|v| self.routing.vips.is_master(v.port, v.vhid));
+                let ours =
+                    self.routing.owner_of(info.af, &info.dst).is_some() || vip_master.is_some();
+                let our_mac = vip_master.map_or(our_mac, |v| EthernetAddress(vmac(v.vhid)));
                 match info.l4 {
                     L4Info::Icmp(i)
                         if ours
@@ -272,6 +278,29 @@ impl SlowPath {
         };
         let target = Addr::v4(repr.target_protocol_addr.octets());
         let sender = Addr::v4(repr.sender_protocol_addr.octets());
+        // A VIP is answered with its virtual MAC, and only by the MASTER.
+        if let Some(v) = self.routing.vips.lookup(Af::Inet, &target) {
+            if v.port == port
+                && self.routing.vips.is_master(port, v.vhid)
+                && repr.operation == arp::Operation::Request
+            {
+                let vmac = EthernetAddress(vmac(v.vhid));
+                self.learn(
+                    Af::Inet,
+                    sender,
+                    repr.sender_hardware_addr.0,
+                    port,
+                    now,
+                    false,
+                );
+                self.send(build::arp_reply_to(&repr, c.vlan, vmac), port, out, |s| {
+                    s.arp_replies += 1
+                });
+            } else {
+                self.stats.dropped += 1;
+            }
+            return;
+        }
         let for_us = self.routing.owner_of(Af::Inet, &target) == Some(port);
         // RFC 826: update a known sender; add it when the request is for us.
         self.learn(
@@ -571,6 +600,11 @@ impl SlowPath {
     }
 }
 
+/// The CARP virtual MAC of `vhid`.
+fn vmac(vhid: u8) -> [u8; 6] {
+    [0x00, 0x00, 0x5e, 0x00, 0x01, vhid]
+}
+
 fn is_group(af: Af, a: &Addr) -> bool {
     match af {
         Af::Inet => a.0[0] >= 224,
@@ -703,5 +737,68 @@ mod tests {
         // Aged out after 20 minutes without answers to the refreshes.
         sp.poll(Instant::from_secs(10 + 20 * 60), &mut out);
         assert!(sp.take_snapshot().unwrap().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod vip_tests {
+    use super::*;
+    use dataplane::route::{IfAddr, Interface, Prefix, Vip, VipTable};
+
+    #[test]
+    fn a_vip_answers_only_while_master_and_from_its_virtual_mac() {
+        let a = Addr::v4([10, 1, 0, 1]);
+        let vip = Addr::v4([10, 1, 0, 254]);
+        let vips = Arc::new(VipTable::new(
+            vec![Vip {
+                af: Af::Inet,
+                addr: vip,
+                port: 0,
+                vhid: 1,
+            }],
+            1,
+        ));
+        let routing = Arc::new(
+            Routing::new(
+                vec![Interface {
+                    name: "lan0".into(),
+                    mac: [2, 0, 0, 0, 1, 1],
+                    mtu: 1500,
+                    addrs: vec![IfAddr {
+                        addr: a,
+                        prefix: Prefix::new(Af::Inet, a, 24),
+                    }],
+                }],
+                vec![],
+            )
+            .with_vips(Arc::clone(&vips)),
+        );
+        let mut sp = SlowPath::new(routing, &[]);
+        // An echo request from a Linux host: 98 bytes.
+        let mut f = vec![
+            0x00, 0x00, 0x5e, 0x00, 0x01, 0x01, 0x02, 0x09, 0, 0, 0, 0x32, 0x08, 0x00,
+        ];
+        let mut ip = vec![
+            0x45, 0, 0, 84, 0x12, 0x34, 0x40, 0, 64, 1, 0, 0, 10, 1, 0, 50, 10, 1, 0, 254,
+        ];
+        let c = dataplane::wire::checksum::data(&ip);
+        ip[10..12].copy_from_slice(&(!c).to_be_bytes());
+        let mut icmp = vec![8, 0, 0, 0, 0, 7, 0, 1];
+        icmp.extend((0..56).map(|i| i as u8));
+        let c = dataplane::wire::checksum::data(&icmp);
+        icmp[2..4].copy_from_slice(&(!c).to_be_bytes());
+        f.extend(ip);
+        f.extend(icmp);
+        let mut out = Vec::new();
+        sp.handle(&f, 0, Instant(0), &mut out);
+        assert!(out.is_empty(), "a BACKUP must not answer the VIP");
+        vips.set_master(0, 1, true);
+        sp.handle(&f, 0, Instant(0), &mut out);
+        assert_eq!(out.len(), 1, "{:?}", sp.stats);
+        assert_eq!(
+            &out[0].1[6..12],
+            &[0, 0, 0x5e, 0, 1, 1],
+            "from the virtual MAC"
+        );
     }
 }

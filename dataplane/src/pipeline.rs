@@ -285,12 +285,20 @@ impl Pipeline {
             FrameKind::Ip { info, fragment, .. } => (info, fragment, classified.l3_offset as usize),
         };
         let routing = &router.routing;
-        if is_group(&info) || routing.owner_of(info.af, &info.dst).is_some() {
+        if is_group(&info)
+            || routing.owner_of(info.af, &info.dst).is_some()
+            || routing.vips.lookup(info.af, &info.dst).is_some()
+        {
             return Verdict::SlowPath;
         }
         match routing.mac(in_port) {
             Some(mac) if mac == classified.dst_mac.0 => {}
-            _ => return Verdict::Drop(DropReason::NotForUs),
+            // A CARP virtual MAC: ours only while MASTER for its VHID.
+            _ => match crate::route::vmac_vhid(&classified.dst_mac.0) {
+                Some(vhid) if routing.vips.is_master(in_port, vhid) => {}
+                Some(_) => return Verdict::Drop(DropReason::CarpBackup),
+                None => return Verdict::Drop(DropReason::NotForUs),
+            },
         }
         if fragment {
             return Verdict::Drop(DropReason::Fragment);

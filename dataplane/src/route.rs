@@ -6,6 +6,86 @@
 
 use crate::flow::{Addr, Af};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Most VHIDs per port (vhid 0 is unused).
+const VHIDS: usize = 256;
+
+/// A CARP virtual address: on `port`, owned by `vhid` when MASTER.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vip {
+    /// Family.
+    pub af: Af,
+    /// The address.
+    pub addr: Addr,
+    /// Its carpdev.
+    pub port: u16,
+    /// Its VHID.
+    pub vhid: u8,
+}
+
+/// CARP virtual addresses and, per (port, vhid), whether this box is
+/// MASTER: single atomics the control thread writes and workers read per
+/// packet (a relaxed load of a bool that stays in cache).
+#[derive(Debug)]
+pub struct VipTable {
+    vips: Vec<Vip>,
+    master: Vec<[AtomicBool; VHIDS]>,
+}
+
+impl Default for VipTable {
+    fn default() -> Self {
+        VipTable::new(Vec::new(), 0)
+    }
+}
+
+impl VipTable {
+    /// A table of `vips` on `ports` ports, nothing MASTER.
+    pub fn new(vips: Vec<Vip>, ports: usize) -> VipTable {
+        VipTable {
+            vips,
+            master: (0..ports)
+                .map(|_| std::array::from_fn(|_| AtomicBool::new(false)))
+                .collect(),
+        }
+    }
+
+    /// The VIP `addr`, if it is one.
+    #[inline]
+    pub fn lookup(&self, af: Af, addr: &Addr) -> Option<Vip> {
+        self.vips
+            .iter()
+            .find(|v| v.af == af && v.addr == *addr)
+            .copied()
+    }
+
+    /// Every VIP.
+    pub fn iter(&self) -> impl Iterator<Item = &Vip> {
+        self.vips.iter()
+    }
+
+    /// Whether this box is MASTER for `vhid` on `port`.
+    #[inline(always)]
+    pub fn is_master(&self, port: u16, vhid: u8) -> bool {
+        self.master
+            .get(port as usize)
+            .is_some_and(|m| m[vhid as usize].load(Ordering::Acquire))
+    }
+
+    /// Sets MASTER ownership (control thread).
+    pub fn set_master(&self, port: u16, vhid: u8, owner: bool) {
+        if let Some(m) = self.master.get(port as usize) {
+            m[vhid as usize].store(owner, Ordering::Release);
+        }
+    }
+}
+
+/// The VHID of a CARP virtual MAC `00:00:5e:00:01:<vhid>`.
+#[inline(always)]
+pub fn vmac_vhid(mac: &[u8; 6]) -> Option<u8> {
+    (mac[..5] == [0x00, 0x00, 0x5e, 0x00, 0x01]).then_some(mac[5])
+}
 
 /// A prefix of an address family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -97,6 +177,8 @@ pub struct Routing {
     pub interfaces: Vec<Interface>,
     /// Routes, longest prefix first within each family.
     routes: Vec<Route>,
+    /// CARP virtual addresses and ownership.
+    pub vips: Arc<VipTable>,
 }
 
 impl Routing {
@@ -120,7 +202,14 @@ impl Routing {
         Routing {
             interfaces,
             routes: all,
+            vips: Arc::new(VipTable::default()),
         }
+    }
+
+    /// The same with CARP virtual addresses.
+    pub fn with_vips(mut self, vips: Arc<VipTable>) -> Routing {
+        self.vips = vips;
+        self
     }
 
     /// Longest-prefix match for `dst`.

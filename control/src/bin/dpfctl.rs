@@ -33,6 +33,17 @@ struct Args {
     /// Flush: states.
     #[arg(short = 'F', long = "flush", value_name = "WHAT")]
     flush: Option<String>,
+    /// Interface group (ifconfig -g): show it, or change its carpdemote.
+    #[arg(short = 'g', long = "group", value_name = "GROUP")]
+    group: Option<String>,
+    /// ifconfig-style words: `carp1 advskew 100`, `carp1 down`, `sysctl
+    /// net.inet.carp.preempt=1`, or after -g: `carpdemote 50` / `-carpdemote 50`.
+    #[arg(
+        value_name = "WORDS",
+        allow_hyphen_values = true,
+        trailing_var_arg = true
+    )]
+    words: Vec<String>,
     /// Print the raw JSON answer.
     #[arg(long)]
     json: bool,
@@ -42,7 +53,12 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    // `dpfctl carp1 --json`: the trailing words swallow later flags.
+    if let Some(i) = args.words.iter().position(|w| w == "--json") {
+        args.words.remove(i);
+        args.json = true;
+    }
     let (request, show) = match build(&args) {
         Ok(r) => r,
         Err(e) => {
@@ -76,6 +92,57 @@ fn main() -> ExitCode {
 }
 
 fn build(args: &Args) -> Result<(Request, Option<String>), String> {
+    if let Some(group) = &args.group {
+        let w: Vec<&str> = args.words.iter().map(String::as_str).collect();
+        let carpdemote = match w.as_slice() {
+            [] => None,
+            ["carpdemote"] => Some(1),
+            ["carpdemote", n] => Some(parse_demote(n)?),
+            ["-carpdemote"] => Some(-1),
+            ["-carpdemote", n] => Some(-parse_demote(n)?),
+            _ => {
+                return Err(format!(
+                    "-g {group}: expected carpdemote N or -carpdemote N, got '{}'",
+                    w.join(" ")
+                ))
+            }
+        };
+        return Ok((
+            Request::Group {
+                group: group.clone(),
+                carpdemote,
+            },
+            None,
+        ));
+    }
+    if let Some(first) = args.words.first() {
+        if first == "sysctl" {
+            return match args.words.len() {
+                1 | 2 => Ok((
+                    Request::Sysctl {
+                        arg: args.words.get(1).cloned(),
+                    },
+                    None,
+                )),
+                _ => Err("sysctl takes one name or name=value".into()),
+            };
+        }
+        if args.words.len() == 1 {
+            return Ok((
+                Request::ShowCarp {
+                    name: Some(first.clone()),
+                },
+                None,
+            ));
+        }
+        return Ok((
+            Request::CarpSet {
+                name: first.clone(),
+                words: args.words[1..].to_vec(),
+            },
+            None,
+        ));
+    }
     if let Some(path) = &args.file {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         return Ok((
@@ -102,10 +169,11 @@ fn build(args: &Args) -> Result<(Request, Option<String>), String> {
             "interfaces" | "I" => Request::ShowInterfaces,
             "routes" | "route" => Request::ShowRoutes,
             "neighbors" | "neighbours" | "arp" => Request::ShowNeighbors,
+            "carp" => Request::ShowCarp { name: None },
             other => {
                 return Err(format!(
-                    "-s {other}: show one of info, states, rules, interfaces, routes, neighbors"
-                ))
+                "-s {other}: show one of info, states, rules, interfaces, routes, neighbors, carp"
+            ))
             }
         };
         return Ok((req, Some(what.clone())));
@@ -128,6 +196,13 @@ fn build(args: &Args) -> Result<(Request, Option<String>), String> {
         )),
         _ => Err("-k takes one or two hosts".into()),
     }
+}
+
+fn parse_demote(n: &str) -> Result<i32, String> {
+    n.parse::<i32>()
+        .ok()
+        .filter(|v| (0..=255).contains(v))
+        .ok_or_else(|| format!("carpdemote '{n}': a number 0-255"))
 }
 
 fn u(v: &Value, k: &str) -> u64 {
@@ -286,6 +361,78 @@ fn print_text(show: Option<&str>, request: &Request, response: &Response) {
                     s(&n, "interface"),
                     s(&n, "state")
                 );
+            }
+        }
+        Request::ShowCarp { name } => {
+            for c in d["interfaces"].as_array().cloned().unwrap_or_default() {
+                let up = if c["up"].as_bool().unwrap_or(false) {
+                    "UP"
+                } else {
+                    "DOWN"
+                };
+                println!("{}: flags=<{up},RUNNING>", s(&c, "name"));
+                println!("\tlladdr {}", s(&c, "lladdr"));
+                println!(
+                    "\tcarp: {} carpdev {} vhid {} advbase {} advskew {}{}",
+                    s(&c, "state"),
+                    s(&c, "carpdev"),
+                    u(&c, "vhid"),
+                    u(&c, "advbase"),
+                    u(&c, "advskew"),
+                    c["carppeer"]
+                        .as_str()
+                        .map(|p| format!(" carppeer {p}"))
+                        .unwrap_or_default()
+                );
+                let groups: Vec<&str> = c["groups"]
+                    .as_array()
+                    .map(|g| g.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                println!("\tgroups: {}", groups.join(" "));
+                if u(&c, "demote") > 0 {
+                    println!("\tdemote: {}", u(&c, "demote"));
+                }
+                for a in c["addresses"].as_array().cloned().unwrap_or_default() {
+                    println!("\tinet {}", a.as_str().unwrap_or(""));
+                }
+            }
+            if name.is_none() {
+                if let Some(m) = d["sysctl"].as_object() {
+                    for (k, v) in m {
+                        println!("{k}={v}");
+                    }
+                }
+                println!("carp statistics:");
+                if let Some(m) = d["stats"].as_object() {
+                    for (k, v) in m {
+                        println!("  {:<24} {:>12}", k, v.as_u64().unwrap_or(0));
+                    }
+                }
+            }
+        }
+        Request::CarpSet { name, .. } => {
+            let c = &d["interfaces"][0];
+            println!(
+                "{name}: carp: {} carpdev {} vhid {} advbase {} advskew {}",
+                s(c, "state"),
+                s(c, "carpdev"),
+                u(c, "vhid"),
+                u(c, "advbase"),
+                u(c, "advskew")
+            );
+        }
+        Request::Group { .. } => {
+            println!(
+                "{}: carp demote count {}",
+                s(d, "group"),
+                u(d, "carpdemote")
+            );
+        }
+        Request::Sysctl { .. } => {
+            if let Some(m) = d.as_object() {
+                for (k, v) in m {
+                    println!("{k}={v}");
+                }
             }
         }
         Request::KillStates { .. } | Request::FlushStates => {

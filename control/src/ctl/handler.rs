@@ -42,6 +42,10 @@ pub struct Control<'a> {
     pub routing: Option<&'a dataplane::route::Routing>,
     /// Router mode: the slow path (neighbours, counters).
     pub slowpath: Option<&'a crate::slowpath::SlowPath>,
+    /// CARP, if configured.
+    pub carp: Option<&'a mut crate::carpd::Carp>,
+    /// Frames commands produce (advertisements of a bow-out...).
+    pub out: &'a mut Vec<crate::slowpath::Out>,
 }
 
 impl Control<'_> {
@@ -57,6 +61,10 @@ impl Control<'_> {
             Request::FlushStates => self.run_kill(Command::FlushStates),
             Request::ShowRoutes => Ok(self.routes()),
             Request::ShowNeighbors => Ok(self.neighbors()),
+            Request::ShowCarp { name } => self.carp_show(name.as_deref()),
+            Request::CarpSet { name, words } => self.carp_set(&name, &words),
+            Request::Group { group, carpdemote } => self.group(&group, carpdemote),
+            Request::Sysctl { arg } => self.sysctl(arg.as_deref()),
         };
         match r {
             Ok(v) => Response::ok(v),
@@ -85,6 +93,89 @@ impl Control<'_> {
             "control_bad_requests": self.bad_requests,
             "slow_path_stats": self.slowpath.map(|s| serde_json::to_value(s.stats).unwrap_or_default()),
         })
+    }
+
+    fn carp_mut(&mut self) -> Result<&mut crate::carpd::Carp, String> {
+        self.carp
+            .as_deref_mut()
+            .ok_or_else(|| "no carp interfaces are configured".to_string())
+    }
+
+    fn carp_show(&mut self, name: Option<&str>) -> Result<Value, String> {
+        self.carp_mut()?.show(name)
+    }
+
+    fn carp_set(&mut self, name: &str, words: &[String]) -> Result<Value, String> {
+        let now = (self.now)();
+        let out = &mut *self.out;
+        let carp = self
+            .carp
+            .as_deref_mut()
+            .ok_or_else(|| "no carp interfaces are configured".to_string())?;
+        let w: Vec<&str> = words.iter().map(String::as_str).collect();
+        match w.as_slice() {
+            ["advskew", v] => {
+                let v: i64 = v
+                    .parse()
+                    .map_err(|_| format!("advskew '{v}' is not a number"))?;
+                carp.set_advskew(name, v, now, out)?;
+            }
+            ["up"] => carp.set_admin(name, true, now, out)?,
+            ["down"] => carp.set_admin(name, false, now, out)?,
+            ["state", s] => carp.force_state(name, s, now, out)?,
+            _ => {
+                return Err(format!(
+                    "{name}: expected advskew N, up, down or state init|backup|master; got '{}'",
+                    w.join(" ")
+                ))
+            }
+        }
+        carp.show(Some(name))
+    }
+
+    fn group(&mut self, group: &str, carpdemote: Option<i32>) -> Result<Value, String> {
+        let now = (self.now)();
+        let out = &mut *self.out;
+        let carp = self
+            .carp
+            .as_deref_mut()
+            .ok_or_else(|| "no carp interfaces are configured".to_string())?;
+        if let Some(d) = carpdemote {
+            carp.carpdemote(group, d, now, out)?;
+        }
+        carp.group(group)
+    }
+
+    fn sysctl(&mut self, arg: Option<&str>) -> Result<Value, String> {
+        let carp = self.carp_mut()?;
+        if let Some(a) = arg {
+            if let Some((name, value)) = a.split_once('=') {
+                let v: i64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{name}: '{value}' is not a number"))?;
+                carp.sysctl.set(name.trim(), v)?;
+                crate::log!(crate::log::Level::Notice, "sysctl {}={v}", name.trim());
+            }
+        }
+        let s = carp.sysctl;
+        let all = [
+            ("net.inet.carp.allow", s.allow as u8),
+            ("net.inet.carp.preempt", s.preempt as u8),
+            ("net.inet.carp.log", s.log),
+        ];
+        let wanted = arg.map(|a| a.split('=').next().unwrap_or(a).trim());
+        if let Some(w) = wanted {
+            if !all.iter().any(|(n, _)| *n == w) {
+                return Err(format!("unknown sysctl '{w}'"));
+            }
+        }
+        Ok(Value::Object(
+            all.iter()
+                .filter(|(n, _)| wanted.is_none_or(|w| w == *n))
+                .map(|(n, v)| (n.to_string(), Value::from(*v)))
+                .collect(),
+        ))
     }
 
     fn routes(&self) -> Value {

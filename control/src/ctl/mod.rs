@@ -58,6 +58,34 @@ pub enum Request {
     ShowRoutes,
     /// Neighbours (`dpfctl -s neighbors`).
     ShowNeighbors,
+    /// Carp interfaces, states and carpstats (`dpfctl -s carp`, `dpfctl carp1`).
+    ShowCarp {
+        /// One interface, or all.
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// ifconfig words on a carp interface: `advskew N`, `up`, `down`,
+    /// `state backup|master|init`.
+    CarpSet {
+        /// The carp interface.
+        name: String,
+        /// The words after its name.
+        words: Vec<String>,
+    },
+    /// `-g group [carpdemote N | -carpdemote N]`.
+    Group {
+        /// The interface group.
+        group: String,
+        /// Demotion change, if any.
+        #[serde(default)]
+        carpdemote: Option<i32>,
+    },
+    /// `sysctl [net.inet.carp.x[=v]]`.
+    Sysctl {
+        /// `name=value` to set, or `name` / nothing to read.
+        #[serde(default)]
+        arg: Option<String>,
+    },
 }
 
 /// A request with its protocol version.
