@@ -108,22 +108,19 @@ fn setup() -> Net {
     }
     let lan = &ns[0];
     must(&format!("ip -n {lan} link add br0 type bridge"));
-    for fw in 1..=2 {
+    for (fw, fw_ns) in ns.iter().enumerate().skip(1) {
         must(&format!(
-            "ip link add p{fw} netns {lan} type veth peer name l0 netns {}",
-            ns[fw]
+            "ip link add p{fw} netns {lan} type veth peer name l0 netns {fw_ns}"
         ));
         must(&format!("ip -n {lan} link set p{fw} master br0"));
         must(&format!("ip -n {lan} link set p{fw} up"));
         must(&format!(
-            "ip netns exec {} ethtool -K l0 tx off rx off tso off gso off gro off",
-            ns[fw]
+            "ip netns exec {fw_ns} ethtool -K l0 tx off rx off tso off gso off gro off"
         ));
         must(&format!(
-            "ip netns exec {} sysctl -qw net.ipv6.conf.l0.disable_ipv6=1",
-            ns[fw]
+            "ip netns exec {fw_ns} sysctl -qw net.ipv6.conf.l0.disable_ipv6=1"
         ));
-        must(&format!("ip -n {} link set l0 up", ns[fw]));
+        must(&format!("ip -n {fw_ns} link set l0 up"));
     }
     must(&format!(
         "ip netns exec {lan} sysctl -qw net.ipv6.conf.br0.disable_ipv6=1"
