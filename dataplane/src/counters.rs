@@ -118,6 +118,10 @@ pub struct WorkerCounters {
     pub states: u64,
     /// `block return` answers sent.
     pub block_returns: u64,
+    /// pfsync records not exported because the export ring was full.
+    pub export_dropped: u64,
+    /// pfsync records imported.
+    pub imported: u64,
 }
 
 impl Default for WorkerCounters {
@@ -138,6 +142,8 @@ impl Default for WorkerCounters {
             bursts: 0,
             states: 0,
             block_returns: 0,
+            export_dropped: 0,
+            imported: 0,
         }
     }
 }
@@ -170,6 +176,8 @@ impl WorkerCounters {
             self.bursts,
             self.states,
             self.block_returns,
+            self.export_dropped,
+            self.imported,
         ]
     }
 
@@ -189,6 +197,8 @@ impl WorkerCounters {
             self.bursts,
             self.states,
             self.block_returns,
+            self.export_dropped,
+            self.imported,
         ] = *f;
     }
 
@@ -205,7 +215,7 @@ impl WorkerCounters {
     }
 }
 
-const SCALARS: usize = 14;
+const SCALARS: usize = 16;
 
 /// One worker's published counters: atomics written by that worker only.
 #[derive(Debug)]

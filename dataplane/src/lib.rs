@@ -9,6 +9,7 @@ pub mod command;
 pub mod counters;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod export;
 pub mod flow;
 pub mod pipeline;
 pub mod ring;

@@ -27,7 +27,8 @@
 
 use crate::counters::{DropReason, Verdict, WorkerCounters};
 use crate::flow::{Direction, FlowKey, IfIndex, L4Info, PacketInfo};
-use crate::ring::Producer;
+use crate::export::{ImportRecord, StateRecord, SyncAction};
+use crate::ring::{Consumer, Producer};
 use crate::route::{Neighbors, ResolveRequest, Routing};
 use crate::rules::{Action, ReturnMode, RuleCounters, Ruleset};
 use crate::state::{
@@ -101,6 +102,7 @@ pub struct Pipeline {
     reply: Box<[u8; REPLY_MAX]>,
     reply_len: usize,
     router: Option<Router>,
+    sync: Option<SyncPorts>,
     /// This worker's counters.
     pub counters: WorkerCounters,
 }
@@ -119,7 +121,81 @@ impl Pipeline {
             reply: Box::new([0; REPLY_MAX]),
             reply_len: 0,
             router: None,
+            sync: None,
             counters: WorkerCounters::default(),
+        }
+    }
+
+    /// Turns on pfsync export (`maxupd`: an update every that many
+    /// packets of a state) and import.
+    pub fn set_sync(&mut self, export: Producer<StateRecord>, import: Consumer<ImportRecord>, maxupd: u8) {
+        self.sync = Some(SyncPorts {
+            export,
+            import,
+            maxupd: maxupd.max(1),
+        });
+    }
+
+    #[inline]
+    fn export(&mut self, action: SyncAction, state: &crate::state::State) {
+        if let Some(s) = self.sync.as_mut() {
+            if state.is_nosync() {
+                return;
+            }
+            if s.export.push(StateRecord { action, state: *state }).is_err() {
+                self.counters.export_dropped += 1;
+            }
+        }
+    }
+
+    /// Publishes exported records (once per burst) and applies up to
+    /// `budget` imported ones.
+    pub fn sync_poll(&mut self, now: Instant, budget: usize) {
+        let Some(s) = self.sync.as_mut() else {
+            return;
+        };
+        s.export.publish();
+        for _ in 0..budget {
+            let Some(rec) = self.sync.as_mut().and_then(|s| s.import.pop()) else {
+                break;
+            };
+            self.import(rec, now);
+        }
+    }
+
+    fn import(&mut self, rec: ImportRecord, now: Instant) {
+        match rec {
+            ImportRecord::Delete { id, creatorid } => {
+                if let Some(slot) = self.shard.find_by_id(id, creatorid) {
+                    self.shard.remove(slot);
+                    self.counters.states_removed += 1;
+                    self.counters.imported += 1;
+                }
+            }
+            ImportRecord::Upsert {
+                mut state,
+                age_s,
+                expire_s,
+            } => {
+                self.counters.imported += 1;
+                let found = self
+                    .shard
+                    .find_by_id(state.id(), state.creatorid())
+                    .or_else(|| self.shard.lookup(state.key(), state.key().symmetric_hash()));
+                if let Some(slot) = found {
+                    if let Some(st) = self.shard.get_mut(slot) {
+                        let (src, dst, timeout) = (state.src, state.dst, state.timeout);
+                        crate::state::merge_peer_update(st, &src, &dst, timeout, now);
+                    }
+                } else {
+                    state.import_times(now, age_s, expire_s, &self.timeouts);
+                    match self.shard.insert(state) {
+                        Ok(_) => self.counters.states_created += 1,
+                        Err(_) => self.counters.drop(DropReason::StateTableFull),
+                    }
+                }
+                self.counters.states = self.shard.len() as u64;
+            }
         }
     }
 
@@ -190,9 +266,17 @@ impl Pipeline {
 
     /// Expires states: examines at most `budget_slots` slots.
     pub fn expire(&mut self, now: Instant, budget_slots: usize) -> usize {
-        let removed = self
-            .shard
-            .expire_slice(now, budget_slots, &self.timeouts, |_| {});
+        let mut gone: [Option<crate::state::State>; 8] = [None; 8];
+        let mut n_gone = 0;
+        let removed = self.shard.expire_slice(now, budget_slots, &self.timeouts, |st| {
+            if n_gone < gone.len() {
+                gone[n_gone] = Some(*st);
+                n_gone += 1;
+            }
+        });
+        for st in gone.iter().take(n_gone).flatten() {
+            self.export(SyncAction::Delete, st);
+        }
         self.counters.states_removed += removed as u64;
         self.counters.states = self.shard.len() as u64;
         removed
@@ -384,8 +468,15 @@ impl Pipeline {
             if let Some(st) = self.shard.get_mut(slot) {
                 let from_src = st.is_from_src(swapped);
                 match track(st, info, from_src, now) {
-                    TrackOutcome::Pass { .. } => {
+                    TrackOutcome::Pass { transition } => {
                         self.counters.state_hits += 1;
+                        if self.sync.is_some() {
+                            let maxupd = self.sync.as_ref().map_or(u8::MAX, |s| s.maxupd);
+                            if transition || st.sync_tick(maxupd) {
+                                let copy = *st;
+                                self.export(SyncAction::Update, &copy);
+                            }
+                        }
                         return Decided(Verdict::Forward(out_port));
                     }
                     TrackOutcome::Drop(StateDrop::BadRst) => {
@@ -514,6 +605,14 @@ impl Pipeline {
             Err(_) => blocked,
         }
     }
+}
+
+/// pfsync rings of a pipeline.
+#[derive(Debug)]
+struct SyncPorts {
+    export: Producer<StateRecord>,
+    import: Consumer<ImportRecord>,
+    maxupd: u8,
 }
 
 /// Router-mode tables of a pipeline.

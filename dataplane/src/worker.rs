@@ -26,6 +26,9 @@ use std::sync::Arc;
 /// Packets per rx burst.
 pub const BURST: usize = 32;
 
+/// Imported pfsync records applied per loop.
+pub const IMPORT_BUDGET: usize = 64;
+
 /// State slots examined per expiry slice (every tx drain, ~100 µs).
 pub const EXPIRE_BUDGET: usize = 512;
 
@@ -172,6 +175,7 @@ impl Worker {
                 p.publish();
             }
             self.pipeline.publish_requests();
+            self.pipeline.sync_poll(now, IMPORT_BUDGET);
             if let Some(ring) = self.inject.as_ref() {
                 let n = ring.dequeue_burst(&mut injected);
                 for m in &injected[..n] {
