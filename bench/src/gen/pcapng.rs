@@ -213,7 +213,7 @@ mod tests {
             }
             let mut ports = Vec::new();
             for run in &sidecar.setup_port_order {
-                ports.extend(std::iter::repeat(run.port as u32).take(run.packets as usize));
+                ports.extend((0..run.packets).map(|_| run.port as u32));
             }
             let (_, tagged) = read(&dir.join("g-setup.pcapng"));
             assert_eq!(tagged.len() as u64, stats.packets);
