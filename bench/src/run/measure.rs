@@ -299,6 +299,14 @@ fn startup_allowance(traffic: &Traffic, memory: &MemoryPlan) -> Duration {
     Duration::from_secs(30 + memory.eal_mb / 200 + packets / 100_000)
 }
 
+/// `MemAvailable` of /proc/meminfo, MiB.
+fn mem_available_mb() -> Option<u64> {
+    let meminfo = fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
 /// Only plain names become directory names.
 fn sanitize(label: &str) -> String {
     label
@@ -351,6 +359,15 @@ impl Harness {
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let traffic = prepare_traffic(&spec.gen_config(), &self.out.join("pcaps"))?;
         let memory = MemoryPlan::new(&traffic, spec.workers)?;
+        if let Some(available_mb) = mem_available_mb() {
+            if memory.eal_mb > available_mb {
+                bail!(
+                    "{} needs -m {} MB (net_pcap holds every packet of the pcaps in 4 KiB mbufs), only {available_mb} MB are available",
+                    traffic.name,
+                    memory.eal_mb
+                );
+            }
+        }
         result.traffic = Some(traffic.clone());
         result.memory = Some(memory);
 

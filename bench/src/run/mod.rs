@@ -38,6 +38,7 @@ pub mod stats;
 pub mod testpmd;
 
 use std::collections::HashMap;
+use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 
@@ -220,10 +221,26 @@ impl Session {
                 args.testpmd
             ),
         };
+        fs::create_dir_all(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+        // dpf resolves a relative `rules` against its config's directory and
+        // DPDK devargs against the working directory: use absolute paths.
+        let out = fs::canonicalize(&args.out)
+            .with_context(|| format!("resolving {}", args.out.display()))?;
+        let ignore = out.join(".gitignore");
+        // The pcaps and run logs are large and reproducible: keep them out
+        // of git, and the report files in.
+        if !ignore.exists() {
+            fs::write(&ignore, "pcaps/\nruns/\n")
+                .with_context(|| format!("writing {}", ignore.display()))?;
+        }
+        let mut args = args.clone();
+        args.out = out;
         if let Some(rules) = &args.rules {
-            if !rules.is_file() {
-                bail!("ruleset {} not found", rules.display());
-            }
+            args.rules = Some(
+                fs::canonicalize(rules)
+                    .with_context(|| format!("ruleset {} not found", rules.display()))?,
+            );
         }
         let report = Report {
             machine: Machine::detect(),
@@ -235,6 +252,8 @@ impl Session {
             runs: Vec::new(),
             sweeps: Vec::new(),
         };
+        let duration_s = args.duration.unwrap_or(default_duration_s);
+        let repeat = args.repeat.unwrap_or(default_repeat) as usize;
         Ok(Session {
             harness: Harness {
                 dpf,
@@ -243,9 +262,9 @@ impl Session {
                 out: args.out.clone(),
                 runs: AtomicUsize::new(0),
             },
-            args: args.clone(),
-            duration_s: args.duration.unwrap_or(default_duration_s),
-            repeat: args.repeat.unwrap_or(default_repeat) as usize,
+            args,
+            duration_s,
+            repeat,
             memo: HashMap::new(),
             report,
         })

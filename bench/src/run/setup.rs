@@ -23,10 +23,13 @@ use serde::{Deserialize, Serialize};
 use crate::gen::plan::{GenConfig, Plan, Profile};
 use crate::gen::{default_name, generate};
 
-/// Mbufs a pcap packet occupies at most, in bytes: the 128-byte `rte_mbuf`,
-/// 128 of headroom, 2048 of data room, the mempool's object header and
-/// alignment, rounded up.
-const MBUF_FOOTPRINT_BYTES: u64 = 2560;
+/// Memory one mbuf takes, in bytes. An object is about 2.4 KB (128-byte
+/// `rte_mbuf`, 128 of headroom, 2048 of data room, the mempool's header),
+/// but without hugepages the mempool keeps every object inside one 4 KiB
+/// page (it needs IOVA-contiguous objects and 4 KiB pages are only
+/// contiguous within themselves), so each mbuf costs a whole page: 2M mbufs
+/// fail with `-m 6144` and start with `-m 8192`.
+const MBUF_FOOTPRINT_BYTES: u64 = 4096;
 /// EAL memory besides the packet pool, MiB.
 const EAL_BASE_MB: u64 = 512;
 /// Smallest pool (dpf's default).
@@ -335,7 +338,10 @@ mod tests {
         big.steady_packets = [1_000_000, 1_000_000];
         let m1 = MemoryPlan::new(&big, 1).unwrap();
         assert!(m1.mbufs >= 2_000_000 && m1.mbufs < 2_020_000, "{m1:?}");
-        assert!(m1.eal_mb * (1 << 20) >= m1.mbufs * 2304, "{m1:?}");
+        assert!(
+            m1.eal_mb * (1 << 20) >= m1.mbufs * 4096 + (256 << 20),
+            "{m1:?}"
+        );
         let m2 = MemoryPlan::new(&big, 2).unwrap();
         assert!(m2.mbufs >= 4_000_000);
         big.steady_packets = [10_000_000, 10_000_000];
