@@ -155,6 +155,7 @@ pub fn notes() -> Vec<String> {
         "Mpps: packets forwarded per second, both directions together, median of the runs; dpf counts its `forwarded` counter, testpmd the sum of its ports' Tx-pps.".into(),
         "Gbit/s: received frames on the wire: captured bytes + 24 bytes per frame (7 preamble + 1 start delimiter + 12 inter-frame gap + 4 FCS), times 8.".into(),
         "dpf/testpmd: median over A/B pairs (dpf, then dpdk-testpmd io forwarding, alternating, same pcaps, same cores) of dpf's rate divided by testpmd's. Both read the pcaps from memory (net_pcap infinite_rx) and drop what they send, so the rate is bounded by the CPU, not a NIC.".into(),
+        "net_pcap infinite_rx copies every received packet out of the pcap it holds in mbufs; past ~100k packets per pcap that copy no longer fits in the caches and both programs slow down, so across flow counts compare the dpf/testpmd ratio rather than raw Mpps.".into(),
         "cyc/pkt: dpf workers' TSC cycles spent on non-empty bursts per received packet (includes net_pcap's rx copy and tx).".into(),
         "LOSSY: dpf dropped more than 0.1% of the packets it received in the window; no throughput is given for it.".into(),
         "Warmup seconds are discarded; the window is measured between two of dpf's cumulative --stats-every samples (testpmd: the per-second Rx/Tx-pps prints after the warmup).".into(),
