@@ -1,11 +1,12 @@
 //! `bench`: dpf's traffic generator and throughput harness.
 //!
 //! One clap subcommand per module: `gen` ([`gen`]) writes pcaps for the
-//! harness; further subcommands (`run`, ...) get their own module and a
-//! variant of [`Command`].
+//! harness; `run`, `sweep` and `suite` ([`run`]) measure dpf against
+//! dpdk-testpmd on them.
 
 mod frames;
 mod gen;
+mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -26,11 +27,21 @@ struct Cli {
 enum Command {
     /// Write setup and steady pcaps (and a JSON sidecar) for a traffic profile.
     Gen(gen::GenArgs),
+    /// Measure dpf's throughput on one profile, against dpdk-testpmd.
+    Run(run::RunArgs),
+    /// Measure over flows (states), ruleset sizes (rules) or workers.
+    Sweep(run::SweepArgs),
+    /// The standard set: est-tcp 10k and 1M, new-conn, udp, imix, the
+    /// states and rules sweeps; one report.
+    Suite(run::SuiteArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Gen(args) => gen::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Sweep(args) => run::sweep(&args),
+        Command::Suite(args) => run::suite(&args),
     }
 }
 
@@ -63,7 +74,9 @@ mod tests {
             "--progress",
         ])
         .unwrap();
-        let Command::Gen(args) = cli.command;
+        let Command::Gen(args) = cli.command else {
+            panic!("not gen")
+        };
         assert_eq!(args.profile, gen::plan::Profile::EstTcp);
         assert_eq!(
             (args.flows, args.frame_size, args.seed),
@@ -83,5 +96,51 @@ mod tests {
             ]);
             assert!(parsed.is_err(), "--frame-size {bad}");
         }
+    }
+
+    #[test]
+    fn parses_run_sweep_and_suite() {
+        let cli = Cli::try_parse_from([
+            "bench",
+            "run",
+            "--profile",
+            "est-tcp",
+            "--flows",
+            "1000",
+            "--workers",
+            "2",
+            "--warmup",
+            "1",
+            "--duration",
+            "3",
+            "--repeat",
+            "2",
+            "--out",
+            "/tmp/o",
+            "--rules",
+            "r.conf",
+            "--no-testpmd",
+            "--dpf",
+            "/x/dpf",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!((args.flows, args.workers), (1000, 2));
+        let h = &args.harness;
+        assert_eq!((h.warmup, h.duration, h.repeat), (1, Some(3), Some(2)));
+        assert!(h.no_testpmd);
+        assert_eq!(h.rules.as_deref(), Some(std::path::Path::new("r.conf")));
+        let cli = Cli::try_parse_from(["bench", "sweep", "rules", "--keep-state"]).unwrap();
+        let Command::Sweep(args) = cli.command else {
+            panic!("not sweep")
+        };
+        assert!(args.keep_state);
+        assert!(Cli::try_parse_from(["bench", "sweep", "colours"]).is_err());
+        assert!(
+            Cli::try_parse_from(["bench", "run", "--profile", "udp", "--duration", "0"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["bench", "suite", "--out", "x"]).is_ok());
     }
 }

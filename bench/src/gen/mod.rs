@@ -18,6 +18,10 @@
 //!   `<name>-port1.pcap` (server-to-client), looped by the harness. Every
 //!   packet must stay legitimate for a stateful firewall on every pass.
 //!
+//! `<name>-setup.pcapng` holds the setup packets of `<name>-setup.pcap` in
+//! the same order, each tagged with its arrival port as its interface id
+//! (0 = port 0, 1 = port 1; see [`pcapng`]): what `dpf --preload` reads.
+//!
 //! `<name>.json` describes the run: profile, seed, flows, frame size, each
 //! file's packet and byte counts, the setup runs, and the pf.conf lines the
 //! profile expects (`rules`).
@@ -76,6 +80,7 @@
 //! arguments write byte-identical files.
 
 pub mod output;
+pub mod pcapng;
 pub mod plan;
 
 use std::fs;
@@ -233,6 +238,8 @@ pub struct Sidecar {
     pub imix: Option<Imix>,
     /// Written files and their counts.
     pub files: Files,
+    /// The setup packets as pcapng, tagged with their arrival port.
+    pub setup_pcapng: Option<FileStats>,
     /// The arrival port of every packet of `files.setup`, as runs in file
     /// order.
     pub setup_port_order: Vec<SetupRun>,
@@ -286,8 +293,10 @@ pub fn generate(plan: &Plan, dir: &Path, name: &str, progress: bool) -> anyhow::
     let mut files = Files::default();
 
     let mut setup_port_order = Vec::new();
+    let mut setup_pcapng = None;
     if setup_total > 0 {
         let mut combined = PcapSink::create(dir, &format!("{name}-setup.pcap"))?;
+        let mut tagged = pcapng::PcapNgSink::create(dir, &format!("{name}-setup.pcapng"))?;
         let mut per_port: [Option<PcapSink>; 2] = [None, None];
         for port in Port::ALL {
             if phases
@@ -313,6 +322,7 @@ pub fn generate(plan: &Plan, dir: &Path, name: &str, progress: bool) -> anyhow::
             for i in 0..phase.packets {
                 let len = plan.setup_frame(phase.step, i).emit(&mut buf)?;
                 combined.write(&buf[..len])?;
+                tagged.write(&buf[..len], port.index() as u32)?;
                 if let Some(sink) = &mut per_port[port.index()] {
                     sink.write(&buf[..len])?;
                 }
@@ -320,6 +330,7 @@ pub fn generate(plan: &Plan, dir: &Path, name: &str, progress: bool) -> anyhow::
             }
         }
         files.setup = Some(combined.finish()?);
+        setup_pcapng = Some(tagged.finish()?);
         let [port0, port1] = per_port;
         files.setup_port0 = port0.map(PcapSink::finish).transpose()?;
         files.setup_port1 = port1.map(PcapSink::finish).transpose()?;
@@ -366,6 +377,7 @@ pub fn generate(plan: &Plan, dir: &Path, name: &str, progress: bool) -> anyhow::
             cycle: plan::IMIX_CYCLE.to_vec(),
         }),
         files,
+        setup_pcapng,
         setup_port_order,
         network: Network {
             port0: "lan: inside, clients; client-to-server packets arrive here",
@@ -404,6 +416,7 @@ pub fn run(args: &GenArgs) -> anyhow::Result<()> {
         &files.setup,
         &files.setup_port0,
         &files.setup_port1,
+        &sidecar.setup_pcapng,
         &files.port0,
         &files.port1,
     ]

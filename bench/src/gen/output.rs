@@ -36,6 +36,25 @@ pub struct FileStats {
     pub frame_bytes: u64,
 }
 
+impl FileStats {
+    /// Counts of a file with no packet yet.
+    pub fn empty(file: &str) -> FileStats {
+        FileStats {
+            file: file.to_string(),
+            packets: 0,
+            captured_bytes: 0,
+            frame_bytes: 0,
+        }
+    }
+
+    /// Counts one written packet of `captured_len` bytes.
+    pub fn record(&mut self, captured_len: u32) {
+        self.packets += 1;
+        self.captured_bytes += u64::from(captured_len);
+        self.frame_bytes += u64::from(captured_len) + FCS_LEN as u64;
+    }
+}
+
 /// A pcap file being written.
 pub struct PcapSink {
     writer: PcapWriter<BufWriter<File>>,
@@ -64,12 +83,7 @@ impl PcapSink {
         Ok(PcapSink {
             writer,
             path,
-            stats: FileStats {
-                file: file.to_string(),
-                packets: 0,
-                captured_bytes: 0,
-                frame_bytes: 0,
-            },
+            stats: FileStats::empty(file),
         })
     }
 
@@ -81,9 +95,7 @@ impl PcapSink {
         self.writer
             .write_packet(&PcapPacket::new(timestamp, len, frame))
             .with_context(|| format!("writing {}", self.path.display()))?;
-        self.stats.packets += 1;
-        self.stats.captured_bytes += u64::from(len);
-        self.stats.frame_bytes += u64::from(len) + FCS_LEN as u64;
+        self.stats.record(len);
         Ok(())
     }
 
