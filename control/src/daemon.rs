@@ -298,6 +298,8 @@ fn run_with_eal(
     // A shard per worker; flows spread evenly by hash, with 1/8 slack.
     let per_shard = (limit.div_ceil(workers) + limit.div_ceil(workers) / 8).max(1024);
     let shared = Arc::new(SharedCounters::new(workers));
+    // Memory of every worker's state table, allocated once at start.
+    let state_table_bytes = (Shard::memory_bytes_for(per_shard) * workers) as u64;
     let stop_workers = Arc::new(AtomicBool::new(false));
     let hz = dpdk::tsc_hz();
     let drain_ticks = hz / 1_000_000 * config.tx_drain_us as u64;
@@ -445,7 +447,9 @@ fn run_with_eal(
         std::thread::sleep(Duration::from_millis(1));
         if let (Some(at), Some(every)) = (next_stats, opts.stats_every) {
             if Instant::now() >= at {
-                println!("{}", totals_json(&shared, started.elapsed(), hz));
+                let mut v = totals_json(&shared, started.elapsed(), hz);
+                v["state_table_bytes"] = state_table_bytes.into();
+                println!("{v}");
                 next_stats = Some(at + every);
             }
         }
