@@ -71,6 +71,20 @@ struct RawConfig {
     carp: Vec<RawCarp>,
     #[serde(default)]
     sysctl: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    pfsync: Option<RawPfsync>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPfsync {
+    syncdev: Spanned<String>,
+    #[serde(default)]
+    syncpeer: Option<Spanned<String>>,
+    #[serde(default)]
+    maxupd: Option<Spanned<i64>>,
+    #[serde(default)]
+    defer: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -260,6 +274,18 @@ pub struct CarpSpec {
     pub addresses: Vec<(IpAddr, u8)>,
 }
 
+/// `[pfsync]`: ifconfig pfsync0's words.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PfsyncSpec {
+    /// Port index of the sync interface.
+    pub syncdev: usize,
+    /// Unicast peer instead of 224.0.0.240.
+    pub syncpeer: Option<std::net::Ipv4Addr>,
+    /// Updates per state are sent at most every `maxupd` packets (0-255,
+    /// default 128).
+    pub maxupd: u8,
+}
+
 /// `net.inet.carp.*`.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct CarpSysctl {
@@ -353,6 +379,8 @@ pub struct Config {
     pub carp: Vec<CarpSpec>,
     /// `net.inet.carp.*`.
     pub sysctl: CarpSysctl,
+    /// pfsync, if configured.
+    pub pfsync: Option<PfsyncSpec>,
 }
 
 /// Default control socket path.
@@ -763,6 +791,47 @@ impl Config {
                 sysctl.set(&k, n).map_err(|m| ctx.err(t.span(), m))?;
             }
         }
+        let pfsync = match &raw.pfsync {
+            None => None,
+            Some(p) => {
+                if raw.dataplane.mode != Mode::Router {
+                    return Err(ctx.err(p.syncdev.span(), "pfsync needs mode = \"router\""));
+                }
+                let syncdev = index_of(&p.syncdev)?;
+                if !ports[syncdev].addresses.iter().any(|(a, _)| a.is_ipv4()) {
+                    return Err(ctx.err(
+                        p.syncdev.span(),
+                        format!("syncdev {} has no IPv4 address", p.syncdev.get_ref()),
+                    ));
+                }
+                if let Some(d) = &p.defer {
+                    if *d.get_ref() {
+                        return Err(ctx.err(d.span(), "pfsync defer is not supported yet"));
+                    }
+                }
+                let maxupd = match &p.maxupd {
+                    Some(m) if !(0..=255).contains(m.get_ref()) => {
+                        return Err(ctx.err(m.span(), "maxupd must be 0-255"));
+                    }
+                    Some(m) => *m.get_ref() as u8,
+                    None => 128,
+                };
+                let syncpeer = match &p.syncpeer {
+                    None => None,
+                    Some(sp) => Some(sp.get_ref().parse::<std::net::Ipv4Addr>().map_err(|_| {
+                        ctx.err(
+                            sp.span(),
+                            format!("syncpeer '{}' is not an IPv4 address", sp.get_ref()),
+                        )
+                    })?),
+                };
+                Some(PfsyncSpec {
+                    syncdev,
+                    syncpeer,
+                    maxupd,
+                })
+            }
+        };
         Ok(Config {
             path: path.to_path_buf(),
             eal_args,
@@ -783,6 +852,7 @@ impl Config {
             neighbors,
             carp,
             sysctl,
+            pfsync,
         })
     }
 

@@ -10,6 +10,7 @@ use crate::ctl::server::Server;
 use crate::log::Level;
 use crate::preload;
 use crate::slowpath::SlowPath;
+use crate::syncd::{Sync, SyncEvent, SyncSetup, BULK_DEMOTE};
 use anyhow::{bail, Context, Result};
 use dataplane::command::command_channel;
 use dataplane::counters::{DropReason, SharedCounters};
@@ -49,6 +50,9 @@ pub struct RunOptions {
 /// Handoff ring capacity between two workers (packets).
 const HANDOFF_RING: usize = 1024;
 
+/// pfsync export / import ring per worker (records).
+const SYNC_RING: usize = 16384;
+
 /// Slow-path ring (workers -> control), mbufs.
 const SLOW_RING: u32 = 4095;
 /// Injection ring (control -> worker 0), mbufs.
@@ -56,14 +60,45 @@ const INJECT_RING: u32 = 1023;
 /// Resolve requests per worker.
 const RESOLVE_RING: usize = 256;
 
-/// Whether a frame is a CARP datagram (IPv4 protocol 112, one optional
-/// VLAN tag).
-fn is_carp(frame: &[u8]) -> bool {
+/// The IPv4 protocol of a frame (one optional VLAN tag): 112 is CARP,
+/// 240 pfsync.
+fn ip_proto(frame: &[u8]) -> Option<u8> {
     let (et, l3) = match frame.get(12..14) {
         Some([0x81, 0x00]) => (frame.get(16..18), 18),
         other => (other, 14),
     };
-    et == Some(&[0x08, 0x00][..]) && frame.get(l3 + 9) == Some(&112)
+    if et == Some(&[0x08, 0x00][..]) {
+        frame.get(l3 + 9).copied()
+    } else {
+        None
+    }
+}
+
+/// Every state of every worker, through their command rings (for a pfsync
+/// bulk update).
+fn list_states(clients: &mut [dataplane::command::CommandClient]) -> Vec<dataplane::state::State> {
+    use dataplane::command::{Command, Reply};
+    let mut states = Vec::new();
+    for c in clients.iter_mut() {
+        if c.commands.push(Command::ListStates).is_ok() {
+            c.commands.publish();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut done = vec![false; clients.len()];
+    while done.iter().any(|d| !d) && Instant::now() < deadline {
+        for (w, c) in clients.iter_mut().enumerate() {
+            while let Some(r) = c.replies.pop() {
+                match r {
+                    Reply::State(st) => states.push(st),
+                    Reply::ListDone => done[w] = true,
+                    _ => {}
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    states
 }
 
 /// Copies `frame` into a fresh mbuf for `port` and queues it for worker 0
@@ -355,6 +390,8 @@ fn run_with_eal(
         None
     };
     let mut resolve_rx: Vec<Consumer<ResolveRequest>> = Vec::new();
+    let mut sync_exports = Vec::new();
+    let mut sync_imports = Vec::new();
     let mut built = Vec::new();
     let mut clients = Vec::new();
     for (w, (handoff_out, handoff_in)) in outs.into_iter().zip(ins).enumerate() {
@@ -370,6 +407,13 @@ fn run_with_eal(
             let (p, c) = ring::channel(RESOLVE_RING);
             resolve_rx.push(c);
             pipeline.set_router(Arc::clone(&routing), neighbors.load(), Some(p));
+        }
+        if let Some(ps) = &config.pfsync {
+            let (ep, ec) = ring::channel(SYNC_RING);
+            let (ip, ic) = ring::channel(SYNC_RING);
+            sync_exports.push(ec);
+            sync_imports.push(ip);
+            pipeline.set_sync(ep, ic, ps.maxupd);
         }
         built.push(Worker {
             index: w,
@@ -433,9 +477,48 @@ fn run_with_eal(
     // The control loop: sleeps ~1 ms between rounds.
     let started = Instant::now();
     let now_fn = move || clock.instant(dpdk::rdtsc());
-    if let (Some(c), Some(inject)) = (carp.as_mut(), inject_ring.as_ref()) {
+    let mut sync = match &config.pfsync {
+        None => None,
+        Some(ps) => {
+            let dev = ps.syncdev as u16;
+            let ip = routing
+                .address_on(dev, dataplane::flow::Af::Inet)
+                .map_or([0; 4], |a| a.v4_octets());
+            let setup = SyncSetup {
+                syncdev: dev,
+                syncdev_name: config.ports[ps.syncdev].name.clone(),
+                mac: routing.mac(dev).unwrap_or([0; 6]),
+                ip,
+                syncpeer: ps.syncpeer,
+                mtu: config.ports[ps.syncdev].mtu,
+                maxupd: ps.maxupd,
+                creatorid: pcfg.creatorid,
+                ifnames: config.ports.iter().map(|p| p.name.clone()).collect(),
+                timeouts: rules.load().options.timeouts,
+            };
+            Some(
+                Sync::new(
+                    setup,
+                    std::mem::take(&mut sync_exports),
+                    std::mem::take(&mut sync_imports),
+                    now_fn(),
+                )
+                .map_err(|e| anyhow::anyhow!(e))?,
+            )
+        }
+    };
+    if let Some(inject) = inject_ring.as_ref() {
         let mut out = Vec::new();
-        c.start(now_fn(), &mut out);
+        if let Some(c) = carp.as_mut() {
+            c.start(now_fn(), &mut out);
+        }
+        if let Some(s) = sync.as_mut() {
+            // Do not become MASTER without the states (spec §5.6).
+            if let Some(c) = carp.as_mut() {
+                let _ = c.carpdemote("carp", BULK_DEMOTE, now_fn(), &mut out);
+            }
+            s.request_bulk(&mut out);
+        }
         for (port, frame) in out {
             transmit(&pool, inject, port, &frame);
         }
@@ -467,9 +550,24 @@ fn run_with_eal(
                     // SAFETY: dequeued from the slow-path ring: workers gave
                     // up these mbufs when they enqueued them.
                     if let Some(m) = unsafe { Mbuf::from_raw(raw.0) } {
-                        match carp.as_mut() {
-                            Some(c) if is_carp(m.data()) => {
+                        match (carp.as_mut(), sync.as_mut()) {
+                            (Some(c), _) if ip_proto(m.data()) == Some(112) => {
                                 c.handle(m.data(), m.port(), now, &mut out)
+                            }
+                            (c, Some(s)) if ip_proto(m.data()) == Some(240) => {
+                                match s.handle(m.data(), m.port(), now) {
+                                    SyncEvent::BulkRequested => {
+                                        let states = list_states(&mut clients);
+                                        s.send_bulk(&states, now, &mut out);
+                                    }
+                                    SyncEvent::BulkDone => {
+                                        if let Some(c) = c {
+                                            let _ =
+                                                c.carpdemote("carp", -BULK_DEMOTE, now, &mut out);
+                                        }
+                                    }
+                                    SyncEvent::None => {}
+                                }
                             }
                             _ => slowpath.handle(m.data(), m.port(), now, &mut out),
                         }
@@ -487,6 +585,13 @@ fn run_with_eal(
             slowpath.poll(now, &mut out);
             if let Some(c) = carp.as_mut() {
                 c.poll(now, &mut out);
+            }
+            if let Some(s) = sync.as_mut() {
+                if s.poll(now, &mut out) {
+                    if let Some(c) = carp.as_mut() {
+                        let _ = c.carpdemote("carp", -BULK_DEMOTE, now, &mut out);
+                    }
+                }
             }
             for (port, frame) in out {
                 transmit(&pool, inject, port, &frame);
@@ -509,6 +614,7 @@ fn run_with_eal(
                 routing: router.then_some(&*routing),
                 slowpath: router.then_some(&slowpath),
                 carp: carp.as_mut(),
+                sync: sync.as_ref(),
                 out: &mut cmd_out,
             };
             srv.poll(&mut |req| control.handle(req));

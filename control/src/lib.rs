@@ -10,3 +10,4 @@ pub mod log;
 pub mod pfsync;
 pub mod preload;
 pub mod slowpath;
+pub mod syncd;

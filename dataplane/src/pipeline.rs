@@ -26,8 +26,8 @@
 //! state` (pf would create one state per pass).
 
 use crate::counters::{DropReason, Verdict, WorkerCounters};
-use crate::flow::{Direction, FlowKey, IfIndex, L4Info, PacketInfo};
 use crate::export::{ImportRecord, StateRecord, SyncAction};
+use crate::flow::{Direction, FlowKey, IfIndex, L4Info, PacketInfo};
 use crate::ring::{Consumer, Producer};
 use crate::route::{Neighbors, ResolveRequest, Routing};
 use crate::rules::{Action, ReturnMode, RuleCounters, Ruleset};
@@ -128,7 +128,12 @@ impl Pipeline {
 
     /// Turns on pfsync export (`maxupd`: an update every that many
     /// packets of a state) and import.
-    pub fn set_sync(&mut self, export: Producer<StateRecord>, import: Consumer<ImportRecord>, maxupd: u8) {
+    pub fn set_sync(
+        &mut self,
+        export: Producer<StateRecord>,
+        import: Consumer<ImportRecord>,
+        maxupd: u8,
+    ) {
         self.sync = Some(SyncPorts {
             export,
             import,
@@ -142,7 +147,13 @@ impl Pipeline {
             if state.is_nosync() {
                 return;
             }
-            if s.export.push(StateRecord { action, state: *state }).is_err() {
+            if s.export
+                .push(StateRecord {
+                    action,
+                    state: *state,
+                })
+                .is_err()
+            {
                 self.counters.export_dropped += 1;
             }
         }
@@ -268,12 +279,14 @@ impl Pipeline {
     pub fn expire(&mut self, now: Instant, budget_slots: usize) -> usize {
         let mut gone: [Option<crate::state::State>; 8] = [None; 8];
         let mut n_gone = 0;
-        let removed = self.shard.expire_slice(now, budget_slots, &self.timeouts, |st| {
-            if n_gone < gone.len() {
-                gone[n_gone] = Some(*st);
-                n_gone += 1;
-            }
-        });
+        let removed = self
+            .shard
+            .expire_slice(now, budget_slots, &self.timeouts, |st| {
+                if n_gone < gone.len() {
+                    gone[n_gone] = Some(*st);
+                    n_gone += 1;
+                }
+            });
         for st in gone.iter().take(n_gone).flatten() {
             self.export(SyncAction::Delete, st);
         }
@@ -559,6 +572,7 @@ impl Pipeline {
         st.ifindex = IfIndex(in_port);
         Decided(match self.shard.insert(st) {
             Ok(_) => {
+                self.export(SyncAction::Insert, &st);
                 self.counters.states_created += 1;
                 self.counters.states = self.shard.len() as u64;
                 if let Some(c) = d.rule.and_then(|r| self.rule_counters.get_mut(r as usize)) {

@@ -127,6 +127,9 @@ fn build(args: &Args) -> Result<(Request, Option<String>), String> {
                 _ => Err("sysctl takes one name or name=value".into()),
             };
         }
+        if first == "pfsync0" && args.words.len() == 1 {
+            return Ok((Request::ShowPfsync, None));
+        }
         if args.words.len() == 1 {
             return Ok((
                 Request::ShowCarp {
@@ -170,9 +173,10 @@ fn build(args: &Args) -> Result<(Request, Option<String>), String> {
             "routes" | "route" => Request::ShowRoutes,
             "neighbors" | "neighbours" | "arp" => Request::ShowNeighbors,
             "carp" => Request::ShowCarp { name: None },
+            "pfsync" => Request::ShowPfsync,
             other => {
                 return Err(format!(
-                "-s {other}: show one of info, states, rules, interfaces, routes, neighbors, carp"
+                "-s {other}: show one of info, states, rules, interfaces, routes, neighbors, carp, pfsync"
             ))
             }
         };
@@ -427,6 +431,27 @@ fn print_text(show: Option<&str>, request: &Request, response: &Response) {
                 s(d, "group"),
                 u(d, "carpdemote")
             );
+        }
+        Request::ShowPfsync => {
+            println!("pfsync0: flags=<UP,RUNNING>");
+            println!(
+                "\tpfsync: syncdev {} syncpeer {} maxupd {} defer off",
+                s(d, "syncdev"),
+                s(d, "syncpeer"),
+                u(d, "maxupd")
+            );
+            println!("\tbulk update: {}", s(d, "bulk"));
+            println!(
+                "\tsent {} packets ({} states), received {} states",
+                u(d, "sent_packets"),
+                u(d, "sent_states"),
+                u(d, "received_states")
+            );
+            if let Some(m) = d["stats"].as_object() {
+                for (k, v) in m {
+                    println!("  {:<24} {:>12}", k, v.as_u64().unwrap_or(0));
+                }
+            }
         }
         Request::Sysctl { .. } => {
             if let Some(m) = d.as_object() {

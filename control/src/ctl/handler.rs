@@ -44,6 +44,8 @@ pub struct Control<'a> {
     pub slowpath: Option<&'a crate::slowpath::SlowPath>,
     /// CARP, if configured.
     pub carp: Option<&'a mut crate::carpd::Carp>,
+    /// pfsync, if configured.
+    pub sync: Option<&'a crate::syncd::Sync>,
     /// Frames commands produce (advertisements of a bow-out...).
     pub out: &'a mut Vec<crate::slowpath::Out>,
 }
@@ -65,6 +67,10 @@ impl Control<'_> {
             Request::CarpSet { name, words } => self.carp_set(&name, &words),
             Request::Group { group, carpdemote } => self.group(&group, carpdemote),
             Request::Sysctl { arg } => self.sysctl(arg.as_deref()),
+            Request::ShowPfsync => match self.sync {
+                Some(s) => Ok(s.show((self.now)())),
+                None => Err("pfsync is not configured".into()),
+            },
         };
         match r {
             Ok(v) => Response::ok(v),

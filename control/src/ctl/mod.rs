@@ -80,6 +80,8 @@ pub enum Request {
         #[serde(default)]
         carpdemote: Option<i32>,
     },
+    /// pfsync status and statistics (`dpfctl pfsync0`, `dpfctl -s pfsync`).
+    ShowPfsync,
     /// `sysctl [net.inet.carp.x[=v]]`.
     Sysctl {
         /// `name=value` to set, or `name` / nothing to read.

@@ -1,0 +1,334 @@
+//! The FAQ's fw1/fw2 pair with real Linux hosts: a LAN bridge (client
+//! 10.1.0.50, gateway VIP 10.1.0.254 on carp1) and a WAN bridge (server
+//! 10.2.0.50, gateway VIP 10.2.0.254 on carp2); pfsync over the LAN port.
+//! Rules block everything without a state, so a connection survives a
+//! failover only if the new master has its state from pfsync: a TCP
+//! transfer runs through fw1, fw1 is SIGKILLed mid-transfer, and the
+//! transfer completes intact through fw2.
+
+use dpf_tests::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+struct Net {
+    ns: Vec<String>,
+    procs: Vec<Option<Proc>>,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.procs.clear();
+        for ns in &self.ns {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+fn sh(cmd: &str) -> Output {
+    Command::new("sh").arg("-c").arg(cmd).output().expect("sh")
+}
+
+fn must(cmd: &str) {
+    let out = sh(cmd);
+    assert!(
+        out.status.success(),
+        "`{cmd}`: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const RULES: &str = "\
+block all
+pass in on lan0 proto tcp from 10.1.0.0/24 to any
+pass out on wan0 proto tcp
+pass in on lan0 proto icmp
+pass out on wan0 proto icmp
+";
+
+impl Net {
+    fn sock(&self, fw: usize) -> PathBuf {
+        self.dir.path().join(format!("fw{fw}.sock"))
+    }
+
+    fn start(&mut self, fw: usize, advskew: u8) {
+        let dir = self.dir.path();
+        std::fs::write(dir.join("pf.conf"), RULES).unwrap();
+        let cfg = dir.join(format!("fw{fw}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"[eal]
+args = {eal}
+[dataplane]
+mode = "router"
+rules = "pf.conf"
+[[port]]
+name = "lan0"
+device = "net_af_packet0,iface=l0"
+addresses = ["10.1.0.{fw}/24"]
+[[port]]
+name = "wan0"
+device = "net_af_packet1,iface=w0"
+addresses = ["10.2.0.{fw}/24"]
+[[carp]]
+name = "carp1"
+vhid = 1
+pass = "lanpass"
+carpdev = "lan0"
+advskew = {advskew}
+addresses = ["10.1.0.254/24"]
+[[carp]]
+name = "carp2"
+vhid = 2
+pass = "wanpass"
+carpdev = "wan0"
+advskew = {advskew}
+addresses = ["10.2.0.254/24"]
+[sysctl]
+net.inet.carp.preempt = 1
+[pfsync]
+syncdev = "lan0"
+maxupd = 128
+[control]
+socket = "{sock}"
+"#,
+                eal = eal_args(&format!("ha{fw}"), 256, "0@0,1@1"),
+                sock = self.sock(fw).display()
+            ),
+        )
+        .unwrap();
+        let ns = self.ns[fw + 1].clone();
+        let p = Proc::spawn(
+            &format!("fw{fw}"),
+            Command::new("ip")
+                .args(["netns", "exec", &ns])
+                .arg(dpf_bin())
+                .args(["--config", cfg.to_str().unwrap()]),
+        )
+        .unwrap();
+        self.procs[fw] = Some(p);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.sock(fw).exists() {
+            assert!(Instant::now() < deadline, "fw{fw} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn ctl(sock: &Path, args: &[&str]) -> Value {
+    let out = Command::new(dpfctl_bin())
+        .arg("--socket")
+        .arg(sock)
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "dpfctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn carp_state(net: &Net, fw: usize, name: &str) -> String {
+    ctl(&net.sock(fw), &[name])["interfaces"][0]["state"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < within, "{what} not within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    t0.elapsed()
+}
+
+fn setup() -> Net {
+    let id = std::process::id();
+    let ns: Vec<String> = ["lan", "wan", "fw1", "fw2"]
+        .iter()
+        .map(|n| format!("dph{n}{id}"))
+        .collect();
+    for n in &ns {
+        must(&format!("ip netns add {n}"));
+        must(&format!("ip -n {n} link set lo up"));
+    }
+    let (lan, wan) = (&ns[0], &ns[1]);
+    for (side, dev) in [(lan, "l0"), (wan, "w0")] {
+        must(&format!("ip -n {side} link add br0 type bridge"));
+        for (i, fw_ns) in ns[2..].iter().enumerate() {
+            let p = format!("p{}{dev}", i + 1);
+            must(&format!(
+                "ip link add {p} netns {side} type veth peer name {dev} netns {fw_ns}"
+            ));
+            must(&format!("ip -n {side} link set {p} master br0"));
+            must(&format!(
+                "ip netns exec {side} ethtool -K {p} tx off rx off tso off gso off gro off"
+            ));
+            must(&format!("ip -n {side} link set {p} up"));
+            must(&format!(
+                "ip netns exec {fw_ns} ethtool -K {dev} tx off rx off tso off gso off gro off"
+            ));
+            must(&format!(
+                "ip netns exec {fw_ns} sysctl -qw net.ipv6.conf.{dev}.disable_ipv6=1"
+            ));
+            must(&format!("ip -n {fw_ns} link set {dev} up"));
+        }
+        // The hosts live on the bridges: real checksums on the wire.
+        must(&format!(
+            "ip netns exec {side} ethtool -K br0 tx off rx off tso off gso off gro off"
+        ));
+        must(&format!(
+            "ip netns exec {side} sysctl -qw net.ipv6.conf.br0.disable_ipv6=1"
+        ));
+        must(&format!("ip -n {side} link set br0 up"));
+    }
+    must(&format!("ip -n {lan} addr add 10.1.0.50/24 dev br0"));
+    must(&format!("ip -n {lan} route add default via 10.1.0.254"));
+    must(&format!("ip -n {wan} addr add 10.2.0.50/24 dev br0"));
+    must(&format!("ip -n {wan} route add default via 10.2.0.254"));
+    Net {
+        ns,
+        procs: vec![None, None, None],
+        dir: scratch(),
+    }
+}
+
+const SERVER_PY: &str = r#"
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 8080)); s.listen(1)
+c, _ = s.accept()
+block = bytes(range(256)) * 64
+for i in range(int(sys.argv[1])):
+    c.sendall(block)
+    time.sleep(0.004)
+c.close()
+"#;
+
+const CLIENT_PY: &str = r#"
+import socket, sys
+c = socket.create_connection(("10.2.0.50", 8080), timeout=30)
+c.settimeout(30)
+expect = bytes(range(256)) * 64
+n = 0; bad = 0; buf = b""
+while True:
+    b = c.recv(65536)
+    if not b: break
+    buf += b
+    while len(buf) >= len(expect):
+        if buf[:len(expect)] != expect: bad += 1
+        buf = buf[len(expect):]; n += 1
+print(n, bad, len(buf))
+"#;
+
+#[test]
+fn established_connections_survive_a_failover_through_pfsync() {
+    let mut net = setup();
+    net.start(1, 0);
+    net.start(2, 100);
+    wait_until("fw1 MASTER of both", Duration::from_secs(15), || {
+        carp_state(&net, 1, "carp1") == "MASTER" && carp_state(&net, 1, "carp2") == "MASTER"
+    });
+    wait_until("fw2's bulk update", Duration::from_secs(15), || {
+        ctl(&net.sock(2), &["pfsync0"])["bulk"].as_str() != Some("pending")
+            && !ctl(&net.sock(2), &["pfsync0"])["bulk"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("pending")
+    });
+    std::fs::write(net.dir.path().join("server.py"), SERVER_PY).unwrap();
+    std::fs::write(net.dir.path().join("client.py"), CLIENT_PY).unwrap();
+    // 1200 blocks of 16 KiB, ~4 ms apart: about 6 s of transfer.
+    let wan = net.ns[1].clone();
+    let server = Proc::spawn(
+        "server",
+        Command::new("ip")
+            .args(["netns", "exec", &wan, "python3"])
+            .arg(net.dir.path().join("server.py"))
+            .arg("1200"),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let lan = net.ns[0].clone();
+    let client = Proc::spawn(
+        "client",
+        Command::new("ip")
+            .args(["netns", "exec", &lan, "python3"])
+            .arg(net.dir.path().join("client.py")),
+    )
+    .unwrap();
+    // The connection's state reaches fw2 through pfsync.
+    let t0 = Instant::now();
+    while !ctl(&net.sock(2), &["-s", "states"])
+        .as_array()
+        .is_some_and(|a| a.iter().any(|s| s["dport"] == 8080 && s["proto"] == "tcp"))
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "state not synced\nfw1 pfsync0: {}\nfw2 pfsync0: {}\nfw1 states: {}\nfw1 info: {}",
+            ctl(&net.sock(1), &["pfsync0"]),
+            ctl(&net.sock(2), &["pfsync0"]),
+            ctl(&net.sock(1), &["-s", "states"]),
+            ctl(&net.sock(1), &["-s", "info"])
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let synced = t0.elapsed();
+    eprintln!(
+        "state present on the backup {:.0} ms after the transfer started (upper bound)",
+        synced.as_secs_f64() * 1000.0
+    );
+    let on_master = ctl(&net.sock(1), &["-s", "states"]);
+    let on_backup = ctl(&net.sock(2), &["-s", "states"]);
+    let m = on_master
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["dport"] == 8080)
+        .unwrap()
+        .clone();
+    let b = on_backup
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["dport"] == 8080)
+        .unwrap()
+        .clone();
+    assert_eq!(m["id"], b["id"], "same state id on both");
+    assert_eq!(
+        m["creatorid"], b["creatorid"],
+        "the backup keeps the master's creatorid"
+    );
+    // Kill the master mid-transfer.
+    std::thread::sleep(Duration::from_secs(1));
+    if let Some(p) = net.procs[1].take() {
+        p.signal(libc::SIGKILL);
+        let _ = p.wait(Duration::from_secs(10));
+    }
+    let took = wait_until("fw2 MASTER of both", Duration::from_secs(10), || {
+        carp_state(&net, 2, "carp1") == "MASTER" && carp_state(&net, 2, "carp2") == "MASTER"
+    });
+    eprintln!(
+        "fw2 took over {:.2} s after fw1 was killed",
+        took.as_secs_f64()
+    );
+    let out = client.wait(Duration::from_secs(60)).unwrap();
+    let _ = server.wait(Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let info = ctl(&net.sock(2), &["-s", "info"]);
+    assert_eq!(
+        text,
+        "1200 0 0",
+        "transfer through the failover: {} / {}\nfw2: {info}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
