@@ -97,7 +97,13 @@ impl Net {
 }
 
 fn setup() -> Net {
-    let id = std::process::id();
+    // Unique per test: tests of this binary run in parallel.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let id = format!(
+        "{}x{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     let ns: Vec<String> = ["lan", "fw1", "fw2"]
         .iter()
         .map(|n| format!("dpc{n}{id}"))
