@@ -9,39 +9,20 @@ use control::carp::wire::{
     virtual_mac, AdvertFrameV4, Repr, ADVERT_V4_FRAME_LEN, CARP_GROUP_MAC_V4, CARP_GROUP_V4,
 };
 use control::carp::{AuthContext, AuthInput, Key};
+use dpf_tests::netns::{must, plain_link, sh, Namespaces};
 use dpf_tests::*;
 use serde_json::Value;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 struct Net {
-    ns: Vec<String>,
+    // Processes first: they stop before their namespaces go.
     procs: Vec<Option<Proc>>,
+    ns: Vec<String>,
+    _guard: Namespaces,
     dir: tempfile::TempDir,
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        self.procs.clear();
-        for ns in &self.ns {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
-fn sh(cmd: &str) -> Output {
-    Command::new("sh").arg("-c").arg(cmd).output().expect("sh")
-}
-
-fn must(cmd: &str) {
-    let out = sh(cmd);
-    assert!(
-        out.status.success(),
-        "`{cmd}`: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 impl Net {
@@ -97,21 +78,8 @@ impl Net {
 }
 
 fn setup() -> Net {
-    // Unique per test: tests of this binary run in parallel.
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let id = format!(
-        "{}x{}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    let ns: Vec<String> = ["lan", "fw1", "fw2"]
-        .iter()
-        .map(|n| format!("dpc{n}{id}"))
-        .collect();
-    for n in &ns {
-        must(&format!("ip netns add {n}"));
-        must(&format!("ip -n {n} link set lo up"));
-    }
+    let guard = Namespaces::new("dpc", &["lan", "fw1", "fw2"]);
+    let ns: Vec<String> = guard.names().to_vec();
     let lan = &ns[0];
     must(&format!("ip -n {lan} link add br0 type bridge"));
     for (fw, fw_ns) in ns.iter().enumerate().skip(1) {
@@ -119,23 +87,21 @@ fn setup() -> Net {
             "ip link add p{fw} netns {lan} type veth peer name l0 netns {fw_ns}"
         ));
         must(&format!("ip -n {lan} link set p{fw} master br0"));
-        must(&format!("ip -n {lan} link set p{fw} up"));
-        must(&format!(
-            "ip netns exec {fw_ns} ethtool -K l0 tx off rx off tso off gso off gro off"
-        ));
-        must(&format!(
-            "ip netns exec {fw_ns} sysctl -qw net.ipv6.conf.l0.disable_ipv6=1"
-        ));
-        must(&format!("ip -n {fw_ns} link set l0 up"));
+        plain_link(lan, &format!("p{fw}"));
+        plain_link(fw_ns, "l0");
     }
+    must(&format!(
+        "ip netns exec {lan} ethtool -K br0 tx off rx off tso off gso off gro off"
+    ));
     must(&format!(
         "ip netns exec {lan} sysctl -qw net.ipv6.conf.br0.disable_ipv6=1"
     ));
     must(&format!("ip -n {lan} addr add 10.1.0.50/24 dev br0"));
     must(&format!("ip -n {lan} link set br0 up"));
     Net {
-        ns,
         procs: vec![None, None, None],
+        ns,
+        _guard: guard,
         dir: scratch(),
     }
 }

@@ -6,38 +6,19 @@
 //! transfer runs through fw1, fw1 is SIGKILLed mid-transfer, and the
 //! transfer completes intact through fw2.
 
+use dpf_tests::netns::{must, plain_link, Namespaces};
 use dpf_tests::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 struct Net {
-    ns: Vec<String>,
+    // Processes first: they stop before their namespaces go.
     procs: Vec<Option<Proc>>,
+    ns: Vec<String>,
+    _guard: Namespaces,
     dir: tempfile::TempDir,
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        self.procs.clear();
-        for ns in &self.ns {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
-fn sh(cmd: &str) -> Output {
-    Command::new("sh").arg("-c").arg(cmd).output().expect("sh")
-}
-
-fn must(cmd: &str) {
-    let out = sh(cmd);
-    assert!(
-        out.status.success(),
-        "`{cmd}`: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 const RULES: &str = "\
@@ -151,15 +132,8 @@ fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) -> Dura
 }
 
 fn setup() -> Net {
-    let id = std::process::id();
-    let ns: Vec<String> = ["lan", "wan", "fw1", "fw2"]
-        .iter()
-        .map(|n| format!("dph{n}{id}"))
-        .collect();
-    for n in &ns {
-        must(&format!("ip netns add {n}"));
-        must(&format!("ip -n {n} link set lo up"));
-    }
+    let guard = Namespaces::new("dph", &["lan", "wan", "fw1", "fw2"]);
+    let ns: Vec<String> = guard.names().to_vec();
     let (lan, wan) = (&ns[0], &ns[1]);
     for (side, dev) in [(lan, "l0"), (wan, "w0")] {
         must(&format!("ip -n {side} link add br0 type bridge"));
@@ -169,34 +143,20 @@ fn setup() -> Net {
                 "ip link add {p} netns {side} type veth peer name {dev} netns {fw_ns}"
             ));
             must(&format!("ip -n {side} link set {p} master br0"));
-            must(&format!(
-                "ip netns exec {side} ethtool -K {p} tx off rx off tso off gso off gro off"
-            ));
-            must(&format!("ip -n {side} link set {p} up"));
-            must(&format!(
-                "ip netns exec {fw_ns} ethtool -K {dev} tx off rx off tso off gso off gro off"
-            ));
-            must(&format!(
-                "ip netns exec {fw_ns} sysctl -qw net.ipv6.conf.{dev}.disable_ipv6=1"
-            ));
-            must(&format!("ip -n {fw_ns} link set {dev} up"));
+            plain_link(side, &p);
+            plain_link(fw_ns, dev);
         }
         // The hosts live on the bridges: real checksums on the wire.
-        must(&format!(
-            "ip netns exec {side} ethtool -K br0 tx off rx off tso off gso off gro off"
-        ));
-        must(&format!(
-            "ip netns exec {side} sysctl -qw net.ipv6.conf.br0.disable_ipv6=1"
-        ));
-        must(&format!("ip -n {side} link set br0 up"));
+        plain_link(side, "br0");
     }
     must(&format!("ip -n {lan} addr add 10.1.0.50/24 dev br0"));
     must(&format!("ip -n {lan} route add default via 10.1.0.254"));
     must(&format!("ip -n {wan} addr add 10.2.0.50/24 dev br0"));
     must(&format!("ip -n {wan} route add default via 10.2.0.254"));
     Net {
-        ns,
         procs: vec![None, None, None],
+        ns,
+        _guard: guard,
         dir: scratch(),
     }
 }

@@ -4,71 +4,35 @@
 //! own TCP stack makes connections through it. Everything the test creates
 //! (namespaces, links, processes) is removed at the end, also on failure.
 
+use dpf_tests::netns::{in_ns, must, plain_link, Namespaces};
 use dpf_tests::*;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 struct Lab {
-    ns: [String; 3],
+    // Processes first: they stop before their namespaces go.
     procs: Vec<Proc>,
+    ns: Namespaces,
 }
 
 impl Lab {
     fn client(&self) -> &str {
-        &self.ns[0]
+        self.ns.name(0)
     }
     fn fw(&self) -> &str {
-        &self.ns[1]
+        self.ns.name(1)
     }
     fn server(&self) -> &str {
-        &self.ns[2]
+        self.ns.name(2)
     }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for p in self.procs.drain(..) {
-            drop(p);
-        }
-        for ns in &self.ns {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
-fn sh(cmd: &str) -> Output {
-    Command::new("sh").arg("-c").arg(cmd).output().expect("sh")
-}
-
-fn must(cmd: &str) {
-    let out = sh(cmd);
-    assert!(
-        out.status.success(),
-        "`{cmd}` failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn in_ns(ns: &str, cmd: &str) -> Output {
-    sh(&format!("ip netns exec {ns} {cmd}"))
 }
 
 fn setup() -> Lab {
-    let id = std::process::id();
     let lab = Lab {
-        ns: [
-            format!("dpfc{id}"),
-            format!("dpff{id}"),
-            format!("dpfs{id}"),
-        ],
         procs: Vec::new(),
+        ns: Namespaces::new("dpl", &["c", "f", "s"]),
     };
     let (c, f, s) = (lab.client(), lab.fw(), lab.server());
-    for ns in &lab.ns {
-        must(&format!("ip netns add {ns}"));
-        must(&format!("ip -n {ns} link set lo up"));
-    }
     // client c0 <-> fl0 (fw), server s0 <-> fw0 (fw)
     must(&format!(
         "ip link add c0 netns {c} type veth peer name fl0 netns {f}"
@@ -77,14 +41,7 @@ fn setup() -> Lab {
         "ip link add s0 netns {s} type veth peer name fw0 netns {f}"
     ));
     for (ns, dev) in [(c, "c0"), (f, "fl0"), (f, "fw0"), (s, "s0")] {
-        // Real checksums on the wire: af_packet sees what veth sends.
-        must(&format!(
-            "ip netns exec {ns} ethtool -K {dev} tx off rx off tso off gso off gro off"
-        ));
-        must(&format!(
-            "ip netns exec {ns} sysctl -qw net.ipv6.conf.{dev}.disable_ipv6=1"
-        ));
-        must(&format!("ip -n {ns} link set {dev} up"));
+        plain_link(ns, dev);
     }
     must(&format!("ip -n {c} addr add 10.71.1.2/24 dev c0"));
     must(&format!("ip -n {c} route add default via 10.71.1.1"));
