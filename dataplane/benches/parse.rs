@@ -8,8 +8,9 @@ mod common;
 use common::{client_port, client_v4, config, Segment, BURST, SERVER_PORT, SERVER_V4};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use dataplane::flow::tcp_flags as flags;
-use dataplane::flow::{Direction, IfIndex};
-use dataplane::wire::classify;
+use dataplane::flow::{Direction, IfIndex, PacketInfo};
+use dataplane::wire::{classify, Classified, WireError};
+use std::mem::size_of;
 
 fn ack(i: usize) -> Segment {
     Segment {
@@ -49,6 +50,13 @@ fn bench_parse(c: &mut Criterion) {
                 .collect(),
         ),
     ];
+    // What each call moves around besides parsing.
+    println!(
+        "parse: size_of::<Result<Classified, WireError>>() = {} bytes, \
+         size_of::<PacketInfo>() = {} bytes",
+        size_of::<Result<Classified, WireError>>(),
+        size_of::<PacketInfo>()
+    );
     let mut g = c.benchmark_group("parse");
     g.throughput(Throughput::Elements(BURST as u64));
     for (name, frames) in &bursts {

@@ -108,10 +108,11 @@ fn bench_insert(c: &mut Criterion) {
     let mut g = c.benchmark_group("state/insert_until_full");
     g.sampling_mode(SamplingMode::Flat)
         .sample_size(10)
-        .warm_up_time(Duration::from_millis(200))
-        .measurement_time(Duration::from_millis(500));
+        .warm_up_time(Duration::from_millis(200));
     for (n, label) in SIZES {
         let sts = states(n);
+        // One fill per sample for 1M (about half a second each here).
+        g.measurement_time(Duration::from_millis(if n > 100_000 { 6000 } else { 500 }));
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(label, |b| {
             b.iter_custom(|iters| {
@@ -137,7 +138,7 @@ fn bench_expire(c: &mut Criterion) {
     g.sampling_mode(SamplingMode::Flat)
         .sample_size(10)
         .warm_up_time(Duration::from_millis(100))
-        .measurement_time(Duration::from_millis(300));
+        .measurement_time(Duration::from_secs(6));
     let (n, label) = SIZES[1];
     let sts = states(n);
     let timeouts = Timeouts::default();
