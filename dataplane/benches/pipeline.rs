@@ -1,0 +1,249 @@
+//! `Pipeline::process` in wire mode (ports 0 <-> 1, ruleset `pass all`,
+//! which keeps state), one worker, 60-byte TCP/IPv4 frames in bursts of 32:
+//!
+//! - `established/{10k,1M}`: every flow went through SYN, SYN-ACK, ACK
+//!   first; then in-window pure ACKs from the clients, the flows in a random
+//!   order (each packet: classify, key + hash, shard lookup hit, pf window
+//!   tracking, forward);
+//! - `syn_flood`: a fresh SYN of a new flow per packet (lookup miss, `in`
+//!   and `out` rule evaluation, state creation and insertion) into a shard
+//!   of 1M states that fills from empty; when the pre-built SYNs run out the
+//!   shard is replaced by an empty one, outside the measured time.
+//!
+//! Besides criterion's time per burst, each benchmark prints TSC cycles per
+//! packet measured with `_rdtsc` inside `iter_custom` (see
+//! `common::tsc`): the TSC ticks at the CPU's nominal frequency, so
+//! `cycles/packet = ns/packet * TSC GHz` (printed alongside); core cycles
+//! differ by the ratio of the real to the nominal clock (turbo, power
+//! states, a hypervisor's steal time).
+
+mod common;
+
+use common::{
+    client_port, client_v4, config, shuffled, tsc, CycleTally, Segment, BURST, SERVER_PORT,
+    SERVER_V4,
+};
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use dataplane::counters::Verdict;
+use dataplane::flow::tcp_flags as flags;
+use dataplane::flow::IfIndex;
+use dataplane::pipeline::{Pipeline, PipelineConfig};
+use dataplane::rules::{RuleEnv, Ruleset};
+use dataplane::state::Shard;
+use dataplane::time::Instant;
+use std::sync::Arc;
+use std::time::Duration;
+
+const CLIENT_PORT_ID: u16 = 0;
+const SERVER_PORT_ID: u16 = 1;
+const HANDSHAKE_AT: Instant = Instant::from_secs(1);
+const TRAFFIC_AT: Instant = Instant::from_secs(2);
+const FLOOD_STATES: usize = 1_000_000;
+
+/// Frames back to back, one per 64-byte slot (like mbuf data rooms, each
+/// frame starts on its own cache line).
+struct Frames {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+const SLOT: usize = 64;
+
+impl Frames {
+    fn new(frames: impl ExactSizeIterator<Item = Vec<u8>>) -> Frames {
+        let len = frames.len();
+        let mut bytes = vec![0u8; len * SLOT];
+        for (i, f) in frames.enumerate() {
+            bytes[i * SLOT..i * SLOT + f.len()].copy_from_slice(&f);
+        }
+        Frames { bytes, len }
+    }
+
+    fn get_mut(&mut self, i: usize) -> &mut [u8] {
+        &mut self.bytes[i * SLOT..i * SLOT + common::MIN_FRAME_LEN]
+    }
+}
+
+fn pipeline(states: usize) -> Pipeline {
+    let env = RuleEnv {
+        interfaces: &[("lan0", IfIndex(0)), ("wan0", IfIndex(1))],
+        self_addrs: &[],
+    };
+    let rules = Ruleset::compile("pass all\n", "bench.conf", &env).expect("ruleset");
+    let mut cfg = PipelineConfig::default();
+    cfg.pair(CLIENT_PORT_ID, SERVER_PORT_ID);
+    Pipeline::new(
+        cfg,
+        Arc::new(rules),
+        Shard::new(states, 0).expect("capacity"),
+    )
+}
+
+fn client_seg(i: usize, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
+    let seg = Segment {
+        sport: client_port(i),
+        dport: SERVER_PORT,
+        seq,
+        ack,
+        flags,
+    };
+    common::tcp4_frame(client_v4(i), SERVER_V4, seg)
+}
+
+fn server_seg(i: usize, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
+    let seg = Segment {
+        sport: SERVER_PORT,
+        dport: client_port(i),
+        seq,
+        ack,
+        flags,
+    };
+    common::tcp4_frame(SERVER_V4, client_v4(i), seg)
+}
+
+/// Processes bursts of 32 frames from `frames`, starting at `*at`, until
+/// `iters` bursts are done; calls `refill` (not timed) whenever the frames
+/// run out. Returns the measured time and adds it to `tally`.
+fn run(
+    p: &mut Pipeline,
+    frames: &mut Frames,
+    at: &mut usize,
+    iters: u64,
+    tally: &mut CycleTally,
+    mut refill: impl FnMut(&mut Pipeline),
+) -> Duration {
+    let mut measured = Duration::ZERO;
+    let mut cycles = 0u64;
+    let mut left = iters;
+    while left > 0 {
+        if *at + BURST > frames.len {
+            refill(p);
+            *at = 0;
+        }
+        let bursts = left.min(((frames.len - *at) / BURST) as u64);
+        let t0 = std::time::Instant::now();
+        let c0 = tsc();
+        for _ in 0..bursts {
+            for i in *at..*at + BURST {
+                black_box(p.process(frames.get_mut(i), CLIENT_PORT_ID, TRAFFIC_AT));
+            }
+            *at += BURST;
+        }
+        cycles += tsc().wrapping_sub(c0);
+        measured += t0.elapsed();
+        left -= bursts;
+    }
+    tally.add(cycles, measured, iters * BURST as u64);
+    measured
+}
+
+/// A pipeline with its traffic, built on the first call of a benchmark (so
+/// a benchmark filtered out on the command line costs nothing).
+struct Bench {
+    p: Pipeline,
+    frames: Frames,
+    at: usize,
+    tally: CycleTally,
+}
+
+/// `n` established flows, and one in-window client ACK per flow in a random
+/// order.
+fn established(n: usize) -> Bench {
+    let mut p = pipeline(n);
+    for i in 0..n {
+        let handshake = [
+            (client_seg(i, 1000, 0, flags::SYN), CLIENT_PORT_ID),
+            (
+                server_seg(i, 5000, 1001, flags::SYN | flags::ACK),
+                SERVER_PORT_ID,
+            ),
+            (client_seg(i, 1001, 5001, flags::ACK), CLIENT_PORT_ID),
+        ];
+        for (mut f, port) in handshake {
+            let v = p.process(&mut f, port, HANDSHAKE_AT);
+            assert_eq!(v, Verdict::Forward(port ^ 1), "flow {i} handshake");
+        }
+    }
+    assert_eq!(p.shard().len(), n);
+    p.counters = Default::default();
+    let order = shuffled(n);
+    let frames = Frames::new(order.iter().map(|&i| client_seg(i, 1001, 5001, flags::ACK)));
+    Bench {
+        p,
+        frames,
+        at: 0,
+        tally: CycleTally::default(),
+    }
+}
+
+fn bench_established(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipeline/established");
+    g.throughput(Throughput::Elements(BURST as u64));
+    for (n, label) in [(10_000usize, "10k"), (1_000_000, "1M")] {
+        let mut bench: Option<Bench> = None;
+        g.bench_function(BenchmarkId::from_parameter(label), |b| {
+            let s = bench.get_or_insert_with(|| established(n));
+            b.iter_custom(|iters| {
+                run(
+                    &mut s.p,
+                    &mut s.frames,
+                    &mut s.at,
+                    iters,
+                    &mut s.tally,
+                    |_| {},
+                )
+            })
+        });
+        if let Some(s) = bench {
+            // Every measured packet passed on its state.
+            assert_eq!(s.p.counters.state_hits, s.tally.packets);
+            assert_eq!(s.p.counters.drops.iter().sum::<u64>(), 0);
+            s.tally.report(&format!("pipeline/established/{label}"));
+        }
+    }
+    g.finish();
+}
+
+fn bench_syn_flood(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(BURST as u64));
+    let mut bench: Option<Bench> = None;
+    let mut refills = 0u32;
+    g.bench_function("syn_flood", |b| {
+        let s = bench.get_or_insert_with(|| Bench {
+            p: pipeline(FLOOD_STATES),
+            frames: Frames::new((0..FLOOD_STATES).map(|i| client_seg(i, 1000, 0, flags::SYN))),
+            at: 0,
+            tally: CycleTally::default(),
+        });
+        b.iter_custom(|iters| {
+            run(
+                &mut s.p,
+                &mut s.frames,
+                &mut s.at,
+                iters,
+                &mut s.tally,
+                |p| {
+                    *p.shard_mut() = Shard::new(FLOOD_STATES, 0).expect("capacity");
+                    refills += 1;
+                },
+            )
+        })
+    });
+    if let Some(s) = bench {
+        // Every measured SYN created a state.
+        assert_eq!(s.p.counters.states_created, s.tally.packets);
+        assert_eq!(s.p.counters.drops.iter().sum::<u64>(), 0);
+        s.tally.report(&format!(
+            "pipeline/syn_flood (shard of {FLOOD_STATES} filled {refills} times)"
+        ));
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench_established, bench_syn_flood
+}
+criterion_main!(benches);
