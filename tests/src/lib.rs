@@ -5,6 +5,7 @@
 //! `dpf` as a child process with `--no-huge -m <MB>`.
 
 pub mod frames;
+pub mod fuzz_bodies;
 
 use anyhow::{bail, Context, Result};
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
