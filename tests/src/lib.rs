@@ -5,6 +5,7 @@
 //! `dpf` as a child process with `--no-huge -m <MB>`.
 
 pub mod frames;
+pub mod fuzz_bodies;
 pub mod netns;
 
 use anyhow::{bail, Context, Result};

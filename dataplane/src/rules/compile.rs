@@ -745,7 +745,9 @@ fn render(
         let _ = write!(s, " ({})", parts.join(", "));
     }
     if let Some(l) = label {
-        let _ = write!(s, " label \"{}\"", l.replace('"', "\\\""));
+        // Escape what the lexer unescapes (`\x` is `x` inside quotes).
+        let escaped = l.replace('\\', "\\\\").replace('"', "\\\"");
+        let _ = write!(s, " label \"{escaped}\"");
     }
     s
 }
