@@ -75,28 +75,18 @@ fn ip_proto(frame: &[u8]) -> Option<u8> {
 }
 
 /// Every state of every worker, through their command rings (for a pfsync
-/// bulk update).
+/// bulk update). A worker that does not answer in time contributes what it
+/// sent (logged).
 fn list_states(clients: &mut [dataplane::command::CommandClient]) -> Vec<dataplane::state::State> {
     use dataplane::command::{Command, Reply};
     let mut states = Vec::new();
-    for c in clients.iter_mut() {
-        if c.commands.push(Command::ListStates).is_ok() {
-            c.commands.publish();
+    let r = crate::ctl::handler::ask_workers(clients, Command::ListStates, |r| {
+        if let Reply::State(st) = r {
+            states.push(st);
         }
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut done = vec![false; clients.len()];
-    while done.iter().any(|d| !d) && Instant::now() < deadline {
-        for (w, c) in clients.iter_mut().enumerate() {
-            while let Some(r) = c.replies.pop() {
-                match r {
-                    Reply::State(st) => states.push(st),
-                    Reply::ListDone => done[w] = true,
-                    _ => {}
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_micros(200));
+    });
+    if let Err(e) = r {
+        crate::log!(Level::Warning, "pfsync bulk update: {e}");
     }
     states
 }

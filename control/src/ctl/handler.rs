@@ -249,37 +249,8 @@ impl Control<'_> {
 
     /// Sends `cmd` to every worker and collects replies until each has
     /// sent its terminating reply.
-    fn ask_all(&mut self, cmd: Command, mut on_reply: impl FnMut(Reply)) -> Result<(), String> {
-        for (w, c) in self.workers.iter_mut().enumerate() {
-            if c.commands.push(cmd).is_err() {
-                return Err(format!("worker {w} is busy; try again"));
-            }
-            c.commands.publish();
-        }
-        let deadline = std::time::Instant::now() + WORKER_REPLY_TIMEOUT;
-        let mut done = vec![false; self.workers.len()];
-        while done.iter().any(|d| !d) {
-            if std::time::Instant::now() > deadline {
-                return Err("workers did not answer in time".into());
-            }
-            let mut idle = true;
-            for (w, c) in self.workers.iter_mut().enumerate() {
-                while let Some(r) = c.replies.pop() {
-                    idle = false;
-                    match r {
-                        Reply::ListDone | Reply::Killed(_) => {
-                            done[w] = true;
-                            on_reply(r);
-                        }
-                        other => on_reply(other),
-                    }
-                }
-            }
-            if idle {
-                std::thread::sleep(Duration::from_micros(200));
-            }
-        }
-        Ok(())
+    fn ask_all(&mut self, cmd: Command, on_reply: impl FnMut(Reply)) -> Result<(), String> {
+        ask_workers(self.workers, cmd, on_reply)
     }
 
     fn rules(&mut self) -> Result<Value, String> {
@@ -378,6 +349,43 @@ impl Control<'_> {
         );
         Ok(json!({ "rules": rules, "epoch": epoch, "notes": notes }))
     }
+}
+
+/// Sends `cmd` to every worker's command ring and hands each reply to
+/// `on_reply` until every worker has sent its terminating reply
+/// (`ListDone` or `Killed`), or fails after [`WORKER_REPLY_TIMEOUT`].
+pub fn ask_workers(
+    workers: &mut [CommandClient],
+    cmd: Command,
+    mut on_reply: impl FnMut(Reply),
+) -> Result<(), String> {
+    for (w, c) in workers.iter_mut().enumerate() {
+        if c.commands.push(cmd).is_err() {
+            return Err(format!("worker {w} is busy; try again"));
+        }
+        c.commands.publish();
+    }
+    let deadline = std::time::Instant::now() + WORKER_REPLY_TIMEOUT;
+    let mut done = vec![false; workers.len()];
+    while done.iter().any(|d| !d) {
+        if std::time::Instant::now() > deadline {
+            return Err("workers did not answer in time".into());
+        }
+        let mut idle = true;
+        for (w, c) in workers.iter_mut().enumerate() {
+            while let Some(r) = c.replies.pop() {
+                idle = false;
+                if matches!(r, Reply::ListDone | Reply::Killed(_)) {
+                    done[w] = true;
+                }
+                on_reply(r);
+            }
+        }
+        if idle {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    Ok(())
 }
 
 /// Parses an IPv4 or IPv6 host address.
