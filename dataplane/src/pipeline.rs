@@ -277,19 +277,22 @@ impl Pipeline {
 
     /// Expires states: examines at most `budget_slots` slots.
     pub fn expire(&mut self, now: Instant, budget_slots: usize) -> usize {
-        let mut gone: [Option<crate::state::State>; 8] = [None; 8];
-        let mut n_gone = 0;
-        let removed = self
-            .shard
-            .expire_slice(now, budget_slots, &self.timeouts, |st| {
-                if n_gone < gone.len() {
-                    gone[n_gone] = Some(*st);
-                    n_gone += 1;
+        // Each expired state is exported as a DEL while it is removed.
+        let (shard, sync, counters) = (&mut self.shard, &mut self.sync, &mut self.counters);
+        let removed = shard.expire_slice(now, budget_slots, &self.timeouts, |st| {
+            if let Some(s) = sync.as_mut() {
+                if !st.is_nosync()
+                    && s.export
+                        .push(StateRecord {
+                            action: SyncAction::Delete,
+                            state: *st,
+                        })
+                        .is_err()
+                {
+                    counters.export_dropped += 1;
                 }
-            });
-        for st in gone.iter().take(n_gone).flatten() {
-            self.export(SyncAction::Delete, st);
-        }
+            }
+        });
         self.counters.states_removed += removed as u64;
         self.counters.states = self.shard.len() as u64;
         removed
