@@ -292,3 +292,85 @@ fn established_connections_survive_a_failover_through_pfsync() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A backup started after connections exist gets the whole state table
+/// by bulk update (spec §5.6) and keeps CARP demoted until it has it.
+#[test]
+fn a_late_backup_gets_the_table_by_bulk_update() {
+    let mut net = setup();
+    net.start(1, 0);
+    wait_until("fw1 MASTER of both", Duration::from_secs(20), || {
+        carp_state(&net, 1, "carp1") == "MASTER" && carp_state(&net, 1, "carp2") == "MASTER"
+    });
+    // fw1 asked for a bulk update at its own start; nobody answered. Until
+    // that request times out it advertises demote 32, so a newcomer would
+    // (rightly) win: wait for it, as a box that has been running would.
+    wait_until(
+        "fw1's unanswered bulk request to time out",
+        Duration::from_secs(20),
+        || ctl(&net.sock(1), &["pfsync0"])["bulk"] == "timed out",
+    );
+    std::fs::write(net.dir.path().join("server.py"), SERVER_PY).unwrap();
+    std::fs::write(net.dir.path().join("client.py"), CLIENT_PY).unwrap();
+    let wan = net.ns[1].clone();
+    let lan = net.ns[0].clone();
+    let server = Proc::spawn(
+        "server",
+        Command::new("ip")
+            .args(["netns", "exec", &wan, "python3"])
+            .arg(net.dir.path().join("server.py"))
+            .arg("1500"),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let client = Proc::spawn(
+        "client",
+        Command::new("ip")
+            .args(["netns", "exec", &lan, "python3"])
+            .arg(net.dir.path().join("client.py")),
+    )
+    .unwrap();
+    wait_until(
+        "the connection's state on fw1",
+        Duration::from_secs(5),
+        || {
+            ctl(&net.sock(1), &["-s", "states"])
+                .as_array()
+                .is_some_and(|a| a.iter().any(|s| s["dport"] == 8080))
+        },
+    );
+    // fw2 starts late: it asks for the table, and is demoted by 32 while
+    // it waits for it.
+    net.start(2, 100);
+    let demote_at_start = ctl(&net.sock(2), &["carp1"])["interfaces"][0]["demote"].clone();
+    wait_until("fw2's bulk update", Duration::from_secs(15), || {
+        ctl(&net.sock(2), &["pfsync0"])["bulk"] == "done"
+    });
+    let on_master = ctl(&net.sock(1), &["-s", "states"]);
+    let on_backup = ctl(&net.sock(2), &["-s", "states"]);
+    let m = on_master
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["dport"] == 8080)
+        .unwrap()
+        .clone();
+    let b = on_backup
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == m["id"])
+        .unwrap_or_else(|| panic!("state {} not on the late backup: {on_backup}", m["id"]))
+        .clone();
+    assert_eq!(b["creatorid"], m["creatorid"]);
+    // The bulk usually completes within milliseconds, before this query.
+    eprintln!("fw2 demote right after start: {demote_at_start}");
+    // Once the bulk is done the demotion is gone and fw2 is a plain backup.
+    wait_until("fw2 undemoted", Duration::from_secs(5), || {
+        ctl(&net.sock(2), &["carp1"])["interfaces"][0]["demote"] == 0
+    });
+    assert_eq!(carp_state(&net, 2, "carp1"), "BACKUP");
+    let out = client.wait(Duration::from_secs(60)).unwrap();
+    let _ = server.wait(Duration::from_secs(10));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1500 0 0");
+}
