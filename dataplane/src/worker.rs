@@ -131,6 +131,10 @@ impl Worker {
         while !stop.load(Ordering::Relaxed) {
             let tsc = rdtsc();
             let now = self.clock.instant(tsc);
+            // Busy time is counted from the end of the previous burst's
+            // work (or the iteration start), so two busy ports are not
+            // counted twice.
+            let mut mark = tsc;
             for &port in &ports[..nports] {
                 // SAFETY: the port is started with rx queue `queue` owned by
                 // this worker alone; `rx` has room for BURST pointers.
@@ -169,7 +173,9 @@ impl Worker {
                 if slow_len > 0 {
                     self.enqueue_slow_path(&slow[..slow_len]);
                 }
-                self.pipeline.counters.busy_cycles += rdtsc() - tsc;
+                let end = rdtsc();
+                self.pipeline.counters.busy_cycles += end - mark;
+                mark = end;
             }
             for p in self.handoff_out.iter_mut().flatten() {
                 p.publish();
