@@ -18,7 +18,7 @@ use crate::carp::{
 use crate::config::{CarpSpec, CarpStateSpec, CarpSysctl};
 use crate::log::Level;
 use crate::slowpath::Out;
-use dataplane::flow::{Addr, Af};
+use dataplane::flow::Af;
 use dataplane::route::{Routing, VipTable};
 use dataplane::time::Instant;
 use dataplane::wire::build;
@@ -437,19 +437,6 @@ impl Carp {
             "sysctl": { "net.inet.carp.allow": self.sysctl.allow as u8, "net.inet.carp.preempt": self.sysctl.preempt as u8, "net.inet.carp.log": self.sysctl.log },
             "stats": self.stats.iter().map(|(n, v)| (n.to_string(), Value::from(v))).collect::<serde_json::Map<_, _>>(),
         }))
-    }
-
-    /// Interface groups and their counters.
-    pub fn groups(&self) -> Vec<(String, u32)> {
-        self.demotion
-            .iter()
-            .map(|(g, v)| (g.to_string(), v))
-            .collect()
-    }
-
-    /// Whether `addr` is a VIP of a carp interface (any state).
-    pub fn is_vip(&self, af: Af, addr: &Addr) -> bool {
-        self.vips.lookup(af, addr).is_some()
     }
 }
 

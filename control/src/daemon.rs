@@ -364,7 +364,6 @@ fn run_with_eal(
             Arc::clone(&routing.vips),
         )
     });
-    crate::log::set_carp_level(config.sysctl.log);
     let slow_ring = if router {
         Some(Arc::new(
             MbufRing::new("dpf_slow", SLOW_RING).context("slow-path ring")?,

@@ -63,10 +63,3 @@ macro_rules! log {
         $crate::log::log($level, format_args!($($arg)*))
     };
 }
-
-static CARP_LEVEL: AtomicU8 = AtomicU8::new(2);
-
-/// Sets `net.inet.carp.log`.
-pub fn set_carp_level(level: u8) {
-    CARP_LEVEL.store(level.min(7), Ordering::Relaxed);
-}
