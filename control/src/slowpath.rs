@@ -559,7 +559,7 @@ impl SlowPath {
                 Ipv4Addr::from(addr.v4_octets()),
             ),
             Af::Inet6 => {
-                // Solicited-node multicast ff02::1:ffXX:XXXX.
+                // Solicited-node multicast: ff02::1:ff00:0/104 plus the low 24 bits of the target.
                 let t = addr.0;
                 let dst = Ipv6Addr::new(
                     0xff02,
