@@ -165,6 +165,7 @@ const SERVER_PY: &str = r#"
 import socket, sys, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", 8080)); s.listen(1)
+s.settimeout(30)  # never outlive the test
 c, _ = s.accept()
 block = bytes(range(256)) * 64
 for i in range(int(sys.argv[1])):

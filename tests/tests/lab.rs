@@ -54,6 +54,7 @@ const SERVER_PY: &str = r#"
 import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(1)
+s.settimeout(30)  # a listener nobody reaches (rules forbid it) must not outlive the test
 c, _ = s.accept()
 block = bytes(range(256)) * 256
 for i in range(int(sys.argv[2])):
