@@ -426,7 +426,7 @@ impl Carp {
                     "groups": c.spec.groups,
                     "up": c.admin_up,
                     "carppeer": c.spec.carppeer.map(|p| p.to_string()),
-                    "lladdr": mac_str(virtual_mac(c.spec.vhid)),
+                    "lladdr": EthernetAddress(virtual_mac(c.spec.vhid)).to_string(),
                     "addresses": c.spec.addresses.iter().map(|(a, l)| format!("{a}/{l}")).collect::<Vec<_>>(),
                     "transitions": c.transitions,
                 })
@@ -438,11 +438,4 @@ impl Carp {
             "stats": self.stats.iter().map(|(n, v)| (n.to_string(), Value::from(v))).collect::<serde_json::Map<_, _>>(),
         }))
     }
-}
-
-fn mac_str(m: [u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
 }

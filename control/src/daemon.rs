@@ -148,6 +148,27 @@ pub fn load_ruleset(config: &Config) -> Result<Ruleset, RuleError> {
     }
 }
 
+/// States per worker shard for `set limit states` over `workers`: flows
+/// spread evenly by hash, plus 1/8 slack.
+fn shard_capacity(limit_states: u32, workers: usize) -> usize {
+    let even = (limit_states as usize).div_ceil(workers.max(1));
+    (even + even / 8).max(1024)
+}
+
+/// The pipeline configuration shared by every worker (each sets its own
+/// index): worker count, creatorid and the wire-mode pairs.
+fn pipeline_config(config: &Config, workers: usize, creatorid: u32) -> PipelineConfig {
+    let mut cfg = PipelineConfig {
+        workers,
+        creatorid,
+        ..PipelineConfig::default()
+    };
+    for &(a, b) in &config.wire_pairs {
+        cfg.pair(a as u16, b as u16);
+    }
+    cfg
+}
+
 /// Router-mode tables from the configuration; `macs` are the ports' MACs
 /// (a port's configured `mac` wins).
 pub fn build_routing(config: &Config, macs: &[[u8; 6]]) -> (Routing, Vec<NeighborEntry>) {
@@ -306,22 +327,17 @@ fn run_with_eal(
             spec.name,
             port.id().0,
             port.driver(),
-            fmt_mac(&mac)
+            dataplane::wire::EthernetAddress(mac)
         );
     }
 
-    let mut pcfg = PipelineConfig {
+    let pcfg = pipeline_config(
+        config,
         workers,
-        creatorid: opts.creatorid.unwrap_or_else(random_creatorid),
-        ..PipelineConfig::default()
-    };
-    for &(a, b) in &config.wire_pairs {
-        pcfg.pair(a as u16, b as u16);
-    }
+        opts.creatorid.unwrap_or_else(random_creatorid),
+    );
+    let per_shard = shard_capacity(ruleset.options.limit_states, workers);
     let rules = Arc::new(Snapshot::new(Arc::new(ruleset)));
-    let limit = rules.load().options.limit_states as usize;
-    // A shard per worker; flows spread evenly by hash, with 1/8 slack.
-    let per_shard = (limit.div_ceil(workers) + limit.div_ceil(workers) / 8).max(1024);
     let shared = Arc::new(SharedCounters::new(workers));
     // Memory of every worker's state table, allocated once at start.
     let state_table_bytes = (Shard::memory_bytes_for(per_shard) * workers) as u64;
@@ -647,13 +663,6 @@ fn run_with_eal(
     Ok(if worker_failed { 1 } else { 0 })
 }
 
-fn fmt_mac(m: &[u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
-}
-
 fn print_stats(
     config: &Config,
     ports: &[Port],
@@ -732,17 +741,9 @@ pub fn replay(
     creatorid: u32,
 ) -> Result<()> {
     let workers = workers.max(1);
+    let per_shard = shard_capacity(ruleset.options.limit_states, workers);
+    let cfg = pipeline_config(config, workers, creatorid);
     let rules = Arc::new(ruleset);
-    let limit = rules.options.limit_states as usize;
-    let per_shard = (limit.div_ceil(workers) + limit.div_ceil(workers) / 8).max(1024);
-    let mut cfg = PipelineConfig {
-        workers,
-        creatorid,
-        ..PipelineConfig::default()
-    };
-    for &(a, b) in &config.wire_pairs {
-        cfg.pair(a as u16, b as u16);
-    }
     // Replay has no ports: interfaces without a configured mac get
     // 02:00:00:00:00:<index+1>.
     let macs: Vec<[u8; 6]> = (0..config.ports.len())

@@ -143,20 +143,7 @@ impl Pipeline {
 
     #[inline]
     fn export(&mut self, action: SyncAction, state: &crate::state::State) {
-        if let Some(s) = self.sync.as_mut() {
-            if state.is_nosync() {
-                return;
-            }
-            if s.export
-                .push(StateRecord {
-                    action,
-                    state: *state,
-                })
-                .is_err()
-            {
-                self.counters.export_dropped += 1;
-            }
-        }
+        push_export(&mut self.sync, &mut self.counters, action, state);
     }
 
     /// Publishes exported records (once per burst) and applies up to
@@ -280,18 +267,7 @@ impl Pipeline {
         // Each expired state is exported as a DEL while it is removed.
         let (shard, sync, counters) = (&mut self.shard, &mut self.sync, &mut self.counters);
         let removed = shard.expire_slice(now, budget_slots, &self.timeouts, |st| {
-            if let Some(s) = sync.as_mut() {
-                if !st.is_nosync()
-                    && s.export
-                        .push(StateRecord {
-                            action: SyncAction::Delete,
-                            state: *st,
-                        })
-                        .is_err()
-                {
-                    counters.export_dropped += 1;
-                }
-            }
+            push_export(sync, counters, SyncAction::Delete, st)
         });
         self.counters.states_removed += removed as u64;
         self.counters.states = self.shard.len() as u64;
@@ -620,6 +596,29 @@ impl Pipeline {
                 Verdict::Reply(in_port)
             }
             Err(_) => blocked,
+        }
+    }
+}
+
+/// Pushes a pfsync record unless the state is `no-sync`; a full export
+/// ring is counted (the state goes out again with its next change).
+#[inline]
+fn push_export(
+    sync: &mut Option<SyncPorts>,
+    counters: &mut WorkerCounters,
+    action: SyncAction,
+    state: &crate::state::State,
+) {
+    if let Some(s) = sync.as_mut() {
+        if !state.is_nosync()
+            && s.export
+                .push(StateRecord {
+                    action,
+                    state: *state,
+                })
+                .is_err()
+        {
+            counters.export_dropped += 1;
         }
     }
 }

@@ -10,6 +10,18 @@ fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
     p
 }
 
+/// Starts dpf on a `dpf.toml` holding `body`; returns its exit code and
+/// stderr.
+fn run_config(body: &str, timeout: Duration) -> (i32, String) {
+    let dir = scratch();
+    let cfg = write_config(dir.path(), body);
+    let out = run_dpf(&["--config", cfg.to_str().unwrap()], timeout).unwrap();
+    (
+        code(&out.status),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn missing_config_file_is_a_clear_error() {
     let out = run_dpf(
@@ -25,57 +37,36 @@ fn missing_config_file_is_a_clear_error() {
 
 #[test]
 fn unknown_key_is_refused_with_file_line_and_key() {
-    let dir = scratch();
-    let cfg = write_config(
-        dir.path(),
+    let (code, err) = run_config(
         "[eal]\nargs = []\n\n[[port]]\nname = \"lan0\"\ndevice = \"net_ring0\"\nspeeed = 10\n",
-    );
-    let out = run_dpf(
-        &["--config", cfg.to_str().unwrap()],
         Duration::from_secs(10),
-    )
-    .unwrap();
-    assert_eq!(code(&out.status), 2);
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
+    assert_eq!(code, 2);
     assert!(err.contains("dpf.toml:7:"), "{err}");
     assert!(err.contains("unknown field `speeed`"), "{err}");
 }
 
 #[test]
 fn bad_devargs_are_refused_before_starting_dpdk() {
-    let dir = scratch();
-    let cfg = write_config(
-        dir.path(),
+    let (code, err) = run_config(
         "[eal]\nargs = []\n[[port]]\nname = \"lan0\"\ndevice = \"net_nosuch0,a=b\"\n[[port]]\nname = \"wan0\"\ndevice = \"net_ring1\"\n[wire]\npairs = [[\"lan0\", \"wan0\"]]\n",
-    );
-    let out = run_dpf(
-        &["--config", cfg.to_str().unwrap()],
         Duration::from_secs(10),
-    )
-    .unwrap();
-    assert_eq!(code(&out.status), 2);
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
+    assert_eq!(code, 2);
     assert!(err.contains("dpf.toml:5:"), "{err}");
     assert!(err.contains("net_nosuch0"), "{err}");
 }
 
 #[test]
 fn devargs_dpdk_rejects_fail_with_the_port_named() {
-    let dir = scratch();
-    let cfg = write_config(
-        dir.path(),
+    let (code, err) = run_config(
         &format!(
             "[eal]\nargs = {}\n[[port]]\nname = \"lan0\"\ndevice = \"net_pcap0,rx_pcap=/nonexistent/in.pcap\"\n[[port]]\nname = \"wan0\"\ndevice = \"net_null0\"\n[wire]\npairs = [[\"lan0\", \"wan0\"]]\n",
             eal_args("badpcap", 128, "0@0,1@1")
         ),
-    );
-    let out = run_dpf(
-        &["--config", cfg.to_str().unwrap()],
         Duration::from_secs(30),
-    )
-    .unwrap();
-    assert_ne!(code(&out.status), 0);
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
+    assert_ne!(code, 0);
     assert!(err.contains("port lan0"), "{err}");
     assert!(err.contains("net_pcap0"), "{err}");
 }

@@ -215,7 +215,7 @@ impl Control<'_> {
                     let (af, a, mac, port, state) = (r.af, r.addr, r.mac, r.port, r.state);
                     json!({
                         "address": a.to_ip(af).to_string(),
-                        "mac": mac.map(|m| format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])),
+                        "mac": mac.map(|m| dataplane::wire::EthernetAddress(m).to_string()),
                         "interface": names.get(port as usize).copied().unwrap_or("?"),
                         "state": state,
                     })
@@ -237,7 +237,7 @@ impl Control<'_> {
                     "name": spec.name,
                     "index": i,
                     "driver": port.driver(),
-                    "mac": format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]),
+                    "mac": dataplane::wire::EthernetAddress(mac).to_string(),
                     "link": port.link(),
                     "addresses": spec.addresses.iter().map(|(ip, len)| format!("{ip}/{len}")).collect::<Vec<_>>(),
                     "stats": port.stats(),
