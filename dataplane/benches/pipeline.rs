@@ -24,7 +24,7 @@ use common::{
     SERVER_V4,
 };
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use dataplane::counters::Verdict;
+use dataplane::counters::{DropReason, Verdict};
 use dataplane::flow::tcp_flags as flags;
 use dataplane::flow::IfIndex;
 use dataplane::pipeline::{Pipeline, PipelineConfig};
@@ -59,8 +59,14 @@ impl Frames {
         Frames { bytes, len }
     }
 
-    fn get_mut(&mut self, i: usize) -> &mut [u8] {
-        &mut self.bytes[i * SLOT..i * SLOT + common::MIN_FRAME_LEN]
+    /// The `BURST` frames from `at` (as the worker hands a burst over).
+    fn burst_mut(&mut self, at: usize) -> [&mut [u8]; BURST] {
+        let mut out: [&mut [u8]; BURST] = Default::default();
+        let slots = self.bytes[at * SLOT..(at + BURST) * SLOT].chunks_mut(SLOT);
+        for (o, slot) in out.iter_mut().zip(slots) {
+            *o = &mut slot[..common::MIN_FRAME_LEN];
+        }
+        out
     }
 }
 
@@ -123,10 +129,11 @@ fn run(
         let bursts = left.min(((frames.len - *at) / BURST) as u64);
         let t0 = std::time::Instant::now();
         let c0 = tsc();
+        let mut verdicts = [Verdict::Drop(DropReason::Unclassified); BURST];
         for _ in 0..bursts {
-            for i in *at..*at + BURST {
-                black_box(p.process(frames.get_mut(i), CLIENT_PORT_ID, TRAFFIC_AT));
-            }
+            let mut burst = frames.burst_mut(*at);
+            p.process_burst(&mut burst, CLIENT_PORT_ID, TRAFFIC_AT, &mut verdicts);
+            black_box(&verdicts);
             *at += BURST;
         }
         cycles += tsc().wrapping_sub(c0);

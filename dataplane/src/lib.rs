@@ -7,6 +7,7 @@
 
 pub mod command;
 pub mod counters;
+pub mod cpu;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod export;

@@ -32,15 +32,25 @@ use crate::ring::{Consumer, Producer};
 use crate::route::{Neighbors, ResolveRequest, Routing};
 use crate::rules::{Action, ReturnMode, RuleCounters, Ruleset};
 use crate::state::{
-    icmp_error_matches, new_state, track, InsertError, Shard, StateDrop, StateOptions, TrackOutcome,
+    icmp_error_matches, new_state, track, InsertError, Shard, SlotId, StateDrop, StateOptions,
+    TrackOutcome,
 };
 use crate::time::Instant;
 use crate::timeouts::Timeouts;
-use crate::wire::{build, classify, Classified, EthernetAddress, FrameKind};
+use crate::wire::{build, classify, Classified, EthernetAddress, FrameKind, WireError};
 use std::sync::Arc;
 
 /// Most ports dpf drives.
 pub const MAX_PORTS: usize = 16;
+
+/// Most frames [`Pipeline::process_burst`] decides in one call.
+pub const MAX_BURST: usize = 64;
+
+/// States from which [`Pipeline::process_burst`] looks flows up ahead
+/// (8 MiB of states: past the L2 cache of any CPU dpf targets, so lookups
+/// start missing). Below it the passes cost more instructions than the
+/// cache misses they hide, and packets are decided one by one.
+pub const LOOKAHEAD_MIN_STATES: usize = 1 << 16;
 
 /// Marks a port without an egress in wire mode.
 pub const NO_EGRESS: u16 = u16::MAX;
@@ -103,6 +113,7 @@ pub struct Pipeline {
     reply_len: usize,
     router: Option<Router>,
     sync: Option<SyncPorts>,
+    lookahead_min_states: usize,
     /// This worker's counters.
     pub counters: WorkerCounters,
 }
@@ -122,6 +133,7 @@ impl Pipeline {
             reply_len: 0,
             router: None,
             sync: None,
+            lookahead_min_states: LOOKAHEAD_MIN_STATES,
             counters: WorkerCounters::default(),
         }
     }
@@ -278,9 +290,102 @@ impl Pipeline {
     /// rewritten in place. Counts the verdict.
     #[inline]
     pub fn process(&mut self, frame: &mut [u8], in_port: u16, now: Instant) -> Verdict {
-        let verdict = self.decide(frame, in_port, now, false);
+        let classified = classify(frame, IfIndex(in_port), Direction::In);
+        let verdict = self.decide(frame, in_port, now, false, classified, None);
         self.count(verdict);
         verdict
+    }
+
+    /// Decides a burst of frames received on `in_port` (at most
+    /// [`MAX_BURST`]; the rest get `Drop(Unclassified)`), `verdicts[i]` for
+    /// `frames[i]`, with the same outcome as [`Pipeline::process`] on each
+    /// in order. On a large table (see [`LOOKAHEAD_MIN_STATES`]) the work
+    /// is done in passes so memory is fetched ahead of use: parse every frame and hash its flow (prefetching the state
+    /// index bucket), then look every flow up (prefetching its state),
+    /// then decide each packet in order. A lookup made ahead is reused only
+    /// while no state was inserted or removed since (a SYN earlier in the
+    /// burst may create the state a later packet needs).
+    pub fn process_burst(
+        &mut self,
+        frames: &mut [&mut [u8]],
+        in_port: u16,
+        now: Instant,
+        verdicts: &mut [Verdict],
+    ) {
+        let n = frames.len().min(verdicts.len()).min(MAX_BURST);
+        if self.shard.len() < self.lookahead_min_states {
+            for (frame, verdict) in frames[..n].iter_mut().zip(verdicts.iter_mut()) {
+                *verdict = self.process(frame, in_port, now);
+            }
+        } else {
+            self.decide_ahead(&mut frames[..n], in_port, now, verdicts);
+        }
+        for v in verdicts.iter_mut().skip(n) {
+            *v = Verdict::Drop(DropReason::Unclassified);
+            self.count(*v);
+        }
+    }
+
+    /// Sets the table size from which bursts are looked up ahead (tests
+    /// use 0 to exercise that path on small tables).
+    pub fn set_lookahead_min_states(&mut self, states: usize) {
+        self.lookahead_min_states = states;
+    }
+
+    /// The passes of [`Pipeline::process_burst`] for a large table.
+    fn decide_ahead(
+        &mut self,
+        frames: &mut [&mut [u8]],
+        in_port: u16,
+        now: Instant,
+        verdicts: &mut [Verdict],
+    ) {
+        let n = frames.len().min(verdicts.len()).min(MAX_BURST);
+        let mut classified: [Option<Result<Classified, WireError>>; MAX_BURST] = [None; MAX_BURST];
+        let mut ahead: [Option<Lookahead>; MAX_BURST] = [None; MAX_BURST];
+        for i in 0..n {
+            let c = classify(frames[i], IfIndex(in_port), Direction::In);
+            if let Ok(Classified {
+                kind:
+                    FrameKind::Ip {
+                        info,
+                        fragment: false,
+                        ..
+                    },
+                ..
+            }) = &c
+            {
+                let (key, swapped) = info.key();
+                let hash = key.symmetric_hash();
+                if owner_of(hash, self.config.workers) == self.config.worker {
+                    self.shard.prefetch_bucket(hash);
+                    ahead[i] = Some(Lookahead {
+                        key,
+                        swapped,
+                        hash,
+                        slot: None,
+                        generation: 0,
+                    });
+                }
+            }
+            classified[i] = Some(c);
+        }
+        let generation = self.shard.generation();
+        for a in ahead[..n].iter_mut().flatten() {
+            a.slot = self.shard.lookup(&a.key, a.hash);
+            a.generation = generation;
+            if let Some(slot) = a.slot {
+                self.shard.prefetch_state(slot);
+            }
+        }
+        for i in 0..n {
+            let verdict = match classified[i].take() {
+                Some(c) => self.decide(frames[i], in_port, now, false, c, ahead[i].as_ref()),
+                None => Verdict::Drop(DropReason::Unclassified),
+            };
+            self.count(verdict);
+            verdicts[i] = verdict;
+        }
     }
 
     /// Like [`Pipeline::process`] for a packet another worker handed over
@@ -288,7 +393,8 @@ impl Pipeline {
     #[inline]
     pub fn process_owned(&mut self, frame: &mut [u8], in_port: u16, now: Instant) -> Verdict {
         self.counters.handed_in += 1;
-        let verdict = self.decide(frame, in_port, now, true);
+        let classified = classify(frame, IfIndex(in_port), Direction::In);
+        let verdict = self.decide(frame, in_port, now, true, classified, None);
         self.count(verdict);
         verdict
     }
@@ -307,10 +413,20 @@ impl Pipeline {
         }
     }
 
+    /// The decision for a parsed frame (`ahead`: its flow looked up by the
+    /// burst pass, if it was).
     #[inline]
-    fn decide(&mut self, frame: &mut [u8], in_port: u16, now: Instant, owned: bool) -> Verdict {
+    fn decide(
+        &mut self,
+        frame: &mut [u8],
+        in_port: u16,
+        now: Instant,
+        owned: bool,
+        classified: Result<Classified, WireError>,
+        ahead: Option<&Lookahead>,
+    ) -> Verdict {
         if self.router.is_some() {
-            return self.decide_routed(frame, in_port, now, owned);
+            return self.decide_routed(frame, in_port, now, owned, classified, ahead);
         }
         let Some(&egress) = self.config.wire_peer.get(in_port as usize) else {
             return Verdict::Drop(DropReason::NoEgress);
@@ -318,16 +434,15 @@ impl Pipeline {
         if egress == NO_EGRESS {
             return Verdict::Drop(DropReason::NoEgress);
         }
-        let classified = match classify(frame, IfIndex(in_port), Direction::In) {
-            Ok(c) => c,
-            Err(_) => return Verdict::Drop(DropReason::BadHeader),
+        let Ok(classified) = classified else {
+            return Verdict::Drop(DropReason::BadHeader);
         };
         match classified.kind {
             FrameKind::Ip { info, fragment, .. } => {
                 if fragment {
                     return Verdict::Drop(DropReason::Fragment);
                 }
-                match self.filter(&info, in_port, egress, now, owned) {
+                match self.filter(&info, in_port, egress, now, owned, ahead) {
                     Blocked(mode) => self.answer(mode, &classified, frame, in_port),
                     Decided(v) => v,
                 }
@@ -347,13 +462,14 @@ impl Pipeline {
         in_port: u16,
         now: Instant,
         owned: bool,
+        classified: Result<Classified, WireError>,
+        ahead: Option<&Lookahead>,
     ) -> Verdict {
         let Some(router) = self.router.as_ref() else {
             return Verdict::Drop(DropReason::Unclassified);
         };
-        let classified = match classify(frame, IfIndex(in_port), Direction::In) {
-            Ok(c) => c,
-            Err(_) => return Verdict::Drop(DropReason::BadHeader),
+        let Ok(classified) = classified else {
+            return Verdict::Drop(DropReason::BadHeader);
         };
         let (info, fragment, l3) = match classified.kind {
             FrameKind::Arp => return Verdict::SlowPath,
@@ -388,7 +504,7 @@ impl Pipeline {
         }
         let egress_mac = routing.mac(hop.port).unwrap_or([0; 6]);
         let neighbor = router.neighbors.get(info.af, &hop.addr);
-        match self.filter(&info, in_port, hop.port, now, owned) {
+        match self.filter(&info, in_port, hop.port, now, owned, ahead) {
             Blocked(mode) => self.answer(mode, &classified, frame, in_port),
             Decided(Verdict::Forward(port)) => {
                 let Some(n) = neighbor else {
@@ -429,19 +545,27 @@ impl Pipeline {
         out_port: u16,
         now: Instant,
         owned: bool,
+        ahead: Option<&Lookahead>,
     ) -> FilterOutcome {
         if self.rules.is_skipped(IfIndex(in_port)) && self.rules.is_skipped(IfIndex(out_port)) {
             return Decided(Verdict::Forward(out_port));
         }
-        let (key, swapped) = info.key();
-        let hash = key.symmetric_hash();
-        if !owned && self.config.workers > 1 {
-            let owner = owner_of(hash, self.config.workers);
-            if owner != self.config.worker {
-                return Decided(Verdict::Handoff(owner as u16));
+        let (swapped, mut found) = match ahead {
+            // The burst pass checked ownership and looked the flow up.
+            Some(a) if a.generation == self.shard.generation() => (a.swapped, a.slot),
+            Some(a) => (a.swapped, self.shard.lookup(&a.key, a.hash)),
+            None => {
+                let (key, swapped) = info.key();
+                let hash = key.symmetric_hash();
+                if !owned && self.config.workers > 1 {
+                    let owner = owner_of(hash, self.config.workers);
+                    if owner != self.config.worker {
+                        return Decided(Verdict::Handoff(owner as u16));
+                    }
+                }
+                (swapped, self.shard.lookup(&key, hash))
             }
-        }
-        let mut found = self.shard.lookup(&key, hash);
+        };
         if let Some(slot) = found {
             // A state past its timeout that the sweep has not reached yet
             // is gone as far as this packet is concerned.
@@ -621,6 +745,18 @@ fn push_export(
             counters.export_dropped += 1;
         }
     }
+}
+
+/// A flow's key, hash and state lookup, computed by the burst pass before
+/// the packet is decided. `slot` is valid while the shard's generation is
+/// still `generation`.
+#[derive(Clone, Copy, Debug)]
+struct Lookahead {
+    key: FlowKey,
+    swapped: bool,
+    hash: u64,
+    slot: Option<SlotId>,
+    generation: u64,
 }
 
 /// pfsync rings of a pipeline.

@@ -25,12 +25,24 @@ use std::sync::Arc;
 
 /// Packets per rx burst.
 pub const BURST: usize = 32;
+const _: () = assert!(BURST <= crate::pipeline::MAX_BURST);
 
 /// Imported pfsync records applied per loop.
 pub const IMPORT_BUDGET: usize = 64;
 
-/// State slots examined per expiry slice (every tx drain, ~100 µs).
-pub const EXPIRE_BUDGET: usize = 512;
+/// How long one expiry sweep over the whole shard takes (state timeouts
+/// have a resolution of seconds; a state past its timeout is already gone
+/// for packets, the sweep frees its slot and exports its deletion).
+pub const EXPIRE_SWEEP_NS: u64 = 1_000_000_000;
+
+/// State slots examined per expiry slice (every tx drain of `drain_ns`), so
+/// that a shard of `capacity` slots is swept every [`EXPIRE_SWEEP_NS`]: a
+/// small table is not rescanned thousands of times a second, a large one
+/// keeps up.
+pub fn expire_budget(capacity: usize, drain_ns: u64) -> usize {
+    let per_drain = (capacity as u128 * drain_ns as u128).div_ceil(EXPIRE_SWEEP_NS as u128);
+    per_drain.clamp(16, 1 << 16) as usize
+}
 
 /// A packet handed from the worker that received it to the worker that
 /// owns its flow.
@@ -116,6 +128,7 @@ impl Worker {
         let queue = QueueId(self.index as u16);
         let mut tx: [TxBuffer; MAX_PORTS] = [const { TxBuffer::new() }; MAX_PORTS];
         let mut rx: [*mut dpdk_sys::rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
+        let mut verdicts = [Verdict::Drop(DropReason::Unclassified); BURST];
         let mut handed: [Handoff; BURST] = [Handoff {
             mbuf: RawMbuf(std::ptr::null_mut()),
             port: 0,
@@ -128,6 +141,10 @@ impl Worker {
         let mut neighbors_epoch = self.neighbors.as_ref().map_or(0, |n| n.epoch());
         let mut injected: [RawMbuf; BURST] = [RawMbuf(std::ptr::null_mut()); BURST];
         let mut next_drain = rdtsc() + self.drain_ticks;
+        let expire_slots = expire_budget(
+            self.pipeline.shard().capacity(),
+            self.clock.instant(self.drain_ticks).0,
+        );
         while !stop.load(Ordering::Relaxed) {
             let tsc = rdtsc();
             let now = self.clock.instant(tsc);
@@ -147,12 +164,18 @@ impl Worker {
                 let mut slow_len = 0;
                 self.pipeline.counters.rx += n as u64;
                 self.pipeline.counters.bursts += 1;
-                for &m in &rx[..n] {
+                let mut frames: [&mut [u8]; BURST] = Default::default();
+                for (f, &m) in frames.iter_mut().zip(&rx[..n]) {
                     // SAFETY: rx_burst returned n valid mbufs now owned by
-                    // this worker; no other reference to them exists.
-                    let frame = unsafe { mbuf::raw_data_mut(m) };
-                    self.pipeline.counters.rx_bytes += frame.len() as u64;
-                    match self.pipeline.process(frame, port.0, now) {
+                    // this worker; each frame is borrowed once, until the
+                    // verdicts are acted on below.
+                    *f = unsafe { mbuf::raw_data_mut(m) };
+                    self.pipeline.counters.rx_bytes += f.len() as u64;
+                }
+                self.pipeline
+                    .process_burst(&mut frames[..n], port.0, now, &mut verdicts[..n]);
+                for (&m, &verdict) in rx[..n].iter().zip(&verdicts[..n]) {
+                    match verdict {
                         Verdict::Forward(out) => {
                             push_tx(&mut tx, out, m, queue, &mut self.pipeline);
                         }
@@ -216,7 +239,7 @@ impl Worker {
                 for (p, buf) in tx.iter_mut().enumerate() {
                     flush_tx(buf, p as u16, queue, &mut self.pipeline);
                 }
-                self.pipeline.expire(now, EXPIRE_BUDGET);
+                self.pipeline.expire(now, expire_slots);
                 if let Some(c) = self.commands.as_mut() {
                     c.poll(&mut self.pipeline);
                 }
@@ -348,4 +371,26 @@ fn flush_tx(buf: &mut TxBuffer, port: u16, queue: QueueId, pipeline: &mut Pipeli
         unsafe { dpdk_sys::dpf_pktmbuf_free(m) };
     }
     buf.len = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expire_budget_sweeps_the_shard_once_a_second() {
+        // 1M states, a drain every 100 µs: 100 slots a drain, 10,000 drains
+        // a second.
+        assert_eq!(expire_budget(1_000_000, 100_000), 100);
+        // Small tables get the floor, huge ones the ceiling.
+        assert_eq!(expire_budget(10_000, 100_000), 16);
+        assert_eq!(expire_budget(1 << 28, 1_000_000), 1 << 16);
+    }
+
+    #[test]
+    fn tsc_clock_converts_ticks_to_ns() {
+        let c = TscClock::new(2_500_000_000);
+        assert_eq!(c.instant(2_500_000_000).0, 999_999_999);
+        assert_eq!(c.instant(0).0, 0);
+    }
 }

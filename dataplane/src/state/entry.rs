@@ -2,7 +2,7 @@
 //! budget (128 bytes, asserted at compile time), and [`Peer`], pf's
 //! per-endpoint TCP window record (`pf_state_peer`).
 //!
-//! Layout (`#[repr(C)]`, offsets in bytes):
+//! Layout (`#[repr(C, align(64))]`: two cache lines; offsets in bytes):
 //!
 //! ```text
 //!   0  key           FlowKey (40)   canonical: lower endpoint first
@@ -147,7 +147,7 @@ const _: () = assert!(core::mem::size_of::<Peer>() == 18);
 
 /// One pf state. See the module documentation for the layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct State {
     key: FlowKey,
     id: u64,
@@ -409,7 +409,8 @@ mod tests {
     #[test]
     fn layout_is_two_64_byte_halves() {
         assert_eq!(core::mem::size_of::<State>(), 128);
-        assert_eq!(core::mem::align_of::<State>(), 8);
+        // Cache-line aligned: a state is exactly two lines of the slab.
+        assert_eq!(core::mem::align_of::<State>(), 64);
     }
 
     #[test]

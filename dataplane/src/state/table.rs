@@ -34,6 +34,7 @@
 //! - no two states share a key, nor an `(id, creatorid)` pair.
 
 use super::entry::State;
+use crate::cpu::{eq_mask8, prefetch_read};
 use crate::flow::FlowKey;
 use crate::time::Instant;
 use crate::timeouts::Timeouts;
@@ -104,6 +105,13 @@ impl Bucket {
     fn free_way(&self) -> Option<usize> {
         self.slots.iter().position(|&s| s == EMPTY)
     }
+
+    /// Bit `w` of the first mask is set when way `w`'s tag is `tag`, of the
+    /// second when way `w` is empty.
+    #[inline(always)]
+    fn masks(&self, tag: u32) -> (u32, u32) {
+        (eq_mask8(&self.tags, tag), eq_mask8(&self.slots, EMPTY))
+    }
 }
 
 /// Open-addressing index from a 32-bit tag to slab slots (see the module
@@ -157,21 +165,30 @@ impl IndexTable {
         let mut b = self.home(tag);
         for _ in 0..self.buckets.len() {
             let bucket = self.buckets.get(b)?;
-            let mut has_free = false;
-            for w in 0..WAYS {
+            let (hits, free) = bucket.masks(tag);
+            let mut hits = hits & !free;
+            while hits != 0 {
+                let w = hits.trailing_zeros() as usize;
                 let s = bucket.slots[w];
-                if s == EMPTY {
-                    has_free = true;
-                } else if bucket.tags[w] == tag && eq(s) {
+                if eq(s) {
                     return Some(s);
                 }
+                hits &= hits - 1;
             }
-            if has_free {
+            if free != 0 {
                 return None;
             }
             b = self.next(b);
         }
         None
+    }
+
+    /// Prefetches the home bucket of `tag` (a lookup follows soon).
+    #[inline(always)]
+    fn prefetch(&self, tag: u32) {
+        if let Some(bucket) = self.buckets.get(self.home(tag)) {
+            prefetch_read(bucket as *const Bucket as *const u8);
+        }
     }
 
     /// Adds `tag -> slot` in the first bucket with a free way from its home.
@@ -288,6 +305,9 @@ pub struct Shard {
     by_key: IndexTable,
     by_id: IndexTable,
     len: usize,
+    /// Bumped by every insert and remove: a lookup's answer stays valid
+    /// while it is unchanged.
+    generation: u64,
     expire_cursor: usize,
     shard_index: u8,
     next_id: u64,
@@ -321,6 +341,7 @@ impl Shard {
             by_key: IndexTable::new(capacity),
             by_id: IndexTable::new(capacity),
             len: 0,
+            generation: 0,
             expire_cursor: 0,
             shard_index,
             next_id: 1,
@@ -415,6 +436,29 @@ impl Shard {
             .map(SlotId)
     }
 
+    /// Changes whenever a state is inserted or removed: a [`Shard::lookup`]
+    /// answer obtained at generation `g` is still the answer while
+    /// `generation() == g` (the burst pass looks up ahead of deciding).
+    #[inline(always)]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Prefetches the index bucket a [`Shard::lookup`] with `hash` reads
+    /// first (the burst pass calls it a few packets ahead).
+    #[inline(always)]
+    pub fn prefetch_bucket(&self, hash: u64) {
+        self.by_key.prefetch(key_tag(hash));
+    }
+
+    /// Prefetches the state in `slot` (its first cache line: key, peers).
+    #[inline(always)]
+    pub fn prefetch_state(&self, slot: SlotId) {
+        if let Some(st) = self.slab.get(slot.index()) {
+            prefetch_read(st as *const State as *const u8);
+        }
+    }
+
     /// The state with `(id, creatorid)` (pfsync's identity, spec §4).
     pub fn find_by_id(&self, id: u64, creatorid: u32) -> Option<SlotId> {
         let slab = &self.slab;
@@ -449,6 +493,7 @@ impl Shard {
         let ok_id = self.by_id.insert(id_t, slot);
         debug_assert!(ok_key && ok_id);
         self.len += 1;
+        self.generation = self.generation.wrapping_add(1);
         Ok(SlotId(slot))
     }
 
@@ -469,6 +514,7 @@ impl Shard {
         self.free[self.free_len] = slot.0;
         self.free_len += 1;
         self.len -= 1;
+        self.generation = self.generation.wrapping_add(1);
         Some(st)
     }
 

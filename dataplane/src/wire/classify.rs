@@ -72,7 +72,7 @@ pub enum FrameKind {
 }
 
 /// Parses one Ethernet frame received (`dir`) on `ifindex`.
-#[inline]
+#[inline(always)]
 pub fn classify(frame: &[u8], ifindex: IfIndex, dir: Direction) -> Result<Classified, WireError> {
     let eth = ethernet::Frame::new_checked(frame)?;
     let l3_offset = eth.header_len();
@@ -98,7 +98,7 @@ pub fn classify(frame: &[u8], ifindex: IfIndex, dir: Direction) -> Result<Classi
     })
 }
 
-#[inline]
+#[inline(always)]
 fn ipv4_kind(
     bytes: &[u8],
     l3_offset: usize,
