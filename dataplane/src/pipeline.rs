@@ -47,10 +47,10 @@ pub const MAX_PORTS: usize = 16;
 pub const MAX_BURST: usize = 64;
 
 /// States from which [`Pipeline::process_burst`] looks flows up ahead
-/// (8 MiB of states: past the L2 cache of any CPU dpf targets, so lookups
-/// start missing). Below it the passes cost more instructions than the
-/// cache misses they hide, and packets are decided one by one.
-pub const LOOKAHEAD_MIN_STATES: usize = 1 << 16;
+/// (512 KiB of states: the L2 cache of the CPUs dpf targets, past which
+/// lookups start missing). Below it the passes cost more instructions than
+/// the misses they hide, and packets are decided one by one.
+pub const LOOKAHEAD_MIN_STATES: usize = 1 << 12;
 
 /// Marks a port without an egress in wire mode.
 pub const NO_EGRESS: u16 = u16::MAX;
