@@ -74,6 +74,112 @@ pub enum FrameKind {
 /// Parses one Ethernet frame received (`dir`) on `ifindex`.
 #[inline(always)]
 pub fn classify(frame: &[u8], ifindex: IfIndex, dir: Direction) -> Result<Classified, WireError> {
+    match classify_common_v4(frame, ifindex, dir) {
+        Some(c) => Ok(c),
+        None => classify_any(frame, ifindex, dir),
+    }
+}
+
+/// The shape of nearly every forwarded packet, parsed with a handful of
+/// loads and no per-layer views: untagged Ethernet, IPv4 without options,
+/// not a fragment, a correct header checksum, and TCP without options or
+/// UDP with a sane length. Anything else (or anything wrong) is `None`, and
+/// [`classify_any`] decides it. When it answers, the answer is exactly
+/// [`classify_any`]'s (a differential proptest holds it to that).
+#[inline(always)]
+fn classify_common_v4(frame: &[u8], ifindex: IfIndex, dir: Direction) -> Option<Classified> {
+    const L3: usize = ethernet::HEADER_LEN;
+    const L4: usize = L3 + 20;
+    let eth: &[u8; L4] = frame.get(..L4)?.try_into().ok()?;
+    if eth[12..14] != [0x08, 0x00] || eth[L3] != 0x45 || eth[L3 + 6] & 0x3f != 0 || eth[L3 + 7] != 0
+    {
+        return None;
+    }
+    let total_len = usize::from(u16::from_be_bytes([eth[L3 + 2], eth[L3 + 3]]));
+    let l4 = frame.get(L4..L3 + total_len)?;
+    // RFC 1071 over the 20-byte header: the one's-complement sum of a
+    // correct header is 0xffff.
+    let mut sum: u32 = 0;
+    for w in eth[L3..L4].chunks_exact(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    if !cfg!(fuzzing) && sum != 0xffff {
+        return None;
+    }
+    let proto = eth[L3 + 9];
+    let (l4_info, sport, dport) = match proto {
+        proto::TCP => {
+            if l4.len() < 20 || l4[12] >> 4 != 5 {
+                return None;
+            }
+            let tcp = TcpInfo {
+                seq: be32(l4, 4),
+                ack: be32(l4, 8),
+                win: be16(l4, 14),
+                flags: l4[13],
+                payload_len: (l4.len() - 20) as u16,
+                ..TcpInfo::default()
+            };
+            (L4Info::Tcp(tcp), be16(l4, 0), be16(l4, 2))
+        }
+        proto::UDP => {
+            if l4.len() < super::udp::HEADER_LEN {
+                return None;
+            }
+            let udp_len = usize::from(be16(l4, 4));
+            if udp_len < super::udp::HEADER_LEN || udp_len > l4.len() {
+                return None;
+            }
+            (L4Info::Udp, be16(l4, 0), be16(l4, 2))
+        }
+        _ => return None,
+    };
+    let addr = |at: usize| Addr::v4([eth[at], eth[at + 1], eth[at + 2], eth[at + 3]]);
+    let mac = |at: usize| {
+        EthernetAddress([
+            eth[at],
+            eth[at + 1],
+            eth[at + 2],
+            eth[at + 3],
+            eth[at + 4],
+            eth[at + 5],
+        ])
+    };
+    Some(Classified {
+        dst_mac: mac(0),
+        src_mac: mac(6),
+        vlan: None,
+        ethertype: EtherType::IPV4,
+        l3_offset: L3 as u16,
+        kind: FrameKind::Ip {
+            info: PacketInfo {
+                af: Af::Inet,
+                proto,
+                src: addr(L3 + 12),
+                dst: addr(L3 + 16),
+                sport,
+                dport,
+                ip_len: total_len as u16,
+                ttl: eth[L3 + 8],
+                ifindex,
+                dir,
+                l4: l4_info,
+            },
+            l4_offset: L4 as u16,
+            fragment: false,
+        },
+    })
+}
+
+/// The general parse: every link, network and transport shape dpf knows.
+#[inline]
+pub fn classify_any(
+    frame: &[u8],
+    ifindex: IfIndex,
+    dir: Direction,
+) -> Result<Classified, WireError> {
     let eth = ethernet::Frame::new_checked(frame)?;
     let l3_offset = eth.header_len();
     let ethertype = eth.ethertype();
@@ -369,6 +475,67 @@ mod tests {
 
     fn v6(s: &str) -> Addr {
         Addr::v6(s.parse::<core::net::Ipv6Addr>().unwrap().octets())
+    }
+
+    /// Recomputes the IPv4 header checksum of an untagged frame with a
+    /// 20-byte header (so mutated frames still reach the common path).
+    fn fix_ipv4_checksum(f: &mut [u8]) {
+        if f.len() >= 34 {
+            f[24] = 0;
+            f[25] = 0;
+            let c = !crate::wire::checksum::data(&f[14..34]);
+            f[24..26].copy_from_slice(&c.to_be_bytes());
+        }
+    }
+
+    /// A TCP/IPv4 segment without options (V4_TCP_SYN cut to 54 bytes).
+    fn v4_tcp_plain() -> Vec<u8> {
+        let mut f = V4_TCP_SYN[..54].to_vec();
+        f[16..18].copy_from_slice(&40u16.to_be_bytes());
+        f[46] = 0x50;
+        fix_ipv4_checksum(&mut f);
+        f
+    }
+
+    #[test]
+    fn common_v4_path_takes_plain_tcp_and_udp() {
+        for f in [v4_tcp_plain(), V4_UDP_PADDED.to_vec()] {
+            let fast = classify_common_v4(&f, IF, Direction::In);
+            assert!(fast.is_some(), "common path refused {f:02x?}");
+            assert_eq!(fast.map(Ok), Some(classify_any(&f, IF, Direction::In)));
+        }
+        // Options, fragments and tags go the general way.
+        for f in [
+            &V4_TCP_SYN[..],
+            &V4_TCP_PSH_VLAN[..],
+            &V4_UDP_FIRST_FRAGMENT[..],
+            &V4_ICMP_ECHO[..],
+        ] {
+            assert_eq!(classify_common_v4(f, IF, Direction::In), None);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn common_v4_path_agrees_with_the_general_parse(
+            udp in any::<bool>(),
+            flips in proptest::collection::vec((0usize..60, any::<u8>()), 0..4),
+            keep_checksum in any::<bool>(),
+            cut in 0usize..60,
+        ) {
+            let mut f = if udp { V4_UDP_PADDED.to_vec() } else { v4_tcp_plain() };
+            for (at, b) in flips {
+                let n = f.len();
+                f[at % n] = b;
+            }
+            if !keep_checksum {
+                fix_ipv4_checksum(&mut f);
+            }
+            f.truncate(f.len().saturating_sub(cut % 8 * (cut / 8)));
+            if let Some(c) = classify_common_v4(&f, IF, Direction::In) {
+                prop_assert_eq!(Ok(c), classify_any(&f, IF, Direction::In));
+            }
+        }
     }
 
     #[test]
