@@ -120,8 +120,8 @@ fn task_cpu(pid: u32) -> Result<CpuTime> {
     let base = format!("/proc/{pid}/task/{pid}");
     let sched = fs::read_to_string(format!("{base}/schedstat"))
         .with_context(|| format!("reading {base}/schedstat"))?;
-    let stat =
-        fs::read_to_string(format!("{base}/stat")).with_context(|| format!("reading {base}/stat"))?;
+    let stat = fs::read_to_string(format!("{base}/stat"))
+        .with_context(|| format!("reading {base}/stat"))?;
     Ok(CpuTime {
         run_ns: parse_schedstat(&sched).context("parsing schedstat")?,
         ticks: parse_stat_ticks(&stat).context("parsing stat")?,
@@ -302,9 +302,15 @@ fn measure(args: &CarpCpuArgs, dpf: &Path, dpfctl: &Path, dir: &Path) -> Result<
         .map(|b| show_carp(dpfctl, &socket(b.role, dir)))
         .collect::<Result<_>>()?;
     let t0 = Instant::now();
-    let before: Vec<CpuTime> = boxes.iter().map(|b| task_cpu(b.pid())).collect::<Result<_>>()?;
+    let before: Vec<CpuTime> = boxes
+        .iter()
+        .map(|b| task_cpu(b.pid()))
+        .collect::<Result<_>>()?;
     std::thread::sleep(Duration::from_secs(args.duration));
-    let after: Vec<CpuTime> = boxes.iter().map(|b| task_cpu(b.pid())).collect::<Result<_>>()?;
+    let after: Vec<CpuTime> = boxes
+        .iter()
+        .map(|b| task_cpu(b.pid()))
+        .collect::<Result<_>>()?;
     let wall = t0.elapsed().as_secs_f64();
     let after_stats: Vec<Value> = boxes
         .iter()
@@ -363,7 +369,8 @@ mod tests {
     fn parses_proc_task_files() {
         assert_eq!(parse_schedstat("123456789 2000 17\n"), Some(123_456_789));
         assert_eq!(parse_schedstat(""), None);
-        let stat = "4242 (dpf main) S 1 4242 4242 0 -1 4194560 5000 0 0 0 31 17 0 0 20 0 4 0 100 0 0";
+        let stat =
+            "4242 (dpf main) S 1 4242 4242 0 -1 4194560 5000 0 0 0 31 17 0 0 20 0 4 0 100 0 0";
         assert_eq!(parse_stat_ticks(stat), Some(48));
         assert_eq!(parse_stat_ticks("4242 (dpf) S 1"), None);
     }

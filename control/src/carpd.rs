@@ -17,8 +17,8 @@ use crate::carp::wire::{
     CARP_GROUP_V6,
 };
 use crate::carp::{
-    validate, Action, AuthContext, AuthInput, CarpStats, Counter, Demotion, Env, Event, Key,
-    State, Vhost, VhostConfig, LOG_ERR, LOG_WARNING,
+    validate, Action, AuthContext, AuthInput, CarpStats, Counter, Demotion, Env, Event, Key, State,
+    Vhost, VhostConfig, LOG_ERR, LOG_WARNING,
 };
 use crate::config::{CarpSpec, CarpStateSpec, CarpSysctl};
 use crate::log::Level;
@@ -363,7 +363,8 @@ impl Carp {
     fn want_filter(&mut self, i: usize, owner: bool) {
         let port = self.ifs[i].spec.carpdev as u16;
         let mac = virtual_mac(self.ifs[i].spec.vhid);
-        self.filter_ops.retain(|op| !(op.port == port && op.mac == mac));
+        self.filter_ops
+            .retain(|op| !(op.port == port && op.mac == mac));
         if self.ifs[i].vmac_filtered != owner {
             self.filter_ops.push(FilterOp {
                 port,

@@ -368,8 +368,9 @@ impl SlowPath {
                         Some(EthernetAddress(vmac(v.vhid)))
                     }
                     Some(_) => None,
-                    None => (self.routing.owner_of(Af::Inet6, &target) == Some(port))
-                        .then_some(our_mac),
+                    None => {
+                        (self.routing.owner_of(Af::Inet6, &target) == Some(port)).then_some(our_mac)
+                    }
                 };
                 if let Some(mac) = answer_mac {
                     self.send(

@@ -464,7 +464,12 @@ fn carp_over_ipv6_elects_answers_nd_and_ping6_and_fails_over() {
     assert!(master["carps_opackets6"].as_u64().unwrap() >= 1, "{master}");
     let backup = &carp(&net.sock(2), &["-s", "carp"])["stats"];
     assert!(backup["carps_ipackets6"].as_u64().unwrap() >= 1, "{backup}");
-    for bad in ["carps_badttl", "carps_badsum", "carps_badauth", "carps_badvhid"] {
+    for bad in [
+        "carps_badttl",
+        "carps_badsum",
+        "carps_badauth",
+        "carps_badvhid",
+    ] {
         assert_eq!(backup[bad], 0, "{bad}: {backup}");
     }
     let show = carp(&net.sock(1), &["carp1"]);
@@ -504,8 +509,11 @@ fn memif_fw(dir: &Path, name: &str, role: &str, host: u8, advskew: u8) -> (Proc,
     )
     .unwrap();
     let _ = std::fs::remove_file(&sock);
-    let p = Proc::spawn(name, Command::new(dpf_bin()).args(["--config", cfg.to_str().unwrap()]))
-        .unwrap();
+    let p = Proc::spawn(
+        name,
+        Command::new(dpf_bin()).args(["--config", cfg.to_str().unwrap()]),
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !sock.exists() {
         assert!(Instant::now() < deadline, "{name} did not start");
@@ -570,15 +578,21 @@ fn carpdev_link_loss_goes_init_demotes_and_recovers() {
     // The peer dies: fwa loses link, goes INIT (no bow-out), demoted again.
     b.signal(libc::SIGKILL);
     let _ = b.wait(Duration::from_secs(10));
-    wait_carp(&sock_a, "INIT after link loss", Duration::from_secs(5), |c| {
-        c["link"] == "down" && c["state"] == "INIT"
-    });
+    wait_carp(
+        &sock_a,
+        "INIT after link loss",
+        Duration::from_secs(5),
+        |c| c["link"] == "down" && c["state"] == "INIT",
+    );
     assert_eq!(carp_demote(&sock_a), 1);
 
     // It comes back: BACKUP, then MASTER again, demotion undone.
     let (_b, _) = memif_fw(dir.path(), "fwb", "client", 2, 100);
-    wait_carp(&sock_a, "MASTER after link up", Duration::from_secs(15), |c| {
-        c["link"] == "up" && c["state"] == "MASTER"
-    });
+    wait_carp(
+        &sock_a,
+        "MASTER after link up",
+        Duration::from_secs(15),
+        |c| c["link"] == "up" && c["state"] == "MASTER",
+    );
     assert_eq!(carp_demote(&sock_a), 0);
 }
