@@ -10,6 +10,7 @@
 //! caller supplies, and link state is an input ([`Carp::set_link`]).
 
 use crate::carp::auth::{hmac_lladdr, new_cookie};
+use crate::carp::fsm::ConfigChange;
 use crate::carp::validate::{Candidate, RxContext, RxIf};
 use crate::carp::wire::{
     eui64_link_local, parse_frame, virtual_mac, AdvertFrameV4, AdvertFrameV6, Repr,
@@ -578,17 +579,18 @@ impl Carp {
         cfg.advskew = advskew as u8;
         self.ifs[i].spec.advskew = advskew as u8;
         let state = self.ifs[i].vhost.state();
-        // A timing change keeps the state; re-run with the new values.
-        let mut v = Vhost::new(cfg);
+        // A timing change keeps the state and re-arms the timers with the
+        // new values (§4.13); a carpdev without link stays INIT.
+        self.step(
+            i,
+            Event::ConfigChanged(ConfigChange::Timing {
+                advbase_s: cfg.advbase_s,
+                advskew: cfg.advskew,
+            }),
+            now,
+            out,
+        );
         let env = self.env(i);
-        v.step(Event::LinkUp, now, &env);
-        if self.ifs[i].admin_up {
-            v.step(Event::AdminUp, now, &env);
-            if state == State::Master {
-                v.step(Event::ForceState(State::Master), now, &env);
-            }
-        }
-        self.ifs[i].vhost = v;
         if state == State::Master {
             let vhid = self.ifs[i].spec.vhid;
             self.execute(
@@ -1054,5 +1056,25 @@ mod tests {
         c.force_state("carp1", "backup", Instant::from_secs(11), &mut out)
             .unwrap();
         assert!(c.pending_filter_ops().is_empty());
+    }
+
+    #[test]
+    fn advskew_changes_keep_the_state_and_never_revive_a_linkless_vhid() {
+        let mut c = carp(&[spec("carp1", 1, 0, &["10.1.0.254/24"])]);
+        become_master(&mut c);
+        let mut out = Vec::new();
+        c.set_advskew("carp1", 100, Instant::from_secs(5), &mut out)
+            .unwrap();
+        assert_eq!(state(&c, "carp1")["state"], "MASTER");
+        assert_eq!(out.len(), 1, "one advertisement with the new advskew");
+        assert_eq!(Packet::new_checked(&out[0].1[34..]).unwrap().advskew(), 100);
+        c.set_link(0, false, Instant::from_secs(6), &mut out);
+        c.set_advskew("carp1", 50, Instant::from_secs(7), &mut out)
+            .unwrap();
+        c.poll(Instant::from_secs(30), &mut out);
+        assert_eq!(state(&c, "carp1")["state"], "INIT");
+        assert!(c
+            .set_advskew("carp1", 255, Instant::from_secs(8), &mut out)
+            .is_err());
     }
 }
