@@ -138,38 +138,34 @@ fn setup_with(v6: bool) -> Net {
     }
 }
 
-/// Captures ARP on the LAN bridge until a gratuitous ARP for `vip` from
-/// the virtual MAC of vhid 1 arrives (ARP request, broadcast, sender and
-/// target = the VIP, sender MAC = Ethernet source = 00:00:5e:00:01:01,
-/// spec §4.10) or `secs` pass; exits 0 when one was seen. Every ARP frame
-/// seen is printed. Returns once the socket is bound.
-fn capture_garp(net: &Net, vip: &str, secs: u32) -> Proc {
+/// Captures frames of `ethertype` on the LAN bridge until one for which
+/// the Python expression `matches` (over the frame bytes `f`) holds, or
+/// `secs` pass; the process exits 0 when one was seen and prints every
+/// frame it saw (hex). Returns once the socket is bound.
+fn capture_on_lan(net: &Net, ethertype: u16, matches: &str, secs: u32) -> Proc {
     let ready = net.dir.path().join("capture.ready");
     let _ = std::fs::remove_file(&ready);
     let py = format!(
         r#"import socket, sys, time
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons({ethertype}))
 s.bind(("br0", 0))
 s.settimeout(0.2)
 open({ready:?}, "w").close()
-vmac = bytes.fromhex("00005e000101")
-vip = socket.inet_aton({vip:?})
 end = time.time() + {secs}
 while time.time() < end:
     try:
         f = s.recv(2048)
     except socket.timeout:
         continue
-    op, sha, spa, tpa = f[20:22], f[22:28], f[28:32], f[38:42]
-    print("dst", f[0:6].hex(), "src", f[6:12].hex(), "op", op.hex(), "sha", sha.hex(), "spa", socket.inet_ntoa(spa), "tpa", socket.inet_ntoa(tpa), flush=True)
-    if f[0:6] == b"\xff" * 6 and f[6:12] == vmac and op == b"\x00\x01" and sha == vmac and spa == vip and tpa == vip:
+    print(f.hex(), flush=True)
+    if {matches}:
         sys.exit(0)
 sys.exit(1)
 "#,
         ready = ready.display().to_string(),
     );
     let p = Proc::spawn(
-        "arp capture",
+        "capture",
         Command::new("ip").args(["netns", "exec", net.lan(), "python3", "-c", &py]),
     )
     .unwrap();
@@ -179,6 +175,37 @@ sys.exit(1)
         std::thread::sleep(Duration::from_millis(20));
     }
     p
+}
+
+/// A gratuitous ARP for 10.1.0.254 from vhid 1's virtual MAC (spec
+/// §4.10): ARP request, broadcast, sender = target = the VIP, sender MAC =
+/// Ethernet source = 00:00:5e:00:01:01.
+fn capture_garp(net: &Net, secs: u32) -> Proc {
+    let vmac = r"b'\x00\x00\x5e\x00\x01\x01'";
+    let vip = r"b'\x0a\x01\x00\xfe'";
+    capture_on_lan(
+        net,
+        0x0806,
+        &format!(
+            "f[0:6] == b'\\xff' * 6 and f[6:12] == {vmac} and f[20:22] == b'\\x00\\x01' and f[22:28] == {vmac} and f[28:32] == {vip} and f[38:42] == {vip}"
+        ),
+        secs,
+    )
+}
+
+/// An unsolicited neighbour advertisement for 2001:db8:1::fe from vhid
+/// 1's virtual MAC to all nodes (spec §4.10): ICMPv6 type 136, Override
+/// set, Solicited clear, target link-layer address = the virtual MAC.
+fn capture_unsolicited_na(net: &Net, secs: u32) -> Proc {
+    let vmac = r"b'\x00\x00\x5e\x00\x01\x01'";
+    capture_on_lan(
+        net,
+        0x86dd,
+        &format!(
+            "f[0:6] == b'\\x33\\x33\\x00\\x00\\x00\\x01' and f[6:12] == {vmac} and f[20] == 58 and f[21] == 255 and f[54] == 136 and f[58] & 0x60 == 0x20 and f[62:78] == socket.inet_pton(socket.AF_INET6, '2001:db8:1::fe') and f[80:86] == {vmac}"
+        ),
+        secs,
+    )
 }
 
 fn carp(sock: &Path, args: &[&str]) -> Value {
@@ -353,7 +380,7 @@ fn carp_pair_elects_fails_over_preempts_demotes_and_bows_out() {
     // advertisement it heard (spec §4.2, current OpenBSD).
     net.kill(1);
     // From here on only fw2 can announce the VIP.
-    let capture = capture_garp(&net, "10.1.0.254", 12);
+    let capture = capture_garp(&net, 12);
     let took = wait_state(&net, 2, "MASTER", Duration::from_secs(8));
     eprintln!("failover after SIGKILL of the master: {:.2} s (advbase 1, advskew 100; master-down 4.17 s)", took.as_secs_f64());
     // Bounded loosely (shared, noisy machines): the figure is printed above.
@@ -479,10 +506,18 @@ fn carp_over_ipv6_elects_answers_nd_and_ping6_and_fails_over() {
     // SIGKILL the master: the backup takes over and answers ping6 with the
     // same virtual MAC.
     net.kill(1);
+    // From here on only fw2 can announce the VIP.
+    let capture = capture_unsolicited_na(&net, 12);
     let took = wait_state(&net, 2, "MASTER", Duration::from_secs(8));
     eprintln!(
         "IPv6 failover after SIGKILL of the master: {:.2} s (advbase 1, advskew 100)",
         took.as_secs_f64()
+    );
+    let na = capture.wait(Duration::from_secs(15)).unwrap();
+    assert!(
+        na.status.success(),
+        "no unsolicited NA for 2001:db8:1::fe from 00:00:5e:00:01:01 after the failover; IPv6 seen:\n{}",
+        String::from_utf8_lossy(&na.stdout)
     );
     let out = ping6_vip(&net);
     assert!(
