@@ -269,6 +269,7 @@ pub fn run(args: &CarpCpuArgs) -> Result<()> {
                 r["adverts_sent_per_s"].as_f64().unwrap_or(0.0),
                 r["adverts_received_per_s"].as_f64().unwrap_or(0.0),
             );
+            println!("         vMAC filter: {}", r["vmac_filter"]);
         }
     }
     Ok(())
@@ -350,6 +351,7 @@ fn measure(args: &CarpCpuArgs, dpf: &Path, dpfctl: &Path, dir: &Path) -> Result<
             "cpu_pct_ticks": 100.0 * tick_s / wall,
             "adverts_sent_per_s": sent / wall,
             "adverts_received_per_s": received / wall,
+            "vmac_filter": after_stats[i]["vmac_filter"].clone(),
             "state_counts": {
                 "MASTER": count_state(&after_stats[i], "MASTER"),
                 "BACKUP": count_state(&after_stats[i], "BACKUP"),
