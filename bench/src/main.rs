@@ -4,6 +4,7 @@
 //! harness; `run`, `sweep` and `suite` ([`run`]) measure dpf against
 //! dpdk-testpmd on them.
 
+mod carp_cpu;
 mod frames;
 mod gen;
 mod run;
@@ -34,6 +35,8 @@ enum Command {
     /// The standard set: est-tcp 10k and 1M, new-conn, udp, imix, the
     /// states and rules sweeps; one report.
     Suite(run::SuiteArgs),
+    /// CPU of the control thread with many CARP vhids (two dpf on memif).
+    CarpCpu(carp_cpu::CarpCpuArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => run::run(&args),
         Command::Sweep(args) => run::sweep(&args),
         Command::Suite(args) => run::suite(&args),
+        Command::CarpCpu(args) => carp_cpu::run(&args),
     }
 }
 

@@ -274,6 +274,27 @@ pub struct CarpSpec {
     pub addresses: Vec<(IpAddr, u8)>,
 }
 
+impl CarpSpec {
+    /// The automatic link-local address OpenBSD gives a carp interface
+    /// with IPv6 addresses: the EUI-64 one of its virtual MAC (carp spec
+    /// §3.2). `None` without IPv6 addresses.
+    pub fn link_local(&self) -> Option<std::net::Ipv6Addr> {
+        let ll = crate::carp::wire::eui64_link_local(crate::carp::wire::virtual_mac(self.vhid));
+        let has_v6 = self.addresses.iter().any(|(a, _)| a.is_ipv6());
+        let configured = self.addresses.iter().any(|(a, _)| *a == IpAddr::V6(ll));
+        (has_v6 && !configured).then_some(ll)
+    }
+
+    /// Every address of the carp interface: the configured ones, then the
+    /// automatic link-local one ([`CarpSpec::link_local`]).
+    pub fn all_addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.addresses
+            .iter()
+            .map(|(a, _)| *a)
+            .chain(self.link_local().map(IpAddr::V6))
+    }
+}
+
 /// `[pfsync]`: ifconfig pfsync0's words.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct PfsyncSpec {
@@ -755,12 +776,6 @@ impl Config {
             if addresses.is_empty() {
                 return Err(ctx.err(c.name.span(), format!("{name} has no addresses")));
             }
-            if let Some(pos) = addresses.iter().position(|(a, _)| a.is_ipv6()) {
-                return Err(ctx.err(
-                    c.addresses[pos].span(),
-                    format!("{name}: IPv6 carp addresses are not supported yet (IPv4 only)"),
-                ));
-            }
             let mut groups = vec!["carp".to_string()];
             for g in &c.group {
                 if !groups.contains(g) {
@@ -1193,6 +1208,30 @@ mac = "02:00:00:00:00:fe"
         let e = parse(&carp.replace("net.inet.carp.preempt = 1", "net.inet.carp.preempt = 2"))
             .unwrap_err();
         assert!(e.msg.contains("0 or 1"), "{e}");
+    }
+
+    #[test]
+    fn carp_addresses_may_be_ipv4_and_ipv6() {
+        let carp = format!(
+            "{ROUTER}\n[[carp]]\nname = \"carp1\"\nvhid = 1\ncarpdev = \"lan0\"\naddresses = [\"10.1.0.254/24\", \"2001:db8:1::fe/64\"]\n"
+        );
+        let c = parse(&carp).expect("both families");
+        assert_eq!(
+            c.carp[0].addresses,
+            vec![
+                ("10.1.0.254".parse().unwrap(), 24),
+                ("2001:db8:1::fe".parse().unwrap(), 64)
+            ]
+        );
+        let v6only = carp.replace("\"10.1.0.254/24\", ", "");
+        let c = parse(&v6only).expect("IPv6 only");
+        assert_eq!(c.carp[0].addresses.len(), 1);
+        assert!(c.carp[0].addresses[0].0.is_ipv6());
+        let twice = format!(
+            "{v6only}\n[[carp]]\nname = \"carp2\"\nvhid = 2\ncarpdev = \"lan0\"\naddresses = [\"2001:db8:1::fe/64\"]\n"
+        );
+        let e = parse(&twice).unwrap_err();
+        assert!(e.msg.contains("duplicate address 2001:db8:1::fe"), "{e}");
     }
 
     #[test]

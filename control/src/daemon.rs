@@ -60,19 +60,23 @@ const INJECT_RING: u32 = 1023;
 /// Resolve requests per worker.
 const RESOLVE_RING: usize = 256;
 
-/// The IPv4 protocol of a frame (one optional VLAN tag): 112 is CARP,
-/// 240 pfsync.
-fn ip_proto(frame: &[u8]) -> Option<u8> {
+/// The IPv4 protocol or IPv6 next header of a frame (one optional VLAN
+/// tag) and whether it is IPv6: 112 is CARP (both families), 240 pfsync
+/// (IPv4).
+fn ip_proto(frame: &[u8]) -> Option<(u8, bool)> {
     let (et, l3) = match frame.get(12..14) {
         Some([0x81, 0x00]) => (frame.get(16..18), 18),
         other => (other, 14),
     };
-    if et == Some(&[0x08, 0x00][..]) {
-        frame.get(l3 + 9).copied()
-    } else {
-        None
+    match et {
+        Some([0x08, 0x00]) => frame.get(l3 + 9).map(|&p| (p, false)),
+        Some([0x86, 0xdd]) => frame.get(l3 + 6).map(|&p| (p, true)),
+        _ => None,
     }
 }
+
+/// How often the control thread polls the ports' link state for CARP.
+const LINK_POLL: Duration = Duration::from_millis(100);
 
 /// Every state of every worker, through their command rings (for a pfsync
 /// bulk update). A worker that does not answer in time contributes what it
@@ -222,8 +226,8 @@ pub fn build_routing(config: &Config, macs: &[[u8; 6]]) -> (Routing, Vec<Neighbo
         .carp
         .iter()
         .flat_map(|c| {
-            c.addresses.iter().map(move |(ip, _)| {
-                let (af, addr) = Addr::from_ip(*ip);
+            c.all_addresses().map(move |ip| {
+                let (af, addr) = Addr::from_ip(ip);
                 Vip {
                     af,
                     addr,
@@ -515,6 +519,9 @@ fn run_with_eal(
     if let Some(inject) = inject_ring.as_ref() {
         let mut out = Vec::new();
         if let Some(c) = carp.as_mut() {
+            for (i, p) in ports.iter().enumerate() {
+                c.set_link(i as u16, p.link().up, now_fn(), &mut out);
+            }
             c.start(now_fn(), &mut out);
         }
         if let Some(s) = sync.as_mut() {
@@ -530,6 +537,7 @@ fn run_with_eal(
     }
     let mut last_rx = 0u64;
     let mut last_rx_change = Instant::now();
+    let mut next_link_poll = Instant::now() + LINK_POLL;
     let mut next_stats = opts.stats_every.map(|d| started + d);
     loop {
         std::thread::sleep(Duration::from_millis(1));
@@ -556,10 +564,10 @@ fn run_with_eal(
                     // up these mbufs when they enqueued them.
                     if let Some(m) = unsafe { Mbuf::from_raw(raw.0) } {
                         match (carp.as_mut(), sync.as_mut()) {
-                            (Some(c), _) if ip_proto(m.data()) == Some(112) => {
+                            (Some(c), _) if matches!(ip_proto(m.data()), Some((112, _))) => {
                                 c.handle(m.data(), m.port(), now, &mut out)
                             }
-                            (c, Some(s)) if ip_proto(m.data()) == Some(240) => {
+                            (c, Some(s)) if ip_proto(m.data()) == Some((240, false)) => {
                                 match s.handle(m.data(), m.port(), now) {
                                     SyncEvent::BulkRequested => {
                                         let states = list_states(&mut clients);
@@ -589,6 +597,12 @@ fn run_with_eal(
             }
             slowpath.poll(now, &mut out);
             if let Some(c) = carp.as_mut() {
+                if Instant::now() >= next_link_poll {
+                    next_link_poll = Instant::now() + LINK_POLL;
+                    for (i, p) in ports.iter().enumerate() {
+                        c.set_link(i as u16, p.link().up, now, &mut out);
+                    }
+                }
                 c.poll(now, &mut out);
             }
             if let Some(s) = sync.as_mut() {
@@ -628,6 +642,18 @@ fn run_with_eal(
                     transmit(&pool, inject, port, &frame);
                 }
             }
+        }
+        if let Some(c) = carp.as_mut() {
+            // Virtual MACs in or out of the carpdevs' filters.
+            c.apply_filter_ops(|op| {
+                let port = ports.get(op.port as usize).ok_or("no such port")?;
+                let r = if op.add {
+                    port.add_mac(op.mac)
+                } else {
+                    port.remove_mac(op.mac)
+                };
+                r.map_err(|e| e.to_string())
+            });
         }
         if let Some(idle) = opts.exit_when_idle {
             let rx = shared.total().rx;

@@ -361,9 +361,20 @@ impl SlowPath {
                 if let Some(l) = lladdr {
                     self.learn(Af::Inet6, info.src, l.0, port, now, false);
                 }
-                if self.routing.owner_of(Af::Inet6, &target) == Some(port) {
+                // An IPv6 VIP is answered with its virtual MAC, and only by
+                // the MASTER of its VHID (carp spec §4.11).
+                let answer_mac = match self.routing.vips.lookup(Af::Inet6, &target) {
+                    Some(v) if v.port == port && self.routing.vips.is_master(port, v.vhid) => {
+                        Some(EthernetAddress(vmac(v.vhid)))
+                    }
+                    Some(_) => None,
+                    None => {
+                        (self.routing.owner_of(Af::Inet6, &target) == Some(port)).then_some(our_mac)
+                    }
+                };
+                if let Some(mac) = answer_mac {
                     self.send(
-                        build::neighbor_advert_reply(frame, our_mac, true),
+                        build::neighbor_advert_reply(frame, mac, true),
                         port,
                         out,
                         |s| s.na_sent += 1,
@@ -800,5 +811,78 @@ mod vip_tests {
             &[0, 0, 0x5e, 0, 1, 1],
             "from the virtual MAC"
         );
+    }
+
+    #[test]
+    fn an_ipv6_vip_is_resolved_to_its_virtual_mac_only_while_master() {
+        let a = Addr::v6("2001:db8:1::1".parse::<Ipv6Addr>().unwrap().octets());
+        let vip: Ipv6Addr = "2001:db8:1::fe".parse().unwrap();
+        let vips = Arc::new(VipTable::new(
+            vec![Vip {
+                af: Af::Inet6,
+                addr: Addr::v6(vip.octets()),
+                port: 0,
+                vhid: 2,
+            }],
+            1,
+        ));
+        let routing = Arc::new(
+            Routing::new(
+                vec![Interface {
+                    name: "lan0".into(),
+                    mac: [2, 0, 0, 0, 1, 1],
+                    mtu: 1500,
+                    addrs: vec![IfAddr {
+                        addr: a,
+                        prefix: Prefix::new(Af::Inet6, a, 64),
+                    }],
+                }],
+                vec![],
+            )
+            .with_vips(Arc::clone(&vips)),
+        );
+        let mut sp = SlowPath::new(routing, &[]);
+        // A host's solicitation for the VIP, to its solicited-node group.
+        let host_mac = EthernetAddress([2, 9, 0, 0, 0, 0x50]);
+        let t = vip.octets();
+        let ns = Reply {
+            eth: ethernet::Repr {
+                src_addr: host_mac,
+                dst_addr: EthernetAddress([0x33, 0x33, 0xff, t[13], t[14], t[15]]),
+                vlan_id: None,
+                ethertype: EtherType::IPV6,
+            },
+            body: Body::Ipv6 {
+                ip: ipv6::Repr {
+                    src_addr: "2001:db8:1::50".parse().unwrap(),
+                    dst_addr: "ff02::1:ff00:fe".parse().unwrap(),
+                    next_header: proto::ICMPV6,
+                    payload_len: 0,
+                    hop_limit: 255,
+                    traffic_class: 0,
+                    flow_label: 0,
+                },
+                l4: L4::Icmpv6(icmpv6::Repr::NeighborSolicit {
+                    target_addr: vip,
+                    lladdr: Some(host_mac),
+                }),
+            },
+        };
+        let mut f = vec![0u8; ns.buffer_len()];
+        let n = ns.emit(&mut f).unwrap();
+        f.truncate(n);
+        let mut out = Vec::new();
+        sp.handle(&f, 0, Instant(0), &mut out);
+        assert!(out.is_empty(), "a BACKUP must not answer for the VIP");
+        vips.set_master(0, 2, true);
+        sp.handle(&f, 0, Instant(0), &mut out);
+        assert_eq!(out.len(), 1, "{:?}", sp.stats);
+        let na = &out[0].1;
+        let vmac = [0, 0, 0x5e, 0, 1, 2];
+        assert_eq!(&na[0..6], &host_mac.0);
+        assert_eq!(&na[6..12], &vmac, "from the virtual MAC");
+        assert_eq!(na[54], 136, "neighbour advertisement");
+        assert_eq!(&na[62..78], &vip.octets());
+        assert_eq!(&na[80..86], &vmac, "target link-layer address");
     }
 }

@@ -374,7 +374,12 @@ fn print_text(show: Option<&str>, request: &Request, response: &Response) {
                 } else {
                     "DOWN"
                 };
-                println!("{}: flags=<{up},RUNNING>", s(&c, "name"));
+                let running = if c["running"].as_bool().unwrap_or(false) {
+                    ",RUNNING"
+                } else {
+                    ""
+                };
+                println!("{}: flags=<{up}{running}>", s(&c, "name"));
                 println!("\tlladdr {}", s(&c, "lladdr"));
                 println!(
                     "\tcarp: {} carpdev {} vhid {} advbase {} advskew {}{}",
@@ -392,12 +397,15 @@ fn print_text(show: Option<&str>, request: &Request, response: &Response) {
                     .as_array()
                     .map(|g| g.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
+                println!("\tcarpdev {} link {}", s(&c, "carpdev"), s(&c, "link"));
                 println!("\tgroups: {}", groups.join(" "));
                 if u(&c, "demote") > 0 {
                     println!("\tdemote: {}", u(&c, "demote"));
                 }
                 for a in c["addresses"].as_array().cloned().unwrap_or_default() {
-                    println!("\tinet {}", a.as_str().unwrap_or(""));
+                    let a = a.as_str().unwrap_or("");
+                    let family = if a.contains(':') { "inet6" } else { "inet" };
+                    println!("\t{family} {a}");
                 }
             }
             if name.is_none() {
@@ -410,6 +418,11 @@ fn print_text(show: Option<&str>, request: &Request, response: &Response) {
                 if let Some(m) = d["stats"].as_object() {
                     for (k, v) in m {
                         println!("  {:<24} {:>12}", k, v.as_u64().unwrap_or(0));
+                    }
+                }
+                if let Some(m) = d["vmac_filter"].as_object() {
+                    for (k, v) in m {
+                        println!("  vmac_filter_{:<12} {:>12}", k, v.as_u64().unwrap_or(0));
                     }
                 }
             }

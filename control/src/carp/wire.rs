@@ -76,6 +76,25 @@ pub const fn virtual_mac(vhid: u8) -> MacAddr {
     [0x00, 0x00, 0x5e, 0x00, 0x01, vhid]
 }
 
+/// The modified-EUI-64 link-local address `fe80::/64` of an Ethernet
+/// interface with `mac` (RFC 4291 appendix A): the universal/local bit
+/// flipped and `ff:fe` in the middle. A carp interface's automatic
+/// link-local address is this of its lladdr (§3.2); a parent without a
+/// configured link-local address sources IPv6 advertisements from this of
+/// its MAC (§2.3).
+pub const fn eui64_link_local(mac: MacAddr) -> Ipv6Addr {
+    Ipv6Addr::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        u16::from_be_bytes([mac[0] ^ 0x02, mac[1]]),
+        u16::from_be_bytes([mac[2], 0xff]),
+        u16::from_be_bytes([0xfe, mac[3]]),
+        u16::from_be_bytes([mac[4], mac[5]]),
+    )
+}
+
 /// Errors of the CARP codecs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -708,6 +727,20 @@ pub(crate) mod tests {
         f.emit(&mut buf).unwrap();
         assert_eq!(buf, FRAME_V6);
         assert_eq!(f.emit(&mut [0u8; 89]), Err(Error::BufferSize));
+    }
+
+    #[test]
+    fn eui64_link_local_of_the_virtual_mac() {
+        // Spec §3.5 V2's link-local is that of vhid 42's virtual MAC.
+        assert_eq!(
+            eui64_link_local(virtual_mac(42)),
+            "fe80::200:5eff:fe00:12a".parse::<Ipv6Addr>().unwrap()
+        );
+        // The spec frame's source: 00:0c:29:12:34:56.
+        assert_eq!(
+            eui64_link_local([0x00, 0x0c, 0x29, 0x12, 0x34, 0x56]),
+            "fe80::20c:29ff:fe12:3456".parse::<Ipv6Addr>().unwrap()
+        );
     }
 
     #[test]
