@@ -11,6 +11,7 @@ pub mod counters;
 pub mod dpdk;
 pub mod export;
 pub mod flow;
+pub mod histogram;
 pub mod pipeline;
 pub mod ring;
 pub mod route;
