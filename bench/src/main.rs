@@ -2,10 +2,12 @@
 //!
 //! One clap subcommand per module: `gen` ([`gen`]) writes pcaps for the
 //! harness; `run`, `sweep` and `suite` ([`run`]) measure dpf against
-//! dpdk-testpmd on them.
+//! dpdk-testpmd on them; `live` and `rfc2544` ([`live`]) drive dpf and
+//! testpmd from a live DPDK generator (`live-gen`) over memif.
 
 mod frames;
 mod gen;
+mod live;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +36,15 @@ enum Command {
     /// The standard set: est-tcp 10k and 1M, new-conn, udp, imix, the
     /// states and rules sweeps; one report.
     Suite(run::SuiteArgs),
+    /// Offer a fixed rate from the live generator through dpf (and
+    /// testpmd) over memif; loss, reordering and latency.
+    Live(live::LiveArgs),
+    /// RFC 2544 loss-free throughput search with the live generator,
+    /// through dpf and dpdk-testpmd.
+    Rfc2544(live::Rfc2544Args),
+    /// The live generator process (started by `live` and `rfc2544`).
+    #[command(hide = true)]
+    LiveGen(live::engine::AgentArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,6 +53,9 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => run::run(&args),
         Command::Sweep(args) => run::sweep(&args),
         Command::Suite(args) => run::suite(&args),
+        Command::Live(args) => live::live(&args),
+        Command::Rfc2544(args) => live::rfc2544(&args),
+        Command::LiveGen(args) => live::engine::run(&args),
     }
 }
 
