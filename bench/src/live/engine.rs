@@ -30,6 +30,9 @@ use super::payload::{Stamp, Template};
 use super::search::Search;
 use super::seq::{SeqCounts, SeqTracker};
 
+/// How often a port whose link is down is restarted while waiting.
+const LINK_RETRY: Duration = Duration::from_secs(2);
+
 /// Packets per transmit and receive burst.
 pub const BURST: usize = 32;
 
@@ -225,13 +228,26 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
         ports.push(port);
     }
     let rx = ports.len() - 1;
-    let deadline = std::time::Instant::now() + Duration::from_secs(args.link_timeout_s);
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(args.link_timeout_s);
+    let mut next_retry = started + LINK_RETRY;
     while !ports.iter().all(|p| p.link().up) {
-        if std::time::Instant::now() >= deadline {
+        let now = std::time::Instant::now();
+        if now >= deadline {
             bail!(
                 "links not up after {} s (is the device under test running?)",
                 args.link_timeout_s
             );
+        }
+        // A memif client connects when its port starts, once: a server
+        // that was not ready yet (its socket exists before its port is
+        // started) refuses it, so restart the ports that are still down.
+        if now >= next_retry {
+            for p in ports.iter_mut().filter(|p| !p.link().up) {
+                p.stop();
+                p.start().context("restarting a port whose link is down")?;
+            }
+            next_retry = now + LINK_RETRY;
         }
         std::thread::sleep(Duration::from_millis(10));
     }

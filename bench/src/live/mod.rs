@@ -195,8 +195,11 @@ pub struct LiveReport {
     pub params: serde_json::Value,
     /// One run per DUT.
     pub runs: Vec<DutRun>,
-    /// dpf's loss-free rate over testpmd's.
+    /// dpf's loss-free offered rate over testpmd's.
     pub ratio: Option<f64>,
+    /// testpmd's best trial was generator-limited (it may forward more):
+    /// the ratio is an upper bound.
+    pub ratio_is_upper_bound: bool,
     /// How to read the figures.
     pub notes: Vec<String>,
 }
@@ -350,6 +353,7 @@ pub fn testpmd_live_args(sockets: &[PathBuf; 2], prefix: &str, cpu: usize) -> Ve
             "--auto-start",
             "--stats-period",
             "1",
+            "--total-num-mbufs=16384",
         ]
         .map(String::from),
     );
@@ -597,10 +601,13 @@ impl LiveReport {
         );
         for r in &self.runs {
             let best = r.best().or_else(|| r.trials.last());
-            let headline = match (&r.error, r.best_pps) {
-                (Some(e), _) => format!("FAILED: {}", e.lines().next().unwrap_or("")),
-                (None, Some(b)) => format!("{:.3}", b as f64 / 1e6),
-                (None, None) => "none".to_string(),
+            let headline = match (&r.error, r.best_pps, r.best()) {
+                (Some(e), _, _) => format!("FAILED: {}", e.lines().next().unwrap_or("")),
+                (None, Some(_), Some(t)) if t.generator_limited => {
+                    format!("≥ {:.3} (generator limit)", t.offered_pps / 1e6)
+                }
+                (None, Some(b), _) => format!("{:.3}", b as f64 / 1e6),
+                (None, None, _) => "none".to_string(),
             };
             let _ = writeln!(
                 out,
@@ -681,7 +688,21 @@ impl LiveReport {
         );
         out.push_str(&self.summary_table());
         if let Some(r) = self.ratio {
-            let _ = writeln!(out, "\ndpf/testpmd (loss-free rate): **{r:.3}**");
+            let bound = if self.ratio_is_upper_bound {
+                "≤ "
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "\ndpf/testpmd (loss-free offered rate): **{bound}{r:.3}**"
+            );
+            if self.ratio_is_upper_bound {
+                let _ = writeln!(
+                    out,
+                    "\ntestpmd forwarded everything the generator could offer: its loss-free rate is at least the figure shown, so the ratio is an upper bound."
+                );
+            }
         }
         if let Some(l) = self
             .runs
@@ -721,11 +742,13 @@ fn finish(ctx: &Ctx, params: serde_json::Value, runs: Vec<DutRun>) -> anyhow::Re
     let best = |d: Dut| {
         runs.iter()
             .find(|r| r.dut == d && r.error.is_none())
-            .and_then(|r| r.best_pps)
+            .and_then(|r| r.best().cloned())
     };
-    let ratio = match (best(Dut::Dpf), best(Dut::Testpmd)) {
-        (Some(a), Some(b)) if b > 0 => Some(a as f64 / b as f64),
-        _ => None,
+    let (ratio, ratio_is_upper_bound) = match (best(Dut::Dpf), best(Dut::Testpmd)) {
+        (Some(a), Some(b)) if b.offered_pps > 0.0 => {
+            (Some(a.offered_pps / b.offered_pps), b.generator_limited)
+        }
+        _ => (None, false),
     };
     let report = LiveReport {
         kind: ctx.kind,
@@ -734,6 +757,7 @@ fn finish(ctx: &Ctx, params: serde_json::Value, runs: Vec<DutRun>) -> anyhow::Re
         params,
         runs,
         ratio,
+        ratio_is_upper_bound,
         notes: notes(ctx.kind),
     };
     let name = ctx
@@ -744,7 +768,12 @@ fn finish(ctx: &Ctx, params: serde_json::Value, runs: Vec<DutRun>) -> anyhow::Re
     report.write(&ctx.out, &name)?;
     print!("\n{}", report.summary_table());
     if let Some(r) = ratio {
-        println!("\ndpf/testpmd: {r:.3}");
+        let bound = if ratio_is_upper_bound {
+            "≤ (testpmd generator-limited) "
+        } else {
+            ""
+        };
+        println!("\ndpf/testpmd: {bound}{r:.3}");
     }
     if let Some(failed) = report
         .runs
@@ -869,7 +898,9 @@ mod tests {
         assert!(tp.contains(
             "--vdev net_memif0,role=server,socket=/t/lan.sock,id=0,socket-abstract=no --vdev net_memif1"
         ));
-        assert!(tp.ends_with("-- --forward-mode=io --auto-start --stats-period 1"));
+        assert!(tp.ends_with(
+            "-- --forward-mode=io --auto-start --stats-period 1 --total-num-mbufs=16384"
+        ));
     }
 
     #[test]
@@ -908,6 +939,7 @@ mod tests {
             params: serde_json::json!({}),
             runs: vec![run, failed],
             ratio: Some(0.5),
+            ratio_is_upper_bound: true,
             notes: notes("rfc2544"),
         };
         let summary = report.summary_table();
@@ -924,8 +956,19 @@ mod tests {
                 && trials.contains("| loss |")
         );
         let md = report.markdown();
-        assert!(md.contains("dpf/testpmd (loss-free rate): **0.500**"));
+        assert!(md.contains("dpf/testpmd (loss-free offered rate): **≤ 0.500**"));
         assert!(md.contains("p50 1.5 µs, p99 3.0 µs, p99.9 4.0 µs"));
         assert!(md.contains("RFC 2544 §26.1"));
+        // A best trial the generator could not offer in full is a bound.
+        let mut limited = report.runs[0].clone();
+        limited.trials[1].generator_limited = true;
+        limited.trials[1].offered_pps = 1_950_000.0;
+        let bound = LiveReport {
+            runs: vec![limited],
+            ..report.clone()
+        };
+        assert!(bound
+            .summary_table()
+            .contains("| dpf | ≥ 1.950 (generator limit) |"));
     }
 }
