@@ -231,7 +231,7 @@ pub struct LatencySummary {
 
 /// Converts TSC cycles to nanoseconds at `hz`; `None` for an unknown rate.
 pub fn cycles_to_ns(hz: u64) -> Option<impl Fn(u64) -> f64> {
-    (hz > 0).then(move || move |cycles: u64| cycles as f64 * 1e9 / hz as f64)
+    (hz > 0).then_some(move |cycles: u64| cycles as f64 * 1e9 / hz as f64)
 }
 
 #[cfg(test)]

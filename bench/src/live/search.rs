@@ -87,7 +87,7 @@ impl Search {
             if let Some(p) = self
                 .history
                 .iter()
-                .filter(|&&(r, ok)| ok && r > rate_pps && self.failed.map_or(true, |f| r < f))
+                .filter(|&&(r, ok)| ok && r > rate_pps && !matches!(self.failed, Some(f) if r >= f))
                 .map(|&(r, _)| r)
                 .max()
             {
@@ -104,7 +104,9 @@ impl Search {
             if let Some(f) = self
                 .history
                 .iter()
-                .filter(|&&(r, ok)| !ok && r < rate_pps && self.passed.map_or(true, |p| r > p))
+                .filter(|&&(r, ok)| {
+                    !ok && r < rate_pps && !matches!(self.passed, Some(p) if r <= p)
+                })
                 .map(|&(r, _)| r)
                 .min()
             {
