@@ -37,8 +37,9 @@ const LINK_RETRY: Duration = Duration::from_secs(2);
 pub const BURST: usize = 32;
 
 /// A trial is generator-limited when it offered less than this share of
-/// its target rate.
-pub const GENERATOR_LIMITED_SHARE: f64 = 0.99;
+/// its target rate (the bucket starts empty and the last partial burst is
+/// not sent, so a paced trial offers a little under its target).
+pub const GENERATOR_LIMITED_SHARE: f64 = 0.97;
 
 /// Arguments of `bench live-gen` (started by `bench live` / `bench
 /// rfc2544`, not meant to be typed).
@@ -126,7 +127,7 @@ pub struct TrialResult {
     pub latency: LatencySummary,
     /// Nothing was lost (RFC 2544's pass criterion).
     pub passed: bool,
-    /// The generator offered less than 99% of the target rate.
+    /// The generator offered less than 97% of the target rate.
     pub generator_limited: bool,
 }
 

@@ -85,9 +85,18 @@ pub struct LiveCommon {
     /// CPU of the generator.
     #[arg(long, default_value_t = 0)]
     pub gen_cpu: usize,
-    /// CPU of the device under test (main and worker lcore).
+    /// CPU of the device under test's worker (forwarding) lcore.
     #[arg(long, default_value_t = 1)]
     pub dut_cpu: usize,
+    /// CPU of the device under test's main lcore (dpf's control thread)
+    /// [default: --dut-cpu].
+    #[arg(long)]
+    pub dut_main_cpu: Option<usize>,
+    /// memif ring size, log2 of the descriptors per ring (both sides; 10
+    /// is DPDK's default of 1024, like a NIC ring; more absorbs longer
+    /// stalls of a shared machine).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(8..=14))]
+    pub memif_rsize: u8,
     /// Base name of the report files [default: the command's name].
     #[arg(long)]
     pub report: Option<String>,
@@ -281,16 +290,26 @@ fn command_line(program: &Path, args: &[String]) -> String {
         .join(" ")
 }
 
-/// memif devargs of link `index` (0: lan, 1: wan) for `role`.
-pub fn memif_device(index: usize, role: &str, socket: &Path) -> String {
+/// memif devargs of link `index` (0: lan, 1: wan) for `role`, with
+/// `2^rsize` descriptors per ring.
+pub fn memif_device(index: usize, role: &str, socket: &Path, rsize: u8) -> String {
     format!(
-        "net_memif{index},role={role},socket={},id=0,socket-abstract=no",
+        "net_memif{index},role={role},socket={},id=0,socket-abstract=no,rsize={rsize}",
         socket.display()
     )
 }
 
-/// EAL arguments of the DUT: main and worker lcore on `cpu`.
-fn dut_eal(prefix: &str, cpu: usize) -> Vec<String> {
+/// Where the DUT's lcores run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DutCpus {
+    /// The main lcore (dpf's control thread, testpmd's console).
+    pub main: usize,
+    /// The worker (forwarding) lcore.
+    pub worker: usize,
+}
+
+/// EAL arguments of the DUT: lcore 0 (main) and 1 (worker) on `cpus`.
+fn dut_eal(prefix: &str, cpus: DutCpus) -> Vec<String> {
     [
         "--no-huge",
         "-m",
@@ -299,7 +318,7 @@ fn dut_eal(prefix: &str, cpu: usize) -> Vec<String> {
         "--file-prefix",
         prefix,
         "--lcores",
-        &format!("0@{cpu},1@{cpu}"),
+        &format!("0@{},1@{}", cpus.main, cpus.worker),
         "--log-level",
         "*:error",
     ]
@@ -312,11 +331,12 @@ fn dut_eal(prefix: &str, cpu: usize) -> Vec<String> {
 pub fn dpf_live_config(
     sockets: &[PathBuf; 2],
     prefix: &str,
-    cpu: usize,
+    cpus: DutCpus,
+    rsize: u8,
     rules: Option<&Path>,
 ) -> String {
     let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
-    let eal: Vec<String> = dut_eal(prefix, cpu).iter().map(|a| quote(a)).collect();
+    let eal: Vec<String> = dut_eal(prefix, cpus).iter().map(|a| quote(a)).collect();
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -331,7 +351,7 @@ pub fn dpf_live_config(
         let _ = writeln!(
             out,
             "\n[[port]]\nname = \"{name}\"\ndevice = {}",
-            quote(&memif_device(i, "server", &sockets[i]))
+            quote(&memif_device(i, "server", &sockets[i], rsize))
         );
     }
     let _ = writeln!(out, "\n[wire]\npairs = [[\"lan\", \"wan\"]]");
@@ -339,12 +359,17 @@ pub fn dpf_live_config(
 }
 
 /// testpmd's arguments for the live topology.
-pub fn testpmd_live_args(sockets: &[PathBuf; 2], prefix: &str, cpu: usize) -> Vec<String> {
-    let mut args = dut_eal(prefix, cpu);
+pub fn testpmd_live_args(
+    sockets: &[PathBuf; 2],
+    prefix: &str,
+    cpus: DutCpus,
+    rsize: u8,
+) -> Vec<String> {
+    let mut args = dut_eal(prefix, cpus);
     args.push("--no-pci".into());
     for (i, s) in sockets.iter().enumerate() {
         args.push("--vdev".into());
-        args.push(memif_device(i, "server", s));
+        args.push(memif_device(i, "server", s, rsize));
     }
     args.extend(
         [
@@ -379,6 +404,13 @@ impl Drop for SocketDir {
 }
 
 impl Ctx {
+    fn cpus(&self) -> DutCpus {
+        DutCpus {
+            main: self.common.dut_main_cpu.unwrap_or(self.common.dut_cpu),
+            worker: self.common.dut_cpu,
+        }
+    }
+
     fn run_dut(&self, dut: Dut, mode: &[String], timeout: Duration) -> DutRun {
         let mut run = DutRun {
             dut,
@@ -427,8 +459,13 @@ impl Ctx {
                     }
                     None => None,
                 };
-                let config =
-                    dpf_live_config(&sockets, &dut_prefix, self.common.dut_cpu, rules.as_deref());
+                let config = dpf_live_config(
+                    &sockets,
+                    &dut_prefix,
+                    self.cpus(),
+                    self.common.memif_rsize,
+                    rules.as_deref(),
+                );
                 let path = dir.join("dpf.toml");
                 fs::write(&path, &config).with_context(|| format!("writing {}", path.display()))?;
                 run.config = Some(config);
@@ -449,7 +486,7 @@ impl Ctx {
                 };
                 (
                     testpmd.clone(),
-                    testpmd_live_args(&sockets, &dut_prefix, self.common.dut_cpu),
+                    testpmd_live_args(&sockets, &dut_prefix, self.cpus(), self.common.memif_rsize),
                 )
             }
         };
@@ -486,9 +523,9 @@ impl Ctx {
         let mut gen_args = vec![
             "live-gen".to_string(),
             "--tx".into(),
-            memif_device(0, "client", &sockets[0]),
+            memif_device(0, "client", &sockets[0], c.memif_rsize),
             "--rx".into(),
-            memif_device(1, "client", &sockets[1]),
+            memif_device(1, "client", &sockets[1], c.memif_rsize),
             "--file-prefix".into(),
             format!("bl{pid}gen{}", dut.name()),
             "--cpu".into(),
@@ -878,13 +915,14 @@ mod tests {
     #[test]
     fn configs_name_the_memif_servers() {
         let s = [PathBuf::from("/t/lan.sock"), PathBuf::from("/t/wan.sock")];
-        let text = dpf_live_config(&s, "pfx", 1, Some(Path::new("/r/b.pf.conf")));
+        let one = DutCpus { main: 1, worker: 1 };
+        let text = dpf_live_config(&s, "pfx", one, 10, Some(Path::new("/r/b.pf.conf")));
         let v: toml::Value = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(v["dataplane"]["mode"].as_str(), Some("wire"));
         assert_eq!(v["dataplane"]["rules"].as_str(), Some("/r/b.pf.conf"));
         assert_eq!(
             v["port"][1]["device"].as_str(),
-            Some("net_memif1,role=server,socket=/t/wan.sock,id=0,socket-abstract=no")
+            Some("net_memif1,role=server,socket=/t/wan.sock,id=0,socket-abstract=no,rsize=10")
         );
         let args: Vec<&str> = v["eal"]["args"]
             .as_array()
@@ -893,10 +931,12 @@ mod tests {
             .map(|a| a.as_str().unwrap())
             .collect();
         assert!(args.windows(2).any(|w| w == ["--lcores", "0@1,1@1"]));
-        assert!(!dpf_live_config(&s, "pfx", 1, None).contains("rules"));
-        let tp = testpmd_live_args(&s, "p2", 1).join(" ");
+        assert!(!dpf_live_config(&s, "pfx", one, 10, None).contains("rules"));
+        let split = DutCpus { main: 0, worker: 1 };
+        assert!(dpf_live_config(&s, "pfx", split, 10, None).contains("\"0@0,1@1\""));
+        let tp = testpmd_live_args(&s, "p2", one, 12).join(" ");
         assert!(tp.contains(
-            "--vdev net_memif0,role=server,socket=/t/lan.sock,id=0,socket-abstract=no --vdev net_memif1"
+            "--vdev net_memif0,role=server,socket=/t/lan.sock,id=0,socket-abstract=no,rsize=12 --vdev net_memif1"
         ));
         assert!(tp.ends_with(
             "-- --forward-mode=io --auto-start --stats-period 1 --total-num-mbufs=16384"
