@@ -134,6 +134,11 @@ pub struct Rfc2544Args {
     /// At most this many trials per device.
     #[arg(long, default_value_t = 16)]
     pub max_trials: usize,
+    /// A trial passes with at most this share of its packets lost: 0 is
+    /// RFC 2544's zero loss; e.g. 0.0001 gives a partial drop rate that a
+    /// few stalls of a shared machine do not decide.
+    #[arg(long, default_value_t = 0.0)]
+    pub loss_tolerance: f64,
     #[command(flatten)]
     pub common: LiveCommon,
 }
@@ -615,7 +620,7 @@ fn notes(kind: &str) -> Vec<String> {
         "Lost: sent minus distinct sequence numbers received; frames the DUT's ring refused count as lost (a NIC would count them as missed). Reordered: arrived after a higher sequence number.".to_string(),
     ];
     if kind == "rfc2544" {
-        n.push("RFC 2544 §26.1 throughput: the maximum rate is tried first, then a binary search between the highest rate without loss and the lowest with loss, until the bracket is within the resolution; the figure is the highest zero-loss trial, with its latencies (§26.2 measures latency at that rate).".to_string());
+        n.push("RFC 2544 §26.1 throughput: the maximum rate is tried first, then a binary search between the highest rate without loss and the lowest with loss, until the bracket is within the resolution; the figure is the highest zero-loss trial, with its latencies (§26.2 measures latency at that rate). With `loss_tolerance` > 0 in the parameters a trial passes with up to that share lost (a partial drop rate, not RFC 2544's).".to_string());
     }
     n
 }
@@ -859,6 +864,12 @@ pub fn live(args: &LiveArgs) -> anyhow::Result<()> {
 /// `bench rfc2544`: the loss-free throughput search through dpf (and
 /// testpmd).
 pub fn rfc2544(args: &Rfc2544Args) -> anyhow::Result<()> {
+    if !(0.0..1.0).contains(&args.loss_tolerance) {
+        bail!(
+            "--loss-tolerance {} is not a share in [0, 1)",
+            args.loss_tolerance
+        );
+    }
     if args.min_rate > args.max_rate {
         bail!(
             "--min-rate {} is above --max-rate {}",
@@ -878,6 +889,8 @@ pub fn rfc2544(args: &Rfc2544Args) -> anyhow::Result<()> {
         args.resolution.to_string(),
         "--max-trials".into(),
         args.max_trials.to_string(),
+        "--loss-tolerance".into(),
+        args.loss_tolerance.to_string(),
     ];
     let per_trial = args.trial + args.common.drain_ms as f64 / 1e3 + 1.0;
     let timeout =
