@@ -54,6 +54,7 @@ fn live(rules: &std::path::Path, flows: u64, rate_pps: u64) -> serde_json::Value
     let run = report["runs"][0].clone();
     assert_eq!(run["dut"], "dpf");
     assert!(run["error"].is_null(), "{run}");
+    assert!(run["dut_exit"].is_null(), "{run}");
     run
 }
 

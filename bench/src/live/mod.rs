@@ -182,6 +182,8 @@ pub struct DutRun {
     pub best_pps: Option<u64>,
     /// dpf's last stats line (burst latency, drops, states).
     pub dpf_final: Option<serde_json::Value>,
+    /// How the DUT exited, if not cleanly.
+    pub dut_exit: Option<String>,
     /// Why the run failed.
     pub error: Option<String>,
 }
@@ -426,6 +428,7 @@ impl Ctx {
             trials: Vec::new(),
             best_pps: None,
             dpf_final: None,
+            dut_exit: None,
             error: None,
         };
         if let Err(e) = self.run_dut_into(&mut run, mode, timeout) {
@@ -595,8 +598,16 @@ impl Ctx {
             }
         }
         let status = gen.wait()?;
-        let (rest, _) = dut_proc.interrupt_and_wait()?;
+        let (rest, dut_status) = dut_proc.interrupt_and_wait()?;
         dut_lines.extend(rest);
+        // testpmd re-raises SIGINT after its cleanup: dying of it is clean.
+        let by_sigint = std::os::unix::process::ExitStatusExt::signal(&dut_status) == Some(2);
+        if !dut_status.success() && !by_sigint {
+            run.dut_exit = Some(format!(
+                "{} exited with {dut_status} after SIGINT",
+                dut.name()
+            ));
+        }
         if dut == Dut::Dpf {
             run.dpf_final = dut_lines
                 .iter()
@@ -973,6 +984,7 @@ mod tests {
             dpf_final: Some(
                 serde_json::json!({"final": true, "burst_latency": {"p50_ns": 1500.0, "p99_ns": 3000.0, "p999_ns": 4000.0}}),
             ),
+            dut_exit: None,
             error: None,
         };
         assert_eq!(run.best().unwrap().trial, 2);
