@@ -362,6 +362,14 @@ pub fn dpf_live_config(
         );
     }
     let _ = writeln!(out, "\n[wire]\npairs = [[\"lan\", \"wan\"]]");
+    // Its own control socket (`dpfctl -s info` during a run), beside the
+    // memif sockets: never another dpf's.
+    let ctl = sockets[0].with_file_name("ctl.sock");
+    let _ = writeln!(
+        out,
+        "\n[control]\nsocket = {}",
+        quote(&ctl.display().to_string())
+    );
     out
 }
 
@@ -943,6 +951,7 @@ mod tests {
         let text = dpf_live_config(&s, "pfx", one, 10, Some(Path::new("/r/b.pf.conf")));
         let v: toml::Value = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(v["dataplane"]["mode"].as_str(), Some("wire"));
+        assert_eq!(v["control"]["socket"].as_str(), Some("/t/ctl.sock"));
         assert_eq!(v["dataplane"]["rules"].as_str(), Some("/r/b.pf.conf"));
         assert_eq!(
             v["port"][1]["device"].as_str(),
