@@ -272,6 +272,12 @@ fn resolve(common: &LiveCommon, kind: &'static str) -> anyhow::Result<Ctx> {
     fs::create_dir_all(&common.out)
         .with_context(|| format!("creating {}", common.out.display()))?;
     let out = fs::canonicalize(&common.out)?;
+    // Run logs stay out of git, the report files in (as `bench run`).
+    let ignore = out.join(".gitignore");
+    if !ignore.exists() {
+        fs::write(&ignore, "pcaps/\nruns/\n")
+            .with_context(|| format!("writing {}", ignore.display()))?;
+    }
     Ok(Ctx {
         dpf,
         testpmd,
