@@ -2,11 +2,14 @@
 //!
 //! One clap subcommand per module: `gen` ([`gen`]) writes pcaps for the
 //! harness; `run`, `sweep` and `suite` ([`run`]) measure dpf against
-//! dpdk-testpmd on them.
+//! dpdk-testpmd on them; `live` and `rfc2544` ([`live`]) drive dpf and
+//! testpmd from a live DPDK generator (`live-gen`) over memif; `carp-cpu`
+//! ([`carp_cpu`]) measures the control thread with many CARP vhids.
 
 mod carp_cpu;
 mod frames;
 mod gen;
+mod live;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +40,15 @@ enum Command {
     Suite(run::SuiteArgs),
     /// CPU of the control thread with many CARP vhids (two dpf on memif).
     CarpCpu(carp_cpu::CarpCpuArgs),
+    /// Offer a fixed rate from the live generator through dpf (and
+    /// testpmd) over memif; loss, reordering and latency.
+    Live(live::LiveArgs),
+    /// RFC 2544 loss-free throughput search with the live generator,
+    /// through dpf and dpdk-testpmd.
+    Rfc2544(live::Rfc2544Args),
+    /// The live generator process (started by `live` and `rfc2544`).
+    #[command(hide = true)]
+    LiveGen(live::engine::AgentArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,6 +58,9 @@ fn main() -> anyhow::Result<()> {
         Command::Sweep(args) => run::sweep(&args),
         Command::Suite(args) => run::suite(&args),
         Command::CarpCpu(args) => carp_cpu::run(&args),
+        Command::Live(args) => live::live(&args),
+        Command::Rfc2544(args) => live::rfc2544(&args),
+        Command::LiveGen(args) => live::engine::run(&args),
     }
 }
 

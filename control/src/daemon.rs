@@ -752,7 +752,22 @@ fn totals_json(shared: &SharedCounters, elapsed: Duration, hz: u64) -> serde_jso
         "busy_cycles": t.busy_cycles, "bursts": t.bursts,
         "block_returns": t.block_returns,
         "dropped": t.total_drops(), "drops": drops,
+        "burst_latency": burst_latency_json(&t, hz),
+        "burst_cycles_hist": t.burst_cycles.sparse(),
     })
+}
+
+/// p50/p99/p99.9/max of the per-burst processing time in nanoseconds
+/// (`null`s without a TSC rate, as in `--replay`).
+pub fn burst_latency_json(t: &dataplane::counters::WorkerCounters, hz: u64) -> serde_json::Value {
+    let summary = match dataplane::histogram::cycles_to_ns(hz) {
+        Some(to_ns) => t.burst_cycles.summary(to_ns),
+        None => dataplane::histogram::LatencySummary {
+            count: t.burst_cycles.count(),
+            ..Default::default()
+        },
+    };
+    serde_json::to_value(summary).unwrap_or_default()
 }
 
 /// `dpf --replay`: runs `input` through `workers` pipelines built from the

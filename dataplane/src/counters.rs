@@ -6,6 +6,7 @@
 //! publishes them to its [`SharedCounters`] slot (relaxed atomic stores, no
 //! read-modify-write) every few bursts; readers sum the slots.
 
+use crate::histogram::BurstHistogram;
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -122,6 +123,9 @@ pub struct WorkerCounters {
     pub export_dropped: u64,
     /// pfsync records imported.
     pub imported: u64,
+    /// TSC cycles of each non-empty burst (the per-burst share of
+    /// `busy_cycles`), for latency percentiles.
+    pub burst_cycles: BurstHistogram,
 }
 
 impl Default for WorkerCounters {
@@ -144,6 +148,7 @@ impl Default for WorkerCounters {
             block_returns: 0,
             export_dropped: 0,
             imported: 0,
+            burst_cycles: BurstHistogram::new(),
         }
     }
 }
@@ -212,6 +217,7 @@ impl WorkerCounters {
         for (x, y) in self.drops.iter_mut().zip(other.drops.iter()) {
             *x += y;
         }
+        self.burst_cycles.add(&other.burst_cycles);
     }
 }
 
@@ -222,6 +228,8 @@ const SCALARS: usize = 16;
 pub struct CounterSlot {
     scalars: [AtomicU64; SCALARS],
     drops: [AtomicU64; DropReason::COUNT],
+    burst_buckets: [AtomicU64; BurstHistogram::LEN],
+    burst_max: AtomicU64,
 }
 
 impl Default for CounterSlot {
@@ -229,6 +237,8 @@ impl Default for CounterSlot {
         CounterSlot {
             scalars: std::array::from_fn(|_| AtomicU64::new(0)),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            burst_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            burst_max: AtomicU64::new(0),
         }
     }
 }
@@ -259,6 +269,12 @@ impl SharedCounters {
             for (a, v) in slot.drops.iter().zip(c.drops.iter()) {
                 a.store(*v, Ordering::Relaxed);
             }
+            // Only buckets up to the highest one ever used can have moved.
+            let h = &c.burst_cycles;
+            for (i, a) in slot.burst_buckets[..h.touched()].iter().enumerate() {
+                a.store(h.bucket(i), Ordering::Relaxed);
+            }
+            slot.burst_max.store(h.max(), Ordering::Relaxed);
         }
     }
 
@@ -274,6 +290,11 @@ impl SharedCounters {
             for (v, a) in c.drops.iter_mut().zip(slot.drops.iter()) {
                 *v = a.load(Ordering::Relaxed);
             }
+            for (i, a) in slot.burst_buckets.iter().enumerate() {
+                c.burst_cycles.set_bucket(i, a.load(Ordering::Relaxed));
+            }
+            c.burst_cycles
+                .set_max(slot.burst_max.load(Ordering::Relaxed));
         }
         c
     }
@@ -317,6 +338,27 @@ mod tests {
         assert_eq!(t.rx, 12);
         assert_eq!(t.drops[DropReason::Fragment as usize], 2);
         assert_eq!(t.total_drops(), 3);
+    }
+
+    #[test]
+    fn burst_histograms_publish_and_merge() {
+        let shared = SharedCounters::new(2);
+        let mut a = WorkerCounters::default();
+        let mut b = WorkerCounters::default();
+        for cycles in [100, 200, 300] {
+            a.burst_cycles.record(cycles);
+        }
+        b.burst_cycles.record(50_000);
+        shared.publish(0, &a);
+        shared.publish(1, &b);
+        let t = shared.total();
+        assert_eq!(t.burst_cycles.count(), 4);
+        assert_eq!(t.burst_cycles.max(), 50_000);
+        assert_eq!(t.burst_cycles.quantile(0.5), a.burst_cycles.quantile(0.5));
+        // A later publish replaces the slot's buckets.
+        a.burst_cycles.record(100);
+        shared.publish(0, &a);
+        assert_eq!(shared.read(0).burst_cycles.count(), 4);
     }
 
     #[test]

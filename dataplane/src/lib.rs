@@ -12,6 +12,7 @@ pub mod cpu;
 pub mod dpdk;
 pub mod export;
 pub mod flow;
+pub mod histogram;
 pub mod pipeline;
 pub mod ring;
 pub mod route;

@@ -198,6 +198,7 @@ impl Worker {
                 }
                 let end = rdtsc();
                 self.pipeline.counters.busy_cycles += end - mark;
+                self.pipeline.counters.burst_cycles.record(end - mark);
                 mark = end;
             }
             for p in self.handoff_out.iter_mut().flatten() {

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use dataplane::histogram::LatencySummary;
 use serde::Serialize;
 
 use super::rules::sweep_ruleset;
@@ -157,6 +158,12 @@ pub struct Summary {
     pub states_created_per_s: Option<f64>,
     /// Bytes per state, if dpf reports its table memory.
     pub memory_per_state_bytes: Option<f64>,
+    /// Median over dpf's runs of the per-burst processing time's p50, ns.
+    pub burst_p50_ns: Option<f64>,
+    /// Median over dpf's runs of its p99, ns.
+    pub burst_p99_ns: Option<f64>,
+    /// Median over dpf's runs of its p99.9, ns.
+    pub burst_p999_ns: Option<f64>,
     /// Median forwarded Mpps of testpmd's runs.
     pub testpmd_mpps: Option<f64>,
     /// Median over pairs of dpf Mpps / testpmd Mpps: the headline.
@@ -245,6 +252,14 @@ pub fn summarize(dpf: &[DpfRun], testpmd: &[TestpmdRun]) -> Summary {
     } else {
         None
     };
+    let burst = |f: fn(&LatencySummary) -> Option<f64>| {
+        median(
+            &measured
+                .iter()
+                .filter_map(|m| m.burst_latency.as_ref().and_then(f))
+                .collect::<Vec<_>>(),
+        )
+    };
     let lossy = worst_lossy.is_some();
     Summary {
         dpf_mpps: if lossy {
@@ -271,6 +286,9 @@ pub fn summarize(dpf: &[DpfRun], testpmd: &[TestpmdRun]) -> Summary {
                 .filter_map(|m| m.memory_per_state_bytes)
                 .collect::<Vec<_>>(),
         ),
+        burst_p50_ns: burst(|l| l.p50_ns),
+        burst_p99_ns: burst(|l| l.p99_ns),
+        burst_p999_ns: burst(|l| l.p999_ns),
         testpmd_mpps: median(&testpmd_rates),
         ratio: if lossy { None } else { median(&ratios) },
         lossy: worst_lossy,
@@ -439,12 +457,18 @@ impl Harness {
                     eprintln!("bench: [{}] dpf {i}/{}: {lossy}", spec.label, spec.repeat)
                 }
                 (Some(m), None, _) => eprintln!(
-                    "bench: [{}] dpf {i}/{}: {:.3} Mpps forwarded, {:.0} cycles/packet, {} states",
+                    "bench: [{}] dpf {i}/{}: {:.3} Mpps forwarded, {:.0} cycles/packet, {} states, burst p50/p99/p99.9 {} ns",
                     spec.label,
                     spec.repeat,
                     m.forwarded_mpps,
                     m.cycles_per_packet.unwrap_or(0.0),
-                    m.states
+                    m.states,
+                    m.burst_latency.map_or_else(|| "-".to_string(), |l| format!(
+                        "{:.0}/{:.0}/{:.0}",
+                        l.p50_ns.unwrap_or(0.0),
+                        l.p99_ns.unwrap_or(0.0),
+                        l.p999_ns.unwrap_or(0.0)
+                    ))
                 ),
                 (None, _, error) => eprintln!(
                     "bench: [{}] dpf {i}/{} failed: {}",
@@ -675,6 +699,13 @@ mod tests {
                 state_hits_mpps: 0.0,
                 memory_per_state_bytes: None,
                 drops: BTreeMap::new(),
+                burst_latency: Some(LatencySummary {
+                    count: 10,
+                    p50_ns: Some(mpps * 100.0),
+                    p99_ns: Some(mpps * 200.0),
+                    p999_ns: None,
+                    max_ns: None,
+                }),
             }),
             lossy: lossy.then(|| format!("LOSSY ({dropped})")),
             error: None,
@@ -722,6 +753,11 @@ mod tests {
         assert_eq!(s.testpmd_mpps, Some(20.0));
         // Pair ratios 0.5, 0.6, 0.9.
         assert_eq!(s.ratio, Some(0.6));
+        assert_eq!(
+            (s.burst_p50_ns, s.burst_p99_ns),
+            (Some(1000.0), Some(2000.0))
+        );
+        assert_eq!(s.burst_p999_ns, None);
         assert_eq!(s.lossy, None);
         assert_eq!(s.error, None);
         // A failed testpmd run drops its pair only.

@@ -157,6 +157,7 @@ pub fn notes() -> Vec<String> {
         "dpf/testpmd: median over A/B pairs (dpf, then dpdk-testpmd io forwarding, alternating, same pcaps, same cores) of dpf's rate divided by testpmd's. Both read the pcaps from memory (net_pcap infinite_rx) and drop what they send, so the rate is bounded by the CPU, not a NIC.".into(),
         "net_pcap infinite_rx copies every received packet out of the pcap it holds in mbufs; past ~100k packets per pcap that copy no longer fits in the caches and both programs slow down, so across flow counts compare the dpf/testpmd ratio rather than raw Mpps.".into(),
         "cyc/pkt: dpf workers' TSC cycles spent on non-empty bursts per received packet (includes net_pcap's rx copy and tx).".into(),
+        "burst p50/p99/p99.9 ns: the time one worker took to process one non-empty rx burst (up to 32 packets: rx, decisions, tx), from dpf's per-worker log-linear histogram of TSC cycles (buckets at most 12.5% wide; the bucket's top is shown), over the window, median of the runs.".into(),
         "LOSSY: dpf dropped more than 0.1% of the packets it received in the window; no throughput is given for it.".into(),
         "Warmup seconds are discarded; the window is measured between two of dpf's cumulative --stats-every samples (testpmd: the per-second Rx/Tx-pps prints after the warmup).".into(),
     ]
@@ -172,7 +173,7 @@ pub fn human_count(n: u64) -> String {
 }
 
 /// Column headers of the tables.
-pub const COLUMNS: [&str; 13] = [
+pub const COLUMNS: [&str; 16] = [
     "run",
     "profile",
     "flows",
@@ -184,6 +185,9 @@ pub const COLUMNS: [&str; 13] = [
     "cyc/pkt",
     "states",
     "B/state",
+    "burst p50 ns",
+    "p99 ns",
+    "p99.9 ns",
     "testpmd Mpps",
     "dpf/testpmd",
 ];
@@ -247,6 +251,9 @@ pub fn row(r: &RunResult) -> Vec<String> {
         opt(s.cycles_per_packet, 0),
         s.states.map_or_else(|| "-".to_string(), |n| n.to_string()),
         opt(s.memory_per_state_bytes, 0),
+        opt(s.burst_p50_ns, 0),
+        opt(s.burst_p99_ns, 0),
+        opt(s.burst_p999_ns, 0),
         opt(s.testpmd_mpps, 3),
         opt(s.ratio, 3),
     ]);
@@ -428,6 +435,8 @@ mod tests {
                 dpf_wire_gbit_s: Some(8.3),
                 cycles_per_packet: Some(150.2),
                 states: Some(20000),
+                burst_p50_ns: Some(1234.4),
+                burst_p99_ns: Some(5000.0),
                 testpmd_mpps: Some(20.0),
                 ratio: Some(0.617),
                 ..Summary::default()
@@ -449,6 +458,9 @@ mod tests {
                 "150",
                 "20000",
                 "-",
+                "1234",
+                "5000",
+                "-",
                 "20.000",
                 "0.617"
             ]
@@ -463,7 +475,7 @@ mod tests {
         );
         let cells = row(&lossy);
         assert_eq!(cells[6], "LOSSY (1.00% dropped: tx-full 5)");
-        assert_eq!((cells[7].as_str(), cells[12].as_str()), ("-", "-"));
+        assert_eq!((cells[7].as_str(), cells[15].as_str()), ("-", "-"));
         let failed = result(
             "c",
             Summary {

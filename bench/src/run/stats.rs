@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use dataplane::histogram::{cycles_to_ns, BurstHistogram, LatencySummary};
 use serde::{Deserialize, Serialize};
 
 /// Bytes a frame occupies on the wire besides its captured bytes: 7 of
@@ -86,9 +87,22 @@ pub struct StatsLine {
     /// `state_table_bytes` or `state_bytes`).
     #[serde(default, alias = "state_bytes")]
     pub state_table_bytes: Option<u64>,
+    /// Cumulative per-burst processing cycles as `(bucket, count)` of a
+    /// `dataplane::histogram::BurstHistogram`, if dpf reports them.
+    #[serde(default)]
+    pub burst_cycles_hist: Vec<(usize, u64)>,
     /// The line printed after SIGINT.
     #[serde(default, rename = "final")]
     pub is_final: bool,
+}
+
+/// The histogram of a stats line's `burst_cycles_hist`.
+fn burst_histogram(line: &StatsLine) -> BurstHistogram {
+    let mut h = BurstHistogram::new();
+    for &(i, c) in &line.burst_cycles_hist {
+        h.set_bucket(i, c);
+    }
+    h
 }
 
 /// Why a stats line could not be read.
@@ -215,6 +229,11 @@ pub struct DpfMeasurement {
     pub memory_per_state_bytes: Option<f64>,
     /// Drops in the window by reason (reasons with none left out).
     pub drops: BTreeMap<String, u64>,
+    /// Per-burst processing time of the bursts in the window (p50/p99/p99.9
+    /// in ns, from the difference of the two samples' histograms; `max_ns`
+    /// is the largest bucket's top, as the window's own maximum is not
+    /// published). `None` if dpf does not report the histogram.
+    pub burst_latency: Option<LatencySummary>,
 }
 
 impl DpfMeasurement {
@@ -245,6 +264,20 @@ impl DpfMeasurement {
             0 => drops.values().sum(),
             n => n,
         };
+        let burst_latency = if b.burst_cycles_hist.is_empty() {
+            None
+        } else {
+            let mut delta = burst_histogram(b)
+                .since(&burst_histogram(a))
+                .ok_or(WindowError::Backwards("burst_cycles_hist"))?;
+            // The window's maximum lies in its highest non-empty bucket.
+            let top = delta
+                .sparse()
+                .last()
+                .map_or(0, |&(i, _)| BurstHistogram::bounds(i).1);
+            delta.set_max(top);
+            cycles_to_ns(b.tsc_hz).map(|to_ns| delta.summary(to_ns))
+        };
         let window_s = b.elapsed_s - a.elapsed_s;
         let per_s = |n: u64| n as f64 / window_s;
         Ok(DpfMeasurement {
@@ -266,6 +299,7 @@ impl DpfMeasurement {
                 .filter(|_| b.states > 0)
                 .map(|bytes| bytes as f64 / b.states as f64),
             drops,
+            burst_latency,
         })
     }
 
@@ -490,6 +524,43 @@ mod tests {
         assert!(mixed.lossy(&[]).is_some());
         // Nothing received but drops counted.
         assert!(with_drops(0, &[("tx-full", 1)]).lossy(&[]).is_some());
+    }
+
+    #[test]
+    fn burst_latency_is_the_windows_share() {
+        let mut a = sample(1.0, 0);
+        let mut b = sample(2.0, 10);
+        // 1 GHz TSC: cycles are ns. 100 bursts of ~1000 cycles before the
+        // window, 99 of ~1000 and one of ~1 000 000 inside it.
+        let i1k = BurstHistogram::index_of(1000);
+        let i1m = BurstHistogram::index_of(1_000_000);
+        a.burst_cycles_hist = vec![(i1k, 100)];
+        b.burst_cycles_hist = vec![(i1k, 199), (i1m, 1)];
+        let m = DpfMeasurement::from_window(&Window { start: &a, end: &b }).unwrap();
+        let l = m.burst_latency.unwrap();
+        assert_eq!(l.count, 100);
+        let top = |i| BurstHistogram::bounds(i).1 as f64;
+        assert_eq!(l.p50_ns, Some(top(i1k)));
+        assert_eq!(l.p99_ns, Some(top(i1k)));
+        assert_eq!(l.p999_ns, Some(top(i1m)));
+        assert_eq!(l.max_ns, Some(top(i1m)));
+        // Without the histogram there is no latency; a shrinking one is an error.
+        let plain = DpfMeasurement::from_window(&Window {
+            start: &sample(1.0, 0),
+            end: &sample(2.0, 10),
+        })
+        .unwrap();
+        assert_eq!(plain.burst_latency, None);
+        assert_eq!(
+            DpfMeasurement::from_window(&Window { start: &b, end: &a }).unwrap_err(),
+            WindowError::Backwards("rx")
+        );
+        a.rx = 0;
+        b.burst_cycles_hist = vec![(i1k, 50)];
+        assert_eq!(
+            DpfMeasurement::from_window(&Window { start: &a, end: &b }).unwrap_err(),
+            WindowError::Backwards("burst_cycles_hist")
+        );
     }
 
     #[test]

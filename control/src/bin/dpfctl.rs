@@ -250,6 +250,18 @@ fn print_text(show: Option<&str>, request: &Request, response: &Response) {
                     println!("  {:<30} {:>12}", k, v.as_u64().unwrap_or(0));
                 }
             }
+            if let Some(l) = d.get("burst_latency").filter(|l| u(l, "count") > 0) {
+                println!("Burst processing time (ns)");
+                for (name, k) in [
+                    ("p50", "p50_ns"),
+                    ("p99", "p99_ns"),
+                    ("p99.9", "p999_ns"),
+                    ("max", "max_ns"),
+                ] {
+                    let ns = l.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+                    println!("  {name:<30} {ns:>12.0}");
+                }
+            }
         }
         Request::ShowStates { .. } => {
             let list = d.as_array().cloned().unwrap_or_default();

@@ -96,6 +96,7 @@ impl Control<'_> {
             "forwarded": t.forwarded, "state_hits": t.state_hits,
             "handed_off": t.handed_off, "slow_path": t.slow_path,
             "dropped": t.total_drops(), "drops": drops,
+            "burst_latency": crate::daemon::burst_latency_json(&t, dataplane::dpdk::tsc_hz()),
             "control_bad_requests": self.bad_requests,
             "slow_path_stats": self.slowpath.map(|s| serde_json::to_value(s.stats).unwrap_or_default()),
         })

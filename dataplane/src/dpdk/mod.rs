@@ -1,10 +1,12 @@
-//! Safe wrappers over `dpdk-sys`: EAL lifetime, mempools, mbufs, ports,
-//! `rte_ring`s of mbufs, and launching Rust closures on EAL lcores.
+//! Safe wrappers over `dpdk-sys`: EAL lifetime, mempools, mbufs, bursts
+//! of mbufs, ports, `rte_ring`s of mbufs, and launching Rust closures on
+//! EAL lcores.
 //!
 //! Every `unsafe` block in this module tree carries a `// SAFETY:` line. C
 //! return codes go through [`check`], which reads `rte_errno` when DPDK
 //! reports failure through it.
 
+mod burst;
 mod eal;
 mod lcore;
 pub mod mbuf;
@@ -12,6 +14,7 @@ mod mempool;
 mod port;
 mod rte_ring;
 
+pub use burst::Burst;
 pub use eal::Eal;
 pub use lcore::{launch, worker_lcores, LaunchHandle};
 pub use mbuf::{Mbuf, RawMbuf};

@@ -77,6 +77,8 @@ pub struct Port {
     name: String,
     rss: bool,
     started: bool,
+    rx_queues: u16,
+    tx_queues: u16,
 }
 
 impl Port {
@@ -207,6 +209,8 @@ impl Port {
             name,
             rss,
             started: false,
+            rx_queues: conf.rx_queues,
+            tx_queues: conf.tx_queues,
         })
     }
 
@@ -240,6 +244,16 @@ impl Port {
     /// The driver's name.
     pub fn driver(&self) -> &str {
         &self.name
+    }
+
+    /// Receive and transmit queues configured.
+    pub fn queues(&self) -> (u16, u16) {
+        (self.rx_queues, self.tx_queues)
+    }
+
+    /// Whether the port is started.
+    pub fn is_started(&self) -> bool {
+        self.started
     }
 
     /// Whether RSS is configured.
