@@ -633,7 +633,7 @@ fn run_with_eal(
                 routing: router.then_some(&*routing),
                 slowpath: router.then_some(&slowpath),
                 carp: carp.as_mut(),
-                sync: sync.as_ref(),
+                sync: sync.as_mut(),
                 out: &mut cmd_out,
             };
             srv.poll(&mut |req| control.handle(req));

@@ -17,7 +17,8 @@
 use crate::pfsync::pack::{Packer, PacketWriter};
 use crate::pfsync::wire::frame::receive_frame;
 use crate::pfsync::wire::{
-    BusRepr, BusStatus, KeyRepr, LinkParams, Message, PeerRepr, RxContext, StateId, StateRepr,
+    BusRepr, BusStatus, ClrRepr, KeyRepr, LinkParams, Message, PeerRepr, RxContext, StateId,
+    StateRepr,
 };
 use crate::pfsync::PfsyncStats;
 use crate::slowpath::Out;
@@ -70,6 +71,8 @@ pub struct Sync {
     sent_states: u64,
     received_states: u64,
     import_dropped: u64,
+    sent_clears: u64,
+    received_clears: u64,
 }
 
 /// What the control loop must do after a received packet.
@@ -146,6 +149,8 @@ impl Sync {
             sent_states: 0,
             received_states: 0,
             import_dropped: 0,
+            sent_clears: 0,
+            received_clears: 0,
         })
     }
 
@@ -154,7 +159,20 @@ impl Sync {
         self.send_alone(&Message::UpdReq(StateId::BULK_REQUEST), out);
     }
 
-    /// Sends one control message (UPD_REQ, BUS) in a packet of its own.
+    /// Tells the peer that this box flushed its states (`pfctl -F states`):
+    /// a CLR for this box's creator id (spec §3), sent at once.
+    pub fn send_clear(&mut self, out: &mut Vec<Out>) {
+        self.send_alone(
+            &Message::Clr(ClrRepr {
+                ifname: [0; 16],
+                creatorid: self.creatorid,
+            }),
+            out,
+        );
+        self.sent_clears += 1;
+    }
+
+    /// Sends one control message (UPD_REQ, BUS, CLR) in a packet of its own.
     fn send_alone(&mut self, msg: &Message, out: &mut Vec<Out>) {
         self.writer.clear();
         if self.writer.push(msg).is_err() {
@@ -284,13 +302,18 @@ impl Sync {
                     }
                 }
                 Message::DelC(id) => {
-                    for p in self.imports.iter_mut() {
-                        let _ = p.push(ImportRecord::Delete {
-                            id: id.id,
-                            creatorid: id.creatorid,
-                        });
-                        p.publish();
-                    }
+                    self.to_every_worker(ImportRecord::Delete {
+                        id: id.id,
+                        creatorid: id.creatorid,
+                    });
+                }
+                // The peer flushed: remove the states it created (never
+                // ours, whatever the message says).
+                Message::Clr(c) if c.creatorid != self.creatorid => {
+                    self.received_clears += 1;
+                    self.to_every_worker(ImportRecord::Clear {
+                        creatorid: c.creatorid,
+                    });
                 }
                 Message::UpdReq(id) if id == StateId::BULK_REQUEST => {
                     event = SyncEvent::BulkRequested
@@ -306,6 +329,17 @@ impl Sync {
             }
         }
         event
+    }
+
+    /// Hands `rec` to every worker's import ring (deletions carry no key,
+    /// so the owner is unknown); a full ring is counted.
+    fn to_every_worker(&mut self, rec: ImportRecord) {
+        for p in self.imports.iter_mut() {
+            if p.push(rec).is_err() {
+                self.import_dropped += 1;
+            }
+            p.publish();
+        }
     }
 
     fn to_wire(&self, st: &State, now: Instant) -> StateRepr {
@@ -401,6 +435,8 @@ impl Sync {
             "sent_states": self.sent_states,
             "received_states": self.received_states,
             "import_dropped": self.import_dropped,
+            "sent_clears": self.sent_clears,
+            "received_clears": self.received_clears,
             "stats": self.stats.iter().map(|(c, v)| (c.to_string(), Value::from(v))).collect::<serde_json::Map<_, _>>(),
         })
     }

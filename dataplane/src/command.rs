@@ -166,16 +166,14 @@ impl CommandPort {
                 filter,
                 removed,
             } => {
-                let mut n = 0u64;
-                let next = pipeline.shard_mut().scan_remove(
+                // Kills are exported one by one; a flush is one CLR.
+                let (next, n) = pipeline.kill_states(
                     cursor,
                     SLOTS_PER_POLL,
                     |st| filter.is_none_or(|f| f.matches(st.key())),
-                    |_| n += 1,
+                    filter.is_some(),
                 );
                 removed_now = n;
-                pipeline.counters.states_removed += n;
-                pipeline.counters.states = pipeline.shard().len() as u64;
                 match next {
                     Some(cursor) => Active::Killing {
                         cursor,
@@ -265,6 +263,9 @@ mod tests {
         };
         let rules = Arc::new(Ruleset::compile("", "t", &env).unwrap());
         let mut p = Pipeline::new(PipelineConfig::default(), rules, shard);
+        let (export, mut exported) = crate::ring::channel::<crate::export::StateRecord>(1024);
+        let (_imports, import) = crate::ring::channel::<crate::export::ImportRecord>(16);
+        p.set_sync(export, import, 1);
         // A tiny reply ring forces the listing to pause and resume.
         let (mut port, mut client) = command_channel(8);
         client.commands.push(Command::ListStates).unwrap();
@@ -284,6 +285,12 @@ mod tests {
             vec![Reply::Killed(1)]
         );
         assert_eq!(p.shard().len(), 199);
+        // The kill goes to pfsync as one deletion of that state.
+        p.sync_poll(Instant::from_secs(1), 0);
+        let deleted: Vec<_> = std::iter::from_fn(|| exported.pop()).collect();
+        assert_eq!(deleted.len(), 1);
+        assert_eq!(deleted[0].action, crate::export::SyncAction::Delete);
+        assert!(filter.matches(deleted[0].state.key()));
         client.commands.push(Command::FlushStates).unwrap();
         client.commands.publish();
         assert_eq!(
@@ -291,6 +298,9 @@ mod tests {
             vec![Reply::Killed(199)]
         );
         assert!(p.shard().is_empty());
+        // A flush is one CLR from the control thread, not 199 deletions.
+        p.sync_poll(Instant::from_secs(1), 0);
+        assert!(exported.pop().is_none());
     }
 
     #[test]

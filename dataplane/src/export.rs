@@ -53,4 +53,10 @@ pub enum ImportRecord {
         /// Creator id.
         creatorid: u32,
     },
+    /// The peer flushed its table (pfsync CLR): remove every state this
+    /// creator made.
+    Clear {
+        /// Creator id.
+        creatorid: u32,
+    },
 }

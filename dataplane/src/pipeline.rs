@@ -182,6 +182,15 @@ impl Pipeline {
                     self.counters.imported += 1;
                 }
             }
+            ImportRecord::Clear { creatorid } => {
+                // Once per peer flush: a walk of the slab's occupancy bits.
+                let removed = self
+                    .shard
+                    .remove_if(|st| st.creatorid() == creatorid, |_| {});
+                self.counters.states_removed += removed as u64;
+                self.counters.imported += 1;
+                self.counters.states = self.shard.len() as u64;
+            }
             ImportRecord::Upsert {
                 mut state,
                 age_s,
@@ -284,6 +293,31 @@ impl Pipeline {
         self.counters.states_removed += removed as u64;
         self.counters.states = self.shard.len() as u64;
         removed
+    }
+
+    /// Removes the states `pred` selects among `max_slots` slab slots from
+    /// `from` (operator kills, a slice per call). With `export`, each
+    /// removal goes to pfsync as a deletion (`dpfctl -k`); a flush sends
+    /// one CLR from the control thread instead. Returns the next cursor
+    /// (`None` at the end) and how many states were removed.
+    pub fn kill_states(
+        &mut self,
+        from: usize,
+        max_slots: usize,
+        pred: impl FnMut(&crate::state::State) -> bool,
+        export: bool,
+    ) -> (Option<usize>, u64) {
+        let (shard, sync, counters) = (&mut self.shard, &mut self.sync, &mut self.counters);
+        let mut removed = 0u64;
+        let next = shard.scan_remove(from, max_slots, pred, |st| {
+            removed += 1;
+            if export {
+                push_export(sync, counters, SyncAction::Delete, st);
+            }
+        });
+        self.counters.states_removed += removed;
+        self.counters.states = self.shard.len() as u64;
+        (next, removed)
     }
 
     /// Decides the fate of one frame received on `in_port`. The frame may be

@@ -42,7 +42,10 @@ impl Default for VipTable {
 
 impl VipTable {
     /// A table of `vips` on `ports` ports, nothing MASTER.
-    pub fn new(vips: Vec<Vip>, ports: usize) -> VipTable {
+    pub fn new(mut vips: Vec<Vip>, ports: usize) -> VipTable {
+        // Sorted by (family, address): the per-packet lookup is a binary
+        // search (255 dual-stack VHIDs are 765 addresses).
+        vips.sort_by_key(|v| (v.af, v.addr));
         VipTable {
             vips,
             master: (0..ports)
@@ -55,8 +58,9 @@ impl VipTable {
     #[inline]
     pub fn lookup(&self, af: Af, addr: &Addr) -> Option<Vip> {
         self.vips
-            .iter()
-            .find(|v| v.af == af && v.addr == *addr)
+            .binary_search_by(|v| (v.af, v.addr).cmp(&(af, *addr)))
+            .ok()
+            .and_then(|i| self.vips.get(i))
             .copied()
     }
 
@@ -322,6 +326,35 @@ mod tests {
 
     fn v4(a: [u8; 4]) -> Addr {
         Addr::v4(a)
+    }
+
+    #[test]
+    fn vip_lookup_finds_every_address_of_both_families() {
+        let mut vips = Vec::new();
+        for vhid in 1..=255u8 {
+            vips.push(Vip {
+                af: Af::Inet,
+                addr: v4([10, 0, 1, 255 - vhid]),
+                port: 0,
+                vhid,
+            });
+            let mut a6 = [0u8; 16];
+            a6[0] = 0x20;
+            a6[15] = vhid;
+            vips.push(Vip {
+                af: Af::Inet6,
+                addr: Addr::v6(a6),
+                port: 1,
+                vhid,
+            });
+        }
+        let table = VipTable::new(vips.clone(), 2);
+        for v in &vips {
+            assert_eq!(table.lookup(v.af, &v.addr), Some(*v));
+        }
+        assert_eq!(table.lookup(Af::Inet, &v4([10, 0, 2, 1])), None);
+        // The same bytes in the other family are not a VIP.
+        assert_eq!(table.lookup(Af::Inet6, &v4([10, 0, 1, 254])), None);
     }
 
     fn routing() -> Routing {

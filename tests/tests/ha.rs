@@ -268,8 +268,23 @@ fn established_connections_survive_a_failover_through_pfsync() {
         m["creatorid"], b["creatorid"],
         "the backup keeps the master's creatorid"
     );
+    // TCP window advances reach the backup: the server's sequence numbers
+    // there move on while the transfer runs (pfsync UPD every maxupd
+    // packets or state change).
+    let server_seqlo = |fw: usize| {
+        ctl(&net.sock(fw), &["-s", "states"])
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["id"] == m["id"]).cloned())
+            .map(|s| s["dst_window"]["seqlo"].as_u64().unwrap_or(0))
+    };
+    let before = server_seqlo(2).expect("state on the backup");
+    wait_until(
+        "the server's seqlo to advance on fw2",
+        Duration::from_secs(5),
+        || server_seqlo(2).is_some_and(|now| now != before),
+    );
     // Kill the master mid-transfer.
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_millis(500));
     if let Some(p) = net.procs[1].take() {
         p.signal(libc::SIGKILL);
         let _ = p.wait(Duration::from_secs(10));
@@ -374,4 +389,45 @@ fn a_late_backup_gets_the_table_by_bulk_update() {
     let out = client.wait(Duration::from_secs(60)).unwrap();
     let _ = server.wait(Duration::from_secs(10));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1500 0 0");
+
+    // Deletions are carried: `dpfctl -k` on the master removes the state
+    // on the backup (DEL_C)...
+    let has = |fw: usize, pred: &dyn Fn(&Value) -> bool| {
+        ctl(&net.sock(fw), &["-s", "states"])
+            .as_array()
+            .is_some_and(|a| a.iter().any(pred))
+    };
+    let client_ip = m["src"].as_str().unwrap().to_string();
+    let server_ip = m["dst"].as_str().unwrap().to_string();
+    assert!(
+        has(2, &|s| s["id"] == m["id"]),
+        "the closed connection's state is still on fw2"
+    );
+    let killed = ctl(&net.sock(1), &["-k", &client_ip]);
+    assert!(killed["killed"].as_u64().unwrap_or(0) >= 1, "{killed}");
+    wait_until(
+        "the killed state to leave fw2",
+        Duration::from_secs(5),
+        || !has(2, &|s| s["id"] == m["id"]),
+    );
+    // ... and `-F states` on the master clears the backup's copies of the
+    // master's states (one CLR).
+    let ping = must_output(Command::new("ip").args([
+        "netns", "exec", &lan, "ping", "-c", "1", "-W", "2", &server_ip,
+    ]));
+    assert!(ping.status.success(), "ping through fw1: {ping:?}");
+    wait_until("the ping's state on fw2", Duration::from_secs(5), || {
+        has(2, &|s| s["proto"] == "icmp")
+    });
+    ctl(&net.sock(1), &["-F", "states"]);
+    wait_until(
+        "fw2 to drop fw1's states (CLR)",
+        Duration::from_secs(5),
+        || !has(2, &|s| s["creatorid"] == m["creatorid"]),
+    );
+    assert!(ctl(&net.sock(2), &["pfsync0"])["received_clears"].as_u64() >= Some(1));
+}
+
+fn must_output(cmd: &mut Command) -> std::process::Output {
+    cmd.output().expect("command runs")
 }

@@ -45,7 +45,7 @@ pub struct Control<'a> {
     /// CARP, if configured.
     pub carp: Option<&'a mut crate::carpd::Carp>,
     /// pfsync, if configured.
-    pub sync: Option<&'a crate::syncd::Sync>,
+    pub sync: Option<&'a mut crate::syncd::Sync>,
     /// Frames commands produce (advertisements of a bow-out...).
     pub out: &'a mut Vec<crate::slowpath::Out>,
 }
@@ -60,14 +60,14 @@ impl Control<'_> {
             Request::ShowStates { host } => self.states(host.as_deref()),
             Request::LoadRules { text, file } => self.load_rules(&text, &file),
             Request::KillStates { host, peer } => self.kill(&host, peer.as_deref()),
-            Request::FlushStates => self.run_kill(Command::FlushStates),
+            Request::FlushStates => self.flush_states(),
             Request::ShowRoutes => Ok(self.routes()),
             Request::ShowNeighbors => Ok(self.neighbors()),
             Request::ShowCarp { name } => self.carp_show(name.as_deref()),
             Request::CarpSet { name, words } => self.carp_set(&name, &words),
             Request::Group { group, carpdemote } => self.group(&group, carpdemote),
             Request::Sysctl { arg } => self.sysctl(arg.as_deref()),
-            Request::ShowPfsync => match self.sync {
+            Request::ShowPfsync => match self.sync.as_deref() {
                 Some(s) => Ok(s.show((self.now)())),
                 None => Err("pfsync is not configured".into()),
             },
@@ -311,6 +311,17 @@ impl Control<'_> {
         self.run_kill(Command::KillStates(filter))
     }
 
+    /// `-F states`: every worker empties its shard; the pfsync peer is
+    /// told with a CLR of this box's creator id (pf's behaviour), so it
+    /// drops the states this box created (one message, however many).
+    fn flush_states(&mut self) -> Result<Value, String> {
+        let r = self.run_kill(Command::FlushStates)?;
+        if let Some(s) = self.sync.as_deref_mut() {
+            s.send_clear(self.out);
+        }
+        Ok(r)
+    }
+
     fn run_kill(&mut self, cmd: Command) -> Result<Value, String> {
         let mut killed = 0u64;
         self.ask_all(cmd, |r| {
@@ -428,6 +439,13 @@ fn peer_state_name(proto: u8, s: u8) -> &'static str {
     }
 }
 
+/// A peer's TCP window tracking (pfctl -vv's `[seqlo + win]`): what a
+/// pfsync update carries besides the state names.
+fn peer_window_json(p: &dataplane::state::Peer) -> Value {
+    let (seqlo, seqhi, max_win, wscale) = (p.seqlo, p.seqhi, p.max_win, p.wscale);
+    json!({ "seqlo": seqlo, "seqhi": seqhi, "max_win": max_win, "wscale": wscale & 0x0f })
+}
+
 fn state_json(
     st: &State,
     now: Instant,
@@ -450,6 +468,8 @@ fn state_json(
         "dst": dst.to_ip(af).to_string(), "dport": dport,
         "src_state": peer_state_name(key.proto, src_state),
         "dst_state": peer_state_name(key.proto, dst_state),
+        "src_window": peer_window_json(&st.src),
+        "dst_window": peer_window_json(&st.dst),
         "timeout": st.timeout.name(),
         "age_s": st.age_s(now),
         "expires_in_s": st.expire_in_s(now, timeouts),
