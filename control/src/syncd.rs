@@ -302,7 +302,7 @@ impl Sync {
                     }
                 }
                 Message::DelC(id) => {
-                    self.to_every_worker(ImportRecord::Delete {
+                    self.broadcast_to_workers(ImportRecord::Delete {
                         id: id.id,
                         creatorid: id.creatorid,
                     });
@@ -311,7 +311,7 @@ impl Sync {
                 // ours, whatever the message says).
                 Message::Clr(c) if c.creatorid != self.creatorid => {
                     self.received_clears += 1;
-                    self.to_every_worker(ImportRecord::Clear {
+                    self.broadcast_to_workers(ImportRecord::Clear {
                         creatorid: c.creatorid,
                     });
                 }
@@ -333,7 +333,7 @@ impl Sync {
 
     /// Hands `rec` to every worker's import ring (deletions carry no key,
     /// so the owner is unknown); a full ring is counted.
-    fn to_every_worker(&mut self, rec: ImportRecord) {
+    fn broadcast_to_workers(&mut self, rec: ImportRecord) {
         for p in self.imports.iter_mut() {
             if p.push(rec).is_err() {
                 self.import_dropped += 1;
