@@ -322,10 +322,25 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
         best_pps: best,
         trials: trial as usize,
     });
+    gen.hold_ports_until_peer_closes(Duration::from_secs(args.link_timeout_s.max(10)));
     Ok(())
 }
 
 impl Generator {
+    /// Keeps the ports open, without polling them, until the device under
+    /// test has closed its end of every link (or `timeout` passes). The
+    /// harness stops the DUT after `Done`: a memif PMD whose peer
+    /// disconnects unmaps the shared rings from its interrupt thread while
+    /// a busy worker may still be inside an rx/tx burst on them (DPDK 22.11),
+    /// so the side that disconnects first must be the side that is busy, and
+    /// the idle generator must be the one that sees the disconnect.
+    fn hold_ports_until_peer_closes(&self, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.ports.iter().any(|p| p.link().up) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Receives one burst on every port; stamped frames of `trial` are
     /// accounted against `sent`.
     fn poll_rx(&mut self, trial: u16, sent: u64, burst: &mut Burst<BURST>) {

@@ -604,6 +604,9 @@ impl Ctx {
                     Ok(Event::Done { best_pps, .. }) => {
                         run.best_pps = best_pps;
                         done = true;
+                        // The generator now holds its ports idle until the
+                        // DUT has closed its end: stop the DUT first.
+                        break;
                     }
                     Err(_) => {}
                 },
@@ -611,9 +614,9 @@ impl Ctx {
                 Next::Closed => break,
             }
         }
-        let status = gen.wait()?;
         let (rest, dut_status) = dut_proc.interrupt_and_wait()?;
         dut_lines.extend(rest);
+        let status = gen.wait()?;
         // testpmd re-raises SIGINT after its cleanup: dying of it is clean.
         let by_sigint = std::os::unix::process::ExitStatusExt::signal(&dut_status) == Some(2);
         if !dut_status.success() && !by_sigint {
