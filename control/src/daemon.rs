@@ -45,6 +45,9 @@ pub struct RunOptions {
     pub preload: Option<std::path::PathBuf>,
     /// pfsync creator id of this box (random when not set).
     pub creatorid: Option<u32>,
+    /// Write a line per pfsync state message sent or received here (for
+    /// the sync benchmark; see [`crate::syncd`]).
+    pub sync_trace: Option<std::path::PathBuf>,
 }
 
 /// Handoff ring capacity between two workers (packets).
@@ -516,6 +519,10 @@ fn run_with_eal(
             )
         }
     };
+    if let (Some(s), Some(path)) = (sync.as_mut(), opts.sync_trace.as_ref()) {
+        s.set_trace(path, now_fn())
+            .with_context(|| format!("--sync-trace {}", path.display()))?;
+    }
     if let Some(inject) = inject_ring.as_ref() {
         let mut out = Vec::new();
         if let Some(c) = carp.as_mut() {

@@ -9,31 +9,51 @@
 //! by 32 until it completes or times out — and answered by listing every
 //! worker's states.
 //!
+//! Updates of states the peer knows go out compressed (UPD_C, 84 bytes);
+//! a state the peer may not know (re-sent after a full export ring, asked
+//! for by UPD_REQ) in full (UPD). A received UPD_C is merged by the worker
+//! that has the state; when none has it the peer is asked for it with
+//! UPD_REQ (spec §5.3). Frames this box sent itself (an af_packet port sees
+//! its own transmissions) are ignored by source MAC, so updates the peer
+//! makes to states this box created are merged.
+//!
+//! `--sync-trace FILE` writes one line per state message sent or received
+//! (`tx|rx ins|upd|updc|delc|bulk <id> <creatorid> <t_ns>`, t on the TSC
+//! clock every dpf on a host shares) for the sync benchmark.
+//!
 //! Departure from ARCHITECTURE.md: this runs on the control thread, not a
 //! thread of its own (the control loop already sleeps ~1 ms and owns the
-//! injection path); sends are full UPD rather than compressed UPD_C, and
-//! `defer` is not implemented.
+//! injection path); `defer` is not implemented.
 
 use crate::pfsync::pack::{Packer, PacketWriter};
+use crate::pfsync::recv::valid_update;
 use crate::pfsync::wire::frame::receive_frame;
 use crate::pfsync::wire::{
     BusRepr, BusStatus, ClrRepr, KeyRepr, LinkParams, Message, PeerRepr, RxContext, StateId,
-    StateRepr,
+    StateRepr, UpdCRepr,
 };
 use crate::pfsync::PfsyncStats;
 use crate::slowpath::Out;
 use dataplane::export::{ImportRecord, StateRecord, SyncAction};
 use dataplane::flow::{Af, Direction, FlowKey, IfIndex};
 use dataplane::ring::{Consumer, Producer};
-use dataplane::state::{Peer, State};
+use dataplane::state::{state_flags, Peer, State};
 use dataplane::time::{Duration, Instant};
 use dataplane::timeouts::{TimeoutClass, Timeouts};
 use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::Write;
 
 /// How long a bulk request waits for the end marker.
 const BULK_TIMEOUT: Duration = Duration::from_secs(12);
 /// Demotion while a bulk update is pending (spec §5.6).
 pub const BULK_DEMOTE: i32 = 32;
+/// Unknown-state reports awaiting the other workers' answers, at most.
+const MISSING_MAX: usize = 65536;
+/// How long an unknown-state report waits for the other workers.
+const MISSING_WAIT: Duration = Duration::from_secs(1);
+/// How often the trace file is flushed.
+const TRACE_FLUSH: Duration = Duration::from_millis(100);
 
 /// Bulk update status, for `dpfctl pfsync0`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +93,28 @@ pub struct Sync {
     import_dropped: u64,
     sent_clears: u64,
     received_clears: u64,
+    sent_compressed: u64,
+    received_compressed: u64,
+    sent_requests: u64,
+    received_requests: u64,
+    /// Our syncdev MAC: frames from it are our own, seen again.
+    mac: [u8; 6],
+    /// UPD_C'd states some worker reported unknown: how many workers did,
+    /// and since when (UPD_REQ once all that could have it said no).
+    missing: HashMap<StateId, (usize, Instant)>,
+    /// Between the peer's BUS START and END of our bulk request.
+    in_bulk: bool,
+    /// States whose INS or UPD is in the packet being built.
+    full_in_packet: Vec<StateId>,
+    /// UPD_REQs to send at the end of this round.
+    requests: Vec<StateId>,
+    trace: Option<Trace>,
+}
+
+/// The `--sync-trace` file.
+struct Trace {
+    out: std::io::BufWriter<std::fs::File>,
+    flushed: Instant,
 }
 
 /// What the control loop must do after a received packet.
@@ -151,7 +193,126 @@ impl Sync {
             import_dropped: 0,
             sent_clears: 0,
             received_clears: 0,
+            sent_compressed: 0,
+            received_compressed: 0,
+            sent_requests: 0,
+            received_requests: 0,
+            mac: s.mac,
+            missing: HashMap::new(),
+            in_bulk: false,
+            full_in_packet: Vec::with_capacity(s.mtu as usize / 264 + 1),
+            requests: Vec::new(),
+            trace: None,
         })
+    }
+
+    /// Writes the `--sync-trace` file at `path` from now on.
+    pub fn set_trace(&mut self, path: &std::path::Path, now: Instant) -> std::io::Result<()> {
+        let f = std::fs::File::create(path)?;
+        self.trace = Some(Trace {
+            out: std::io::BufWriter::new(f),
+            flushed: now,
+        });
+        Ok(())
+    }
+
+    fn trace(&mut self, dir: &str, msg: &str, id: StateId, at: Instant) {
+        if let Some(t) = self.trace.as_mut() {
+            let _ = writeln!(
+                t.out,
+                "{dir} {msg} {:016x} {:08x} {}",
+                id.id, id.creatorid, at.0
+            );
+        }
+    }
+
+    /// The worker that has a state by its identity, if known: our own
+    /// states carry the creating worker in the id's top 8 bits.
+    fn owner_of_id(&self, id: StateId) -> Option<usize> {
+        let w = (id.id >> 56) as usize;
+        (id.creatorid == self.creatorid && w < self.imports.len()).then_some(w)
+    }
+
+    /// Hands `rec` to the worker that has the state, or to every worker
+    /// when that is not known. Returns how many workers were asked.
+    fn route_by_id(&mut self, id: StateId, rec: ImportRecord) -> usize {
+        match self.owner_of_id(id) {
+            Some(w) => {
+                if let Some(p) = self.imports.get_mut(w) {
+                    if p.push(rec).is_err() {
+                        self.import_dropped += 1;
+                    }
+                    p.publish();
+                }
+                1
+            }
+            None => {
+                self.broadcast_to_workers(rec);
+                self.imports.len()
+            }
+        }
+    }
+
+    /// A worker reported that it does not have a state the peer sent a
+    /// compressed update for; once every worker that could have it said
+    /// so, ask the peer for the whole state (UPD_REQ).
+    fn missing(&mut self, id: StateId, now: Instant) {
+        let asked = if self.owner_of_id(id).is_some() {
+            1
+        } else {
+            self.imports.len().max(1)
+        };
+        let room = self.missing.len() < MISSING_MAX;
+        let count = match self.missing.get_mut(&id) {
+            Some(e) => {
+                e.0 += 1;
+                e.0
+            }
+            None if room => {
+                self.missing.insert(id, (1, now));
+                1
+            }
+            None => {
+                self.stats.incr(crate::pfsync::Counter::Onomem);
+                return;
+            }
+        };
+        if count >= asked {
+            self.missing.remove(&id);
+            self.stats.incr(crate::pfsync::Counter::Badstate);
+            self.requests.push(id);
+        }
+    }
+
+    /// Sends the UPD_REQs collected this round, as many per packet as fit
+    /// (spec §5.3: one packet listing the unknown states, at once).
+    fn send_requests(&mut self, out: &mut Vec<Out>) {
+        if self.requests.is_empty() {
+            return;
+        }
+        let requests = std::mem::take(&mut self.requests);
+        self.writer.clear();
+        for id in &requests {
+            let msg = Message::UpdReq(*id);
+            if self.writer.push(&msg).is_err() {
+                if let Some(frame) = self.writer.finish() {
+                    out.push((self.syncdev, frame.to_vec()));
+                    self.sent_packets += 1;
+                }
+                self.writer.clear();
+                if self.writer.push(&msg).is_err() {
+                    self.stats.incr(crate::pfsync::Counter::Onomem);
+                    continue;
+                }
+            }
+            self.sent_requests += 1;
+        }
+        if let Some(frame) = self.writer.finish() {
+            out.push((self.syncdev, frame.to_vec()));
+            self.sent_packets += 1;
+        }
+        self.requests = requests;
+        self.requests.clear();
     }
 
     /// The bulk request sent at start (UPD_REQ with id 0, creatorid 0).
@@ -185,18 +346,41 @@ impl Sync {
         }
     }
 
+    /// Queues a slice message. The receiver walks a packet's sections in
+    /// a fixed order (UPD_C and DEL_C before INS and UPD, spec §1.2), so a
+    /// compressed update or deletion of a state whose full message is in
+    /// the packet being built closes that packet first.
     fn push(&mut self, msg: &Message, out: &mut Vec<Out>) {
+        let (id, full) = match msg {
+            Message::Ins(s) | Message::Upd(s) => (Some(s.state_id()), true),
+            Message::UpdC(u) => (Some(u.state_id()), false),
+            Message::DelC(id) => (Some(*id), false),
+            _ => (None, false),
+        };
+        if let Some(id) = id.filter(|_| !full) {
+            if self.full_in_packet.contains(&id) {
+                self.flush(out);
+            }
+        }
         match self.packer.push(msg) {
             Ok(Some(frame)) => {
                 out.push((self.syncdev, frame.to_vec()));
                 self.sent_packets += 1;
+                self.full_in_packet.clear();
             }
             Ok(None) => {}
-            Err(_) => self.stats.incr(crate::pfsync::Counter::Onomem),
+            Err(_) => {
+                self.stats.incr(crate::pfsync::Counter::Onomem);
+                return;
+            }
+        }
+        if let Some(id) = id.filter(|_| full) {
+            self.full_in_packet.push(id);
         }
     }
 
     fn flush(&mut self, out: &mut Vec<Out>) {
+        self.full_in_packet.clear();
         if let Some(frame) = self.packer.flush() {
             out.push((self.syncdev, frame.to_vec()));
             self.sent_packets += 1;
@@ -211,19 +395,42 @@ impl Sync {
                 let Some(rec) = self.exports[w].pop() else {
                     break;
                 };
-                let msg = match rec.action {
-                    SyncAction::Insert => Message::Ins(self.to_wire(&rec.state, now)),
-                    SyncAction::Update => Message::Upd(self.to_wire(&rec.state, now)),
-                    SyncAction::Delete => Message::DelC(StateId {
-                        id: rec.state.id(),
-                        creatorid: rec.state.creatorid(),
-                    }),
+                let id = StateId {
+                    id: rec.state.id(),
+                    creatorid: rec.state.creatorid(),
                 };
+                let (msg, name) = match rec.action {
+                    SyncAction::Insert => (Message::Ins(self.to_wire(&rec.state, now)), "ins"),
+                    SyncAction::Update => {
+                        self.sent_compressed += 1;
+                        (Message::UpdC(compressed(&rec.state)), "updc")
+                    }
+                    SyncAction::FullUpdate => (Message::Upd(self.to_wire(&rec.state, now)), "upd"),
+                    SyncAction::Delete => (Message::DelC(id), "delc"),
+                    SyncAction::Missing => {
+                        self.missing(id, now);
+                        continue;
+                    }
+                };
+                self.trace("tx", name, id, rec.at);
                 self.sent_states += 1;
                 self.push(&msg, out);
             }
         }
         self.flush(out);
+        self.send_requests(out);
+        if !self.missing.is_empty() {
+            // Reports whose other workers found the state (and said
+            // nothing) are forgotten after a while.
+            self.missing
+                .retain(|_, (_, since)| now.saturating_since(*since) < MISSING_WAIT);
+        }
+        if let Some(t) = self.trace.as_mut() {
+            if now.saturating_since(t.flushed) >= TRACE_FLUSH {
+                let _ = t.out.flush();
+                t.flushed = now;
+            }
+        }
         if let BulkState::Pending { until } = self.bulk {
             if now >= until {
                 self.bulk = BulkState::TimedOut;
@@ -246,6 +453,11 @@ impl Sync {
         );
         for st in states {
             let m = Message::Upd(self.to_wire(st, now));
+            let id = StateId {
+                id: st.id(),
+                creatorid: st.creatorid(),
+            };
+            self.trace("tx", "bulk", id, now);
             self.push(&m, out);
         }
         self.flush(out);
@@ -271,6 +483,11 @@ impl Sync {
             pfsync_up: true,
             on_syncdev: port == self.syncdev,
         };
+        // Our own transmission seen again (an af_packet port receives what
+        // it sends): never merge it.
+        if frame.get(6..12) == Some(&self.mac[..]) {
+            return SyncEvent::None;
+        }
         let Ok(pkt) = receive_frame(frame, &ctx, &mut self.stats) else {
             return SyncEvent::None;
         };
@@ -280,10 +497,13 @@ impl Sync {
         for m in msgs {
             match m {
                 Message::Ins(s) | Message::Upd(s) => {
-                    if s.creatorid == self.creatorid {
-                        continue; // our own state coming back: never merge it
-                    }
+                    let name = match m {
+                        Message::Ins(_) => "ins",
+                        _ if self.in_bulk => "bulk",
+                        _ => "upd",
+                    };
                     if let Some((state, age, expire)) = self.import_from_wire(&s, now) {
+                        self.trace("rx", name, s.state_id(), now);
                         self.received_states += 1;
                         let owner = state.key().owner(self.imports.len());
                         let rec = ImportRecord::Upsert {
@@ -301,11 +521,45 @@ impl Sync {
                         self.stats.incr(crate::pfsync::Counter::Badval);
                     }
                 }
+                Message::UpdC(u) => {
+                    let timeout = TimeoutClass::ALL.get(u.timeout as usize).copied();
+                    match timeout {
+                        Some(timeout) if valid_update(u.timeout, &u.src, &u.dst) => {
+                            self.received_compressed += 1;
+                            self.trace("rx", "updc", u.state_id(), now);
+                            self.route_by_id(
+                                u.state_id(),
+                                ImportRecord::Merge {
+                                    id: u.id,
+                                    creatorid: u.creatorid,
+                                    src: peer_from_wire(&u.src),
+                                    dst: peer_from_wire(&u.dst),
+                                    timeout,
+                                },
+                            );
+                        }
+                        _ => self.stats.incr(crate::pfsync::Counter::Badval),
+                    }
+                }
+                Message::UpdReq(id) if id != StateId::BULK_REQUEST => {
+                    self.received_requests += 1;
+                    self.route_by_id(
+                        id,
+                        ImportRecord::Request {
+                            id: id.id,
+                            creatorid: id.creatorid,
+                        },
+                    );
+                }
                 Message::DelC(id) => {
-                    self.broadcast_to_workers(ImportRecord::Delete {
-                        id: id.id,
-                        creatorid: id.creatorid,
-                    });
+                    self.trace("rx", "delc", id, now);
+                    self.route_by_id(
+                        id,
+                        ImportRecord::Delete {
+                            id: id.id,
+                            creatorid: id.creatorid,
+                        },
+                    );
                 }
                 // The peer flushed: remove the states it created (never
                 // ours, whatever the message says).
@@ -318,7 +572,11 @@ impl Sync {
                 Message::UpdReq(id) if id == StateId::BULK_REQUEST => {
                     event = SyncEvent::BulkRequested
                 }
+                Message::Bus(b) if b.status == BusStatus::Start as u8 => {
+                    self.in_bulk = matches!(self.bulk, BulkState::Pending { .. });
+                }
                 Message::Bus(b) if b.status == BusStatus::End as u8 => {
+                    self.in_bulk = false;
                     if matches!(self.bulk, BulkState::Pending { .. }) {
                         self.bulk = BulkState::Done;
                         crate::log!(crate::log::Level::Notice, "pfsync: bulk update received");
@@ -386,7 +644,7 @@ impl Sync {
             proto: key.proto,
             direction: 1,
             timeout: st.timeout as u8,
-            state_flags: st.state_flags,
+            state_flags: st.state_flags & state_flags::WIRE,
             ..StateRepr::default()
         }
     }
@@ -407,7 +665,7 @@ impl Sync {
         st.src = peer_from_wire(&s.src);
         st.dst = peer_from_wire(&s.dst);
         st.timeout = timeout;
-        st.state_flags = s.state_flags;
+        st.state_flags = s.state_flags & state_flags::WIRE;
         st.direction = Direction::In;
         let name_len = s.ifname.iter().position(|b| *b == 0).unwrap_or(16);
         let name = std::str::from_utf8(&s.ifname[..name_len]).unwrap_or("");
@@ -437,8 +695,26 @@ impl Sync {
             "import_dropped": self.import_dropped,
             "sent_clears": self.sent_clears,
             "received_clears": self.received_clears,
+            "sent_compressed": self.sent_compressed,
+            "received_compressed": self.received_compressed,
+            "sent_requests": self.sent_requests,
+            "received_requests": self.received_requests,
             "stats": self.stats.iter().map(|(c, v)| (c.to_string(), Value::from(v))).collect::<serde_json::Map<_, _>>(),
         })
+    }
+}
+
+/// A state's compressed update (UPD_C, spec §3.3): identity, both peers
+/// and the timeout class; OpenBSD sends expire and flags as 0.
+fn compressed(st: &State) -> UpdCRepr {
+    UpdCRepr {
+        id: st.id(),
+        src: peer_to_wire(&st.src),
+        dst: peer_to_wire(&st.dst),
+        creatorid: st.creatorid(),
+        expire_s: 0,
+        timeout: st.timeout as u8,
+        state_flags: 0,
     }
 }
 
@@ -469,3 +745,287 @@ fn peer_from_wire(p: &PeerRepr) -> Peer {
 
 // Keep the PFTM numbering and TimeoutClass in step.
 const _: () = assert!(TimeoutClass::OtherMultiple as u8 == 13);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pfsync::wire::UpdCRepr;
+    use dataplane::flow::{proto, Addr};
+    use dataplane::ring::channel;
+
+    const OURS: u32 = 0x0000_00aa;
+    const PEERS: u32 = 0x0000_00bb;
+    const OUR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+    struct Rig {
+        sync: Sync,
+        exports: Vec<Producer<StateRecord>>,
+        imports: Vec<Consumer<ImportRecord>>,
+    }
+
+    fn rig(workers: usize) -> Rig {
+        let (mut ep, mut ec, mut ip, mut ic) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..workers {
+            let (p, c) = channel::<StateRecord>(64);
+            ep.push(p);
+            ec.push(c);
+            let (p, c) = channel::<ImportRecord>(64);
+            ip.push(p);
+            ic.push(c);
+        }
+        let setup = SyncSetup {
+            syncdev: 0,
+            syncdev_name: "sync0".into(),
+            mac: OUR_MAC,
+            ip: [10, 9, 0, 1],
+            syncpeer: None,
+            mtu: 1500,
+            maxupd: 128,
+            creatorid: OURS,
+            ifnames: vec!["sync0".into()],
+            timeouts: Timeouts::default(),
+        };
+        Rig {
+            sync: Sync::new(setup, ec, ip, Instant::from_secs(1)).unwrap(),
+            exports: ep,
+            imports: ic,
+        }
+    }
+
+    fn state(id: u64, creatorid: u32) -> State {
+        let (k, sw) = FlowKey::from_packet(
+            Af::Inet,
+            proto::TCP,
+            Addr::v4([10, 0, 0, 1]),
+            1234,
+            Addr::v4([10, 0, 0, 2]),
+            80,
+        );
+        let mut st = State::new(k, sw, id, creatorid, Instant::from_secs(1));
+        st.timeout = TimeoutClass::TcpEstablished;
+        st.src.state = 4;
+        st.dst.state = 4;
+        st.src.seqlo = 1000;
+        st
+    }
+
+    /// The messages of the frames the sync side sent.
+    fn sent(out: &[Out]) -> Vec<Message> {
+        let mut msgs = Vec::new();
+        let ctx = RxContext {
+            pf_running: true,
+            pfsync_up: true,
+            on_syncdev: true,
+        };
+        for (_, f) in out {
+            let mut stats = PfsyncStats::default();
+            let pkt = receive_frame(f, &ctx, &mut stats).expect("a valid pfsync frame");
+            pkt.walker().for_each_message(|_| {}, |m| msgs.push(m));
+        }
+        msgs
+    }
+
+    /// A frame from the peer (or from us, with `mac`) carrying `msgs`.
+    fn frame_from(mac: [u8; 6], msgs: &[Message]) -> Vec<u8> {
+        let link = LinkParams::new(mac, [10, 9, 0, 2], [0; 4], None).unwrap();
+        let mut w = PacketWriter::new(1500, link, 1).unwrap();
+        for m in msgs {
+            w.push(m).unwrap();
+        }
+        w.finish().unwrap().to_vec()
+    }
+
+    fn export(r: &mut Rig, w: usize, action: SyncAction, st: State) {
+        r.exports[w]
+            .push(StateRecord {
+                action,
+                state: st,
+                at: Instant::from_secs(1),
+            })
+            .unwrap();
+        r.exports[w].publish();
+    }
+
+    #[test]
+    fn updates_go_out_compressed_and_re_sends_in_full() {
+        let mut r = rig(1);
+        let st = state(7, OURS);
+        export(&mut r, 0, SyncAction::Insert, st);
+        export(&mut r, 0, SyncAction::Update, st);
+        let mut owed = st;
+        owed.state_flags |= state_flags::SYNC_OWED;
+        export(&mut r, 0, SyncAction::FullUpdate, owed);
+        export(&mut r, 0, SyncAction::Delete, st);
+        let mut out = Vec::new();
+        r.sync.poll(Instant::from_secs(2), &mut out);
+        // The receiver walks UPD_C and DEL_C before INS and UPD: each
+        // follow-up of a state whose full message is in the packet being
+        // built starts a new packet.
+        assert_eq!(out.len(), 3);
+        let msgs = sent(&out);
+        assert_eq!(msgs.len(), 4, "{msgs:?}");
+        assert!(matches!(msgs[0], Message::Ins(ref s) if s.id == 7 && s.creatorid == OURS));
+        match msgs[1] {
+            Message::UpdC(u) => {
+                assert_eq!((u.id, u.creatorid, u.timeout), (7, OURS, 2));
+                assert_eq!((u.src.state, u.src.seqlo), (4, 1000));
+            }
+            ref m => panic!("expected UPD_C, got {m:?}"),
+        }
+        match msgs[2] {
+            // The internal owed bit never reaches the wire.
+            Message::Upd(ref s) => assert_eq!(s.state_flags & 0x8000, 0),
+            ref m => panic!("expected UPD, got {m:?}"),
+        }
+        assert_eq!(
+            msgs[3],
+            Message::DelC(StateId {
+                id: 7,
+                creatorid: OURS
+            })
+        );
+        assert_eq!(r.sync.show(Instant::from_secs(2))["sent_compressed"], 1);
+    }
+
+    fn upd_c(id: u64, creatorid: u32, timeout: u8) -> Message {
+        Message::UpdC(UpdCRepr {
+            id,
+            src: peer_to_wire(&state(id, creatorid).src),
+            dst: peer_to_wire(&state(id, creatorid).dst),
+            creatorid,
+            expire_s: 0,
+            timeout,
+            state_flags: 0,
+        })
+    }
+
+    #[test]
+    fn a_compressed_update_goes_to_the_worker_that_has_the_state() {
+        let mut r = rig(2);
+        let now = Instant::from_secs(2);
+        // Our own state, made by worker 1 (id's top byte): only worker 1.
+        let ours = (1u64 << 56) | 5;
+        let f = frame_from(PEER_MAC, &[upd_c(ours, OURS, 2)]);
+        assert_eq!(r.sync.handle(&f, 0, now), SyncEvent::None);
+        assert!(r.imports[0].pop().is_none());
+        match r.imports[1].pop() {
+            Some(ImportRecord::Merge {
+                id,
+                creatorid,
+                src,
+                timeout,
+                ..
+            }) => {
+                assert_eq!((id, creatorid), (ours, OURS));
+                assert_eq!((src.state, src.seqlo), (4, 1000));
+                assert_eq!(timeout, TimeoutClass::TcpEstablished);
+            }
+            other => panic!("expected a merge, got {other:?}"),
+        }
+        // The peer's state: every worker may have it.
+        let f = frame_from(PEER_MAC, &[upd_c(9, PEERS, 2)]);
+        r.sync.handle(&f, 0, now);
+        for w in 0..2 {
+            assert!(matches!(
+                r.imports[w].pop(),
+                Some(ImportRecord::Merge { id: 9, .. })
+            ));
+        }
+        // Invalid timeout: counted, not imported.
+        let f = frame_from(PEER_MAC, &[upd_c(9, PEERS, 20)]);
+        r.sync.handle(&f, 0, now);
+        assert!(r.imports.iter_mut().all(|c| c.pop().is_none()));
+        assert_eq!(r.sync.stats.get(crate::pfsync::Counter::Badval), 1);
+    }
+
+    #[test]
+    fn an_unknown_state_is_requested_once_no_worker_has_it() {
+        let mut r = rig(2);
+        let now = Instant::from_secs(2);
+        let id = StateId {
+            id: 9,
+            creatorid: PEERS,
+        };
+        let mut out = Vec::new();
+        // Worker 0 does not have it; worker 1 has not answered yet.
+        export(
+            &mut r,
+            0,
+            SyncAction::Missing,
+            State::identity_only(9, PEERS, now),
+        );
+        r.sync.poll(now, &mut out);
+        assert!(out.is_empty(), "asked before every worker answered");
+        export(
+            &mut r,
+            1,
+            SyncAction::Missing,
+            State::identity_only(9, PEERS, now),
+        );
+        r.sync.poll(now, &mut out);
+        assert_eq!(sent(&out), vec![Message::UpdReq(id)]);
+        assert_eq!(r.sync.show(now)["sent_requests"], 1);
+    }
+
+    #[test]
+    fn an_update_request_asks_the_owning_worker_for_the_whole_state() {
+        let mut r = rig(2);
+        let now = Instant::from_secs(2);
+        let f = frame_from(
+            PEER_MAC,
+            &[Message::UpdReq(StateId {
+                id: 3,
+                creatorid: OURS,
+            })],
+        );
+        assert_eq!(r.sync.handle(&f, 0, now), SyncEvent::None);
+        assert!(matches!(
+            r.imports[0].pop(),
+            Some(ImportRecord::Request {
+                id: 3,
+                creatorid: OURS
+            })
+        ));
+        assert!(r.imports[1].pop().is_none());
+        // The bulk request is still the bulk request.
+        let f = frame_from(PEER_MAC, &[Message::UpdReq(StateId::BULK_REQUEST)]);
+        assert_eq!(r.sync.handle(&f, 0, now), SyncEvent::BulkRequested);
+    }
+
+    #[test]
+    fn our_own_frames_are_ignored_but_the_peers_updates_of_our_states_merge() {
+        let mut r = rig(1);
+        let now = Instant::from_secs(2);
+        let ins = Message::Ins(r.sync.to_wire(&state(4, OURS), now));
+        // Seen again from our own MAC (af_packet sees its transmissions).
+        r.sync.handle(&frame_from(OUR_MAC, &[ins]), 0, now);
+        assert!(r.imports[0].pop().is_none());
+        // The peer forwarding our state after a failover sends its update.
+        let upd = Message::Upd(r.sync.to_wire(&state(4, OURS), now));
+        r.sync.handle(&frame_from(PEER_MAC, &[upd]), 0, now);
+        assert!(matches!(
+            r.imports[0].pop(),
+            Some(ImportRecord::Upsert { .. })
+        ));
+    }
+
+    #[test]
+    fn the_trace_has_a_line_per_state_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trace");
+        let mut r = rig(1);
+        r.sync.set_trace(&path, Instant::from_secs(1)).unwrap();
+        export(&mut r, 0, SyncAction::Insert, state(0x11, OURS));
+        let mut out = Vec::new();
+        r.sync.poll(Instant::from_secs(2), &mut out);
+        let f = frame_from(PEER_MAC, &[upd_c(0x22, PEERS, 2)]);
+        r.sync.handle(&f, 0, Instant::from_nanos(2_500_000_000));
+        drop(r);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "tx ins 0000000000000011 000000aa 1000000000\nrx updc 0000000000000022 000000bb 2500000000\n"
+        );
+    }
+}

@@ -119,8 +119,17 @@ pub struct WorkerCounters {
     pub states: u64,
     /// `block return` answers sent.
     pub block_returns: u64,
-    /// pfsync records not exported because the export ring was full.
+    /// pfsync exports the ring refused (each is retried: see
+    /// `export_resent`, `export_lost`).
     pub export_dropped: u64,
+    /// pfsync exports sent again after the ring had refused them.
+    pub export_resent: u64,
+    /// pfsync deletions given up because the ring and the backlog were
+    /// full (the peer expires those states by its own timeouts).
+    pub export_lost: u64,
+    /// Peer updates that were older than our state on a side (our state
+    /// was sent back, spec/pfsync.md §5.3.1).
+    pub sync_stale: u64,
     /// pfsync records imported.
     pub imported: u64,
     /// TSC cycles of each non-empty burst (the per-burst share of
@@ -147,6 +156,9 @@ impl Default for WorkerCounters {
             states: 0,
             block_returns: 0,
             export_dropped: 0,
+            export_resent: 0,
+            export_lost: 0,
+            sync_stale: 0,
             imported: 0,
             burst_cycles: BurstHistogram::new(),
         }
@@ -182,6 +194,9 @@ impl WorkerCounters {
             self.states,
             self.block_returns,
             self.export_dropped,
+            self.export_resent,
+            self.export_lost,
+            self.sync_stale,
             self.imported,
         ]
     }
@@ -203,6 +218,9 @@ impl WorkerCounters {
             self.states,
             self.block_returns,
             self.export_dropped,
+            self.export_resent,
+            self.export_lost,
+            self.sync_stale,
             self.imported,
         ] = *f;
     }
@@ -221,7 +239,7 @@ impl WorkerCounters {
     }
 }
 
-const SCALARS: usize = 16;
+const SCALARS: usize = 19;
 
 /// One worker's published counters: atomics written by that worker only.
 #[derive(Debug)]

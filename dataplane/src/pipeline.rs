@@ -32,8 +32,8 @@ use crate::ring::{Consumer, Producer};
 use crate::route::{Neighbors, ResolveRequest, Routing};
 use crate::rules::{Action, ReturnMode, RuleCounters, Ruleset};
 use crate::state::{
-    icmp_error_matches, new_state, track, InsertError, Shard, SlotId, StateDrop, StateOptions,
-    TrackOutcome,
+    icmp_error_matches, new_state, state_flags, track, InsertError, Shard, SlotId, StateDrop,
+    StateOptions, TrackOutcome,
 };
 use crate::time::Instant;
 use crate::timeouts::Timeouts;
@@ -150,12 +150,8 @@ impl Pipeline {
             export,
             import,
             maxupd: maxupd.max(1),
+            owed_deletes: Vec::with_capacity(OWED_DELETES),
         });
-    }
-
-    #[inline]
-    fn export(&mut self, action: SyncAction, state: &crate::state::State) {
-        push_export(&mut self.sync, &mut self.counters, action, state);
     }
 
     /// Publishes exported records (once per burst) and applies up to
@@ -164,17 +160,76 @@ impl Pipeline {
         let Some(s) = self.sync.as_mut() else {
             return;
         };
-        s.export.publish();
+        // Deletions that found the ring full, oldest first.
+        let mut sent = 0;
+        for &(id, creatorid) in s.owed_deletes.iter() {
+            let rec = StateRecord {
+                action: SyncAction::Delete,
+                state: crate::state::State::identity_only(id, creatorid, now),
+                at: now,
+            };
+            if s.export.push(rec).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        if sent > 0 {
+            s.owed_deletes.drain(..sent);
+            self.counters.export_resent += sent as u64;
+        }
         for _ in 0..budget {
             let Some(rec) = self.sync.as_mut().and_then(|s| s.import.pop()) else {
                 break;
             };
             self.import(rec, now);
         }
+        // One publication for the burst's exports and the answers to the
+        // imports (stale updates, requests, missing states).
+        if let Some(s) = self.sync.as_mut() {
+            s.export.publish();
+        }
     }
 
     fn import(&mut self, rec: ImportRecord, now: Instant) {
         match rec {
+            ImportRecord::Merge {
+                id,
+                creatorid,
+                src,
+                dst,
+                timeout,
+            } => {
+                self.counters.imported += 1;
+                match self.shard.find_by_id(id, creatorid) {
+                    Some(slot) => self.merge_import(slot, &src, &dst, timeout, now),
+                    None => {
+                        let st = crate::state::State::identity_only(id, creatorid, now);
+                        push_export(
+                            &mut self.sync,
+                            &mut self.counters,
+                            SyncAction::Missing,
+                            &st,
+                            now,
+                        );
+                    }
+                }
+            }
+            ImportRecord::Request { id, creatorid } => {
+                self.counters.imported += 1;
+                if let Some(st) = self
+                    .shard
+                    .find_by_id(id, creatorid)
+                    .and_then(|slot| self.shard.get_mut(slot))
+                {
+                    export_or_owe(
+                        &mut self.sync,
+                        &mut self.counters,
+                        SyncAction::FullUpdate,
+                        st,
+                        now,
+                    );
+                }
+            }
             ImportRecord::Delete { id, creatorid } => {
                 if let Some(slot) = self.shard.find_by_id(id, creatorid) {
                     self.shard.remove(slot);
@@ -202,10 +257,8 @@ impl Pipeline {
                     .find_by_id(state.id(), state.creatorid())
                     .or_else(|| self.shard.lookup(state.key(), state.key().symmetric_hash()));
                 if let Some(slot) = found {
-                    if let Some(st) = self.shard.get_mut(slot) {
-                        let (src, dst, timeout) = (state.src, state.dst, state.timeout);
-                        crate::state::merge_peer_update(st, &src, &dst, timeout, now);
-                    }
+                    let (src, dst, timeout) = (state.src, state.dst, state.timeout);
+                    self.merge_import(slot, &src, &dst, timeout, now);
                 } else {
                     state.import_times(now, age_s, expire_s, &self.timeouts);
                     match self.shard.insert(state) {
@@ -215,6 +268,34 @@ impl Pipeline {
                 }
                 self.counters.states = self.shard.len() as u64;
             }
+        }
+    }
+
+    /// Merges a peer's update into the state in `slot` (spec/pfsync.md
+    /// §5.3.1); when a side of ours was newer, our state goes back to the
+    /// peer as an update so it learns the newer view.
+    fn merge_import(
+        &mut self,
+        slot: SlotId,
+        src: &crate::state::Peer,
+        dst: &crate::state::Peer,
+        timeout: crate::timeouts::TimeoutClass,
+        now: Instant,
+    ) {
+        let Some(st) = self.shard.get_mut(slot) else {
+            return;
+        };
+        if let crate::state::MergeOutcome::Stale { .. } =
+            crate::state::merge_peer_update(st, src, dst, timeout, now)
+        {
+            self.counters.sync_stale += 1;
+            export_or_owe(
+                &mut self.sync,
+                &mut self.counters,
+                SyncAction::Update,
+                st,
+                now,
+            );
         }
     }
 
@@ -285,10 +366,20 @@ impl Pipeline {
 
     /// Expires states: examines at most `budget_slots` slots.
     pub fn expire(&mut self, now: Instant, budget_slots: usize) -> usize {
-        // Each expired state is exported as a DEL while it is removed.
         let (shard, sync, counters) = (&mut self.shard, &mut self.sync, &mut self.counters);
-        let removed = shard.expire_slice(now, budget_slots, &self.timeouts, |st| {
-            push_export(sync, counters, SyncAction::Delete, st)
+        // Each expired state is exported as a DEL while it is removed; a
+        // live state marked owed is sent again in full.
+        let removed = shard.expire_slice_visit(now, budget_slots, &self.timeouts, |st, expired| {
+            if expired {
+                delete_or_owe(sync, counters, st, now);
+            } else if st.state_flags & state_flags::SYNC_OWED != 0 {
+                st.state_flags &= !state_flags::SYNC_OWED;
+                if push_export(sync, counters, SyncAction::FullUpdate, st, now) {
+                    counters.export_resent += 1;
+                } else {
+                    st.state_flags |= state_flags::SYNC_OWED;
+                }
+            }
         });
         self.counters.states_removed += removed as u64;
         self.counters.states = self.shard.len() as u64;
@@ -312,7 +403,8 @@ impl Pipeline {
         let next = shard.scan_remove(from, max_slots, pred, |st| {
             removed += 1;
             if export {
-                push_export(sync, counters, SyncAction::Delete, st);
+                // Operator kills carry no export time (`at` is 0).
+                delete_or_owe(sync, counters, st, Instant::default());
             }
         });
         self.counters.states_removed += removed;
@@ -623,8 +715,13 @@ impl Pipeline {
                         if self.sync.is_some() {
                             let maxupd = self.sync.as_ref().map_or(u8::MAX, |s| s.maxupd);
                             if transition || st.sync_tick(maxupd) {
-                                let copy = *st;
-                                self.export(SyncAction::Update, &copy);
+                                export_or_owe(
+                                    &mut self.sync,
+                                    &mut self.counters,
+                                    SyncAction::Update,
+                                    st,
+                                    now,
+                                );
                             }
                         }
                         return Decided(Verdict::Forward(out_port));
@@ -708,8 +805,16 @@ impl Pipeline {
         st.direction = Direction::In;
         st.ifindex = IfIndex(in_port);
         Decided(match self.shard.insert(st) {
-            Ok(_) => {
-                self.export(SyncAction::Insert, &st);
+            Ok(slot) => {
+                if let Some(st) = self.shard.get_mut(slot) {
+                    export_or_owe(
+                        &mut self.sync,
+                        &mut self.counters,
+                        SyncAction::Insert,
+                        st,
+                        now,
+                    );
+                }
                 self.counters.states_created += 1;
                 self.counters.states = self.shard.len() as u64;
                 if let Some(c) = d.rule.and_then(|r| self.rule_counters.get_mut(r as usize)) {
@@ -758,25 +863,70 @@ impl Pipeline {
     }
 }
 
-/// Pushes a pfsync record unless the state is `no-sync`; a full export
-/// ring is counted (the state goes out again with its next change).
+/// Deletions a worker keeps for a later burst when the export ring is
+/// full (allocated once; beyond it a deletion is counted `export_lost`).
+const OWED_DELETES: usize = 4096;
+
+/// Pushes a pfsync record unless pfsync is off or the state is `no-sync`.
+/// Returns false, counting `export_dropped`, when the ring was full.
 #[inline]
 fn push_export(
     sync: &mut Option<SyncPorts>,
     counters: &mut WorkerCounters,
     action: SyncAction,
     state: &crate::state::State,
+    now: Instant,
+) -> bool {
+    let Some(s) = sync.as_mut() else {
+        return true;
+    };
+    if state.is_nosync() {
+        return true;
+    }
+    let rec = StateRecord {
+        action,
+        state: *state,
+        at: now,
+    };
+    if s.export.push(rec).is_err() {
+        counters.export_dropped += 1;
+        return false;
+    }
+    true
+}
+
+/// Exports a live state's insert or update; when the ring is full the
+/// state is marked [`state_flags::SYNC_OWED`] so the expiry sweep sends it
+/// again in full (no update is lost for good).
+#[inline]
+fn export_or_owe(
+    sync: &mut Option<SyncPorts>,
+    counters: &mut WorkerCounters,
+    action: SyncAction,
+    state: &mut crate::state::State,
+    now: Instant,
 ) {
+    if !push_export(sync, counters, action, state, now) {
+        state.state_flags |= state_flags::SYNC_OWED;
+    }
+}
+
+/// Exports a removed state's deletion; when the ring is full its identity
+/// waits in the worker's backlog for the next burst.
+fn delete_or_owe(
+    sync: &mut Option<SyncPorts>,
+    counters: &mut WorkerCounters,
+    state: &crate::state::State,
+    now: Instant,
+) {
+    if push_export(sync, counters, SyncAction::Delete, state, now) {
+        return;
+    }
     if let Some(s) = sync.as_mut() {
-        if !state.is_nosync()
-            && s.export
-                .push(StateRecord {
-                    action,
-                    state: *state,
-                })
-                .is_err()
-        {
-            counters.export_dropped += 1;
+        if s.owed_deletes.len() < s.owed_deletes.capacity() {
+            s.owed_deletes.push((state.id(), state.creatorid()));
+        } else {
+            counters.export_lost += 1;
         }
     }
 }
@@ -799,6 +949,9 @@ struct SyncPorts {
     export: Producer<StateRecord>,
     import: Consumer<ImportRecord>,
     maxupd: u8,
+    /// (id, creatorid) of deletions the full ring refused, retried first
+    /// thing every burst; capacity [`OWED_DELETES`], never grown.
+    owed_deletes: Vec<(u64, u32)>,
 }
 
 /// Router-mode tables of a pipeline.

@@ -41,6 +41,11 @@ struct Args {
     /// pfsync creator id (host id) of this box; random when not given.
     #[arg(long, value_parser = parse_creatorid)]
     creatorid: Option<u32>,
+    /// Write one line per pfsync state message sent or received to FILE
+    /// (`tx|rx ins|upd|updc|delc|bulk <id> <creatorid> <t_ns>`; for the
+    /// sync benchmark).
+    #[arg(long, value_name = "FILE")]
+    sync_trace: Option<PathBuf>,
     /// Print a JSON line of counter totals every MS milliseconds.
     #[arg(long, value_name = "MS")]
     stats_every: Option<u64>,
@@ -93,6 +98,7 @@ fn main() -> ExitCode {
         stats_every: args.stats_every.map(Duration::from_millis),
         preload: args.preload,
         creatorid: args.creatorid,
+        sync_trace: args.sync_trace,
     };
     match daemon::run(config, ruleset, opts) {
         Ok(0) => ExitCode::SUCCESS,

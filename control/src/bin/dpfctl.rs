@@ -472,6 +472,21 @@ fn print_text(show: Option<&str>, request: &Request, response: &Response) {
                 u(d, "sent_states"),
                 u(d, "received_states")
             );
+            println!(
+                "\tcompressed updates: sent {} received {}; update requests: sent {} received {}",
+                u(d, "sent_compressed"),
+                u(d, "received_compressed"),
+                u(d, "sent_requests"),
+                u(d, "received_requests")
+            );
+            let e = &d["exports"];
+            println!(
+                "\texport ring full {} (re-sent {}, lost {}); stale updates answered {}",
+                u(e, "export_dropped"),
+                u(e, "export_resent"),
+                u(e, "export_lost"),
+                u(e, "stale_answered")
+            );
             if let Some(m) = d["stats"].as_object() {
                 for (k, v) in m {
                     println!("  {:<24} {:>12}", k, v.as_u64().unwrap_or(0));

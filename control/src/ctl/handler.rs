@@ -68,7 +68,18 @@ impl Control<'_> {
             Request::Group { group, carpdemote } => self.group(&group, carpdemote),
             Request::Sysctl { arg } => self.sysctl(arg.as_deref()),
             Request::ShowPfsync => match self.sync.as_deref() {
-                Some(s) => Ok(s.show((self.now)())),
+                Some(s) => {
+                    let mut v = s.show((self.now)());
+                    let t = self.shared.total();
+                    v["exports"] = json!({
+                        "export_dropped": t.export_dropped,
+                        "export_resent": t.export_resent,
+                        "export_lost": t.export_lost,
+                        "stale_answered": t.sync_stale,
+                        "imported": t.imported,
+                    });
+                    Ok(v)
+                }
                 None => Err("pfsync is not configured".into()),
             },
         };

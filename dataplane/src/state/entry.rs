@@ -102,6 +102,12 @@ pub mod state_flags {
     pub const SETPRIO: u16 = 0x0200;
     /// Socket unlinked.
     pub const INP_UNLINKED: u16 = 0x0400;
+    /// Internal, never on the wire: the peer may be missing this state's
+    /// latest data because its pfsync export found the ring full; the
+    /// worker's expiry sweep sends it again in full.
+    pub const SYNC_OWED: u16 = 0x8000;
+    /// The bits pfsync carries (pf's PFSTATE_* up to INP_UNLINKED).
+    pub const WIRE: u16 = 0x07ff;
 }
 
 /// `Peer::wscale` bit meaning "this peer sent a window scale option"
@@ -223,6 +229,13 @@ impl State {
             src: Peer::default(),
             dst: Peer::default(),
         }
+    }
+
+    /// A record that names a state by its pfsync identity only (a deletion
+    /// retried after a full ring, a request for a state this box lacks);
+    /// never inserted into a shard.
+    pub fn identity_only(id: u64, creatorid: u32, now: Instant) -> State {
+        State::new(FlowKey::default(), false, id, creatorid, now)
     }
 
     /// The state key (canonical, lower endpoint first).

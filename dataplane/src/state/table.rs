@@ -569,6 +569,23 @@ impl Shard {
         timeouts: &Timeouts,
         mut on_expired: impl FnMut(&State),
     ) -> usize {
+        self.expire_slice_visit(now, budget_slots, timeouts, |st, expired| {
+            if expired {
+                on_expired(st)
+            }
+        })
+    }
+
+    /// [`Shard::expire_slice`] that hands every state it examines to
+    /// `visit`: `(state, true)` for one it removed, `(state, false)` for one
+    /// it keeps (pfsync re-sends the live states marked owed).
+    pub fn expire_slice_visit(
+        &mut self,
+        now: Instant,
+        budget_slots: usize,
+        timeouts: &Timeouts,
+        mut visit: impl FnMut(&mut State, bool),
+    ) -> usize {
         let cap = self.slab.len();
         let mut removed = 0;
         for _ in 0..budget_slots.min(cap) {
@@ -582,10 +599,14 @@ impl Shard {
                 .get(i)
                 .is_some_and(|st| st.is_expired(now, timeouts));
             if expired {
-                if let Some(st) = self.remove(SlotId(i as u32)) {
-                    on_expired(&st);
+                if let Some(mut st) = self.remove(SlotId(i as u32)) {
+                    visit(&mut st, true);
                     removed += 1;
                 }
+            } else if let Some(st) = self.slab.get_mut(i) {
+                // Key, id and creatorid are private: `visit` cannot move
+                // the state within the indexes.
+                visit(st, false);
             }
         }
         removed
