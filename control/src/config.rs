@@ -305,6 +305,9 @@ pub struct PfsyncSpec {
     /// Updates per state are sent at most every `maxupd` packets (0-255,
     /// default 128).
     pub maxupd: u8,
+    /// Hold the first packet of a new state until the peer acknowledges
+    /// the state (or 20 ms pass).
+    pub defer: bool,
 }
 
 /// `net.inet.carp.*`.
@@ -819,11 +822,6 @@ impl Config {
                         format!("syncdev {} has no IPv4 address", p.syncdev.get_ref()),
                     ));
                 }
-                if let Some(d) = &p.defer {
-                    if *d.get_ref() {
-                        return Err(ctx.err(d.span(), "pfsync defer is not supported yet"));
-                    }
-                }
                 let maxupd = match &p.maxupd {
                     Some(m) if !(0..=255).contains(m.get_ref()) => {
                         return Err(ctx.err(m.span(), "maxupd must be 0-255"));
@@ -844,6 +842,7 @@ impl Config {
                     syncdev,
                     syncpeer,
                     maxupd,
+                    defer: p.defer.as_ref().is_some_and(|d| *d.get_ref()),
                 })
             }
         };

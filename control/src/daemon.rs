@@ -426,6 +426,7 @@ fn run_with_eal(
             sync_exports.push(ec);
             sync_imports.push(ip);
             pipeline.set_sync(ep, ic, ps.maxupd);
+            pipeline.set_defer(ps.defer);
         }
         built.push(Worker {
             index: w,
@@ -504,6 +505,7 @@ fn run_with_eal(
                 syncpeer: ps.syncpeer,
                 mtu: config.ports[ps.syncdev].mtu,
                 maxupd: ps.maxupd,
+                defer: ps.defer,
                 creatorid: pcfg.creatorid,
                 ifnames: config.ports.iter().map(|p| p.name.clone()).collect(),
                 timeouts: rules.load().options.timeouts,
@@ -575,7 +577,7 @@ fn run_with_eal(
                                 c.handle(m.data(), m.port(), now, &mut out)
                             }
                             (c, Some(s)) if ip_proto(m.data()) == Some((240, false)) => {
-                                match s.handle(m.data(), m.port(), now) {
+                                match s.handle(m.data(), m.port(), now, &mut out) {
                                     SyncEvent::BulkRequested => {
                                         let states = list_states(&mut clients);
                                         s.send_bulk(&states, now, &mut out);

@@ -75,6 +75,7 @@ pub struct Sync {
     syncdev_name: String,
     syncpeer: Option<std::net::Ipv4Addr>,
     maxupd: u8,
+    defer: bool,
     creatorid: u32,
     packer: Packer,
     /// For the messages the packer does not batch (UPD_REQ, BUS).
@@ -97,6 +98,8 @@ pub struct Sync {
     received_compressed: u64,
     sent_requests: u64,
     received_requests: u64,
+    sent_acks: u64,
+    received_acks: u64,
     /// Our syncdev MAC: frames from it are our own, seen again.
     mac: [u8; 6],
     /// UPD_C'd states some worker reported unknown: how many workers did,
@@ -144,6 +147,8 @@ pub struct SyncSetup {
     pub mtu: u16,
     /// `maxupd`.
     pub maxupd: u8,
+    /// `defer`: our inserts ask for INS_ACK (the workers hold the packets).
+    pub defer: bool,
     /// This box's creatorid.
     pub creatorid: u32,
     /// Interface names by index.
@@ -176,6 +181,7 @@ impl Sync {
             syncdev_name: s.syncdev_name,
             syncpeer: s.syncpeer,
             maxupd: s.maxupd,
+            defer: s.defer,
             creatorid: s.creatorid,
             packer,
             writer,
@@ -197,6 +203,8 @@ impl Sync {
             received_compressed: 0,
             sent_requests: 0,
             received_requests: 0,
+            sent_acks: 0,
+            received_acks: 0,
             mac: s.mac,
             missing: HashMap::new(),
             in_bulk: false,
@@ -477,7 +485,13 @@ impl Sync {
     }
 
     /// Handles a received pfsync frame.
-    pub fn handle(&mut self, frame: &[u8], port: u16, now: Instant) -> SyncEvent {
+    pub fn handle(
+        &mut self,
+        frame: &[u8],
+        port: u16,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) -> SyncEvent {
         let ctx = RxContext {
             pf_running: true,
             pfsync_up: true,
@@ -493,6 +507,7 @@ impl Sync {
         };
         let mut event = SyncEvent::None;
         let mut msgs = Vec::new();
+        let mut acks = Vec::new();
         pkt.walker().for_each_message(|_| {}, |m| msgs.push(m));
         for m in msgs {
             match m {
@@ -503,6 +518,10 @@ impl Sync {
                         _ => "upd",
                     };
                     if let Some((state, age, expire)) = self.import_from_wire(&s, now) {
+                        if matches!(m, Message::Ins(_)) && s.state_flags & state_flags::ACK != 0 {
+                            // The peer holds the packet until we have it.
+                            acks.push(s.state_id());
+                        }
                         self.trace("rx", name, s.state_id(), now);
                         self.received_states += 1;
                         let owner = state.key().owner(self.imports.len());
@@ -540,6 +559,16 @@ impl Sync {
                         }
                         _ => self.stats.incr(crate::pfsync::Counter::Badval),
                     }
+                }
+                Message::InsAck(id) => {
+                    self.received_acks += 1;
+                    self.route_by_id(
+                        id,
+                        ImportRecord::Ack {
+                            id: id.id,
+                            creatorid: id.creatorid,
+                        },
+                    );
                 }
                 Message::UpdReq(id) if id != StateId::BULK_REQUEST => {
                     self.received_requests += 1;
@@ -586,7 +615,35 @@ impl Sync {
                 _ => {}
             }
         }
+        if !acks.is_empty() {
+            self.send_acks(&acks, out);
+        }
         event
+    }
+
+    /// INS_ACKs for the peer's deferred inserts, sent at once (spec §5.2),
+    /// as many per packet as fit.
+    fn send_acks(&mut self, acks: &[StateId], out: &mut Vec<Out>) {
+        self.writer.clear();
+        for id in acks {
+            let msg = Message::InsAck(*id);
+            if self.writer.push(&msg).is_err() {
+                if let Some(frame) = self.writer.finish() {
+                    out.push((self.syncdev, frame.to_vec()));
+                    self.sent_packets += 1;
+                }
+                self.writer.clear();
+                if self.writer.push(&msg).is_err() {
+                    self.stats.incr(crate::pfsync::Counter::Onomem);
+                    continue;
+                }
+            }
+            self.sent_acks += 1;
+        }
+        if let Some(frame) = self.writer.finish() {
+            out.push((self.syncdev, frame.to_vec()));
+            self.sent_packets += 1;
+        }
     }
 
     /// Hands `rec` to every worker's import ring (deletions carry no key,
@@ -665,7 +722,10 @@ impl Sync {
         st.src = peer_from_wire(&s.src);
         st.dst = peer_from_wire(&s.dst);
         st.timeout = timeout;
-        st.state_flags = s.state_flags & state_flags::WIRE;
+        // ACK asks us for an INS_ACK; it is not part of the state.
+        st.state_flags = s.state_flags & state_flags::WIRE & !state_flags::ACK
+            | state_flags::SYNCED_SRC
+            | state_flags::SYNCED_DST;
         st.direction = Direction::In;
         let name_len = s.ifname.iter().position(|b| *b == 0).unwrap_or(16);
         let name = std::str::from_utf8(&s.ifname[..name_len]).unwrap_or("");
@@ -686,7 +746,7 @@ impl Sync {
             "syncdev": self.syncdev_name,
             "syncpeer": self.syncpeer.map_or("224.0.0.240".to_string(), |p| p.to_string()),
             "maxupd": self.maxupd,
-            "defer": false,
+            "defer": self.defer,
             "bulk": bulk,
             "creatorid": format!("{:08x}", self.creatorid),
             "sent_packets": self.sent_packets,
@@ -699,6 +759,8 @@ impl Sync {
             "received_compressed": self.received_compressed,
             "sent_requests": self.sent_requests,
             "received_requests": self.received_requests,
+            "sent_acks": self.sent_acks,
+            "received_acks": self.received_acks,
             "stats": self.stats.iter().map(|(c, v)| (c.to_string(), Value::from(v))).collect::<serde_json::Map<_, _>>(),
         })
     }
@@ -782,6 +844,7 @@ mod tests {
             syncpeer: None,
             mtu: 1500,
             maxupd: 128,
+            defer: false,
             creatorid: OURS,
             ifnames: vec!["sync0".into()],
             timeouts: Timeouts::default(),
@@ -907,7 +970,7 @@ mod tests {
         // Our own state, made by worker 1 (id's top byte): only worker 1.
         let ours = (1u64 << 56) | 5;
         let f = frame_from(PEER_MAC, &[upd_c(ours, OURS, 2)]);
-        assert_eq!(r.sync.handle(&f, 0, now), SyncEvent::None);
+        assert_eq!(r.sync.handle(&f, 0, now, &mut Vec::new()), SyncEvent::None);
         assert!(r.imports[0].pop().is_none());
         match r.imports[1].pop() {
             Some(ImportRecord::Merge {
@@ -925,7 +988,7 @@ mod tests {
         }
         // The peer's state: every worker may have it.
         let f = frame_from(PEER_MAC, &[upd_c(9, PEERS, 2)]);
-        r.sync.handle(&f, 0, now);
+        r.sync.handle(&f, 0, now, &mut Vec::new());
         for w in 0..2 {
             assert!(matches!(
                 r.imports[w].pop(),
@@ -934,7 +997,7 @@ mod tests {
         }
         // Invalid timeout: counted, not imported.
         let f = frame_from(PEER_MAC, &[upd_c(9, PEERS, 20)]);
-        r.sync.handle(&f, 0, now);
+        r.sync.handle(&f, 0, now, &mut Vec::new());
         assert!(r.imports.iter_mut().all(|c| c.pop().is_none()));
         assert_eq!(r.sync.stats.get(crate::pfsync::Counter::Badval), 1);
     }
@@ -979,7 +1042,7 @@ mod tests {
                 creatorid: OURS,
             })],
         );
-        assert_eq!(r.sync.handle(&f, 0, now), SyncEvent::None);
+        assert_eq!(r.sync.handle(&f, 0, now, &mut Vec::new()), SyncEvent::None);
         assert!(matches!(
             r.imports[0].pop(),
             Some(ImportRecord::Request {
@@ -990,7 +1053,10 @@ mod tests {
         assert!(r.imports[1].pop().is_none());
         // The bulk request is still the bulk request.
         let f = frame_from(PEER_MAC, &[Message::UpdReq(StateId::BULK_REQUEST)]);
-        assert_eq!(r.sync.handle(&f, 0, now), SyncEvent::BulkRequested);
+        assert_eq!(
+            r.sync.handle(&f, 0, now, &mut Vec::new()),
+            SyncEvent::BulkRequested
+        );
     }
 
     #[test]
@@ -999,15 +1065,68 @@ mod tests {
         let now = Instant::from_secs(2);
         let ins = Message::Ins(r.sync.to_wire(&state(4, OURS), now));
         // Seen again from our own MAC (af_packet sees its transmissions).
-        r.sync.handle(&frame_from(OUR_MAC, &[ins]), 0, now);
+        r.sync
+            .handle(&frame_from(OUR_MAC, &[ins]), 0, now, &mut Vec::new());
         assert!(r.imports[0].pop().is_none());
         // The peer forwarding our state after a failover sends its update.
         let upd = Message::Upd(r.sync.to_wire(&state(4, OURS), now));
-        r.sync.handle(&frame_from(PEER_MAC, &[upd]), 0, now);
+        r.sync
+            .handle(&frame_from(PEER_MAC, &[upd]), 0, now, &mut Vec::new());
         assert!(matches!(
             r.imports[0].pop(),
             Some(ImportRecord::Upsert { .. })
         ));
+    }
+
+    #[test]
+    fn a_deferred_insert_is_acknowledged_at_once_and_an_ack_reaches_the_holder() {
+        let mut r = rig(2);
+        let now = Instant::from_secs(2);
+        let mut wire = r.sync.to_wire(&state(4, PEERS), now);
+        wire.state_flags |= state_flags::ACK;
+        let mut out = Vec::new();
+        r.sync.handle(
+            &frame_from(PEER_MAC, &[Message::Ins(wire)]),
+            0,
+            now,
+            &mut out,
+        );
+        let id = StateId {
+            id: 4,
+            creatorid: PEERS,
+        };
+        assert_eq!(sent(&out), vec![Message::InsAck(id)]);
+        // The imported state does not keep the request flag.
+        let rec = r.imports.iter_mut().find_map(|c| c.pop());
+        match rec {
+            Some(ImportRecord::Upsert { state, .. }) => {
+                assert_eq!(state.state_flags & state_flags::ACK, 0)
+            }
+            other => panic!("expected the import, got {other:?}"),
+        }
+        // An INS_ACK for our state made by worker 1 goes to worker 1.
+        let ours = StateId {
+            id: (1u64 << 56) | 8,
+            creatorid: OURS,
+        };
+        let mut out = Vec::new();
+        r.sync.handle(
+            &frame_from(PEER_MAC, &[Message::InsAck(ours)]),
+            0,
+            now,
+            &mut out,
+        );
+        assert!(out.is_empty());
+        assert!(r.imports[0].pop().is_none());
+        assert!(matches!(
+            r.imports[1].pop(),
+            Some(ImportRecord::Ack { id, creatorid: OURS }) if id == ours.id
+        ));
+        let v = r.sync.show(now);
+        assert_eq!(
+            (v["sent_acks"].as_u64(), v["received_acks"].as_u64()),
+            (Some(1), Some(1))
+        );
     }
 
     #[test]
@@ -1020,7 +1139,8 @@ mod tests {
         let mut out = Vec::new();
         r.sync.poll(Instant::from_secs(2), &mut out);
         let f = frame_from(PEER_MAC, &[upd_c(0x22, PEERS, 2)]);
-        r.sync.handle(&f, 0, Instant::from_nanos(2_500_000_000));
+        r.sync
+            .handle(&f, 0, Instant::from_nanos(2_500_000_000), &mut Vec::new());
         drop(r);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(

@@ -84,6 +84,10 @@ pub enum Verdict {
     /// answer (TCP RST or ICMP unreachable) into its reply buffer; send that
     /// on this port instead of the packet.
     Reply(u16),
+    /// pfsync `defer`: the packet created a state the peer must learn
+    /// first; the worker keeps it in this defer slot until the pipeline
+    /// releases it ([`crate::defer`]).
+    Hold(u16),
 }
 
 /// Per-worker counters, owned by value by the worker (plain integers).
@@ -132,6 +136,14 @@ pub struct WorkerCounters {
     pub sync_stale: u64,
     /// pfsync records imported.
     pub imported: u64,
+    /// Packets held by pfsync `defer` until the peer had their state.
+    pub deferred: u64,
+    /// Held packets released by the peer's acknowledgement.
+    pub defer_acked: u64,
+    /// Held packets released after the defer timeout (20 ms).
+    pub defer_timeout: u64,
+    /// New states not deferred because every defer slot was taken.
+    pub defer_full: u64,
     /// TSC cycles of each non-empty burst (the per-burst share of
     /// `busy_cycles`), for latency percentiles.
     pub burst_cycles: BurstHistogram,
@@ -160,6 +172,10 @@ impl Default for WorkerCounters {
             export_lost: 0,
             sync_stale: 0,
             imported: 0,
+            deferred: 0,
+            defer_acked: 0,
+            defer_timeout: 0,
+            defer_full: 0,
             burst_cycles: BurstHistogram::new(),
         }
     }
@@ -198,6 +214,10 @@ impl WorkerCounters {
             self.export_lost,
             self.sync_stale,
             self.imported,
+            self.deferred,
+            self.defer_acked,
+            self.defer_timeout,
+            self.defer_full,
         ]
     }
 
@@ -222,6 +242,10 @@ impl WorkerCounters {
             self.export_lost,
             self.sync_stale,
             self.imported,
+            self.deferred,
+            self.defer_acked,
+            self.defer_timeout,
+            self.defer_full,
         ] = *f;
     }
 
@@ -239,7 +263,7 @@ impl WorkerCounters {
     }
 }
 
-const SCALARS: usize = 19;
+const SCALARS: usize = 23;
 
 /// One worker's published counters: atomics written by that worker only.
 #[derive(Debug)]

@@ -87,6 +87,14 @@ pub enum ImportRecord {
         /// Creator id.
         creatorid: u32,
     },
+    /// The peer acknowledged the insert of a state we hold a packet for
+    /// (INS_ACK, pfsync `defer`): release the packet.
+    Ack {
+        /// State id.
+        id: u64,
+        /// Creator id.
+        creatorid: u32,
+    },
     /// Remove the state with this identity, if this worker has it.
     Delete {
         /// State id.

@@ -8,6 +8,7 @@
 pub mod command;
 pub mod counters;
 pub mod cpu;
+pub mod defer;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod export;

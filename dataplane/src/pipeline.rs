@@ -26,6 +26,7 @@
 //! state` (pf would create one state per pass).
 
 use crate::counters::{DropReason, Verdict, WorkerCounters};
+use crate::defer::{DeferQueue, Released};
 use crate::export::{ImportRecord, StateRecord, SyncAction};
 use crate::flow::{Direction, FlowKey, IfIndex, L4Info, PacketInfo};
 use crate::ring::{Consumer, Producer};
@@ -151,6 +152,36 @@ impl Pipeline {
             import,
             maxupd: maxupd.max(1),
             owed_deletes: Vec::with_capacity(OWED_DELETES),
+            defer: None,
+        });
+    }
+
+    /// Turns pfsync `defer` on (after [`Pipeline::set_sync`]): the packet
+    /// that creates a state is held ([`Verdict::Hold`]) until the peer
+    /// acknowledges the state or 20 ms pass ([`Pipeline::release_deferred`]).
+    pub fn set_defer(&mut self, on: bool) {
+        if let Some(s) = self.sync.as_mut() {
+            s.defer = on.then(DeferQueue::new);
+        }
+    }
+
+    /// Releases the held packets that may go now (acknowledged, or held
+    /// for 20 ms), calling `release(slot, port)` for each: the worker
+    /// transmits the packet it keeps in that slot on that port. Constant
+    /// time when nothing is due.
+    #[inline]
+    pub fn release_deferred(&mut self, now: Instant, mut release: impl FnMut(u16, u16)) {
+        let Some(q) = self.sync.as_mut().and_then(|s| s.defer.as_mut()) else {
+            return;
+        };
+        let counters = &mut self.counters;
+        q.release(now, |slot, port, why| {
+            match why {
+                Released::Acked => counters.defer_acked += 1,
+                Released::Timeout => counters.defer_timeout += 1,
+            }
+            counters.forwarded += 1;
+            release(slot, port);
         });
     }
 
@@ -212,6 +243,12 @@ impl Pipeline {
                             now,
                         );
                     }
+                }
+            }
+            ImportRecord::Ack { id, creatorid } => {
+                self.counters.imported += 1;
+                if let Some(q) = self.sync.as_mut().and_then(|s| s.defer.as_mut()) {
+                    q.ack(id, creatorid);
                 }
             }
             ImportRecord::Request { id, creatorid } => {
@@ -285,6 +322,10 @@ impl Pipeline {
         let Some(st) = self.shard.get_mut(slot) else {
             return;
         };
+        // An update from the peer acknowledges the state (spec §5.7).
+        if let Some(q) = self.sync.as_mut().and_then(|s| s.defer.as_mut()) {
+            q.ack(st.id(), st.creatorid());
+        }
         if let crate::state::MergeOutcome::Stale { .. } =
             crate::state::merge_peer_update(st, src, dst, timeout, now)
         {
@@ -536,6 +577,8 @@ impl Pipeline {
                 self.counters.block_returns += 1;
                 self.counters.drop(DropReason::BlockedByRule);
             }
+            // Counted `forwarded` when released.
+            Verdict::Hold(_) => self.counters.deferred += 1,
         }
     }
 
@@ -632,7 +675,9 @@ impl Pipeline {
         let neighbor = router.neighbors.get(info.af, &hop.addr);
         match self.filter(&info, in_port, hop.port, now, owned, ahead) {
             Blocked(mode) => self.answer(mode, &classified, frame, in_port),
-            Decided(Verdict::Forward(port)) => {
+            // A packet held by pfsync `defer` is rewritten now and sent
+            // as it is when released.
+            Decided(verdict @ (Verdict::Forward(_) | Verdict::Hold(_))) => {
                 let Some(n) = neighbor else {
                     if let Some(p) = self.router.as_mut().and_then(|r| r.resolve.as_mut()) {
                         let _ = p.push(ResolveRequest {
@@ -640,6 +685,11 @@ impl Pipeline {
                             addr: hop.addr,
                             port: hop.port,
                         });
+                    }
+                    if let Verdict::Hold(slot) = verdict {
+                        if let Some(q) = self.sync.as_mut().and_then(|s| s.defer.as_mut()) {
+                            q.cancel(slot);
+                        }
                     }
                     return Verdict::Drop(DropReason::NeighborUnresolved);
                 };
@@ -657,7 +707,7 @@ impl Pipeline {
                         }
                     }
                 }
-                Verdict::Forward(port)
+                verdict
             }
             Decided(v) => v,
         }
@@ -806,21 +856,51 @@ impl Pipeline {
         st.ifindex = IfIndex(in_port);
         Decided(match self.shard.insert(st) {
             Ok(slot) => {
+                let mut verdict = Verdict::Forward(out_port);
                 if let Some(st) = self.shard.get_mut(slot) {
-                    export_or_owe(
-                        &mut self.sync,
-                        &mut self.counters,
-                        SyncAction::Insert,
-                        st,
-                        now,
-                    );
+                    let held = match self.sync.as_mut().and_then(|s| s.defer.as_mut()) {
+                        Some(q) if !st.is_nosync() && !is_group(info) => {
+                            let h = q.hold(st.id(), st.creatorid(), out_port, now);
+                            if h.is_none() {
+                                self.counters.defer_full += 1;
+                            }
+                            h
+                        }
+                        _ => None,
+                    };
+                    match held {
+                        Some(h) => {
+                            // The INS asks the peer for an INS_ACK; the
+                            // flag is on the exported copy only.
+                            let mut copy = *st;
+                            copy.state_flags |= state_flags::ACK;
+                            let pushed = push_export(
+                                &mut self.sync,
+                                &mut self.counters,
+                                SyncAction::Insert,
+                                &copy,
+                                now,
+                            );
+                            if !pushed {
+                                st.state_flags |= state_flags::SYNC_OWED;
+                            }
+                            verdict = Verdict::Hold(h);
+                        }
+                        None => export_or_owe(
+                            &mut self.sync,
+                            &mut self.counters,
+                            SyncAction::Insert,
+                            st,
+                            now,
+                        ),
+                    }
                 }
                 self.counters.states_created += 1;
                 self.counters.states = self.shard.len() as u64;
                 if let Some(c) = d.rule.and_then(|r| self.rule_counters.get_mut(r as usize)) {
                     c.states_created += 1;
                 }
-                Verdict::Forward(out_port)
+                verdict
             }
             Err(InsertError::Full) => Verdict::Drop(DropReason::StateTableFull),
             // Another packet of the flow created it meanwhile (cannot happen
@@ -952,6 +1032,8 @@ struct SyncPorts {
     /// (id, creatorid) of deletions the full ring refused, retried first
     /// thing every burst; capacity [`OWED_DELETES`], never grown.
     owed_deletes: Vec<(u64, u32)>,
+    /// pfsync `defer`: the states whose first packet the worker holds.
+    defer: Option<DeferQueue>,
 }
 
 /// Router-mode tables of a pipeline.

@@ -13,6 +13,7 @@
 
 use crate::command::CommandPort;
 use crate::counters::{DropReason, SharedCounters, Verdict};
+use crate::defer::DEFER_LIMIT;
 use crate::dpdk::{mbuf, rdtsc, MbufRing, PortId, QueueId, RawMbuf};
 use crate::pipeline::{Pipeline, MAX_PORTS};
 use crate::ring::{Consumer, Producer};
@@ -140,6 +141,10 @@ impl Worker {
         let mut rules_epoch = self.rules.epoch();
         let mut neighbors_epoch = self.neighbors.as_ref().map_or(0, |n| n.epoch());
         let mut injected: [RawMbuf; BURST] = [RawMbuf(std::ptr::null_mut()); BURST];
+        // pfsync `defer`: packets held by slot until the pipeline releases
+        // them (`Verdict::Hold`), and the slots released in one round.
+        let mut held: [*mut dpdk_sys::rte_mbuf; DEFER_LIMIT] = [std::ptr::null_mut(); DEFER_LIMIT];
+        let mut released: [(u16, u16); DEFER_LIMIT] = [(0, 0); DEFER_LIMIT];
         let mut next_drain = rdtsc() + self.drain_ticks;
         let expire_slots = expire_budget(
             self.pipeline.shard().capacity(),
@@ -187,6 +192,7 @@ impl Worker {
                         Verdict::Reply(out) => {
                             send_reply(&mut tx, out, m, queue, &mut self.pipeline);
                         }
+                        Verdict::Hold(slot) => held[slot as usize % DEFER_LIMIT] = m,
                         Verdict::Drop(_) => {
                             // SAFETY: we own m; freed once.
                             unsafe { dpdk_sys::dpf_pktmbuf_free(m) };
@@ -227,6 +233,7 @@ impl Worker {
                         Verdict::Reply(out) => {
                             send_reply(&mut tx, out, h.mbuf.0, queue, &mut self.pipeline);
                         }
+                        Verdict::Hold(slot) => held[slot as usize % DEFER_LIMIT] = h.mbuf.0,
                         _ => {
                             // SAFETY: we own it; freed once. (Owned packets
                             // are never handed off again; slow-path packets
@@ -234,6 +241,18 @@ impl Worker {
                             unsafe { dpdk_sys::dpf_pktmbuf_free(h.mbuf.0) };
                         }
                     }
+                }
+            }
+            let mut n_released = 0;
+            self.pipeline.release_deferred(now, |slot, port| {
+                released[n_released] = (slot, port);
+                n_released += 1;
+            });
+            for &(slot, port) in &released[..n_released] {
+                let m =
+                    std::mem::replace(&mut held[slot as usize % DEFER_LIMIT], std::ptr::null_mut());
+                if !m.is_null() {
+                    push_tx(&mut tx, port, m, queue, &mut self.pipeline);
                 }
             }
             if tsc >= next_drain {
@@ -262,6 +281,10 @@ impl Worker {
         }
         for (p, buf) in tx.iter_mut().enumerate() {
             flush_tx(buf, p as u16, queue, &mut self.pipeline);
+        }
+        for m in held.iter().filter(|m| !m.is_null()) {
+            // SAFETY: a held packet is ours alone; freed once at shutdown.
+            unsafe { dpdk_sys::dpf_pktmbuf_free(*m) };
         }
         for p in self.handoff_out.iter_mut().flatten() {
             p.publish();

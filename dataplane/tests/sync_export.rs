@@ -233,3 +233,88 @@ fn an_update_request_is_answered_with_the_whole_state() {
     };
     assert!(r.import(none, t).is_empty());
 }
+
+/// A pipeline with pfsync `defer` on.
+fn defer_rig() -> Rig {
+    let mut r = rig(64);
+    r.p.set_defer(true);
+    r
+}
+
+fn releases(r: &mut Rig, now: Instant) -> Vec<(u16, u16)> {
+    let mut v = Vec::new();
+    r.p.release_deferred(now, |slot, port| v.push((slot, port)));
+    v
+}
+
+#[test]
+fn defer_holds_the_first_packet_until_the_peer_acknowledges_the_state() {
+    let t = Instant::from_secs(10);
+    let mut r = defer_rig();
+    let mut f = udp4_frame(client_v4(1), SERVER_V4, client_port(1), SERVER_PORT);
+    let Verdict::Hold(slot) = r.p.process(&mut f, 0, t) else {
+        panic!("the first packet of a new state is held");
+    };
+    let ins = r.drain(t);
+    assert_eq!(actions(&ins), vec![SyncAction::Insert]);
+    assert_ne!(
+        ins[0].state.state_flags & state_flags::ACK,
+        0,
+        "the insert asks for an INS_ACK"
+    );
+    assert_eq!(r.p.counters.deferred, 1);
+    assert_eq!(r.p.counters.forwarded, 0);
+    // The state exists: the flow's next packet passes at once.
+    let mut g = udp4_frame(client_v4(1), SERVER_V4, client_port(1), SERVER_PORT);
+    assert_eq!(r.p.process(&mut g, 0, t), Verdict::Forward(1));
+    assert!(releases(&mut r, t + Duration::from_millis(1)).is_empty());
+    let st = ins[0].state;
+    let ack = ImportRecord::Ack {
+        id: st.id(),
+        creatorid: st.creatorid(),
+    };
+    r.import(ack, t + Duration::from_millis(2));
+    assert_eq!(
+        releases(&mut r, t + Duration::from_millis(2)),
+        vec![(slot, 1)]
+    );
+    assert_eq!(r.p.counters.defer_acked, 1);
+    assert_eq!(r.p.counters.forwarded, 2);
+}
+
+#[test]
+fn a_held_packet_goes_after_20_ms_or_on_the_peers_update() {
+    let t = Instant::from_secs(10);
+    let mut r = defer_rig();
+    for i in 0..2 {
+        let mut f = udp4_frame(client_v4(i), SERVER_V4, client_port(i), SERVER_PORT);
+        assert!(matches!(r.p.process(&mut f, 0, t), Verdict::Hold(_)));
+    }
+    let ins = r.drain(t);
+    // An update of the second state from the peer counts as its ack.
+    let upd = ImportRecord::Merge {
+        id: ins[1].state.id(),
+        creatorid: ins[1].state.creatorid(),
+        src: peer(2, 0),
+        dst: peer(2, 0),
+        timeout: TimeoutClass::UdpMultiple,
+    };
+    r.import(upd, t);
+    assert_eq!(releases(&mut r, t).len(), 1);
+    assert!(releases(&mut r, t + Duration::from_millis(19)).is_empty());
+    assert_eq!(releases(&mut r, t + Duration::from_millis(20)).len(), 1);
+    assert_eq!(
+        (r.p.counters.defer_acked, r.p.counters.defer_timeout),
+        (1, 1)
+    );
+}
+
+#[test]
+fn without_defer_nothing_is_held_and_inserts_ask_for_no_ack() {
+    let t = Instant::from_secs(10);
+    let mut r = rig(64);
+    r.new_flow(1, t);
+    let ins = r.drain(t);
+    assert_eq!(ins[0].state.state_flags & state_flags::ACK, 0);
+    assert!(releases(&mut r, t + Duration::from_secs(1)).is_empty());
+}

@@ -19,6 +19,8 @@ struct Net {
     ns: Vec<String>,
     _guard: Namespaces,
     dir: tempfile::TempDir,
+    /// pfsync `defer` on both boxes.
+    defer: bool,
 }
 
 const RULES: &str = "\
@@ -73,11 +75,13 @@ net.inet.carp.preempt = 1
 [pfsync]
 syncdev = "lan0"
 maxupd = 128
+defer = {defer}
 [control]
 socket = "{sock}"
 "#,
                 eal = eal_args(&format!("ha{fw}"), 256, "0@0,1@1"),
-                sock = self.sock(fw).display()
+                sock = self.sock(fw).display(),
+                defer = self.defer,
             ),
         )
         .unwrap();
@@ -158,41 +162,74 @@ fn setup() -> Net {
         ns,
         _guard: guard,
         dir: scratch(),
+        defer: false,
     }
 }
 
+/// `server.py BLOCKS [CONNS [GAP_S]]`: accepts CONNS connections, then
+/// sends BLOCKS blocks of 16 KiB on each, GAP_S apart.
 const SERVER_PY: &str = r#"
 import socket, sys, time
+blocks = int(sys.argv[1])
+conns = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+gap = float(sys.argv[3]) if len(sys.argv) > 3 else 0.004
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 8080)); s.listen(1)
+s.bind(("0.0.0.0", 8080)); s.listen(conns)
 s.settimeout(30)  # never outlive the test
-c, _ = s.accept()
+cs = [s.accept()[0] for _ in range(conns)]
 block = bytes(range(256)) * 64
-for i in range(int(sys.argv[1])):
-    c.sendall(block)
-    time.sleep(0.004)
-c.close()
+for i in range(blocks):
+    for c in cs:
+        c.sendall(block)
+    time.sleep(gap)
+for c in cs:
+    c.close()
 "#;
 
+/// `client.py [CONNS]`: opens CONNS connections to the server and prints,
+/// per connection, `blocks bad_blocks leftover_bytes`.
 const CLIENT_PY: &str = r#"
-import socket, sys
-c = socket.create_connection(("10.2.0.50", 8080), timeout=30)
-c.settimeout(30)
+import socket, sys, selectors
+conns = int(sys.argv[1]) if len(sys.argv) > 1 else 1
 expect = bytes(range(256)) * 64
-n = 0; bad = 0; buf = b""
-while True:
-    b = c.recv(65536)
-    if not b: break
-    buf += b
-    while len(buf) >= len(expect):
-        if buf[:len(expect)] != expect: bad += 1
-        buf = buf[len(expect):]; n += 1
-print(n, bad, len(buf))
+sel = selectors.DefaultSelector()
+st = []
+for i in range(conns):
+    c = socket.create_connection(("10.2.0.50", 8080), timeout=30)
+    c.setblocking(False)
+    st.append([0, 0, b""])
+    sel.register(c, selectors.EVENT_READ, i)
+left = conns
+while left:
+    events = sel.select(timeout=30)
+    if not events:
+        break
+    for key, _ in events:
+        s = st[key.data]
+        try:
+            b = key.fileobj.recv(65536)
+        except BlockingIOError:
+            continue
+        except OSError:
+            b = b""
+        if not b:
+            sel.unregister(key.fileobj); key.fileobj.close(); left -= 1
+            continue
+        s[2] += b
+        while len(s[2]) >= len(expect):
+            if s[2][:len(expect)] != expect: s[1] += 1
+            s[2] = s[2][len(expect):]; s[0] += 1
+for n, bad, rest in st:
+    print(n, bad, len(rest))
 "#;
 
 #[test]
 fn established_connections_survive_a_failover_through_pfsync() {
+    const CONNS: usize = 16;
     let mut net = setup();
+    // Both boxes hold each connection's first packet until the peer has
+    // its state (pfsync defer).
+    net.defer = true;
     net.start(1, 0);
     net.start(2, 100);
     wait_until("fw1 MASTER of both", Duration::from_secs(15), || {
@@ -207,14 +244,23 @@ fn established_connections_survive_a_failover_through_pfsync() {
     });
     std::fs::write(net.dir.path().join("server.py"), SERVER_PY).unwrap();
     std::fs::write(net.dir.path().join("client.py"), CLIENT_PY).unwrap();
-    // 1200 blocks of 16 KiB, ~4 ms apart: about 6 s of transfer.
+    // Resolve the server's address on fw1 first (a packet to an unresolved
+    // next hop is dropped, and a SYN would wait for its retransmission).
+    let _ = Command::new("ip")
+        .args([
+            "netns", "exec", &net.ns[0], "ping", "-c", "3", "-i", "0.2", "-W", "1",
+        ])
+        .arg("10.2.0.50")
+        .output();
+    // 16 connections, each 200 blocks of 16 KiB, a round every 30 ms:
+    // about 6 s of transfer.
     let wan = net.ns[1].clone();
     let server = Proc::spawn(
         "server",
         Command::new("ip")
             .args(["netns", "exec", &wan, "python3"])
             .arg(net.dir.path().join("server.py"))
-            .arg("1200"),
+            .args(["200", &CONNS.to_string(), "0.03"]),
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -223,18 +269,27 @@ fn established_connections_survive_a_failover_through_pfsync() {
         "client",
         Command::new("ip")
             .args(["netns", "exec", &lan, "python3"])
-            .arg(net.dir.path().join("client.py")),
+            .arg(net.dir.path().join("client.py"))
+            .arg(CONNS.to_string()),
     )
     .unwrap();
-    // The connection's state reaches fw2 through pfsync.
+    let transfer_states = |fw: usize| -> Vec<Value> {
+        ctl(&net.sock(fw), &["-s", "states"])
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|s| s["dport"] == 8080 && s["proto"] == "tcp")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Every connection's state reaches fw2 through pfsync.
     let t0 = Instant::now();
-    while !ctl(&net.sock(2), &["-s", "states"])
-        .as_array()
-        .is_some_and(|a| a.iter().any(|s| s["dport"] == 8080 && s["proto"] == "tcp"))
-    {
+    while transfer_states(2).len() < CONNS {
         assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "state not synced\nfw1 pfsync0: {}\nfw2 pfsync0: {}\nfw1 states: {}\nfw1 info: {}",
+            t0.elapsed() < Duration::from_secs(10),
+            "states not synced\nfw1 pfsync0: {}\nfw2 pfsync0: {}\nfw1 states: {}\nfw1 info: {}",
             ctl(&net.sock(1), &["pfsync0"]),
             ctl(&net.sock(2), &["pfsync0"]),
             ctl(&net.sock(1), &["-s", "states"]),
@@ -242,35 +297,45 @@ fn established_connections_survive_a_failover_through_pfsync() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let synced = t0.elapsed();
     eprintln!(
-        "state present on the backup {:.0} ms after the transfer started (upper bound)",
-        synced.as_secs_f64() * 1000.0
+        "{CONNS} states present on the backup {:.0} ms after the transfer started (upper bound)",
+        t0.elapsed().as_secs_f64() * 1000.0
     );
-    let on_master = ctl(&net.sock(1), &["-s", "states"]);
-    let on_backup = ctl(&net.sock(2), &["-s", "states"]);
-    let m = on_master
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["dport"] == 8080)
-        .unwrap()
-        .clone();
-    let b = on_backup
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["dport"] == 8080)
-        .unwrap()
-        .clone();
-    assert_eq!(m["id"], b["id"], "same state id on both");
-    assert_eq!(
-        m["creatorid"], b["creatorid"],
-        "the backup keeps the master's creatorid"
+    let on_master = transfer_states(1);
+    let on_backup = transfer_states(2);
+    assert_eq!(on_master.len(), CONNS);
+    for m in &on_master {
+        let b = on_backup
+            .iter()
+            .find(|b| b["id"] == m["id"])
+            .unwrap_or_else(|| panic!("state {} not on fw2: {on_backup:?}", m["id"]));
+        assert_eq!(
+            m["creatorid"], b["creatorid"],
+            "the backup keeps the master's creatorid"
+        );
+        assert_eq!((&m["src"], &m["sport"]), (&b["src"], &b["sport"]));
+    }
+    // Defer: each connection's SYN waited on fw1 for fw2's INS_ACK.
+    let p1 = ctl(&net.sock(1), &["pfsync0"]);
+    let p2 = ctl(&net.sock(2), &["pfsync0"]);
+    assert_eq!(p1["defer"], true, "{p1}");
+    assert!(
+        p1["exports"]["deferred"].as_u64() >= Some(CONNS as u64),
+        "{p1}"
+    );
+    assert!(
+        p1["exports"]["defer_acked"].as_u64() >= Some(CONNS as u64),
+        "{p1}"
+    );
+    assert!(p2["sent_acks"].as_u64() >= Some(CONNS as u64), "{p2}");
+    eprintln!(
+        "defer on fw1: {} held, {} released by INS_ACK, {} by timeout",
+        p1["exports"]["deferred"], p1["exports"]["defer_acked"], p1["exports"]["defer_timeout"]
     );
     // TCP window advances reach the backup: the server's sequence numbers
-    // there move on while the transfer runs (pfsync UPD every maxupd
-    // packets or state change).
+    // there move on while the transfer runs (compressed updates every
+    // maxupd packets or state change).
+    let m = on_master[0].clone();
     let server_seqlo = |fw: usize| {
         ctl(&net.sock(fw), &["-s", "states"])
             .as_array()
@@ -282,6 +347,10 @@ fn established_connections_survive_a_failover_through_pfsync() {
         "the server's seqlo to advance on fw2",
         Duration::from_secs(5),
         || server_seqlo(2).is_some_and(|now| now != before),
+    );
+    assert!(
+        ctl(&net.sock(2), &["pfsync0"])["received_compressed"].as_u64() > Some(0),
+        "updates travel as UPD_C"
     );
     // Kill the master mid-transfer.
     std::thread::sleep(Duration::from_millis(500));
@@ -296,14 +365,15 @@ fn established_connections_survive_a_failover_through_pfsync() {
         "fw2 took over {:.2} s after fw1 was killed",
         took.as_secs_f64()
     );
-    let out = client.wait(Duration::from_secs(60)).unwrap();
+    let out = client.wait(Duration::from_secs(90)).unwrap();
     let _ = server.wait(Duration::from_secs(10));
     let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let info = ctl(&net.sock(2), &["-s", "info"]);
+    let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
-        text,
-        "1200 0 0",
-        "transfer through the failover: {} / {}\nfw2: {info}",
+        lines,
+        vec!["200 0 0"; CONNS],
+        "every connection's transfer through the failover: {} / {}\nfw2: {info}",
         text,
         String::from_utf8_lossy(&out.stderr)
     );

@@ -460,10 +460,15 @@ fn print_text(show: Option<&str>, request: &Request, response: &Response) {
         Request::ShowPfsync => {
             println!("pfsync0: flags=<UP,RUNNING>");
             println!(
-                "\tpfsync: syncdev {} syncpeer {} maxupd {} defer off",
+                "\tpfsync: syncdev {} syncpeer {} maxupd {} defer {}",
                 s(d, "syncdev"),
                 s(d, "syncpeer"),
-                u(d, "maxupd")
+                u(d, "maxupd"),
+                if d["defer"].as_bool() == Some(true) {
+                    "on"
+                } else {
+                    "off"
+                }
             );
             println!("\tbulk update: {}", s(d, "bulk"));
             println!(
@@ -486,6 +491,15 @@ fn print_text(show: Option<&str>, request: &Request, response: &Response) {
                 u(e, "export_resent"),
                 u(e, "export_lost"),
                 u(e, "stale_answered")
+            );
+            println!(
+                "\tdeferred {} packets: {} acknowledged, {} timed out; {} not deferred (slots full); INS_ACK sent {} received {}",
+                u(e, "deferred"),
+                u(e, "defer_acked"),
+                u(e, "defer_timeout"),
+                u(e, "defer_full"),
+                u(d, "sent_acks"),
+                u(d, "received_acks")
             );
             if let Some(m) = d["stats"].as_object() {
                 for (k, v) in m {

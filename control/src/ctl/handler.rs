@@ -77,6 +77,10 @@ impl Control<'_> {
                         "export_lost": t.export_lost,
                         "stale_answered": t.sync_stale,
                         "imported": t.imported,
+                        "deferred": t.deferred,
+                        "defer_acked": t.defer_acked,
+                        "defer_timeout": t.defer_timeout,
+                        "defer_full": t.defer_full,
                     });
                     Ok(v)
                 }

@@ -106,6 +106,15 @@ pub mod state_flags {
     /// latest data because its pfsync export found the ring full; the
     /// worker's expiry sweep sends it again in full.
     pub const SYNC_OWED: u16 = 0x8000;
+    /// Internal, never on the wire: pf's `src` peer was last written by
+    /// pfsync, not by a packet seen here; see [`SYNCED_DST`].
+    pub const SYNCED_SRC: u16 = 0x4000;
+    /// Internal, never on the wire: pf's `dst` peer was last written by
+    /// pfsync. While either bit is set, TCP packets are not held to the
+    /// sequence windows (the peer's view lags the connection by what it
+    /// sent since its last update); each side's first packet here re-anchors
+    /// that side's window and clears its bit, then tracking is strict again.
+    pub const SYNCED_DST: u16 = 0x2000;
     /// The bits pfsync carries (pf's PFSTATE_* up to INP_UNLINKED).
     pub const WIRE: u16 = 0x07ff;
 }

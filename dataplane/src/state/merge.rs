@@ -3,7 +3,7 @@
 //! backwards, so an update older than what this node has seen is refused
 //! side by side, and the caller answers with its own newer state.
 
-use super::entry::{tcps, Peer, State};
+use super::entry::{state_flags, tcps, Peer, State};
 use super::track::seq_gt;
 use crate::flow::proto;
 use crate::time::Instant;
@@ -61,9 +61,11 @@ pub fn merge_peer_update(
     };
     if !src_stale {
         state.src = *src;
+        state.state_flags |= state_flags::SYNCED_SRC;
     }
     if !dst_stale {
         state.dst = *dst;
+        state.state_flags |= state_flags::SYNCED_DST;
     }
     let stale_sides = src_stale as u8 + dst_stale as u8;
     if stale_sides < 2 {

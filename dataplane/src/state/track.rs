@@ -245,6 +245,14 @@ pub fn track(state: &mut State, pkt: &PacketInfo, from_src: bool, now: Instant) 
                 return TrackOutcome::Reuse;
             }
             let sloppy = state.is_sloppy();
+            // Windows last written by pfsync lag the connection: the first
+            // packet of each side re-anchors them (see state_flags::SYNCED_*).
+            let synced = state.state_flags & (state_flags::SYNCED_SRC | state_flags::SYNCED_DST);
+            let own_bit = if from_src {
+                state_flags::SYNCED_SRC
+            } else {
+                state_flags::SYNCED_DST
+            };
             let (snd, rcv) = if from_src {
                 (&mut state.src, &mut state.dst)
             } else {
@@ -253,8 +261,11 @@ pub fn track(state: &mut State, pkt: &PacketInfo, from_src: bool, now: Instant) 
             let (refresh, timeout) = if sloppy {
                 tcp_track_sloppy(snd, rcv, &tcp)
             } else {
-                match tcp_track_full(snd, rcv, &tcp) {
-                    Ok(r) => r,
+                match tcp_track_full(snd, rcv, &tcp, synced != 0) {
+                    Ok(r) => {
+                        state.state_flags &= !own_bit;
+                        r
+                    }
                     Err(drop) => {
                         if drop == StateDrop::HandshakeMismatch {
                             // pf forgets the sender's sequence numbers so its
@@ -338,6 +349,7 @@ fn tcp_track_full(
     snd: &mut Peer,
     rcv: &mut Peer,
     tcp: &TcpInfo,
+    resync: bool,
 ) -> Result<(bool, TimeoutClass), StateDrop> {
     let flags = tcp.flags;
     let syn = flags & tcp_flags::SYN != 0;
@@ -420,6 +432,8 @@ fn tcp_track_full(
         ack = rcv.seqlo;
     }
 
+    // Where the sender really is, even for a segment without data.
+    let sender_end = end;
     if seq == end {
         // Ease sequencing restrictions on segments without data.
         seq = snd.seqlo;
@@ -431,7 +445,11 @@ fn tcp_track_full(
     let rcv_win = (rcv.max_win as u32) << dws;
     let win_scaled = win << sws;
 
-    let in_window = seq_geq(snd.seqhi, data_end)
+    // After pfsync wrote the windows, a packet that is neither SYN nor RST
+    // is taken as the connection's truth (re-anchoring below).
+    let resync = resync && !syn && !rst && snd.seqlo != 0;
+    let in_window = resync
+        || seq_geq(snd.seqhi, data_end)
         // last octet inside the other side's window
         && seq_geq(seq, snd.seqlo.wrapping_sub(rcv_win))
         // retransmission: at most one window back
@@ -446,6 +464,15 @@ fn tcp_track_full(
 
     if in_window && rst_ok {
         advance(snd, rcv, win, win_scaled, end, ack);
+        if resync {
+            // Re-anchor the sender where its packet says it is.
+            if seq_gt(sender_end, snd.seqlo) {
+                snd.seqlo = sender_end;
+            }
+            if seq_gt(sender_end, snd.seqhi) {
+                snd.seqhi = sender_end;
+            }
+        }
         if syn && snd.state < tcps::SYN_SENT {
             snd.state = tcps::SYN_SENT;
         }

@@ -708,3 +708,47 @@ proptest! {
         }
     }
 }
+
+/// The connection as a backup knows it from pfsync: windows written by the
+/// peer (both SYNCED bits set) while the real connection moved on by
+/// `lag` bytes in each direction.
+fn synced_behind(lag: u32) -> (Conn, u32, u32) {
+    let (c, s) = (1000u32, 5000u32);
+    let mut k = established(c, s);
+    k.st.state_flags |=
+        super::entry::state_flags::SYNCED_SRC | super::entry::state_flags::SYNCED_DST;
+    (k, c + 1 + lag, s + 1 + lag)
+}
+
+#[test]
+fn windows_written_by_pfsync_are_re_anchored_by_each_sides_first_packet() {
+    use super::entry::state_flags::{SYNCED_DST, SYNCED_SRC};
+    let (mut k, c, s) = synced_behind(200_000);
+    // Far beyond the stale windows: taken as the truth, once per side.
+    assert_eq!(k.send(seg(false, ACK, s, c).len(1000)), PASS);
+    assert_eq!(k.st.state_flags & (SYNCED_SRC | SYNCED_DST), SYNCED_SRC);
+    assert_eq!(k.send(seg(true, ACK, c, s + 1000)), PASS);
+    assert_eq!(k.st.state_flags & (SYNCED_SRC | SYNCED_DST), 0);
+    // Tracking is strict again from the re-anchored windows.
+    assert_eq!(k.send(seg(false, ACK, s + 1000, c).len(1000)), PASS);
+    let r = k.send(seg(false, ACK, s + 2000 + 300_000, c).len(100));
+    assert_eq!(r, TrackOutcome::Drop(StateDrop::BadWindow));
+}
+
+#[test]
+fn a_stale_synced_window_still_refuses_a_blind_rst_and_a_syn() {
+    let (mut k, c, s) = synced_behind(200_000);
+    let r = k.send(seg(false, RST, s + 17, 0));
+    assert_eq!(r, TrackOutcome::Drop(StateDrop::BadRst));
+    let r = k.send(seg(true, SYN, c + 5, 0));
+    assert!(matches!(r, TrackOutcome::Drop(_)), "{r:?}");
+    assert_eq!(k.peers(), (tcps::ESTABLISHED, tcps::ESTABLISHED));
+}
+
+#[test]
+fn without_the_synced_bits_the_same_packets_are_dropped() {
+    let (mut k, c, s) = synced_behind(200_000);
+    k.st.state_flags = 0;
+    let r = k.send(seg(false, ACK, s, c).len(1000));
+    assert_eq!(r, TrackOutcome::Drop(StateDrop::BadWindow));
+}
