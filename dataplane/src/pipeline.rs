@@ -409,7 +409,8 @@ impl Pipeline {
     pub fn expire(&mut self, now: Instant, budget_slots: usize) -> usize {
         let (shard, sync, counters) = (&mut self.shard, &mut self.sync, &mut self.counters);
         // Each expired state is exported as a DEL while it is removed; a
-        // live state marked owed is sent again in full.
+        // live state marked owed is sent again in full, one with packets
+        // not yet announced as a compressed update.
         let removed = shard.expire_slice_visit(now, budget_slots, &self.timeouts, |st, expired| {
             if expired {
                 delete_or_owe(sync, counters, st, now);
@@ -420,6 +421,12 @@ impl Pipeline {
                 } else {
                     st.state_flags |= state_flags::SYNC_OWED;
                 }
+            } else if st.sync_updates > 0 && sync.is_some() {
+                // Packets since the last update, fewer than maxupd: the peer
+                // hears of them within a sweep (~1 s), as pfsync's 1-second
+                // slice timer would send them.
+                st.sync_updates = 0;
+                export_or_owe(sync, counters, SyncAction::Update, st, now);
             }
         });
         self.counters.states_removed += removed as u64;

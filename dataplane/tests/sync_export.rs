@@ -318,3 +318,23 @@ fn without_defer_nothing_is_held_and_inserts_ask_for_no_ack() {
     assert_eq!(ins[0].state.state_flags & state_flags::ACK, 0);
     assert!(releases(&mut r, t + Duration::from_secs(1)).is_empty());
 }
+
+#[test]
+fn packets_short_of_maxupd_reach_the_peer_within_a_sweep() {
+    let t = Instant::from_secs(10);
+    let mut r = rig(64);
+    r.new_flow(1, t);
+    r.drain(t);
+    // A few more packets of the flow: fewer than maxupd (128), no update.
+    for _ in 0..3 {
+        let mut f = udp4_frame(client_v4(1), SERVER_V4, client_port(1), SERVER_PORT);
+        assert_eq!(r.p.process(&mut f, 0, t), Verdict::Forward(1));
+    }
+    assert!(r.drain(t).is_empty());
+    // The sweep sends one compressed update; the next finds nothing new.
+    r.p.expire(t + Duration::from_secs(1), 1024);
+    let upd = r.drain(t + Duration::from_secs(1));
+    assert_eq!(actions(&upd), vec![SyncAction::Update]);
+    r.p.expire(t + Duration::from_secs(2), 1024);
+    assert!(r.drain(t + Duration::from_secs(2)).is_empty());
+}
