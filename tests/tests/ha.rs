@@ -315,19 +315,28 @@ fn established_connections_survive_a_failover_through_pfsync() {
         );
         assert_eq!((&m["src"], &m["sport"]), (&b["src"], &b["sport"]));
     }
-    // Defer: each connection's SYN waited on fw1 for fw2's INS_ACK.
+    // Defer: each connection's SYN was held on fw1 until fw2's INS_ACK (or,
+    // on a loaded machine, the 20 ms timeout); fw2 acknowledged every
+    // insert and every held packet went out.
     let p1 = ctl(&net.sock(1), &["pfsync0"]);
-    let p2 = ctl(&net.sock(2), &["pfsync0"]);
     assert_eq!(p1["defer"], true, "{p1}");
+    // (If the ping did not resolve the server's address, the first SYN
+    // was dropped for it and its retransmission found the state.)
     assert!(
-        p1["exports"]["deferred"].as_u64() >= Some(CONNS as u64),
+        p1["exports"]["deferred"].as_u64() >= Some(CONNS as u64 - 1),
         "{p1}"
     );
-    assert!(
-        p1["exports"]["defer_acked"].as_u64() >= Some(CONNS as u64),
-        "{p1}"
-    );
-    assert!(p2["sent_acks"].as_u64() >= Some(CONNS as u64), "{p2}");
+    wait_until("fw2's INS_ACKs on fw1", Duration::from_secs(10), || {
+        let p1 = ctl(&net.sock(1), &["pfsync0"]);
+        let p2 = ctl(&net.sock(2), &["pfsync0"]);
+        let e = &p1["exports"];
+        let released =
+            e["defer_acked"].as_u64().unwrap_or(0) + e["defer_timeout"].as_u64().unwrap_or(0);
+        p2["sent_acks"].as_u64() >= Some(CONNS as u64)
+            && p1["received_acks"].as_u64() >= Some(CONNS as u64)
+            && Some(released) == e["deferred"].as_u64()
+    });
+    let p1 = ctl(&net.sock(1), &["pfsync0"]);
     eprintln!(
         "defer on fw1: {} held, {} released by INS_ACK, {} by timeout",
         p1["exports"]["deferred"], p1["exports"]["defer_acked"], p1["exports"]["defer_timeout"]
