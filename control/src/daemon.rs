@@ -98,14 +98,84 @@ fn list_states(clients: &mut [dataplane::command::CommandClient]) -> Vec<datapla
     states
 }
 
+/// Frames the control thread sends (advertisements, replies, pfsync
+/// packets), kept in order until the injection ring that worker 0 drains
+/// has room: a bulk update of a large table produces far more packets than
+/// the ring holds, and none may be lost. Bounded: beyond
+/// [`INJECT_PENDING_MAX`] frames the newest are dropped and counted.
+struct InjectQueue {
+    /// CARP, ARP/ND, ICMP: ahead of everything pfsync queued, so a bulk
+    /// update never delays an advertisement.
+    urgent: std::collections::VecDeque<crate::slowpath::Out>,
+    /// pfsync packets, in order.
+    pending: std::collections::VecDeque<crate::slowpath::Out>,
+    sent: u64,
+    dropped: u64,
+}
+
+/// Frames waiting for the injection ring, at most.
+const INJECT_PENDING_MAX: usize = 1 << 20;
+
+impl InjectQueue {
+    fn new() -> InjectQueue {
+        InjectQueue {
+            urgent: std::collections::VecDeque::new(),
+            pending: std::collections::VecDeque::new(),
+            sent: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Queues `out` and sends what the ring takes now.
+    fn send(&mut self, out: Vec<crate::slowpath::Out>, pool: &Mempool, ring: &MbufRing) {
+        for o in out {
+            let q = if ip_proto(&o.1) == Some((240, false)) {
+                &mut self.pending
+            } else {
+                &mut self.urgent
+            };
+            if q.len() < INJECT_PENDING_MAX {
+                q.push_back(o);
+            } else {
+                self.dropped += 1;
+            }
+        }
+        self.flush(pool, ring);
+    }
+
+    /// Sends queued frames, urgent ones first, until the ring (or the
+    /// packet pool) is full.
+    fn flush(&mut self, pool: &Mempool, ring: &MbufRing) {
+        for q in [&mut self.urgent, &mut self.pending] {
+            while let Some((port, frame)) = q.front() {
+                if !transmit(pool, ring, *port, frame) {
+                    return;
+                }
+                q.pop_front();
+                self.sent += 1;
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.urgent.is_empty() && self.pending.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.urgent.len() + self.pending.len()
+    }
+}
+
 /// Copies `frame` into a fresh mbuf for `port` and queues it for worker 0
-/// to send (the control thread never uses a worker's tx queue).
-fn transmit(pool: &Mempool, inject: &MbufRing, port: u16, frame: &[u8]) {
+/// to send (the control thread never uses a worker's tx queue). Returns
+/// false, keeping nothing, when the pool or the ring is full.
+fn transmit(pool: &Mempool, inject: &MbufRing, port: u16, frame: &[u8]) -> bool {
     let Some(mut m) = Mbuf::alloc(pool) else {
-        return;
+        return false;
     };
     let Some(data) = m.append(frame.len() as u16) else {
-        return;
+        // Larger than an mbuf: never sendable, do not retry it.
+        return true;
     };
     data.copy_from_slice(frame);
     m.set_port(port);
@@ -113,7 +183,9 @@ fn transmit(pool: &Mempool, inject: &MbufRing, port: u16, frame: &[u8]) {
     if inject.enqueue_burst(&[raw]) == 0 {
         // SAFETY: the ring refused it; we still own it.
         drop(unsafe { Mbuf::from_raw(raw.0) });
+        return false;
     }
+    true
 }
 
 /// Reply ring capacity of a worker's command port (states per poll).
@@ -525,6 +597,7 @@ fn run_with_eal(
         s.set_trace(path, now_fn())
             .with_context(|| format!("--sync-trace {}", path.display()))?;
     }
+    let mut injectq = InjectQueue::new();
     if let Some(inject) = inject_ring.as_ref() {
         let mut out = Vec::new();
         if let Some(c) = carp.as_mut() {
@@ -540,16 +613,23 @@ fn run_with_eal(
             }
             s.request_bulk(&mut out);
         }
-        for (port, frame) in out {
-            transmit(&pool, inject, port, &frame);
-        }
+        injectq.send(out, &pool, inject);
     }
     let mut last_rx = 0u64;
     let mut last_rx_change = Instant::now();
     let mut next_link_poll = Instant::now() + LINK_POLL;
     let mut next_stats = opts.stats_every.map(|d| started + d);
     loop {
-        std::thread::sleep(Duration::from_millis(1));
+        // Frames waiting for the injection ring: come back as soon as
+        // worker 0 can have drained some.
+        if injectq.is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        } else {
+            std::thread::sleep(Duration::from_micros(50));
+            if let Some(inject) = inject_ring.as_ref() {
+                injectq.flush(&pool, inject);
+            }
+        }
         if let (Some(at), Some(every)) = (next_stats, opts.stats_every) {
             if Instant::now() >= at {
                 let mut v = totals_json(&shared, started.elapsed(), hz);
@@ -621,9 +701,7 @@ fn run_with_eal(
                     }
                 }
             }
-            for (port, frame) in out {
-                transmit(&pool, inject, port, &frame);
-            }
+            injectq.send(out, &pool, inject);
             if let Some(n) = slowpath.take_snapshot() {
                 neighbors.publish(Arc::new(n));
             }
@@ -644,12 +722,11 @@ fn run_with_eal(
                 carp: carp.as_mut(),
                 sync: sync.as_mut(),
                 out: &mut cmd_out,
+                control_tx: (injectq.sent, injectq.dropped, injectq.len()),
             };
             srv.poll(&mut |req| control.handle(req));
             if let Some(inject) = inject_ring.as_ref() {
-                for (port, frame) in cmd_out {
-                    transmit(&pool, inject, port, &frame);
-                }
+                injectq.send(cmd_out, &pool, inject);
             }
         }
         if let Some(c) = carp.as_mut() {

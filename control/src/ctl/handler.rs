@@ -48,6 +48,9 @@ pub struct Control<'a> {
     pub sync: Option<&'a mut crate::syncd::Sync>,
     /// Frames commands produce (advertisements of a bow-out...).
     pub out: &'a mut Vec<crate::slowpath::Out>,
+    /// Frames the control thread sent, dropped (its queue full) and still
+    /// waiting for the injection ring.
+    pub control_tx: (u64, u64, usize),
 }
 
 impl Control<'_> {
@@ -113,6 +116,11 @@ impl Control<'_> {
             "dropped": t.total_drops(), "drops": drops,
             "burst_latency": crate::daemon::burst_latency_json(&t, dataplane::dpdk::tsc_hz()),
             "control_bad_requests": self.bad_requests,
+            "control_tx": {
+                "sent": self.control_tx.0,
+                "dropped": self.control_tx.1,
+                "pending": self.control_tx.2,
+            },
             "slow_path_stats": self.slowpath.map(|s| serde_json::to_value(s.stats).unwrap_or_default()),
         })
     }
