@@ -4,13 +4,15 @@
 //! harness; `run`, `sweep` and `suite` ([`run`]) measure dpf against
 //! dpdk-testpmd on them; `live` and `rfc2544` ([`live`]) drive dpf and
 //! testpmd from a live DPDK generator (`live-gen`) over memif; `carp-cpu`
-//! ([`carp_cpu`]) measures the control thread with many CARP vhids.
+//! ([`carp_cpu`]) measures the control thread with many CARP vhids;
+//! `sync` ([`sync`]) measures pfsync between two dpf.
 
 mod carp_cpu;
 mod frames;
 mod gen;
 mod live;
 mod run;
+mod sync;
 
 use clap::{Parser, Subcommand};
 
@@ -46,6 +48,9 @@ enum Command {
     /// RFC 2544 loss-free throughput search with the live generator,
     /// through dpf and dpdk-testpmd.
     Rfc2544(live::Rfc2544Args),
+    /// pfsync between two dpf over memif: states synced per second,
+    /// creation-to-backup latency, bulk update time.
+    Sync(sync::SyncArgs),
     /// The live generator process (started by `live` and `rfc2544`).
     #[command(hide = true)]
     LiveGen(live::engine::AgentArgs),
@@ -60,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         Command::CarpCpu(args) => carp_cpu::run(&args),
         Command::Live(args) => live::live(&args),
         Command::Rfc2544(args) => live::rfc2544(&args),
+        Command::Sync(args) => sync::run(&args),
         Command::LiveGen(args) => live::engine::run(&args),
     }
 }

@@ -78,6 +78,12 @@ fn ip_proto(frame: &[u8]) -> Option<(u8, bool)> {
     }
 }
 
+/// The control loop's pause when the last round had nothing to do.
+const IDLE_TICK: Duration = Duration::from_millis(1);
+/// The pause after a round that received or sent frames (pfsync batches
+/// go out and come in sooner under load).
+const BUSY_TICK: Duration = Duration::from_micros(100);
+
 /// How often the control thread polls the ports' link state for CARP.
 const LINK_POLL: Duration = Duration::from_millis(100);
 
@@ -619,11 +625,14 @@ fn run_with_eal(
     let mut last_rx_change = Instant::now();
     let mut next_link_poll = Instant::now() + LINK_POLL;
     let mut next_stats = opts.stats_every.map(|d| started + d);
+    // Whether the last round received or sent anything: a busy control
+    // thread (pfsync traffic, a burst of ARP) comes back sooner.
+    let mut busy = false;
     loop {
         // Frames waiting for the injection ring: come back as soon as
         // worker 0 can have drained some.
         if injectq.is_empty() {
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(if busy { BUSY_TICK } else { IDLE_TICK });
         } else {
             std::thread::sleep(Duration::from_micros(50));
             if let Some(inject) = inject_ring.as_ref() {
@@ -642,12 +651,14 @@ fn run_with_eal(
             crate::log!(Level::Notice, "signal received, stopping");
             break;
         }
+        busy = false;
         if let (Some(slow), Some(inject)) = (slow_ring.as_ref(), inject_ring.as_ref()) {
             let now = now_fn();
             let mut out = Vec::new();
             let mut buf = [RawMbuf(std::ptr::null_mut()); 64];
             loop {
                 let n = slow.dequeue_burst(&mut buf);
+                busy |= n > 0;
                 for raw in &buf[..n] {
                     // SAFETY: dequeued from the slow-path ring: workers gave
                     // up these mbufs when they enqueued them.
@@ -660,7 +671,7 @@ fn run_with_eal(
                                 match s.handle(m.data(), m.port(), now, &mut out) {
                                     SyncEvent::BulkRequested => {
                                         let states = list_states(&mut clients);
-                                        s.send_bulk(&states, now, &mut out);
+                                        s.send_bulk(states, &mut out);
                                     }
                                     SyncEvent::BulkDone => {
                                         if let Some(c) = c {
@@ -701,6 +712,7 @@ fn run_with_eal(
                     }
                 }
             }
+            busy |= !out.is_empty();
             injectq.send(out, &pool, inject);
             if let Some(n) = slowpath.take_snapshot() {
                 neighbors.publish(Arc::new(n));

@@ -48,6 +48,13 @@ use std::io::Write;
 const BULK_TIMEOUT: Duration = Duration::from_secs(12);
 /// Demotion while a bulk update is pending (spec §5.6).
 pub const BULK_DEMOTE: i32 = 32;
+/// Packets of a bulk update sent per control-loop round (~5 states each at
+/// MTU 1500): the peer takes them through its slow-path ring, which must
+/// not overflow.
+const BULK_PACKETS_PER_ROUND: usize = 32;
+/// Received records waiting for a worker's import ring, per worker, at
+/// most (a bulk update arrives faster than a busy worker imports).
+const IMPORT_BACKLOG_MAX: usize = 1 << 20;
 /// Unknown-state reports awaiting the other workers' answers, at most.
 const MISSING_MAX: usize = 65536;
 /// How long an unknown-state report waits for the other workers.
@@ -94,6 +101,10 @@ pub struct Sync {
     import_dropped: u64,
     sent_clears: u64,
     received_clears: u64,
+    /// Received records that waited for room in an import ring.
+    import_deferred: u64,
+    /// Per worker: received records waiting for room in its import ring.
+    import_backlog: Vec<std::collections::VecDeque<ImportRecord>>,
     sent_compressed: u64,
     received_compressed: u64,
     sent_requests: u64,
@@ -109,6 +120,8 @@ pub struct Sync {
     in_bulk: bool,
     /// States whose INS or UPD is in the packet being built.
     full_in_packet: Vec<StateId>,
+    /// A bulk update being sent: the table and the next state to send.
+    bulk_out: Option<(Vec<State>, usize)>,
     /// UPD_REQs to send at the end of this round.
     requests: Vec<StateId>,
     trace: Option<Trace>,
@@ -176,6 +189,7 @@ impl Sync {
             .map_err(|e| format!("pfsync: {e}"))?;
         let writer = PacketWriter::new(s.mtu as usize, link, rand::random())
             .map_err(|e| format!("pfsync: {e}"))?;
+        let workers = imports.len();
         Ok(Sync {
             syncdev: s.syncdev,
             syncdev_name: s.syncdev_name,
@@ -199,6 +213,8 @@ impl Sync {
             import_dropped: 0,
             sent_clears: 0,
             received_clears: 0,
+            import_deferred: 0,
+            import_backlog: vec![std::collections::VecDeque::new(); workers],
             sent_compressed: 0,
             received_compressed: 0,
             sent_requests: 0,
@@ -209,6 +225,7 @@ impl Sync {
             missing: HashMap::new(),
             in_bulk: false,
             full_in_packet: Vec::with_capacity(s.mtu as usize / 264 + 1),
+            bulk_out: None,
             requests: Vec::new(),
             trace: None,
         })
@@ -246,12 +263,7 @@ impl Sync {
     fn route_by_id(&mut self, id: StateId, rec: ImportRecord) -> usize {
         match self.owner_of_id(id) {
             Some(w) => {
-                if let Some(p) = self.imports.get_mut(w) {
-                    if p.push(rec).is_err() {
-                        self.import_dropped += 1;
-                    }
-                    p.publish();
-                }
+                self.import_to(w, rec);
                 1
             }
             None => {
@@ -288,7 +300,11 @@ impl Sync {
         if count >= asked {
             self.missing.remove(&id);
             self.stats.incr(crate::pfsync::Counter::Badstate);
-            self.requests.push(id);
+            // The bulk update we asked for brings every state: asking for
+            // them one by one meanwhile would only double the traffic.
+            if !matches!(self.bulk, BulkState::Pending { .. }) {
+                self.requests.push(id);
+            }
         }
     }
 
@@ -398,6 +414,7 @@ impl Sync {
     /// Drains the export rings into packets; sends what is pending.
     /// Returns whether a bulk timeout expired (remove the demotion).
     pub fn poll(&mut self, now: Instant, out: &mut Vec<Out>) -> bool {
+        self.drain_import_backlogs();
         for w in 0..self.exports.len() {
             for _ in 0..4096 {
                 let Some(rec) = self.exports[w].pop() else {
@@ -427,6 +444,7 @@ impl Sync {
         }
         self.flush(out);
         self.send_requests(out);
+        self.continue_bulk(now, out);
         if !self.missing.is_empty() {
             // Reports whose other workers found the state (and said
             // nothing) are forgotten after a while.
@@ -449,8 +467,12 @@ impl Sync {
         false
     }
 
-    /// Sends `states` (a bulk update), then the end marker.
-    pub fn send_bulk(&mut self, states: &[State], now: Instant, out: &mut Vec<Out>) {
+    /// Starts a bulk update of `states` (the peer's UPD_REQ 0/0): the start
+    /// marker now, then [`BULK_PACKETS_PER_ROUND`] packets of full states
+    /// per [`Sync::poll`] so the peer's receive path is never flooded, then
+    /// the end marker. A request while one is running restarts it with the
+    /// table as it is now.
+    pub fn send_bulk(&mut self, states: Vec<State>, out: &mut Vec<Out>) {
         self.send_alone(
             &Message::Bus(BusRepr {
                 creatorid: self.creatorid,
@@ -459,7 +481,24 @@ impl Sync {
             }),
             out,
         );
-        for st in states {
+        crate::log!(
+            crate::log::Level::Notice,
+            "pfsync: bulk update of {} states started",
+            states.len()
+        );
+        self.bulk_out = Some((states, 0));
+    }
+
+    /// Sends the next slice of a running bulk update; the end marker after
+    /// the last state.
+    fn continue_bulk(&mut self, now: Instant, out: &mut Vec<Out>) {
+        let Some((states, mut next)) = self.bulk_out.take() else {
+            return;
+        };
+        let before = out.len();
+        while next < states.len() && out.len() - before < BULK_PACKETS_PER_ROUND {
+            let st = &states[next];
+            next += 1;
             let m = Message::Upd(self.to_wire(st, now));
             let id = StateId {
                 id: st.id(),
@@ -467,6 +506,10 @@ impl Sync {
             };
             self.trace("tx", "bulk", id, now);
             self.push(&m, out);
+        }
+        if next < states.len() {
+            self.bulk_out = Some((states, next));
+            return;
         }
         self.flush(out);
         self.send_alone(
@@ -497,6 +540,7 @@ impl Sync {
             pfsync_up: true,
             on_syncdev: port == self.syncdev,
         };
+        self.drain_import_backlogs();
         // Our own transmission seen again (an af_packet port receives what
         // it sends): never merge it.
         if frame.get(6..12) == Some(&self.mac[..]) {
@@ -530,12 +574,7 @@ impl Sync {
                             age_s: age,
                             expire_s: expire,
                         };
-                        if let Some(p) = self.imports.get_mut(owner) {
-                            if p.push(rec).is_err() {
-                                self.import_dropped += 1;
-                            }
-                            p.publish();
-                        }
+                        self.import_to(owner, rec);
                     } else {
                         self.stats.incr(crate::pfsync::Counter::Badval);
                     }
@@ -649,11 +688,46 @@ impl Sync {
     /// Hands `rec` to every worker's import ring (deletions carry no key,
     /// so the owner is unknown); a full ring is counted.
     fn broadcast_to_workers(&mut self, rec: ImportRecord) {
-        for p in self.imports.iter_mut() {
-            if p.push(rec).is_err() {
-                self.import_dropped += 1;
-            }
+        for w in 0..self.imports.len() {
+            self.import_to(w, rec);
+        }
+    }
+
+    /// Hands `rec` to worker `w`'s import ring; when the ring is full it
+    /// waits, in order, in that worker's backlog (retried every round) —
+    /// a received state is only dropped, and counted, when the backlog is
+    /// full too.
+    fn import_to(&mut self, w: usize, rec: ImportRecord) {
+        let (Some(p), Some(backlog)) = (self.imports.get_mut(w), self.import_backlog.get_mut(w))
+        else {
+            return;
+        };
+        if backlog.is_empty() && p.push(rec).is_ok() {
             p.publish();
+            return;
+        }
+        if backlog.len() < IMPORT_BACKLOG_MAX {
+            backlog.push_back(rec);
+            self.import_deferred += 1;
+        } else {
+            self.import_dropped += 1;
+        }
+    }
+
+    /// Moves what the workers' import rings take now from the backlogs.
+    fn drain_import_backlogs(&mut self) {
+        for (p, backlog) in self.imports.iter_mut().zip(self.import_backlog.iter_mut()) {
+            let mut moved = false;
+            while let Some(rec) = backlog.front() {
+                if p.push(*rec).is_err() {
+                    break;
+                }
+                backlog.pop_front();
+                moved = true;
+            }
+            if moved {
+                p.publish();
+            }
         }
     }
 
@@ -748,11 +822,16 @@ impl Sync {
             "maxupd": self.maxupd,
             "defer": self.defer,
             "bulk": bulk,
+            "bulk_sending": self.bulk_out.as_ref().map(|(states, next)| json!({
+                "states": states.len(),
+                "sent": next,
+            })),
             "creatorid": format!("{:08x}", self.creatorid),
             "sent_packets": self.sent_packets,
             "sent_states": self.sent_states,
             "received_states": self.received_states,
             "import_dropped": self.import_dropped,
+            "import_deferred": self.import_deferred,
             "sent_clears": self.sent_clears,
             "received_clears": self.received_clears,
             "sent_compressed": self.sent_compressed,
@@ -1005,6 +1084,7 @@ mod tests {
     #[test]
     fn an_unknown_state_is_requested_once_no_worker_has_it() {
         let mut r = rig(2);
+        r.sync.bulk = BulkState::Done;
         let now = Instant::from_secs(2);
         let id = StateId {
             id: 9,
@@ -1029,6 +1109,82 @@ mod tests {
         r.sync.poll(now, &mut out);
         assert_eq!(sent(&out), vec![Message::UpdReq(id)]);
         assert_eq!(r.sync.show(now)["sent_requests"], 1);
+    }
+
+    #[test]
+    fn a_bulk_update_goes_out_a_slice_per_round_and_ends_with_its_marker() {
+        let mut r = rig(1);
+        let now = Instant::from_secs(2);
+        let states: Vec<State> = (1..=1000).map(|i| state(i, OURS)).collect();
+        let mut out = Vec::new();
+        r.sync.send_bulk(states, &mut out);
+        assert_eq!(
+            sent(&out),
+            vec![Message::Bus(BusRepr {
+                creatorid: OURS,
+                endtime: 0,
+                status: BusStatus::Start as u8
+            })]
+        );
+        let (mut upds, mut rounds, mut ended) = (0, 0, false);
+        while !ended {
+            let mut out = Vec::new();
+            r.sync.poll(now, &mut out);
+            rounds += 1;
+            assert!(
+                out.len() <= BULK_PACKETS_PER_ROUND + 2,
+                "{} packets",
+                out.len()
+            );
+            for m in sent(&out) {
+                match m {
+                    Message::Upd(_) => upds += 1,
+                    Message::Bus(b) if b.status == BusStatus::End as u8 => ended = true,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert!(rounds < 100, "the bulk never ended");
+        }
+        assert_eq!(upds, 1000);
+        assert!(rounds > 1, "paced over several rounds");
+    }
+
+    #[test]
+    fn no_state_is_requested_while_our_bulk_update_is_pending() {
+        let mut r = rig(1);
+        let now = Instant::from_secs(2);
+        assert!(matches!(r.sync.bulk, BulkState::Pending { .. }));
+        export(
+            &mut r,
+            0,
+            SyncAction::Missing,
+            State::identity_only(9, PEERS, now),
+        );
+        let mut out = Vec::new();
+        r.sync.poll(now, &mut out);
+        assert!(out.is_empty(), "the bulk update brings it");
+    }
+
+    #[test]
+    fn received_states_wait_for_a_full_import_ring_instead_of_being_dropped() {
+        let mut r = rig(1); // import rings of 64
+        let now = Instant::from_secs(2);
+        let msgs: Vec<Message> = (1..=17).map(|i| upd_c(i, PEERS, 2)).collect();
+        for _ in 0..6 {
+            r.sync
+                .handle(&frame_from(PEER_MAC, &msgs), 0, now, &mut Vec::new());
+        }
+        let mut got = 0;
+        for _ in 0..10 {
+            while r.imports[0].pop().is_some() {
+                got += 1;
+            }
+            r.sync.poll(now, &mut Vec::new());
+        }
+        assert_eq!(got, 6 * 17);
+        let v = r.sync.show(now);
+        assert_eq!(v["import_dropped"], 0);
+        assert!(v["import_deferred"].as_u64() > Some(0));
     }
 
     #[test]

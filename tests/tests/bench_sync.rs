@@ -1,0 +1,60 @@
+//! `bench sync` end to end with the debug binaries: two dpf joined by a
+//! memif sync link, the live generator creating states on the master.
+//! Every state the master created reaches the backup as it is created,
+//! and again by bulk update when the backup restarts empty; the report
+//! holds a latency for every state. Correctness only: no timing asserted.
+
+use dpf_tests::dpf_bin;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn bench_bin() -> PathBuf {
+    match std::env::var_os("BENCH_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => dpf_bin().with_file_name("bench"),
+    }
+}
+
+#[test]
+fn every_state_reaches_the_backup_live_and_by_bulk_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bench_bin())
+        .args([
+            "sync", "--flows", "3000", "--rates", "3000", "--report", "t",
+        ])
+        .arg("--out")
+        .arg(dir.path())
+        .arg("--dpf")
+        .arg(dpf_bin())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench sync failed:\n{stderr}");
+    assert!(!stderr.contains("not within"), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("t.json")).unwrap()).unwrap();
+    assert_eq!(report["kind"], "sync");
+    let phases = report["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 2, "{report}");
+    let (live, bulk) = (&phases[0], &phases[1]);
+    assert_eq!(live["kind"], "live");
+    let created = live["master_states"].as_u64().unwrap();
+    // The generator at 3000 new flows/s loses nothing over memif.
+    assert_eq!(created, 3000, "{live}");
+    assert_eq!(live["exported"], created);
+    assert_eq!(live["received"], created);
+    assert_eq!(live["missing"], 0);
+    assert_eq!(live["backup_states"], created);
+    let lat = live["latency_us"].as_array().unwrap();
+    let lat: Vec<f64> = lat.iter().map(|v| v.as_f64().unwrap()).collect();
+    assert!(
+        lat[0] > 0.0 && lat[0] <= lat[1] && lat[1] <= lat[2] && lat[2] <= lat[3],
+        "{lat:?}"
+    );
+    assert_eq!(bulk["kind"], "bulk");
+    assert_eq!(bulk["backup_states"], created, "{bulk}");
+    assert_eq!(bulk["received"], created, "{bulk}");
+    assert_eq!(bulk["missing"], 0);
+    let md = std::fs::read_to_string(dir.path().join("t.md")).unwrap();
+    assert!(md.contains("| live | 3000 | 3000 |"), "{md}");
+}
