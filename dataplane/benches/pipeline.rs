@@ -10,6 +10,12 @@
 //!   of 1M states that fills from empty; when the pre-built SYNs run out the
 //!   shard is replaced by an empty one, outside the measured time.
 //!
+//! - `sync_on/{established/10k,syn_flood}`: the same with pfsync export on
+//!   (`Pipeline::set_sync`, rings of 16384 records as dpf uses, maxupd 128):
+//!   a thread on another core drains the export ring as the sync side does,
+//!   so the figure is the export's cost to the worker (compare with the
+//!   plain runs; under `taskset -c 1` the drain thread moves to CPU 0).
+//!
 //! Besides criterion's time per burst, each benchmark prints TSC cycles per
 //! packet measured with `_rdtsc` inside `iter_custom` (see
 //! `common::tsc`): the TSC ticks at the CPU's nominal frequency, so
@@ -25,12 +31,15 @@ use common::{
 };
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dataplane::counters::{DropReason, Verdict};
+use dataplane::export::{ImportRecord, StateRecord};
 use dataplane::flow::tcp_flags as flags;
 use dataplane::flow::IfIndex;
 use dataplane::pipeline::{Pipeline, PipelineConfig};
+use dataplane::ring::{channel, Producer};
 use dataplane::rules::{RuleEnv, Ruleset};
 use dataplane::state::Shard;
 use dataplane::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,6 +143,9 @@ fn run(
             let mut burst = frames.burst_mut(*at);
             p.process_burst(&mut burst, CLIENT_PORT_ID, TRAFFIC_AT, &mut verdicts);
             black_box(&verdicts);
+            // Once per burst, as the worker does (publishes pfsync exports;
+            // nothing without sync).
+            p.sync_poll(TRAFFIC_AT, 64);
             *at += BURST;
         }
         cycles += tsc().wrapping_sub(c0);
@@ -248,9 +260,125 @@ fn bench_syn_flood(c: &mut Criterion) {
     g.finish();
 }
 
+/// pfsync export on a pipeline, drained by a thread as the sync side
+/// drains it; stops and joins the thread when dropped.
+struct SyncDrain {
+    stop: Arc<AtomicBool>,
+    drained: Option<std::thread::JoinHandle<u64>>,
+    _imports: Producer<ImportRecord>,
+}
+
+fn attach_sync(p: &mut Pipeline) -> SyncDrain {
+    let (export, mut exported) = channel::<StateRecord>(16_384);
+    let (imports, import) = channel::<ImportRecord>(16_384);
+    p.set_sync(export, import, 128);
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_drain = Arc::clone(&stop);
+    // The drain on another core than the pipeline (run the benchmark under
+    // `taskset -c 1`: the drain moves itself to CPU 0 when it exists).
+    let drained = std::thread::spawn(move || {
+        core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
+        let mut n = 0u64;
+        while !stop_drain.load(Ordering::Relaxed) {
+            while let Some(rec) = exported.pop() {
+                black_box(&rec);
+                n += 1;
+            }
+            std::hint::spin_loop();
+        }
+        n
+    });
+    SyncDrain {
+        stop,
+        drained: Some(drained),
+        _imports: imports,
+    }
+}
+
+impl SyncDrain {
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.drained.take().map_or(0, |h| h.join().unwrap_or(0))
+    }
+}
+
+impl Drop for SyncDrain {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.drained.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn bench_sync_on(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipeline/sync_on");
+    g.throughput(Throughput::Elements(BURST as u64));
+    let mut bench: Option<(Bench, SyncDrain)> = None;
+    g.bench_function("established/10k", |b| {
+        let (s, _) = bench.get_or_insert_with(|| {
+            let mut s = established(10_000);
+            let d = attach_sync(&mut s.p);
+            (s, d)
+        });
+        b.iter_custom(|iters| {
+            run(
+                &mut s.p,
+                &mut s.frames,
+                &mut s.at,
+                iters,
+                &mut s.tally,
+                |_| {},
+            )
+        })
+    });
+    if let Some((s, d)) = bench.take() {
+        assert_eq!(s.p.counters.state_hits, s.tally.packets);
+        let drained = d.finish();
+        s.tally.report(&format!(
+            "pipeline/sync_on/established/10k ({drained} updates exported, {} refused by a full ring)",
+            s.p.counters.export_dropped
+        ));
+    }
+    let mut bench: Option<(Bench, SyncDrain)> = None;
+    g.bench_function("syn_flood", |b| {
+        let (s, _) = bench.get_or_insert_with(|| {
+            let mut s = Bench {
+                p: pipeline(FLOOD_STATES),
+                frames: Frames::new((0..FLOOD_STATES).map(|i| client_seg(i, 1000, 0, flags::SYN))),
+                at: 0,
+                tally: CycleTally::default(),
+            };
+            let d = attach_sync(&mut s.p);
+            (s, d)
+        });
+        b.iter_custom(|iters| {
+            run(
+                &mut s.p,
+                &mut s.frames,
+                &mut s.at,
+                iters,
+                &mut s.tally,
+                |p| {
+                    *p.shard_mut() = Shard::new(FLOOD_STATES, 0).expect("capacity");
+                },
+            )
+        })
+    });
+    if let Some((s, d)) = bench.take() {
+        assert_eq!(s.p.counters.states_created, s.tally.packets);
+        let drained = d.finish();
+        s.tally.report(&format!(
+            "pipeline/sync_on/syn_flood ({drained} inserts exported, {} refused by a full ring)",
+            s.p.counters.export_dropped
+        ));
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_established, bench_syn_flood
+    targets = bench_established, bench_syn_flood, bench_sync_on
 }
 criterion_main!(benches);
