@@ -17,7 +17,13 @@
 //! rules `in` on the receiving port, `out` on the peer ─ block ─► Drop(BlockedByRule)
 //!    ▼ pass
 //! keep state? insert (table full ─► Drop(StateTableFull)) ─► Forward(peer)
+//!                                   (pfsync defer ─► Hold(slot), released later)
 //! ```
+//!
+//! With pfsync on, state changes go out through the export ring (inserts,
+//! updates every `maxupd` packets or on a TCP transition, deletions; what
+//! the full ring refuses is re-sent by the expiry sweep) and the peer's
+//! records come in through the import ring ([`Pipeline::sync_poll`]).
 //!
 //! A packet starts as `Drop(Unclassified)` and only an explicit decision
 //! forwards it (fail closed). dpf keeps one state per connection: the first

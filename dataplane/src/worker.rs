@@ -7,7 +7,9 @@
 //! Each iteration: receive a burst on every port and decide each packet
 //! ([`Pipeline::process`]); packets of flows another worker owns go to that
 //! worker's handoff ring (published once per iteration); then drain a
-//! bounded slice of the handoff rings from other workers. On the tx
+//! bounded slice of the handoff rings from other workers; publish pfsync
+//! exports and apply imports; transmit the packets pfsync `defer` held
+//! whose state the peer acknowledged (or that waited 20 ms). On the tx
 //! deadline: flush tx buffers, expire a slice of the shard, publish
 //! counters, and pick up a new ruleset if its snapshot epoch moved.
 
