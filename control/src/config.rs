@@ -148,6 +148,8 @@ struct RawDataplane {
     tx_drain_us: Spanned<u32>,
     #[serde(default)]
     rules: Option<Spanned<String>>,
+    #[serde(default)]
+    pass_ethertypes: Option<Vec<Spanned<String>>>,
 }
 
 impl Default for RawDataplane {
@@ -159,6 +161,7 @@ impl Default for RawDataplane {
             tx_desc: default_desc(),
             tx_drain_us: default_drain(),
             rules: None,
+            pass_ethertypes: None,
         }
     }
 }
@@ -405,6 +408,9 @@ pub struct Config {
     pub sysctl: CarpSysctl,
     /// pfsync, if configured.
     pub pfsync: Option<PfsyncSpec>,
+    /// Wire mode: the non-IP EtherTypes the bridge forwards (ARP by
+    /// default; a value below 0x0600 stands for every 802.3/LLC frame).
+    pub pass_ethertypes: Vec<u16>,
 }
 
 /// Default control socket path.
@@ -846,7 +852,37 @@ impl Config {
                 })
             }
         };
+        let pass_ethertypes = match &raw.dataplane.pass_ethertypes {
+            None => vec![0x0806],
+            Some(list) => {
+                let mut v = Vec::new();
+                for t in list {
+                    let e = parse_ethertype(t.get_ref())
+                        .map_err(|m| ctx.err(t.span(), format!("pass_ethertypes: {m}")))?;
+                    if !v.contains(&e) {
+                        v.push(e);
+                    }
+                }
+                if v.len() > dataplane::pipeline::EtherTypeSet::MAX {
+                    return Err(ctx.err(
+                        list[0].span(),
+                        format!(
+                            "pass_ethertypes: at most {} EtherTypes",
+                            dataplane::pipeline::EtherTypeSet::MAX
+                        ),
+                    ));
+                }
+                if raw.dataplane.mode == Mode::Router {
+                    return Err(ctx.err(
+                        list[0].span(),
+                        "pass_ethertypes is for wire mode (a router forwards only IP)",
+                    ));
+                }
+                v
+            }
+        };
         Ok(Config {
+            pass_ethertypes,
             path: path.to_path_buf(),
             eal_args,
             mode: raw.dataplane.mode,
@@ -946,6 +982,46 @@ pub fn in_prefix(ip: &IpAddr, net: &IpAddr, len: u8) -> bool {
     }
     let shift = width - len as u32;
     same_family(ip, net) && (bits(ip) >> shift) == (bits(net) >> shift)
+}
+
+/// An EtherType by name (`arp`, `llc`, `lldp`, `ipx`...) or number
+/// (`0x88cc`). IPv4, IPv6 and VLAN tags are refused: the bridge filters or
+/// walks those, it never passes them blind.
+pub fn parse_ethertype(s: &str) -> Result<u16, String> {
+    let v = match s.to_ascii_lowercase().as_str() {
+        "arp" => 0x0806,
+        "rarp" => 0x8035,
+        "llc" | "802.3" => 0x0000,
+        "lldp" => 0x88cc,
+        "ipx" => 0x8137,
+        "mpls" => 0x8847,
+        "mpls-multicast" => 0x8848,
+        "pppoe-discovery" => 0x8863,
+        "pppoe" => 0x8864,
+        "eapol" => 0x888e,
+        "macsec" => 0x88e5,
+        "ptp" => 0x88f7,
+        "lacp" | "slow" => 0x8809,
+        other => {
+            let n = other
+                .strip_prefix("0x")
+                .and_then(|h| u16::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("unknown EtherType '{s}' (a name such as arp, llc, lldp, or a hex number like 0x88cc)"))?;
+            if n < 0x0600 {
+                return Err(format!(
+                    "0x{n:04x} is an 802.3 length, not an EtherType (use \"llc\")"
+                ));
+            }
+            n
+        }
+    };
+    match v {
+        0x0800 | 0x86dd => Err(format!("'{s}' is IP, which the rules filter")),
+        0x8100 | 0x88a8 | 0x9100 => Err(format!(
+            "'{s}' is a VLAN tag, which dpf walks to filter what is inside"
+        )),
+        v => Ok(v),
+    }
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff`.

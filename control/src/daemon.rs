@@ -16,14 +16,14 @@ use dataplane::command::command_channel;
 use dataplane::counters::{DropReason, SharedCounters};
 use dataplane::dpdk::{self, Eal, Mempool, Port, PortConfig, PortId};
 use dataplane::dpdk::{Mbuf, MbufRing, RawMbuf};
-use dataplane::flow::{Addr, IfIndex};
+use dataplane::flow::Addr;
 use dataplane::pipeline::{Pipeline, PipelineConfig};
 use dataplane::ring::{self, Consumer, Producer};
 use dataplane::route::{
     IfAddr, Interface, Neighbor, NeighborEntry, Neighbors, Prefix, ResolveRequest, Route, Routing,
     Vip, VipTable,
 };
-use dataplane::rules::{RuleEnv, RuleError, Ruleset};
+use dataplane::rules::{RuleError, Ruleset};
 use dataplane::snapshot::Snapshot;
 use dataplane::state::Shard;
 use dataplane::worker::{Handoff, TscClock, Worker};
@@ -207,37 +207,34 @@ fn random_creatorid() -> u32 {
 }
 
 /// Compiles the configuration's ruleset (an empty ruleset passes
-/// everything without state, as pf does with no rules).
-pub fn load_ruleset(config: &Config) -> Result<Ruleset, RuleError> {
-    let interfaces: Vec<(&str, IfIndex)> = config
-        .ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.name.as_str(), IfIndex(i as u16)))
-        .collect();
-    let env = RuleEnv {
-        interfaces: &interfaces,
-        self_addrs: &[],
-    };
-    match &config.rules {
-        None => Ruleset::compile("", "(none)", &env),
+/// everything without state, as pf does with no rules); every error of
+/// the file, in order.
+pub fn load_ruleset(config: &Config) -> Result<Ruleset, Vec<RuleError>> {
+    let names = crate::rule_env::RuleNames::of(config);
+    names.with_env(|env| match &config.rules {
+        None => Ruleset::compile_all("", "(none)", env),
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| RuleError {
-                file: path.display().to_string(),
-                line: 0,
-                col: 0,
-                msg: format!("cannot read rules: {e}"),
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                vec![RuleError {
+                    file: path.display().to_string(),
+                    line: 0,
+                    col: 0,
+                    msg: format!("cannot read rules: {e}"),
+                }]
             })?;
-            Ruleset::compile(&text, &path.display().to_string(), &env)
+            Ruleset::compile_all(&text, &path.display().to_string(), env)
         }
-    }
+    })
 }
 
 /// States per worker shard for `set limit states` over `workers`: flows
-/// spread evenly by hash, plus 1/8 slack.
+/// spread evenly by hash, plus 1/4 slack, and never more than the limit
+/// itself (the limit holds for the whole box, counted across workers; a
+/// small limit lets one shard hold all of it).
 fn shard_capacity(limit_states: u32, workers: usize) -> usize {
-    let even = (limit_states as usize).div_ceil(workers.max(1));
-    (even + even / 8).max(1024)
+    let limit = (limit_states as usize).max(1);
+    let even = limit.div_ceil(workers.max(1));
+    (even + even / 4).max(1024).min(limit)
 }
 
 /// The pipeline configuration shared by every worker (each sets its own
@@ -248,6 +245,12 @@ fn pipeline_config(config: &Config, workers: usize, creatorid: u32) -> PipelineC
         creatorid,
         ..PipelineConfig::default()
     };
+    let mut types = dataplane::pipeline::EtherTypeSet::none();
+    for &t in &config.pass_ethertypes {
+        // The configuration holds at most EtherTypeSet::MAX of them.
+        let _ = types.insert(t);
+    }
+    cfg.pass_ethertypes = types;
     for &(a, b) in &config.wire_pairs {
         cfg.pair(a as u16, b as u16);
     }
@@ -846,7 +849,7 @@ fn totals_json(shared: &SharedCounters, elapsed: Duration, hz: u64) -> serde_jso
         "rx": t.rx, "rx_bytes": t.rx_bytes, "tx": t.tx, "forwarded": t.forwarded,
         "state_hits": t.state_hits, "states_created": t.states_created,
         "states_removed": t.states_removed, "states": t.states,
-        "handed_off": t.handed_off, "slow_path": t.slow_path,
+        "handed_off": t.handed_off, "slow_path": t.slow_path, "local_out": t.local_out,
         "busy_cycles": t.busy_cycles, "bursts": t.bursts,
         "block_returns": t.block_returns,
         "dropped": t.total_drops(), "drops": drops,

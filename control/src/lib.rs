@@ -9,5 +9,6 @@ pub mod daemon;
 pub mod log;
 pub mod pfsync;
 pub mod preload;
+pub mod rule_env;
 pub mod slowpath;
 pub mod syncd;

@@ -82,7 +82,7 @@ pub fn run(
         }
         // A `block return` answer goes out instead of the packet.
         if let Verdict::Reply(port) = verdict {
-            frame = pipelines[decider].reply().to_vec();
+            frame = pipelines[decider].reply(0).to_vec();
             verdict = Verdict::Forward(port);
         }
         // Router mode: the slow path answers (ARP, ND, ICMP) and resolves
@@ -107,9 +107,17 @@ pub fn run(
                     p.set_neighbors(std::sync::Arc::clone(&n));
                 }
             }
-            if let Some(w) = out.as_deref_mut() {
-                for (port, f) in sent {
-                    write(w, port, ts, f)?;
+            // The box's own frames pass the `out` rules first, as the
+            // worker that sends them filters them.
+            for (port, mut f) in sent {
+                let mut v = pipelines[0].process_local_out(&mut f, port, now);
+                if let Verdict::Handoff(owner) = v {
+                    if let Some(p) = pipelines.get_mut(owner as usize) {
+                        v = p.process_local_out_owned(&mut f, port, now);
+                    }
+                }
+                if let (Verdict::Forward(egress), Some(w)) = (v, out.as_deref_mut()) {
+                    write(w, egress, ts, f)?;
                 }
             }
         }

@@ -83,6 +83,7 @@ fn pipeline(states: usize) -> Pipeline {
     let env = RuleEnv {
         interfaces: &[("lan0", IfIndex(0)), ("wan0", IfIndex(1))],
         self_addrs: &[],
+        names: &[],
     };
     let rules = Ruleset::compile("pass all\n", "bench.conf", &env).expect("ruleset");
     let mut cfg = PipelineConfig::default();

@@ -39,6 +39,7 @@ fn ruleset(n: usize) -> Ruleset {
     let env = RuleEnv {
         interfaces: &[("lan0", LAN), ("wan0", WAN)],
         self_addrs: &[],
+        names: &[],
     };
     Ruleset::compile(&src, "bench.conf", &env).expect("generated ruleset compiles")
 }

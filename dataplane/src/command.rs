@@ -260,6 +260,7 @@ mod tests {
         let env = RuleEnv {
             interfaces: &[],
             self_addrs: &[],
+            names: &[],
         };
         let rules = Arc::new(Ruleset::compile("", "t", &env).unwrap());
         let mut p = Pipeline::new(PipelineConfig::default(), rules, shard);

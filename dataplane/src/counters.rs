@@ -67,6 +67,14 @@ drop_reasons! {
     NotForUs => "not-for-us",
     /// Unsupported EtherType or protocol for this mode.
     Unsupported => "unsupported",
+    /// An EtherType the bridge is not told to pass (`pass_ethertypes`),
+    /// a non-IP frame in router mode, or a VLAN stack deeper than dpf walks.
+    EtherType => "ethertype",
+    /// A VLAN-tagged frame in router mode (dpf has no VLAN interfaces).
+    Vlan => "vlan",
+    /// IPv4 options or IPv6 routing / hop-by-hop options without
+    /// `allow-opts` on the deciding rule or state (pf's PFRES_IPOPTIONS).
+    IpOptions => "ip-options",
 }
 
 /// What happens to one packet.
@@ -113,6 +121,8 @@ pub struct WorkerCounters {
     pub handed_in: u64,
     /// Packets sent to the slow path.
     pub slow_path: u64,
+    /// Frames the box itself sent that the `out` rules let through.
+    pub local_out: u64,
     /// Drops by reason.
     pub drops: [u64; DropReason::COUNT],
     /// TSC cycles spent processing bursts (excluding empty polls).
@@ -162,6 +172,7 @@ impl Default for WorkerCounters {
             handed_off: 0,
             handed_in: 0,
             slow_path: 0,
+            local_out: 0,
             drops: [0; DropReason::COUNT],
             busy_cycles: 0,
             bursts: 0,
@@ -205,6 +216,7 @@ impl WorkerCounters {
             self.handed_off,
             self.handed_in,
             self.slow_path,
+            self.local_out,
             self.busy_cycles,
             self.bursts,
             self.states,
@@ -233,6 +245,7 @@ impl WorkerCounters {
             self.handed_off,
             self.handed_in,
             self.slow_path,
+            self.local_out,
             self.busy_cycles,
             self.bursts,
             self.states,
@@ -263,7 +276,7 @@ impl WorkerCounters {
     }
 }
 
-const SCALARS: usize = 23;
+const SCALARS: usize = 24;
 
 /// One worker's published counters: atomics written by that worker only.
 #[derive(Debug)]

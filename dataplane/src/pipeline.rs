@@ -37,7 +37,7 @@ use crate::export::{ImportRecord, StateRecord, SyncAction};
 use crate::flow::{Direction, FlowKey, IfIndex, L4Info, PacketInfo};
 use crate::ring::{Consumer, Producer};
 use crate::route::{Neighbors, ResolveRequest, Routing};
-use crate::rules::{Action, ReturnMode, RuleCounters, Ruleset};
+use crate::rules::{Action, Decision, ReturnMode, RuleCounters, Ruleset};
 use crate::state::{
     icmp_error_matches, new_state, state_flags, track, InsertError, Shard, SlotId, StateDrop,
     StateOptions, TrackOutcome,
@@ -45,6 +45,7 @@ use crate::state::{
 use crate::time::Instant;
 use crate::timeouts::Timeouts;
 use crate::wire::{build, classify, Classified, EthernetAddress, FrameKind, WireError};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Most ports dpf drives.
@@ -82,6 +83,11 @@ pub struct PipelineConfig {
     pub workers: usize,
     /// pfsync host id stamped on states this box creates.
     pub creatorid: u32,
+    /// States in every worker's shard: `set limit states` holds for the
+    /// box, not per worker. Clones share it.
+    pub states_total: Arc<AtomicUsize>,
+    /// Wire mode: the non-IP EtherTypes the bridge forwards.
+    pub pass_ethertypes: EtherTypeSet,
 }
 
 impl Default for PipelineConfig {
@@ -91,6 +97,146 @@ impl Default for PipelineConfig {
             worker: 0,
             workers: 1,
             creatorid: 0,
+            states_total: Arc::new(AtomicUsize::new(0)),
+            pass_ethertypes: EtherTypeSet::default(),
+        }
+    }
+}
+
+/// The non-IP frames a bridge passes (pf never sees them): ARP by
+/// default; IEEE 802.3 length-field frames (LLC: STP...) only when told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EtherTypeSet {
+    types: [u16; EtherTypeSet::MAX],
+    len: usize,
+    llc: bool,
+}
+
+impl Default for EtherTypeSet {
+    fn default() -> Self {
+        let mut s = EtherTypeSet::none();
+        s.insert(crate::wire::EtherType::ARP.0);
+        s
+    }
+}
+
+impl EtherTypeSet {
+    /// Most EtherTypes a set holds.
+    pub const MAX: usize = 16;
+
+    /// Passes nothing.
+    pub const fn none() -> EtherTypeSet {
+        EtherTypeSet {
+            types: [0; EtherTypeSet::MAX],
+            len: 0,
+            llc: false,
+        }
+    }
+
+    /// Adds an EtherType (values below 0x0600 are 802.3 lengths: adding
+    /// any of them passes every LLC frame). False when the set is full.
+    pub fn insert(&mut self, ethertype: u16) -> bool {
+        if ethertype < 0x0600 {
+            self.llc = true;
+            return true;
+        }
+        if self.types[..self.len].contains(&ethertype) {
+            return true;
+        }
+        if self.len == EtherTypeSet::MAX {
+            return false;
+        }
+        self.types[self.len] = ethertype;
+        self.len += 1;
+        true
+    }
+
+    /// Whether frames of this EtherType pass.
+    #[inline]
+    pub fn passes(&self, t: crate::wire::EtherType) -> bool {
+        if t.0 < 0x0600 {
+            self.llc
+        } else {
+            self.types[..self.len].contains(&t.0)
+        }
+    }
+}
+
+/// Which of pf's passes a packet gets: a routed or bridged packet is
+/// filtered `in` on its receiving port and `out` on its egress port; a
+/// packet to the box only `in`, one from the box only `out` (on the port
+/// named), as pf filters what the stack receives and sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Passes {
+    Both { in_port: u16, out_port: u16 },
+    In(u16),
+    Out(u16),
+}
+
+impl Passes {
+    /// (in pass port, out pass port).
+    fn ports(self) -> (Option<u16>, Option<u16>) {
+        match self {
+            Passes::Both { in_port, out_port } => (Some(in_port), Some(out_port)),
+            Passes::In(p) => (Some(p), None),
+            Passes::Out(p) => (None, Some(p)),
+        }
+    }
+
+    /// The port a passing verdict names.
+    fn verdict_port(self) -> u16 {
+        match self {
+            Passes::Both { out_port, .. } => out_port,
+            Passes::In(p) | Passes::Out(p) => p,
+        }
+    }
+
+    /// To or from the box itself.
+    fn is_local(self) -> bool {
+        !matches!(self, Passes::Both { .. })
+    }
+}
+
+/// Rulesets a pipeline remembers after a reload, so states they created
+/// keep their rule's timeouts and give back their rule's `max` places.
+const RECENT_RULESETS: usize = 8;
+
+/// The timeouts of `st`: its rule's `keep state (<timeout> N)` when it has
+/// some (found in the current or a recent ruleset by the state's rule
+/// tag), else the current global ones.
+#[inline]
+fn state_timeouts<'a>(
+    rules: &'a Ruleset,
+    recent: &'a [Arc<Ruleset>],
+    st: &crate::state::State,
+) -> &'a Timeouts {
+    if st.state_flags & state_flags::RULE_TIMEOUTS == 0 {
+        return &rules.options.timeouts;
+    }
+    std::iter::once(rules)
+        .chain(recent.iter().map(|r| &**r))
+        .find_map(|r| r.rule_of_tag(st.rule).map(|nr| r.state_timeouts(Some(nr))))
+        .unwrap_or(&rules.options.timeouts)
+}
+
+/// Gives back what a removed state held: its place in the box's table and
+/// its place under its rule's `max`.
+#[inline]
+fn release_state(
+    config: &PipelineConfig,
+    rules: &Ruleset,
+    recent: &[Arc<Ruleset>],
+    st: &crate::state::State,
+) {
+    let _ = config
+        .states_total
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    if st.state_flags & state_flags::RULE_COUNTED != 0 {
+        if let Some((r, nr)) = std::iter::once(rules)
+            .chain(recent.iter().map(|r| &**r))
+            .find_map(|r| r.rule_of_tag(st.rule).map(|nr| (r, nr)))
+        {
+            r.release_rule_state(nr);
         }
     }
 }
@@ -113,11 +259,20 @@ impl PipelineConfig {
 pub struct Pipeline {
     config: PipelineConfig,
     rules: Arc<Ruleset>,
+    /// The rulesets replaced by the last reloads, newest first (at most
+    /// [`RECENT_RULESETS`]).
+    recent_rules: Vec<Arc<Ruleset>>,
     rule_counters: Vec<RuleCounters>,
     timeouts: Timeouts,
     shard: Shard,
-    reply: Box<[u8; REPLY_MAX]>,
-    reply_len: usize,
+    /// `block return` answers, one per frame of a burst (slot `i` for
+    /// `frames[i]`), so several blocked packets of one burst each get their
+    /// own answer.
+    replies: Box<[[u8; REPLY_MAX]; MAX_BURST]>,
+    reply_lens: [u16; MAX_BURST],
+    /// The slot [`Pipeline::answer`] writes into (the frame's index in its
+    /// burst; 0 outside bursts).
+    reply_slot: usize,
     router: Option<Router>,
     sync: Option<SyncPorts>,
     lookahead_min_states: usize,
@@ -133,11 +288,13 @@ impl Pipeline {
         Pipeline {
             config,
             rules,
+            recent_rules: Vec::with_capacity(RECENT_RULESETS),
             rule_counters,
             timeouts,
             shard,
-            reply: Box::new([0; REPLY_MAX]),
-            reply_len: 0,
+            replies: Box::new([[0; REPLY_MAX]; MAX_BURST]),
+            reply_lens: [0; MAX_BURST],
+            reply_slot: 0,
             router: None,
             sync: None,
             lookahead_min_states: LOOKAHEAD_MIN_STATES,
@@ -275,16 +432,17 @@ impl Pipeline {
             }
             ImportRecord::Delete { id, creatorid } => {
                 if let Some(slot) = self.shard.find_by_id(id, creatorid) {
-                    self.shard.remove(slot);
-                    self.counters.states_removed += 1;
+                    self.remove_state(slot);
                     self.counters.imported += 1;
                 }
             }
             ImportRecord::Clear { creatorid } => {
                 // Once per peer flush: a walk of the slab's occupancy bits.
-                let removed = self
-                    .shard
-                    .remove_if(|st| st.creatorid() == creatorid, |_| {});
+                let (config, rules, recent) = (&self.config, &*self.rules, &self.recent_rules[..]);
+                let removed = self.shard.remove_if(
+                    |st| st.creatorid() == creatorid,
+                    |st| release_state(config, rules, recent, st),
+                );
                 self.counters.states_removed += removed as u64;
                 self.counters.imported += 1;
                 self.counters.states = self.shard.len() as u64;
@@ -304,9 +462,18 @@ impl Pipeline {
                     self.merge_import(slot, &src, &dst, timeout, now);
                 } else {
                     state.import_times(now, age_s, expire_s, &self.timeouts);
-                    match self.shard.insert(state) {
-                        Ok(_) => self.counters.states_created += 1,
-                        Err(_) => self.counters.drop(DropReason::StateTableFull),
+                    // A peer's state names a rule of the peer's ruleset:
+                    // here it belongs to no rule (pf gives states imported
+                    // from the network its default rule).
+                    state.rule = crate::state::NO_RULE;
+                    state.state_flags &= state_flags::WIRE;
+                    if !self.reserve_state() {
+                        self.counters.drop(DropReason::StateTableFull);
+                    } else if self.shard.insert(state).is_ok() {
+                        self.counters.states_created += 1;
+                    } else {
+                        self.release_reservation(&state);
+                        self.counters.drop(DropReason::StateTableFull);
                     }
                 }
                 self.counters.states = self.shard.len() as u64;
@@ -376,9 +543,15 @@ impl Pipeline {
         }
     }
 
-    /// The answer written for the last [`Verdict::Reply`].
-    pub fn reply(&self) -> &[u8] {
-        &self.reply[..self.reply_len]
+    /// The answer written for the [`Verdict::Reply`] of frame `index` of
+    /// the last burst (index 0 for [`Pipeline::process`] and
+    /// [`Pipeline::process_owned`]). Valid until the next call that decides
+    /// packets.
+    pub fn reply(&self, index: usize) -> &[u8] {
+        match (self.replies.get(index), self.reply_lens.get(index)) {
+            (Some(buf), Some(&len)) => &buf[..usize::from(len)],
+            _ => &[],
+        }
     }
 
     /// Switches to a new ruleset (between bursts). Existing states survive;
@@ -388,7 +561,11 @@ impl Pipeline {
         self.rule_counters.clear();
         self.rule_counters
             .resize(rules.len(), RuleCounters::default());
-        self.rules = rules;
+        let old = std::mem::replace(&mut self.rules, rules);
+        if !Arc::ptr_eq(&old, &self.rules) {
+            self.recent_rules.truncate(RECENT_RULESETS - 1);
+            self.recent_rules.insert(0, old);
+        }
     }
 
     /// The ruleset in use.
@@ -414,11 +591,14 @@ impl Pipeline {
     /// Expires states: examines at most `budget_slots` slots.
     pub fn expire(&mut self, now: Instant, budget_slots: usize) -> usize {
         let (shard, sync, counters) = (&mut self.shard, &mut self.sync, &mut self.counters);
+        let (config, rules, recent) = (&self.config, &*self.rules, &self.recent_rules[..]);
         // Each expired state is exported as a DEL while it is removed; a
         // live state marked owed is sent again in full, one with packets
         // not yet announced as a compressed update.
-        let removed = shard.expire_slice_visit(now, budget_slots, &self.timeouts, |st, expired| {
+        let timeouts = |st: &crate::state::State| state_timeouts(rules, recent, st);
+        let removed = shard.expire_slice_visit(now, budget_slots, timeouts, |st, expired| {
             if expired {
+                release_state(config, rules, recent, st);
                 delete_or_owe(sync, counters, st, now);
             } else if st.state_flags & state_flags::SYNC_OWED != 0 {
                 st.state_flags &= !state_flags::SYNC_OWED;
@@ -453,8 +633,10 @@ impl Pipeline {
         export: bool,
     ) -> (Option<usize>, u64) {
         let (shard, sync, counters) = (&mut self.shard, &mut self.sync, &mut self.counters);
+        let (config, rules, recent) = (&self.config, &*self.rules, &self.recent_rules[..]);
         let mut removed = 0u64;
         let next = shard.scan_remove(from, max_slots, pred, |st| {
+            release_state(config, rules, recent, st);
             removed += 1;
             if export {
                 // Operator kills carry no export time (`at` is 0).
@@ -470,6 +652,14 @@ impl Pipeline {
     /// rewritten in place. Counts the verdict.
     #[inline]
     pub fn process(&mut self, frame: &mut [u8], in_port: u16, now: Instant) -> Verdict {
+        self.process_at(frame, in_port, now, 0)
+    }
+
+    /// [`Pipeline::process`] for frame `slot` of a burst (its answer, if
+    /// any, goes to reply slot `slot`).
+    #[inline]
+    fn process_at(&mut self, frame: &mut [u8], in_port: u16, now: Instant, slot: usize) -> Verdict {
+        self.reply_slot = slot;
         let classified = classify(frame, IfIndex(in_port), Direction::In);
         let verdict = self.decide(frame, in_port, now, false, classified, None);
         self.count(verdict);
@@ -494,8 +684,9 @@ impl Pipeline {
     ) {
         let n = frames.len().min(verdicts.len()).min(MAX_BURST);
         if self.shard.len() < self.lookahead_min_states {
-            for (frame, verdict) in frames[..n].iter_mut().zip(verdicts.iter_mut()) {
-                *verdict = self.process(frame, in_port, now);
+            for (i, (frame, verdict)) in frames[..n].iter_mut().zip(verdicts.iter_mut()).enumerate()
+            {
+                *verdict = self.process_at(frame, in_port, now, i);
             }
         } else {
             self.decide_ahead(&mut frames[..n], in_port, now, verdicts);
@@ -559,6 +750,7 @@ impl Pipeline {
             }
         }
         for i in 0..n {
+            self.reply_slot = i;
             let verdict = match classified[i].take() {
                 Some(c) => self.decide(frames[i], in_port, now, false, c, ahead[i].as_ref()),
                 None => Verdict::Drop(DropReason::Unclassified),
@@ -573,6 +765,7 @@ impl Pipeline {
     #[inline]
     pub fn process_owned(&mut self, frame: &mut [u8], in_port: u16, now: Instant) -> Verdict {
         self.counters.handed_in += 1;
+        self.reply_slot = 0;
         let classified = classify(frame, IfIndex(in_port), Direction::In);
         let verdict = self.decide(frame, in_port, now, true, classified, None);
         self.count(verdict);
@@ -620,24 +813,45 @@ impl Pipeline {
             return Verdict::Drop(DropReason::BadHeader);
         };
         match classified.kind {
-            FrameKind::Ip { info, fragment, .. } => {
+            FrameKind::Ip {
+                info,
+                fragment,
+                ip_options,
+                ..
+            } => {
                 if fragment {
                     return Verdict::Drop(DropReason::Fragment);
                 }
-                match self.filter(&info, in_port, egress, now, owned, ahead) {
+                let passes = Passes::Both {
+                    in_port,
+                    out_port: egress,
+                };
+                match self.filter(&info, passes, ip_options, now, owned, ahead) {
                     Blocked(mode) => self.answer(mode, &classified, frame, in_port),
                     Decided(v) => v,
                 }
             }
-            // A bridge passes what pf does not filter.
-            _ => Verdict::Forward(egress),
+            // A bridge passes only the EtherTypes it is told to
+            // (`pass_ethertypes`, ARP by default): pf never sees them, so
+            // everything else fails closed.
+            FrameKind::Arp if self.config.pass_ethertypes.passes(classified.ethertype) => {
+                Verdict::Forward(egress)
+            }
+            FrameKind::Other if self.config.pass_ethertypes.passes(classified.ethertype) => {
+                Verdict::Forward(egress)
+            }
+            _ => Verdict::Drop(DropReason::EtherType),
         }
     }
 
-    /// Router mode: what is addressed to the box goes to the slow path;
-    /// the rest is routed (longest prefix), filtered `in` on the receiving
-    /// port and `out` on the egress port, and rewritten (MACs, TTL with an
-    /// incremental checksum) for its next hop.
+    /// Router mode: ARP goes to the slow path (pf never sees it); IP to
+    /// the box itself (its addresses, CARP addresses, broadcast and
+    /// multicast) is filtered `in` on the receiving port and, when the
+    /// rules let it in, goes to the slow path; so is a packet whose TTL
+    /// runs out here (for ICMP time exceeded). The rest is routed (longest
+    /// prefix), filtered `in` on the receiving port and `out` on the egress
+    /// port, and rewritten (MACs, TTL with an incremental checksum) for its
+    /// next hop. Tagged frames are dropped: dpf has no VLAN interfaces.
     fn decide_routed(
         &mut self,
         frame: &mut [u8],
@@ -653,40 +867,62 @@ impl Pipeline {
         let Ok(classified) = classified else {
             return Verdict::Drop(DropReason::BadHeader);
         };
-        let (info, fragment, l3) = match classified.kind {
+        if classified.vlan_tags > 0 {
+            return Verdict::Drop(DropReason::Vlan);
+        }
+        let (info, fragment, ip_options, l3) = match classified.kind {
             FrameKind::Arp => return Verdict::SlowPath,
-            FrameKind::Other => return Verdict::Drop(DropReason::Unsupported),
-            FrameKind::Ip { info, fragment, .. } => (info, fragment, classified.l3_offset as usize),
+            FrameKind::Other => return Verdict::Drop(DropReason::EtherType),
+            FrameKind::Ip {
+                info,
+                fragment,
+                ip_options,
+                ..
+            } => (info, fragment, ip_options, classified.l3_offset as usize),
         };
         let routing = &router.routing;
-        if is_group(&info)
+        let local = is_group(&info)
             || routing.owner_of(info.af, &info.dst).is_some()
-            || routing.vips.lookup(info.af, &info.dst).is_some()
-        {
-            return Verdict::SlowPath;
-        }
-        match routing.mac(in_port) {
-            Some(mac) if mac == classified.dst_mac.0 => {}
-            // A CARP virtual MAC: ours only while MASTER for its VHID.
-            _ => match crate::route::vmac_vhid(&classified.dst_mac.0) {
-                Some(vhid) if routing.vips.is_master(in_port, vhid) => {}
-                Some(_) => return Verdict::Drop(DropReason::CarpBackup),
-                None => return Verdict::Drop(DropReason::NotForUs),
-            },
+            || routing.vips.lookup(info.af, &info.dst).is_some();
+        if !local {
+            match routing.mac(in_port) {
+                Some(mac) if mac == classified.dst_mac.0 => {}
+                // A CARP virtual MAC: ours only while MASTER for its VHID.
+                _ => match crate::route::vmac_vhid(&classified.dst_mac.0) {
+                    Some(vhid) if routing.vips.is_master(in_port, vhid) => {}
+                    Some(_) => return Verdict::Drop(DropReason::CarpBackup),
+                    None => return Verdict::Drop(DropReason::NotForUs),
+                },
+            }
         }
         if fragment {
             return Verdict::Drop(DropReason::Fragment);
         }
+        if local || info.ttl <= 1 {
+            // To the box, or its TTL runs out here: only the `in` pass
+            // applies (pf filters what the stack receives); what passes
+            // goes to the slow path, which answers (echo, ND, CARP, pfsync,
+            // time exceeded) through the `out` filter of
+            // [`Pipeline::process_local_out`].
+            if !local && routing.lookup(info.af, &info.dst).is_none() {
+                return Verdict::Drop(DropReason::NoRoute);
+            }
+            return match self.filter(&info, Passes::In(in_port), ip_options, now, owned, ahead) {
+                Blocked(mode) => self.answer(mode, &classified, frame, in_port),
+                Decided(Verdict::Forward(_)) => Verdict::SlowPath,
+                Decided(v) => v,
+            };
+        }
         let Some(hop) = routing.lookup(info.af, &info.dst) else {
             return Verdict::Drop(DropReason::NoRoute);
         };
-        if info.ttl <= 1 {
-            // The control thread answers with ICMP time exceeded.
-            return Verdict::SlowPath;
-        }
         let egress_mac = routing.mac(hop.port).unwrap_or([0; 6]);
         let neighbor = router.neighbors.get(info.af, &hop.addr);
-        match self.filter(&info, in_port, hop.port, now, owned, ahead) {
+        let passes = Passes::Both {
+            in_port,
+            out_port: hop.port,
+        };
+        match self.filter(&info, passes, ip_options, now, owned, ahead) {
             Blocked(mode) => self.answer(mode, &classified, frame, in_port),
             // A packet held by pfsync `defer` is rewritten now and sent
             // as it is when released.
@@ -726,19 +962,98 @@ impl Pipeline {
         }
     }
 
+    /// Decides a frame the box itself sends (the control thread's answers,
+    /// CARP advertisements, pfsync, neighbour resolution) on `out_port`:
+    /// IP is filtered `out` on that port like any packet (a state the
+    /// request created lets the answer out; `block all` without `pass out
+    /// ... proto carp` keeps CARP in, as in pf); ARP and other non-IP
+    /// frames are outside the ruleset. `Forward(out_port)` sends it.
+    pub fn process_local_out(&mut self, frame: &mut [u8], out_port: u16, now: Instant) -> Verdict {
+        let verdict = self.decide_local_out(frame, out_port, now, false);
+        self.count_local_out(verdict);
+        verdict
+    }
+
+    /// Counts a local-out verdict (what passes is `local_out`, not
+    /// `forwarded`).
+    fn count_local_out(&mut self, verdict: Verdict) {
+        match verdict {
+            Verdict::Forward(_) => self.counters.local_out += 1,
+            v => self.count(v),
+        }
+    }
+
+    /// [`Pipeline::process_local_out`] for a frame another worker handed
+    /// over (this worker owns its flow).
+    pub fn process_local_out_owned(
+        &mut self,
+        frame: &mut [u8],
+        out_port: u16,
+        now: Instant,
+    ) -> Verdict {
+        self.counters.handed_in += 1;
+        let verdict = self.decide_local_out(frame, out_port, now, true);
+        self.count_local_out(verdict);
+        verdict
+    }
+
+    fn decide_local_out(
+        &mut self,
+        frame: &mut [u8],
+        out_port: u16,
+        now: Instant,
+        owned: bool,
+    ) -> Verdict {
+        let Ok(c) = classify(frame, IfIndex(out_port), Direction::Out) else {
+            return Verdict::Drop(DropReason::BadHeader);
+        };
+        match c.kind {
+            FrameKind::Ip {
+                info,
+                fragment,
+                ip_options,
+                ..
+            } => {
+                if fragment {
+                    return Verdict::Drop(DropReason::Fragment);
+                }
+                match self.filter(&info, Passes::Out(out_port), ip_options, now, owned, None) {
+                    Blocked(_) => Verdict::Drop(DropReason::BlockedByRule),
+                    Decided(Verdict::Hold(_)) => Verdict::Forward(out_port),
+                    Decided(v) => v,
+                }
+            }
+            _ => Verdict::Forward(out_port),
+        }
+    }
+
     #[inline]
     fn filter(
         &mut self,
         info: &PacketInfo,
-        in_port: u16,
-        out_port: u16,
+        passes: Passes,
+        ip_options: bool,
         now: Instant,
         owned: bool,
         ahead: Option<&Lookahead>,
     ) -> FilterOutcome {
-        if self.rules.is_skipped(IfIndex(in_port)) && self.rules.is_skipped(IfIndex(out_port)) {
-            return Decided(Verdict::Forward(out_port));
-        }
+        // `set skip on`: pf skips the interface, not the packet's path.
+        let passes = match passes {
+            Passes::Both { in_port, out_port } => match (
+                self.rules.is_skipped(IfIndex(in_port)),
+                self.rules.is_skipped(IfIndex(out_port)),
+            ) {
+                (true, true) => return Decided(Verdict::Forward(out_port)),
+                (true, false) => Passes::Out(out_port),
+                (false, true) => Passes::In(in_port),
+                (false, false) => passes,
+            },
+            Passes::In(p) | Passes::Out(p) if self.rules.is_skipped(IfIndex(p)) => {
+                return Decided(Verdict::Forward(p))
+            }
+            _ => passes,
+        };
+        let out_port = passes.verdict_port();
         let (swapped, mut found) = match ahead {
             // The burst pass checked ownership and looked the flow up.
             Some(a) if a.generation == self.shard.generation() => (a.swapped, a.slot),
@@ -758,20 +1073,20 @@ impl Pipeline {
         if let Some(slot) = found {
             // A state past its timeout that the sweep has not reached yet
             // is gone as far as this packet is concerned.
-            if self
-                .shard
-                .get(slot)
-                .is_some_and(|st| st.is_expired(now, &self.timeouts))
-            {
-                self.shard.remove(slot);
-                self.counters.states_removed += 1;
-                self.counters.states = self.shard.len() as u64;
+            let expired = self.shard.get(slot).is_some_and(|st| {
+                st.is_expired(now, state_timeouts(&self.rules, &self.recent_rules, st))
+            });
+            if expired {
+                self.remove_state(slot);
                 found = None;
             }
         }
         if let Some(slot) = found {
             if let Some(st) = self.shard.get_mut(slot) {
                 let from_src = st.is_from_src(swapped);
+                if ip_options && st.state_flags & state_flags::ALLOWOPTS == 0 {
+                    return Decided(Verdict::Drop(DropReason::IpOptions));
+                }
                 match track(st, info, from_src, now) {
                     TrackOutcome::Pass { transition } => {
                         self.counters.state_hits += 1;
@@ -796,8 +1111,7 @@ impl Pipeline {
                         return Decided(Verdict::Drop(DropReason::StateMismatch))
                     }
                     TrackOutcome::Reuse => {
-                        self.shard.remove(slot);
-                        self.counters.states_removed += 1;
+                        self.remove_state(slot);
                     }
                 }
             }
@@ -815,6 +1129,9 @@ impl Pipeline {
                 {
                     let quoted_from_src = st.is_from_src(qswapped);
                     if icmp_error_matches(st, &q, quoted_from_src) {
+                        if ip_options && st.state_flags & state_flags::ALLOWOPTS == 0 {
+                            return Decided(Verdict::Drop(DropReason::IpOptions));
+                        }
                         st.count(!quoted_from_src, info.ip_len as u32);
                         self.counters.state_hits += 1;
                         return Decided(Verdict::Forward(out_port));
@@ -822,58 +1139,105 @@ impl Pipeline {
                 }
             }
         }
-        self.evaluate_new(info, in_port, out_port, now)
+        self.evaluate_new(info, passes, ip_options, now)
     }
 
     /// The rules for a packet without a state: `in` on the receiving port,
-    /// then `out` on the transmitting one; creates the state.
+    /// then `out` on the transmitting one (or the one pass `passes` says);
+    /// creates the state.
     fn evaluate_new(
         &mut self,
         info: &PacketInfo,
-        in_port: u16,
-        out_port: u16,
+        passes: Passes,
+        ip_options: bool,
         now: Instant,
     ) -> FilterOutcome {
         let mut pkt = *info;
-        pkt.ifindex = IfIndex(in_port);
-        pkt.dir = Direction::In;
-        let d_in = self.rules.evaluate(&pkt, &mut self.rule_counters);
-        if d_in.action == Action::Block {
-            return Blocked(d_in.return_mode);
+        let mut deciding: [Option<Decision>; 2] = [None, None];
+        let (in_port, out_port) = passes.ports();
+        if let Some(p) = in_port {
+            pkt.ifindex = IfIndex(p);
+            pkt.dir = Direction::In;
+            let d = self.rules.evaluate(&pkt, &mut self.rule_counters);
+            if d.action == Action::Block {
+                return Blocked(d.return_mode);
+            }
+            deciding[0] = Some(d);
         }
-        pkt.ifindex = IfIndex(out_port);
-        pkt.dir = Direction::Out;
-        let d_out = self.rules.evaluate(&pkt, &mut self.rule_counters);
-        if d_out.action == Action::Block {
-            return Blocked(d_out.return_mode);
+        if let Some(p) = out_port {
+            pkt.ifindex = IfIndex(p);
+            pkt.dir = Direction::Out;
+            let d = self.rules.evaluate(&pkt, &mut self.rule_counters);
+            if d.action == Action::Block {
+                return Blocked(d.return_mode);
+            }
+            deciding[1] = Some(d);
         }
-        let d = if d_in.keep_state { d_in } else { d_out };
+        // pf: a packet with IP options passes only if the rule that passed
+        // it (in each direction) says `allow-opts`; pf's implicit default
+        // rule does not.
+        if ip_options && deciding.iter().flatten().any(|d| !d.allow_opts) {
+            return Decided(Verdict::Drop(DropReason::IpOptions));
+        }
+        let verdict_port = passes.verdict_port();
+        let d = match deciding {
+            [Some(d), _] if d.keep_state => d,
+            [_, Some(d)] => d,
+            [Some(d), None] => d,
+            [None, None] => return Decided(Verdict::Forward(verdict_port)),
+        };
         if !d.keep_state {
-            return Decided(Verdict::Forward(out_port));
+            return Decided(Verdict::Forward(verdict_port));
         }
         let flags = info.tcp_flags();
         let initial_syn =
             flags & crate::flow::tcp_flags::SYN != 0 && flags & crate::flow::tcp_flags::ACK == 0;
+        let rule_nr = d.rule.unwrap_or(crate::state::NO_RULE);
         let opts = StateOptions {
             sloppy: d.sloppy,
             no_sync: d.no_sync,
             any_flags: info.proto == crate::flow::proto::TCP && !initial_syn,
-            rule: d.rule.unwrap_or(crate::state::NO_RULE),
+            rule: d
+                .rule
+                .map_or(crate::state::NO_RULE, |r| self.rules.state_rule_tag(r)),
+            allow_opts: d.allow_opts,
         };
         let id = self.shard.alloc_id();
         let Some(mut st) = new_state(info, now, opts, id, self.config.creatorid) else {
             // pf creates no state for this packet (e.g. an RST) but passes it.
-            return Decided(Verdict::Forward(out_port));
+            return Decided(Verdict::Forward(verdict_port));
         };
-        st.direction = Direction::In;
-        st.ifindex = IfIndex(in_port);
+        st.direction = if in_port.is_some() {
+            Direction::In
+        } else {
+            Direction::Out
+        };
+        st.ifindex = IfIndex(in_port.or(out_port).unwrap_or(0));
+        // `keep state (max N)`: counted across workers.
+        if d.max_states.is_some() {
+            if !self.rules.reserve_rule_state(rule_nr) {
+                return Decided(Verdict::Drop(DropReason::RuleMaxStates));
+            }
+            st.state_flags |= state_flags::RULE_COUNTED;
+        }
+        if d.rule.is_some_and(|r| self.rules.has_rule_timeouts(r)) {
+            st.state_flags |= state_flags::RULE_TIMEOUTS;
+        }
+        // `set limit states`: counted across workers.
+        if !self.reserve_state() {
+            if st.state_flags & state_flags::RULE_COUNTED != 0 {
+                self.rules.release_rule_state(rule_nr);
+            }
+            return Decided(Verdict::Drop(DropReason::StateTableFull));
+        }
+        let local = passes.is_local();
         Decided(match self.shard.insert(st) {
             Ok(slot) => {
-                let mut verdict = Verdict::Forward(out_port);
+                let mut verdict = Verdict::Forward(verdict_port);
                 if let Some(st) = self.shard.get_mut(slot) {
                     let held = match self.sync.as_mut().and_then(|s| s.defer.as_mut()) {
-                        Some(q) if !st.is_nosync() && !is_group(info) => {
-                            let h = q.hold(st.id(), st.creatorid(), out_port, now);
+                        Some(q) if !st.is_nosync() && !is_group(info) && !local => {
+                            let h = q.hold(st.id(), st.creatorid(), verdict_port, now);
                             if h.is_none() {
                                 self.counters.defer_full += 1;
                             }
@@ -915,11 +1279,47 @@ impl Pipeline {
                 }
                 verdict
             }
-            Err(InsertError::Full) => Verdict::Drop(DropReason::StateTableFull),
-            // Another packet of the flow created it meanwhile (cannot happen
-            // on the owning worker; fail closed if it does).
-            Err(_) => Verdict::Drop(DropReason::StateMismatch),
+            Err(e) => {
+                self.release_reservation(&st);
+                match e {
+                    InsertError::Full => Verdict::Drop(DropReason::StateTableFull),
+                    // Another packet of the flow created it meanwhile
+                    // (cannot happen on the owning worker; fail closed if
+                    // it does).
+                    _ => Verdict::Drop(DropReason::StateMismatch),
+                }
+            }
         })
+    }
+
+    /// Takes a place in the box's state table (`set limit states`, shared
+    /// by every worker); false when it is full.
+    #[inline]
+    fn reserve_state(&self) -> bool {
+        let limit = self.rules.options.limit_states as usize;
+        let total = &self.config.states_total;
+        if total.fetch_add(1, Ordering::AcqRel) >= limit {
+            total.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back what a state held: its place in the table and, if it
+    /// counted against its rule's `max`, that.
+    #[inline]
+    fn release_reservation(&self, st: &crate::state::State) {
+        release_state(&self.config, &self.rules, &self.recent_rules, st);
+    }
+
+    /// Removes the state in `slot` (expired on lookup, reused), giving back
+    /// what it held.
+    fn remove_state(&mut self, slot: SlotId) {
+        if let Some(st) = self.shard.remove(slot) {
+            self.release_reservation(&st);
+            self.counters.states_removed += 1;
+            self.counters.states = self.shard.len() as u64;
+        }
     }
 
     /// Writes pf's `block return` answer for a blocked packet into the
@@ -932,6 +1332,11 @@ impl Pipeline {
         let FrameKind::Ip { info, .. } = &c.kind else {
             return blocked;
         };
+        // The answer carries at most one tag: a double-tagged packet is
+        // dropped without one.
+        if c.vlan_tags > 1 {
+            return blocked;
+        }
         // On a bridge dpf answers as the destination host would.
         let our_mac: EthernetAddress = c.dst_mac;
         let reply = match (mode, info.af) {
@@ -946,9 +1351,10 @@ impl Pipeline {
                 build::icmpv6_dst_unreachable(frame, ICMP6_UNREACH_PORT, our_mac, src)
             }
         };
-        match reply.and_then(|r| r.emit(&mut self.reply[..])) {
+        let slot = self.reply_slot.min(MAX_BURST - 1);
+        match reply.and_then(|r| r.emit(&mut self.replies[slot][..])) {
             Ok(len) => {
-                self.reply_len = len;
+                self.reply_lens[slot] = len as u16;
                 Verdict::Reply(in_port)
             }
             Err(_) => blocked,

@@ -53,9 +53,14 @@ pub fn expire_budget(capacity: usize, drain_ns: u64) -> usize {
 pub struct Handoff {
     /// The mbuf (ownership moves with the item).
     pub mbuf: RawMbuf,
-    /// The port it was received on.
+    /// The port it was received on, or, with [`LOCAL_OUT`] set, the port a
+    /// frame the box sends leaves on.
     pub port: u16,
 }
+
+/// [`Handoff::port`] flag: a frame of the box's own, to be filtered `out`
+/// ([`Pipeline::process_local_out_owned`]).
+pub const LOCAL_OUT: u16 = 0x8000;
 
 /// A per-port transmit buffer (l3fwd's `tx_mbufs`).
 struct TxBuffer {
@@ -181,7 +186,7 @@ impl Worker {
                 }
                 self.pipeline
                     .process_burst(&mut frames[..n], port.0, now, &mut verdicts[..n]);
-                for (&m, &verdict) in rx[..n].iter().zip(&verdicts[..n]) {
+                for (i, (&m, &verdict)) in rx[..n].iter().zip(&verdicts[..n]).enumerate() {
                     match verdict {
                         Verdict::Forward(out) => {
                             push_tx(&mut tx, out, m, queue, &mut self.pipeline);
@@ -192,7 +197,7 @@ impl Worker {
                         }
                         Verdict::Handoff(owner) => self.hand_off(owner, m, port.0),
                         Verdict::Reply(out) => {
-                            send_reply(&mut tx, out, m, queue, &mut self.pipeline);
+                            send_reply(&mut tx, out, m, queue, &mut self.pipeline, i);
                         }
                         Verdict::Hold(slot) => held[slot as usize % DEFER_LIMIT] = m,
                         Verdict::Drop(_) => {
@@ -214,12 +219,24 @@ impl Worker {
             }
             self.pipeline.publish_requests();
             self.pipeline.sync_poll(now, IMPORT_BUDGET);
-            if let Some(ring) = self.inject.as_ref() {
-                let n = ring.dequeue_burst(&mut injected);
-                for m in &injected[..n] {
-                    // SAFETY: dequeued mbufs are ours; reading the port field.
-                    let out = unsafe { (*m.0).port };
-                    push_tx(&mut tx, out, m.0, queue, &mut self.pipeline);
+            let n = self
+                .inject
+                .as_ref()
+                .map_or(0, |ring| ring.dequeue_burst(&mut injected));
+            for m in &injected[..n] {
+                // SAFETY: dequeued mbufs are ours; reading the port field.
+                let out = unsafe { (*m.0).port };
+                // SAFETY: we own the mbuf; its frame is borrowed until the
+                // verdict is acted on.
+                let frame = unsafe { mbuf::raw_data_mut(m.0) };
+                // The box's own frames obey the `out` rules like any other.
+                match self.pipeline.process_local_out(frame, out, now) {
+                    Verdict::Forward(p) => push_tx(&mut tx, p, m.0, queue, &mut self.pipeline),
+                    Verdict::Handoff(owner) => self.hand_off(owner, m.0, out | LOCAL_OUT),
+                    _ => {
+                        // SAFETY: we own m; freed once.
+                        unsafe { dpdk_sys::dpf_pktmbuf_free(m.0) };
+                    }
                 }
             }
             for ring in 0..self.handoff_in.len() {
@@ -228,18 +245,26 @@ impl Worker {
                     // SAFETY: the handing worker gave up ownership of the
                     // mbuf when it pushed it; we are its only owner now.
                     let frame = unsafe { mbuf::raw_data_mut(h.mbuf.0) };
-                    match self.pipeline.process_owned(frame, h.port, now) {
+                    let verdict = if h.port & LOCAL_OUT != 0 {
+                        self.pipeline
+                            .process_local_out_owned(frame, h.port & !LOCAL_OUT, now)
+                    } else {
+                        self.pipeline.process_owned(frame, h.port, now)
+                    };
+                    match verdict {
                         Verdict::Forward(out) => {
                             push_tx(&mut tx, out, h.mbuf.0, queue, &mut self.pipeline);
                         }
                         Verdict::Reply(out) => {
-                            send_reply(&mut tx, out, h.mbuf.0, queue, &mut self.pipeline);
+                            send_reply(&mut tx, out, h.mbuf.0, queue, &mut self.pipeline, 0);
                         }
                         Verdict::Hold(slot) => held[slot as usize % DEFER_LIMIT] = h.mbuf.0,
+                        // Traffic to the box that the rules let in on its
+                        // flow's owner.
+                        Verdict::SlowPath => self.enqueue_slow_path(&[h.mbuf]),
                         _ => {
                             // SAFETY: we own it; freed once. (Owned packets
-                            // are never handed off again; slow-path packets
-                            // are never handed off in the first place.)
+                            // are never handed off again.)
                             unsafe { dpdk_sys::dpf_pktmbuf_free(h.mbuf.0) };
                         }
                     }
@@ -326,16 +351,17 @@ impl Worker {
     }
 }
 
-/// Turns `m` into the pipeline's `block return` answer and queues it on
-/// `port`. The mbuf is reused: no allocation.
+/// Turns `m` into the pipeline's `block return` answer for frame `index`
+/// of the burst and queues it on `port`. The mbuf is reused: no allocation.
 fn send_reply(
     tx: &mut [TxBuffer; MAX_PORTS],
     port: u16,
     m: *mut dpdk_sys::rte_mbuf,
     queue: QueueId,
     pipeline: &mut Pipeline,
+    index: usize,
 ) {
-    let reply_len = pipeline.reply().len();
+    let reply_len = pipeline.reply(index).len();
     // SAFETY: we own m (single segment); reading its length fields.
     let cur = unsafe { (*m).data_len } as usize;
     // SAFETY: we own m; append/trim adjust data_len/pkt_len within the
@@ -354,7 +380,7 @@ fn send_reply(
     }
     // SAFETY: we own m exclusively; its data is now reply_len bytes.
     let data = unsafe { mbuf::raw_data_mut(m) };
-    data.copy_from_slice(pipeline.reply());
+    data.copy_from_slice(pipeline.reply(index));
     push_tx(tx, port, m, queue, pipeline);
 }
 

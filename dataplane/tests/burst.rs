@@ -24,6 +24,7 @@ fn pipeline(capacity: usize) -> Pipeline {
     let env = RuleEnv {
         interfaces: &[("lan0", IfIndex(0)), ("wan0", IfIndex(1))],
         self_addrs: &[],
+        names: &[],
     };
     let rules = Ruleset::compile(RULES, "burst.conf", &env).expect("ruleset");
     let mut cfg = PipelineConfig::default();

@@ -91,6 +91,7 @@ fn pipeline() -> (Pipeline, Arc<VipTable>) {
         &RuleEnv {
             interfaces: &ifs,
             self_addrs: &[],
+            names: &[],
         },
     )
     .unwrap();

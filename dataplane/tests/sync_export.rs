@@ -34,6 +34,7 @@ fn rig(export_capacity: usize) -> Rig {
     let env = RuleEnv {
         interfaces: &[("lan0", IfIndex(0)), ("wan0", IfIndex(1))],
         self_addrs: &[],
+        names: &[],
     };
     let rules = Ruleset::compile(RULES, "sync.conf", &env).expect("ruleset");
     let mut cfg = PipelineConfig::default();

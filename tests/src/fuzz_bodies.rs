@@ -143,6 +143,7 @@ fn check_classified(data: &[u8], c: &Classified) {
             info,
             l4_offset,
             fragment,
+            ..
         } => {
             let l4 = usize::from(l4_offset);
             let end = l3 + usize::from(info.ip_len);
@@ -638,6 +639,7 @@ fn rules_text(text: &str) {
     let env = RuleEnv {
         interfaces: RULE_IFS,
         self_addrs: &selfs,
+        names: &[],
     };
     let rs = match Ruleset::compile(text, "fuzz", &env) {
         Ok(rs) => rs,

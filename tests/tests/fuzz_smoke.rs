@@ -240,6 +240,7 @@ fn seeds_reach_the_deep_paths() {
     let env = dataplane::rules::RuleEnv {
         interfaces: &[("lan0", IfIndex(0)), ("wan0", IfIndex(1))],
         self_addrs: &[],
+        names: &[],
     };
     assert!(seeds("rules").iter().any(|(_, b)| {
         let text = String::from_utf8_lossy(b);

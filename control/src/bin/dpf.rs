@@ -66,8 +66,13 @@ fn main() -> ExitCode {
     };
     let ruleset = match daemon::load_ruleset(&config) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("dpf: {e}");
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("dpf: {e}");
+            }
+            if errors.len() > 1 {
+                eprintln!("dpf: {} errors", errors.len());
+            }
             return ExitCode::from(2);
         }
     };

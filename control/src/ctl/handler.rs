@@ -8,8 +8,8 @@ use crate::config::Config;
 use dataplane::command::{Command, CommandClient, HostFilter, Reply};
 use dataplane::counters::{DropReason, SharedCounters};
 use dataplane::dpdk::Port;
-use dataplane::flow::{Addr, Af, IfIndex};
-use dataplane::rules::{RuleCounters, RuleEnv, Ruleset};
+use dataplane::flow::{Addr, Af};
+use dataplane::rules::{RuleCounters, Ruleset};
 use dataplane::snapshot::Snapshot;
 use dataplane::state::State;
 use dataplane::time::Instant;
@@ -112,7 +112,7 @@ impl Control<'_> {
             "states_removed": t.states_removed,
             "rx": t.rx, "rx_bytes": t.rx_bytes, "tx": t.tx,
             "forwarded": t.forwarded, "state_hits": t.state_hits,
-            "handed_off": t.handed_off, "slow_path": t.slow_path,
+            "handed_off": t.handed_off, "slow_path": t.slow_path, "local_out": t.local_out,
             "dropped": t.total_drops(), "drops": drops,
             "burst_latency": crate::daemon::burst_latency_json(&t, dataplane::dpdk::tsc_hz()),
             "control_bad_requests": self.bad_requests,
@@ -356,18 +356,15 @@ impl Control<'_> {
     }
 
     fn load_rules(&mut self, text: &str, file: &str) -> Result<Value, String> {
-        let interfaces: Vec<(&str, IfIndex)> = self
-            .config
-            .ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.name.as_str(), IfIndex(i as u16)))
-            .collect();
-        let env = RuleEnv {
-            interfaces: &interfaces,
-            self_addrs: &[],
-        };
-        let ruleset = Ruleset::compile(text, file, &env).map_err(|e| e.to_string())?;
+        let ruleset = crate::rule_env::RuleNames::of(&self.config)
+            .with_env(|env| Ruleset::compile_all(text, file, env))
+            .map_err(|errors| {
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })?;
         let old_limit = self.rules.load().options.limit_states;
         let mut notes = Vec::new();
         if ruleset.options.limit_states != old_limit {

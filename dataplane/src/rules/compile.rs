@@ -17,16 +17,21 @@ use std::fmt::Write as _;
 use super::lexer::Pos;
 use super::names;
 use super::parser::{
-    Ast, BlockMode, Endpoint, FlagsAst, HostAst, HostItem, IcmpItem, PortItem, PortOp, RuleAst,
-    StateAst,
+    Ast, BlockMode, Endpoint, FlagsAst, HostAst, HostItem, IcmpItem, IfaceModifier, PortItem,
+    PortOp, RuleAst, StateAst,
 };
 use super::table::{addr_bits, prefix_mask, Table};
 use super::{Action, RuleEnv, RuleError, RuleOptions, Ruleset};
-use crate::flow::{proto, tcp_flags, Af, Direction, IfIndex};
+use crate::flow::{proto, tcp_flags, Af, Direction};
 use crate::timeouts::Timeouts;
 
-/// Most rules one file may expand to.
-const RULES_MAX: usize = 1 << 20;
+/// Most rules one file may expand to (rule numbers fit the rule tag of a
+/// state, see [`super::RULE_NR_BITS`]).
+const RULES_MAX: usize = (1 << super::RULE_NR_BITS) - 1;
+
+/// Names of the address sets the compiler builds for `self` and interface
+/// names start with this (they are not the operator's tables).
+pub(crate) const INTERNAL_TABLE_PREFIX: &str = "__";
 
 /// Skip-step fields, in pf's evaluation order.
 pub(crate) const SKIP_IFP: usize = 0;
@@ -99,8 +104,9 @@ impl PortMatch {
 /// One compiled rule, all fields pre-resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Rule {
-    /// `on [!]if`: (interface, negated).
-    pub ifp: Option<(IfIndex, bool)>,
+    /// `on [!]if`: (ports it names, bit i = port i; negated). A group
+    /// or CARP interface names several ports.
+    pub ifp: Option<(u32, bool)>,
     pub dir: Option<Direction>,
     pub af: Option<Af>,
     /// 0 = any.
@@ -116,8 +122,10 @@ pub(crate) struct Rule {
     pub icmp_code: Option<u8>,
     pub action: Action,
     pub block: BlockMode,
-    pub log: bool,
     pub quick: bool,
+    /// `allow-opts`: packets with IPv4 options or IPv6 routing headers
+    /// may pass by this rule (and by the states it creates).
+    pub allow_opts: bool,
     pub keep_state: bool,
     pub sloppy: bool,
     pub no_sync: bool,
@@ -147,29 +155,93 @@ impl Ctx<'_> {
         RuleError::new(self.file, pos, msg.into())
     }
 
-    fn ifindex(&self, name: &str, pos: Pos) -> Result<IfIndex, RuleError> {
+    /// The ports `name` stands for in `on name` / `set skip on name`: a
+    /// port, or a CARP interface or group (their carpdevs / members).
+    fn iface_ports(&self, name: &str) -> Option<u32> {
+        if let Some((_, i)) = self.env.interfaces.iter().find(|(n, _)| *n == name) {
+            return (i.0 < 32).then(|| 1u32 << i.0);
+        }
         self.env
-            .interfaces
+            .names
             .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, i)| *i)
+            .find(|n| n.name == name && n.ports != 0)
+            .map(|n| n.ports)
+    }
+
+    fn iface_mask(&self, name: &str, pos: Pos) -> Result<u32, RuleError> {
+        self.iface_ports(name)
             .ok_or_else(|| self.err(pos, format!("unknown interface {name}")))
     }
 
-    fn self_addrs(&self, pos: Pos) -> Result<Vec<(Af, u128)>, RuleError> {
-        if self.env.self_addrs.is_empty() {
-            return Err(self.err(pos, "no IP address found for self"));
-        }
-        Ok(self
-            .env
+    fn self_addrs(&self) -> Vec<(Af, u128, u8)> {
+        self.env
             .self_addrs
             .iter()
-            .map(|(af, a)| (*af, addr_bits(a)))
-            .collect())
+            .map(|(af, a)| (*af, addr_bits(a), host_len(*af)))
+            .collect()
     }
 
-    /// Expands one address item (`self` gives several).
-    fn hosts(&self, item: &HostItem) -> Result<Vec<ExpHost>, RuleError> {
+    /// The addresses `name[:modifier]` stands for (pf's `ifa_lookup`).
+    fn iface_addrs(
+        &self,
+        name: &str,
+        modifier: IfaceModifier,
+        pos: Pos,
+    ) -> Result<Vec<(Af, u128, u8)>, RuleError> {
+        let Some(n) = self.env.names.iter().find(|n| n.name == name) else {
+            return Err(self.err(
+                pos,
+                format!("unknown interface or group '{name}' (dpf resolves no host names)"),
+            ));
+        };
+        let mut out: Vec<(Af, u128, u8)> = Vec::new();
+        let mut seen_af: Vec<Af> = Vec::new();
+        for (af, addr, len) in &n.addrs {
+            let bits = addr_bits(addr);
+            let entry = match modifier {
+                IfaceModifier::Addresses => Some((*af, bits, host_len(*af))),
+                IfaceModifier::Network => Some((*af, bits & prefix_mask(*len), *len)),
+                IfaceModifier::Broadcast => (*af == Af::Inet && *len < 31).then(|| {
+                    let host_bits = !prefix_mask(*len) & (u128::from(u32::MAX) << 96);
+                    (*af, bits | host_bits, 32)
+                }),
+                IfaceModifier::NoAliases => {
+                    if seen_af.contains(af) {
+                        None
+                    } else {
+                        seen_af.push(*af);
+                        Some((*af, bits, host_len(*af)))
+                    }
+                }
+            };
+            if let Some(e) = entry {
+                if !out.contains(&e) {
+                    out.push(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// An internal table for an address set, made once per name.
+    fn internal_table(&mut self, name: String, entries: Vec<(Af, u128, u8)>) -> u32 {
+        if let Some(i) = self.tables.get(&name) {
+            return *i;
+        }
+        let idx = self.table_list.len() as u32;
+        self.tables.insert(name.clone(), idx);
+        self.table_list.push(Table::new(
+            name,
+            entries
+                .into_iter()
+                .map(|(af, n, l)| (af, n, l, false))
+                .collect(),
+        ));
+        idx
+    }
+
+    /// Expands one address item.
+    fn hosts(&mut self, item: &HostItem) -> Result<Vec<ExpHost>, RuleError> {
         let net = |af: Af, bits: u128, len: u8, neg: bool| {
             let mask = prefix_mask(len);
             let kind = if len == 0 && !neg {
@@ -195,11 +267,33 @@ impl Ctx<'_> {
                 },
                 af: None,
             }],
-            HostAst::SelfAddrs => self
-                .self_addrs(item.pos)?
-                .into_iter()
-                .map(|(af, bits)| net(af, bits, host_len(af), item.not))
-                .collect(),
+            // `self` and interface names are one set each (an internal
+            // table), so `! self` means "none of the box's addresses".
+            HostAst::SelfAddrs => {
+                let entries = self.self_addrs();
+                let t = self.internal_table(format!("{INTERNAL_TABLE_PREFIX}self"), entries);
+                vec![ExpHost {
+                    m: AddrMatch {
+                        kind: AddrKind::Table(t),
+                        neg: item.not,
+                    },
+                    af: None,
+                }]
+            }
+            HostAst::Iface { name, modifier } => {
+                let entries = self.iface_addrs(name, *modifier, item.pos)?;
+                let t = self.internal_table(
+                    format!("{INTERNAL_TABLE_PREFIX}{}", iface_text(name, *modifier)),
+                    entries,
+                );
+                vec![ExpHost {
+                    m: AddrMatch {
+                        kind: AddrKind::Table(t),
+                        neg: item.not,
+                    },
+                    af: None,
+                }]
+            }
             HostAst::Net { af, addr, len } => vec![net(*af, addr_bits(addr), *len, item.not)],
             HostAst::Table(name) => {
                 let Some(i) = self.tables.get(name) else {
@@ -216,7 +310,7 @@ impl Ctx<'_> {
         })
     }
 
-    fn endpoint_hosts(&self, e: &Endpoint) -> Result<Vec<ExpHost>, RuleError> {
+    fn endpoint_hosts(&mut self, e: &Endpoint) -> Result<Vec<ExpHost>, RuleError> {
         if e.hosts.is_empty() {
             return Ok(vec![ExpHost {
                 m: AddrMatch {
@@ -231,6 +325,16 @@ impl Ctx<'_> {
             v.extend(self.hosts(h)?);
         }
         Ok(v)
+    }
+}
+
+/// How an interface address set is written (and rendered back).
+fn iface_text(name: &str, modifier: IfaceModifier) -> String {
+    match modifier {
+        IfaceModifier::Addresses => name.to_string(),
+        IfaceModifier::Network => format!("{name}:network"),
+        IfaceModifier::Broadcast => format!("{name}:broadcast"),
+        IfaceModifier::NoAliases => format!("{name}:0"),
     }
 }
 
@@ -264,14 +368,16 @@ fn port_match(p: Option<PortItem>) -> PortMatch {
     }
 }
 
-/// Compiles a parsed file.
-pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset, RuleError> {
+/// Compiles a parsed file; every error (a table or rule with an error is
+/// left out and the rest still checked).
+pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset, Vec<RuleError>> {
     let mut ctx = Ctx {
         file,
         env,
         tables: HashMap::new(),
         table_list: Vec::new(),
     };
+    let mut errors = Vec::new();
 
     let mut options = RuleOptions::default();
     if let Some(n) = ast.limit_states {
@@ -281,73 +387,53 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
         options.timeouts.set(*class, *secs);
     }
     options.block_policy = ast.block_policy;
-    for (name, pos) in &ast.skip {
-        let i = ctx.ifindex(name, *pos)?;
-        if !options.skip.contains(&i) {
-            options.skip.push(i);
-        }
+    // pf skips interfaces by name whether they exist or not (`set skip on
+    // lo` is line one of OpenBSD's pf.conf): a name dpf has no port for
+    // skips nothing.
+    for (name, _) in &ast.skip {
+        options.skip_mask |= ctx.iface_ports(name).unwrap_or(0);
     }
 
     for t in &ast.tables {
         if ctx.tables.contains_key(&t.name) {
-            return Err(ctx.err(t.pos, format!("table <{}> is already defined", t.name)));
+            errors.push(ctx.err(t.pos, format!("table <{}> is already defined", t.name)));
+            continue;
         }
-        let mut entries: Vec<(Af, u128, u8, bool)> = Vec::new();
-        for item in &t.entries {
-            let list: Vec<(Af, u128, u8)> = match &item.host {
-                HostAst::SelfAddrs => ctx
-                    .self_addrs(item.pos)?
-                    .into_iter()
-                    .map(|(af, bits)| (af, bits, host_len(af)))
-                    .collect(),
-                HostAst::Net { af, addr, len } => vec![(*af, addr_bits(addr), *len)],
-                HostAst::Any | HostAst::Table(_) => {
-                    return Err(ctx.err(
-                        item.pos,
-                        "a table entry must be an address, a network or self",
-                    ))
-                }
-            };
-            for (af, bits, len) in list {
-                let net = bits & prefix_mask(len);
-                match entries
-                    .iter()
-                    .find(|e| e.0 == af && e.1 == net && e.2 == len)
-                {
-                    Some(e) if e.3 != item.not => {
-                        return Err(ctx.err(
-                            item.pos,
-                            format!(
-                                "conflicting entries for {} in table <{}>",
-                                fmt_net(af, net, len),
-                                t.name
-                            ),
-                        ));
-                    }
-                    Some(_) => {}
-                    None => entries.push((af, net, len, item.not)),
-                }
+        match table_entries(&ctx, t) {
+            Ok(entries) => {
+                let idx = ctx.table_list.len() as u32;
+                ctx.tables.insert(t.name.clone(), idx);
+                ctx.table_list.push(Table::new(t.name.clone(), entries));
             }
+            Err(e) => errors.push(e),
         }
-        let idx = ctx.table_list.len() as u32;
-        ctx.tables.insert(t.name.clone(), idx);
-        ctx.table_list.push(Table::new(t.name.clone(), entries));
     }
 
     let mut rules: Vec<Rule> = Vec::new();
     let mut texts: Vec<String> = Vec::new();
     let mut rule_timeouts: Vec<Timeouts> = Vec::new();
     for r in &ast.rules {
-        expand_rule(
-            &ctx,
+        let before = rules.len();
+        if let Err(e) = expand_rule(
+            &mut ctx,
             r,
             &options,
             &mut rules,
             &mut texts,
             &mut rule_timeouts,
-        )?;
+        ) {
+            rules.truncate(before);
+            texts.truncate(before);
+            errors.push(e);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
     }
     calc_skip_steps(&mut rules);
+    let state_counts: std::sync::Arc<[std::sync::atomic::AtomicU32]> = (0..rules.len())
+        .map(|_| std::sync::atomic::AtomicU32::new(0))
+        .collect();
 
     Ok(Ruleset {
         options,
@@ -355,20 +441,68 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
         texts,
         tables: ctx.table_list,
         rule_timeouts,
+        epoch: Ruleset::next_epoch(),
+        state_counts,
     })
 }
 
-fn expand_rule(
+/// A table's entries: addresses, networks, `self` and interface names.
+fn table_entries(
     ctx: &Ctx<'_>,
+    t: &super::parser::TableDef,
+) -> Result<Vec<(Af, u128, u8, bool)>, RuleError> {
+    let mut entries: Vec<(Af, u128, u8, bool)> = Vec::new();
+    for item in &t.entries {
+        let list: Vec<(Af, u128, u8)> = match &item.host {
+            HostAst::SelfAddrs => ctx.self_addrs(),
+            HostAst::Iface { name, modifier } => ctx.iface_addrs(name, *modifier, item.pos)?,
+            HostAst::Net { af, addr, len } => vec![(*af, addr_bits(addr), *len)],
+            HostAst::Any | HostAst::Table(_) => {
+                return Err(ctx.err(
+                    item.pos,
+                    "a table entry must be an address, a network, an interface or self",
+                ))
+            }
+        };
+        for (af, bits, len) in list {
+            let net = bits & prefix_mask(len);
+            match entries
+                .iter()
+                .find(|e| e.0 == af && e.1 == net && e.2 == len)
+            {
+                Some(e) if e.3 != item.not => {
+                    return Err(ctx.err(
+                        item.pos,
+                        format!(
+                            "conflicting entries for {} in table <{}>",
+                            fmt_net(af, net, len),
+                            t.name
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => entries.push((af, net, len, item.not)),
+            }
+        }
+    }
+    Ok(entries)
+}
+
+fn expand_rule(
+    ctx: &mut Ctx<'_>,
     r: &RuleAst,
     options: &RuleOptions,
     rules: &mut Vec<Rule>,
     texts: &mut Vec<String>,
     rule_timeouts: &mut Vec<Timeouts>,
 ) -> Result<(), RuleError> {
-    let mut ifaces: Vec<Option<(IfIndex, bool, &str)>> = Vec::new();
+    let mut ifaces: Vec<Option<(u32, bool, &str)>> = Vec::new();
     for i in &r.ifaces {
-        ifaces.push(Some((ctx.ifindex(&i.name, i.pos)?, i.not, i.name.as_str())));
+        ifaces.push(Some((
+            ctx.iface_mask(&i.name, i.pos)?,
+            i.not,
+            i.name.as_str(),
+        )));
     }
     if ifaces.is_empty() {
         ifaces.push(None);
@@ -514,8 +648,8 @@ fn expand_rule(
                                     } else {
                                         BlockMode::Drop
                                     },
-                                    log: r.log,
                                     quick: r.quick,
+                                    allow_opts: r.allow_opts,
                                     keep_state,
                                     sloppy: opts.sloppy,
                                     no_sync: opts.no_sync,
@@ -604,7 +738,12 @@ fn render_addr(out: &mut String, m: &AddrMatch, tables: &[Table]) {
                 .get(i as usize)
                 .map(|t| t.name.as_str())
                 .unwrap_or("?");
-            let _ = write!(out, "<{name}>");
+            match name.strip_prefix(INTERNAL_TABLE_PREFIX) {
+                Some(set) => out.push_str(set),
+                None => {
+                    let _ = write!(out, "<{name}>");
+                }
+            }
         }
     }
 }
@@ -652,9 +791,6 @@ fn render(
         Some(Direction::In) => s.push_str(" in"),
         Some(Direction::Out) => s.push_str(" out"),
         None => {}
-    }
-    if r.log {
-        s.push_str(" log");
     }
     if r.quick {
         s.push_str(" quick");
@@ -743,6 +879,9 @@ fn render(
             parts.push(format!("{} {secs}", c.name()));
         }
         let _ = write!(s, " ({})", parts.join(", "));
+    }
+    if r.allow_opts {
+        s.push_str(" allow-opts");
     }
     if let Some(l) = label {
         // Escape what the lexer unescapes (`\x` is `x` inside quotes).

@@ -114,8 +114,9 @@ impl Ruleset {
             if let Some(c) = counters.get_mut(i) {
                 c.evaluations += 1;
             }
-            if let Some((ifx, not)) = r.ifp {
-                if (ifx == pkt.ifindex) == not {
+            if let Some((ports, not)) = r.ifp {
+                let on = pkt.ifindex.0 < 32 && ports & (1u32 << pkt.ifindex.0) != 0;
+                if on == not {
                     i = r.skip[SKIP_IFP] as usize;
                     continue;
                 }
@@ -197,7 +198,7 @@ impl Ruleset {
             sloppy: r.sloppy,
             no_sync: r.no_sync,
             max_states: r.max_states,
-            log: r.log,
+            allow_opts: r.allow_opts,
             quick: r.quick,
             return_mode: if pass {
                 ReturnMode::None

@@ -94,8 +94,44 @@ impl RuleError {
 pub struct RuleEnv<'a> {
     /// Interface names usable in `on` and `set skip on`, with their index.
     pub interfaces: &'a [(&'a str, IfIndex)],
-    /// The box's own addresses (what `self` expands to).
+    /// The box's own addresses (what `self` matches): every interface
+    /// address and every CARP address. Empty on a bridge (wire mode), where
+    /// `self` then matches nothing.
     pub self_addrs: &'a [(Af, Addr)],
+    /// Names usable as addresses and (for those with ports) in `on`:
+    /// ports (`lan0`, `lan0:network`), CARP interfaces (`carp1`: its
+    /// addresses; `on carp1`: its carpdev) and interface groups (`carp`,
+    /// the `group`s of `[[carp]]`, `egress`).
+    pub names: &'a [NamedInterface],
+}
+
+/// A name pf.conf may use for an interface or an interface group.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamedInterface {
+    /// The name (`lan0`, `carp1`, `carp`, `egress`...).
+    pub name: String,
+    /// The ports `on <name>` matches (bit i = port i); 0 for a name that
+    /// only stands for addresses.
+    pub ports: u32,
+    /// Its addresses with their prefix lengths (`<name>` is the addresses,
+    /// `<name>:network` the networks, `<name>:broadcast` the IPv4
+    /// broadcast addresses).
+    pub addrs: Vec<(Af, Addr, u8)>,
+}
+
+/// The bits of a state's rule tag ([`Ruleset::state_rule_tag`]) that hold
+/// the rule number; the bits above hold the ruleset's epoch.
+pub const RULE_NR_BITS: u32 = 20;
+const RULE_NR_MASK: u32 = (1 << RULE_NR_BITS) - 1;
+/// Epochs cycle through `0..EPOCHS` (never the all-ones value, so no tag
+/// equals `NO_RULE`).
+const EPOCHS: u32 = (1 << (32 - RULE_NR_BITS)) - 1;
+static NEXT_EPOCH: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// The rule number of a state's rule tag, `None` for "no rule".
+#[inline]
+pub fn rule_nr_of_tag(tag: u32) -> Option<u32> {
+    (tag != u32::MAX).then_some(tag & RULE_NR_MASK)
 }
 
 /// `set block-policy`.
@@ -115,8 +151,8 @@ pub struct RuleOptions {
     pub limit_states: u32,
     /// `set timeout` values over pf's defaults.
     pub timeouts: Timeouts,
-    /// `set skip on`: interfaces pf does not filter at all.
-    pub skip: Vec<IfIndex>,
+    /// `set skip on`: interfaces pf does not filter (bit i = port i).
+    pub skip_mask: u32,
     /// `set block-policy`.
     pub block_policy: BlockPolicy,
 }
@@ -126,7 +162,7 @@ impl Default for RuleOptions {
         RuleOptions {
             limit_states: 100_000,
             timeouts: Timeouts::default(),
-            skip: Vec::new(),
+            skip_mask: 0,
             block_policy: BlockPolicy::Drop,
         }
     }
@@ -186,8 +222,8 @@ pub struct Decision {
     pub no_sync: bool,
     /// `keep state (max N)`: the rule's state limit.
     pub max_states: Option<u32>,
-    /// `log`.
-    pub log: bool,
+    /// `allow-opts`: IP options / IPv6 routing headers may pass.
+    pub allow_opts: bool,
     /// The deciding rule was `quick`.
     pub quick: bool,
     /// What to answer a blocked packet with (always `None` for pass).
@@ -203,7 +239,7 @@ impl Decision {
         sloppy: false,
         no_sync: false,
         max_states: None,
-        log: false,
+        allow_opts: false,
         quick: false,
         return_mode: ReturnMode::None,
     };
@@ -220,13 +256,120 @@ pub struct Ruleset {
     tables: Vec<table::Table>,
     /// Effective state timeouts of rules with `keep state (<timeout> N)`.
     rule_timeouts: Vec<Timeouts>,
+    /// This ruleset's epoch (distinct among the last 4095 compiled in this
+    /// process), stamped into the rule tag of the states it creates.
+    epoch: u32,
+    /// States each rule created that still exist (maintained only for
+    /// rules with `max`), shared by every worker: `keep state (max N)`
+    /// holds across workers.
+    state_counts: std::sync::Arc<[std::sync::atomic::AtomicU32]>,
 }
 
 impl Ruleset {
-    /// Parses and compiles `source` (named `file_name` in errors).
+    /// Parses and compiles `source` (named `file_name` in errors); the
+    /// first error.
     pub fn compile(source: &str, file_name: &str, env: &RuleEnv) -> Result<Ruleset, RuleError> {
-        let ast = parser::parse(source, file_name)?;
-        compile::compile(ast, file_name, env)
+        Ruleset::compile_all(source, file_name, env).map_err(|mut e| e.swap_remove(0))
+    }
+
+    /// [`Ruleset::compile`] reporting every error of the file, in order
+    /// (`dpf -n`): a statement with an error is skipped and the rest is
+    /// still checked. Never an empty error list.
+    pub fn compile_all(
+        source: &str,
+        file_name: &str,
+        env: &RuleEnv,
+    ) -> Result<Ruleset, Vec<RuleError>> {
+        let (ast, mut errors) = parser::parse(source, file_name);
+        match compile::compile(ast, file_name, env) {
+            Ok(r) if errors.is_empty() => Ok(r),
+            Ok(_) => Err(errors),
+            Err(mut more) => {
+                errors.append(&mut more);
+                errors.sort_by_key(|e| (e.line, e.col));
+                Err(errors)
+            }
+        }
+    }
+
+    pub(crate) fn next_epoch() -> u32 {
+        NEXT_EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % EPOCHS
+    }
+
+    /// The tag a state created by rule `nr` carries: the rule number and
+    /// this ruleset's epoch, so a state outliving a reload is never taken
+    /// for a rule of the new ruleset.
+    #[inline]
+    pub fn state_rule_tag(&self, nr: u32) -> u32 {
+        (self.epoch << RULE_NR_BITS) | (nr & RULE_NR_MASK)
+    }
+
+    /// The rule number a state's tag names in this ruleset, if the state
+    /// was created by this ruleset.
+    #[inline]
+    pub fn rule_of_tag(&self, tag: u32) -> Option<u32> {
+        (tag != u32::MAX && tag >> RULE_NR_BITS == self.epoch).then_some(tag & RULE_NR_MASK)
+    }
+
+    /// Reserves a state for rule `nr` against its `max` (pf's
+    /// `states_cur < max_states`); false when the rule is at its limit.
+    /// Rules without `max` always succeed and count nothing.
+    #[inline]
+    pub fn reserve_rule_state(&self, nr: u32) -> bool {
+        let Some(max) = self.rules.get(nr as usize).and_then(|r| r.max_states) else {
+            return true;
+        };
+        let Some(c) = self.state_counts.get(nr as usize) else {
+            return true;
+        };
+        c.fetch_update(
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+            |n| (n < max).then_some(n + 1),
+        )
+        .is_ok()
+    }
+
+    /// Gives back a state of rule `nr` reserved by
+    /// [`Ruleset::reserve_rule_state`] (the state is gone).
+    #[inline]
+    pub fn release_rule_state(&self, nr: u32) {
+        if self
+            .rules
+            .get(nr as usize)
+            .is_some_and(|r| r.max_states.is_some())
+        {
+            if let Some(c) = self.state_counts.get(nr as usize) {
+                let _ = c.fetch_update(
+                    std::sync::atomic::Ordering::AcqRel,
+                    std::sync::atomic::Ordering::Acquire,
+                    |n| n.checked_sub(1),
+                );
+            }
+        }
+    }
+
+    /// States rule `nr` created that still exist (counted for rules with
+    /// `max` only).
+    pub fn rule_states(&self, nr: u32) -> u32 {
+        self.state_counts
+            .get(nr as usize)
+            .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Whether rule `nr` has `keep state (<timeout> N)` overrides.
+    #[inline]
+    pub fn has_rule_timeouts(&self, nr: u32) -> bool {
+        self.rules
+            .get(nr as usize)
+            .is_some_and(|r| r.timeouts.is_some())
+    }
+
+    /// Whether rule `nr` says `allow-opts` (packets with IP options or
+    /// IPv6 routing headers may pass by it).
+    #[inline]
+    pub fn allows_opts(&self, nr: u32) -> bool {
+        self.rules.get(nr as usize).is_some_and(|r| r.allow_opts)
     }
 
     /// Number of (expanded) rules; the length `counters` must have.
@@ -245,10 +388,12 @@ impl Ruleset {
         self.texts.get(index).map(String::as_str).unwrap_or("")
     }
 
-    /// Whether `set skip on` names this interface (the caller passes its
-    /// packets without filtering or state).
+    /// Whether `set skip on` names this interface: its packets are not
+    /// filtered in the direction they cross it (pf skips the interface
+    /// alone, not the other side of the packet's path).
+    #[inline]
     pub fn is_skipped(&self, ifindex: IfIndex) -> bool {
-        self.options.skip.contains(&ifindex)
+        ifindex.0 < 32 && self.options.skip_mask & (1u32 << ifindex.0) != 0
     }
 
     /// The state timeouts for states created by `rule`: the global ones with
@@ -260,8 +405,13 @@ impl Ruleset {
             .unwrap_or(&self.options.timeouts)
     }
 
-    /// The tables, in definition order: (name, number of entries).
+    /// The tables, in definition order: (name, number of entries). The
+    /// address sets the compiler made for `self` and interface names are
+    /// not tables of the ruleset and are not listed.
     pub fn tables(&self) -> impl Iterator<Item = (&str, usize)> {
-        self.tables.iter().map(|t| (t.name.as_str(), t.len()))
+        self.tables
+            .iter()
+            .filter(|t| !t.name.starts_with(compile::INTERNAL_TABLE_PREFIX))
+            .map(|t| (t.name.as_str(), t.len()))
     }
 }

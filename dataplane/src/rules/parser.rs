@@ -31,8 +31,31 @@ const TABLE_NAME_MAX: usize = 31;
 pub(crate) enum HostAst {
     Any,
     SelfAddrs,
-    Net { af: Af, addr: Addr, len: u8 },
+    Net {
+        af: Af,
+        addr: Addr,
+        len: u8,
+    },
     Table(String),
+    /// An interface, CARP interface or group name standing for its
+    /// addresses (`lan0`, `(lan0)`, `lan0:network`, `carp1:broadcast`).
+    Iface {
+        name: String,
+        modifier: IfaceModifier,
+    },
+}
+
+/// What of an interface's addresses `name[:modifier]` stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum IfaceModifier {
+    /// The addresses themselves (hosts).
+    Addresses,
+    /// `:network`: the networks they are on.
+    Network,
+    /// `:broadcast`: the IPv4 broadcast address of each network.
+    Broadcast,
+    /// `:0`: the first address of each family (no aliases).
+    NoAliases,
 }
 
 /// One (possibly negated) address of a list.
@@ -138,7 +161,6 @@ pub(crate) struct RuleAst {
     pub action: Action,
     pub block: BlockMode,
     pub dir: Option<Direction>,
-    pub log: bool,
     pub quick: bool,
     pub ifaces: Vec<IfItem>,
     pub af: Option<Af>,
@@ -149,6 +171,8 @@ pub(crate) struct RuleAst {
     pub icmp: Vec<IcmpItem>,
     pub state: Option<StateAst>,
     pub label: Option<String>,
+    /// `allow-opts`.
+    pub allow_opts: bool,
 }
 
 /// `table <name> { ... }`.
@@ -225,11 +249,17 @@ const UNSUPPORTED_STATEMENTS: &[&str] = &[
     "binat-anchor",
 ];
 
-/// Parses a whole file.
-pub(crate) fn parse(src: &str, file: &str) -> Result<Ast, RuleError> {
-    let raw = lex(src, file, None)?;
-    let mut macros: HashMap<String, String> = HashMap::new();
+/// Parses a whole file. Every statement with an error is reported (in
+/// order) and left out of the tree, and the rest is still parsed, so one
+/// run names every error of the file.
+pub(crate) fn parse(src: &str, file: &str) -> (Ast, Vec<RuleError>) {
     let mut ast = Ast::default();
+    let raw = match lex(src, file, None) {
+        Ok(r) => r,
+        Err(e) => return (ast, vec![e]),
+    };
+    let mut errors = Vec::new();
+    let mut macros: HashMap<String, String> = HashMap::new();
 
     let mut stmt: Vec<Token> = Vec::new();
     let mut opens: Vec<Pos> = Vec::new();
@@ -263,30 +293,33 @@ pub(crate) fn parse(src: &str, file: &str) -> Result<Ast, RuleError> {
             continue;
         }
         if let Some(open) = opens.first() {
-            return Err(RuleError::new(
+            errors.push(RuleError::new(
                 file,
                 *open,
                 "unbalanced '{' or '(': not closed".into(),
             ));
+            break;
         }
         if !stmt.is_empty() {
             let end_pos = match &t {
                 Some(t) => t.pos,
                 None => eof,
             };
-            statement(
+            if let Err(e) = statement(
                 std::mem::take(&mut stmt),
                 end_pos,
                 file,
                 &mut macros,
                 &mut ast,
-            )?;
+            ) {
+                errors.push(e);
+            }
         }
         if t.is_none() {
             break;
         }
     }
-    Ok(ast)
+    (ast, errors)
 }
 
 fn statement(
@@ -606,8 +639,13 @@ impl Parser<'_> {
         self.expect(&Tok::Gt, "'>' after the table name")?;
         check_table_name(self, &name, npos)?;
         loop {
-            if self.eat_kw("persist") || self.eat_kw("const") || self.eat_kw("counters") {
+            // dpf's tables are fixed at load (`const`) and kept whether a
+            // rule refers to them or not (`persist`): both words hold.
+            if self.eat_kw("persist") || self.eat_kw("const") {
                 continue;
+            }
+            if self.is_kw("counters") {
+                return Err(self.err(self.pos(), "table counters are not supported by dpf"));
             }
             if self.is_kw("file") {
                 return Err(self.err(self.pos(), "table files are not supported by dpf"));
@@ -674,14 +712,13 @@ impl Parser<'_> {
         } else {
             None
         };
-        let mut log = false;
         let mut quick = false;
         for _ in 0..2 {
-            if !log && self.eat_kw("log") {
-                log = true;
-                if self.peek() == Some(&Tok::LParen) {
-                    return Err(self.err(self.pos(), "log options are not supported by dpf"));
-                }
+            if self.is_kw("log") {
+                return Err(self.err(
+                    self.pos(),
+                    "log is not supported by dpf (no pflog logging yet)",
+                ));
             } else if !quick && self.eat_kw("quick") {
                 quick = true;
             }
@@ -742,7 +779,6 @@ impl Parser<'_> {
             action,
             block,
             dir,
-            log,
             quick,
             ifaces,
             af,
@@ -753,6 +789,7 @@ impl Parser<'_> {
             icmp: Vec::new(),
             state: None,
             label: None,
+            allow_opts: false,
         };
         self.filter_opts(&mut rule)?;
         self.finish()?;
@@ -841,9 +878,24 @@ impl Parser<'_> {
                     let (l, _) = self.string("a label")?;
                     rule.label = Some(l);
                 }
+                "allow-opts" => {
+                    if rule.allow_opts {
+                        return Err(self.err(pos, "allow-opts cannot be redefined"));
+                    }
+                    if rule.action == Action::Block {
+                        return Err(self.err(pos, "allow-opts on block rules doesn't make sense"));
+                    }
+                    self.i += 1;
+                    rule.allow_opts = true;
+                }
+                "log" => {
+                    return Err(
+                        self.err(pos, "log is not supported by dpf (no pflog logging yet)")
+                    );
+                }
                 _ => {
                     return Err(self.unexpected(
-                        "flags, icmp-type, icmp6-type, keep state, no state, label or end of line",
+                        "flags, icmp-type, icmp6-type, keep state, no state, allow-opts, label or end of line",
                     ))
                 }
             }
@@ -978,7 +1030,6 @@ impl Parser<'_> {
     fn xhost(&mut self) -> Result<HostItem, RuleError> {
         let start = self.pos();
         let not = self.eat(&Tok::Bang);
-        let pos = self.pos();
         if self.eat(&Tok::Lt) {
             let (name, npos) = self.string("a table name")?;
             self.expect(&Tok::Gt, "'>' after the table name")?;
@@ -989,11 +1040,17 @@ impl Parser<'_> {
                 pos: start,
             });
         }
-        if self.peek() == Some(&Tok::LParen) {
-            return Err(self.err(
-                pos,
-                "dynamic interface addresses '(if)' are not supported by dpf",
-            ));
+        if self.eat(&Tok::LParen) {
+            // `(if)`: dpf's interface addresses are fixed by the
+            // configuration, so the dynamic form is the static one.
+            let (name, npos) = self.string("an interface name")?;
+            self.expect(&Tok::RParen, "')' after the interface name")?;
+            let (name, modifier) = iface_with_modifier(self, &name, npos)?;
+            return Ok(HostItem {
+                not,
+                host: HostAst::Iface { name, modifier },
+                pos: start,
+            });
         }
         let (s, pos) = self.string("an address, a network, <table>, self or any")?;
         let host = match s.as_str() {
@@ -1010,10 +1067,18 @@ impl Parser<'_> {
             _ => {
                 let ip: std::net::IpAddr = match s.parse() {
                     Ok(ip) => ip,
+                    Err(_) if is_iface_word(&s) => {
+                        let (name, modifier) = iface_with_modifier(self, &s, pos)?;
+                        return Ok(HostItem {
+                            not,
+                            host: HostAst::Iface { name, modifier },
+                            pos: start,
+                        });
+                    }
                     Err(_) => {
                         return Err(self.err(
                             pos,
-                            format!("unknown host '{s}': expected an IPv4/IPv6 address, network, <table>, self or any (dpf resolves no names)"),
+                            format!("unknown host '{s}': expected an IPv4/IPv6 address, network, <table>, an interface or group name, self or any (dpf resolves no host names)"),
                         ))
                     }
                 };
@@ -1117,6 +1182,47 @@ fn unknown_timeout(name: &str) -> String {
             all.join(", ")
         )
     }
+}
+
+/// Whether `w` can be an interface or group name (letters first, then
+/// letters, digits, `_` and `-`, with an optional `:modifier`); a dotted
+/// word is a host name, which dpf does not resolve.
+fn is_iface_word(w: &str) -> bool {
+    let name = w.split(':').next().unwrap_or("");
+    name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+}
+
+/// Splits `name[:modifier]`; `:peer` and unknown modifiers are errors.
+fn iface_with_modifier(
+    p: &Parser<'_>,
+    word: &str,
+    pos: Pos,
+) -> Result<(String, IfaceModifier), RuleError> {
+    let (name, modifier) = match word.split_once(':') {
+        None => (word, IfaceModifier::Addresses),
+        Some((n, "network")) => (n, IfaceModifier::Network),
+        Some((n, "broadcast")) => (n, IfaceModifier::Broadcast),
+        Some((n, "0")) => (n, IfaceModifier::NoAliases),
+        Some((_, "peer")) => {
+            return Err(p.err(
+                pos,
+                "':peer' is not supported by dpf (no point-to-point interfaces)",
+            ))
+        }
+        Some((_, m)) => {
+            return Err(p.err(
+                pos,
+                format!("unknown interface modifier ':{m}' (network, broadcast, 0)"),
+            ))
+        }
+    };
+    if !is_iface_word(name) {
+        return Err(p.err(pos, format!("invalid interface name '{name}'")));
+    }
+    Ok((name.to_string(), modifier))
 }
 
 fn check_table_name(p: &Parser<'_>, name: &str, pos: Pos) -> Result<(), RuleError> {

@@ -24,10 +24,35 @@ fn self_addrs() -> Vec<(Af, Addr)> {
     vec![ip("10.1.2.3"), ip("2001:db8::1")]
 }
 
+/// The names of the test box: lan0 holds 10.1.2.3/24 and 2001:db8::1/64
+/// (the `self` addresses), carp1 the VIP 10.1.2.254 on lan0, and the
+/// groups `carp` and `internal` hold carp1.
+fn names() -> Vec<NamedInterface> {
+    let lan = vec![
+        (Af::Inet, ip("10.1.2.3").1, 24),
+        (Af::Inet6, ip("2001:db8::1").1, 64),
+    ];
+    let vip = vec![(Af::Inet, ip("10.1.2.254").1, 24)];
+    let named = |name: &str, ports: u32, addrs: &Vec<(Af, Addr, u8)>| NamedInterface {
+        name: name.into(),
+        ports,
+        addrs: addrs.clone(),
+    };
+    vec![
+        named("lan0", 1 << LAN.0, &lan),
+        named("wan0", 1 << WAN.0, &vec![]),
+        named("carp1", 1 << LAN.0, &vip),
+        named("carp", 1 << LAN.0, &vip),
+        named("internal", 1 << LAN.0, &vip),
+    ]
+}
+
 fn compile_with(src: &str, selfs: &[(Af, Addr)]) -> Result<Ruleset, RuleError> {
+    let names = names();
     let env = RuleEnv {
         interfaces: IFS,
         self_addrs: selfs,
+        names: &names,
     };
     Ruleset::compile(src, "pf.conf", &env)
 }
@@ -274,8 +299,8 @@ fn every_rule_keyword_in_canonical_text() {
         ("block", "block drop all"),
         ("block drop in all", "block drop in all"),
         (
-            "block return out log quick on wan0",
-            "block return out log quick on wan0 all",
+            "block return out quick on wan0",
+            "block return out quick on wan0 all",
         ),
         (
             "block return-rst proto tcp",
@@ -283,8 +308,8 @@ fn every_rule_keyword_in_canonical_text() {
         ),
         ("block return-icmp", "block return-icmp all"),
         (
-            "pass quick log on ! wan0",
-            "pass log quick on ! wan0 all flags S/SA",
+            "pass quick on ! wan0 allow-opts",
+            "pass quick on ! wan0 all flags S/SA allow-opts",
         ),
         ("pass on !wan0 inet6", "pass on ! wan0 inet6 all flags S/SA"),
         ("pass proto 47", "pass proto gre all"),
@@ -352,9 +377,16 @@ fn every_rule_keyword_in_canonical_text() {
             "pass proto udp label \"dns \\\"in\\\"\"",
             "pass proto udp all label \"dns \\\"in\\\"\"",
         ),
+        ("pass from self", "pass from self to any flags S/SA"),
+        ("pass to lan0", "pass from any to lan0 flags S/SA"),
+        ("pass to (lan0)", "pass from any to lan0 flags S/SA"),
         (
-            "pass from self",
-            "pass inet from 10.1.2.3 to any flags S/SA",
+            "pass from lan0:network",
+            "pass from lan0:network to any flags S/SA",
+        ),
+        (
+            "pass on lan0 allow-opts",
+            "pass on lan0 all flags S/SA allow-opts",
         ),
         ("table <t> { 10/8 }", ""),
     ];
@@ -366,11 +398,7 @@ fn every_rule_keyword_in_canonical_text() {
         let r = rs(src);
         assert_eq!(r.rule_text(0), *want, "for {src}");
     }
-    assert_eq!(rs("pass from self").len(), 2);
-    assert_eq!(
-        rs("pass from self").rule_text(1),
-        "pass inet6 from 2001:db8::1 to any flags S/SA"
-    );
+    assert_eq!(rs("pass from self").len(), 1);
     assert_eq!(rs("pass").rule_text(5), "");
 }
 
@@ -405,7 +433,7 @@ fn port_operators_parse_all_forms() {
 fn tables_parse_with_negation_self_and_forward_use() {
     let r = rs(r#"
 pass from <late>
-table <late> persist const counters { 10.0.0.0/8, !10.1.0.0/16
+table <late> persist const { 10.0.0.0/8, !10.1.0.0/16
     2001:db8::/32 self }
 table <empty> persist
 "#);
@@ -430,6 +458,12 @@ table <empty> persist
     assert_err("table <a> { any }", 1, 13, "must be an address");
     assert_err("table <a> { <b> }", 1, 13, "must be an address");
     assert_err("table <a> file \"/etc/x\"", 1, 11, "not supported");
+    assert_err(
+        "table <a> counters { 1.2.3.4 }",
+        1,
+        11,
+        "table counters are not supported",
+    );
     assert_err(
         "table <abcdefghijabcdefghijabcdefghijxx> { }",
         1,
@@ -460,7 +494,7 @@ block
     assert_eq!(r.options.timeouts.secs(TimeoutClass::IcmpFirst), 5);
     assert_eq!(r.options.timeouts.secs(TimeoutClass::OtherSingle), 7);
     assert_eq!(r.options.timeouts.secs(TimeoutClass::TcpFirst), 120);
-    assert_eq!(r.options.skip, vec![IfIndex(3), DMZ]);
+    assert_eq!(r.options.skip_mask, 1 << 3 | 1 << DMZ.0);
     assert!(r.is_skipped(IfIndex(3)) && r.is_skipped(DMZ) && !r.is_skipped(LAN));
     assert_eq!(r.options.block_policy, BlockPolicy::Return);
     assert_eq!(r.rule_text(0), "block return all");
@@ -483,7 +517,8 @@ fn set_errors() {
     assert_err("set timeout tcp.first x", 1, 23, "not a number");
     assert_err("set limit frags 5", 1, 11, "only 'states'");
     assert_err("set limit states 99999999999", 1, 18, "out of range");
-    assert_err("set skip on eth7", 1, 13, "unknown interface eth7");
+    // pf skips names that do not exist (`set skip on lo`).
+    assert_eq!(rs("set skip on { lo eth7 }").options.skip_mask, 0);
     assert_err("set skip lo0", 1, 10, "expected 'on'");
     assert_err("set block-policy maybe", 1, 18, "unknown block-policy");
     assert_err(
@@ -672,7 +707,7 @@ fn rule_errors_carry_line_and_column() {
         "unknown host 'www.example.com'",
     );
     assert_err("pass from ! any", 1, 13, "'any' cannot be negated");
-    assert_err("pass from (lan0)", 1, 11, "not supported");
+    assert_err("pass from (lan0", 1, 11, "unbalanced");
     assert_err("pass from no-route", 1, 11, "not supported");
     assert_err("pass from { }", 1, 13, "empty list");
     assert_err("pass quick in", 1, 12, "unexpected 'in'");
@@ -683,7 +718,14 @@ fn rule_errors_carry_line_and_column() {
         "unexpected end of line, expected an interface name",
     );
     assert_err("pass from 10.0.0.1 frob", 1, 20, "unexpected 'frob'");
-    assert_err("pass log (all)", 1, 10, "log options are not supported");
+    assert_err("pass log (all)", 1, 6, "log is not supported by dpf");
+    assert_err("pass in log quick all", 1, 9, "log is not supported by dpf");
+    assert_err(
+        "pass in all allow-opts allow-opts",
+        1,
+        24,
+        "allow-opts cannot be redefined",
+    );
     assert_err(
         "nat on wan0 to any -> 1.2.3.4",
         1,
@@ -697,14 +739,15 @@ fn rule_errors_carry_line_and_column() {
 }
 
 #[test]
-fn self_needs_addresses() {
-    let e = compile_with("pass to self", &[]).unwrap_err();
-    assert_eq!(
-        (e.line, e.col, e.msg.as_str()),
-        (1, 9, "no IP address found for self")
-    );
-    let e = compile_with("table <s> { self }", &[]).unwrap_err();
-    assert_eq!((e.line, e.col), (1, 13));
+fn self_without_addresses_matches_nothing() {
+    // A bridge has no address: `self` is the empty set (pf resolves it at
+    // run time to the box's addresses, which may be none).
+    let r = compile_with("block in all\npass in to self no state", &[]).unwrap();
+    assert_eq!(decider(&r, &syn("1.1.1.1", 1, "10.1.2.3", 22)), Some(0));
+    let r = compile_with("block in to ! self", &[]).unwrap();
+    assert_eq!(decider(&r, &syn("1.1.1.1", 1, "10.1.2.3", 22)), Some(0));
+    let r = compile_with("table <s> { self }\npass to <s>", &[]).unwrap();
+    assert_eq!(r.tables().collect::<Vec<_>>(), vec![("s", 0)]);
 }
 
 #[test]
@@ -714,7 +757,7 @@ table <t> { 10.0.0.0/8 !10.1.0.0/16 }
 set block-policy return
 block
 block return-rst in quick on ! lan0 proto tcp from <t> port 1024:2048 to ! <t> port 22 >< 25
-block return-icmp out log on wan0 inet6 proto udp from 2001:db8::/48 port != 53 to fe80::1 port 1 <> 9
+block return-icmp out on wan0 inet6 proto udp from 2001:db8::/48 port != 53 to fe80::1 port 1 <> 9
 pass in on lan0 proto { tcp udp } from self to { 10.0.0.0/8, 192.0.2.7 } port { > 1023, <= 80 }
 pass inet proto icmp icmp-type { echoreq, unreach code needfrag } keep state (sloppy, max 3)
 pass inet6 proto icmp6 icmp6-type neighbrsol no state
@@ -921,17 +964,18 @@ block to ! <nets>
 #[test]
 fn self_matches_the_box() {
     let r = rs("block in all\npass in to self no state");
-    assert_eq!(r.len(), 3);
+    assert_eq!(r.len(), 2, "self is one set, not one rule per address");
+    assert_eq!(texts(&r)[1], "pass in from any to self no state");
     assert_eq!(decider(&r, &syn("1.1.1.1", 1, "10.1.2.3", 22)), Some(1));
     assert_eq!(
         decider(&r, &syn("2001:db8::9", 1, "2001:db8::1", 22)),
-        Some(2)
+        Some(1)
     );
     assert_eq!(decider(&r, &syn("1.1.1.1", 1, "10.1.2.4", 22)), Some(0));
-    // pf.conf(5): a negated list expands per element; `! self` with two
-    // addresses of different families gives one rule per family here.
+    // `! self` is "none of the box's addresses" (pf's dynamic `self`).
     let r = rs("block in to ! self");
     assert_eq!(decider(&r, &syn("1.1.1.1", 1, "10.1.2.3", 22)), None);
+    assert_eq!(decider(&r, &syn("2001:db8::9", 1, "2001:db8::1", 22)), None);
     assert_eq!(decider(&r, &syn("1.1.1.1", 1, "10.1.2.4", 22)), Some(0));
     // A table of self is the way to say "none of these".
     let two = [ip("10.1.2.3"), ip("10.1.2.4")];
@@ -940,8 +984,9 @@ fn self_matches_the_box() {
     assert_eq!(decider(&r, &syn("1.1.1.1", 1, "10.1.2.4", 22)), None);
     assert_eq!(decider(&r, &syn("1.1.1.1", 1, "10.1.2.5", 22)), Some(0));
     let r = compile_with("block in to ! self", &two).unwrap();
-    assert_eq!(r.len(), 2);
-    assert_eq!(decider(&r, &syn("1.1.1.1", 1, "10.1.2.3", 22)), Some(1));
+    assert_eq!(r.len(), 1);
+    assert_eq!(decider(&r, &syn("1.1.1.1", 1, "10.1.2.3", 22)), None);
+    assert_eq!(decider(&r, &syn("1.1.1.1", 1, "10.1.2.5", 22)), Some(0));
 }
 
 #[test]
@@ -1133,7 +1178,7 @@ fn block_return_modes() {
 
 #[test]
 fn decision_carries_rule_options() {
-    let r = rs("set timeout udp.first 30\npass log quick proto udp keep state (max 5, no-sync, udp.first 9, udp.multiple 8)");
+    let r = rs("set timeout udp.first 30\npass quick proto udp keep state (max 5, no-sync, udp.first 9, udp.multiple 8) allow-opts");
     let d = eval(&r, &udp("1.1.1.1", 1, "2.2.2.2", 53));
     assert_eq!(
         d,
@@ -1144,7 +1189,7 @@ fn decision_carries_rule_options() {
             sloppy: false,
             no_sync: true,
             max_states: Some(5),
-            log: true,
+            allow_opts: true,
             quick: true,
             return_mode: ReturnMode::None,
         }
@@ -1305,7 +1350,7 @@ pass in inet proto icmp icmp-type $icmp_types
     assert_eq!((d.action, d.keep_state), (Action::Pass, true));
     assert_eq!(
         r.rule_text(d.rule.unwrap() as usize),
-        "pass in on wan0 inet proto tcp from any to 10.1.2.3 port = ssh flags S/SA"
+        "pass in on wan0 inet proto tcp from any to self port = ssh flags S/SA"
     );
     // Telnet does not.
     let d = eval(&r, &ext(syn("198.51.100.7", 40000, "10.1.2.3", 23)));
@@ -1440,7 +1485,7 @@ mod prop {
     fn build_rule(
         action: usize,
         dir: usize,
-        log: bool,
+        allow_opts: bool,
         quick: bool,
         ifc: usize,
         class: u8,
@@ -1518,27 +1563,31 @@ mod prop {
             None => "",
         };
         format!(
-            "{action}{}{}{}{}{af_text}{pr} from {}{} to {}{}{flags}{icmp}{state}",
+            "{action}{}{}{}{af_text}{pr} from {}{} to {}{}{flags}{icmp}{state}{}",
             DIRS[dir],
-            if log { " log" } else { "" },
             if quick { " quick" } else { "" },
             IFACES[ifc],
             addr(addrs[0]),
             port(ports[0]),
             addr(addrs[1]),
             port(ports[1]),
+            if allow_opts && action == "pass" {
+                " allow-opts"
+            } else {
+                ""
+            },
         )
     }
 
     prop_compose! {
         fn rule_text()(
-            action in 0..ACTIONS.len(), dir in 0..DIRS.len(), log in any::<bool>(), quick in proptest::bool::weighted(0.2),
+            action in 0..ACTIONS.len(), dir in 0..DIRS.len(), allow_opts in any::<bool>(), quick in proptest::bool::weighted(0.2),
             ifc in 0..IFACES.len(), class in any::<u8>(), af_pick in any::<u8>(),
             a0 in (any::<u8>(), any::<usize>()), a1 in (any::<u8>(), any::<usize>()),
             p0 in proptest::option::of(any::<usize>()), p1 in proptest::option::of(any::<usize>()),
             flags in 0..FLAGS.len(), state in 0..STATES.len(), icmp_t in any::<usize>(),
         ) -> String {
-            build_rule(action, dir, log, quick, ifc, class, af_pick, [a0, a1], [p0, p1], flags, state, icmp_t)
+            build_rule(action, dir, allow_opts, quick, ifc, class, af_pick, [a0, a1], [p0, p1], flags, state, icmp_t)
         }
     }
 
@@ -1650,8 +1699,8 @@ mod prop {
     }
 
     fn ref_matches(rs: &Ruleset, r: &compile::Rule, p: &PacketInfo) -> bool {
-        if let Some((i, not)) = r.ifp {
-            if (p.ifindex == i) == not {
+        if let Some((ports, not)) = r.ifp {
+            if (ports & (1 << p.ifindex.0) != 0) == not {
                 return false;
             }
         }
@@ -1757,7 +1806,7 @@ mod prop {
                         want_bytes[i] += p.ip_len as u64;
                         prop_assert_eq!(d.action, r.action);
                         prop_assert_eq!(d.quick, r.quick);
-                        prop_assert_eq!(d.log, r.log);
+                        prop_assert_eq!(d.allow_opts, r.allow_opts);
                         prop_assert_eq!(d.max_states, r.max_states);
                         if d.action == Action::Block {
                             prop_assert!(!d.keep_state);
@@ -1826,4 +1875,145 @@ mod prop {
             let _ = compile_with(&format!("{TABLES}{src}"), &self_addrs());
         }
     }
+}
+
+#[test]
+fn interface_names_and_groups_stand_for_their_addresses() {
+    // The FAQ's `pass in on fxp0 proto tcp to carp0 port 22`, with dpf's
+    // names.
+    let r = rs("block in all\npass in on wan0 proto tcp to carp1 port 22");
+    let ssh = |dst: &str| on(syn("198.51.100.7", 40000, dst, 22), WAN, Direction::In);
+    assert_eq!(decider(&r, &ssh("10.1.2.254")), Some(1), "the VIP");
+    assert_eq!(decider(&r, &ssh("10.1.2.3")), Some(0), "not the box's own");
+    assert_eq!(
+        r.rule_text(1),
+        "pass in on wan0 proto tcp from any to carp1 port = ssh flags S/SA"
+    );
+    // lan0 = its addresses; lan0:network = its networks; (lan0) = lan0.
+    let r = rs("block in all\npass in to lan0 no state");
+    assert_eq!(decider(&r, &syn("1.1.1.1", 1, "10.1.2.3", 22)), Some(1));
+    assert_eq!(decider(&r, &syn("2001:db8::9", 1, "2001:db8::1", 22)), Some(1));
+    assert_eq!(decider(&r, &syn("1.1.1.1", 1, "10.1.2.4", 22)), Some(0));
+    let r = rs("block in all\npass in from lan0:network no state");
+    assert_eq!(decider(&r, &syn("10.1.2.77", 1, "8.8.8.8", 53)), Some(1));
+    assert_eq!(decider(&r, &syn("2001:db8::77", 1, "2001:db8:9::1", 53)), Some(1));
+    assert_eq!(decider(&r, &syn("10.1.3.77", 1, "8.8.8.8", 53)), Some(0));
+    let r = rs("block in all\npass in to lan0:broadcast no state");
+    assert_eq!(decider(&r, &syn("10.1.2.77", 1, "10.1.2.255", 53)), Some(1));
+    assert_eq!(decider(&r, &syn("10.1.2.77", 1, "10.1.2.3", 53)), Some(0));
+    let r = rs("block in all\npass in to (lan0) no state");
+    assert_eq!(decider(&r, &syn("1.1.1.1", 1, "10.1.2.3", 22)), Some(1));
+    // `! lan0` is one negated set.
+    let r = rs("block in to ! lan0");
+    assert_eq!(r.len(), 1);
+    assert_eq!(decider(&r, &syn("2001:db8::9", 1, "2001:db8::1", 22)), None);
+    assert_eq!(decider(&r, &syn("1.1.1.1", 1, "10.1.2.9", 22)), Some(0));
+    // Groups: `on carp` is the carpdevs, `to internal` the group's VIPs.
+    let r = rs("block in all\npass in on carp to internal no state");
+    assert_eq!(
+        decider(
+            &r,
+            &on(syn("1.1.1.1", 1, "10.1.2.254", 22), LAN, Direction::In)
+        ),
+        Some(1)
+    );
+    assert_eq!(
+        decider(
+            &r,
+            &on(syn("1.1.1.1", 1, "10.1.2.254", 22), WAN, Direction::In)
+        ),
+        Some(0)
+    );
+    // Tables take interface names too.
+    let r = rs("table <mine> { lan0 carp1 }\nblock in all\npass in to <mine> no state");
+    assert_eq!(decider(&r, &syn("1.1.1.1", 1, "10.1.2.254", 22)), Some(1));
+    assert_eq!(r.tables().collect::<Vec<_>>(), vec![("mine", 3)]);
+    assert_err(
+        "pass to nosuch0",
+        1,
+        9,
+        "unknown interface or group 'nosuch0'",
+    );
+    assert_err("pass to lan0:peer", 1, 9, "':peer' is not supported");
+    assert_err("pass to lan0:bogus", 1, 9, "unknown interface modifier");
+    assert_err("pass on nosuch0", 1, 9, "unknown interface nosuch0");
+}
+
+#[test]
+fn set_skip_on_names_one_interface_or_group() {
+    let r = rs("set skip on { lo, lan0 }\nblock all");
+    assert!(r.is_skipped(LAN) && !r.is_skipped(WAN));
+    let r = rs("set skip on carp\nblock all");
+    assert!(
+        r.is_skipped(LAN) && !r.is_skipped(WAN),
+        "a group skips its members"
+    );
+}
+
+#[test]
+fn every_error_of_a_file_is_reported() {
+    let names = names();
+    let env = RuleEnv {
+        interfaces: IFS,
+        self_addrs: &[],
+        names: &names,
+    };
+    let src = "pass in frob\nblock all\npass log all\npass to <nope>\npass on nosuch0\n";
+    let errs = match Ruleset::compile_all(src, "pf.conf", &env) {
+        Ok(_) => panic!("compiled"),
+        Err(e) => e,
+    };
+    let at: Vec<(u32, u32)> = errs.iter().map(|e| (e.line, e.col)).collect();
+    assert_eq!(at, vec![(1, 9), (3, 6), (4, 9), (5, 9)], "{errs:?}");
+    // compile() is the first of them.
+    assert_eq!(Ruleset::compile(src, "pf.conf", &env).unwrap_err(), errs[0]);
+}
+
+#[test]
+fn rule_max_is_counted_across_reservations_and_releases() {
+    let r = rs("pass proto udp keep state (max 2)\npass proto tcp");
+    assert!(r.reserve_rule_state(0));
+    assert!(r.reserve_rule_state(0));
+    assert!(!r.reserve_rule_state(0), "the third state is refused");
+    assert_eq!(r.rule_states(0), 2);
+    r.release_rule_state(0);
+    assert!(r.reserve_rule_state(0));
+    // Rules without max count nothing and never refuse.
+    for _ in 0..10 {
+        assert!(r.reserve_rule_state(1));
+    }
+    assert_eq!(r.rule_states(1), 0);
+    // A clone shares the counts (every worker holds the same ruleset).
+    let c = r.clone();
+    assert!(!c.reserve_rule_state(0));
+    // Tags name the rule only in the ruleset that made them.
+    let tag = r.state_rule_tag(0);
+    assert_eq!(r.rule_of_tag(tag), Some(0));
+    let other = rs("pass proto udp keep state (max 2)");
+    assert_eq!(other.rule_of_tag(tag), None);
+    assert_eq!(r.rule_of_tag(u32::MAX), None);
+}
+
+#[test]
+fn allow_opts_is_carried_by_the_decision() {
+    let r = rs("pass in proto tcp allow-opts\npass out proto tcp");
+    assert!(
+        eval(
+            &r,
+            &on(syn("1.1.1.1", 1, "2.2.2.2", 22), LAN, Direction::In)
+        )
+        .allow_opts
+    );
+    assert!(
+        !eval(
+            &r,
+            &on(syn("1.1.1.1", 1, "2.2.2.2", 22), LAN, Direction::Out)
+        )
+        .allow_opts
+    );
+    assert!(
+        !Decision::DEFAULT_PASS.allow_opts,
+        "pf's default rule allows no options"
+    );
+    assert_err("block allow-opts", 1, 7, "allow-opts on block rules");
 }

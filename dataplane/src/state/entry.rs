@@ -115,6 +115,12 @@ pub mod state_flags {
     /// sent since its last update); each side's first packet here re-anchors
     /// that side's window and clears its bit, then tracking is strict again.
     pub const SYNCED_DST: u16 = 0x2000;
+    /// Internal, never on the wire: the state's rule has `keep state
+    /// (<timeout> N)` overrides; its expiry uses the rule's timeouts.
+    pub const RULE_TIMEOUTS: u16 = 0x1000;
+    /// Internal, never on the wire: the state counts against its rule's
+    /// `max` and gives its place back when it goes.
+    pub const RULE_COUNTED: u16 = 0x0800;
     /// The bits pfsync carries (pf's PFSTATE_* up to INP_UNLINKED).
     pub const WIRE: u16 = 0x07ff;
 }

@@ -569,21 +569,27 @@ impl Shard {
         timeouts: &Timeouts,
         mut on_expired: impl FnMut(&State),
     ) -> usize {
-        self.expire_slice_visit(now, budget_slots, timeouts, |st, expired| {
-            if expired {
-                on_expired(st)
-            }
-        })
+        self.expire_slice_visit(
+            now,
+            budget_slots,
+            |_| timeouts,
+            |st, expired| {
+                if expired {
+                    on_expired(st)
+                }
+            },
+        )
     }
 
     /// [`Shard::expire_slice`] that hands every state it examines to
     /// `visit`: `(state, true)` for one it removed, `(state, false)` for one
-    /// it keeps (pfsync re-sends the live states marked owed).
-    pub fn expire_slice_visit(
+    /// it keeps (pfsync re-sends the live states marked owed). `timeouts`
+    /// gives each state's timeouts (a rule's `keep state (<timeout> N)`).
+    pub fn expire_slice_visit<'t>(
         &mut self,
         now: Instant,
         budget_slots: usize,
-        timeouts: &Timeouts,
+        timeouts: impl Fn(&State) -> &'t Timeouts,
         mut visit: impl FnMut(&mut State, bool),
     ) -> usize {
         let cap = self.slab.len();
@@ -597,7 +603,7 @@ impl Shard {
             let expired = self
                 .slab
                 .get(i)
-                .is_some_and(|st| st.is_expired(now, timeouts));
+                .is_some_and(|st| st.is_expired(now, timeouts(st)));
             if expired {
                 if let Some(mut st) = self.remove(SlotId(i as u32)) {
                     visit(&mut st, true);

@@ -49,8 +49,11 @@ pub struct StateOptions {
     /// The rule had `flags any`: a TCP state may start from a packet that is
     /// not an initial SYN (pf then picks the connection up mid-stream).
     pub any_flags: bool,
-    /// Number of the rule that created the state.
+    /// The rule tag of the rule that created the state
+    /// (`Ruleset::state_rule_tag`).
     pub rule: u32,
+    /// `allow-opts`: later packets with IP options pass by this state.
+    pub allow_opts: bool,
 }
 
 impl Default for StateOptions {
@@ -60,6 +63,7 @@ impl Default for StateOptions {
             no_sync: false,
             any_flags: false,
             rule: super::entry::NO_RULE,
+            allow_opts: false,
         }
     }
 }
@@ -162,6 +166,9 @@ pub fn new_state(
     st.direction = pkt.dir;
     if opts.sloppy {
         st.state_flags |= state_flags::SLOPPY;
+    }
+    if opts.allow_opts {
+        st.state_flags |= state_flags::ALLOWOPTS;
     }
     if opts.no_sync || pkt.proto == proto::PFSYNC {
         st.state_flags |= state_flags::NOSYNC;

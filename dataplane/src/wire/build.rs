@@ -265,6 +265,7 @@ fn ip_info(c: &Classified) -> Result<(PacketInfo, u16, bool), WireError> {
             info,
             l4_offset,
             fragment,
+            ..
         } => Ok((info, l4_offset, fragment)),
         _ => Err(WireError::NotAnswerable),
     }

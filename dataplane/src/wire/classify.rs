@@ -1,8 +1,10 @@
 //! The fast path's parse pass: one Ethernet frame to a [`Classified`]
 //! summary with a complete [`PacketInfo`].
 //!
-//! Ethernet [+ one 802.1Q tag] -> ARP | IPv4 | IPv6 (extension headers
-//! walked) -> TCP | UDP | ICMP | ICMPv6 | other. Every length is checked
+//! Ethernet [+ up to two VLAN tags, 802.1Q or 802.1ad] -> ARP | IPv4
+//! (options walked) | IPv6 (extension headers walked) -> TCP | UDP | ICMP |
+//! ICMPv6 | other. A third tag is [`FrameKind::Other`] with the tag's
+//! EtherType, so nothing hides behind a stack dpf does not walk. Every length is checked
 //! and a failure names what was wrong ([`WireError`]); the IPv4 header
 //! checksum is verified (not under `cfg(fuzzing)`), transport checksums are
 //! not (see `tcp::Packet::verify_checksum` and friends).
@@ -40,11 +42,15 @@ pub struct Classified {
     pub dst_mac: EthernetAddress,
     /// Source MAC.
     pub src_mac: EthernetAddress,
-    /// 802.1Q VLAN identifier (12 bits) if the frame was tagged.
+    /// 802.1Q VLAN identifier (12 bits) of the innermost tag, if the frame
+    /// was tagged.
     pub vlan: Option<u16>,
+    /// How many VLAN tags (802.1Q 0x8100, 802.1ad 0x88a8, 0x9100) precede
+    /// the payload (0 to [`MAX_VLAN_TAGS`]).
+    pub vlan_tags: u8,
     /// EtherType of the payload (after the tag).
     pub ethertype: EtherType,
-    /// Offset of the ARP or IP header (14 or 18).
+    /// Offset of the ARP or IP header (14, 18 or 22).
     pub l3_offset: u16,
     /// The payload.
     pub kind: FrameKind,
@@ -66,10 +72,17 @@ pub enum FrameKind {
         l4_offset: u16,
         /// Whether the packet is a fragment (first or not).
         fragment: bool,
+        /// IPv4 options or IPv6 routing / hop-by-hop options that pf
+        /// blocks unless the deciding rule says `allow-opts` (router alert
+        /// is allowed on IGMP and MLD, as pf allows it).
+        ip_options: bool,
     },
     /// Any other EtherType.
     Other,
 }
+
+/// The most VLAN tags dpf walks to reach the payload.
+pub const MAX_VLAN_TAGS: usize = 2;
 
 /// Parses one Ethernet frame received (`dir`) on `ifindex`.
 #[inline(always)]
@@ -151,6 +164,7 @@ fn classify_common_v4(frame: &[u8], ifindex: IfIndex, dir: Direction) -> Option<
         dst_mac: mac(0),
         src_mac: mac(6),
         vlan: None,
+        vlan_tags: 0,
         ethertype: EtherType::IPV4,
         l3_offset: L3 as u16,
         kind: FrameKind::Ip {
@@ -169,6 +183,7 @@ fn classify_common_v4(frame: &[u8], ifindex: IfIndex, dir: Direction) -> Option<
             },
             l4_offset: L4 as u16,
             fragment: false,
+            ip_options: false,
         },
     })
 }
@@ -181,13 +196,30 @@ pub fn classify_any(
     dir: Direction,
 ) -> Result<Classified, WireError> {
     let eth = ethernet::Frame::new_checked(frame)?;
-    let l3_offset = eth.header_len();
-    let ethertype = eth.ethertype();
+    let mut l3_offset = ethernet::HEADER_LEN;
+    let mut ethertype = eth.outer_ethertype();
+    let mut vlan = None;
+    let mut vlan_tags = 0u8;
+    while is_vlan_tag(ethertype) {
+        if usize::from(vlan_tags) == MAX_VLAN_TAGS {
+            // A stack deeper than dpf walks: its payload is unknown.
+            break;
+        }
+        let tag = frame
+            .get(l3_offset..l3_offset + 4)
+            .ok_or(WireError::Truncated)?;
+        vlan = Some(be16(tag, 0) & 0x0fff);
+        ethertype = EtherType(be16(tag, 2));
+        vlan_tags += 1;
+        l3_offset += 4;
+    }
+    let payload = &frame[l3_offset..];
     let kind = match ethertype {
-        EtherType::IPV4 => ipv4_kind(eth.payload(), l3_offset, ifindex, dir)?,
-        EtherType::IPV6 => ipv6_kind(eth.payload(), l3_offset, ifindex, dir)?,
+        _ if is_vlan_tag(ethertype) => FrameKind::Other,
+        EtherType::IPV4 => ipv4_kind(payload, l3_offset, ifindex, dir)?,
+        EtherType::IPV6 => ipv6_kind(payload, l3_offset, ifindex, dir)?,
         EtherType::ARP => {
-            if eth.payload().len() < super::arp::PACKET_LEN {
+            if payload.len() < super::arp::PACKET_LEN {
                 return Err(WireError::Truncated);
             }
             FrameKind::Arp
@@ -197,11 +229,51 @@ pub fn classify_any(
     Ok(Classified {
         dst_mac: eth.dst_addr(),
         src_mac: eth.src_addr(),
-        vlan: eth.vlan_id(),
+        vlan,
+        vlan_tags,
         ethertype,
         l3_offset: l3_offset as u16,
         kind,
     })
+}
+
+/// The EtherTypes of a VLAN tag: 802.1Q, 802.1ad and the pre-standard
+/// QinQ 0x9100.
+#[inline]
+pub fn is_vlan_tag(t: EtherType) -> bool {
+    matches!(t.0, 0x8100 | 0x88a8 | 0x9100)
+}
+
+/// pf's `pf_walk_option` over IPv4 options: `Ok(true)` when an option
+/// other than end-of-list, no-op (and router alert on IGMP) is present,
+/// an error when an option is malformed (pf drops those whatever the rule).
+#[inline]
+fn ipv4_options(opts: &[u8], proto: u8) -> Result<bool, WireError> {
+    const EOL: u8 = 0;
+    const NOP: u8 = 1;
+    const ROUTER_ALERT: u8 = 148;
+    const IGMP: u8 = 2;
+    let mut bad = false;
+    let mut at = 0;
+    while at < opts.len() {
+        let ty = opts[at];
+        if ty == EOL {
+            break;
+        }
+        if ty == NOP {
+            at += 1;
+            continue;
+        }
+        let len = usize::from(*opts.get(at + 1).ok_or(WireError::Malformed)?);
+        if len < 2 || at + len > opts.len() {
+            return Err(WireError::Malformed);
+        }
+        if !(ty == ROUTER_ALERT && proto == IGMP) {
+            bad = true;
+        }
+        at += len;
+    }
+    Ok(bad)
 }
 
 #[inline(always)]
@@ -222,6 +294,10 @@ fn ipv4_kind(
     }
     let header_len = ip.header_len();
     let fragment = ip.is_fragment();
+    let ip_options = match bytes.get(20..header_len) {
+        Some(opts) if !opts.is_empty() => ipv4_options(opts, ip.protocol())?,
+        _ => false,
+    };
     let mut info = PacketInfo {
         af: Af::Inet,
         proto: ip.protocol(),
@@ -240,9 +316,10 @@ fn ipv4_kind(
     }
     Ok(FrameKind::Ip {
         info,
-        // header_len <= 60 and l3_offset <= 18.
+        // header_len <= 60 and l3_offset <= 22.
         l4_offset: (l3_offset + header_len) as u16,
         fragment,
+        ip_options,
     })
 }
 
@@ -280,12 +357,16 @@ fn ipv6_kind(
         let l4 = payload.get(upper.offset..).ok_or(WireError::Truncated)?;
         transport(&mut info, l4, upper.fragment)?;
     }
+    // Router alert is how MLD travels (RFC 2710 §3); pf lets it through.
+    let mld = matches!(info.l4, L4Info::Icmp(i) if matches!(i.icmp_type, 130..=132 | 143));
+    let ip_options = upper.routing || upper.hbh_options || (upper.router_alert && !mld);
     Ok(FrameKind::Ip {
         info,
         // The walk covers at most MAX_EXT_HEADERS headers of at most 2048
         // bytes each, so this is far below 65535.
         l4_offset: (l3_offset + ipv6::HEADER_LEN + upper.offset) as u16,
         fragment: upper.fragment,
+        ip_options,
     })
 }
 
@@ -468,6 +549,7 @@ mod tests {
                 info,
                 l4_offset,
                 fragment,
+                ..
             } => (info, l4_offset, fragment),
             other => panic!("not IP: {other:?}"),
         }
@@ -878,6 +960,7 @@ mod tests {
                 info,
                 l4_offset,
                 fragment,
+                ..
             } = c.kind
             else {
                 continue;

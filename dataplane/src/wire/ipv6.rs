@@ -57,6 +57,18 @@ pub mod ext {
     pub const NO_NEXT_HEADER: u8 = 59;
     /// Destination options.
     pub const DST_OPTIONS: u8 = 60;
+    /// IP authentication header (RFC 4302): length in 4-byte units.
+    pub const AH: u8 = 51;
+}
+
+/// Hop-by-hop option types pf tells apart (RFC 8200 §4.2, RFC 2711).
+pub mod hbh_option {
+    /// One byte of padding.
+    pub const PAD1: u8 = 0;
+    /// N bytes of padding.
+    pub const PADN: u8 = 1;
+    /// Router alert (MLD, RSVP).
+    pub const ROUTER_ALERT: u8 = 5;
 }
 
 /// A view of an IPv6 packet.
@@ -241,43 +253,48 @@ pub struct UpperLayer {
     /// Fragment offset in bytes. When non-zero there is no upper-layer
     /// header here: `offset` points at fragment data.
     pub frag_offset: u16,
+    /// A routing header (of a type other than 0) was walked: pf blocks
+    /// the packet unless the rule says `allow-opts`.
+    pub routing: bool,
+    /// The hop-by-hop header carried an option other than padding and
+    /// router alert (also blocked without `allow-opts`).
+    pub hbh_options: bool,
+    /// The hop-by-hop header carried a router alert (allowed for MLD).
+    pub router_alert: bool,
 }
 
-/// Walks hop-by-hop (0), routing (43), destination options (60) and
-/// fragment (44) headers starting with `next_header` over `payload`, and
-/// returns the upper-layer protocol and where it starts.
+/// Walks hop-by-hop (0), routing (43), destination options (60),
+/// authentication (51) and fragment (44) headers starting with
+/// `next_header` over `payload`, and returns the upper-layer protocol,
+/// where it starts and which options pf cares about (pf's
+/// `pf_walk_header6` / `pf_walk_option6`).
 ///
 /// Errors: [`WireError::Truncated`] when a header does not fit,
 /// [`WireError::BadIpv6ExtHeader`] for a hop-by-hop header that is not
-/// first (RFC 8200 §4.1) or a second fragment header,
-/// [`WireError::Ipv6RoutingType0`] for a type 0 routing header (RFC 5095
-/// §3; pf drops it), [`WireError::TooManyIpv6ExtHeaders`] past
-/// [`MAX_EXT_HEADERS`].
+/// first (RFC 8200 §4.1), a second fragment or routing header, or a
+/// malformed hop-by-hop option, [`WireError::Ipv6RoutingType0`] for a type
+/// 0 routing header (RFC 5095 §3; pf drops it),
+/// [`WireError::TooManyIpv6ExtHeaders`] past [`MAX_EXT_HEADERS`].
 #[inline]
 pub fn walk_ext_headers(next_header: u8, payload: &[u8]) -> Result<UpperLayer, WireError> {
     let mut nh = next_header;
-    let mut offset = 0usize;
-    let mut fragment = false;
+    let mut up = UpperLayer::default();
     let mut seen_fragment_header = false;
     for index in 0..=MAX_EXT_HEADERS {
         let at_ext = matches!(
             nh,
-            ext::HOP_BY_HOP | ext::ROUTING | ext::DST_OPTIONS | ext::FRAGMENT
+            ext::HOP_BY_HOP | ext::ROUTING | ext::DST_OPTIONS | ext::FRAGMENT | ext::AH
         );
         if !at_ext {
-            return Ok(UpperLayer {
-                protocol: nh,
-                offset,
-                fragment,
-                frag_offset: 0,
-            });
+            up.protocol = nh;
+            return Ok(up);
         }
         if index == MAX_EXT_HEADERS {
             break;
         }
         // Every extension header is at least 8 bytes.
         let hdr = payload
-            .get(offset..offset + 8)
+            .get(up.offset..up.offset + 8)
             .ok_or(WireError::Truncated)?;
         match nh {
             ext::FRAGMENT => {
@@ -289,34 +306,68 @@ pub fn walk_ext_headers(next_header: u8, payload: &[u8]) -> Result<UpperLayer, W
                 let frag_offset = off_m & 0xfff8;
                 let more = off_m & 0x0001 != 0;
                 nh = hdr[0];
-                offset += 8;
+                up.offset += 8;
                 if frag_offset != 0 {
-                    return Ok(UpperLayer {
-                        protocol: nh,
-                        offset,
-                        fragment: true,
-                        frag_offset,
-                    });
+                    up.protocol = nh;
+                    up.fragment = true;
+                    up.frag_offset = frag_offset;
+                    return Ok(up);
                 }
-                fragment = more;
+                up.fragment = more;
             }
             _ => {
                 if nh == ext::HOP_BY_HOP && index != 0 {
                     return Err(WireError::BadIpv6ExtHeader);
                 }
-                if nh == ext::ROUTING && hdr[2] == 0 {
-                    return Err(WireError::Ipv6RoutingType0);
+                if nh == ext::ROUTING {
+                    if hdr[2] == 0 {
+                        return Err(WireError::Ipv6RoutingType0);
+                    }
+                    if up.routing {
+                        return Err(WireError::BadIpv6ExtHeader);
+                    }
+                    up.routing = true;
                 }
-                let len = (usize::from(hdr[1]) + 1) * 8;
-                if offset + len > payload.len() {
-                    return Err(WireError::BadIpv6ExtHeader);
+                let len = if nh == ext::AH {
+                    (usize::from(hdr[1]) + 2) * 4
+                } else {
+                    (usize::from(hdr[1]) + 1) * 8
+                };
+                let body = payload
+                    .get(up.offset..up.offset + len)
+                    .ok_or(WireError::BadIpv6ExtHeader)?;
+                if nh == ext::HOP_BY_HOP {
+                    walk_hbh_options(&body[2..], &mut up)?;
                 }
                 nh = hdr[0];
-                offset += len;
+                up.offset += len;
             }
         }
     }
     Err(WireError::TooManyIpv6ExtHeaders)
+}
+
+/// The options of a hop-by-hop header (TLVs after its first two bytes).
+fn walk_hbh_options(opts: &[u8], up: &mut UpperLayer) -> Result<(), WireError> {
+    let mut at = 0;
+    while at < opts.len() {
+        let ty = opts[at];
+        if ty == hbh_option::PAD1 {
+            at += 1;
+            continue;
+        }
+        let len = usize::from(*opts.get(at + 1).ok_or(WireError::BadIpv6ExtHeader)?);
+        if at + 2 + len > opts.len() {
+            return Err(WireError::BadIpv6ExtHeader);
+        }
+        match ty {
+            hbh_option::PADN => {}
+            hbh_option::ROUTER_ALERT => up.router_alert = true,
+            _ => up.hbh_options = true,
+        }
+        at += 2 + len;
+    }
+    Ok(())
 }
 
 /// An IPv6 fixed header.
@@ -406,7 +457,8 @@ mod tests {
                 protocol: 17,
                 offset: 16,
                 fragment: true,
-                frag_offset: 0
+                frag_offset: 0,
+                ..UpperLayer::default()
             }
         );
         assert_eq!(
