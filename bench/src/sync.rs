@@ -399,9 +399,14 @@ fn measure(args: &SyncArgs, p: &Paths) -> Result<Vec<Phase>> {
         (args.flows * 2).max(10_000)
     );
     let rules = p.logs.join("bench.pf.conf");
+    // pfsync is filtered like any protocol: the FAQ's pass line for the
+    // sync port.
     fs::write(
         &rules,
-        format!("{options}{}", include_str!("../configs/bench.pf.conf")),
+        format!(
+            "{options}{}\npass quick on sync proto pfsync keep state (no-sync)\n",
+            include_str!("../configs/bench.pf.conf")
+        ),
     )?;
     let backup_rules = p.logs.join("backup.pf.conf");
     fs::write(&backup_rules, &options)?;

@@ -126,9 +126,15 @@ fn classify_once(data: &[u8]) {
 fn check_classified(data: &[u8], c: &Classified) {
     let l3 = usize::from(c.l3_offset);
     let eth = ethernet::Frame::new_checked(data).expect("classified frame has an Ethernet header");
-    assert_eq!(l3, eth.header_len());
-    assert_eq!(c.vlan, eth.vlan_id());
-    assert_eq!(c.ethertype, eth.ethertype());
+    assert_eq!(l3, ethernet::HEADER_LEN + 4 * usize::from(c.vlan_tags));
+    assert!(usize::from(c.vlan_tags) <= dataplane::wire::MAX_VLAN_TAGS);
+    if c.vlan_tags <= 1 {
+        // The Ethernet view walks one 802.1Q tag.
+        if eth.outer_ethertype() != EtherType::QINQ && eth.outer_ethertype().0 != 0x9100 {
+            assert_eq!(c.vlan, eth.vlan_id());
+            assert_eq!(c.ethertype, eth.ethertype());
+        }
+    }
     assert_eq!((c.src_mac, c.dst_mac), (eth.src_addr(), eth.dst_addr()));
     match c.kind {
         FrameKind::Other => {

@@ -25,6 +25,8 @@ struct Net {
 
 const RULES: &str = "\
 block all
+pass quick on { lan0 wan0 } proto carp keep state (no-sync)
+pass quick on lan0 proto pfsync keep state (no-sync)
 pass in on lan0 proto tcp from 10.1.0.0/24 to any
 pass out on wan0 proto tcp
 pass in on lan0 proto icmp

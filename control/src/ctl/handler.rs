@@ -356,7 +356,7 @@ impl Control<'_> {
     }
 
     fn load_rules(&mut self, text: &str, file: &str) -> Result<Value, String> {
-        let ruleset = crate::rule_env::RuleNames::of(&self.config)
+        let ruleset = crate::rule_env::RuleNames::of(self.config)
             .with_env(|env| Ruleset::compile_all(text, file, env))
             .map_err(|errors| {
                 errors
