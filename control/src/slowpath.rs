@@ -72,8 +72,7 @@
 //! deadline (a retry, a refresh, an expiry) has come.
 
 use crate::log::Level;
-use dataplane::flow::{proto, Addr, Af, L4Info, PacketInfo};
-use dataplane::flow::{Direction, IfIndex};
+use dataplane::flow::{proto, Addr, Af, Direction, IfIndex, L4Info, PacketInfo};
 use dataplane::route::{
     vmac_vhid, Neighbor, NeighborEntry, Neighbors, Prefix, ResolveRequest, Routing,
 };
