@@ -146,6 +146,8 @@ struct RawDataplane {
     tx_desc: Spanned<u16>,
     #[serde(default = "default_drain")]
     tx_drain_us: Spanned<u32>,
+    #[serde(default = "default_neighbor_limit")]
+    neighbor_limit: Spanned<u32>,
     #[serde(default)]
     rules: Option<Spanned<String>>,
     #[serde(default)]
@@ -160,6 +162,7 @@ impl Default for RawDataplane {
             rx_desc: default_desc(),
             tx_desc: default_desc(),
             tx_drain_us: default_drain(),
+            neighbor_limit: default_neighbor_limit(),
             rules: None,
             pass_ethertypes: None,
         }
@@ -174,6 +177,9 @@ fn default_mbufs() -> Spanned<u32> {
 }
 fn default_desc() -> Spanned<u16> {
     Spanned::new(0..0, 1024)
+}
+fn default_neighbor_limit() -> Spanned<u32> {
+    Spanned::new(0..0, crate::slowpath::DEFAULT_NEIGHBOR_LIMIT as u32)
 }
 fn default_drain() -> Spanned<u32> {
     Spanned::new(0..0, 100)
@@ -389,6 +395,9 @@ pub struct Config {
     pub tx_desc: u16,
     /// Tx drain interval in microseconds.
     pub tx_drain_us: u32,
+    /// Most dynamic neighbour entries (router mode; static ones do not
+    /// count).
+    pub neighbor_limit: usize,
     /// Ports in order; a port's index is its `IfIndex`.
     pub ports: Vec<PortSpec>,
     /// Wire-mode pairs, as port indexes.
@@ -679,6 +688,13 @@ impl Config {
                 "tx_drain_us must be in 1..=100000",
             ));
         }
+        let neighbor_limit = *raw.dataplane.neighbor_limit.get_ref();
+        if !(16..=1_048_576).contains(&neighbor_limit) {
+            return Err(ctx.err(
+                raw.dataplane.neighbor_limit.span(),
+                "neighbor_limit must be in 16..=1048576",
+            ));
+        }
         let eal_args = raw.eal.args.get_ref().clone();
         if eal_args.iter().any(|a| a.contains('\0')) {
             return Err(ctx.err(raw.eal.args.span(), "EAL arguments cannot contain NUL"));
@@ -890,6 +906,7 @@ impl Config {
             rx_desc: *raw.dataplane.rx_desc.get_ref(),
             tx_desc: *raw.dataplane.tx_desc.get_ref(),
             tx_drain_us: drain,
+            neighbor_limit: neighbor_limit as usize,
             ports,
             wire_pairs,
             rules,
@@ -1235,6 +1252,33 @@ mac = "02:00:00:00:00:fe"
         assert_eq!(c.routes[0].port, 1);
         assert_eq!(c.routes[1].port, 0);
         assert_eq!(c.neighbors[0].port, 1);
+    }
+
+    #[test]
+    fn neighbor_limit_defaults_and_is_range_checked() {
+        assert_eq!(
+            parse(ROUTER).expect("valid").neighbor_limit,
+            crate::slowpath::DEFAULT_NEIGHBOR_LIMIT
+        );
+        let set = ROUTER.replace(
+            "mode = \"router\"",
+            "mode = \"router\"\nneighbor_limit = 64",
+        );
+        assert_eq!(parse(&set).expect("valid").neighbor_limit, 64);
+        for bad in ["8", "2000000", "-1"] {
+            let t = ROUTER.replace(
+                "mode = \"router\"",
+                &format!("mode = \"router\"\nneighbor_limit = {bad}"),
+            );
+            let e = parse(&t).unwrap_err();
+            assert_eq!((e.line, e.col), (6, 18), "{bad}: {e}");
+            if bad != "-1" {
+                assert!(
+                    e.msg.contains("neighbor_limit must be in 16..=1048576"),
+                    "{e}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -459,7 +459,8 @@ fn run_with_eal(
     let neighbors = Arc::new(Snapshot::new(Arc::new(Neighbors::new(
         statics.iter().copied(),
     ))));
-    let mut slowpath = SlowPath::new(Arc::clone(&routing), &statics);
+    let mut slowpath =
+        SlowPath::new(Arc::clone(&routing), &statics).with_neighbor_limit(config.neighbor_limit);
     let mut carp = (!config.carp.is_empty()).then(|| {
         Carp::new(
             &config.carp,
@@ -717,7 +718,10 @@ fn run_with_eal(
             }
             busy |= !out.is_empty();
             injectq.send(out, &pool, inject);
-            if let Some(n) = slowpath.take_snapshot() {
+            // At most one O(n) rebuild per ~1 ms however many frames
+            // changed the table (see the slowpath module doc); a change
+            // held back goes out on a later round.
+            if let Some(n) = slowpath.take_snapshot(now) {
                 neighbors.publish(Arc::new(n));
             }
         }
@@ -894,7 +898,8 @@ pub fn replay(
     let (routing, statics) = build_routing(config, &macs);
     let routing = Arc::new(routing);
     let neighbors = Arc::new(Neighbors::new(statics.iter().copied()));
-    let mut slowpath = SlowPath::new(Arc::clone(&routing), &statics);
+    let mut slowpath =
+        SlowPath::new(Arc::clone(&routing), &statics).with_neighbor_limit(config.neighbor_limit);
     let mut resolve = Vec::new();
     let mut pipelines = Vec::new();
     for w in 0..workers {
@@ -951,6 +956,9 @@ pub fn replay(
             .collect();
     v["states"] = states.len().into();
     v["state_list"] = states.into();
+    if config.mode == Mode::Router {
+        v["slow_path_stats"] = serde_json::to_value(slowpath.stats).unwrap_or_default();
+    }
     println!("{v}");
     Ok(())
 }

@@ -69,6 +69,14 @@ pub fn run(
             Clock::Fixed(t) => t,
             Clock::Timestamps => Instant(ts.as_nanos() as u64),
         };
+        // The control thread publishes on its own clock, between frames
+        // too: a neighbour snapshot the slow path held back (at most one a
+        // millisecond) is out before a frame that arrives after its time.
+        if let Some(hook) = slow.as_mut() {
+            if let Some(n) = hook.slowpath.take_snapshot(now) {
+                publish(pipelines, n);
+            }
+        }
         let mut frame = data;
         let receiver = port as usize % workers;
         let mut decider = receiver;
@@ -101,11 +109,8 @@ pub fn run(
                 }
             }
             hook.slowpath.poll(now, &mut sent);
-            if let Some(n) = hook.slowpath.take_snapshot() {
-                let n = std::sync::Arc::new(n);
-                for p in pipelines.iter_mut() {
-                    p.set_neighbors(std::sync::Arc::clone(&n));
-                }
+            if let Some(n) = hook.slowpath.take_snapshot(now) {
+                publish(pipelines, n);
             }
             // The box's own frames pass the `out` rules first, as the
             // worker that sends them filters them.
@@ -130,6 +135,14 @@ pub fn run(
         }
     }
     Ok(count)
+}
+
+/// Gives every pipeline the neighbour snapshot `n`.
+fn publish(pipelines: &mut [&mut Pipeline], n: dataplane::route::Neighbors) {
+    let n = std::sync::Arc::new(n);
+    for p in pipelines.iter_mut() {
+        p.set_neighbors(std::sync::Arc::clone(&n));
+    }
 }
 
 /// The control thread's part in a router-mode replay.
