@@ -13,7 +13,7 @@ use crate::slowpath::SlowPath;
 use crate::syncd::{Sync, SyncEvent, SyncSetup, BULK_DEMOTE};
 use anyhow::{bail, Context, Result};
 use dataplane::command::command_channel;
-use dataplane::counters::{DropReason, SharedCounters};
+use dataplane::counters::{DropReason, Punt, SharedCounters, SLOW_CLASSES};
 use dataplane::dpdk::{self, Eal, Mempool, Port, PortConfig, PortId};
 use dataplane::dpdk::{Mbuf, MbufRing, RawMbuf};
 use dataplane::flow::Addr;
@@ -63,20 +63,16 @@ const INJECT_RING: u32 = 1023;
 /// Resolve requests per worker.
 const RESOLVE_RING: usize = 256;
 
-/// The IPv4 protocol or IPv6 next header of a frame (one optional VLAN
-/// tag) and whether it is IPv6: 112 is CARP (both families), 240 pfsync
-/// (IPv4).
-fn ip_proto(frame: &[u8]) -> Option<(u8, bool)> {
-    let (et, l3) = match frame.get(12..14) {
-        Some([0x81, 0x00]) => (frame.get(16..18), 18),
-        other => (other, 14),
-    };
-    match et {
-        Some([0x08, 0x00]) => frame.get(l3 + 9).map(|&p| (p, false)),
-        Some([0x86, 0xdd]) => frame.get(l3 + 6).map(|&p| (p, true)),
-        _ => None,
-    }
+/// Whether a frame this box built is pfsync (IPv4 protocol 240, untagged:
+/// the only shape syncd builds).
+fn is_pfsync_frame(frame: &[u8]) -> bool {
+    frame.get(12..14) == Some(&[0x08, 0x00][..]) && frame.get(23) == Some(&240)
 }
+
+/// Frames the control thread takes from each slow-path ring per round
+/// ([`Punt::class`] order: CARP and pfsync, ARP and ND, the rest). A round
+/// is bounded, so CARP's timers are served every round whatever arrives.
+const SLOW_BUDGETS: [usize; SLOW_CLASSES] = [1024, 512, 256];
 
 /// The control loop's pause when the last round had nothing to do.
 const IDLE_TICK: Duration = Duration::from_millis(1);
@@ -135,7 +131,7 @@ impl InjectQueue {
     /// Queues `out` and sends what the ring takes now.
     fn send(&mut self, out: Vec<crate::slowpath::Out>, pool: &Mempool, ring: &MbufRing) {
         for o in out {
-            let q = if ip_proto(&o.1) == Some((240, false)) {
+            let q = if is_pfsync_frame(&o.1) {
                 &mut self.pending
             } else {
                 &mut self.urgent
@@ -469,13 +465,16 @@ fn run_with_eal(
             Arc::clone(&routing.vips),
         )
     });
-    let slow_ring = if router {
-        Some(Arc::new(
-            MbufRing::new("dpf_slow", SLOW_RING).context("slow-path ring")?,
-        ))
-    } else {
-        None
-    };
+    // One slow-path ring per class (CARP and pfsync; ARP and ND; the
+    // rest), served in that order with a budget each.
+    let mut slow_rings: [Option<Arc<MbufRing>>; SLOW_CLASSES] = [None, None, None];
+    if router {
+        for (class, ring) in slow_rings.iter_mut().enumerate() {
+            *ring = Some(Arc::new(
+                MbufRing::new(&format!("dpf_slow{class}"), SLOW_RING).context("slow-path ring")?,
+            ));
+        }
+    }
     let inject_ring = if router {
         Some(Arc::new(
             MbufRing::new("dpf_inject", INJECT_RING).context("injection ring")?,
@@ -515,7 +514,7 @@ fn run_with_eal(
             ports: port_ids.clone(),
             pipeline,
             shared: Arc::clone(&shared),
-            slow_path: slow_ring.clone(),
+            slow_path: slow_rings.clone(),
             rules: Arc::clone(&rules),
             handoff_out,
             handoff_in,
@@ -656,22 +655,32 @@ fn run_with_eal(
             break;
         }
         busy = false;
-        if let (Some(slow), Some(inject)) = (slow_ring.as_ref(), inject_ring.as_ref()) {
+        if let Some(inject) = inject_ring.as_ref() {
             let now = now_fn();
             let mut out = Vec::new();
             let mut buf = [RawMbuf(std::ptr::null_mut()); 64];
-            loop {
-                let n = slow.dequeue_burst(&mut buf);
-                busy |= n > 0;
-                for raw in &buf[..n] {
-                    // SAFETY: dequeued from the slow-path ring: workers gave
-                    // up these mbufs when they enqueued them.
-                    if let Some(m) = unsafe { Mbuf::from_raw(raw.0) } {
-                        match (carp.as_mut(), sync.as_mut()) {
-                            (Some(c), _) if matches!(ip_proto(m.data()), Some((112, _))) => {
+            // CARP and pfsync first, then ARP and ND, then the rest, each
+            // with a budget: a flood at the box fills its own ring (the
+            // workers count what does not fit) and never delays CARP.
+            for (ring, budget) in slow_rings.iter().zip(SLOW_BUDGETS) {
+                let Some(ring) = ring.as_ref() else { continue };
+                let mut served = 0;
+                while served < budget {
+                    let want = buf.len().min(budget - served);
+                    let n = ring.dequeue_burst(&mut buf[..want]);
+                    busy |= n > 0;
+                    served += n;
+                    for raw in &buf[..n] {
+                        // SAFETY: dequeued from a slow-path ring: workers gave
+                        // up these mbufs when they enqueued them.
+                        let Some(m) = (unsafe { Mbuf::from_raw(raw.0) }) else {
+                            continue;
+                        };
+                        match (Punt::from_tag(m.tag()), carp.as_mut(), sync.as_mut()) {
+                            (Some(Punt::Carp), Some(c), _) => {
                                 c.handle(m.data(), m.port(), now, &mut out)
                             }
-                            (c, Some(s)) if ip_proto(m.data()) == Some((240, false)) => {
+                            (Some(Punt::Pfsync), c, Some(s)) => {
                                 match s.handle(m.data(), m.port(), now, &mut out) {
                                     SyncEvent::BulkRequested => {
                                         let states = list_states(&mut clients);
@@ -686,12 +695,15 @@ fn run_with_eal(
                                     SyncEvent::None => {}
                                 }
                             }
+                            // CARP or pfsync without the engine: nothing
+                            // answers them.
+                            (Some(Punt::Carp | Punt::Pfsync), _, _) => {}
                             _ => slowpath.handle(m.data(), m.port(), now, &mut out),
                         }
                     }
-                }
-                if n < buf.len() {
-                    break;
+                    if n < want {
+                        break;
+                    }
                 }
             }
             for rx in resolve_rx.iter_mut() {
@@ -788,7 +800,7 @@ fn run_with_eal(
     }
     drop(ports);
     // Rings may hold mbufs: free them before their pool.
-    drop(slow_ring);
+    drop(slow_rings);
     drop(inject_ring);
     drop(pool);
     Ok(if worker_failed { 1 } else { 0 })

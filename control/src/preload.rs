@@ -97,7 +97,7 @@ pub fn run(
         // next hops, as the control thread does.
         if let Some(hook) = slow.as_mut() {
             let mut sent = Vec::new();
-            if verdict == Verdict::SlowPath {
+            if matches!(verdict, Verdict::SlowPath(_)) {
                 hook.slowpath.handle(&frame, port, now, &mut sent);
             }
             for p in pipelines.iter_mut() {

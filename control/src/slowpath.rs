@@ -96,6 +96,109 @@ const REFRESH_AFTER: Duration = Duration::from_secs(15 * 60);
 const EXPIRE_AFTER: Duration = Duration::from_secs(20 * 60);
 /// ICMP errors (time exceeded) per second.
 const ICMP_ERRORS_PER_S: u32 = 100;
+/// Echo replies (ping, ping6) per second, in all.
+const ECHO_REPLIES_PER_S: u32 = 1000;
+/// ICMP answers of either kind per second to one source address.
+const ICMP_PER_SOURCE_PER_S: u32 = 20;
+/// Source addresses tracked for the per-source limit (a fixed table
+/// indexed by a keyed hash of the address; a colliding source takes the
+/// slot over, so a flood of spoofed sources is held by the global limits).
+const ICMP_SOURCE_SLOTS: usize = 4096;
+
+/// A token bucket refilled once a second.
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: u32,
+    refill_at: Instant,
+}
+
+impl Bucket {
+    const fn empty() -> Bucket {
+        Bucket {
+            tokens: 0,
+            refill_at: Instant(0),
+        }
+    }
+
+    /// Takes a token (refilling to `per_s` when a second has passed).
+    fn take(&mut self, per_s: u32, now: Instant) -> bool {
+        if now >= self.refill_at {
+            self.tokens = per_s;
+            self.refill_at = now + Duration::from_secs(1);
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
+/// Rate limits of what the box answers with ICMP: echo replies and ICMP
+/// errors each have a global budget per second, and every source address
+/// has its own small one on top, so one host (or a flood) cannot make the
+/// box a reflector nor starve others' answers.
+struct IcmpLimiter {
+    echo: Bucket,
+    errors: Bucket,
+    /// (address, bucket) per slot.
+    sources: Box<[(Addr, Bucket)]>,
+    key: u64,
+}
+
+/// What is being answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IcmpAnswer {
+    Echo,
+    Error,
+}
+
+impl IcmpLimiter {
+    fn new() -> IcmpLimiter {
+        IcmpLimiter {
+            echo: Bucket::empty(),
+            errors: Bucket::empty(),
+            sources: vec![(Addr::ZERO, Bucket::empty()); ICMP_SOURCE_SLOTS].into_boxed_slice(),
+            key: rand::random(),
+        }
+    }
+
+    /// Whether an answer of `kind` to `src` may go now; counts refusals.
+    fn allow(
+        &mut self,
+        kind: IcmpAnswer,
+        src: &Addr,
+        now: Instant,
+        stats: &mut SlowPathStats,
+    ) -> bool {
+        let mut h = self.key;
+        for chunk in src.0.chunks_exact(8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            h ^= h >> 29;
+        }
+        let slot = (h as usize) % ICMP_SOURCE_SLOTS;
+        let Some(entry) = self.sources.get_mut(slot) else {
+            return false;
+        };
+        if entry.0 != *src {
+            *entry = (*src, Bucket::empty());
+        }
+        if !entry.1.take(ICMP_PER_SOURCE_PER_S, now) {
+            stats.icmp_rate_limited_source += 1;
+            return false;
+        }
+        let global = match kind {
+            IcmpAnswer::Echo => self.echo.take(ECHO_REPLIES_PER_S, now),
+            IcmpAnswer::Error => self.errors.take(ICMP_ERRORS_PER_S, now),
+        };
+        if !global {
+            stats.icmp_rate_limited += 1;
+        }
+        global
+    }
+}
 /// Dynamic neighbour entries when the configuration does not say.
 pub const DEFAULT_NEIGHBOR_LIMIT: usize = 4096;
 /// A resolved entry confirmed more recently than this is not evicted.
@@ -182,8 +285,12 @@ pub struct SlowPathStats {
     pub learned: u64,
     /// ICMP time exceeded sent.
     pub time_exceeded: u64,
-    /// ICMP errors not sent because of the rate limit.
+    /// ICMP answers (errors, echo replies) not sent because of the global
+    /// rate limits (100 errors/s, 1000 echo replies/s).
     pub icmp_rate_limited: u64,
+    /// ICMP answers not sent because their destination had its 20 for
+    /// this second.
+    pub icmp_rate_limited_source: u64,
     /// Frames dropped (not for the slow path, malformed, unanswerable).
     pub dropped: u64,
     /// ND messages (NS, NA, RS, RA, redirect) dropped: hop limit not 255.
@@ -261,8 +368,7 @@ pub struct SlowPath {
     published_at: Option<Instant>,
     /// No entry has anything for `poll` to do before this.
     poll_at: Instant,
-    icmp_tokens: u32,
-    icmp_refill_at: Instant,
+    icmp_limits: IcmpLimiter,
     conflict_log_tokens: u32,
     conflict_log_refill_at: Instant,
     conflicts_unlogged: u64,
@@ -288,8 +394,7 @@ impl SlowPath {
             dirty: false,
             published_at: None,
             poll_at: Instant(0),
-            icmp_tokens: ICMP_ERRORS_PER_S,
-            icmp_refill_at: Instant(0),
+            icmp_limits: IcmpLimiter::new(),
             conflict_log_tokens: CONFLICT_LOGS_PER_S,
             conflict_log_refill_at: Instant(0),
             conflicts_unlogged: 0,
@@ -389,9 +494,14 @@ impl SlowPath {
                             && info.af == Af::Inet
                             && i.icmp_type == icmp::msg_type::ECHO_REQUEST =>
                     {
-                        self.send(build::icmpv4_echo_reply(frame, our_mac), port, out, |s| {
-                            s.echo_replies += 1
-                        });
+                        if self
+                            .icmp_limits
+                            .allow(IcmpAnswer::Echo, &info.src, now, &mut self.stats)
+                        {
+                            self.send(build::icmpv4_echo_reply(frame, our_mac), port, out, |s| {
+                                s.echo_replies += 1
+                            });
+                        }
                     }
                     L4Info::Icmp(_) if info.af == Af::Inet6 && info.proto == proto::ICMPV6 => {
                         let l4 = IcmpFrame {
@@ -855,9 +965,14 @@ impl SlowPath {
                 );
             }
             icmpv6::Repr::EchoRequest { .. } if ours => {
-                self.send(build::icmpv6_echo_reply(f.frame, our_mac), port, out, |s| {
-                    s.echo_replies += 1
-                });
+                if self
+                    .icmp_limits
+                    .allow(IcmpAnswer::Echo, &info.src, now, &mut self.stats)
+                {
+                    self.send(build::icmpv6_echo_reply(f.frame, our_mac), port, out, |s| {
+                        s.echo_replies += 1
+                    });
+                }
             }
             icmpv6::Repr::Other { msg_type, data, .. } if nd.is_some() => {
                 // RS, RA, redirect: checked (§6.1.1, §6.1.2, §8.1), then
@@ -889,21 +1004,18 @@ impl SlowPath {
     }
 
     fn time_exceeded(&mut self, frame: &[u8], af: Af, port: u16, now: Instant, out: &mut Vec<Out>) {
-        if now >= self.icmp_refill_at {
-            self.icmp_tokens = ICMP_ERRORS_PER_S;
-            self.icmp_refill_at = now + Duration::from_secs(1);
-        }
-        if self.icmp_tokens == 0 {
-            self.stats.icmp_rate_limited += 1;
-            return;
-        }
-        self.icmp_tokens -= 1;
         let Ok(c) = classify(frame, IfIndex(port), Direction::In) else {
             return;
         };
         let FrameKind::Ip { info, .. } = c.kind else {
             return;
         };
+        if !self
+            .icmp_limits
+            .allow(IcmpAnswer::Error, &info.src, now, &mut self.stats)
+        {
+            return;
+        }
         let Some(src) = self.routing.address_on(port, af) else {
             self.stats.dropped += 1;
             return;
@@ -1349,6 +1461,68 @@ mod vip_tests {
             &[0, 0, 0x5e, 0, 1, 1],
             "from the virtual MAC"
         );
+    }
+
+    /// An echo request from `src` to 10.1.0.1 (the box's address).
+    fn echo_from(src: [u8; 4]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 1, 1, 0x02, 0x09, 0, 0, 0, 0x32, 0x08, 0x00];
+        let mut ip = vec![0x45, 0, 0, 36, 0x12, 0x34, 0x40, 0, 64, 1, 0, 0];
+        ip.extend(src);
+        ip.extend([10, 1, 0, 1]);
+        let c = dataplane::wire::checksum::data(&ip);
+        ip[10..12].copy_from_slice(&(!c).to_be_bytes());
+        let mut icmp = vec![8, 0, 0, 0, 0, 7, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        let c = dataplane::wire::checksum::data(&icmp);
+        icmp[2..4].copy_from_slice(&(!c).to_be_bytes());
+        f.extend(ip);
+        f.extend(icmp);
+        f
+    }
+
+    #[test]
+    fn echo_replies_are_rate_limited_per_source_and_in_all() {
+        let a = Addr::v4([10, 1, 0, 1]);
+        let routing = Arc::new(Routing::new(
+            vec![Interface {
+                name: "lan0".into(),
+                mac: [2, 0, 0, 0, 1, 1],
+                mtu: 1500,
+                addrs: vec![IfAddr {
+                    addr: a,
+                    prefix: Prefix::new(Af::Inet, a, 8),
+                }],
+            }],
+            vec![],
+        ));
+        let mut sp = SlowPath::new(routing, &[]);
+        let mut out = Vec::new();
+        // One host pinging flat out: 20 answers a second.
+        for _ in 0..500 {
+            sp.handle(&echo_from([10, 1, 0, 50]), 0, Instant(0), &mut out);
+        }
+        assert_eq!(out.len(), ICMP_PER_SOURCE_PER_S as usize);
+        assert_eq!(sp.stats.icmp_rate_limited_source, 480);
+        // Another host is still answered in the same second.
+        out.clear();
+        sp.handle(&echo_from([10, 1, 0, 51]), 0, Instant(0), &mut out);
+        assert_eq!(out.len(), 1);
+        // A flood from many sources meets the global limit.
+        out.clear();
+        for i in 0..5000u32 {
+            let b = i.to_be_bytes();
+            sp.handle(&echo_from([10, b[1], b[2], b[3]]), 0, Instant(1), &mut out);
+        }
+        assert!(out.len() < ECHO_REPLIES_PER_S as usize, "{}", out.len());
+        assert!(sp.stats.icmp_rate_limited > 0);
+        // A second later the host is answered again.
+        out.clear();
+        sp.handle(
+            &echo_from([10, 1, 0, 50]),
+            0,
+            Instant::from_secs(2),
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
     }
 
     #[test]

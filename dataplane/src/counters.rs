@@ -77,6 +77,65 @@ drop_reasons! {
     IpOptions => "ip-options",
 }
 
+/// Why a packet goes to the control thread: set by the worker that
+/// decided it, so the control side dispatches without parsing again, and
+/// the timing-critical protocols (CARP, pfsync) travel on a ring of their
+/// own that a flood of anything else cannot fill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Punt {
+    /// ARP (outside the ruleset).
+    Arp = 1,
+    /// ICMPv6 neighbour discovery to the box (RS, RA, NS, NA, redirect).
+    Nd = 2,
+    /// CARP (IP protocol 112) to the box.
+    Carp = 3,
+    /// pfsync (IP protocol 240) to the box.
+    Pfsync = 4,
+    /// Other ICMP / ICMPv6 to the box (echo...).
+    Icmp = 5,
+    /// Any other IP to the box.
+    Local = 6,
+    /// A routed packet whose TTL / hop limit runs out here (ICMP time
+    /// exceeded).
+    TtlExceeded = 7,
+}
+
+/// Number of slow-path rings ([`Punt::class`]).
+pub const SLOW_CLASSES: usize = 3;
+
+impl Punt {
+    /// Every reason.
+    pub const ALL: [Punt; 7] = [
+        Punt::Arp,
+        Punt::Nd,
+        Punt::Carp,
+        Punt::Pfsync,
+        Punt::Icmp,
+        Punt::Local,
+        Punt::TtlExceeded,
+    ];
+
+    /// The slow-path ring this reason travels on, in the order the control
+    /// thread serves them: 0 CARP and pfsync, 1 ARP and neighbour
+    /// discovery, 2 the rest (ICMP, other traffic to the box, TTL
+    /// exceeded). Each ring is bounded and served with a budget, so a flood
+    /// of one class never delays the classes before it.
+    #[inline]
+    pub fn class(self) -> usize {
+        match self {
+            Punt::Carp | Punt::Pfsync => 0,
+            Punt::Arp | Punt::Nd => 1,
+            Punt::Icmp | Punt::Local | Punt::TtlExceeded => 2,
+        }
+    }
+
+    /// The reason a tag ([`Punt`] as `u8`) names.
+    pub fn from_tag(tag: u32) -> Option<Punt> {
+        Punt::ALL.into_iter().find(|p| *p as u32 == tag)
+    }
+}
+
 /// What happens to one packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -84,8 +143,8 @@ pub enum Verdict {
     Forward(u16),
     /// Hand to the owning worker.
     Handoff(u16),
-    /// Send to the control thread (addressed to the box).
-    SlowPath,
+    /// Send to the control thread (addressed to the box), for this reason.
+    SlowPath(Punt),
     /// Free the packet and count the reason.
     Drop(DropReason),
     /// The packet was blocked with `block return`: the pipeline wrote the

@@ -31,7 +31,7 @@
 //! transmitting one, and a state is created when either pass says `keep
 //! state` (pf would create one state per pass).
 
-use crate::counters::{DropReason, Verdict, WorkerCounters};
+use crate::counters::{DropReason, Punt, Verdict, WorkerCounters};
 use crate::defer::{DeferQueue, Released};
 use crate::export::{ImportRecord, StateRecord, SyncAction};
 use crate::flow::{Direction, FlowKey, IfIndex, L4Info, PacketInfo};
@@ -777,7 +777,7 @@ impl Pipeline {
         match verdict {
             Verdict::Forward(_) => self.counters.forwarded += 1,
             Verdict::Drop(r) => self.counters.drop(r),
-            Verdict::SlowPath => self.counters.slow_path += 1,
+            Verdict::SlowPath(_) => self.counters.slow_path += 1,
             Verdict::Handoff(_) => self.counters.handed_off += 1,
             Verdict::Reply(_) => {
                 self.counters.block_returns += 1;
@@ -871,7 +871,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::Vlan);
         }
         let (info, fragment, ip_options, l3) = match classified.kind {
-            FrameKind::Arp => return Verdict::SlowPath,
+            FrameKind::Arp => return Verdict::SlowPath(Punt::Arp),
             FrameKind::Other => return Verdict::Drop(DropReason::EtherType),
             FrameKind::Ip {
                 info,
@@ -907,9 +907,14 @@ impl Pipeline {
             if !local && routing.lookup(info.af, &info.dst).is_none() {
                 return Verdict::Drop(DropReason::NoRoute);
             }
+            let punt = if local {
+                punt_of(&info)
+            } else {
+                Punt::TtlExceeded
+            };
             return match self.filter(&info, Passes::In(in_port), ip_options, now, owned, ahead) {
                 Blocked(mode) => self.answer(mode, &classified, frame, in_port),
-                Decided(Verdict::Forward(_)) => Verdict::SlowPath,
+                Decided(Verdict::Forward(_)) => Verdict::SlowPath(punt),
                 Decided(v) => v,
             };
         }
@@ -1473,6 +1478,20 @@ fn is_group(info: &PacketInfo) -> bool {
             d[0] >= 224 || d == [255, 255, 255, 255]
         }
         crate::flow::Af::Inet6 => info.dst.0[0] == 0xff,
+    }
+}
+
+/// Why a packet to the box goes to the control thread.
+#[inline]
+fn punt_of(info: &PacketInfo) -> Punt {
+    match (info.proto, info.l4) {
+        (crate::flow::proto::CARP, _) => Punt::Carp,
+        (crate::flow::proto::PFSYNC, _) => Punt::Pfsync,
+        (crate::flow::proto::ICMPV6, L4Info::Icmp(i)) if (133..=137).contains(&i.icmp_type) => {
+            Punt::Nd
+        }
+        (crate::flow::proto::ICMP | crate::flow::proto::ICMPV6, _) => Punt::Icmp,
+        _ => Punt::Local,
     }
 }
 

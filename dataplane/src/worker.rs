@@ -14,7 +14,7 @@
 //! counters, and pick up a new ruleset if its snapshot epoch moved.
 
 use crate::command::CommandPort;
-use crate::counters::{DropReason, SharedCounters, Verdict};
+use crate::counters::{DropReason, SharedCounters, Verdict, SLOW_CLASSES};
 use crate::defer::DEFER_LIMIT;
 use crate::dpdk::{mbuf, rdtsc, MbufRing, PortId, QueueId, RawMbuf};
 use crate::pipeline::{Pipeline, MAX_PORTS};
@@ -109,8 +109,10 @@ pub struct Worker {
     pub pipeline: Pipeline,
     /// Where published counters go.
     pub shared: Arc<SharedCounters>,
-    /// Slow-path ring to the control thread, if any.
-    pub slow_path: Option<Arc<MbufRing>>,
+    /// Slow-path rings to the control thread, by [`Punt::class`] (CARP
+    /// and pfsync; ARP and ND; the rest), if any: a flood of one class
+    /// cannot fill the ring of another.
+    pub slow_path: [Option<Arc<MbufRing>>; SLOW_CLASSES],
     /// The ruleset snapshot the control thread publishes.
     pub rules: Arc<Snapshot<Ruleset>>,
     /// Handoff rings to each other worker (`None` at this worker's index).
@@ -141,7 +143,8 @@ impl Worker {
             mbuf: RawMbuf(std::ptr::null_mut()),
             port: 0,
         }; BURST];
-        let mut slow: [RawMbuf; BURST] = [RawMbuf(std::ptr::null_mut()); BURST];
+        let mut slow: [[RawMbuf; BURST]; SLOW_CLASSES] =
+            [[RawMbuf(std::ptr::null_mut()); BURST]; SLOW_CLASSES];
         let mut ports = [PortId(0); MAX_PORTS];
         let nports = self.ports.len().min(MAX_PORTS);
         ports[..nports].copy_from_slice(&self.ports[..nports]);
@@ -173,7 +176,7 @@ impl Worker {
                 if n == 0 {
                     continue;
                 }
-                let mut slow_len = 0;
+                let mut slow_len = [0usize; SLOW_CLASSES];
                 self.pipeline.counters.rx += n as u64;
                 self.pipeline.counters.bursts += 1;
                 let mut frames: [&mut [u8]; BURST] = Default::default();
@@ -191,9 +194,12 @@ impl Worker {
                         Verdict::Forward(out) => {
                             push_tx(&mut tx, out, m, queue, &mut self.pipeline);
                         }
-                        Verdict::SlowPath => {
-                            slow[slow_len] = RawMbuf(m);
-                            slow_len += 1;
+                        Verdict::SlowPath(punt) => {
+                            // SAFETY: we own m until it is enqueued.
+                            unsafe { mbuf::set_raw_tag(m, punt as u32) };
+                            let c = punt.class();
+                            slow[c][slow_len[c]] = RawMbuf(m);
+                            slow_len[c] += 1;
                         }
                         Verdict::Handoff(owner) => self.hand_off(owner, m, port.0),
                         Verdict::Reply(out) => {
@@ -206,8 +212,10 @@ impl Worker {
                         }
                     }
                 }
-                if slow_len > 0 {
-                    self.enqueue_slow_path(&slow[..slow_len]);
+                for c in 0..SLOW_CLASSES {
+                    if slow_len[c] > 0 {
+                        self.enqueue_slow_path(c, &slow[c][..slow_len[c]]);
+                    }
                 }
                 let end = rdtsc();
                 self.pipeline.counters.busy_cycles += end - mark;
@@ -261,7 +269,11 @@ impl Worker {
                         Verdict::Hold(slot) => held[slot as usize % DEFER_LIMIT] = h.mbuf.0,
                         // Traffic to the box that the rules let in on its
                         // flow's owner.
-                        Verdict::SlowPath => self.enqueue_slow_path(&[h.mbuf]),
+                        Verdict::SlowPath(punt) => {
+                            // SAFETY: we own the handed mbuf.
+                            unsafe { mbuf::set_raw_tag(h.mbuf.0, punt as u32) };
+                            self.enqueue_slow_path(punt.class(), &[h.mbuf]);
+                        }
                         _ => {
                             // SAFETY: we own it; freed once. (Owned packets
                             // are never handed off again.)
@@ -338,10 +350,10 @@ impl Worker {
         }
     }
 
-    fn enqueue_slow_path(&mut self, mbufs: &[RawMbuf]) {
-        let taken = match &self.slow_path {
-            Some(ring) => ring.enqueue_burst(mbufs),
-            None => 0,
+    fn enqueue_slow_path(&mut self, class: usize, mbufs: &[RawMbuf]) {
+        let taken = match self.slow_path.get(class) {
+            Some(Some(ring)) => ring.enqueue_burst(mbufs),
+            _ => 0,
         };
         for m in &mbufs[taken..] {
             self.pipeline.counters.drop(DropReason::SlowPathRingFull);

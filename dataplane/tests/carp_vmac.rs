@@ -240,7 +240,10 @@ fn ipv6_carp_nd_and_echo_for_a_vip_go_to_the_slow_path() {
             0, 0, 0, 0, 0, 0, 0, 0,
         ],
     );
-    assert_eq!(p.process(&mut carp, 0, now), Verdict::SlowPath);
+    assert_eq!(
+        p.process(&mut carp, 0, now),
+        Verdict::SlowPath(dataplane::counters::Punt::Carp)
+    );
     // A solicitation for the VIP, to its solicited-node group.
     let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
     ns.extend_from_slice(&v6("2001:db8:1::fe").0);
@@ -254,7 +257,10 @@ fn ipv6_carp_nd_and_echo_for_a_vip_go_to_the_slow_path() {
         58,
         &ns,
     );
-    assert_eq!(p.process(&mut ns, 0, now), Verdict::SlowPath);
+    assert_eq!(
+        p.process(&mut ns, 0, now),
+        Verdict::SlowPath(dataplane::counters::Punt::Nd)
+    );
     // Echo to the VIP, MASTER or not (the slow path decides).
     for master in [false, true] {
         vips.set_master(0, 1, master);
@@ -266,6 +272,9 @@ fn ipv6_carp_nd_and_echo_for_a_vip_go_to_the_slow_path() {
             58,
             &[128, 0, 0, 0, 0, 7, 0, 1, 0xab, 0xcd],
         );
-        assert_eq!(p.process(&mut echo, 0, now), Verdict::SlowPath);
+        assert!(matches!(
+            p.process(&mut echo, 0, now),
+            Verdict::SlowPath(dataplane::counters::Punt::Icmp)
+        ));
     }
 }

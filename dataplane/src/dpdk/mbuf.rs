@@ -77,6 +77,14 @@ impl Mbuf {
         unsafe { (*self.0.as_ptr()).port }
     }
 
+    /// The user tag a worker set with [`set_raw_tag`] (why a packet went
+    /// to the slow path).
+    pub fn tag(&self) -> u32 {
+        // SAFETY: reading the `usr` member of the hash union of a valid
+        // mbuf: every bit pattern is a valid u32.
+        unsafe { (*self.0.as_ptr()).__bindgen_anon_2.hash.usr }
+    }
+
     /// Sets the port field (the control thread marks injected frames with
     /// their egress port this way).
     pub fn set_port(&mut self, port: u16) {
@@ -90,6 +98,17 @@ impl Drop for Mbuf {
         // SAFETY: we own the mbuf; it is freed exactly once.
         unsafe { dpdk_sys::dpf_pktmbuf_free(self.0.as_ptr()) }
     }
+}
+
+/// Sets the user tag of a raw mbuf (the slow-path reason; the RSS hash it
+/// overwrites has been used by then).
+///
+/// # Safety
+/// `m` must be a valid mbuf owned by the caller.
+#[inline(always)]
+pub unsafe fn set_raw_tag(m: *mut dpdk_sys::rte_mbuf, tag: u32) {
+    // SAFETY: the caller owns the valid mbuf `m`; `usr` is a plain u32.
+    unsafe { (*m).__bindgen_anon_2.hash.usr = tag }
 }
 
 /// The data of a raw mbuf.
