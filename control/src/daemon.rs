@@ -63,6 +63,59 @@ const INJECT_RING: u32 = 1023;
 /// Resolve requests per worker.
 const RESOLVE_RING: usize = 256;
 
+/// The routes' gateways, which the slow path keeps resolved.
+fn gateways(config: &Config) -> Vec<ResolveRequest> {
+    let mut v: Vec<ResolveRequest> = Vec::new();
+    for r in &config.routes {
+        let Some(via) = r.via else { continue };
+        let (af, addr) = Addr::from_ip(via);
+        let req = ResolveRequest {
+            af,
+            addr,
+            port: r.port as u16,
+        };
+        if !v.contains(&req) {
+            v.push(req);
+        }
+    }
+    v
+}
+
+/// Whether port `i` has link. DPDK's af_packet PMD reports its link up
+/// from start to stop whatever the kernel interface does, so for
+/// `net_af_packet` ports the kernel interface's carrier and operstate
+/// decide (a carpdev whose cable is pulled goes INIT and demotes, as the
+/// FAQ describes); other PMDs report the real link.
+fn link_up(config: &Config, i: usize, port: &Port) -> bool {
+    let pmd_up = port.link().up;
+    let Some(iface) = config.ports.get(i).and_then(|p| af_packet_iface(&p.device)) else {
+        return pmd_up;
+    };
+    let read = |what: &str| {
+        std::fs::read_to_string(format!("/sys/class/net/{iface}/{what}"))
+            .map(|s| s.trim().to_string())
+            .ok()
+    };
+    let carrier = read("carrier").is_some_and(|c| c == "1");
+    let oper = read("operstate").is_some_and(|o| o == "up" || o == "unknown");
+    pmd_up && carrier && oper
+}
+
+/// The kernel interface behind a `net_af_packet` device (`iface=NAME`).
+fn af_packet_iface(device: &crate::config::Device) -> Option<String> {
+    let crate::config::Device::Vdev(args) = device else {
+        return None;
+    };
+    let mut parts = args.split(',');
+    if !parts.next()?.starts_with("net_af_packet") {
+        return None;
+    }
+    parts
+        .find_map(|kv| kv.strip_prefix("iface="))
+        .filter(|n| !n.is_empty() && !n.contains('/') && !n.contains(".."))
+        .map(str::to_string)
+}
+
 /// Whether a frame this box built is pfsync (IPv4 protocol 240, untagged:
 /// the only shape syncd builds).
 fn is_pfsync_frame(frame: &[u8]) -> bool {
@@ -455,8 +508,9 @@ fn run_with_eal(
     let neighbors = Arc::new(Snapshot::new(Arc::new(Neighbors::new(
         statics.iter().copied(),
     ))));
-    let mut slowpath =
-        SlowPath::new(Arc::clone(&routing), &statics).with_neighbor_limit(config.neighbor_limit);
+    let mut slowpath = SlowPath::new(Arc::clone(&routing), &statics)
+        .with_neighbor_limit(config.neighbor_limit)
+        .with_gateways(gateways(config));
     let mut carp = (!config.carp.is_empty()).then(|| {
         Carp::new(
             &config.carp,
@@ -611,7 +665,7 @@ fn run_with_eal(
         let mut out = Vec::new();
         if let Some(c) = carp.as_mut() {
             for (i, p) in ports.iter().enumerate() {
-                c.set_link(i as u16, p.link().up, now_fn(), &mut out);
+                c.set_link(i as u16, link_up(config, i, p), now_fn(), &mut out);
             }
             c.start(now_fn(), &mut out);
         }
@@ -716,7 +770,7 @@ fn run_with_eal(
                 if Instant::now() >= next_link_poll {
                     next_link_poll = Instant::now() + LINK_POLL;
                     for (i, p) in ports.iter().enumerate() {
-                        c.set_link(i as u16, p.link().up, now, &mut out);
+                        c.set_link(i as u16, link_up(config, i, p), now, &mut out);
                     }
                 }
                 c.poll(now, &mut out);
@@ -865,7 +919,7 @@ fn totals_json(shared: &SharedCounters, elapsed: Duration, hz: u64) -> serde_jso
         "rx": t.rx, "rx_bytes": t.rx_bytes, "tx": t.tx, "forwarded": t.forwarded,
         "state_hits": t.state_hits, "states_created": t.states_created,
         "states_removed": t.states_removed, "states": t.states,
-        "handed_off": t.handed_off, "slow_path": t.slow_path, "local_out": t.local_out,
+        "handed_off": t.handed_off, "slow_path": t.slow_path, "local_out": t.local_out, "neighbor_held": t.neighbor_held,
         "busy_cycles": t.busy_cycles, "bursts": t.bursts,
         "block_returns": t.block_returns,
         "dropped": t.total_drops(), "drops": drops,

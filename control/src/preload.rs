@@ -54,6 +54,10 @@ pub fn run(
     let file = std::fs::File::open(path).context("opening")?;
     let mut reader = PcapNgReader::new(file).context("reading the pcapng header")?;
     let mut count = 0u64;
+    // Packets waiting for their next hop's MAC: (worker, slot) -> frame,
+    // as a worker keeps the mbufs.
+    let mut awaiting: std::collections::HashMap<(usize, u16), Vec<u8>> =
+        std::collections::HashMap::new();
     while let Some(block) = reader.next_block() {
         let block = block.context("reading a block")?;
         let (port, ts, data) = match block {
@@ -123,6 +127,27 @@ pub fn run(
                 }
                 if let (Verdict::Forward(egress), Some(w)) = (v, out.as_deref_mut()) {
                     write(w, egress, ts, f)?;
+                }
+            }
+        }
+        if let Verdict::AwaitNeighbor(slot) = verdict {
+            awaiting.insert((decider, slot), std::mem::take(&mut frame));
+        }
+        // Held packets whose next hop is now resolved go out (before this
+        // one, as a worker sends them when the snapshot arrives); those
+        // that waited too long are dropped.
+        for (w, p) in pipelines.iter_mut().enumerate() {
+            let mut go = Vec::new();
+            p.release_awaiting(now, |slot, port, mac| go.push((slot, port, mac)));
+            for (slot, port, mac) in go {
+                let Some(mut f) = awaiting.remove(&(w, slot)) else {
+                    continue;
+                };
+                if let (Some(mac), Some(w)) = (mac, out.as_deref_mut()) {
+                    if let Some(dst) = f.get_mut(0..6) {
+                        dst.copy_from_slice(&mac);
+                    }
+                    write(w, port, ts, f)?;
                 }
             }
         }

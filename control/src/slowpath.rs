@@ -96,6 +96,9 @@ const REFRESH_AFTER: Duration = Duration::from_secs(15 * 60);
 const EXPIRE_AFTER: Duration = Duration::from_secs(20 * 60);
 /// ICMP errors (time exceeded) per second.
 const ICMP_ERRORS_PER_S: u32 = 100;
+/// How often next hops kept resolved ([`SlowPath::with_gateways`]) are
+/// checked for an entry.
+const GATEWAY_CHECK: Duration = Duration::from_secs(10);
 /// Echo replies (ping, ping6) per second, in all.
 const ECHO_REPLIES_PER_S: u32 = 1000;
 /// ICMP answers of either kind per second to one source address.
@@ -368,6 +371,12 @@ pub struct SlowPath {
     published_at: Option<Instant>,
     /// No entry has anything for `poll` to do before this.
     poll_at: Instant,
+    /// Next hops kept resolved whether traffic uses them or not (the
+    /// routes' gateways), so a box that takes over as CARP master routes
+    /// its first packets without waiting for ARP or ND.
+    gateways: Vec<ResolveRequest>,
+    /// When the gateways are next checked.
+    gateways_at: Instant,
     icmp_limits: IcmpLimiter,
     conflict_log_tokens: u32,
     conflict_log_refill_at: Instant,
@@ -394,6 +403,8 @@ impl SlowPath {
             dirty: false,
             published_at: None,
             poll_at: Instant(0),
+            gateways: Vec::new(),
+            gateways_at: Instant(0),
             icmp_limits: IcmpLimiter::new(),
             conflict_log_tokens: CONFLICT_LOGS_PER_S,
             conflict_log_refill_at: Instant(0),
@@ -406,6 +417,14 @@ impl SlowPath {
     /// At most `limit` dynamic (incomplete or resolved) entries.
     pub fn with_neighbor_limit(mut self, limit: usize) -> SlowPath {
         self.neighbor_limit = limit;
+        self
+    }
+
+    /// Keeps these next hops resolved: asked for at once and again every
+    /// [`GATEWAY_CHECK`] while they have no entry (a resolved entry is
+    /// refreshed as any other).
+    pub fn with_gateways(mut self, gateways: Vec<ResolveRequest>) -> SlowPath {
+        self.gateways = gateways;
         self
     }
 
@@ -806,6 +825,12 @@ impl SlowPath {
         let vip_master =
             vip.filter(|v| v.port == port && self.routing.vips.is_master(port, v.vhid));
         if vip.is_some() && vip_master.is_none() {
+            // A BACKUP does not answer, but learns the hosts that ask for
+            // the shared gateway on its segment, so the table is warm the
+            // moment it takes over (nothing waits for ARP then).
+            if request && vip.is_some_and(|v| v.port == port) {
+                self.learn(Af::Inet, sender, sender_mac, port, now, Teach::Create);
+            }
             self.stats.dropped += 1;
             return;
         }
@@ -909,7 +934,14 @@ impl SlowPath {
                     Some(v) if v.port == port && self.routing.vips.is_master(port, v.vhid) => {
                         Some(EthernetAddress(vmac(v.vhid)))
                     }
-                    Some(_) => None,
+                    Some(v) => {
+                        // A BACKUP learns who asks for the shared gateway
+                        // on its segment (warm for a takeover), unanswered.
+                        if let (true, false, Some(l)) = (v.port == port, dad, lladdr) {
+                            self.learn(Af::Inet6, info.src, l.0, port, now, Teach::Create);
+                        }
+                        None
+                    }
                     None => {
                         (self.routing.owner_of(Af::Inet6, &target) == Some(port)).then_some(our_mac)
                     }
@@ -1103,6 +1135,14 @@ impl SlowPath {
     /// Retries, refreshes and ages entries; walks the table only once the
     /// earliest deadline has come.
     pub fn poll(&mut self, now: Instant, out: &mut Vec<Out>) {
+        if now >= self.gateways_at && !self.gateways.is_empty() {
+            self.gateways_at = now + GATEWAY_CHECK;
+            for i in 0..self.gateways.len() {
+                if let Some(&g) = self.gateways.get(i) {
+                    self.resolve(g, now, out);
+                }
+            }
+        }
         if now < self.poll_at {
             return;
         }

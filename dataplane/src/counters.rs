@@ -151,6 +151,10 @@ pub enum Verdict {
     /// answer (TCP RST or ICMP unreachable) into its reply buffer; send that
     /// on this port instead of the packet.
     Reply(u16),
+    /// Router mode: the packet's next hop is being resolved; the worker
+    /// keeps it in this slot until the pipeline releases it
+    /// ([`crate::neighbor_hold`]).
+    AwaitNeighbor(u16),
     /// pfsync `defer`: the packet created a state the peer must learn
     /// first; the worker keeps it in this defer slot until the pipeline
     /// releases it ([`crate::defer`]).
@@ -182,6 +186,8 @@ pub struct WorkerCounters {
     pub slow_path: u64,
     /// Frames the box itself sent that the `out` rules let through.
     pub local_out: u64,
+    /// Routed packets held while their next hop was resolved.
+    pub neighbor_held: u64,
     /// Drops by reason.
     pub drops: [u64; DropReason::COUNT],
     /// TSC cycles spent processing bursts (excluding empty polls).
@@ -232,6 +238,7 @@ impl Default for WorkerCounters {
             handed_in: 0,
             slow_path: 0,
             local_out: 0,
+            neighbor_held: 0,
             drops: [0; DropReason::COUNT],
             busy_cycles: 0,
             bursts: 0,
@@ -276,6 +283,7 @@ impl WorkerCounters {
             self.handed_in,
             self.slow_path,
             self.local_out,
+            self.neighbor_held,
             self.busy_cycles,
             self.bursts,
             self.states,
@@ -305,6 +313,7 @@ impl WorkerCounters {
             self.handed_in,
             self.slow_path,
             self.local_out,
+            self.neighbor_held,
             self.busy_cycles,
             self.bursts,
             self.states,
@@ -335,7 +344,7 @@ impl WorkerCounters {
     }
 }
 
-const SCALARS: usize = 24;
+const SCALARS: usize = 25;
 
 /// One worker's published counters: atomics written by that worker only.
 #[derive(Debug)]

@@ -35,6 +35,7 @@ use crate::counters::{DropReason, Punt, Verdict, WorkerCounters};
 use crate::defer::{DeferQueue, Released};
 use crate::export::{ImportRecord, StateRecord, SyncAction};
 use crate::flow::{Direction, FlowKey, IfIndex, L4Info, PacketInfo};
+use crate::neighbor_hold::{HoldOutcome, NeighborHold};
 use crate::ring::{Consumer, Producer};
 use crate::route::{Neighbors, ResolveRequest, Routing};
 use crate::rules::{Action, Decision, ReturnMode, RuleCounters, Ruleset};
@@ -525,7 +526,9 @@ impl Pipeline {
         self.router = Some(Router {
             routing,
             neighbors,
+            neighbors_changed: false,
             resolve,
+            hold: NeighborHold::new(),
         });
     }
 
@@ -533,6 +536,7 @@ impl Pipeline {
     pub fn set_neighbors(&mut self, neighbors: Arc<Neighbors>) {
         if let Some(r) = self.router.as_mut() {
             r.neighbors = neighbors;
+            r.neighbors_changed = true;
         }
     }
 
@@ -785,6 +789,8 @@ impl Pipeline {
             }
             // Counted `forwarded` when released.
             Verdict::Hold(_) => self.counters.deferred += 1,
+            // Counted `forwarded` or dropped when released.
+            Verdict::AwaitNeighbor(_) => self.counters.neighbor_held += 1,
         }
     }
 
@@ -932,22 +938,9 @@ impl Pipeline {
             // A packet held by pfsync `defer` is rewritten now and sent
             // as it is when released.
             Decided(verdict @ (Verdict::Forward(_) | Verdict::Hold(_))) => {
-                let Some(n) = neighbor else {
-                    if let Some(p) = self.router.as_mut().and_then(|r| r.resolve.as_mut()) {
-                        let _ = p.push(ResolveRequest {
-                            af: info.af,
-                            addr: hop.addr,
-                            port: hop.port,
-                        });
-                    }
-                    if let Verdict::Hold(slot) = verdict {
-                        if let Some(q) = self.sync.as_mut().and_then(|s| s.defer.as_mut()) {
-                            q.cancel(slot);
-                        }
-                    }
-                    return Verdict::Drop(DropReason::NeighborUnresolved);
-                };
-                frame[0..6].copy_from_slice(&n.mac);
+                // The packet leaves rewritten for its next hop: our MAC,
+                // TTL / hop limit one less; the next hop's MAC now, or
+                // when it is resolved.
                 frame[6..12].copy_from_slice(&egress_mac);
                 match info.af {
                     crate::flow::Af::Inet => {
@@ -961,10 +954,68 @@ impl Pipeline {
                         }
                     }
                 }
-                verdict
+                if let Some(n) = neighbor {
+                    frame[0..6].copy_from_slice(&n.mac);
+                    return verdict;
+                }
+                let Some(router) = self.router.as_mut() else {
+                    return Verdict::Drop(DropReason::Unclassified);
+                };
+                if let Some(p) = router.resolve.as_mut() {
+                    let _ = p.push(ResolveRequest {
+                        af: info.af,
+                        addr: hop.addr,
+                        port: hop.port,
+                    });
+                }
+                if let Verdict::Hold(slot) = verdict {
+                    if let Some(q) = self.sync.as_mut().and_then(|s| s.defer.as_mut()) {
+                        q.cancel(slot);
+                    }
+                }
+                // Held until the next hop answers (bounded; what finds no
+                // room is dropped).
+                match router.hold.hold(info.af, hop.addr, hop.port, now) {
+                    Some(slot) => Verdict::AwaitNeighbor(slot),
+                    None => Verdict::Drop(DropReason::NeighborUnresolved),
+                }
             }
             Decided(v) => v,
         }
+    }
+
+    /// Lets go of the packets held for a next hop: calls `release(slot,
+    /// port, Some(mac))` for each whose next hop the current neighbour
+    /// snapshot resolves (the worker writes the MAC and sends it) and
+    /// `release(slot, port, None)` for each that waited too long (freed,
+    /// counted `neighbor-unresolved`). Constant time while nothing is held
+    /// or due.
+    #[inline]
+    pub fn release_awaiting(
+        &mut self,
+        now: Instant,
+        mut release: impl FnMut(u16, u16, Option<[u8; 6]>),
+    ) {
+        let Some(router) = self.router.as_mut() else {
+            return;
+        };
+        let changed = std::mem::take(&mut router.neighbors_changed);
+        let counters = &mut self.counters;
+        router.hold.release(
+            &router.neighbors,
+            changed,
+            now,
+            |slot, port, outcome| match outcome {
+                HoldOutcome::Resolved(mac) => {
+                    counters.forwarded += 1;
+                    release(slot, port, Some(mac));
+                }
+                HoldOutcome::Expired => {
+                    counters.drop(DropReason::NeighborUnresolved);
+                    release(slot, port, None);
+                }
+            },
+        );
     }
 
     /// Decides a frame the box itself sends (the control thread's answers,
@@ -1465,7 +1516,12 @@ struct SyncPorts {
 struct Router {
     routing: Arc<Routing>,
     neighbors: Arc<Neighbors>,
+    /// A new neighbour snapshot arrived since the held packets were last
+    /// looked at.
+    neighbors_changed: bool,
     resolve: Option<Producer<ResolveRequest>>,
+    /// Routed packets waiting for their next hop's MAC.
+    hold: NeighborHold,
 }
 
 /// Whether the destination is a broadcast or multicast group (handled by

@@ -17,6 +17,7 @@ use crate::command::CommandPort;
 use crate::counters::{DropReason, SharedCounters, Verdict, SLOW_CLASSES};
 use crate::defer::DEFER_LIMIT;
 use crate::dpdk::{mbuf, rdtsc, MbufRing, PortId, QueueId, RawMbuf};
+use crate::neighbor_hold::HOLD_SLOTS;
 use crate::pipeline::{Pipeline, MAX_PORTS};
 use crate::ring::{Consumer, Producer};
 use crate::route::Neighbors;
@@ -155,6 +156,10 @@ impl Worker {
         // them (`Verdict::Hold`), and the slots released in one round.
         let mut held: [*mut dpdk_sys::rte_mbuf; DEFER_LIMIT] = [std::ptr::null_mut(); DEFER_LIMIT];
         let mut released: [(u16, u16); DEFER_LIMIT] = [(0, 0); DEFER_LIMIT];
+        // Router mode: packets waiting for their next hop's MAC, by slot.
+        let mut awaiting: [*mut dpdk_sys::rte_mbuf; HOLD_SLOTS] =
+            [std::ptr::null_mut(); HOLD_SLOTS];
+        let mut resolved: [(u16, u16, Option<[u8; 6]>); HOLD_SLOTS] = [(0, 0, None); HOLD_SLOTS];
         let mut next_drain = rdtsc() + self.drain_ticks;
         let expire_slots = expire_budget(
             self.pipeline.shard().capacity(),
@@ -206,6 +211,7 @@ impl Worker {
                             send_reply(&mut tx, out, m, queue, &mut self.pipeline, i);
                         }
                         Verdict::Hold(slot) => held[slot as usize % DEFER_LIMIT] = m,
+                        Verdict::AwaitNeighbor(slot) => awaiting[slot as usize % HOLD_SLOTS] = m,
                         Verdict::Drop(_) => {
                             // SAFETY: we own m; freed once.
                             unsafe { dpdk_sys::dpf_pktmbuf_free(m) };
@@ -267,6 +273,9 @@ impl Worker {
                             send_reply(&mut tx, out, h.mbuf.0, queue, &mut self.pipeline, 0);
                         }
                         Verdict::Hold(slot) => held[slot as usize % DEFER_LIMIT] = h.mbuf.0,
+                        Verdict::AwaitNeighbor(slot) => {
+                            awaiting[slot as usize % HOLD_SLOTS] = h.mbuf.0
+                        }
                         // Traffic to the box that the rules let in on its
                         // flow's owner.
                         Verdict::SlowPath(punt) => {
@@ -292,6 +301,33 @@ impl Worker {
                     std::mem::replace(&mut held[slot as usize % DEFER_LIMIT], std::ptr::null_mut());
                 if !m.is_null() {
                     push_tx(&mut tx, port, m, queue, &mut self.pipeline);
+                }
+            }
+            let mut n_resolved = 0;
+            self.pipeline.release_awaiting(now, |slot, port, mac| {
+                resolved[n_resolved] = (slot, port, mac);
+                n_resolved += 1;
+            });
+            for &(slot, port, mac) in &resolved[..n_resolved] {
+                let m = std::mem::replace(
+                    &mut awaiting[slot as usize % HOLD_SLOTS],
+                    std::ptr::null_mut(),
+                );
+                if m.is_null() {
+                    continue;
+                }
+                match mac {
+                    Some(mac) => {
+                        // SAFETY: a held packet is ours alone; its frame was
+                        // checked to hold an Ethernet header when decided.
+                        let frame = unsafe { mbuf::raw_data_mut(m) };
+                        if let Some(dst) = frame.get_mut(0..6) {
+                            dst.copy_from_slice(&mac);
+                        }
+                        push_tx(&mut tx, port, m, queue, &mut self.pipeline);
+                    }
+                    // SAFETY: ours alone; freed once.
+                    None => unsafe { dpdk_sys::dpf_pktmbuf_free(m) },
                 }
             }
             if tsc >= next_drain {
@@ -321,7 +357,7 @@ impl Worker {
         for (p, buf) in tx.iter_mut().enumerate() {
             flush_tx(buf, p as u16, queue, &mut self.pipeline);
         }
-        for m in held.iter().filter(|m| !m.is_null()) {
+        for m in held.iter().chain(awaiting.iter()).filter(|m| !m.is_null()) {
             // SAFETY: a held packet is ours alone; freed once at shutdown.
             unsafe { dpdk_sys::dpf_pktmbuf_free(*m) };
         }

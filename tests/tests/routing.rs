@@ -247,7 +247,7 @@ fn the_slow_path_answers_arp_nd_echo_and_expired_ttl() {
 }
 
 #[test]
-fn unresolved_next_hops_are_resolved_while_their_packets_are_dropped() {
+fn packets_to_an_unresolved_next_hop_wait_for_its_answer() {
     let to_host = |ms| {
         at(
             0,
@@ -272,11 +272,12 @@ fn unresolved_next_hops_are_resolved_while_their_packets_are_dropped() {
     ));
     let input = [to_host(0), at(1, 5, answer), to_host(10)];
     let (out, stats) = replay(&input);
-    assert_eq!(stats["drops"]["neighbor-unresolved"], 1, "{stats}");
+    assert_eq!(stats["drops"]["neighbor-unresolved"], 0, "{stats}");
+    assert_eq!(stats["neighbor_held"], 1, "{stats}");
     assert_eq!(
         out.len(),
-        2,
-        "an ARP request, then the second packet: {stats}"
+        3,
+        "an ARP request, the held packet once answered, then the second: {stats}"
     );
     assert_eq!(out[0].port, 1);
     assert_eq!(&out[0].frame[0..6], &[0xff; 6], "ARP request is broadcast");
@@ -285,11 +286,27 @@ fn unresolved_next_hops_are_resolved_while_their_packets_are_dropped() {
         &[10, 2, 0, 77],
         "asks for the next hop"
     );
-    assert_eq!(out[1].port, 1);
+    for o in &out[1..] {
+        assert_eq!(o.port, 1);
+        assert_eq!(
+            &o.frame[0..6],
+            &[2, 0x77, 0, 0, 0, 1],
+            "forwarded to the resolved MAC"
+        );
+        assert_eq!(&o.frame[6..12], &WAN_MAC, "from the egress port");
+    }
     assert_eq!(
-        &out[1].frame[0..6],
-        &[2, 0x77, 0, 0, 0, 1],
-        "forwarded to the resolved MAC"
+        out[1].at,
+        Duration::from_millis(5),
+        "sent when the answer came"
+    );
+    // A next hop that never answers: its packets are dropped after 3 s.
+    let input = [to_host(0), to_host(4000)];
+    let (out, stats) = replay(&input);
+    assert_eq!(stats["drops"]["neighbor-unresolved"], 1, "{stats}");
+    assert!(
+        out.iter().all(|o| o.frame[0..6] == [0xff; 6]),
+        "only ARP requests"
     );
 }
 

@@ -112,7 +112,7 @@ impl Control<'_> {
             "states_removed": t.states_removed,
             "rx": t.rx, "rx_bytes": t.rx_bytes, "tx": t.tx,
             "forwarded": t.forwarded, "state_hits": t.state_hits,
-            "handed_off": t.handed_off, "slow_path": t.slow_path, "local_out": t.local_out,
+            "handed_off": t.handed_off, "slow_path": t.slow_path, "local_out": t.local_out, "neighbor_held": t.neighbor_held,
             "dropped": t.total_drops(), "drops": drops,
             "burst_latency": crate::daemon::burst_latency_json(&t, dataplane::dpdk::tsc_hz()),
             "control_bad_requests": self.bad_requests,
