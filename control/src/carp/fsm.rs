@@ -22,7 +22,7 @@ use std::net::IpAddr;
 
 use dataplane::time::{Duration, Instant};
 
-use super::validate::Counter;
+use super::stats::Counter;
 use super::{LOG_CRIT, LOG_WARNING};
 
 /// The state of a VHID (§4.1), with the numeric values userland sees.

@@ -18,13 +18,15 @@
 pub mod auth;
 pub mod demote;
 pub mod fsm;
+pub mod stats;
 pub mod validate;
 pub mod wire;
 
 pub use auth::{AuthContext, AuthInput, Key};
 pub use demote::{Demotion, SendErrors};
 pub use fsm::{Action, Actions, Advert, Env, Event, State, Vhost, VhostConfig};
-pub use validate::{validate, CarpDrop, CarpStats, Counter};
+pub use stats::{CarpStats, Counter, NUM_COUNTERS};
+pub use validate::{validate, CarpDrop};
 
 /// Syslog priority LOG_CRIT: BACKUP ↔ MASTER transitions (§5.2).
 pub const LOG_CRIT: u8 = 2;
