@@ -317,3 +317,66 @@ pub fn read_pcapng(path: &Path) -> Vec<Arrival> {
     }
     out
 }
+
+/// A frame arriving on `port` at `ms` milliseconds.
+pub fn at(port: u32, ms: u64, frame: Vec<u8>) -> Arrival {
+    Arrival {
+        port,
+        at: Duration::from_millis(ms),
+        frame,
+    }
+}
+
+/// What a `dpf --replay` run gave: the frames that left (port = egress),
+/// the counters it printed, and the process output.
+pub struct Replayed {
+    /// Frames written to the output capture.
+    pub out: Vec<Arrival>,
+    /// The JSON counters.
+    pub stats: serde_json::Value,
+    /// The process's output.
+    pub output: std::process::Output,
+}
+
+/// Runs `arrivals` through the real `dpf --replay` with `config` (a
+/// dpf.toml) and, when given, `rules` written beside it as `pf.conf`;
+/// `ports` interfaces in the capture, `workers` pipelines.
+pub fn replay(
+    config: &str,
+    rules: Option<&str>,
+    ports: u32,
+    arrivals: &[Arrival],
+    workers: u16,
+) -> Replayed {
+    let dir = crate::scratch();
+    if let Some(r) = rules {
+        std::fs::write(dir.path().join("pf.conf"), r).expect("write pf.conf");
+    }
+    let cfg = dir.path().join("dpf.toml");
+    std::fs::write(&cfg, config).expect("write dpf.toml");
+    let input = dir.path().join("in.pcapng");
+    let output = dir.path().join("out.pcapng");
+    write_pcapng(&input, ports, arrivals);
+    let workers = workers.to_string();
+    let run = crate::run_dpf(
+        &[
+            "--config",
+            &cfg.to_string_lossy(),
+            "--replay",
+            &input.to_string_lossy(),
+            "--replay-out",
+            &output.to_string_lossy(),
+            "--replay-workers",
+            &workers,
+        ],
+        Duration::from_secs(120),
+    )
+    .expect("run dpf --replay");
+    crate::expect_success(&run).expect("dpf --replay succeeds");
+    let stats = serde_json::from_slice(&run.stdout).expect("replay prints JSON");
+    Replayed {
+        out: read_pcapng(&output),
+        stats,
+        output: run,
+    }
+}

@@ -6,7 +6,7 @@
 //! states`, `set skip on`) have their effect; unsupported keywords are
 //! refused with file:line:col. Each test fails on a dpf that fails open.
 
-use dpf_tests::frames::{flags, frame, frame_with, read_pcapng, tcp, write_pcapng, Arrival, L4};
+use dpf_tests::frames::{self, at, flags, frame, frame_with, tcp, Arrival, L4};
 use dpf_tests::*;
 use serde_json::Value;
 use std::net::IpAddr;
@@ -21,14 +21,6 @@ const OUT_MAC: [u8; 6] = [2, 0xbb, 0, 0, 0, 9];
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
-}
-
-fn at(port: u32, ms: u64, f: Vec<u8>) -> Arrival {
-    Arrival {
-        port,
-        at: Duration::from_millis(ms),
-        frame: f,
-    }
 }
 
 const WIRE: &str = "[eal]\nargs = []\n[dataplane]\nrules = \"pf.conf\"\n[[port]]\nname = \"lan0\"\ndevice = \"net_null0\"\n[[port]]\nname = \"wan0\"\ndevice = \"net_null1\"\n[wire]\npairs = [[\"lan0\", \"wan0\"]]\n";
@@ -62,31 +54,8 @@ addresses = ["10.1.0.254/24"]
 /// Runs `arrivals` through dpf in replay mode with `config` and `rules`;
 /// the frames that leave (by port) and dpf's counters.
 fn replay(config: &str, rules: &str, arrivals: &[Arrival], workers: u16) -> (Vec<Arrival>, Value) {
-    let dir = scratch();
-    std::fs::write(dir.path().join("pf.conf"), rules).unwrap();
-    let cfg = dir.path().join("dpf.toml");
-    std::fs::write(&cfg, config).unwrap();
-    let input = dir.path().join("in.pcapng");
-    let output = dir.path().join("out.pcapng");
-    write_pcapng(&input, 2, arrivals);
-    let workers = workers.to_string();
-    let out = run_dpf(
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--replay",
-            input.to_str().unwrap(),
-            "--replay-out",
-            output.to_str().unwrap(),
-            "--replay-workers",
-            &workers,
-        ],
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    expect_success(&out).unwrap();
-    let stats: Value = serde_json::from_slice(&out.stdout).expect("replay prints JSON");
-    (read_pcapng(&output), stats)
+    let r = frames::replay(config, Some(rules), 2, arrivals, workers);
+    (r.out, r.stats)
 }
 
 fn drops(stats: &Value, reason: &str) -> u64 {

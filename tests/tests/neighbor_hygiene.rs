@@ -7,8 +7,7 @@
 
 use dataplane::wire::build::{self, Body, Reply, L4 as ReplyL4};
 use dataplane::wire::{ethernet, icmpv6, ipv6, EtherType, EthernetAddress};
-use dpf_tests::frames::{frame_with, read_pcapng, write_pcapng, Arrival, L4};
-use dpf_tests::*;
+use dpf_tests::frames::{frame_with, Arrival, L4};
 use serde_json::Value;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Output;
@@ -66,27 +65,8 @@ fn at(port: u32, ms: u64, frame: Vec<u8>) -> Arrival {
 }
 
 fn replay(arrivals: &[Arrival]) -> (Vec<Arrival>, Value, Output) {
-    let dir = scratch();
-    let cfg = dir.path().join("dpf.toml");
-    std::fs::write(&cfg, CONFIG).unwrap();
-    let input = dir.path().join("in.pcapng");
-    let output = dir.path().join("out.pcapng");
-    write_pcapng(&input, 2, arrivals);
-    let out = run_dpf(
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--replay",
-            input.to_str().unwrap(),
-            "--replay-out",
-            output.to_str().unwrap(),
-        ],
-        Duration::from_secs(120),
-    )
-    .unwrap();
-    expect_success(&out).unwrap();
-    let stats = serde_json::from_slice(&out.stdout).unwrap();
-    (read_pcapng(&output), stats, out)
+    let r = dpf_tests::frames::replay(CONFIG, None, 2, arrivals, 1);
+    (r.out, r.stats, r.output)
 }
 
 fn emit(r: Reply<'_>) -> Vec<u8> {

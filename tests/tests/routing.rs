@@ -8,8 +8,7 @@ use dataplane::wire::build::{self, Body, Reply, L4 as ReplyL4};
 use dataplane::wire::{
     classify, ethernet, icmpv6, ipv4, ipv6, EtherType, EthernetAddress, FrameKind,
 };
-use dpf_tests::frames::{flags, frame_with, read_pcapng, tcp, write_pcapng, Arrival, L4};
-use dpf_tests::*;
+use dpf_tests::frames::{flags, frame_with, tcp, Arrival, L4};
 use serde_json::Value;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -60,29 +59,8 @@ fn at(port: u32, ms: u64, f: Vec<u8>) -> Arrival {
 }
 
 fn replay(arrivals: &[Arrival]) -> (Vec<Arrival>, Value) {
-    let dir = scratch();
-    let cfg = dir.path().join("dpf.toml");
-    std::fs::write(&cfg, CONFIG).unwrap();
-    let input = dir.path().join("in.pcapng");
-    let output = dir.path().join("out.pcapng");
-    write_pcapng(&input, 2, arrivals);
-    let out = run_dpf(
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--replay",
-            input.to_str().unwrap(),
-            "--replay-out",
-            output.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    expect_success(&out).unwrap();
-    (
-        read_pcapng(&output),
-        serde_json::from_slice(&out.stdout).unwrap(),
-    )
+    let r = dpf_tests::frames::replay(CONFIG, None, 2, arrivals, 1);
+    (r.out, r.stats)
 }
 
 fn from_host(ttl: u8, dst: &str, l4: &L4) -> Vec<u8> {
