@@ -470,8 +470,7 @@ fn longest_dual_master(ads: &[Advert], vhid: u8, interval: f64, from: f64, to: f
 /// Which box advertised `vhid` last before `t` (".1" fw1, ".2" fw2).
 fn master_at(ads: &[Advert], vhid: u8, t: f64) -> String {
     ads.iter()
-        .filter(|a| a.vhid == vhid && a.at <= t)
-        .next_back()
+        .rfind(|a| a.vhid == vhid && a.at <= t)
         .map_or("-".into(), |a| {
             format!("fw{}", a.src.rsplit('.').next().unwrap_or("?"))
         })
