@@ -85,7 +85,9 @@ fn pipeline(states: usize) -> Pipeline {
         self_addrs: &[],
         names: &[],
     };
-    let rules = Ruleset::compile("pass all\n", "bench.conf", &env).expect("ruleset");
+    // `set limit states` holds for the box: room for every state.
+    let text = format!("set limit states {states}\npass all\n");
+    let rules = Ruleset::compile(&text, "bench.conf", &env).expect("ruleset");
     let mut cfg = PipelineConfig::default();
     cfg.pair(CLIENT_PORT_ID, SERVER_PORT_ID);
     Pipeline::new(
