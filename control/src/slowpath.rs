@@ -374,6 +374,7 @@ impl SlowPath {
                 info,
                 l4_offset,
                 fragment,
+                ..
             } => {
                 // A VIP is ours only while we are MASTER for its VHID, and
                 // answers come from its virtual MAC.
