@@ -880,8 +880,14 @@ impl Sync {
                     );
                 }
                 // The peer flushed: remove the states it created (never
-                // ours, whatever the message says).
-                Message::Clr(c) if c.creatorid != self.creatorid => {
+                // ours, whatever the message says). A CLR naming an
+                // interface removes the states bound to it (§5.3): dpf's
+                // are all floating ("all"), so only "" and "all" match.
+                Message::Clr(c)
+                    if c.creatorid != self.creatorid
+                        && c.creatorid != 0
+                        && matches!(c.ifname, [0, ..] | [b'a', b'l', b'l', 0, ..]) =>
+                {
                     self.received_clears += 1;
                     self.broadcast_to_workers(ImportRecord::Clear {
                         creatorid: c.creatorid,
@@ -1973,6 +1979,34 @@ mod tests {
                 assert_eq!(reply.0, k);
             }
             other => panic!("expected the import, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_clear_goes_to_every_worker_unless_it_names_another_interface() {
+        let mut r = rig(2);
+        let now = Instant::from_secs(2);
+        let clr = |name: &[u8], creatorid| {
+            let mut ifname = [0u8; 16];
+            ifname[..name.len()].copy_from_slice(name);
+            Message::Clr(ClrRepr { ifname, creatorid })
+        };
+        let f = frame_from(
+            PEER_MAC,
+            &[
+                clr(b"", PEERS),
+                clr(b"all", PEERS),
+                clr(b"em0", PEERS),
+                clr(b"", OURS),
+            ],
+        );
+        r.sync.handle(&f, 0, now, &mut Vec::new());
+        for w in 0..2 {
+            let got: Vec<_> = std::iter::from_fn(|| r.imports[w].pop()).collect();
+            assert_eq!(got.len(), 2, "{got:?}");
+            assert!(got
+                .iter()
+                .all(|c| matches!(c, ImportRecord::Clear { creatorid: PEERS })));
         }
     }
 }
