@@ -1069,13 +1069,11 @@ impl Sync {
     /// `dpfctl pfsync0` / `-s pfsync`.
     pub fn show(&self, now: Instant) -> Value {
         let bulk = match self.bulk {
-            BulkState::Requested { sent, .. } => format!("requested ({sent} sent)"),
-            BulkState::Receiving { until } => {
-                format!(
-                    "receiving ({} s left)",
-                    until.saturating_since(now).as_secs()
-                )
-            }
+            BulkState::Requested { sent, .. } => format!("pending ({sent} requests sent)"),
+            BulkState::Receiving { until } => format!(
+                "pending (receiving, {} s left)",
+                until.saturating_since(now).as_secs()
+            ),
             BulkState::Done => "done".into(),
             BulkState::TimedOut => "timed out".into(),
         };
