@@ -698,7 +698,9 @@ impl Sync {
         while next < states.len() && out.len() - before < BULK_PACKETS_PER_ROUND {
             let st = &states[next];
             next += 1;
-            // Never export a state without a creator (spec §4).
+            // Never export a state without a creator (spec §4). Every
+            // other state goes, no-sync ones included, as OpenBSD does
+            // (spec §5.6 and §8 point 1).
             if st.creatorid() == 0 {
                 continue;
             }
