@@ -17,6 +17,16 @@
 //! its own transmissions) are ignored by source MAC, so updates the peer
 //! makes to states this box created are merged.
 //!
+//! Trust (README "Who can write states"): frames are accepted only on
+//! `syncdev` (§1.1, `badif`), with a unicast `syncpeer` only from its
+//! address (`not_from_peer`), and with `auth` only when their
+//! [`crate::pfsync::auth`] trailer verifies (`badauth`). With a unicast
+//! `syncpeer` frames go to its MAC, which the control loop resolves
+//! through the slow path's neighbour table ([`Sync::set_peer_mac`]);
+//! until then they are held (bounded). Packets are sized to one packet
+//! buffer, and counted as sent (`opackets`) when handed to the transmit
+//! queue. The bulk request is retried every 2 s, 12 times (§5.6).
+//!
 //! `--sync-trace FILE` writes one line per state message sent or received
 //! (`tx|rx ins|upd|updc|delc|bulk <id> <creatorid> <t_ns>`, t on the TSC
 //! clock every dpf on a host shares) for the sync benchmark.
@@ -71,7 +81,7 @@ const TRACE_FLUSH: Duration = Duration::from_millis(100);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BulkState {
     /// Requested (§5.6 SENT): `sent` requests so far, the next (or giving
-    /// up, after [`BULK_TRIES`]) at `next_at`. A lone BUS END is ignored
+    /// up, after 12 requests) at `next_at`. A lone BUS END is ignored
     /// here, as OpenBSD does.
     Requested {
         /// Requests sent.
