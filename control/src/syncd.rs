@@ -259,9 +259,11 @@ impl Sync {
         } else {
             0
         };
-        let room = s.max_frame_len.saturating_sub(ETH_HDR_LEN + trailer);
-        let mtu = usize::from(s.mtu).min(room);
-        if mtu < usize::from(s.mtu) {
+        // The IP datagram, trailer included, fits the port's MTU and one
+        // packet buffer.
+        let room = s.max_frame_len.saturating_sub(ETH_HDR_LEN);
+        let mtu = usize::from(s.mtu).min(room).saturating_sub(trailer);
+        if room < usize::from(s.mtu) {
             crate::log!(
                 crate::log::Level::Notice,
                 "pfsync: packets limited to {mtu} bytes (mtu {} does not fit a packet buffer)",
@@ -1778,6 +1780,9 @@ mod tests {
             let now = Instant::from_secs(2);
             let trailer = if auth.is_some() { auth::TRAILER_LEN } else { 0 };
             assert_eq!(r.sync.mtu, 2048 - 14 - trailer);
+            // At MTU 1500 the trailer's room is taken from the packet.
+            let small = rig_with(1, |s| s.auth = auth.clone());
+            assert_eq!(small.sync.mtu, 1500 - trailer);
             let states: Vec<State> = (1..=2000).map(|i| state(i, OURS)).collect();
             let mut out = Vec::new();
             r.sync.send_bulk(states, &mut out);
