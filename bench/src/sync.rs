@@ -404,7 +404,7 @@ fn measure(args: &SyncArgs, p: &Paths) -> Result<Vec<Phase>> {
     fs::write(
         &rules,
         format!(
-            "{options}{}\npass quick on sync proto pfsync keep state (no-sync)\n",
+            "{options}{}\npass quick on sync proto pfsync no state\n",
             include_str!("../configs/bench.pf.conf")
         ),
     )?;

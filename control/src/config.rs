@@ -85,6 +85,8 @@ struct RawPfsync {
     maxupd: Option<Spanned<i64>>,
     #[serde(default)]
     defer: Option<Spanned<bool>>,
+    #[serde(default)]
+    auth: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -317,6 +319,10 @@ pub struct PfsyncSpec {
     /// Hold the first packet of a new state until the peer acknowledges
     /// the state (or 20 ms pass).
     pub defer: bool,
+    /// dpf-only HMAC-SHA-256 authentication key (`pfsync::auth`); never
+    /// shown.
+    #[serde(skip)]
+    pub auth: Option<Vec<u8>>,
 }
 
 /// `net.inet.carp.*`.
@@ -860,11 +866,37 @@ impl Config {
                         )
                     })?),
                 };
+                if let Some(sp) = &p.syncpeer {
+                    if syncpeer == Some(std::net::Ipv4Addr::BROADCAST) {
+                        return Err(ctx.err(sp.span(), "syncpeer may not be the broadcast address"));
+                    }
+                }
+                let auth = match &p.auth {
+                    None => None,
+                    Some(a) => {
+                        let k = a.get_ref();
+                        if k.chars().any(char::is_control) {
+                            return Err(ctx.err(a.span(), "auth: control characters in the key"));
+                        }
+                        if crate::pfsync::auth::Key::new(k.as_bytes()).is_none() {
+                            return Err(ctx.err(
+                                a.span(),
+                                format!(
+                                    "auth: the key must be {} to {} bytes",
+                                    crate::pfsync::auth::MIN_KEY_LEN,
+                                    crate::pfsync::auth::MAX_KEY_LEN
+                                ),
+                            ));
+                        }
+                        Some(k.as_bytes().to_vec())
+                    }
+                };
                 Some(PfsyncSpec {
                     syncdev,
                     syncpeer,
                     maxupd,
                     defer: p.defer.as_ref().is_some_and(|d| *d.get_ref()),
+                    auth,
                 })
             }
         };
@@ -1241,6 +1273,33 @@ via = "10.1.0.254"
 ip = "10.2.0.254"
 mac = "02:00:00:00:00:fe"
 "#;
+
+    #[test]
+    fn pfsync_auth_is_optional_checked_and_never_shown() {
+        let base = format!("{ROUTER}[pfsync]\nsyncdev = \"wan0\"\nsyncpeer = \"10.2.0.2\"\n");
+        let c = parse(&base).expect("valid");
+        assert_eq!(c.pfsync.as_ref().and_then(|p| p.auth.clone()), None);
+        let t = format!("{base}auth = \"correct horse battery staple\"\n");
+        let c = parse(&t).expect("valid");
+        let p = c.pfsync.as_ref().unwrap();
+        assert_eq!(
+            p.auth.as_deref(),
+            Some(&b"correct horse battery staple"[..])
+        );
+        let shown = serde_json::to_string(p).unwrap();
+        assert!(!shown.contains("horse"), "{shown}");
+        let lines = base.lines().count() + 1;
+        let e = parse(&format!("{base}auth = \"short\"\n")).unwrap_err();
+        assert!(e.msg.contains("16 to 1024 bytes"), "{e}");
+        assert_eq!(e.line, lines, "{e}");
+        let e = parse(&format!("{base}auth = \"sixteen bytes\\nand more\"\n")).unwrap_err();
+        assert!(e.msg.contains("control characters"), "{e}");
+        let e = parse(&format!("{base}auth = 12345678901234567\n")).unwrap_err();
+        assert_eq!(e.line, lines, "{e}");
+        let t = base.replace("\"10.2.0.2\"", "\"255.255.255.255\"");
+        let e = parse(&t).unwrap_err();
+        assert!(e.msg.contains("broadcast"), "{e}");
+    }
 
     #[test]
     fn router_config_parses_routes_and_neighbors() {

@@ -171,6 +171,10 @@ struct InjectQueue {
 /// Frames waiting for the injection ring, at most.
 const INJECT_PENDING_MAX: usize = 1 << 20;
 
+/// Bytes of frame one packet buffer holds (after its 128-byte headroom):
+/// pfsync sizes its packets to it.
+const MBUF_DATA_ROOM: usize = 2048;
+
 impl InjectQueue {
     fn new() -> InjectQueue {
         InjectQueue {
@@ -184,6 +188,12 @@ impl InjectQueue {
     /// Queues `out` and sends what the ring takes now.
     fn send(&mut self, out: Vec<crate::slowpath::Out>, pool: &Mempool, ring: &MbufRing) {
         for o in out {
+            // Larger than a packet buffer: never sendable, never counted
+            // as sent.
+            if o.1.len() > MBUF_DATA_ROOM {
+                self.dropped += 1;
+                continue;
+            }
             let q = if is_pfsync_frame(&o.1) {
                 &mut self.pending
             } else {
@@ -410,7 +420,7 @@ fn run_with_eal(
         bail!("EAL has no worker lcore: give at least two lcores (e.g. -l 0,1)");
     }
     let workers = lcores.len();
-    let pool = Mempool::new("dpf_pool", config.mbufs, 256, 2048 + 128)
+    let pool = Mempool::new("dpf_pool", config.mbufs, 256, MBUF_DATA_ROOM as u16 + 128)
         .context("creating the packet pool")?;
 
     let mut ports: Vec<Port> = Vec::new();
@@ -639,6 +649,9 @@ fn run_with_eal(
                 ip,
                 syncpeer: ps.syncpeer,
                 mtu: config.ports[ps.syncdev].mtu,
+                max_frame_len: MBUF_DATA_ROOM,
+                state_limit: rules.load().options.limit_states,
+                auth: ps.auth.as_deref().and_then(crate::pfsync::auth::Key::new),
                 maxupd: ps.maxupd,
                 defer: ps.defer,
                 creatorid: pcfg.creatorid,
@@ -674,7 +687,7 @@ fn run_with_eal(
             if let Some(c) = carp.as_mut() {
                 let _ = c.carpdemote("carp", BULK_DEMOTE, now_fn(), &mut out);
             }
-            s.request_bulk(&mut out);
+            s.request_bulk(now_fn(), &mut out);
         }
         injectq.send(out, &pool, inject);
     }
@@ -776,6 +789,18 @@ fn run_with_eal(
                 c.poll(now, &mut out);
             }
             if let Some(s) = sync.as_mut() {
+                // A unicast syncpeer is resolved like any next hop.
+                if let Some(peer) = s.unicast_peer() {
+                    let addr = dataplane::flow::Addr::v4(peer.octets());
+                    let af = dataplane::flow::Af::Inet;
+                    let port = config.pfsync.as_ref().map_or(0, |p| p.syncdev as u16);
+                    let nb = neighbors.load().get(af, &addr).filter(|n| n.port == port);
+                    if nb.is_none() {
+                        let req = dataplane::route::ResolveRequest { af, addr, port };
+                        slowpath.resolve(req, now, &mut out);
+                    }
+                    s.set_peer_mac(nb.map(|n| n.mac), &mut out);
+                }
                 if s.poll(now, &mut out) {
                     if let Some(c) = carp.as_mut() {
                         let _ = c.carpdemote("carp", -BULK_DEMOTE, now, &mut out);

@@ -17,6 +17,16 @@
 //! its own transmissions) are ignored by source MAC, so updates the peer
 //! makes to states this box created are merged.
 //!
+//! Trust (README "Who can write states"): frames are accepted only on
+//! `syncdev` (§1.1, `badif`), with a unicast `syncpeer` only from its
+//! address (`not_from_peer`), and with `auth` only when their
+//! [`crate::pfsync::auth`] trailer verifies (`badauth`). With a unicast
+//! `syncpeer` frames go to its MAC, which the control loop resolves
+//! through the slow path's neighbour table ([`Sync::set_peer_mac`]);
+//! until then they are held (bounded). Packets are sized to one packet
+//! buffer, and counted as sent (`opackets`) when handed to the transmit
+//! queue. The bulk request is retried every 2 s, 12 times (§5.6).
+//!
 //! `--sync-trace FILE` writes one line per state message sent or received
 //! (`tx|rx ins|upd|updc|delc|bulk <id> <creatorid> <t_ns>`, t on the TSC
 //! clock every dpf on a host shares) for the sync benchmark.
@@ -25,14 +35,15 @@
 //! thread of its own (the control loop already sleeps ~1 ms and owns the
 //! injection path); `defer` is not implemented.
 
+use crate::pfsync::auth::{self, AuthError, Signer, Verifier};
 use crate::pfsync::pack::{Packer, PacketWriter};
-use crate::pfsync::recv::valid_update;
-use crate::pfsync::wire::frame::receive_frame;
+use crate::pfsync::recv::{valid_insert, valid_update};
+use crate::pfsync::wire::frame::{receive_frame, ETH_HDR_LEN};
 use crate::pfsync::wire::{
     BusRepr, BusStatus, ClrRepr, KeyRepr, LinkParams, Message, PeerRepr, RxContext, StateId,
     StateRepr, UpdCRepr,
 };
-use crate::pfsync::PfsyncStats;
+use crate::pfsync::{Counter, PfsyncStats};
 use crate::slowpath::Out;
 use dataplane::export::{ImportRecord, StateRecord, SyncAction};
 use dataplane::flow::{Af, Direction, FlowKey, IfIndex};
@@ -44,8 +55,12 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::Write;
 
-/// How long a bulk request waits for the end marker.
-const BULK_TIMEOUT: Duration = Duration::from_secs(12);
+/// Interval between bulk requests while none is answered (spec §5.6).
+const BULK_RETRY: Duration = Duration::from_secs(2);
+/// Bulk requests sent before giving up (spec §5.6).
+const BULK_TRIES: u8 = 12;
+/// Frames held while the unicast peer's MAC is not resolved, at most.
+const HELD_MAX: usize = 4096;
 /// Demotion while a bulk update is pending (spec §5.6).
 pub const BULK_DEMOTE: i32 = 32;
 /// Packets of a bulk update sent per control-loop round (~5 states each at
@@ -62,11 +77,20 @@ const MISSING_WAIT: Duration = Duration::from_secs(1);
 /// How often the trace file is flushed.
 const TRACE_FLUSH: Duration = Duration::from_millis(100);
 
-/// Bulk update status, for `dpfctl pfsync0`.
+/// Bulk update requester (spec §5.6), for `dpfctl pfsync0`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BulkState {
-    /// Requested at start, waiting for the peer's end marker.
-    Pending {
+    /// Requested (§5.6 SENT): `sent` requests so far, the next (or giving
+    /// up, after 12 requests) at `next_at`. A lone BUS END is ignored
+    /// here, as OpenBSD does.
+    Requested {
+        /// Requests sent.
+        sent: u8,
+        /// Next retry, or giving up.
+        next_at: Instant,
+    },
+    /// The peer's BUS START arrived (§5.6 BULK): waiting for its END.
+    Receiving {
         /// Gives up at.
         until: Instant,
     },
@@ -74,6 +98,16 @@ pub enum BulkState {
     Done,
     /// No answer in time (no peer yet, or it is down).
     TimedOut,
+}
+
+impl BulkState {
+    /// Whether our bulk update is still expected.
+    pub fn pending(self) -> bool {
+        matches!(
+            self,
+            BulkState::Requested { .. } | BulkState::Receiving { .. }
+        )
+    }
 }
 
 /// pfsync on this box.
@@ -95,6 +129,30 @@ pub struct Sync {
     pub stats: PfsyncStats,
     /// Bulk update state.
     pub bulk: BulkState,
+    /// How long a bulk update may take once started (§5.6 BULK timer).
+    bulk_timeout: Duration,
+    /// The IP datagram size our packets are limited to.
+    mtu: usize,
+    /// `syncpeer`, when unicast: frames are sent to it only, and accepted
+    /// from it only.
+    unicast_peer: Option<std::net::Ipv4Addr>,
+    /// Its resolved MAC.
+    peer_mac: Option<[u8; 6]>,
+    /// Frames waiting for the peer's MAC, in order.
+    held: std::collections::VecDeque<Vec<u8>>,
+    held_frames: u64,
+    held_dropped: u64,
+    /// Packets from another source than the unicast `syncpeer`.
+    not_from_peer: u64,
+    /// `auth`: signs what we send.
+    signer: Option<Signer>,
+    /// `auth`: checks what we receive.
+    verifier: Option<Verifier>,
+    auth_missing: u64,
+    auth_bad_mac: u64,
+    auth_replayed: u64,
+    /// A state of the running bulk update could not be packed: no BUS END.
+    bulk_incomplete: bool,
     sent_packets: u64,
     sent_states: u64,
     received_states: u64,
@@ -113,9 +171,10 @@ pub struct Sync {
     received_acks: u64,
     /// Our syncdev MAC: frames from it are our own, seen again.
     mac: [u8; 6],
-    /// UPD_C'd states some worker reported unknown: how many workers did,
-    /// and since when (UPD_REQ once all that could have it said no).
-    missing: HashMap<StateId, (usize, Instant)>,
+    /// UPD_C'd (false) or deleted (true) states some worker reported
+    /// unknown: how many workers did, and since when (`badstate`, and for
+    /// an update an UPD_REQ, once all that could have it said no).
+    missing: HashMap<(StateId, bool), (usize, Instant)>,
     /// Between the peer's BUS START and END of our bulk request.
     in_bulk: bool,
     /// States whose INS or UPD is in the packet being built.
@@ -158,6 +217,13 @@ pub struct SyncSetup {
     pub syncpeer: Option<std::net::Ipv4Addr>,
     /// Link MTU.
     pub mtu: u16,
+    /// The largest frame one packet buffer carries (Ethernet header
+    /// included): a larger `mtu` is clamped to it, with a notice.
+    pub max_frame_len: usize,
+    /// `set limit states` (for the §5.6 bulk timeout).
+    pub state_limit: u32,
+    /// `auth`: the shared key, or `None` (OpenBSD's unauthenticated pfsync).
+    pub auth: Option<auth::Key>,
     /// `maxupd`.
     pub maxupd: u8,
     /// `defer`: our inserts ask for INS_ACK (the workers hold the packets).
@@ -178,17 +244,51 @@ impl Sync {
         imports: Vec<Producer<ImportRecord>>,
         now: Instant,
     ) -> Result<Sync, String> {
+        // A unicast peer's MAC is filled in per frame once resolved (never
+        // the broadcast address): the placeholder is all zeros.
         let link = LinkParams::new(
             s.mac,
             s.ip,
             s.syncpeer.map_or([0; 4], |p| p.octets()),
-            s.syncpeer.map(|_| [0xff; 6]),
+            Some([0; 6]),
         )
         .map_err(|e| format!("pfsync link: {e}"))?;
-        let packer = Packer::new(s.mtu as usize, link, rand::random())
-            .map_err(|e| format!("pfsync: {e}"))?;
-        let writer = PacketWriter::new(s.mtu as usize, link, rand::random())
-            .map_err(|e| format!("pfsync: {e}"))?;
+        let unicast_peer = s.syncpeer.filter(|p| !p.is_multicast());
+        let trailer = if s.auth.is_some() {
+            auth::TRAILER_LEN
+        } else {
+            0
+        };
+        // The IP datagram, trailer included, fits the port's MTU and one
+        // packet buffer.
+        let room = s.max_frame_len.saturating_sub(ETH_HDR_LEN);
+        let mtu = usize::from(s.mtu).min(room).saturating_sub(trailer);
+        if room < usize::from(s.mtu) {
+            crate::log!(
+                crate::log::Level::Notice,
+                "pfsync: packets limited to {mtu} bytes (mtu {} does not fit a packet buffer)",
+                s.mtu
+            );
+        }
+        let packer = Packer::new(mtu, link, rand::random()).map_err(|e| format!("pfsync: {e}"))?;
+        let writer =
+            PacketWriter::new(mtu, link, rand::random()).map_err(|e| format!("pfsync: {e}"))?;
+        if unicast_peer.is_none() {
+            crate::log!(
+                crate::log::Level::Warning,
+                "pfsync: no unicast syncpeer: any host on {}'s segment can insert and remove states; use a dedicated port, syncpeer and auth",
+                s.syncdev_name
+            );
+        } else if s.auth.is_none() {
+            crate::log!(
+                crate::log::Level::Warning,
+                "pfsync: no auth: a host on {}'s segment that spoofs the syncpeer's address can insert and remove states",
+                s.syncdev_name
+            );
+        }
+        let per_packet = ((mtu - 40) / crate::pfsync::wire::state::STATE_LEN).max(1) as u64;
+        let bulk_timeout =
+            Duration::from_secs(4 * (u64::from(s.state_limit) / per_packet / 50).max(1));
         let workers = imports.len();
         Ok(Sync {
             syncdev: s.syncdev,
@@ -204,9 +304,28 @@ impl Sync {
             ifnames: s.ifnames,
             timeouts: s.timeouts,
             stats: PfsyncStats::default(),
-            bulk: BulkState::Pending {
-                until: now + BULK_TIMEOUT,
+            // [`Sync::request_bulk`] sends the first request at start.
+            bulk: BulkState::Requested {
+                sent: 0,
+                next_at: now + BULK_RETRY,
             },
+            bulk_timeout,
+            mtu,
+            unicast_peer,
+            peer_mac: None,
+            held: std::collections::VecDeque::new(),
+            held_frames: 0,
+            held_dropped: 0,
+            not_from_peer: 0,
+            signer: s
+                .auth
+                .clone()
+                .map(|k| Signer::new(k, s.creatorid, rand::random())),
+            verifier: s.auth.map(Verifier::new),
+            auth_missing: 0,
+            auth_bad_mac: 0,
+            auth_replayed: 0,
+            bulk_incomplete: false,
             sent_packets: 0,
             sent_states: 0,
             received_states: 0,
@@ -224,7 +343,7 @@ impl Sync {
             mac: s.mac,
             missing: HashMap::new(),
             in_bulk: false,
-            full_in_packet: Vec::with_capacity(s.mtu as usize / 264 + 1),
+            full_in_packet: Vec::with_capacity(mtu / 264 + 1),
             bulk_out: None,
             requests: Vec::new(),
             trace: None,
@@ -276,33 +395,35 @@ impl Sync {
     /// A worker reported that it does not have a state the peer sent a
     /// compressed update for; once every worker that could have it said
     /// so, ask the peer for the whole state (UPD_REQ).
-    fn missing(&mut self, id: StateId, now: Instant) {
+    /// `delete`: the report is about a DEL_C (spec §5.3: an unknown state
+    /// is `badstate`, nothing is asked for).
+    fn missing(&mut self, id: StateId, delete: bool, now: Instant) {
         let asked = if self.owner_of_id(id).is_some() {
             1
         } else {
             self.imports.len().max(1)
         };
         let room = self.missing.len() < MISSING_MAX;
-        let count = match self.missing.get_mut(&id) {
+        let count = match self.missing.get_mut(&(id, delete)) {
             Some(e) => {
                 e.0 += 1;
                 e.0
             }
             None if room => {
-                self.missing.insert(id, (1, now));
+                self.missing.insert((id, delete), (1, now));
                 1
             }
             None => {
-                self.stats.incr(crate::pfsync::Counter::Onomem);
+                self.stats.incr(Counter::Onomem);
                 return;
             }
         };
         if count >= asked {
-            self.missing.remove(&id);
-            self.stats.incr(crate::pfsync::Counter::Badstate);
+            self.missing.remove(&(id, delete));
+            self.stats.incr(Counter::Badstate);
             // The bulk update we asked for brings every state: asking for
             // them one by one meanwhile would only double the traffic.
-            if !matches!(self.bulk, BulkState::Pending { .. }) {
+            if !delete && !self.bulk.pending() {
                 self.requests.push(id);
             }
         }
@@ -319,29 +440,96 @@ impl Sync {
         for id in &requests {
             let msg = Message::UpdReq(*id);
             if self.writer.push(&msg).is_err() {
-                if let Some(frame) = self.writer.finish() {
-                    out.push((self.syncdev, frame.to_vec()));
-                    self.sent_packets += 1;
+                if let Some(frame) = self.writer.finish().map(<[u8]>::to_vec) {
+                    self.emit(frame, out);
                 }
                 self.writer.clear();
                 if self.writer.push(&msg).is_err() {
-                    self.stats.incr(crate::pfsync::Counter::Onomem);
+                    self.stats.incr(Counter::Onomem);
                     continue;
                 }
             }
             self.sent_requests += 1;
         }
-        if let Some(frame) = self.writer.finish() {
-            out.push((self.syncdev, frame.to_vec()));
-            self.sent_packets += 1;
+        if let Some(frame) = self.writer.finish().map(<[u8]>::to_vec) {
+            self.emit(frame, out);
         }
         self.requests = requests;
         self.requests.clear();
     }
 
-    /// The bulk request sent at start (UPD_REQ with id 0, creatorid 0).
-    pub fn request_bulk(&mut self, out: &mut Vec<Out>) {
+    /// The bulk request sent at start (UPD_REQ with id 0, creatorid 0),
+    /// re-sent by [`Sync::poll`] every 2 s until the peer's BUS START, 12
+    /// times at most (spec §5.6).
+    pub fn request_bulk(&mut self, now: Instant, out: &mut Vec<Out>) {
         self.send_alone(&Message::UpdReq(StateId::BULK_REQUEST), out);
+        let sent = match self.bulk {
+            BulkState::Requested { sent, .. } => sent.saturating_add(1),
+            _ => 1,
+        };
+        self.bulk = BulkState::Requested {
+            sent,
+            next_at: now + BULK_RETRY,
+        };
+    }
+
+    /// The unicast `syncpeer` whose MAC the caller resolves, if any.
+    pub fn unicast_peer(&self) -> Option<std::net::Ipv4Addr> {
+        self.unicast_peer
+    }
+
+    /// The unicast peer's MAC as the neighbour table has it now (`None`:
+    /// unresolved). Frames held for it go out once it is known.
+    pub fn set_peer_mac(&mut self, mac: Option<[u8; 6]>, out: &mut Vec<Out>) {
+        self.peer_mac = mac;
+        let Some(mac) = mac else {
+            return;
+        };
+        while let Some(mut frame) = self.held.pop_front() {
+            if let Some(dst) = frame.get_mut(0..6) {
+                dst.copy_from_slice(&mac);
+            }
+            out.push((self.syncdev, frame));
+            self.sent_packets += 1;
+            self.stats.incr(Counter::Opackets);
+        }
+    }
+
+    /// Hands a finished frame over for transmission: signed when `auth`
+    /// is set, addressed to the unicast peer's MAC (held, bounded, while
+    /// it is unresolved), and counted as sent (`opackets`) only then.
+    fn emit(&mut self, mut frame: Vec<u8>, out: &mut Vec<Out>) {
+        if let Some(signer) = self.signer.as_mut() {
+            let ip = ETH_HDR_LEN;
+            let Some(pfsync) = frame.get(ip + 20..) else {
+                return;
+            };
+            let trailer = signer.sign(pfsync);
+            frame.extend_from_slice(&trailer);
+            let total = (frame.len() - ip) as u16;
+            frame[ip + 2..ip + 4].copy_from_slice(&total.to_be_bytes());
+            let csum = crate::pfsync::wire::frame::ipv4_checksum(&frame[ip..ip + 20]);
+            frame[ip + 10..ip + 12].copy_from_slice(&csum.to_be_bytes());
+        }
+        if self.unicast_peer.is_some() {
+            match self.peer_mac {
+                Some(mac) => frame[0..6].copy_from_slice(&mac),
+                None => {
+                    if self.held.len() < HELD_MAX {
+                        self.held.push_back(frame);
+                        self.held_frames += 1;
+                    } else {
+                        self.held_dropped += 1;
+                        self.stats.incr(Counter::Oerrors);
+                        self.bulk_incomplete = true;
+                    }
+                    return;
+                }
+            }
+        }
+        out.push((self.syncdev, frame));
+        self.sent_packets += 1;
+        self.stats.incr(Counter::Opackets);
     }
 
     /// Tells the peer that this box flushed its states (`pfctl -F states`):
@@ -361,12 +549,11 @@ impl Sync {
     fn send_alone(&mut self, msg: &Message, out: &mut Vec<Out>) {
         self.writer.clear();
         if self.writer.push(msg).is_err() {
-            self.stats.incr(crate::pfsync::Counter::Onomem);
+            self.stats.incr(Counter::Onomem);
             return;
         }
-        if let Some(frame) = self.writer.finish() {
-            out.push((self.syncdev, frame.to_vec()));
-            self.sent_packets += 1;
+        if let Some(frame) = self.writer.finish().map(<[u8]>::to_vec) {
+            self.emit(frame, out);
         }
     }
 
@@ -374,7 +561,8 @@ impl Sync {
     /// a fixed order (UPD_C and DEL_C before INS and UPD, spec §1.2), so a
     /// compressed update or deletion of a state whose full message is in
     /// the packet being built closes that packet first.
-    fn push(&mut self, msg: &Message, out: &mut Vec<Out>) {
+    /// Returns false when the message could not be packed (counted).
+    fn push(&mut self, msg: &Message, out: &mut Vec<Out>) -> bool {
         let (id, full) = match msg {
             Message::Ins(s) | Message::Upd(s) => (Some(s.state_id()), true),
             Message::UpdC(u) => (Some(u.state_id()), false),
@@ -386,28 +574,27 @@ impl Sync {
                 self.flush(out);
             }
         }
-        match self.packer.push(msg) {
+        match self.packer.push(msg).map(|f| f.map(<[u8]>::to_vec)) {
             Ok(Some(frame)) => {
-                out.push((self.syncdev, frame.to_vec()));
-                self.sent_packets += 1;
+                self.emit(frame, out);
                 self.full_in_packet.clear();
             }
             Ok(None) => {}
             Err(_) => {
-                self.stats.incr(crate::pfsync::Counter::Onomem);
-                return;
+                self.stats.incr(Counter::Onomem);
+                return false;
             }
         }
         if let Some(id) = id.filter(|_| full) {
             self.full_in_packet.push(id);
         }
+        true
     }
 
     fn flush(&mut self, out: &mut Vec<Out>) {
         self.full_in_packet.clear();
-        if let Some(frame) = self.packer.flush() {
-            out.push((self.syncdev, frame.to_vec()));
-            self.sent_packets += 1;
+        if let Some(frame) = self.packer.flush().map(<[u8]>::to_vec) {
+            self.emit(frame, out);
         }
     }
 
@@ -433,7 +620,11 @@ impl Sync {
                     SyncAction::FullUpdate => (Message::Upd(self.to_wire(&rec.state, now)), "upd"),
                     SyncAction::Delete => (Message::DelC(id), "delc"),
                     SyncAction::Missing => {
-                        self.missing(id, now);
+                        self.missing(id, false, now);
+                        continue;
+                    }
+                    SyncAction::NotDeleted => {
+                        self.missing(id, true, now);
                         continue;
                     }
                 };
@@ -457,12 +648,26 @@ impl Sync {
                 t.flushed = now;
             }
         }
-        if let BulkState::Pending { until } = self.bulk {
-            if now >= until {
+        match self.bulk {
+            BulkState::Requested { sent, next_at } if now >= next_at => {
+                if sent < BULK_TRIES {
+                    self.request_bulk(now, out);
+                } else {
+                    self.bulk = BulkState::TimedOut;
+                    crate::log!(
+                        crate::log::Level::Warning,
+                        "pfsync: no answer to {sent} bulk requests, giving up"
+                    );
+                    return true;
+                }
+            }
+            BulkState::Receiving { until } if now >= until => {
                 self.bulk = BulkState::TimedOut;
+                self.in_bulk = false;
                 crate::log!(crate::log::Level::Warning, "pfsync: bulk update timed out");
                 return true;
             }
+            _ => {}
         }
         false
     }
@@ -487,11 +692,17 @@ impl Sync {
             states.len()
         );
         self.bulk_out = Some((states, 0));
+        self.bulk_incomplete = false;
     }
 
     /// Sends the next slice of a running bulk update; the end marker after
     /// the last state.
     fn continue_bulk(&mut self, now: Instant, out: &mut Vec<Out>) {
+        // Paused while the unicast peer's MAC is unresolved: the frames
+        // would only pile up in the held queue.
+        if self.unicast_peer.is_some() && self.peer_mac.is_none() {
+            return;
+        }
         let Some((states, mut next)) = self.bulk_out.take() else {
             return;
         };
@@ -499,19 +710,37 @@ impl Sync {
         while next < states.len() && out.len() - before < BULK_PACKETS_PER_ROUND {
             let st = &states[next];
             next += 1;
+            // Never export a state without a creator (spec §4). Every
+            // other state goes, no-sync ones included, as OpenBSD does
+            // (spec §5.6 and §8 point 1).
+            if st.creatorid() == 0 {
+                continue;
+            }
             let m = Message::Upd(self.to_wire(st, now));
             let id = StateId {
                 id: st.id(),
                 creatorid: st.creatorid(),
             };
             self.trace("tx", "bulk", id, now);
-            self.push(&m, out);
+            if !self.push(&m, out) {
+                self.bulk_incomplete = true;
+            }
         }
         if next < states.len() {
             self.bulk_out = Some((states, next));
             return;
         }
         self.flush(out);
+        if self.bulk_incomplete {
+            // The peer must not end its demotion on a partial table: it
+            // retries the request or times out.
+            crate::log!(
+                crate::log::Level::Warning,
+                "pfsync: bulk update of {} states incomplete, no end marker sent",
+                states.len()
+            );
+            return;
+        }
         self.send_alone(
             &Message::Bus(BusRepr {
                 creatorid: self.creatorid,
@@ -546,15 +775,50 @@ impl Sync {
         if frame.get(6..12) == Some(&self.mac[..]) {
             return SyncEvent::None;
         }
+        // §1.1, counted: not on syncdev (`badif`), TTL, version, length.
         let Ok(pkt) = receive_frame(frame, &ctx, &mut self.stats) else {
             return SyncEvent::None;
         };
+        // A unicast syncpeer: from that address only.
+        if let Some(peer) = self.unicast_peer {
+            if pkt.src_ip != peer.octets() {
+                self.not_from_peer += 1;
+                return SyncEvent::None;
+            }
+        }
+        // `auth`: nothing unauthenticated, altered or replayed.
+        if let Some(v) = self.verifier.as_mut() {
+            if let Err(e) = v.verify(pkt.pfsync, pkt.trailer) {
+                self.stats.incr(Counter::Badauth);
+                match e {
+                    AuthError::Missing => self.auth_missing += 1,
+                    AuthError::BadMac => self.auth_bad_mac += 1,
+                    AuthError::Replay => self.auth_replayed += 1,
+                }
+                return SyncEvent::None;
+            }
+        }
         let mut event = SyncEvent::None;
         let mut msgs = Vec::new();
         let mut acks = Vec::new();
-        pkt.walker().for_each_message(|_| {}, |m| msgs.push(m));
+        // §2.3: a section past the end (`badlen`) or an unusable action
+        // (`badact`) stops the walk; what came before is processed.
+        let stats = &mut self.stats;
+        pkt.walker()
+            .for_each_message(|e| stats.incr(e.counter()), |m| msgs.push(m));
         for m in msgs {
             match m {
+                // §5.4 step 1: a state without a creator is rejected.
+                Message::Ins(s) | Message::Upd(s) if s.creatorid == 0 => {
+                    self.stats.incr(Counter::Badstate);
+                }
+                Message::UpdC(UpdCRepr { creatorid: 0, .. })
+                | Message::DelC(StateId { creatorid: 0, .. }) => {
+                    self.stats.incr(Counter::Badstate);
+                }
+                Message::Ins(s) | Message::Upd(s) if !valid_insert(&s) => {
+                    self.stats.incr(Counter::Badval);
+                }
                 Message::Ins(s) | Message::Upd(s) => {
                     let name = match m {
                         Message::Ins(_) => "ins",
@@ -576,7 +840,7 @@ impl Sync {
                         };
                         self.import_to(owner, rec);
                     } else {
-                        self.stats.incr(crate::pfsync::Counter::Badval);
+                        self.stats.incr(Counter::Badval);
                     }
                 }
                 Message::UpdC(u) => {
@@ -596,7 +860,7 @@ impl Sync {
                                 },
                             );
                         }
-                        _ => self.stats.incr(crate::pfsync::Counter::Badval),
+                        _ => self.stats.incr(Counter::Badval),
                     }
                 }
                 Message::InsAck(id) => {
@@ -630,8 +894,14 @@ impl Sync {
                     );
                 }
                 // The peer flushed: remove the states it created (never
-                // ours, whatever the message says).
-                Message::Clr(c) if c.creatorid != self.creatorid => {
+                // ours, whatever the message says). A CLR naming an
+                // interface removes the states bound to it (§5.3): dpf's
+                // are all floating ("all"), so only "" and "all" match.
+                Message::Clr(c)
+                    if c.creatorid != self.creatorid
+                        && c.creatorid != 0
+                        && matches!(c.ifname, [0, ..] | [b'a', b'l', b'l', 0, ..]) =>
+                {
                     self.received_clears += 1;
                     self.broadcast_to_workers(ImportRecord::Clear {
                         creatorid: c.creatorid,
@@ -640,12 +910,19 @@ impl Sync {
                 Message::UpdReq(id) if id == StateId::BULK_REQUEST => {
                     event = SyncEvent::BulkRequested
                 }
+                // §5.6: START moves SENT to BULK; END ends BULK only (a
+                // lone END in SENT is ignored, as OpenBSD does).
                 Message::Bus(b) if b.status == BusStatus::Start as u8 => {
-                    self.in_bulk = matches!(self.bulk, BulkState::Pending { .. });
+                    if let BulkState::Requested { .. } = self.bulk {
+                        self.bulk = BulkState::Receiving {
+                            until: now + self.bulk_timeout,
+                        };
+                        self.in_bulk = true;
+                    }
                 }
                 Message::Bus(b) if b.status == BusStatus::End as u8 => {
-                    self.in_bulk = false;
-                    if matches!(self.bulk, BulkState::Pending { .. }) {
+                    if let BulkState::Receiving { .. } = self.bulk {
+                        self.in_bulk = false;
                         self.bulk = BulkState::Done;
                         crate::log!(crate::log::Level::Notice, "pfsync: bulk update received");
                         event = SyncEvent::BulkDone;
@@ -667,21 +944,19 @@ impl Sync {
         for id in acks {
             let msg = Message::InsAck(*id);
             if self.writer.push(&msg).is_err() {
-                if let Some(frame) = self.writer.finish() {
-                    out.push((self.syncdev, frame.to_vec()));
-                    self.sent_packets += 1;
+                if let Some(frame) = self.writer.finish().map(<[u8]>::to_vec) {
+                    self.emit(frame, out);
                 }
                 self.writer.clear();
                 if self.writer.push(&msg).is_err() {
-                    self.stats.incr(crate::pfsync::Counter::Onomem);
+                    self.stats.incr(Counter::Onomem);
                     continue;
                 }
             }
             self.sent_acks += 1;
         }
-        if let Some(frame) = self.writer.finish() {
-            out.push((self.syncdev, frame.to_vec()));
-            self.sent_packets += 1;
+        if let Some(frame) = self.writer.finish().map(<[u8]>::to_vec) {
+            self.emit(frame, out);
         }
     }
 
@@ -745,14 +1020,10 @@ impl Sync {
             proto: key.proto,
         };
         let wk = KeyRepr::from_flow_key(&k);
+        // dpf's states are floating (lookups ignore the interface), as
+        // pf's default `set state-policy floating`: bound to "all".
         let mut ifname = [0u8; 16];
-        let name = self
-            .ifnames
-            .get(st.ifindex.0 as usize)
-            .map_or("", String::as_str);
-        for (d, b) in ifname.iter_mut().zip(name.bytes().take(15)) {
-            *d = b;
-        }
+        ifname[..3].copy_from_slice(b"all");
         StateRepr {
             id: st.id(),
             ifname,
@@ -801,6 +1072,8 @@ impl Sync {
             | state_flags::SYNCED_SRC
             | state_flags::SYNCED_DST;
         st.direction = Direction::In;
+        // Floating, whatever interface the peer bound it to (a peer's
+        // names need not exist here): the port is only informative.
         let name_len = s.ifname.iter().position(|b| *b == 0).unwrap_or(16);
         let name = std::str::from_utf8(&s.ifname[..name_len]).unwrap_or("");
         st.ifindex = IfIndex(self.ifnames.iter().position(|n| n == name).unwrap_or(0) as u16);
@@ -810,9 +1083,11 @@ impl Sync {
     /// `dpfctl pfsync0` / `-s pfsync`.
     pub fn show(&self, now: Instant) -> Value {
         let bulk = match self.bulk {
-            BulkState::Pending { until } => {
-                format!("pending ({} s left)", until.saturating_since(now).as_secs())
-            }
+            BulkState::Requested { sent, .. } => format!("pending ({sent} requests sent)"),
+            BulkState::Receiving { until } => format!(
+                "pending (receiving, {} s left)",
+                until.saturating_since(now).as_secs()
+            ),
             BulkState::Done => "done".into(),
             BulkState::TimedOut => "timed out".into(),
         };
@@ -827,6 +1102,19 @@ impl Sync {
                 "sent": next,
             })),
             "creatorid": format!("{:08x}", self.creatorid),
+            "mtu": self.mtu,
+            "auth": self.verifier.is_some(),
+            "peer_mac": self.unicast_peer.map(|_| self.peer_mac.map(|m| format!(
+                "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                m[0], m[1], m[2], m[3], m[4], m[5]
+            ))),
+            "held_frames": self.held_frames,
+            "held_now": self.held.len(),
+            "held_dropped": self.held_dropped,
+            "not_from_peer": self.not_from_peer,
+            "auth_missing": self.auth_missing,
+            "auth_bad_mac": self.auth_bad_mac,
+            "auth_replayed": self.auth_replayed,
             "sent_packets": self.sent_packets,
             "sent_states": self.sent_states,
             "received_states": self.received_states,
@@ -906,6 +1194,10 @@ mod tests {
     }
 
     fn rig(workers: usize) -> Rig {
+        rig_with(workers, |_| {})
+    }
+
+    fn rig_with(workers: usize, f: impl FnOnce(&mut SyncSetup)) -> Rig {
         let (mut ep, mut ec, mut ip, mut ic) = (vec![], vec![], vec![], vec![]);
         for _ in 0..workers {
             let (p, c) = channel::<StateRecord>(64);
@@ -922,12 +1214,17 @@ mod tests {
             ip: [10, 9, 0, 1],
             syncpeer: None,
             mtu: 1500,
+            max_frame_len: 2048,
+            state_limit: 100_000,
+            auth: None,
             maxupd: 128,
             defer: false,
             creatorid: OURS,
             ifnames: vec!["sync0".into()],
             timeouts: Timeouts::default(),
         };
+        let mut setup = setup;
+        f(&mut setup);
         Rig {
             sync: Sync::new(setup, ec, ip, Instant::from_secs(1)).unwrap(),
             exports: ep,
@@ -970,7 +1267,11 @@ mod tests {
 
     /// A frame from the peer (or from us, with `mac`) carrying `msgs`.
     fn frame_from(mac: [u8; 6], msgs: &[Message]) -> Vec<u8> {
-        let link = LinkParams::new(mac, [10, 9, 0, 2], [0; 4], None).unwrap();
+        frame_from_ip(mac, [10, 9, 0, 2], msgs)
+    }
+
+    fn frame_from_ip(mac: [u8; 6], ip: [u8; 4], msgs: &[Message]) -> Vec<u8> {
+        let link = LinkParams::new(mac, ip, [0; 4], None).unwrap();
         let mut w = PacketWriter::new(1500, link, 1).unwrap();
         for m in msgs {
             w.push(m).unwrap();
@@ -1153,7 +1454,7 @@ mod tests {
     fn no_state_is_requested_while_our_bulk_update_is_pending() {
         let mut r = rig(1);
         let now = Instant::from_secs(2);
-        assert!(matches!(r.sync.bulk, BulkState::Pending { .. }));
+        assert!(r.sync.bulk.pending());
         export(
             &mut r,
             0,
@@ -1303,5 +1604,424 @@ mod tests {
             text,
             "tx ins 0000000000000011 000000aa 1000000000\nrx updc 0000000000000022 000000bb 2500000000\n"
         );
+    }
+
+    const OTHER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 3];
+    const PEER_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 9, 0, 2);
+
+    fn ins(id: u64, creatorid: u32) -> Message {
+        let r = rig(1);
+        Message::Ins(r.sync.to_wire(&state(id, creatorid), Instant::from_secs(1)))
+    }
+
+    fn imported(r: &mut Rig) -> usize {
+        r.imports
+            .iter_mut()
+            .map(|c| std::iter::from_fn(|| c.pop()).count())
+            .sum()
+    }
+
+    fn counter(r: &Rig, c: Counter) -> u64 {
+        r.sync.stats.get(c)
+    }
+
+    #[test]
+    fn pfsync_from_another_port_is_dropped_as_badif() {
+        let mut r = rig(1);
+        let f = frame_from(PEER_MAC, &[ins(1, PEERS)]);
+        r.sync.handle(&f, 3, Instant::from_secs(2), &mut Vec::new());
+        assert_eq!(imported(&mut r), 0);
+        assert_eq!(counter(&r, Counter::Badif), 1);
+        r.sync.handle(&f, 0, Instant::from_secs(2), &mut Vec::new());
+        assert_eq!(imported(&mut r), 1);
+    }
+
+    #[test]
+    fn with_a_unicast_syncpeer_only_its_address_writes_states() {
+        let mut r = rig_with(1, |s| s.syncpeer = Some(PEER_IP));
+        let now = Instant::from_secs(2);
+        let forged = [
+            ins(1, PEERS),
+            Message::Clr(ClrRepr {
+                ifname: [0; 16],
+                creatorid: PEERS,
+            }),
+            Message::DelC(StateId {
+                id: 1,
+                creatorid: PEERS,
+            }),
+            Message::UpdReq(StateId::BULK_REQUEST),
+            Message::Bus(BusRepr::new(PEERS, BusStatus::End)),
+        ];
+        for m in &forged {
+            let f = frame_from_ip([2, 0, 0, 0, 0, 9], [10, 9, 0, 66], std::slice::from_ref(m));
+            assert_eq!(r.sync.handle(&f, 0, now, &mut Vec::new()), SyncEvent::None);
+        }
+        assert_eq!(imported(&mut r), 0);
+        assert_eq!(r.sync.show(now)["not_from_peer"], 5);
+        let f = frame_from_ip(PEER_MAC, PEER_IP.octets(), &[ins(1, PEERS)]);
+        r.sync.handle(&f, 0, now, &mut Vec::new());
+        assert_eq!(imported(&mut r), 1);
+    }
+
+    #[test]
+    fn a_unicast_peer_gets_frames_at_its_resolved_mac_held_until_then() {
+        let mut r = rig_with(1, |s| s.syncpeer = Some(PEER_IP));
+        let now = Instant::from_secs(2);
+        assert_eq!(r.sync.unicast_peer(), Some(PEER_IP));
+        let mut out = Vec::new();
+        r.sync.request_bulk(now, &mut out);
+        r.sync.send_clear(&mut out);
+        assert!(out.is_empty(), "no MAC yet: held, never broadcast");
+        assert_eq!(counter(&r, Counter::Opackets), 0);
+        assert_eq!(r.sync.show(now)["held_now"], 2);
+        r.sync.set_peer_mac(Some(PEER_MAC), &mut out);
+        assert_eq!(out.len(), 2);
+        for (_, f) in &out {
+            assert_eq!(&f[0..6], &PEER_MAC);
+            assert_eq!(&f[30..34], &PEER_IP.octets());
+        }
+        assert_eq!(
+            sent(&out),
+            vec![
+                Message::UpdReq(StateId::BULK_REQUEST),
+                Message::Clr(ClrRepr {
+                    ifname: [0; 16],
+                    creatorid: OURS
+                })
+            ]
+        );
+        assert_eq!(counter(&r, Counter::Opackets), 2);
+        // Unresolved again: held, bounded, the excess counted.
+        r.sync.set_peer_mac(None, &mut out);
+        let mut out = Vec::new();
+        for _ in 0..HELD_MAX + 3 {
+            r.sync.send_clear(&mut out);
+        }
+        assert!(out.is_empty());
+        assert_eq!(r.sync.show(now)["held_dropped"], 3);
+        assert_eq!(counter(&r, Counter::Oerrors), 3);
+    }
+
+    #[test]
+    fn opackets_counts_every_packet_sent() {
+        let mut r = rig(1);
+        let mut out = Vec::new();
+        r.sync.request_bulk(Instant::from_secs(1), &mut out);
+        export(&mut r, 0, SyncAction::Insert, state(7, OURS));
+        r.sync.poll(Instant::from_secs(1), &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(counter(&r, Counter::Opackets), 2);
+        assert_eq!(r.sync.show(Instant::from_secs(1))["sent_packets"], 2);
+    }
+
+    fn key() -> Option<auth::Key> {
+        auth::Key::new(b"a shared key of 32 bytes or so..")
+    }
+
+    #[test]
+    fn with_auth_two_boxes_sync_and_unauthenticated_or_replayed_packets_are_dropped() {
+        let mut a = rig_with(1, |s| s.auth = key());
+        let mut b = rig_with(1, |s| {
+            s.auth = key();
+            s.mac = PEER_MAC;
+            s.creatorid = PEERS;
+        });
+        let now = Instant::from_secs(2);
+        export(&mut a, 0, SyncAction::Insert, state(7, OURS));
+        let mut out = Vec::new();
+        a.sync.poll(now, &mut out);
+        assert_eq!(out.len(), 1);
+        let signed = out[0].1.clone();
+        // The trailer follows the pfsync payload; the IP length covers it.
+        let ip_len = usize::from(u16::from_be_bytes([signed[16], signed[17]]));
+        let pfsync_len = usize::from(u16::from_be_bytes([signed[36], signed[37]]));
+        assert_eq!(ip_len, 20 + pfsync_len + auth::TRAILER_LEN);
+        assert_eq!(signed.len(), 14 + ip_len);
+        b.sync.handle(&signed, 0, now, &mut Vec::new());
+        assert_eq!(imported(&mut b), 1);
+        // Replayed.
+        b.sync.handle(&signed, 0, now, &mut Vec::new());
+        assert_eq!(imported(&mut b), 0);
+        assert_eq!(b.sync.show(now)["auth_replayed"], 1);
+        // Unauthenticated (as an OpenBSD peer or an attacker sends it).
+        b.sync.handle(
+            &frame_from(OTHER_MAC, &[ins(9, 0x77)]),
+            0,
+            now,
+            &mut Vec::new(),
+        );
+        // Altered: a byte of the state changed.
+        export(&mut a, 0, SyncAction::Insert, state(8, OURS));
+        let mut out = Vec::new();
+        a.sync.poll(now, &mut out);
+        let mut altered = out[0].1.clone();
+        altered[60] ^= 1;
+        b.sync.handle(&altered, 0, now, &mut Vec::new());
+        assert_eq!(imported(&mut b), 0);
+        let v = b.sync.show(now);
+        assert_eq!(
+            (v["auth_missing"].as_u64(), v["auth_bad_mac"].as_u64()),
+            (Some(1), Some(1))
+        );
+        assert_eq!(counter(&b, Counter::Badauth), 3);
+        // The untampered one still goes through.
+        b.sync.handle(&out[0].1, 0, now, &mut Vec::new());
+        assert_eq!(imported(&mut b), 1);
+    }
+
+    #[test]
+    fn a_jumbo_mtu_is_clamped_to_a_packet_buffer_and_a_bulk_ends_after_its_states() {
+        for auth in [None, key()] {
+            let mut r = rig_with(1, |s| {
+                s.mtu = 9000;
+                s.auth = auth.clone();
+            });
+            let now = Instant::from_secs(2);
+            let trailer = if auth.is_some() { auth::TRAILER_LEN } else { 0 };
+            assert_eq!(r.sync.mtu, 2048 - 14 - trailer);
+            // At MTU 1500 the trailer's room is taken from the packet.
+            let small = rig_with(1, |s| s.auth = auth.clone());
+            assert_eq!(small.sync.mtu, 1500 - trailer);
+            let states: Vec<State> = (1..=2000).map(|i| state(i, OURS)).collect();
+            let mut out = Vec::new();
+            r.sync.send_bulk(states, &mut out);
+            for _ in 0..200 {
+                r.sync.poll(now, &mut out);
+            }
+            assert!(out.iter().all(|(_, f)| f.len() <= 2048));
+            let mut stats = PfsyncStats::default();
+            let ctx = RxContext {
+                pf_running: true,
+                pfsync_up: true,
+                on_syncdev: true,
+            };
+            let mut msgs = Vec::new();
+            for (_, f) in &out {
+                let pkt = receive_frame(f, &ctx, &mut stats).unwrap();
+                pkt.walker().for_each_message(|_| {}, |m| msgs.push(m));
+            }
+            let upds = msgs.iter().filter(|m| matches!(m, Message::Upd(_))).count();
+            assert_eq!(upds, 2000);
+            assert_eq!(
+                msgs.last(),
+                Some(&Message::Bus(BusRepr::new(OURS, BusStatus::End)))
+            );
+            assert_eq!(counter(&r, Counter::Opackets), out.len() as u64);
+        }
+    }
+
+    #[test]
+    fn a_state_without_creator_is_rejected_as_badstate() {
+        let mut r = rig(1);
+        let now = Instant::from_secs(2);
+        let f = frame_from(PEER_MAC, &[ins(1, 0), upd_c(2, 0, 2)]);
+        r.sync.handle(&f, 0, now, &mut Vec::new());
+        assert_eq!(imported(&mut r), 0);
+        assert_eq!(counter(&r, Counter::Badstate), 2);
+        // Nor does a bulk update export one.
+        let mut out = Vec::new();
+        r.sync
+            .send_bulk(vec![state(1, 0), state(2, OURS)], &mut out);
+        r.sync.poll(now, &mut out);
+        let upds: Vec<_> = sent(&out)
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Upd(s) => Some(s.creatorid),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(upds, vec![OURS]);
+    }
+
+    #[test]
+    fn overruns_truncated_states_and_unusable_actions_are_counted() {
+        let mut r = rig(1);
+        let now = Instant::from_secs(2);
+        // A DEL_C then an INS whose section claims 2 states but carries 1.
+        let mut f = frame_from(PEER_MAC, &[upd_c(3, PEERS, 2), ins(1, PEERS)]);
+        let sub = 34 + 20 + 4 + 84; // the INS subheader
+        assert_eq!(f[sub], 13);
+        f[sub + 3] = 2;
+        r.sync.handle(&f, 0, now, &mut Vec::new());
+        assert_eq!(counter(&r, Counter::Badlen), 1);
+        assert_eq!(imported(&mut r), 1, "the UPD_C before it is processed");
+        // An unknown action with message length 0.
+        let mut f = frame_from(PEER_MAC, &[upd_c(3, PEERS, 2)]);
+        f[34 + 20] = 200;
+        f[34 + 20 + 1] = 0;
+        r.sync.handle(&f, 0, now, &mut Vec::new());
+        assert_eq!(counter(&r, Counter::Badact), 1);
+        // Header length past the packet.
+        let mut f = frame_from(PEER_MAC, &[upd_c(3, PEERS, 2)]);
+        f[36..38].copy_from_slice(&2000u16.to_be_bytes());
+        r.sync.handle(&f, 0, now, &mut Vec::new());
+        assert_eq!(counter(&r, Counter::Badlen), 2);
+        // Invalid field values.
+        let mut bad = r.sync.to_wire(&state(5, PEERS), now);
+        bad.direction = 9;
+        r.sync.handle(
+            &frame_from(PEER_MAC, &[Message::Ins(bad)]),
+            0,
+            now,
+            &mut Vec::new(),
+        );
+        assert_eq!(counter(&r, Counter::Badval), 1);
+        assert_eq!(imported(&mut r), 0);
+    }
+
+    #[test]
+    fn deleting_a_state_no_worker_has_counts_badstate() {
+        let mut r = rig(2);
+        let now = Instant::from_secs(2);
+        let gone = State::identity_only(9, PEERS, now);
+        export(&mut r, 0, SyncAction::NotDeleted, gone);
+        r.sync.poll(now, &mut Vec::new());
+        assert_eq!(counter(&r, Counter::Badstate), 0, "worker 1 may have it");
+        export(&mut r, 1, SyncAction::NotDeleted, gone);
+        let mut out = Vec::new();
+        r.sync.poll(now, &mut out);
+        assert_eq!(counter(&r, Counter::Badstate), 1);
+        assert!(out.is_empty(), "nothing is requested for a deletion");
+    }
+
+    #[test]
+    fn the_bulk_request_is_retried_every_2_s_12_times_then_given_up() {
+        let mut r = rig(1);
+        let mut t = Instant::from_secs(1);
+        let mut out = Vec::new();
+        r.sync.request_bulk(t, &mut out);
+        let mut requests = sent(&out).len();
+        // A lone BUS END (a peer with an empty table) is ignored (§5.6).
+        let end = frame_from(
+            PEER_MAC,
+            &[Message::Bus(BusRepr::new(PEERS, BusStatus::End))],
+        );
+        assert_eq!(r.sync.handle(&end, 0, t, &mut Vec::new()), SyncEvent::None);
+        let mut gave_up = None;
+        for step in 1..=60 {
+            t = t + Duration::from_millis(500);
+            let mut out = Vec::new();
+            if r.sync.poll(t, &mut out) {
+                gave_up = Some(step);
+                break;
+            }
+            requests += sent(&out)
+                .iter()
+                .filter(|m| **m == Message::UpdReq(StateId::BULK_REQUEST))
+                .count();
+        }
+        assert_eq!(requests, 12);
+        // 12 requests 2 s apart, then 2 s more: 24 s after the first.
+        assert_eq!(gave_up, Some(48));
+        assert_eq!(r.sync.bulk, BulkState::TimedOut);
+    }
+
+    #[test]
+    fn a_bulk_update_start_then_end_completes_the_request() {
+        let mut r = rig(1);
+        let now = Instant::from_secs(1);
+        r.sync.request_bulk(now, &mut Vec::new());
+        let start = frame_from(
+            PEER_MAC,
+            &[Message::Bus(BusRepr::new(PEERS, BusStatus::Start))],
+        );
+        r.sync.handle(&start, 0, now, &mut Vec::new());
+        assert!(matches!(r.sync.bulk, BulkState::Receiving { .. }));
+        // No more requests while receiving.
+        let mut out = Vec::new();
+        r.sync.poll(now + Duration::from_secs(3), &mut out);
+        assert!(out.is_empty());
+        let end = frame_from(
+            PEER_MAC,
+            &[Message::Bus(BusRepr::new(PEERS, BusStatus::End))],
+        );
+        assert_eq!(
+            r.sync.handle(&end, 0, now, &mut Vec::new()),
+            SyncEvent::BulkDone
+        );
+        assert_eq!(r.sync.bulk, BulkState::Done);
+        // BULK timer: 4 × max(1, 100000 / 5 / 50) s = 1600 s (spec §5.6).
+        assert_eq!(r.sync.bulk_timeout, Duration::from_secs(1600));
+    }
+
+    #[test]
+    fn states_are_exported_floating_and_imported_whatever_their_interface() {
+        let mut r = rig(1);
+        let now = Instant::from_secs(2);
+        let mut st = state(4, OURS);
+        st.ifindex = IfIndex(0);
+        let wire = r.sync.to_wire(&st, now);
+        assert_eq!(&wire.ifname[..4], b"all\0");
+        let mut theirs = r.sync.to_wire(&state(5, PEERS), now);
+        theirs.ifname = *b"em0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+        r.sync.handle(
+            &frame_from(PEER_MAC, &[Message::Ins(theirs)]),
+            0,
+            now,
+            &mut Vec::new(),
+        );
+        assert_eq!(imported(&mut r), 1);
+    }
+
+    #[test]
+    fn icmp_states_carry_pfs_id_and_type_ports_and_round_trip() {
+        let mut r = rig(1);
+        let now = Instant::from_secs(2);
+        let (a, b) = (Addr::v4([10, 0, 0, 1]), Addr::v4([10, 0, 0, 2]));
+        // An echo request from a: pf's (id, ICMP_ECHO).
+        let (k, sw) = FlowKey::from_packet(Af::Inet, proto::ICMP, a, 0x4242, b, 8);
+        let mut st = State::new(k, sw, 3, OURS, now);
+        st.timeout = TimeoutClass::IcmpFirst;
+        let wire = r.sync.to_wire(&st, now);
+        assert_eq!(wire.key[0].port, [0x4242, 8]);
+        assert_eq!(wire.key[0].addr[0], a);
+        assert_eq!(wire.direction, 1);
+        // Imported back (as from an OpenBSD peer): the same flow, which the
+        // echo reply (b, 8) -> (a, 0x4242) matches.
+        let f = frame_from(
+            PEER_MAC,
+            &[Message::Ins(StateRepr {
+                creatorid: PEERS,
+                ..wire
+            })],
+        );
+        r.sync.handle(&f, 0, now, &mut Vec::new());
+        match r.imports[0].pop() {
+            Some(ImportRecord::Upsert { state, .. }) => {
+                assert_eq!(*state.key(), k);
+                let reply = FlowKey::from_packet(Af::Inet, proto::ICMP, b, 8, a, 0x4242);
+                assert_eq!(reply.0, k);
+            }
+            other => panic!("expected the import, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_clear_goes_to_every_worker_unless_it_names_another_interface() {
+        let mut r = rig(2);
+        let now = Instant::from_secs(2);
+        let clr = |name: &[u8], creatorid| {
+            let mut ifname = [0u8; 16];
+            ifname[..name.len()].copy_from_slice(name);
+            Message::Clr(ClrRepr { ifname, creatorid })
+        };
+        let f = frame_from(
+            PEER_MAC,
+            &[
+                clr(b"", PEERS),
+                clr(b"all", PEERS),
+                clr(b"em0", PEERS),
+                clr(b"", OURS),
+            ],
+        );
+        r.sync.handle(&f, 0, now, &mut Vec::new());
+        for w in 0..2 {
+            let got: Vec<_> = std::iter::from_fn(|| r.imports[w].pop()).collect();
+            assert_eq!(got.len(), 2, "{got:?}");
+            assert!(got
+                .iter()
+                .all(|c| matches!(c, ImportRecord::Clear { creatorid: PEERS })));
+        }
     }
 }

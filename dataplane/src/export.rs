@@ -36,6 +36,10 @@ pub enum SyncAction {
     /// have (only `state`'s id and creatorid are meaningful): the sync side
     /// asks the peer for it with UPD_REQ once no worker has it.
     Missing,
+    /// The peer deleted (DEL_C) a state this worker does not have (only
+    /// `state`'s id and creatorid are meaningful): the sync side counts
+    /// `badstate` once no worker has it (spec/pfsync.md §5.3).
+    NotDeleted,
 }
 
 /// A state change a worker exports.

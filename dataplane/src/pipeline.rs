@@ -317,6 +317,7 @@ impl Pipeline {
             maxupd: maxupd.max(1),
             owed_deletes: Vec::with_capacity(OWED_DELETES),
             defer: None,
+            clears: Vec::with_capacity(CLEARS_MAX),
         });
     }
 
@@ -372,6 +373,7 @@ impl Pipeline {
             s.owed_deletes.drain(..sent);
             self.counters.export_resent += sent as u64;
         }
+        self.clear_step();
         for _ in 0..budget {
             let Some(rec) = self.sync.as_mut().and_then(|s| s.import.pop()) else {
                 break;
@@ -435,18 +437,29 @@ impl Pipeline {
                 if let Some(slot) = self.shard.find_by_id(id, creatorid) {
                     self.remove_state(slot);
                     self.counters.imported += 1;
+                } else {
+                    let st = crate::state::State::identity_only(id, creatorid, now);
+                    push_export(
+                        &mut self.sync,
+                        &mut self.counters,
+                        SyncAction::NotDeleted,
+                        &st,
+                        now,
+                    );
                 }
             }
             ImportRecord::Clear { creatorid } => {
-                // Once per peer flush: a walk of the slab's occupancy bits.
-                let (config, rules, recent) = (&self.config, &*self.rules, &self.recent_rules[..]);
-                let removed = self.shard.remove_if(
-                    |st| st.creatorid() == creatorid,
-                    |st| release_state(config, rules, recent, st),
-                );
-                self.counters.states_removed += removed as u64;
+                // Applied by `clear_step`, a bounded slice per poll; a
+                // repeated CLR for the same creator walks again from the
+                // start; beyond CLEARS_MAX distinct creators it is dropped.
                 self.counters.imported += 1;
-                self.counters.states = self.shard.len() as u64;
+                if let Some(s) = self.sync.as_mut() {
+                    if let Some(c) = s.clears.iter_mut().find(|c| c.0 == creatorid) {
+                        c.1 = 0;
+                    } else if s.clears.len() < CLEARS_MAX {
+                        s.clears.push((creatorid, 0));
+                    }
+                }
             }
             ImportRecord::Upsert {
                 mut state,
@@ -478,6 +491,39 @@ impl Pipeline {
                     }
                 }
                 self.counters.states = self.shard.len() as u64;
+            }
+        }
+    }
+
+    /// Advances the oldest pending pfsync CLR by [`CLEAR_SLOTS_PER_POLL`]
+    /// slab slots (bounded work per worker loop, however large the table).
+    fn clear_step(&mut self) {
+        let Some(&(creatorid, from)) = self.sync.as_ref().and_then(|s| s.clears.first()) else {
+            return;
+        };
+        let (config, rules, recent) = (&self.config, &*self.rules, &self.recent_rules[..]);
+        let mut removed = 0u64;
+        let next = self.shard.scan_remove(
+            from,
+            CLEAR_SLOTS_PER_POLL,
+            |st| st.creatorid() == creatorid,
+            |st| {
+                release_state(config, rules, recent, st);
+                removed += 1;
+            },
+        );
+        self.counters.states_removed += removed;
+        self.counters.states = self.shard.len() as u64;
+        if let Some(s) = self.sync.as_mut() {
+            match next {
+                Some(n) => {
+                    if let Some(c) = s.clears.first_mut() {
+                        c.1 = n;
+                    }
+                }
+                None => {
+                    s.clears.remove(0);
+                }
             }
         }
     }
@@ -1509,7 +1555,15 @@ struct SyncPorts {
     owed_deletes: Vec<(u64, u32)>,
     /// pfsync `defer`: the states whose first packet the worker holds.
     defer: Option<DeferQueue>,
+    /// pfsync CLRs being applied: (creatorid, next slab slot), oldest
+    /// first; capacity [`CLEARS_MAX`], never grown.
+    clears: Vec<(u32, usize)>,
 }
+
+/// pfsync CLRs of distinct creators pending at once, at most.
+const CLEARS_MAX: usize = 16;
+/// Slab slots a pending CLR walks per [`Pipeline::sync_poll`].
+const CLEAR_SLOTS_PER_POLL: usize = 4096;
 
 /// Router-mode tables of a pipeline.
 #[derive(Debug)]

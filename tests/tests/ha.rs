@@ -400,11 +400,12 @@ fn a_late_backup_gets_the_table_by_bulk_update() {
         carp_state(&net, 1, "carp1") == "MASTER" && carp_state(&net, 1, "carp2") == "MASTER"
     });
     // fw1 asked for a bulk update at its own start; nobody answered. Until
-    // that request times out it advertises demote 32, so a newcomer would
-    // (rightly) win: wait for it, as a box that has been running would.
+    // its requests time out (12 every 2 s, spec §5.6) it advertises demote
+    // 32, so a newcomer would (rightly) win: wait for it, as a box that has
+    // been running would.
     wait_until(
         "fw1's unanswered bulk request to time out",
-        Duration::from_secs(20),
+        Duration::from_secs(35),
         || ctl(&net.sock(1), &["pfsync0"])["bulk"] == "timed out",
     );
     std::fs::write(net.dir.path().join("server.py"), SERVER_PY).unwrap();

@@ -5,32 +5,28 @@
 //! | module | owns |
 //! |---|---|
 //! | [`wire`] | zero-copy views and `Repr`s of every message (§2, §3), the §2.3 walker, Ethernet/IPv4 framing and the §1.1 receive checks |
-//! | [`pack`] | building packets up to the MTU (§1.2) and the sender-side coalescing queue (§5.1, §5.2) |
-//! | [`recv`] | what a received message does to the state table (§5.3, §5.3.1, §5.4), over the [`recv::StateStore`] trait |
-//! | [`bulk`] | the bulk update protocol, requester and responder, with CARP demotion (§5.6) |
-//! | [`defer`] | holding the first packet of a new state until the peer acknowledges it (§5.7) |
+//! | [`auth`] | dpf's optional HMAC-SHA-256 trailer and its replay window (not OpenBSD: off by default) |
+//! | [`pack`] | building packets up to the MTU (§1.2) |
+//! | [`recv`] | the §5.3 validity checks of received state messages |
 //! | [`stats`] | the 16 `net.inet.pfsync.stats` counters (§5.9) |
 //!
-//! The sync thread is the thin shell: it receives frames, runs
-//! [`wire::frame::receive_frame`] and [`recv::Receiver::process`], drains the
-//! workers' export queues into [`pack::Coalescer`]s, turns the drained
-//! entries into messages with the store's current data, pushes them into a
-//! [`pack::Packer`] and transmits what it returns; it drives [`bulk`] and
-//! [`defer`] with `now` and executes their actions.
+//! The shell that runs is [`crate::syncd`], on the control thread: it
+//! receives the frames the slow path hands it, checks them with
+//! [`wire::frame::receive_frame`] (and [`auth`] when configured), walks
+//! them and passes each state to the worker that owns it; it drains the
+//! workers' export rings into a [`pack::Packer`] and queues the frames
+//! for transmission. Merging (§5.3.1) runs on the owning worker
+//! (`dataplane::state::merge_peer_update`).
 //!
-//! Invariants kept across the module: no `unsafe`; no panics on any input;
-//! no allocation after construction on the per-packet paths (buffers are
-//! sized once from the MTU or a capacity).
+//! Invariants kept across the module: no `unsafe`; no panics on any input.
 
-pub mod bulk;
-pub mod defer;
+pub mod auth;
 pub mod pack;
 pub mod recv;
-pub mod stats;
-pub mod wire;
-
 #[cfg(test)]
 mod spec_vectors;
+pub mod stats;
+pub mod wire;
 
 pub use stats::{Counter, PfsyncStats};
 pub use wire::StateId;

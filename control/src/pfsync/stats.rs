@@ -1,7 +1,8 @@
 //! pfsync statistics (`spec/pfsync.md` §5.9): the 16 64-bit counters of
 //! `net.inet.pfsync.stats`, in OpenBSD's order and with its names.
 //!
-//! One [`PfsyncStats`] per writer (the sync thread owns one); readers sum.
+//! One [`PfsyncStats`] per writer ([`crate::syncd::Sync`], on the control
+//! thread, owns one); readers sum.
 //! The counters only grow (wrapping on overflow is not a concern at 64
 //! bits).
 
@@ -27,7 +28,8 @@ pub enum Counter {
     Badact,
     /// Length inconsistent with the packet.
     Badlen,
-    /// Authentication failures (unused).
+    /// Authentication failures (unused by OpenBSD; dpf's `auth`: packets
+    /// unauthenticated, altered or replayed).
     Badauth,
     /// Merges that found stale data (§5.3.1).
     Stale,

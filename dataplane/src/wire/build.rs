@@ -893,7 +893,8 @@ mod tests {
         let f = emit(&icmpv6_echo_reply(&V6_ICMP_ECHO, FW_MAC).unwrap());
         assert_checksums(&f);
         let (_, info, l4) = parse(&f);
-        assert_eq!((info.sport, info.dport, info.ttl), (0x0777, 0x0777, 64));
+        // pf_icmp_mapping: an echo reply is (ICMP6_ECHO_REQUEST, id).
+        assert_eq!((info.sport, info.dport, info.ttl), (128, 0x0777, 64));
         assert_eq!(&f[l4 + 8..], b"abcdefgh");
         assert_eq!(f[l4], icmpv6::msg_type::ECHO_REPLY);
     }

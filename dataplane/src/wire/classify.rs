@@ -420,8 +420,7 @@ fn transport(info: &mut PacketInfo, l4: &[u8], fragment: bool) -> Result<(), Wir
             };
             if icmp::is_query(t) {
                 icmp_info.id = msg.echo_ident();
-                info.sport = icmp_info.id;
-                info.dport = icmp_info.id;
+                (info.sport, info.dport) = icmp_query_ports(proto::ICMP, t, icmp_info.id);
             } else if icmp::is_error(t) {
                 icmp_info.is_error = true;
                 icmp_info.quoted = Some(quoted_v4(msg.data())?);
@@ -441,8 +440,7 @@ fn transport(info: &mut PacketInfo, l4: &[u8], fragment: bool) -> Result<(), Wir
             };
             if icmpv6::is_query(t) {
                 icmp_info.id = msg.echo_ident();
-                info.sport = icmp_info.id;
-                info.dport = icmp_info.id;
+                (info.sport, info.dport) = icmp_query_ports(proto::ICMPV6, t, icmp_info.id);
             } else if icmpv6::is_error(t) {
                 icmp_info.is_error = true;
                 icmp_info.quoted = Some(quoted_v6(msg.data())?);
@@ -452,6 +450,36 @@ fn transport(info: &mut PacketInfo, l4: &[u8], fragment: bool) -> Result<(), Wir
         _ => {}
     }
     Ok(())
+}
+
+/// The ports pf gives an ICMP query of type `t` with identifier `id`
+/// (`pf_icmp_mapping`): a request is (id, its type), a reply (the request
+/// type, id) — so a request and its reply make the same normalised
+/// [`FlowKey`](crate::flow::FlowKey), and a state synchronised with an
+/// OpenBSD peer (spec/pfsync.md §3.7) carries the ports pf expects. Echo
+/// 8/0 map to 8, timestamp 13/14 to 13, information 15/16 to 15, address
+/// mask 17/18 to 17; ICMPv6 echo 128/129 to 128.
+#[inline]
+fn icmp_query_ports(icmp_proto: u8, t: u8, id: u16) -> (u16, u16) {
+    let (request, is_request) = if icmp_proto == proto::ICMP {
+        match t {
+            0 | 8 => (8, t == 8),
+            13 | 14 => (13, t == 13),
+            15 | 16 => (15, t == 15),
+            17 | 18 => (17, t == 17),
+            _ => (t, true),
+        }
+    } else {
+        match t {
+            128 | 129 => (128, t == 128),
+            _ => (t, true),
+        }
+    };
+    if is_request {
+        (id, u16::from(request))
+    } else {
+        (u16::from(request), id)
+    }
 }
 
 /// Ports (and TCP sequence number) of a quoted transport header: pf needs
@@ -472,8 +500,7 @@ fn quoted_ports(q: &mut QuotedPacket, l4: &[u8], icmp_proto: u8) -> Result<(), W
             icmpv6::is_query(l4[0])
         };
         if query {
-            q.sport = be16(l4, 4);
-            q.dport = q.sport;
+            (q.sport, q.dport) = icmp_query_ports(icmp_proto, l4[0], be16(l4, 4));
         }
     } else {
         q.sport = be16(l4, 0);
@@ -696,10 +723,11 @@ mod tests {
     }
 
     #[test]
-    fn ipv4_icmp_echo_uses_id_as_ports() {
+    fn ipv4_icmp_echo_ports_are_pfs_id_and_type() {
         let c = classify(&V4_ICMP_ECHO, IF, Direction::In).unwrap();
         let (info, _, _) = ip_of(&c);
-        assert_eq!((info.sport, info.dport), (0x1234, 0x1234));
+        // pf_icmp_mapping: an echo request is (id, ICMP_ECHO).
+        assert_eq!((info.sport, info.dport), (0x1234, 8));
         assert_eq!(
             info.l4,
             L4Info::Icmp(IcmpInfo {
@@ -804,11 +832,29 @@ mod tests {
     }
 
     #[test]
+    fn an_icmp_query_and_its_reply_make_one_flow_key() {
+        use crate::flow::{Addr, Af, FlowKey};
+        let (a, b) = (Addr::v4([10, 0, 0, 1]), Addr::v4([10, 0, 0, 2]));
+        for (req, rep) in [(8u8, 0u8), (13, 14), (15, 16), (17, 18)] {
+            let (s, d) = icmp_query_ports(proto::ICMP, req, 0x4242);
+            assert_eq!((s, d), (0x4242, u16::from(req)));
+            let (rs, rd) = icmp_query_ports(proto::ICMP, rep, 0x4242);
+            assert_eq!((rs, rd), (u16::from(req), 0x4242));
+            let k1 = FlowKey::from_packet(Af::Inet, proto::ICMP, a, s, b, d);
+            let k2 = FlowKey::from_packet(Af::Inet, proto::ICMP, b, rs, a, rd);
+            assert_eq!(k1.0, k2.0);
+            assert_ne!(k1.1, k2.1, "one is the swapped direction");
+        }
+        assert_eq!(icmp_query_ports(proto::ICMPV6, 128, 7), (7, 128));
+        assert_eq!(icmp_query_ports(proto::ICMPV6, 129, 7), (128, 7));
+    }
+
+    #[test]
     fn ipv6_echo_and_ns() {
         let (info, _, _) = ip_of(&classify(&V6_ICMP_ECHO, IF, Direction::In).unwrap());
         assert_eq!(
             (info.proto, info.sport, info.dport),
-            (proto::ICMPV6, 0x0777, 0x0777)
+            (proto::ICMPV6, 0x0777, 128)
         );
 
         let c = classify(&V6_NS, IF, Direction::In).unwrap();

@@ -1,5 +1,4 @@
-//! Building pfsync packets (`spec/pfsync.md` §1.2) and the sender-side
-//! coalescing queue ([`coalesce`], §5.1, §5.2).
+//! Building pfsync packets (`spec/pfsync.md` §1.2).
 //!
 //! * [`Packer`] is a slice's packet: messages are grouped per action under
 //!   one subheader each, sections in the fixed §1.2 order `INS_ACK, UPD_C,
@@ -15,10 +14,6 @@
 //! and return finished Ethernet frames as `&[u8]` borrowed from it; the
 //! frame is valid until the next call. The MTU bounds the IP datagram. The
 //! caller transmits the frame and counts `opackets` / `oerrors`.
-
-pub mod coalesce;
-
-pub use coalesce::{CoalesceError, Coalescer, Flush, Pending};
 
 use super::wire::frame::{emit_headers, LinkParams, FRAME_HEADROOM};
 use super::wire::{

@@ -246,6 +246,9 @@ pub struct RxPacket<'a> {
     pub dst_ip: [u8; 4],
     /// The pfsync header and body, truncated to the header's `len`.
     pub pfsync: &'a [u8],
+    /// The IP payload after the header's `len` (OpenBSD ignores it; dpf's
+    /// authentication trailer, `pfsync::auth`, when configured).
+    pub trailer: &'a [u8],
 }
 
 impl<'a> RxPacket<'a> {
@@ -302,6 +305,7 @@ pub fn receive_ip<'a>(
         src_ip: [ip[12], ip[13], ip[14], ip[15]],
         dst_ip: [ip[16], ip[17], ip[18], ip[19]],
         pfsync: &ip[ihl..],
+        trailer: &[],
     };
     let ttl = ip[8];
 
@@ -344,7 +348,9 @@ fn check_pfsync<'a>(
     if len > packet.pfsync.len() || len < HEADER_LEN {
         return Err(RxDrop::BadLength);
     }
-    packet.pfsync = &packet.pfsync[..len];
+    let (pfsync, trailer) = packet.pfsync.split_at(len);
+    packet.pfsync = pfsync;
+    packet.trailer = trailer;
     Ok(packet)
 }
 

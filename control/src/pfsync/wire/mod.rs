@@ -195,7 +195,7 @@ impl Action {
 // ---------------------------------------------------------------------------
 // Byte helpers. Callers index only after `check_len`, so the slices exist;
 // the helpers still never panic (missing bytes read as zero, writes to
-// missing bytes are dropped) so a logic slip cannot crash the sync thread.
+// missing bytes are dropped) so a logic slip cannot crash the control thread.
 
 #[inline]
 pub(crate) fn get<const N: usize>(data: &[u8], start: usize) -> [u8; N] {
