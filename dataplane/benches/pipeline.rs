@@ -246,7 +246,7 @@ fn bench_syn_flood(c: &mut Criterion) {
                 iters,
                 &mut s.tally,
                 |p| {
-                    *p.shard_mut() = Shard::new(FLOOD_STATES, 0).expect("capacity");
+                    p.replace_shard(Shard::new(FLOOD_STATES, 0).expect("capacity"));
                     refills += 1;
                 },
             )
@@ -363,7 +363,7 @@ fn bench_sync_on(c: &mut Criterion) {
                 iters,
                 &mut s.tally,
                 |p| {
-                    *p.shard_mut() = Shard::new(FLOOD_STATES, 0).expect("capacity");
+                    p.replace_shard(Shard::new(FLOOD_STATES, 0).expect("capacity"));
                 },
             )
         })

@@ -633,9 +633,17 @@ impl Pipeline {
         &self.shard
     }
 
-    /// This worker's state shard, writable (state kills, pfsync imports).
-    pub fn shard_mut(&mut self) -> &mut Shard {
-        &mut self.shard
+    /// Replaces this worker's state shard (benchmarks refill a full one);
+    /// the box's state count follows (the old shard's states are gone, the
+    /// new one's are counted).
+    pub fn replace_shard(&mut self, shard: Shard) {
+        let (old, new) = (self.shard.len(), shard.len());
+        let total = &self.config.states_total;
+        let _ = total.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            Some(n.saturating_sub(old) + new)
+        });
+        self.shard = shard;
+        self.counters.states = new as u64;
     }
 
     /// Expires states: examines at most `budget_slots` slots.
