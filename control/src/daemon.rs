@@ -133,6 +133,10 @@ const IDLE_TICK: Duration = Duration::from_millis(1);
 /// go out and come in sooner under load).
 const BUSY_TICK: Duration = Duration::from_micros(100);
 
+/// A control round this late (the process was stopped or starved) makes a
+/// pfsync box step down and resync its table before it is MASTER again.
+const STALL_STEP_DOWN: Duration = Duration::from_secs(3);
+
 /// How often the control thread polls the ports' link state for CARP.
 const LINK_POLL: Duration = Duration::from_millis(100);
 
@@ -698,6 +702,7 @@ fn run_with_eal(
     // Whether the last round received or sent anything: a busy control
     // thread (pfsync traffic, a burst of ARP) comes back sooner.
     let mut busy = false;
+    let mut last_round = Instant::now();
     loop {
         // Frames waiting for the injection ring: come back as soon as
         // worker 0 can have drained some.
@@ -722,6 +727,30 @@ fn run_with_eal(
             break;
         }
         busy = false;
+        // A round that comes this late means the process was stopped or
+        // starved (SIGSTOP, a stalled VM): the peer has taken over and our
+        // table missed its updates. Step down and resync as at start:
+        // demoted until a bulk update ends, then preemption brings
+        // mastership back with a table that is whole.
+        let stalled = last_round.elapsed();
+        last_round = Instant::now();
+        if stalled >= STALL_STEP_DOWN {
+            crate::log!(
+                Level::Warning,
+                "control thread stalled for {:.1} s: stepping down until the state table is resynced",
+                stalled.as_secs_f64()
+            );
+            if let (Some(s), Some(inject)) = (sync.as_mut(), inject_ring.as_ref()) {
+                let mut out = Vec::new();
+                if !s.bulk_pending() {
+                    if let Some(c) = carp.as_mut() {
+                        let _ = c.carpdemote("carp", BULK_DEMOTE, now_fn(), &mut out);
+                    }
+                    s.request_bulk(now_fn(), &mut out);
+                }
+                injectq.send(out, &pool, inject);
+            }
+        }
         if let Some(inject) = inject_ring.as_ref() {
             let now = now_fn();
             let mut out = Vec::new();

@@ -473,6 +473,15 @@ impl Sync {
         };
     }
 
+    /// Whether a bulk update this box asked for is still under way (CARP
+    /// stays demoted until it is not).
+    pub fn bulk_pending(&self) -> bool {
+        matches!(
+            self.bulk,
+            BulkState::Requested { .. } | BulkState::Receiving { .. }
+        )
+    }
+
     /// The unicast `syncpeer` whose MAC the caller resolves, if any.
     pub fn unicast_peer(&self) -> Option<std::net::Ipv4Addr> {
         self.unicast_peer
