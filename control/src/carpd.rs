@@ -645,6 +645,16 @@ impl Carp {
         Ok(())
     }
 
+    /// Every carp interface that is MASTER becomes BACKUP at once (a box
+    /// that finds it was stopped: its peer has taken over or is about to).
+    pub fn step_down(&mut self, now: Instant, out: &mut Vec<Out>) {
+        for i in 0..self.ifs.len() {
+            if self.ifs[i].vhost.state() == State::Master {
+                self.step(i, Event::ForceState(State::Backup), now, out);
+            }
+        }
+    }
+
     /// `dpfctl -g group carpdemote N` / `-carpdemote N`.
     pub fn carpdemote(
         &mut self,

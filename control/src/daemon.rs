@@ -748,6 +748,9 @@ fn run_with_eal(
                     }
                     s.request_bulk(now_fn(), &mut out);
                 }
+                if let Some(c) = carp.as_mut() {
+                    c.step_down(now_fn(), &mut out);
+                }
                 injectq.send(out, &pool, inject);
             }
         }
