@@ -558,17 +558,8 @@ fn run_with_eal(
         config.mode
     );
 
-    let mut server = match Server::bind(&config.socket) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            crate::log!(
-                Level::Err,
-                "control socket {}: {e}",
-                config.socket.display()
-            );
-            None
-        }
-    };
+    // Without its control socket dpf cannot be operated: fatal.
+    let mut server: Option<Server> = Some(Server::bind(&config.socket).context("control socket")?);
     // The control loop: sleeps ~1 ms between rounds.
     let started = Instant::now();
     let now_fn = move || clock.instant(dpdk::rdtsc());
@@ -736,6 +727,7 @@ fn run_with_eal(
                 now: &now_fn,
                 started,
                 bad_requests: srv.bad_requests,
+                socket: srv.stats(),
                 routing: router.then_some(&*routing),
                 slowpath: router.then_some(&slowpath),
                 carp: carp.as_mut(),
@@ -743,7 +735,7 @@ fn run_with_eal(
                 out: &mut cmd_out,
                 control_tx: (injectq.sent, injectq.dropped, injectq.len()),
             };
-            srv.poll(&mut |req| control.handle(req));
+            srv.poll(&mut control);
             if let Some(inject) = inject_ring.as_ref() {
                 injectq.send(cmd_out, &pool, inject);
             }
