@@ -488,6 +488,9 @@ fn run_with_eal(
     let mut sync_imports = Vec::new();
     let mut built = Vec::new();
     let mut clients = Vec::new();
+    // Without its control socket dpf cannot be operated: fatal, and before
+    // any worker runs.
+    let mut server: Option<Server> = Some(Server::bind(&config.socket).context("control socket")?);
     for (w, (handoff_out, handoff_in)) in outs.into_iter().zip(ins).enumerate() {
         let (port, client) = command_channel(COMMAND_REPLY_RING);
         clients.push(client);
@@ -558,8 +561,6 @@ fn run_with_eal(
         config.mode
     );
 
-    // Without its control socket dpf cannot be operated: fatal.
-    let mut server: Option<Server> = Some(Server::bind(&config.socket).context("control socket")?);
     // The control loop: sleeps ~1 ms between rounds.
     let started = Instant::now();
     let now_fn = move || clock.instant(dpdk::rdtsc());

@@ -210,10 +210,10 @@ impl Service for Control<'_> {
         // A filtered listing may pop many replies per item: bound those too.
         let r = job.take_replies(self.workers, 4 * max_items, |kind, reply| {
             match (kind, reply) {
-                (JobKind::States { filter }, Reply::State(st)) => {
-                    if filter.is_none_or(|f| f.matches(st.key())) {
-                        items.push(to_value(&state_entry(&st, now, &timeouts, &names)));
-                    }
+                (JobKind::States { filter }, Reply::State(st))
+                    if filter.is_none_or(|f| f.matches(st.key())) =>
+                {
+                    items.push(to_value(&state_entry(&st, now, &timeouts, &names)));
                 }
                 (JobKind::Rules { sum, .. }, Reply::Rule(i, c)) => {
                     if let Some(s) = sum.get_mut(i as usize) {
@@ -229,7 +229,9 @@ impl Service for Control<'_> {
         });
         match r {
             Err(e) => Step::Answer(Response::err(e)),
-            Ok(false) if items.is_empty() => Step::Wait,
+            // Nothing came: the workers are still scanning.
+            Ok(false) if job.waiting_since.is_some() => Step::Wait,
+            // Replies came (perhaps none matching a filter): go on.
             Ok(false) => Step::Items(items),
             Ok(true) => match &mut job.kind {
                 JobKind::States { .. } => Step::Done(items),
