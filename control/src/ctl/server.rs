@@ -167,6 +167,8 @@ struct Conn<J> {
     written: usize,
     /// The streamed answer in progress.
     job: Option<J>,
+    /// Whether that job holds the workers ([`Request::uses_workers`]).
+    job_uses_workers: bool,
     /// The client closed its side: answer what it sent, then close.
     eof: bool,
     /// Answer what is pending, then close (a request that was too long).
@@ -204,8 +206,9 @@ pub struct Server<J = super::handler::Job> {
     listener: UnixListener,
     path: PathBuf,
     conns: Vec<Conn<J>>,
-    /// Jobs of clients that went away, drained so the workers are free.
-    orphans: Vec<J>,
+    /// Jobs of clients that went away, drained so the workers are free
+    /// (with whether they hold the workers).
+    orphans: Vec<(J, bool)>,
     limits: Limits,
     /// Connection served first next poll (fairness).
     next: usize,
@@ -311,7 +314,11 @@ impl<J> Server<J> {
 
     /// Whether a job holds the workers (a connection's or an orphan).
     fn workers_busy(&self) -> bool {
-        !self.orphans.is_empty() || self.conns.iter().any(|c| c.job.is_some())
+        self.orphans.iter().any(|(_, w)| *w)
+            || self
+                .conns
+                .iter()
+                .any(|c| c.job.is_some() && c.job_uses_workers)
     }
 
     /// Accepts new connections, reads requests, advances streamed answers
@@ -336,6 +343,7 @@ impl<J> Server<J> {
                 output: Vec::new(),
                 written: 0,
                 job: None,
+                job_uses_workers: false,
                 eof: false,
                 closing: false,
                 last_drain: started,
@@ -343,7 +351,7 @@ impl<J> Server<J> {
         }
         let mut i = 0;
         while i < self.orphans.len() {
-            if svc.drain(&mut self.orphans[i], 8 * self.limits.items_per_pump) {
+            if svc.drain(&mut self.orphans[i].0, 8 * self.limits.items_per_pump) {
                 self.orphans.swap_remove(i);
             } else {
                 i += 1;
@@ -366,7 +374,7 @@ impl<J> Server<J> {
             if !alive[i] {
                 let conn = self.conns.swap_remove(i);
                 if let Some(job) = conn.job {
-                    self.orphans.push(job);
+                    self.orphans.push((job, conn.job_uses_workers));
                 }
             }
         }
@@ -410,10 +418,16 @@ impl<J> Server<J> {
                     self.bad_requests += 1;
                     c.push(&Response::err(e));
                 }
-                Ok(req) => match svc.start(req) {
-                    Start::Answer(r) => c.push(&r),
-                    Start::Stream(job) => c.job = Some(job),
-                },
+                Ok(req) => {
+                    let uses_workers = req.uses_workers();
+                    match svc.start(req) {
+                        Start::Answer(r) => c.push(&r),
+                        Start::Stream(job) => {
+                            c.job = Some(job);
+                            c.job_uses_workers = uses_workers;
+                        }
+                    }
+                }
             }
         }
         // The streamed answer, while the client keeps up.

@@ -27,7 +27,9 @@ impl Service for Fake {
     fn start(&mut self, req: Request) -> Start<FakeJob> {
         match req {
             Request::ShowInfo => Start::Answer(Response::ok(json!({"pad": "x".repeat(self.pad)}))),
-            Request::ShowStates { .. } => Start::Stream((0, self.stream_items)),
+            Request::ShowStates { .. } | Request::ShowNeighbors => {
+                Start::Stream((0, self.stream_items))
+            }
             other => Start::Answer(Response::err(format!("fake: {other:?}"))),
         }
     }
@@ -440,4 +442,42 @@ fn loose_directory_of_someone_else_is_refused() {
     );
     assert!(msg.contains("0777") && msg.contains("0700"), "{msg}");
     assert!(!shared.join("ctl.sock").exists());
+}
+
+#[test]
+fn a_listing_the_workers_do_not_make_does_not_hold_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = socket_path(&dir);
+    let limits = Limits {
+        stall_timeout: Duration::from_secs(600),
+        ..Limits::default()
+    };
+    let mut server: Server<FakeJob> = Server::bind_with(&path, limits).unwrap();
+    let mut svc = Fake {
+        stream_items: 100_000,
+        ..fake()
+    };
+    // A neighbour listing, never read: stalled, but not on the workers.
+    let mut stalled = UnixStream::connect(&path).unwrap();
+    stalled
+        .write_all(&request_line(&Request::ShowNeighbors))
+        .unwrap();
+    run_until(&mut server, &mut svc, Duration::from_secs(5), |s| {
+        s.conns.iter().any(|c| c.job.is_some())
+    });
+    assert!(!server.workers_busy());
+    let p2 = path.clone();
+    let states = std::thread::spawn(move || {
+        call_collect(
+            &p2,
+            &Request::ShowStates { host: None },
+            Duration::from_secs(30),
+        )
+    });
+    run_until(&mut server, &mut svc, Duration::from_secs(60), |_| {
+        states.is_finished()
+    });
+    let all = states.join().unwrap().unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 100_000);
+    assert_eq!(server.stats().clients_dropped_slow, 0);
 }
