@@ -207,13 +207,15 @@ impl Service for Control<'_> {
             };
         }
         let mut items = Vec::new();
-        // A filtered listing may pop many replies per item: bound those too.
-        let r = job.take_replies(self.workers, 4 * max_items, |kind, reply| {
+        // At most `max_items` items serialised; a filtered listing may pop
+        // more replies per item: at most 4 × `max_items` of those.
+        let r = job.take_replies(self.workers, 4 * max_items, max_items, |kind, reply| {
             match (kind, reply) {
                 (JobKind::States { filter }, Reply::State(st))
                     if filter.is_none_or(|f| f.matches(st.key())) =>
                 {
                     items.push(to_value(&state_entry(&st, now, &timeouts, &names)));
+                    return true;
                 }
                 (JobKind::Rules { sum, .. }, Reply::Rule(i, c)) => {
                     if let Some(s) = sum.get_mut(i as usize) {
@@ -226,6 +228,7 @@ impl Service for Control<'_> {
                 (JobKind::Kill { killed, .. }, Reply::Killed(n)) => *killed += n,
                 _ => {}
             }
+            false
         });
         match r {
             Err(e) => Step::Answer(Response::err(e)),
@@ -257,25 +260,28 @@ impl Service for Control<'_> {
     fn drain(&mut self, job: &mut Job, max_items: usize) -> bool {
         // A dropped client's kill still happened; its count is lost with it.
         !matches!(
-            job.take_replies(self.workers, max_items, |_, _| {}),
+            job.take_replies(self.workers, max_items, max_items, |_, _| false),
             Ok(false)
         )
     }
 }
 
 impl Job {
-    /// Takes at most `max` replies of this job off the workers' rings,
-    /// dropping replies of older commands (an abandoned job's, or a
+    /// Takes at most `max_replies` replies of this job off the workers'
+    /// rings, stopping once `on_reply` made `max_items` items (it returns
+    /// whether it did), dropping replies of older commands (an abandoned job's, or a
     /// timed-out one's). Ok(true) once every worker has answered.
     fn take_replies(
         &mut self,
         workers: &mut [CommandClient],
-        max: usize,
-        mut on_reply: impl FnMut(&mut JobKind, Reply),
+        max_replies: usize,
+        max_items: usize,
+        mut on_reply: impl FnMut(&mut JobKind, Reply) -> bool,
     ) -> Result<bool, String> {
         let mut taken = 0;
+        let mut produced = 0;
         for (c, (ticket, done)) in workers.iter_mut().zip(self.tickets.iter_mut()) {
-            while !*done && taken < max {
+            while !*done && taken < max_replies && produced < max_items {
                 let Some((t, reply)) = c.recv() else {
                     if c.finished(*ticket) {
                         return Err("interrupted by a pfsync bulk update; ask again".to_string());
@@ -287,7 +293,7 @@ impl Job {
                     continue;
                 }
                 *done = reply.is_terminator();
-                on_reply(&mut self.kind, reply);
+                produced += usize::from(on_reply(&mut self.kind, reply));
             }
         }
         let all_done = self.tickets.iter().all(|(_, d)| *d);

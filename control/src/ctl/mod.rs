@@ -310,6 +310,13 @@ pub struct SocketStats {
     /// Connections dropped because they did not read their answers (more
     /// unread output than the cap, or none read for the stall timeout).
     pub clients_dropped_slow: u64,
+    /// The longest time one poll of the socket took, in microseconds (what
+    /// the socket cost the control loop at worst).
+    #[serde(default)]
+    pub poll_max_us: u64,
+    /// Polls that took more than 1 ms.
+    #[serde(default)]
+    pub polls_over_1ms: u64,
 }
 
 /// Frames the control thread sent (in [`Info`]).

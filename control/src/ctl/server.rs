@@ -66,7 +66,7 @@ impl Default for Limits {
             poll_budget: Duration::from_micros(500),
             read_budget_bytes: 256 << 10,
             write_budget_bytes: 1 << 20,
-            items_per_pump: 32,
+            items_per_pump: 8,
         }
     }
 }
@@ -201,6 +201,42 @@ impl<J> Conn<J> {
     }
 }
 
+impl<J> Conn<J> {
+    /// Appends one item of a listing to the chunk line being written,
+    /// opening it if need be: the bytes are those of
+    /// `Response::chunk(items)`, written item by item.
+    fn push_item(&mut self, item: &Value, in_chunk: &mut bool) {
+        if !*in_chunk {
+            if self.pending() == 0 {
+                self.output.clear();
+                self.written = 0;
+                self.last_drain = Instant::now();
+            }
+            self.output.extend_from_slice(
+                format!(
+                    "{{\"version\":{},\"ok\":true,\"chunk\":[",
+                    super::PROTOCOL_VERSION
+                )
+                .as_bytes(),
+            );
+            *in_chunk = true;
+        } else {
+            self.output.push(b',');
+        }
+        if serde_json::to_writer(&mut self.output, item).is_err() {
+            self.output.extend_from_slice(b"null");
+        }
+    }
+
+    /// Closes the chunk line being written, if any.
+    fn end_chunk(&mut self, in_chunk: &mut bool) {
+        if *in_chunk {
+            self.output.extend_from_slice(b"]}\n");
+            *in_chunk = false;
+        }
+    }
+}
+
 /// The listening control socket and its open connections.
 pub struct Server<J = super::handler::Job> {
     listener: UnixListener,
@@ -217,6 +253,8 @@ pub struct Server<J = super::handler::Job> {
     accepted: u64,
     refused: u64,
     dropped_slow: u64,
+    poll_max: Duration,
+    polls_over_1ms: u64,
 }
 
 /// Creates the socket's directory (mode 0700) or checks an existing one: a
@@ -294,6 +332,8 @@ impl<J> Server<J> {
             accepted: 0,
             refused: 0,
             dropped_slow: 0,
+            poll_max: Duration::ZERO,
+            polls_over_1ms: 0,
         })
     }
 
@@ -309,6 +349,8 @@ impl<J> Server<J> {
             clients_accepted: self.accepted,
             clients_refused: self.refused,
             clients_dropped_slow: self.dropped_slow,
+            poll_max_us: self.poll_max.as_micros() as u64,
+            polls_over_1ms: self.polls_over_1ms,
         }
     }
 
@@ -378,6 +420,11 @@ impl<J> Server<J> {
                 }
             }
         }
+        let took = started.elapsed();
+        self.poll_max = self.poll_max.max(took);
+        if took > Duration::from_millis(1) {
+            self.polls_over_1ms += 1;
+        }
     }
 
     /// Serves connection `i`; false when it is to be closed.
@@ -430,34 +477,33 @@ impl<J> Server<J> {
                 }
             }
         }
-        // The streamed answer, while the client keeps up.
+        // The streamed answer, while the client keeps up: small steps,
+        // serialised as they come (so the time and byte checks see the whole
+        // cost), one chunk line per poll.
         let limits = self.limits;
         let c = &mut self.conns[i];
+        let mut in_chunk = false;
         while c.job.is_some() {
             if c.pending() >= limits.stream_low_water_bytes || Instant::now() >= budget.deadline {
                 break;
             }
             let Some(job) = c.job.as_mut() else { break };
-            match svc.pump(job, limits.items_per_pump) {
+            let (items, end) = match svc.pump(job, limits.items_per_pump) {
                 Step::Wait => break,
-                Step::Items(items) => {
-                    if !items.is_empty() {
-                        c.push(&Response::chunk(items));
-                    }
-                }
-                Step::Done(items) => {
-                    if !items.is_empty() {
-                        c.push(&Response::chunk(items));
-                    }
-                    c.push(&Response::done());
-                    c.job = None;
-                }
-                Step::Answer(r) => {
-                    c.push(&r);
-                    c.job = None;
-                }
+                Step::Items(items) => (items, None),
+                Step::Done(items) => (items, Some(Response::done())),
+                Step::Answer(r) => (Vec::new(), Some(r)),
+            };
+            for item in &items {
+                c.push_item(item, &mut in_chunk);
+            }
+            if let Some(r) = end {
+                c.end_chunk(&mut in_chunk);
+                c.push(&r);
+                c.job = None;
             }
         }
+        c.end_chunk(&mut in_chunk);
         if !self.write(i, budget) {
             return false;
         }
