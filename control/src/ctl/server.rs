@@ -77,6 +77,8 @@ const LINES_PER_POLL: usize = 8;
 const READ_PER_CONN: usize = 64 << 10;
 /// Reads of one connection per poll (a client sending a byte at a time).
 const READS_PER_CONN: usize = 8;
+/// Replies of an abandoned job dropped per poll (no serialising: cheap).
+const DRAIN_PER_POLL: usize = 1024;
 /// Connections accepted (or refused) per poll.
 const ACCEPTS_PER_POLL: usize = 8;
 
@@ -393,7 +395,7 @@ impl<J> Server<J> {
         }
         let mut i = 0;
         while i < self.orphans.len() {
-            if svc.drain(&mut self.orphans[i].0, 8 * self.limits.items_per_pump) {
+            if svc.drain(&mut self.orphans[i].0, DRAIN_PER_POLL) {
                 self.orphans.swap_remove(i);
             } else {
                 i += 1;
