@@ -555,6 +555,9 @@ fn run_with_eal(
     let mut sync_imports = Vec::new();
     let mut built = Vec::new();
     let mut clients = Vec::new();
+    // Without its control socket dpf cannot be operated: fatal, and before
+    // any worker runs.
+    let mut server: Option<Server> = Some(Server::bind(&config.socket).context("control socket")?);
     for (w, (handoff_out, handoff_in)) in outs.into_iter().zip(ins).enumerate() {
         let (port, client) = command_channel(COMMAND_REPLY_RING);
         clients.push(client);
@@ -625,17 +628,6 @@ fn run_with_eal(
         config.mode
     );
 
-    let mut server = match Server::bind(&config.socket) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            crate::log!(
-                Level::Err,
-                "control socket {}: {e}",
-                config.socket.display()
-            );
-            None
-        }
-    };
     // The control loop: sleeps ~1 ms between rounds.
     let started = Instant::now();
     let now_fn = move || clock.instant(dpdk::rdtsc());
@@ -859,6 +851,7 @@ fn run_with_eal(
                 now: &now_fn,
                 started,
                 bad_requests: srv.bad_requests,
+                socket: srv.stats(),
                 routing: router.then_some(&*routing),
                 slowpath: router.then_some(&slowpath),
                 carp: carp.as_mut(),
@@ -866,7 +859,7 @@ fn run_with_eal(
                 out: &mut cmd_out,
                 control_tx: (injectq.sent, injectq.dropped, injectq.len()),
             };
-            srv.poll(&mut |req| control.handle(req));
+            srv.poll(&mut control);
             if let Some(inject) = inject_ring.as_ref() {
                 injectq.send(cmd_out, &pool, inject);
             }

@@ -89,13 +89,27 @@ pub struct CommandPort {
     active: Active,
 }
 
+/// Names one command sent to a worker: its replies are those
+/// [`CommandClient::recv`] tags with it.
+pub type Ticket = u64;
+
 /// The control thread's end of one worker's command and reply rings.
+///
+/// Several conversations may share the rings (a streamed `dpfctl -s
+/// states` and a pfsync bulk update): a worker answers its commands in
+/// order, each ending with one terminating reply (`ListDone` or
+/// `Killed`), so counting terminators tells which command a reply
+/// answers. A reader tags every reply with its command's [`Ticket`] and
+/// drops replies of tickets it does not own; the owner of a ticket whose
+/// terminator was read by someone else learns it from [`Self::finished`].
 #[derive(Debug)]
 pub struct CommandClient {
-    /// Sends commands.
-    pub commands: Producer<Command>,
-    /// Receives replies.
-    pub replies: Consumer<Reply>,
+    commands: Producer<Command>,
+    replies: Consumer<Reply>,
+    /// Tickets issued (the last command sent has ticket `sent`).
+    sent: Ticket,
+    /// Commands whose terminating reply was read.
+    finished: Ticket,
 }
 
 /// Rings for one worker: (worker end, control end).
@@ -111,8 +125,49 @@ pub fn command_channel(reply_capacity: usize) -> (CommandPort, CommandClient) {
         CommandClient {
             commands: cp,
             replies: rc,
+            sent: 0,
+            finished: 0,
         },
     )
+}
+
+impl CommandClient {
+    /// Sends `cmd`; its replies will carry the returned ticket. Fails
+    /// (giving the command back) when the command ring is full.
+    pub fn send(&mut self, cmd: Command) -> Result<Ticket, Command> {
+        self.commands.push(cmd)?;
+        self.commands.publish();
+        self.sent += 1;
+        Ok(self.sent)
+    }
+
+    /// The next reply and the ticket of the command it answers.
+    pub fn recv(&mut self) -> Option<(Ticket, Reply)> {
+        let r = self.replies.pop()?;
+        let ticket = self.finished + 1;
+        if r.is_terminator() {
+            self.finished += 1;
+        }
+        Some((ticket, r))
+    }
+
+    /// Whether every reply of `ticket` (and of the tickets before it) has
+    /// been read, by anyone.
+    pub fn finished(&self, ticket: Ticket) -> bool {
+        self.finished >= ticket
+    }
+
+    /// Whether no command is outstanding.
+    pub fn is_idle(&self) -> bool {
+        self.finished == self.sent
+    }
+}
+
+impl Reply {
+    /// Whether this reply ends its command's answer.
+    pub fn is_terminator(&self) -> bool {
+        matches!(self, Reply::ListDone | Reply::Killed(_))
+    }
 }
 
 impl CommandPort {
@@ -231,7 +286,7 @@ mod tests {
         let mut out = Vec::new();
         for _ in 0..10_000 {
             port.poll(p);
-            while let Some(r) = client.replies.pop() {
+            while let Some((_, r)) = client.recv() {
                 let done = !matches!(r, Reply::State(_));
                 out.push(r);
                 if done {
@@ -269,18 +324,18 @@ mod tests {
         p.set_sync(export, import, 1);
         // A tiny reply ring forces the listing to pause and resume.
         let (mut port, mut client) = command_channel(8);
-        client.commands.push(Command::ListStates).unwrap();
-        client.commands.publish();
+        let t = client.send(Command::ListStates).unwrap();
+        assert!(!client.is_idle() && !client.finished(t));
         let replies = drive(&mut port, &mut p, &mut client);
         assert_eq!(replies.len(), 201);
         assert_eq!(replies.last(), Some(&Reply::ListDone));
+        assert!(client.is_idle() && client.finished(t));
 
         let filter = HostFilter {
             host: (Af::Inet, Addr::v4([10, 0, 0, 5])),
             peer: None,
         };
-        client.commands.push(Command::KillStates(filter)).unwrap();
-        client.commands.publish();
+        client.send(Command::KillStates(filter)).unwrap();
         assert_eq!(
             drive(&mut port, &mut p, &mut client),
             vec![Reply::Killed(1)]
@@ -292,8 +347,7 @@ mod tests {
         assert_eq!(deleted.len(), 1);
         assert_eq!(deleted[0].action, crate::export::SyncAction::Delete);
         assert!(filter.matches(deleted[0].state.key()));
-        client.commands.push(Command::FlushStates).unwrap();
-        client.commands.publish();
+        client.send(Command::FlushStates).unwrap();
         assert_eq!(
             drive(&mut port, &mut p, &mut client),
             vec![Reply::Killed(199)]
@@ -302,6 +356,45 @@ mod tests {
         // A flush is one CLR from the control thread, not 199 deletions.
         p.sync_poll(Instant::from_secs(1), 0);
         assert!(exported.pop().is_none());
+    }
+
+    #[test]
+    fn replies_carry_the_ticket_of_their_command() {
+        let (mut port, mut client) = command_channel(64);
+        let rules = Arc::new(
+            Ruleset::compile(
+                "pass all\nblock all\n",
+                "t",
+                &RuleEnv {
+                    interfaces: &[],
+                    self_addrs: &[],
+                    names: &[],
+                },
+            )
+            .unwrap(),
+        );
+        let mut p = Pipeline::new(
+            PipelineConfig::default(),
+            rules,
+            Shard::new(1024, 0).unwrap(),
+        );
+        // Two conversations queued back to back: a reader can tell which
+        // replies are whose, and an owner learns its answer was read.
+        let first = client.send(Command::RuleCounters).unwrap();
+        let second = client.send(Command::RuleCounters).unwrap();
+        assert!(second > first && !client.is_idle());
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            port.poll(&mut p);
+            while let Some((t, r)) = client.recv() {
+                seen.push((t, r.is_terminator()));
+            }
+        }
+        let of = |t| seen.iter().filter(|(x, _)| *x == t).count();
+        assert_eq!(of(first), 3, "{seen:?}");
+        assert_eq!(of(second), 3, "{seen:?}");
+        assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert!(client.finished(first) && client.finished(second) && client.is_idle());
     }
 
     #[test]

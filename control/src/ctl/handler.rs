@@ -2,10 +2,21 @@
 //! worker counters, port statistics, the ruleset snapshot, and the workers'
 //! command rings (states and rule counters come from the owning workers,
 //! never from reading a shard).
+//!
+//! Requests the workers answer are [`Job`]s: the command goes to every
+//! worker at once, and each control-loop round takes a bounded number of
+//! replies off their rings ([`Service::pump`]); a worker itself scans at
+//! most `SLOTS_PER_POLL` slots per round and pauses when its reply ring is
+//! full. So neither a big state table nor a slow client holds up the
+//! control loop or a worker.
 
-use super::{Request, Response};
+use super::server::{Service, Start, Step};
+use super::{
+    Info, InterfaceEntry, Killed, Loaded, NeighborEntry, PeerWindow, Request, Response, RouteEntry,
+    RuleEntry, SocketStats, StateEntry,
+};
 use crate::config::Config;
-use dataplane::command::{Command, CommandClient, HostFilter, Reply};
+use dataplane::command::{Command, CommandClient, HostFilter, Reply, Ticket};
 use dataplane::counters::{DropReason, SharedCounters};
 use dataplane::dpdk::Port;
 use dataplane::flow::{Addr, Af};
@@ -17,7 +28,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a request may wait for every worker's answer.
+/// How long a request may wait for the workers without any reply.
 const WORKER_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the control thread answers from.
@@ -38,6 +49,8 @@ pub struct Control<'a> {
     pub started: std::time::Instant,
     /// Bad control requests so far.
     pub bad_requests: u64,
+    /// The control socket's connection counters.
+    pub socket: SocketStats,
     /// Router mode: interfaces and routes.
     pub routing: Option<&'a dataplane::route::Routing>,
     /// Router mode: the slow path (neighbours, counters).
@@ -53,19 +66,269 @@ pub struct Control<'a> {
     pub control_tx: (u64, u64, usize),
 }
 
+/// A request the workers answer, in progress.
+#[derive(Debug)]
+pub struct Job {
+    kind: JobKind,
+    /// Per worker: the ticket of our command, and whether its terminating
+    /// reply came.
+    tickets: Vec<(Ticket, bool)>,
+    /// Since when no reply came (the timeout runs while this is set).
+    waiting_since: Option<std::time::Instant>,
+    /// The command could not be sent to every worker: drain, then fail.
+    failed: Option<String>,
+}
+
+#[derive(Debug)]
+enum JobKind {
+    States {
+        filter: Option<HostFilter>,
+    },
+    Rules {
+        sum: Vec<RuleCounters>,
+        /// Once every worker answered: the next rule to send.
+        emit_next: Option<usize>,
+    },
+    Kill {
+        killed: u64,
+        flush: bool,
+    },
+    /// A listing the control thread made itself, sent in chunks.
+    Items(std::vec::IntoIter<Value>),
+}
+
+impl Service for Control<'_> {
+    type Job = Job;
+
+    fn start(&mut self, req: Request) -> Start<Job> {
+        let (cmd, kind) = match req {
+            Request::ShowStates { host } => {
+                let filter = match host.as_deref().map(parse_host).transpose() {
+                    Ok(f) => f.map(|host| HostFilter { host, peer: None }),
+                    Err(e) => return Start::Answer(Response::err(e)),
+                };
+                (Command::ListStates, JobKind::States { filter })
+            }
+            Request::ShowRules => (
+                Command::RuleCounters,
+                JobKind::Rules {
+                    sum: vec![RuleCounters::default(); self.rules.load().len()],
+                    emit_next: None,
+                },
+            ),
+            Request::KillStates { host, peer } => {
+                let filter = match (
+                    parse_host(&host),
+                    peer.as_deref().map(parse_host).transpose(),
+                ) {
+                    (Ok(host), Ok(peer)) => HostFilter { host, peer },
+                    (Err(e), _) | (_, Err(e)) => return Start::Answer(Response::err(e)),
+                };
+                (
+                    Command::KillStates(filter),
+                    JobKind::Kill {
+                        killed: 0,
+                        flush: false,
+                    },
+                )
+            }
+            Request::FlushStates => (
+                Command::FlushStates,
+                JobKind::Kill {
+                    killed: 0,
+                    flush: true,
+                },
+            ),
+            Request::ShowNeighbors => {
+                return Start::Stream(Job {
+                    kind: JobKind::Items(self.neighbors().into_iter()),
+                    tickets: Vec::new(),
+                    waiting_since: None,
+                    failed: None,
+                })
+            }
+            other => return Start::Answer(self.handle(other)),
+        };
+        let mut failed = None;
+        let mut tickets = Vec::with_capacity(self.workers.len());
+        for (w, c) in self.workers.iter_mut().enumerate() {
+            match c.send(cmd) {
+                Ok(t) => tickets.push((t, false)),
+                Err(_) => {
+                    failed.get_or_insert(format!("worker {w} is busy; try again"));
+                }
+            }
+        }
+        Start::Stream(Job {
+            kind,
+            tickets,
+            waiting_since: None,
+            failed,
+        })
+    }
+
+    fn pump(&mut self, job: &mut Job, max_items: usize) -> Step {
+        let now = (self.now)();
+        let rules = self.rules.load();
+        let timeouts = rules.options.timeouts;
+        let names: Vec<&str> = self.config.ports.iter().map(|p| p.name.as_str()).collect();
+        if let JobKind::Rules {
+            sum,
+            emit_next: Some(next),
+        } = &mut job.kind
+        {
+            let end = (*next + max_items).min(sum.len());
+            let items = (*next..end)
+                .map(|i| {
+                    let c = sum[i];
+                    to_value(&RuleEntry {
+                        number: i as u64,
+                        rule: rules.rule_text(i).to_string(),
+                        evaluations: c.evaluations,
+                        packets: c.packets,
+                        bytes: c.bytes,
+                        states_created: c.states_created,
+                    })
+                })
+                .collect();
+            *next = end;
+            return if end >= sum.len() {
+                Step::Done(items)
+            } else {
+                Step::Items(items)
+            };
+        }
+        if let JobKind::Items(rest) = &mut job.kind {
+            let items: Vec<Value> = rest.take(max_items).collect();
+            return if rest.len() == 0 {
+                Step::Done(items)
+            } else {
+                Step::Items(items)
+            };
+        }
+        let mut items = Vec::new();
+        // At most `max_items` items serialised; a filtered listing may pop
+        // more replies per item: at most 4 × `max_items` of those.
+        let r = job.take_replies(self.workers, 4 * max_items, max_items, |kind, reply| {
+            match (kind, reply) {
+                (JobKind::States { filter }, Reply::State(st))
+                    if filter.is_none_or(|f| f.matches(st.key())) =>
+                {
+                    items.push(to_value(&state_entry(&st, now, &timeouts, &names)));
+                    return true;
+                }
+                (JobKind::Rules { sum, .. }, Reply::Rule(i, c)) => {
+                    if let Some(s) = sum.get_mut(i as usize) {
+                        s.evaluations += c.evaluations;
+                        s.packets += c.packets;
+                        s.bytes += c.bytes;
+                        s.states_created += c.states_created;
+                    }
+                }
+                (JobKind::Kill { killed, .. }, Reply::Killed(n)) => *killed += n,
+                _ => {}
+            }
+            false
+        });
+        match r {
+            Err(e) => Step::Answer(Response::err(e)),
+            // Nothing came: the workers are still scanning.
+            Ok(false) if job.waiting_since.is_some() => Step::Wait,
+            // Replies came (perhaps none matching a filter): go on.
+            Ok(false) => Step::Items(items),
+            Ok(true) => match &mut job.kind {
+                JobKind::States { .. } => Step::Done(items),
+                JobKind::Rules { emit_next, .. } => {
+                    *emit_next = Some(0);
+                    Step::Items(items)
+                }
+                JobKind::Items(_) => Step::Done(items),
+                JobKind::Kill { killed, flush } => {
+                    if *flush {
+                        // pf's behaviour: the pfsync peer gets one CLR of
+                        // this box's creator id, however many states.
+                        if let Some(s) = self.sync.as_deref_mut() {
+                            s.send_clear(self.out);
+                        }
+                    }
+                    Step::Answer(Response::ok_typed(&Killed { killed: *killed }))
+                }
+            },
+        }
+    }
+
+    fn drain(&mut self, job: &mut Job, max_items: usize) -> bool {
+        // A dropped client's kill still happened; its count is lost with it.
+        !matches!(
+            job.take_replies(self.workers, max_items, max_items, |_, _| false),
+            Ok(false)
+        )
+    }
+}
+
+impl Job {
+    /// Takes at most `max_replies` replies of this job off the workers'
+    /// rings, stopping once `on_reply` made `max_items` items (it returns
+    /// whether it did), dropping replies of older commands (an abandoned job's, or a
+    /// timed-out one's). Ok(true) once every worker has answered.
+    fn take_replies(
+        &mut self,
+        workers: &mut [CommandClient],
+        max_replies: usize,
+        max_items: usize,
+        mut on_reply: impl FnMut(&mut JobKind, Reply) -> bool,
+    ) -> Result<bool, String> {
+        let mut taken = 0;
+        let mut produced = 0;
+        for (c, (ticket, done)) in workers.iter_mut().zip(self.tickets.iter_mut()) {
+            while !*done && taken < max_replies && produced < max_items {
+                let Some((t, reply)) = c.recv() else {
+                    if c.finished(*ticket) {
+                        return Err("interrupted by a pfsync bulk update; ask again".to_string());
+                    }
+                    break;
+                };
+                taken += 1;
+                if t < *ticket {
+                    continue;
+                }
+                *done = reply.is_terminator();
+                produced += usize::from(on_reply(&mut self.kind, reply));
+            }
+        }
+        let all_done = self.tickets.iter().all(|(_, d)| *d);
+        if all_done {
+            return match self.failed.take() {
+                Some(e) => Err(e),
+                None => Ok(true),
+            };
+        }
+        if taken > 0 {
+            self.waiting_since = None;
+        } else {
+            let since = *self
+                .waiting_since
+                .get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() > WORKER_REPLY_TIMEOUT {
+                return Err("workers did not answer in time".into());
+            }
+        }
+        Ok(false)
+    }
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
 impl Control<'_> {
-    /// Answers one request.
+    /// Answers a request that needs no worker at once.
     pub fn handle(&mut self, req: Request) -> Response {
         let r = match req {
-            Request::ShowInfo => Ok(self.info()),
+            Request::ShowInfo => Ok(to_value(&self.info())),
             Request::ShowInterfaces => Ok(self.interfaces()),
-            Request::ShowRules => self.rules(),
-            Request::ShowStates { host } => self.states(host.as_deref()),
             Request::LoadRules { text, file } => self.load_rules(&text, &file),
-            Request::KillStates { host, peer } => self.kill(&host, peer.as_deref()),
-            Request::FlushStates => self.flush_states(),
             Request::ShowRoutes => Ok(self.routes()),
-            Request::ShowNeighbors => Ok(self.neighbors()),
             Request::ShowCarp { name } => self.carp_show(name.as_deref()),
             Request::CarpSet { name, words } => self.carp_set(&name, &words),
             Request::Group { group, carpdemote } => self.group(&group, carpdemote),
@@ -89,6 +352,11 @@ impl Control<'_> {
                 }
                 None => Err("pfsync is not configured".into()),
             },
+            Request::ShowStates { .. }
+            | Request::ShowRules
+            | Request::KillStates { .. }
+            | Request::FlushStates
+            | Request::ShowNeighbors => Err("internal: a worker request answered at once".into()),
         };
         match r {
             Ok(v) => Response::ok(v),
@@ -96,33 +364,43 @@ impl Control<'_> {
         }
     }
 
-    fn info(&self) -> Value {
+    fn info(&self) -> Info {
         let t = self.shared.total();
-        let drops: serde_json::Map<String, Value> = DropReason::ALL
-            .iter()
-            .map(|r| (r.name().to_string(), t.drops[*r as usize].into()))
-            .collect();
         let rules = self.rules.load();
-        json!({
-            "uptime_s": self.started.elapsed().as_secs(),
-            "workers": self.shared.workers(),
-            "states": t.states,
-            "states_limit": rules.options.limit_states,
-            "states_created": t.states_created,
-            "states_removed": t.states_removed,
-            "rx": t.rx, "rx_bytes": t.rx_bytes, "tx": t.tx,
-            "forwarded": t.forwarded, "state_hits": t.state_hits,
-            "handed_off": t.handed_off, "slow_path": t.slow_path, "local_out": t.local_out, "neighbor_held": t.neighbor_held,
-            "dropped": t.total_drops(), "drops": drops,
-            "burst_latency": crate::daemon::burst_latency_json(&t, dataplane::dpdk::tsc_hz()),
-            "control_bad_requests": self.bad_requests,
-            "control_tx": {
-                "sent": self.control_tx.0,
-                "dropped": self.control_tx.1,
-                "pending": self.control_tx.2,
+        Info {
+            uptime_s: self.started.elapsed().as_secs(),
+            workers: self.shared.workers() as u64,
+            states: t.states,
+            states_limit: rules.options.limit_states as u64,
+            states_created: t.states_created,
+            states_removed: t.states_removed,
+            rx: t.rx,
+            rx_bytes: t.rx_bytes,
+            tx: t.tx,
+            forwarded: t.forwarded,
+            state_hits: t.state_hits,
+            handed_off: t.handed_off,
+            slow_path: t.slow_path,
+            local_out: t.local_out,
+            neighbor_held: t.neighbor_held,
+            dropped: t.total_drops(),
+            drops: DropReason::ALL
+                .iter()
+                .map(|r| (r.name().to_string(), t.drops[*r as usize]))
+                .collect(),
+            burst_latency: crate::daemon::burst_latency_json(&t, dataplane::dpdk::tsc_hz()),
+            control_bad_requests: self.bad_requests,
+            control_socket: self.socket,
+            control_tx: super::ControlTx {
+                sent: self.control_tx.0,
+                dropped: self.control_tx.1,
+                pending: self.control_tx.2 as u64,
             },
-            "slow_path_stats": self.slowpath.map(|s| serde_json::to_value(s.stats).unwrap_or_default()),
-        })
+            slow_path_stats: self
+                .slowpath
+                .map(|s| serde_json::to_value(s.stats).unwrap_or_default())
+                .unwrap_or(Value::Null),
+        }
     }
 
     fn carp_mut(&mut self) -> Result<&mut crate::carpd::Carp, String> {
@@ -213,146 +491,74 @@ impl Control<'_> {
             return Value::Array(Vec::new());
         };
         let names: Vec<&str> = self.config.ports.iter().map(|p| p.name.as_str()).collect();
-        Value::Array(
-            r.routes()
-                .iter()
-                .map(|rt| {
-                    json!({
-                        "destination": format!("{}/{}", rt.prefix.addr.to_ip(rt.prefix.af), rt.prefix.len),
-                        "gateway": rt.via.map(|v| v.to_ip(rt.prefix.af).to_string()),
-                        "interface": names.get(rt.port as usize).copied().unwrap_or("?"),
-                    })
-                })
-                .collect(),
-        )
+        let list: Vec<RouteEntry> = r
+            .routes()
+            .iter()
+            .map(|rt| RouteEntry {
+                destination: format!("{}/{}", rt.prefix.addr.to_ip(rt.prefix.af), rt.prefix.len),
+                gateway: rt.via.map(|v| v.to_ip(rt.prefix.af).to_string()),
+                interface: names
+                    .get(rt.port as usize)
+                    .copied()
+                    .unwrap_or("?")
+                    .to_string(),
+            })
+            .collect();
+        to_value(&list)
     }
 
-    fn neighbors(&self) -> Value {
+    /// Every neighbour entry (up to `neighbor_limit`, which may be a
+    /// million): streamed like a state listing.
+    fn neighbors(&self) -> Vec<Value> {
         let Some(sp) = self.slowpath else {
-            return Value::Array(Vec::new());
+            return Vec::new();
         };
         let names: Vec<&str> = self.config.ports.iter().map(|p| p.name.as_str()).collect();
-        Value::Array(
-            sp.entries()
-                .into_iter()
-                .map(|r| {
-                    let (af, a, mac, port, state) = (r.af, r.addr, r.mac, r.port, r.state);
-                    json!({
-                        "address": a.to_ip(af).to_string(),
-                        "mac": mac.map(|m| dataplane::wire::EthernetAddress(m).to_string()),
-                        "interface": names.get(port as usize).copied().unwrap_or("?"),
-                        "state": state,
-                    })
+        sp.entries()
+            .into_iter()
+            .map(|r| {
+                let (af, a, mac, port, state) = (r.af, r.addr, r.mac, r.port, r.state);
+                to_value(&NeighborEntry {
+                    address: a.to_ip(af).to_string(),
+                    mac: mac.map(|m| dataplane::wire::EthernetAddress(m).to_string()),
+                    interface: names.get(port as usize).copied().unwrap_or("?").to_string(),
+                    state: state.to_string(),
                 })
-                .collect(),
-        )
+            })
+            .collect()
     }
 
     fn interfaces(&self) -> Value {
-        let list: Vec<Value> = self
+        let list: Vec<InterfaceEntry> = self
             .config
             .ports
             .iter()
             .zip(self.ports)
             .enumerate()
             .map(|(i, (spec, port))| {
-                let mac = port.mac();
-                json!({
-                    "name": spec.name,
-                    "index": i,
-                    "driver": port.driver(),
-                    "mac": dataplane::wire::EthernetAddress(mac).to_string(),
-                    "link": port.link(),
-                    "addresses": spec.addresses.iter().map(|(ip, len)| format!("{ip}/{len}")).collect::<Vec<_>>(),
-                    "stats": port.stats(),
-                })
+                let link = port.link();
+                let stats = serde_json::to_value(port.stats())
+                    .and_then(serde_json::from_value)
+                    .unwrap_or_default();
+                InterfaceEntry {
+                    name: spec.name.clone(),
+                    index: i as u64,
+                    driver: port.driver().to_string(),
+                    mac: dataplane::wire::EthernetAddress(port.mac()).to_string(),
+                    link: super::Link {
+                        up: link.up,
+                        speed_mbps: link.speed_mbps,
+                    },
+                    addresses: spec
+                        .addresses
+                        .iter()
+                        .map(|(ip, len)| format!("{ip}/{len}"))
+                        .collect(),
+                    stats,
+                }
             })
             .collect();
-        Value::Array(list)
-    }
-
-    /// Sends `cmd` to every worker and collects replies until each has
-    /// sent its terminating reply.
-    fn ask_all(&mut self, cmd: Command, on_reply: impl FnMut(Reply)) -> Result<(), String> {
-        ask_workers(self.workers, cmd, on_reply)
-    }
-
-    fn rules(&mut self) -> Result<Value, String> {
-        let rules = self.rules.load();
-        let mut sum = vec![RuleCounters::default(); rules.len()];
-        self.ask_all(Command::RuleCounters, |r| {
-            if let Reply::Rule(i, c) = r {
-                if let Some(s) = sum.get_mut(i as usize) {
-                    s.evaluations += c.evaluations;
-                    s.packets += c.packets;
-                    s.bytes += c.bytes;
-                    s.states_created += c.states_created;
-                }
-            }
-        })?;
-        let list: Vec<Value> = (0..rules.len())
-            .map(|i| {
-                let c = sum[i];
-                json!({
-                    "number": i, "rule": rules.rule_text(i),
-                    "evaluations": c.evaluations, "packets": c.packets,
-                    "bytes": c.bytes, "states_created": c.states_created,
-                })
-            })
-            .collect();
-        Ok(Value::Array(list))
-    }
-
-    fn states(&mut self, host: Option<&str>) -> Result<Value, String> {
-        let filter = match host {
-            Some(h) => Some(HostFilter {
-                host: parse_host(h)?,
-                peer: None,
-            }),
-            None => None,
-        };
-        let now = (self.now)();
-        let rules = self.rules.load();
-        let timeouts = rules.options.timeouts;
-        let names: Vec<&str> = self.config.ports.iter().map(|p| p.name.as_str()).collect();
-        let mut out = Vec::new();
-        self.ask_all(Command::ListStates, |r| {
-            if let Reply::State(st) = r {
-                if filter.is_none_or(|f| f.matches(st.key())) {
-                    out.push(state_json(&st, now, &timeouts, &names));
-                }
-            }
-        })?;
-        Ok(Value::Array(out))
-    }
-
-    fn kill(&mut self, host: &str, peer: Option<&str>) -> Result<Value, String> {
-        let filter = HostFilter {
-            host: parse_host(host)?,
-            peer: peer.map(parse_host).transpose()?,
-        };
-        self.run_kill(Command::KillStates(filter))
-    }
-
-    /// `-F states`: every worker empties its shard; the pfsync peer is
-    /// told with a CLR of this box's creator id (pf's behaviour), so it
-    /// drops the states this box created (one message, however many).
-    fn flush_states(&mut self) -> Result<Value, String> {
-        let r = self.run_kill(Command::FlushStates)?;
-        if let Some(s) = self.sync.as_deref_mut() {
-            s.send_clear(self.out);
-        }
-        Ok(r)
-    }
-
-    fn run_kill(&mut self, cmd: Command) -> Result<Value, String> {
-        let mut killed = 0u64;
-        self.ask_all(cmd, |r| {
-            if let Reply::Killed(n) = r {
-                killed += n;
-            }
-        })?;
-        Ok(json!({ "killed": killed }))
+        to_value(&list)
     }
 
     fn load_rules(&mut self, text: &str, file: &str) -> Result<Value, String> {
@@ -379,42 +585,53 @@ impl Control<'_> {
             crate::log::Level::Notice,
             "loaded {rules} rules from {file} (ruleset epoch {epoch})"
         );
-        Ok(json!({ "rules": rules, "epoch": epoch, "notes": notes }))
+        Ok(to_value(&Loaded {
+            rules: rules as u64,
+            epoch,
+            notes,
+        }))
     }
 }
 
 /// Sends `cmd` to every worker's command ring and hands each reply to
 /// `on_reply` until every worker has sent its terminating reply
-/// (`ListDone` or `Killed`), or fails after [`WORKER_REPLY_TIMEOUT`].
+/// (`ListDone` or `Killed`), or fails after [`WORKER_REPLY_TIMEOUT`]
+/// without a reply. Blocks: for the pfsync bulk update, which needs every
+/// state at once. A control-socket job in flight is overtaken: its replies
+/// are dropped here and it reports the interruption to its client.
 pub fn ask_workers(
     workers: &mut [CommandClient],
     cmd: Command,
     mut on_reply: impl FnMut(Reply),
 ) -> Result<(), String> {
+    let mut tickets = Vec::with_capacity(workers.len());
     for (w, c) in workers.iter_mut().enumerate() {
-        if c.commands.push(cmd).is_err() {
-            return Err(format!("worker {w} is busy; try again"));
+        match c.send(cmd) {
+            Ok(t) => tickets.push((t, false)),
+            Err(_) => return Err(format!("worker {w} is busy; try again")),
         }
-        c.commands.publish();
     }
-    let deadline = std::time::Instant::now() + WORKER_REPLY_TIMEOUT;
-    let mut done = vec![false; workers.len()];
-    while done.iter().any(|d| !d) {
-        if std::time::Instant::now() > deadline {
+    let mut last_reply = std::time::Instant::now();
+    while tickets.iter().any(|(_, done)| !done) {
+        if last_reply.elapsed() > WORKER_REPLY_TIMEOUT {
             return Err("workers did not answer in time".into());
         }
         let mut idle = true;
-        for (w, c) in workers.iter_mut().enumerate() {
-            while let Some(r) = c.replies.pop() {
+        for (c, (ticket, done)) in workers.iter_mut().zip(tickets.iter_mut()) {
+            while !*done {
+                let Some((t, r)) = c.recv() else { break };
                 idle = false;
-                if matches!(r, Reply::ListDone | Reply::Killed(_)) {
-                    done[w] = true;
+                if t < *ticket {
+                    continue;
                 }
+                *done = r.is_terminator();
                 on_reply(r);
             }
         }
         if idle {
             std::thread::sleep(Duration::from_micros(200));
+        } else {
+            last_reply = std::time::Instant::now();
         }
     }
     Ok(())
@@ -461,40 +678,55 @@ fn peer_state_name(proto: u8, s: u8) -> &'static str {
 
 /// A peer's TCP window tracking (pfctl -vv's `[seqlo + win]`): what a
 /// pfsync update carries besides the state names.
-fn peer_window_json(p: &dataplane::state::Peer) -> Value {
+fn peer_window(p: &dataplane::state::Peer) -> PeerWindow {
     let (seqlo, seqhi, max_win, wscale) = (p.seqlo, p.seqhi, p.max_win, p.wscale);
-    json!({ "seqlo": seqlo, "seqhi": seqhi, "max_win": max_win, "wscale": wscale & 0x0f })
+    PeerWindow {
+        seqlo,
+        seqhi,
+        max_win,
+        wscale: wscale & 0x0f,
+    }
 }
 
-fn state_json(
+fn state_entry(
     st: &State,
     now: Instant,
     timeouts: &dataplane::timeouts::Timeouts,
     ifnames: &[&str],
-) -> Value {
+) -> StateEntry {
     let key = st.key();
     let af = key.family();
     let (src, sport) = st.src_endpoint();
     let (dst, dport) = st.dst_endpoint();
     let (src_state, dst_state) = (st.src.state, st.dst.state);
-    json!({
-        "id": format!("{:016x}", st.id()),
-        "creatorid": format!("{:08x}", st.creatorid()),
-        "proto": proto_name(key.proto),
-        "af": if af == Af::Inet { "inet" } else { "inet6" },
-        "if": ifnames.get(st.ifindex.0 as usize).copied().unwrap_or("all"),
-        "direction": match st.direction { dataplane::flow::Direction::In => "in", dataplane::flow::Direction::Out => "out" },
-        "src": src.to_ip(af).to_string(), "sport": sport,
-        "dst": dst.to_ip(af).to_string(), "dport": dport,
-        "src_state": peer_state_name(key.proto, src_state),
-        "dst_state": peer_state_name(key.proto, dst_state),
-        "src_window": peer_window_json(&st.src),
-        "dst_window": peer_window_json(&st.dst),
-        "timeout": st.timeout.name(),
-        "age_s": st.age_s(now),
-        "expires_in_s": st.expire_in_s(now, timeouts),
-        "packets": [st.packets(0), st.packets(1)],
-        "bytes": [st.bytes(0), st.bytes(1)],
-        "rule": if st.rule == dataplane::state::NO_RULE { Value::Null } else { st.rule.into() },
-    })
+    StateEntry {
+        id: format!("{:016x}", st.id()),
+        creatorid: format!("{:08x}", st.creatorid()),
+        proto: proto_name(key.proto),
+        af: if af == Af::Inet { "inet" } else { "inet6" }.to_string(),
+        interface: ifnames
+            .get(st.ifindex.0 as usize)
+            .copied()
+            .unwrap_or("all")
+            .to_string(),
+        direction: match st.direction {
+            dataplane::flow::Direction::In => "in",
+            dataplane::flow::Direction::Out => "out",
+        }
+        .to_string(),
+        src: src.to_ip(af).to_string(),
+        sport,
+        dst: dst.to_ip(af).to_string(),
+        dport,
+        src_state: peer_state_name(key.proto, src_state).to_string(),
+        dst_state: peer_state_name(key.proto, dst_state).to_string(),
+        src_window: peer_window(&st.src),
+        dst_window: peer_window(&st.dst),
+        timeout: st.timeout.name().to_string(),
+        age_s: st.age_s(now).into(),
+        expires_in_s: st.expire_in_s(now, timeouts).into(),
+        packets: [st.packets(0), st.packets(1)],
+        bytes: [st.bytes(0), st.bytes(1)],
+        rule: (st.rule != dataplane::state::NO_RULE).then_some(st.rule),
+    }
 }
