@@ -338,6 +338,19 @@ pub fn hash_secret() -> HashSecret {
     ])
 }
 
+/// A keyed hash of a pfsync state identity `(id, creatorid)` (the state
+/// table's id index): one folded multiply of the two, each xored with a
+/// word of the process's secret, so which identities share a bucket
+/// depends on the key (peers choose ids and creator ids).
+#[inline]
+pub fn identity_hash(id: u64, creatorid: u32) -> u64 {
+    let [k0, k1, ..] = &HASH_SECRET;
+    fold_mul(
+        id ^ k0.load(Ordering::Relaxed),
+        creatorid as u64 ^ k1.load(Ordering::Relaxed),
+    )
+}
+
 // The default key (wyhash's and splitmix's constants).
 const K0: u64 = 0xa076_1d64_78bd_642f;
 const K1: u64 = 0xe703_7ed1_a0b4_28db;

@@ -48,7 +48,7 @@
 
 use super::entry::State;
 use crate::cpu::{eq_mask8, prefetch_read};
-use crate::flow::{hash_secret, FlowKey};
+use crate::flow::{identity_hash, FlowKey};
 use crate::time::Instant;
 use crate::timeouts::Timeouts;
 
@@ -342,26 +342,12 @@ fn key_tag(hash: u64) -> u32 {
 }
 
 /// The id index's tag, keyed with the flow hash's secret: ids and creator
-/// ids arrive from pfsync peers, so they must not be aimable either. The id
-/// goes through a keyed bijection before the creator id joins it, so which
-/// `(id, creatorid)` pairs share a tag depends on the key (a plain xor of
-/// the two would let a peer forge pairs that collide under every key).
+/// ids arrive from pfsync peers, so they must not be aimable either
+/// ([`crate::flow::identity_hash`]; a plain xor of the two, as before,
+/// would let a peer forge pairs that collide under every key).
 #[inline]
 fn id_tag(id: u64, creatorid: u32) -> u32 {
-    let k = hash_secret().0;
-    let x = splitmix_finish(id ^ k[0]) ^ (creatorid as u64 ^ k[1]);
-    splitmix_finish(x) as u32
-}
-
-/// splitmix64's finaliser: a bijection that mixes every bit into every
-/// other.
-#[inline(always)]
-fn splitmix_finish(mut x: u64) -> u64 {
-    x ^= x >> 30;
-    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x ^= x >> 27;
-    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
+    identity_hash(id, creatorid) as u32
 }
 
 /// One worker's state table. See the module documentation.
@@ -960,6 +946,16 @@ mod tests {
             longest.is_some_and(|l| l < MAX_PROBE_BUCKETS),
             "longest probe of random keys at 75% load: {longest:?}"
         );
+        // The id index with sequential local ids (the keyed identity hash
+        // spreads them like random ones).
+        let longest_id = sh
+            .iter()
+            .map(|(slot, st)| sh.by_id.probe_len(id_tag(st.id(), st.creatorid()), slot.0))
+            .max();
+        assert!(
+            longest_id.is_some_and(|l| l < MAX_PROBE_BUCKETS),
+            "longest id probe at 75% load: {longest_id:?}"
+        );
         // Churn: remove and re-add half, everything stays reachable.
         for n in (0..DEFAULT_CAPACITY as u32).step_by(2) {
             let k = key_n(n);
@@ -1069,7 +1065,7 @@ mod tests {
         // tests): 600 keys with home bucket 500 of a 1000-bucket shard.
         let mut sh = Shard::new(6000, 0).unwrap();
         assert_eq!(sh.by_key.buckets.len(), 1000);
-        let keys = aimed_keys(&hash_secret(), &sh.by_key, 500..501, 600);
+        let keys = aimed_keys(&crate::flow::hash_secret(), &sh.by_key, 500..501, 600);
         assert_eq!(keys.len(), 600);
         let mut slots = Vec::new();
         let mut refused = Vec::new();
