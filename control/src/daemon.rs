@@ -16,7 +16,7 @@ use dataplane::command::command_channel;
 use dataplane::counters::{DropReason, Punt, SharedCounters, SLOW_CLASSES};
 use dataplane::dpdk::{self, Eal, Mempool, Port, PortConfig, PortId};
 use dataplane::dpdk::{Mbuf, MbufRing, RawMbuf};
-use dataplane::flow::Addr;
+use dataplane::flow::{set_hash_secret, Addr, HASH_SECRET_WORDS};
 use dataplane::pipeline::{Pipeline, PipelineConfig};
 use dataplane::ring::{self, Consumer, Producer};
 use dataplane::route::{
@@ -260,6 +260,26 @@ fn transmit(pool: &Mempool, inject: &MbufRing, port: u16, frame: &[u8]) -> bool 
 /// Reply ring capacity of a worker's command port (states per poll).
 const COMMAND_REPLY_RING: usize = 8192;
 
+/// Keys the flow hash with words from the OS RNG (`getrandom`), so
+/// colliding 5-tuples cannot be computed offline. Called at start, before
+/// any shard exists and before the workers run; a box that cannot get
+/// randomness does not start (fail closed).
+fn seed_flow_hash() -> Result<()> {
+    use rand::RngCore;
+    let mut bytes = [0u8; 8 * HASH_SECRET_WORDS];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut bytes)
+        .context("reading the flow hash key from the OS RNG")?;
+    let mut words = [0u64; HASH_SECRET_WORDS];
+    for (w, b) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+        let mut le = [0u8; 8];
+        le.copy_from_slice(b);
+        *w = u64::from_le_bytes(le);
+    }
+    set_hash_secret(words);
+    Ok(())
+}
+
 fn random_creatorid() -> u32 {
     loop {
         let id: u32 = rand::random();
@@ -390,6 +410,8 @@ pub fn build_routing(config: &Config, macs: &[[u8; 6]]) -> (Routing, Vec<Neighbo
 
 /// Runs dpf until a signal (or idleness) stops it. Returns the exit code.
 pub fn run(config: Config, ruleset: Ruleset, opts: RunOptions) -> Result<i32> {
+    // Before the shards, `--preload` and the workers.
+    seed_flow_hash()?;
     let stop_signal = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop_signal))
@@ -1002,6 +1024,7 @@ pub fn replay(
     output: &std::path::Path,
     creatorid: u32,
 ) -> Result<()> {
+    seed_flow_hash()?;
     let workers = workers.max(1);
     let per_shard = shard_capacity(ruleset.options.limit_states, workers);
     let cfg = pipeline_config(config, workers, creatorid);

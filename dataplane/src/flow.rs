@@ -6,8 +6,18 @@
 //! Invariants: both directions of a connection produce the same [`FlowKey`]
 //! and the same [`FlowKey::symmetric_hash`]; `PacketInfo` holds everything a
 //! decision needs, so deciding never re-reads packet bytes.
+//!
+//! The hash is keyed with a per-process secret ([`set_hash_secret`], set
+//! once by the daemon from the OS RNG before any state exists and before
+//! the workers start): with fixed constants, 5-tuples that share a bucket
+//! are found offline in milliseconds and a SYN flood of them turns every
+//! state lookup into a walk. Hashes are therefore only meaningful inside
+//! one process: they pick the owning worker and the shard bucket, and are
+//! never stored outside the shard, sent to a peer or compared across boxes.
+//! Until the secret is set the key is a fixed default (tests, benches).
 
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Address family, with OpenBSD's numeric values (as carried by pfsync).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -226,24 +236,35 @@ impl FlowKey {
     }
 
     /// A hash that is the same for both directions of a connection (the key
-    /// is already canonical). It picks the owning worker (`hash % workers`)
-    /// and the bucket in that worker's shard, so it must mix all bits well.
+    /// is already canonical), keyed with the process's secret
+    /// ([`set_hash_secret`]). It picks the owning worker (`hash >> 32`,
+    /// see [`FlowKey::owner`]) and the bucket in that worker's shard (the
+    /// low half), so it must mix all bits well.
     #[inline]
     pub fn symmetric_hash(&self) -> u64 {
+        self.symmetric_hash_with(&hash_secret())
+    }
+
+    /// [`FlowKey::symmetric_hash`] under an explicit `secret` (tests and
+    /// benchmarks compare keys; the fast path uses the process's secret).
+    #[inline]
+    pub fn symmetric_hash_with(&self, secret: &HashSecret) -> u64 {
         let word = |a: &Addr, half: usize| {
             let mut w = [0u8; 8];
             w.copy_from_slice(&a.0[half * 8..half * 8 + 8]);
             u64::from_le_bytes(w)
         };
+        let [k0, k1, k2, k3, k4, k5] = secret.0;
         let ports = (self.port[0] as u64) << 16 | self.port[1] as u64;
         let meta = (self.proto as u64) << 8 | self.af as u64;
         // Two independent folded multiplies over the four address words
         // (they run in parallel), then one over their sum with the ports:
         // three multiplies on the critical path instead of five
-        // finaliser rounds.
-        let a = fold_mul(word(&self.addr[0], 0) ^ K0, word(&self.addr[1], 0) ^ K1);
-        let b = fold_mul(word(&self.addr[0], 1) ^ K2, word(&self.addr[1], 1) ^ K3);
-        fold_mul(a ^ ports ^ K4, b ^ (meta << 32) ^ K5)
+        // finaliser rounds. Every input word is xored with a secret word
+        // before it is multiplied (wyhash's keying).
+        let a = fold_mul(word(&self.addr[0], 0) ^ k0, word(&self.addr[1], 0) ^ k1);
+        let b = fold_mul(word(&self.addr[0], 1) ^ k2, word(&self.addr[1], 1) ^ k3);
+        fold_mul(a ^ ports ^ k4, b ^ (meta << 32) ^ k5)
     }
 
     /// The worker that owns this flow among `workers` workers.
@@ -257,6 +278,80 @@ impl FlowKey {
     }
 }
 
+/// Number of 64-bit words in a [`HashSecret`].
+pub const HASH_SECRET_WORDS: usize = 6;
+
+/// The key of the symmetric flow hash: six 64-bit words, one per input
+/// word of the hash.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HashSecret(pub [u64; HASH_SECRET_WORDS]);
+
+impl HashSecret {
+    /// The key in force until [`set_hash_secret`] is called (fixed, so
+    /// tests and benchmarks are deterministic; never for a daemon).
+    pub const DEFAULT: HashSecret = HashSecret([K0, K1, K2, K3, K4, K5]);
+}
+
+impl fmt::Debug for HashSecret {
+    /// Never prints the words: a secret in a log is no longer one.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HashSecret(..)")
+    }
+}
+
+/// The process's flow hash key. Written once at start, read by every
+/// worker on every packet: Relaxed loads of words that do not change
+/// compile to plain loads from a line that stays in every core's cache.
+static HASH_SECRET: [AtomicU64; HASH_SECRET_WORDS] = [
+    AtomicU64::new(K0),
+    AtomicU64::new(K1),
+    AtomicU64::new(K2),
+    AtomicU64::new(K3),
+    AtomicU64::new(K4),
+    AtomicU64::new(K5),
+];
+
+/// Keys the flow hash of this process with `secret` (the daemon passes
+/// words from the OS RNG).
+///
+/// Call it once at start, before any shard holds a state and before the
+/// workers run: a state inserted under one key cannot be found under
+/// another. The workers are started after it (thread creation orders the
+/// stores before their loads), so Relaxed stores suffice.
+pub fn set_hash_secret(secret: [u64; HASH_SECRET_WORDS]) {
+    for (slot, word) in HASH_SECRET.iter().zip(secret) {
+        slot.store(word, Ordering::Relaxed);
+    }
+}
+
+/// The key the flow hash of this process uses now.
+#[inline(always)]
+pub fn hash_secret() -> HashSecret {
+    let [k0, k1, k2, k3, k4, k5] = &HASH_SECRET;
+    HashSecret([
+        k0.load(Ordering::Relaxed),
+        k1.load(Ordering::Relaxed),
+        k2.load(Ordering::Relaxed),
+        k3.load(Ordering::Relaxed),
+        k4.load(Ordering::Relaxed),
+        k5.load(Ordering::Relaxed),
+    ])
+}
+
+/// A keyed hash of a pfsync state identity `(id, creatorid)` (the state
+/// table's id index): one folded multiply of the two, each xored with a
+/// word of the process's secret, so which identities share a bucket
+/// depends on the key (peers choose ids and creator ids).
+#[inline]
+pub fn identity_hash(id: u64, creatorid: u32) -> u64 {
+    let [k0, k1, ..] = &HASH_SECRET;
+    fold_mul(
+        id ^ k0.load(Ordering::Relaxed),
+        creatorid as u64 ^ k1.load(Ordering::Relaxed),
+    )
+}
+
+// The default key (wyhash's and splitmix's constants).
 const K0: u64 = 0xa076_1d64_78bd_642f;
 const K1: u64 = 0xe703_7ed1_a0b4_28db;
 const K2: u64 = 0x8ebc_6af0_9c88_c6e3;
@@ -405,6 +500,41 @@ mod tests {
         assert_ne!(s1, s2);
         assert_eq!(k1.symmetric_hash(), k2.symmetric_hash());
         assert_eq!(k1.owner(4), k2.owner(4));
+    }
+
+    #[test]
+    fn the_keyed_hash_is_symmetric_under_any_secret_and_depends_on_it() {
+        let a = Addr::v6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7]);
+        let b = Addr::v6([0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
+        let (k1, _) = FlowKey::from_packet(Af::Inet6, proto::UDP, a, 5353, b, 53);
+        let (k2, _) = FlowKey::from_packet(Af::Inet6, proto::UDP, b, 53, a, 5353);
+        let one = HashSecret([1, 2, 3, 4, 5, 6]);
+        let other = HashSecret([6, 5, 4, 3, 2, 1]);
+        for secret in [one, other, HashSecret::DEFAULT] {
+            assert_eq!(
+                k1.symmetric_hash_with(&secret),
+                k2.symmetric_hash_with(&secret)
+            );
+        }
+        assert_ne!(k1.symmetric_hash_with(&one), k1.symmetric_hash_with(&other));
+        // Every word of the secret takes part.
+        for i in 0..HASH_SECRET_WORDS {
+            let mut flipped = one;
+            flipped.0[i] ^= 1 << 40;
+            assert_ne!(
+                k1.symmetric_hash_with(&one),
+                k1.symmetric_hash_with(&flipped),
+                "word {i}"
+            );
+        }
+        // The unkeyed call uses the process's key (the default one here:
+        // unit tests never set it, they share the process).
+        assert_eq!(hash_secret(), HashSecret::DEFAULT);
+        assert_eq!(
+            k1.symmetric_hash(),
+            k1.symmetric_hash_with(&HashSecret::DEFAULT)
+        );
+        assert_eq!(format!("{one:?}"), "HashSecret(..)");
     }
 
     #[test]

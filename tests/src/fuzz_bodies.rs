@@ -11,6 +11,11 @@
 //! | [`pfsync`] | `pfsync::wire::frame::receive_frame`/`receive_ip`, the §2.3 walker over every message, re-packing |
 //! | [`config`] | `config::Config::parse` |
 //! | [`ctl`] | `ctl::parse_request` |
+//! | [`slowpath`] | `slowpath::SlowPath::handle` / `resolve` / `poll` on a router with addresses and VIPs, moving clock |
+//! | [`pipeline`] | `pipeline::Pipeline::process_burst` with state across bursts (wire and router mode, lookahead on and off, one or two workers), `expire` |
+//! | [`pfsync_import`] | `syncd::Sync::handle` (received pfsync → import records) into two workers' pipelines (`sync_poll`), `Sync::poll` / `send_bulk` |
+//! | [`import_records`] | arbitrary `export::ImportRecord`s through a pipeline's import ring (`set_sync`, `sync_poll`), with packets of the imported states |
+//! | [`carp_engine`] | `carpd::Carp::handle` (§2.5 validation + the VHID state machines), `poll`, `set_link`, `carpdemote`, moving clock |
 //!
 //! Invariants asserted beyond "does not panic", where they are cheap:
 //! `parse(emit(parse(x))) == parse(x)` for every `Repr` (and
@@ -60,6 +65,11 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("pfsync", pfsync),
     ("config", config),
     ("ctl", ctl),
+    ("slowpath", slowpath),
+    ("pipeline", pipeline),
+    ("pfsync_import", pfsync_import),
+    ("import_records", import_records),
+    ("carp_engine", carp_engine),
 ];
 
 // ------------------------------------------------------------------ classify
@@ -1084,4 +1094,966 @@ pub fn ctl(data: &[u8]) {
         }
         Err(msg) => assert!(!msg.is_empty()),
     }
+}
+
+// ------------------------------------------------- structured (stateful) inputs
+//
+// The targets below drive an engine through a sequence of operations read
+// from the input with [`Input`]: every byte string is a valid program (a
+// read past the end gives zeros), so the fuzzer mutates programs, not
+// syntax. Frames in a program are length-prefixed (`u16`, big-endian).
+
+/// A fuzz input read as a stream of fields.
+struct Input<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Input<'a> {
+    fn new(data: &'a [u8]) -> Input<'a> {
+        Input { data, at: 0 }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.at >= self.data.len()
+    }
+
+    fn bytes(&mut self, n: usize) -> &'a [u8] {
+        let start = self.at.min(self.data.len());
+        let end = start.saturating_add(n).min(self.data.len());
+        self.at = start.saturating_add(n);
+        &self.data[start..end]
+    }
+
+    fn array<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        let b = self.bytes(N);
+        out[..b.len()].copy_from_slice(b);
+        out
+    }
+
+    fn u8(&mut self) -> u8 {
+        self.array::<1>()[0]
+    }
+
+    fn u16(&mut self) -> u16 {
+        u16::from_be_bytes(self.array())
+    }
+
+    fn u32(&mut self) -> u32 {
+        u32::from_be_bytes(self.array())
+    }
+
+    fn u64(&mut self) -> u64 {
+        u64::from_be_bytes(self.array())
+    }
+
+    fn bool(&mut self) -> bool {
+        self.u8() & 1 != 0
+    }
+
+    /// A length-prefixed frame (at most 2048 bytes), with its checksums
+    /// recomputed outside libFuzzer (the smoke run's mutations would stop
+    /// at a checksum otherwise; `cfg(fuzzing)` skips them).
+    fn frame(&mut self) -> Vec<u8> {
+        let len = usize::from(self.u16() % 2049);
+        let mut f = self.bytes(len).to_vec();
+        if !cfg!(fuzzing) {
+            fix_frame_checksums(&mut f);
+        }
+        f
+    }
+}
+
+/// The box the stateful targets run: a router with two ports, IPv4 and
+/// IPv6 addresses, a default route, a static neighbour, two carp
+/// interfaces (one dual-stack) whose VIPs the slow path answers for.
+const ROUTER_TOML: &str = r#"
+[eal]
+args = []
+[dataplane]
+mode = "router"
+[[port]]
+name = "lan0"
+device = "net_null0"
+addresses = ["10.1.0.1/24", "2001:db8:1::1/64"]
+mac = "02:00:00:00:01:01"
+[[port]]
+name = "wan0"
+device = "net_null1"
+addresses = ["10.2.0.1/24", "2001:db8:2::1/64"]
+mac = "02:00:00:00:02:01"
+[[route]]
+to = "default"
+via = "10.2.0.254"
+[[route]]
+to = "2000::/3"
+via = "2001:db8:2::fe"
+[[neighbor]]
+ip = "10.2.0.254"
+mac = "02:00:00:00:02:fe"
+[[carp]]
+name = "carp1"
+vhid = 1
+pass = "lanpass"
+carpdev = "lan0"
+addresses = ["10.1.0.254/24", "2001:db8:1::fe/64"]
+[[carp]]
+name = "carp2"
+vhid = 2
+pass = "wanpass"
+carpdev = "wan0"
+advskew = 100
+addresses = ["10.2.0.254/24"]
+"#;
+
+/// Ports of [`ROUTER_TOML`].
+const ROUTER_PORTS: u16 = 2;
+
+fn router_config() -> &'static control::config::Config {
+    static CONFIG: OnceLock<control::config::Config> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        control::config::Config::parse(ROUTER_TOML, Path::new("fuzz.toml"))
+            .expect("the fuzz router configuration is valid")
+    })
+}
+
+/// A fresh routing table (with its own VIP ownership flags) and the static
+/// neighbours of [`ROUTER_TOML`].
+fn router_routing() -> (
+    std::sync::Arc<dataplane::route::Routing>,
+    Vec<dataplane::route::NeighborEntry>,
+) {
+    let config = router_config();
+    let macs: Vec<[u8; 6]> = config
+        .ports
+        .iter()
+        .map(|p| p.mac.unwrap_or([2, 0, 0, 0, 0, 0xee]))
+        .collect();
+    let (routing, statics) = control::daemon::build_routing(config, &macs);
+    (std::sync::Arc::new(routing), statics)
+}
+
+/// A frame dpf sends: on an existing port, a well-formed Ethernet frame,
+/// and if it is IP, one that classifies with correct checksums.
+fn check_sent(what: &str, port: u16, frame: &[u8]) {
+    assert!(port < ROUTER_PORTS, "{what} sent on port {port}");
+    check_frame_sent(what, port, frame);
+}
+
+fn check_frame_sent(what: &str, port: u16, frame: &[u8]) {
+    let eth = ethernet::Frame::new_checked(frame)
+        .unwrap_or_else(|e| panic!("{what} sent a bad frame ({e}): {frame:02x?}"));
+    if eth.ethertype() == EtherType::IPV4 || eth.ethertype() == EtherType::IPV6 {
+        let c = wire::classify(frame, IfIndex(port), Direction::Out)
+            .unwrap_or_else(|e| panic!("{what} sent a frame that does not classify ({e})"));
+        assert!(
+            checksums_ok(frame, &c),
+            "{what} sent a bad checksum: {frame:02x?}"
+        );
+    }
+}
+
+/// A pipeline that started with an empty shard has created exactly as many
+/// states as it removed plus those it holds. (Its `states` gauge is not
+/// checked: it lags after an imported DEL and a reused TCP state, see
+/// `tests/tests/fuzz_smoke.rs`.)
+fn assert_states_balance(p: &dataplane::pipeline::Pipeline) {
+    let c = &p.counters;
+    assert_eq!(
+        c.states_created,
+        c.states_removed + p.shard().len() as u64,
+        "states created {} removed {} held {}",
+        c.states_created,
+        c.states_removed,
+        p.shard().len()
+    );
+}
+
+// ------------------------------------------------------------------ slowpath
+
+/// The router-mode slow path ([`control::slowpath::SlowPath`]) driven by a
+/// program: frames on any port (one past the last too), next-hop
+/// resolution requests, a clock that moves forward (`poll`), VIP ownership
+/// changes. Everything it sends is a well-formed frame (with correct
+/// checksums) on an existing port or, for an answer, the receiving port;
+/// it learns neighbours only on existing ports; its counters count every
+/// frame.
+///
+/// Program: repeated `op` byte, then by `op % 5`: 0-1 frame (`port`,
+/// frame); 2 resolve (`v6`, 16 address bytes, `port`); 3 advance
+/// (`u16` × 16 ms) and poll; 4 VIP ownership (`port`, `vhid`, `master`).
+pub fn slowpath(data: &[u8]) {
+    slowpath_run(data);
+}
+
+/// [`slowpath`], returning the slow path's counters.
+pub fn slowpath_run(data: &[u8]) -> control::slowpath::SlowPathStats {
+    use control::slowpath::SlowPath;
+    use dataplane::route::ResolveRequest;
+    let (routing, statics) = router_routing();
+    let mut sp = SlowPath::new(std::sync::Arc::clone(&routing), &statics);
+    let mut input = Input::new(data);
+    let mut now = dataplane::time::Instant::from_secs(1);
+    let mut out = Vec::new();
+    let mut frames = 0u64;
+    while !input.is_empty() {
+        // The slow path answers out the port a frame came in on, even one
+        // the box does not have (the daemon only hands it frames from its
+        // ports); everything else goes out an existing port.
+        let mut rx_port = None;
+        match input.u8() % 5 {
+            0 | 1 => {
+                let port = u16::from(input.u8()) % (ROUTER_PORTS + 1);
+                let frame = input.frame();
+                sp.handle(&frame, port, now, &mut out);
+                frames += 1;
+                rx_port = Some(port);
+            }
+            2 => {
+                let v6 = input.bool();
+                let raw: [u8; 16] = input.array();
+                let (af, addr) = if v6 {
+                    (Af::Inet6, Addr::v6(raw))
+                } else {
+                    (Af::Inet, Addr::v4([raw[0], raw[1], raw[2], raw[3]]))
+                };
+                let port = u16::from(input.u8()) % ROUTER_PORTS;
+                sp.resolve(ResolveRequest { af, addr, port }, now, &mut out);
+            }
+            3 => {
+                now = now + dataplane::time::Duration::from_millis(u64::from(input.u16()) * 16);
+                sp.poll(now, &mut out);
+            }
+            _ => {
+                let port = u16::from(input.u8()) % ROUTER_PORTS;
+                let vhid = 1 + input.u8() % 2;
+                routing.vips.set_master(port, vhid, input.bool());
+            }
+        }
+        for (port, frame) in out.drain(..) {
+            if Some(port) == rx_port {
+                check_frame_sent("the slow path", port, &frame);
+            } else {
+                check_sent("the slow path", port, &frame);
+            }
+        }
+    }
+    assert_eq!(sp.stats.received, frames);
+    for row in sp.entries() {
+        assert!(
+            row.port < ROUTER_PORTS,
+            "neighbour on port {}: {:?}",
+            row.port,
+            row.addr
+        );
+    }
+    let _ = sp.take_snapshot(dataplane::time::Instant(u64::MAX / 2));
+    sp.stats
+}
+
+// ------------------------------------------------------------------ pipeline
+
+/// The ruleset of the `pipeline` target: default block, `block return`
+/// for one port, stateful passes for TCP, UDP, ICMP and ICMPv6, one rule
+/// with `sloppy` and one with `max`.
+const PIPELINE_RULES: &str = "\
+block all
+pass in on lan0 proto tcp to port { 22, 80, 443 } keep state
+pass in on lan0 proto tcp to port 8080 keep state (sloppy)
+pass in proto udp keep state (max 40)
+pass in inet proto icmp icmp-type echoreq keep state
+pass inet6 proto icmp6 keep state
+pass out keep state
+block return in on wan0 proto tcp to port 25
+block return in on lan0 proto udp to port 7
+";
+
+fn pipeline_rules() -> std::sync::Arc<Ruleset> {
+    static RULES: OnceLock<std::sync::Arc<Ruleset>> = OnceLock::new();
+    std::sync::Arc::clone(RULES.get_or_init(|| {
+        let env = RuleEnv {
+            interfaces: &[("lan0", IfIndex(0)), ("wan0", IfIndex(1))],
+            self_addrs: &[],
+            names: &[],
+        };
+        std::sync::Arc::new(
+            Ruleset::compile(PIPELINE_RULES, "fuzz.conf", &env).expect("the fuzz ruleset compiles"),
+        )
+    }))
+}
+
+/// Swaps a frame's direction in place (MACs, IP addresses, ports; for TCP
+/// sequence and acknowledgement, the latter plus one, and `flags`), so a
+/// program can answer a frame it sent earlier. Returns whether it could.
+fn answer_frame(frame: &mut [u8], flags: u8) -> bool {
+    let Ok(c) = wire::classify(frame, IfIndex(0), Direction::In) else {
+        return false;
+    };
+    let FrameKind::Ip {
+        info, l4_offset, ..
+    } = c.kind
+    else {
+        return false;
+    };
+    let (l3, l4) = (usize::from(c.l3_offset), usize::from(l4_offset));
+    let (mut dst, src) = ([0u8; 6], [0u8; 6]);
+    dst.copy_from_slice(&frame[0..6]);
+    let mut src = src;
+    src.copy_from_slice(&frame[6..12]);
+    frame[0..6].copy_from_slice(&src);
+    frame[6..12].copy_from_slice(&dst);
+    let (a, alen) = if info.af == Af::Inet {
+        (l3 + 12, 4)
+    } else {
+        (l3 + 8, 16)
+    };
+    for i in 0..alen {
+        frame.swap(a + i, a + alen + i);
+    }
+    if matches!(info.proto, proto::TCP | proto::UDP) && frame.len() >= l4 + 4 {
+        frame.swap(l4, l4 + 2);
+        frame.swap(l4 + 1, l4 + 3);
+    }
+    if info.proto == proto::TCP && frame.len() >= l4 + 14 {
+        let seq = u32::from_be_bytes([frame[l4 + 4], frame[l4 + 5], frame[l4 + 6], frame[l4 + 7]]);
+        let ack =
+            u32::from_be_bytes([frame[l4 + 8], frame[l4 + 9], frame[l4 + 10], frame[l4 + 11]]);
+        let answered = seq.wrapping_add(u32::from(info.tcp_flags() & tcp_flags::SYN != 0));
+        frame[l4 + 4..l4 + 8].copy_from_slice(&ack.to_be_bytes());
+        frame[l4 + 8..l4 + 12].copy_from_slice(&answered.to_be_bytes());
+        frame[l4 + 13] = flags;
+    }
+    if !cfg!(fuzzing) {
+        fix_frame_checksums(frame);
+    }
+    true
+}
+
+/// Bursts of frames through [`dataplane::pipeline::Pipeline::process_burst`]
+/// with the state table carried across bursts: wire or router mode, one
+/// or two workers, a small or a large table, with or without the burst
+/// lookahead (`set_lookahead_min_states(0)`), time moving forward with
+/// expiry. A program can answer earlier frames (swapped addresses and
+/// ports, chosen TCP flags), so handshakes and state tracking are reached.
+///
+/// Invariants: every frame gets a verdict and exactly one counter moves
+/// for it; forwarded and answered frames leave on an existing port (in wire
+/// mode, the paired one; a `block return` answer, the receiving one, with a
+/// well-formed reply); hand-offs name the other worker; states created =
+/// removed + held, never more than the capacity; a forwarded frame still
+/// classifies.
+///
+/// Program: a `flags` byte (bit 0 router, bit 1 lookahead, bit 2 two
+/// workers, bit 3 a table of 64 states instead of 4096), then repeated
+/// `op` byte, by `op % 4`: 0-1 burst (`count`, `port`, frames); 2 answers
+/// (`count`, `port`, then per frame: history index, TCP flags); 3 advance
+/// (`u16` × 50 ms) and expire (`u8` × 8 slots).
+pub fn pipeline(data: &[u8]) {
+    pipeline_run(data);
+}
+
+/// [`pipeline`], returning the pipeline's counters.
+pub fn pipeline_run(data: &[u8]) -> dataplane::counters::WorkerCounters {
+    use dataplane::counters::{DropReason, Verdict};
+    use dataplane::pipeline::{Pipeline, PipelineConfig};
+    use dataplane::state::Shard;
+    let mut input = Input::new(data);
+    let flags = input.u8();
+    let (router, lookahead, two_workers) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
+    let capacity = if flags & 8 != 0 { 64 } else { 4096 };
+    let mut cfg = PipelineConfig::default();
+    cfg.pair(0, 1);
+    cfg.workers = if two_workers { 2 } else { 1 };
+    cfg.creatorid = 0x0dbf_0001;
+    let shard = Shard::new(capacity, 0).expect("capacity");
+    let mut p = Pipeline::new(cfg, pipeline_rules(), shard);
+    let mut resolve = None;
+    if router {
+        let (routing, statics) = router_routing();
+        let neighbors = std::sync::Arc::new(dataplane::route::Neighbors::new(statics));
+        let (tx, rx) = dataplane::ring::channel(64);
+        resolve = Some(rx);
+        p.set_router(routing, neighbors, Some(tx));
+    }
+    if lookahead {
+        p.set_lookahead_min_states(0);
+    }
+    let mut now = dataplane::time::Instant::from_secs(1);
+    let mut history: Vec<Vec<u8>> = Vec::new();
+    while !input.is_empty() {
+        let op = input.u8() % 4;
+        if op == 3 {
+            now = now + dataplane::time::Duration::from_millis(u64::from(input.u16()) * 50);
+            let budget = usize::from(input.u8()) * 8;
+            let before = p.shard().len();
+            let removed = p.expire(now, budget);
+            assert_eq!(p.shard().len() + removed, before);
+            continue;
+        }
+        let count = 1 + usize::from(input.u8()) % 32;
+        let port = u16::from(input.u8()) % (ROUTER_PORTS + 1);
+        let mut frames: Vec<Vec<u8>> = Vec::with_capacity(count);
+        for _ in 0..count {
+            if op == 2 && !history.is_empty() {
+                let mut f = history[usize::from(input.u8()) % history.len()].clone();
+                answer_frame(&mut f, input.u8());
+                frames.push(f);
+            } else {
+                frames.push(input.frame());
+            }
+        }
+        for f in &frames {
+            if history.len() < 64 {
+                history.push(f.clone());
+            }
+        }
+        let before = p.counters.clone();
+        let mut burst: Vec<&mut [u8]> = frames.iter_mut().map(|f| &mut f[..]).collect();
+        let mut verdicts = vec![Verdict::Drop(DropReason::Unclassified); count];
+        p.process_burst(&mut burst, port, now, &mut verdicts);
+        let c = &p.counters;
+        let moved = (c.forwarded - before.forwarded)
+            + (c.total_drops() - before.total_drops())
+            + (c.slow_path - before.slow_path)
+            + (c.handed_off - before.handed_off)
+            + (c.deferred - before.deferred);
+        assert_eq!(moved, count as u64, "one counter per frame: {verdicts:?}");
+        for (i, (v, f)) in verdicts.iter().zip(&frames).enumerate() {
+            match *v {
+                Verdict::Forward(out) => {
+                    assert!(out < ROUTER_PORTS, "forwarded to port {out}");
+                    if !router {
+                        assert_eq!(out, 1 - port, "wire mode forwards to the paired port");
+                    }
+                    assert!(
+                        wire::classify(f, IfIndex(out), Direction::Out).is_ok(),
+                        "a forwarded frame no longer classifies"
+                    );
+                }
+                Verdict::Reply(out) => {
+                    assert_eq!(out, port, "an answer goes back out the receiving port");
+                    check_sent("block return", out, p.reply(i));
+                }
+                Verdict::Handoff(w) => assert!(two_workers && w == 1, "handed to {w}"),
+                Verdict::Hold(_) => panic!("held without pfsync defer"),
+                Verdict::SlowPath(_) | Verdict::Drop(_) | Verdict::AwaitNeighbor(_) => {}
+            }
+        }
+        assert_states_balance(&p);
+        assert!(p.shard().len() <= capacity);
+        if let Some(rx) = resolve.as_mut() {
+            while let Some(req) = rx.pop() {
+                assert!(req.port < ROUTER_PORTS);
+            }
+        }
+    }
+    p.counters
+}
+
+// ------------------------------------------------------------ pfsync_import
+
+/// Our creator id in the pfsync targets, and the peer's.
+const OUR_CREATORID: u32 = 0x0dbf_0001;
+const PEER_CREATORID: u32 = 0x0dbf_0002;
+/// Our syncdev MAC (frames from it are ignored as our own).
+const OUR_SYNC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0f, 0x01];
+
+/// pfsync's receive side end to end: received frames go through
+/// [`control::syncd::Sync::handle`] (`receive_frame`, the message walker,
+/// validation, the import records routed to the owning worker), two
+/// workers' pipelines apply them (`sync_poll`), answer on their export
+/// rings, and `Sync::poll` packs and sends; a bulk request is answered
+/// with the workers' states. Invariants: every state a worker holds is
+/// one it owns (`FlowKey::owner`); states created = removed + held;
+/// everything pfsync sends goes out the syncdev and passes our own receive
+/// checks.
+///
+/// Program: repeated `port` byte (0 and 2: the syncdev, 1: another port),
+/// `u8` × 10 ms to advance after the frame, frame.
+pub fn pfsync_import(data: &[u8]) {
+    pfsync_import_run(data);
+}
+
+/// [`pfsync_import`], returning the states the workers imported and hold.
+pub fn pfsync_import_run(data: &[u8]) -> (u64, usize) {
+    use control::syncd::{Sync, SyncEvent, SyncSetup};
+    use dataplane::export::{ImportRecord, StateRecord};
+    use dataplane::pipeline::{Pipeline, PipelineConfig};
+    use dataplane::state::Shard;
+    const WORKERS: usize = 2;
+    let mut now = dataplane::time::Instant::from_secs(1000);
+    let (mut pipelines, mut exports, mut imports) = (Vec::new(), Vec::new(), Vec::new());
+    for w in 0..WORKERS {
+        let (etx, erx) = dataplane::ring::channel::<StateRecord>(256);
+        let (itx, irx) = dataplane::ring::channel::<ImportRecord>(256);
+        let mut cfg = PipelineConfig::default();
+        cfg.pair(0, 1);
+        cfg.worker = w;
+        cfg.workers = WORKERS;
+        cfg.creatorid = OUR_CREATORID;
+        let mut p = Pipeline::new(
+            cfg,
+            pipeline_rules(),
+            Shard::new(512, w as u8).expect("capacity"),
+        );
+        p.set_sync(etx, irx, 128);
+        pipelines.push(p);
+        exports.push(erx);
+        imports.push(itx);
+    }
+    let setup = SyncSetup {
+        syncdev: 0,
+        syncdev_name: "lan0".into(),
+        mac: OUR_SYNC_MAC,
+        ip: [10, 1, 0, 1],
+        syncpeer: None,
+        mtu: 1500,
+        max_frame_len: 2048,
+        state_limit: 100_000,
+        auth: None,
+        maxupd: 128,
+        defer: false,
+        creatorid: OUR_CREATORID,
+        ifnames: vec!["lan0".into(), "wan0".into()],
+        timeouts: dataplane::timeouts::Timeouts::default(),
+    };
+    let mut sync = Sync::new(setup, exports, imports, now).expect("pfsync setup");
+    let ctx = RxContext {
+        pf_running: true,
+        pfsync_up: true,
+        on_syncdev: true,
+    };
+    let mut out = Vec::new();
+    let mut input = Input::new(data);
+    while !input.is_empty() {
+        let port = u16::from(input.u8() % 3 == 1);
+        let advance_ms = u64::from(input.u8()) * 10;
+        let frame = input.frame();
+        if sync.handle(&frame, port, now, &mut out) == SyncEvent::BulkRequested {
+            let states: Vec<dataplane::state::State> = pipelines
+                .iter()
+                .flat_map(|p| p.shard().iter().map(|(_, s)| *s).collect::<Vec<_>>())
+                .collect();
+            sync.send_bulk(states, &mut out);
+        }
+        for p in &mut pipelines {
+            p.sync_poll(now, 512);
+        }
+        now = now + dataplane::time::Duration::from_millis(advance_ms);
+        sync.poll(now, &mut out);
+        for (port, f) in out.drain(..) {
+            assert_eq!(port, 0, "pfsync sent off the syncdev");
+            let mut stats = PfsyncStats::default();
+            let pkt = pfsync_frame::receive_frame(&f, &ctx, &mut stats)
+                .unwrap_or_else(|e| panic!("we sent a pfsync frame we refuse: {e:?}"));
+            let _ = walk_all(pkt.walker());
+        }
+        for (w, p) in pipelines.iter().enumerate() {
+            assert_states_balance(p);
+            for (_, st) in p.shard().iter() {
+                assert_eq!(
+                    st.key().owner(WORKERS),
+                    w,
+                    "worker {w} holds {:?}",
+                    st.key()
+                );
+            }
+        }
+    }
+    (
+        pipelines.iter().map(|p| p.counters.imported).sum(),
+        pipelines.iter().map(|p| p.shard().len()).sum(),
+    )
+}
+
+// ----------------------------------------------------------- import_records
+
+/// A small key space, so records and packets of a program meet: family,
+/// protocol and 2 × 4 addresses × 4 ports.
+fn small_key(input: &mut Input<'_>) -> (dataplane::flow::FlowKey, bool) {
+    let b = input.u8();
+    let protos = [proto::TCP, proto::UDP, proto::ICMP, proto::ICMPV6];
+    let proto_n = protos[usize::from(b >> 1) % 4];
+    let (a, c) = (input.u8(), input.u8());
+    let (src, dst) = if b & 1 == 0 {
+        (Addr::v4([10, 1, 0, a % 4]), Addr::v4([10, 2, 0, c % 4]))
+    } else {
+        let v6 = |n: u8| Addr::v6([0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, n % 4]);
+        (v6(a), v6(c.wrapping_add(8)))
+    };
+    let af = if b & 1 == 0 { Af::Inet } else { Af::Inet6 };
+    let ports = [80u16, 443, 1024, 40000];
+    dataplane::flow::FlowKey::from_packet(
+        af,
+        proto_n,
+        src,
+        ports[usize::from(a >> 4) % 4],
+        dst,
+        ports[usize::from(c >> 4) % 4],
+    )
+}
+
+fn fuzz_peer(input: &mut Input<'_>) -> dataplane::state::Peer {
+    dataplane::state::Peer {
+        seqlo: input.u32(),
+        seqhi: input.u32(),
+        seqdiff: input.u32(),
+        max_win: input.u16(),
+        mss: input.u16(),
+        wscale: input.u8(),
+        state: input.u8(),
+    }
+}
+
+/// A small id space (collisions between records), and our, the peer's or
+/// any creator id.
+fn fuzz_identity(input: &mut Input<'_>) -> (u64, u32) {
+    let id = input.u64() % 8;
+    let creatorid = match input.u8() % 3 {
+        0 => OUR_CREATORID,
+        1 => PEER_CREATORID,
+        _ => input.u32(),
+    };
+    (id, creatorid)
+}
+
+/// The worker side of pfsync fed arbitrary import records through its
+/// import ring ([`dataplane::pipeline::Pipeline::set_sync`], `sync_poll`):
+/// inserts of states with any peers, timeouts, flags and rule numbers,
+/// compressed updates, requests, acks of deferred packets, deletes and
+/// clears, interleaved with packets of those states (both directions, any
+/// TCP flags and numbers) so tracking runs over imported windows, and
+/// expiry. Invariants: states created = removed + held, no more than the
+/// capacity; verdicts stay in range.
+///
+/// Program: `flags` (bit 0 lookahead, bit 1 pfsync defer, bit 2 a table
+/// of 16 states, bits 4-7 maxupd), then repeated `op`, by `op % 8`: 0-1
+/// upsert (key, side, identity, rule, state flags, timeout, direction,
+/// peers, age, expiry); 2 merge (identity, peers, timeout); 3 request; 4
+/// ack; 5 delete; 6 clear (creator); 7 packets of a key (`count`, then per
+/// packet: key, from the source, TCP flags, seq, ack, window) and advance
+/// (`u8` seconds) with expiry.
+pub fn import_records(data: &[u8]) {
+    import_records_run(data);
+}
+
+/// [`import_records`], returning the pipeline's counters.
+pub fn import_records_run(data: &[u8]) -> dataplane::counters::WorkerCounters {
+    use dataplane::counters::{DropReason, Verdict};
+    use dataplane::export::{ImportRecord, StateRecord};
+    use dataplane::pipeline::{Pipeline, PipelineConfig};
+    use dataplane::state::{Shard, State};
+    use dataplane::timeouts::TimeoutClass;
+    let mut input = Input::new(data);
+    let flags = input.u8();
+    let capacity = if flags & 4 != 0 { 16 } else { 1024 };
+    let mut cfg = PipelineConfig::default();
+    cfg.pair(0, 1);
+    cfg.creatorid = OUR_CREATORID;
+    let mut p = Pipeline::new(
+        cfg,
+        pipeline_rules(),
+        Shard::new(capacity, 0).expect("capacity"),
+    );
+    let (etx, mut exported) = dataplane::ring::channel::<StateRecord>(64);
+    let (mut itx, irx) = dataplane::ring::channel::<ImportRecord>(64);
+    p.set_sync(etx, irx, flags >> 4);
+    if flags & 1 != 0 {
+        p.set_lookahead_min_states(0);
+    }
+    if flags & 2 != 0 {
+        p.set_defer(true);
+    }
+    let mut now = dataplane::time::Instant::from_secs(5000);
+    while !input.is_empty() {
+        let op = input.u8() % 8;
+        let rec = match op {
+            0 | 1 => {
+                let (key, _) = small_key(&mut input);
+                let src_is_addr1 = input.bool();
+                let (id, creatorid) = fuzz_identity(&mut input);
+                let mut st = State::new(key, src_is_addr1, id, creatorid, now);
+                st.rule = u32::from(input.u8()).wrapping_sub(128);
+                st.state_flags = input.u16();
+                st.timeout = TimeoutClass::ALL[usize::from(input.u8()) % TimeoutClass::ALL.len()];
+                st.direction = if input.bool() {
+                    Direction::In
+                } else {
+                    Direction::Out
+                };
+                st.src = fuzz_peer(&mut input);
+                st.dst = fuzz_peer(&mut input);
+                Some(ImportRecord::Upsert {
+                    state: st,
+                    age_s: input.u32(),
+                    expire_s: input.u32(),
+                })
+            }
+            2 => {
+                let (id, creatorid) = fuzz_identity(&mut input);
+                Some(ImportRecord::Merge {
+                    id,
+                    creatorid,
+                    src: fuzz_peer(&mut input),
+                    dst: fuzz_peer(&mut input),
+                    timeout: TimeoutClass::ALL[usize::from(input.u8()) % TimeoutClass::ALL.len()],
+                })
+            }
+            3 => {
+                let (id, creatorid) = fuzz_identity(&mut input);
+                Some(ImportRecord::Request { id, creatorid })
+            }
+            4 => {
+                let (id, creatorid) = fuzz_identity(&mut input);
+                Some(ImportRecord::Ack { id, creatorid })
+            }
+            5 => {
+                let (id, creatorid) = fuzz_identity(&mut input);
+                Some(ImportRecord::Delete { id, creatorid })
+            }
+            6 => Some(ImportRecord::Clear {
+                creatorid: fuzz_identity(&mut input).1,
+            }),
+            _ => None,
+        };
+        if let Some(rec) = rec {
+            if itx.push(rec).is_err() {
+                p.sync_poll(now, 64);
+                let _ = itx.push(rec);
+            }
+            itx.publish();
+        } else {
+            let count = 1 + usize::from(input.u8()) % 8;
+            let mut frames = Vec::with_capacity(count);
+            for _ in 0..count {
+                let (key, _) = small_key(&mut input);
+                let from_src = input.bool();
+                let (a, pa, b, pb) = if from_src {
+                    (key.addr[0], key.port[0], key.addr[1], key.port[1])
+                } else {
+                    (key.addr[1], key.port[1], key.addr[0], key.port[0])
+                };
+                let (sa, da) = (a.to_ip(key.family()), b.to_ip(key.family()));
+                let l4 = match key.proto {
+                    proto::TCP => crate::frames::L4::Tcp {
+                        sport: pa,
+                        dport: pb,
+                        flags: input.u8(),
+                        seq: input.u32(),
+                        ack: input.u32(),
+                        win: input.u16(),
+                        wscale: None,
+                        payload: Vec::new(),
+                    },
+                    proto::UDP => crate::frames::L4::Udp {
+                        sport: pa,
+                        dport: pb,
+                        payload: vec![0; 8],
+                    },
+                    _ => crate::frames::L4::Echo {
+                        request: input.bool(),
+                        id: pa,
+                        seq: 1,
+                    },
+                };
+                frames.push(crate::frames::frame(sa, da, &l4));
+            }
+            let port = u16::from(input.u8() & 1);
+            let mut burst: Vec<&mut [u8]> = frames.iter_mut().map(|f| &mut f[..]).collect();
+            let mut verdicts = vec![Verdict::Drop(DropReason::Unclassified); count];
+            p.process_burst(&mut burst, port, now, &mut verdicts);
+            for v in &verdicts {
+                match *v {
+                    Verdict::Forward(out) => assert_eq!(out, 1 - port),
+                    Verdict::Reply(out) => assert_eq!(out, port),
+                    Verdict::Handoff(w) => panic!("handed to {w} with one worker"),
+                    Verdict::Hold(_) => assert!(flags & 2 != 0, "held without defer"),
+                    Verdict::SlowPath(_) | Verdict::Drop(_) | Verdict::AwaitNeighbor(_) => {}
+                }
+            }
+            now = now + dataplane::time::Duration::from_secs(u64::from(input.u8()));
+            p.release_deferred(now, |_, port| assert!(port < 2));
+            p.expire(now, 64);
+        }
+        p.sync_poll(now, 64);
+        while let Some(r) = exported.pop() {
+            let _ = (r.action, r.state.id(), r.state.creatorid());
+        }
+        assert_states_balance(&p);
+        assert!(p.shard().len() <= capacity);
+    }
+    p.counters
+}
+
+// --------------------------------------------------------------- carp_engine
+
+/// The CARP engine of [`ROUTER_TOML`] ([`control::carpd::Carp`]: the §2.5
+/// validation, each VHID's state machine, its timers and actions) fed
+/// arbitrary frames and adverts built with the peer's key from
+/// fuzz-chosen fields (so they pass the HMAC and reach the election),
+/// with a clock that moves forward, link changes and demotion. Invariants:
+/// every frame it sends goes out an existing port and is well-formed (its
+/// adverts parse); after `poll(now)` no timer is due at or before `now`;
+/// a VIP's ownership flag is set exactly when its carp interface is
+/// MASTER.
+///
+/// Program: repeated `op`, by `op % 6`: 0 frame (`port`, frame); 1-2
+/// advert (`vhid`, IPv6, advbase, advskew, demote, counter, a bad HMAC,
+/// source); 3 advance (`u16` ms) and poll; 4 link (`port`, up); 5 demote
+/// the `carp` group (`i8`).
+pub fn carp_engine(data: &[u8]) {
+    carp_engine_run(data);
+}
+
+/// [`carp_engine`], returning the CARP counters and whether a carp
+/// interface was ever MASTER.
+pub fn carp_engine_run(data: &[u8]) -> (control::carp::CarpStats, bool) {
+    use control::carp::wire::{
+        AdvertFrameV4, AdvertFrameV6, Repr, ADVERT_V4_FRAME_LEN, ADVERT_V6_FRAME_LEN,
+    };
+    use control::carpd::Carp;
+    let config = router_config();
+    let (routing, _) = router_routing();
+    let mut carp = Carp::new(
+        &config.carp,
+        config.sysctl,
+        std::sync::Arc::clone(&routing),
+        std::sync::Arc::clone(&routing.vips),
+    );
+    let mut now = dataplane::time::Instant::from_secs(1);
+    let mut out = Vec::new();
+    carp.start(now, &mut out);
+    let mut input = Input::new(data);
+    let mut was_master = false;
+    loop {
+        for (port, f) in out.drain(..) {
+            check_sent("carp", port, &f);
+            if f.get(12..14) == Some(&[0x08, 0x00]) && f.get(23) == Some(&112)
+                || f.get(12..14) == Some(&[0x86, 0xdd]) && f.get(20) == Some(&112)
+            {
+                assert!(
+                    carp_wire::parse_frame(&f).is_ok(),
+                    "carp sent an advert it cannot parse"
+                );
+            }
+        }
+        let shown = carp.show(None).expect("show");
+        for spec in &config.carp {
+            let state = shown["interfaces"]
+                .as_array()
+                .and_then(|a| a.iter().find(|i| i["name"] == spec.name.as_str()))
+                .map(|i| i["state"].clone());
+            let master = state.as_ref().and_then(|s| s.as_str()) == Some("MASTER");
+            was_master |= master;
+            assert_eq!(
+                routing.vips.is_master(spec.carpdev as u16, spec.vhid),
+                master,
+                "{} is {state:?}",
+                spec.name
+            );
+        }
+        if input.is_empty() {
+            break;
+        }
+        match input.u8() % 6 {
+            0 => {
+                let port = u16::from(input.u8()) % (ROUTER_PORTS + 1);
+                let mut f = input.frame();
+                if !cfg!(fuzzing) {
+                    fix_carp_checksums(&mut f);
+                }
+                carp.handle(&f, port, now, &mut out);
+            }
+            1 | 2 => {
+                let spec = &config.carp[usize::from(input.u8() & 1)];
+                let v6 = input.bool();
+                let (advbase, advskew, demote) = (input.u8(), input.u8(), input.u8());
+                let counter = input.u64();
+                let bad_md = input.u8() == 0xff;
+                let own_source = input.u8() == 0xff;
+                let peer = AuthContext::new(
+                    &Key::from_passphrase(spec.pass.as_bytes()),
+                    &AuthInput {
+                        vhid: spec.vhid,
+                        lladdr: None,
+                        v4: &spec
+                            .addresses
+                            .iter()
+                            .filter_map(|(a, _)| match a {
+                                IpAddr::V4(v) => Some(*v),
+                                IpAddr::V6(_) => None,
+                            })
+                            .collect::<Vec<_>>(),
+                        v6: &spec
+                            .addresses
+                            .iter()
+                            .filter_map(|(a, _)| match a {
+                                IpAddr::V6(v) => Some(*v),
+                                IpAddr::V4(_) => None,
+                            })
+                            .collect::<Vec<_>>(),
+                    },
+                );
+                let mut md = peer.generate(&counter.to_be_bytes());
+                if bad_md {
+                    md[0] ^= 1;
+                }
+                let repr = Repr::advertisement(spec.vhid, advbase, advskew, demote, counter, md);
+                let port = spec.carpdev as u16;
+                let src_mac = carp_wire::virtual_mac(spec.vhid);
+                let f = if v6 {
+                    let frame = AdvertFrameV6 {
+                        src_mac,
+                        dst_mac: carp_wire::CARP_GROUP_MAC_V6,
+                        src: if own_source {
+                            Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0xff, 0xfe00, 0x0101)
+                        } else {
+                            Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x99)
+                        },
+                        dst: carp_wire::CARP_GROUP_V6,
+                        carp: repr,
+                    };
+                    let mut b = vec![0u8; ADVERT_V6_FRAME_LEN];
+                    frame.emit(&mut b).expect("exact length");
+                    b
+                } else {
+                    let base = if port == 0 { [10, 1, 0] } else { [10, 2, 0] };
+                    let frame = AdvertFrameV4 {
+                        src_mac,
+                        dst_mac: carp_wire::CARP_GROUP_MAC_V4,
+                        src: Ipv4Addr::new(
+                            base[0],
+                            base[1],
+                            base[2],
+                            if own_source { 1 } else { 9 },
+                        ),
+                        dst: carp_wire::CARP_GROUP_V4,
+                        ip_id: 1,
+                        carp: repr,
+                    };
+                    let mut b = vec![0u8; ADVERT_V4_FRAME_LEN];
+                    frame.emit(&mut b).expect("exact length");
+                    b
+                };
+                carp.handle(&f, port, now, &mut out);
+            }
+            3 => {
+                now = now + dataplane::time::Duration::from_millis(u64::from(input.u16()));
+                carp.poll(now, &mut out);
+                if let Some(t) = carp.poll_at() {
+                    assert!(t > now, "a timer at {t:?} is due after poll({now:?})");
+                }
+            }
+            4 => {
+                let port = u16::from(input.u8()) % (ROUTER_PORTS + 1);
+                carp.set_link(port, input.bool(), now, &mut out);
+            }
+            _ => {
+                let delta = i32::from(input.u8() as i8);
+                let _ = carp.carpdemote("carp", delta, now, &mut out);
+            }
+        }
+    }
+    (carp.stats, was_master)
 }

@@ -255,6 +255,75 @@ fn seeds_reach_the_deep_paths() {
     }
 }
 
+/// The seeds of the stateful targets reach what they are for: the slow
+/// path answers ARP, NS and echo, learns a neighbour, resolves and sends
+/// time exceeded; the pipeline creates states, tracks them, answers
+/// `block return`, hands off, fills a small table and punts to the slow
+/// path; pfsync imports states into the workers; imported records meet
+/// packets; CARP elects a MASTER and accepts the peer's adverts.
+#[test]
+fn stateful_seeds_reach_the_deep_paths() {
+    use dataplane::counters::DropReason;
+    use dpf_tests::fuzz_bodies as fb;
+    let sum = |target: &str, f: &dyn Fn(&[u8]) -> Vec<u64>| {
+        let mut total = Vec::new();
+        for (_, b) in seeds(target) {
+            let v = f(&b);
+            total.resize(v.len(), 0);
+            for (t, x) in total.iter_mut().zip(v) {
+                *t += x;
+            }
+        }
+        total
+    };
+    let sp = sum("slowpath", &|b| {
+        let s = fb::slowpath_run(b);
+        vec![
+            s.arp_replies,
+            s.na_sent,
+            s.echo_replies,
+            s.learned,
+            s.resolutions_sent,
+            s.time_exceeded,
+        ]
+    });
+    assert!(sp.iter().all(|&n| n > 0), "slowpath seeds: {sp:?}");
+    let pl = sum("pipeline", &|b| {
+        let c = fb::pipeline_run(b);
+        vec![
+            c.states_created,
+            c.state_hits,
+            c.block_returns,
+            c.handed_off,
+            c.slow_path,
+            c.drops[DropReason::StateTableFull as usize],
+            c.states_removed,
+        ]
+    });
+    assert!(pl.iter().all(|&n| n > 0), "pipeline seeds: {pl:?}");
+    let ps = sum("pfsync_import", &|b| {
+        let (imported, held) = fb::pfsync_import_run(b);
+        vec![imported, held as u64]
+    });
+    assert!(ps.iter().all(|&n| n > 0), "pfsync_import seeds: {ps:?}");
+    let ir = sum("import_records", &|b| {
+        let c = fb::import_records_run(b);
+        vec![c.imported, c.state_hits, c.states_removed, c.forwarded]
+    });
+    assert!(ir.iter().all(|&n| n > 0), "import_records seeds: {ir:?}");
+    let ce = sum("carp_engine", &|b| {
+        let (stats, master) = fb::carp_engine_run(b);
+        use control::carp::Counter;
+        vec![
+            u64::from(master),
+            stats.get(Counter::IPackets),
+            stats.get(Counter::IPackets6),
+            stats.get(Counter::OPackets),
+        ]
+    });
+    assert!(ce.iter().all(|&n| n > 0), "carp_engine seeds: {ce:?}");
+}
+
 #[test]
 fn smoke_classify() {
     smoke("classify", 40_000, 0x00c1_a551_f1ed);
@@ -294,4 +363,94 @@ fn smoke_ctl() {
 #[test]
 fn rules_label_with_backslash_round_trips() {
     dpf_tests::fuzz_bodies::rules(br#"pass label "a\\b""#);
+}
+
+#[test]
+fn smoke_slowpath() {
+    smoke("slowpath", 20_000, 0x005e_0a7b);
+}
+
+#[test]
+fn smoke_pipeline() {
+    smoke("pipeline", 8_000, 0x0091_9e11);
+}
+
+#[test]
+fn smoke_pfsync_import() {
+    smoke("pfsync_import", 12_000, 0x00bf_1a90);
+}
+
+#[test]
+fn smoke_import_records() {
+    smoke("import_records", 16_000, 0x001a_9021);
+}
+
+#[test]
+fn smoke_carp_engine() {
+    smoke("carp_engine", 6_000, 0x00ca_2be9);
+}
+
+/// Found by the `import_records` and `pipeline` targets: the worker's
+/// `states` gauge (`dpfctl -s info`, `--stats-every`) is not refreshed when
+/// an imported pfsync DEL removes a state (`Pipeline::import`,
+/// `ImportRecord::Delete`), nor when a TCP state is reused by a new SYN
+/// and the ruleset then refuses the new one (`TrackOutcome::Reuse`): it
+/// shows one state too many until the next insert or expiry sweep. The
+/// bodies check `created == removed + held` instead. `dataplane/src/pipeline.rs`
+/// is being changed by another engineer; this stays ignored until it is
+/// fixed there.
+#[test]
+#[ignore = "pipeline.rs: the states gauge lags after an imported DEL"]
+fn states_gauge_follows_an_imported_delete() {
+    use dataplane::export::{ImportRecord, StateRecord};
+    use dataplane::flow::{proto, Addr, Af, FlowKey, IfIndex};
+    use dataplane::pipeline::{Pipeline, PipelineConfig};
+    use dataplane::rules::{RuleEnv, Ruleset};
+    use dataplane::state::{Shard, State};
+    use dataplane::time::Instant;
+    let env = RuleEnv {
+        interfaces: &[("lan0", IfIndex(0)), ("wan0", IfIndex(1))],
+        self_addrs: &[],
+        names: &[],
+    };
+    let rules = Ruleset::compile("pass all\n", "t.conf", &env).unwrap();
+    let mut p = Pipeline::new(
+        PipelineConfig::default(),
+        std::sync::Arc::new(rules),
+        Shard::new(16, 0).unwrap(),
+    );
+    let (etx, _erx) = dataplane::ring::channel::<StateRecord>(16);
+    let (mut itx, irx) = dataplane::ring::channel::<ImportRecord>(16);
+    p.set_sync(etx, irx, 128);
+    let (key, sw) = FlowKey::from_packet(
+        Af::Inet,
+        proto::UDP,
+        Addr::v4([10, 1, 0, 9]),
+        5353,
+        Addr::v4([10, 2, 0, 50]),
+        53,
+    );
+    let now = Instant::from_secs(100);
+    let state = State::new(key, sw, 7, 0x0dbf_0002, now);
+    itx.push(ImportRecord::Upsert {
+        state,
+        age_s: 1,
+        expire_s: 60,
+    })
+    .unwrap();
+    itx.publish();
+    p.sync_poll(now, 16);
+    assert_eq!((p.shard().len(), p.counters.states), (1, 1));
+    itx.push(ImportRecord::Delete {
+        id: 7,
+        creatorid: 0x0dbf_0002,
+    })
+    .unwrap();
+    itx.publish();
+    p.sync_poll(now, 16);
+    assert_eq!(p.shard().len(), 0);
+    assert_eq!(
+        p.counters.states, 0,
+        "the gauge still counts the deleted state"
+    );
 }

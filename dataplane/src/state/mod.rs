@@ -56,7 +56,9 @@ mod track_tests;
 
 pub use entry::{state_flags, tcps, udps, Peer, State, NO_RULE, WSCALE_FLAG, WSCALE_MASK};
 pub use merge::{merge_peer_update, MergeOutcome};
-pub use table::{InsertError, Shard, ShardError, SlotId, DEFAULT_CAPACITY, MAX_CAPACITY};
+pub use table::{
+    InsertError, Shard, ShardError, SlotId, DEFAULT_CAPACITY, MAX_CAPACITY, MAX_PROBE_BUCKETS,
+};
 pub use track::{
     icmp_error_matches, new_state, seq_geq, seq_gt, track, StateDrop, StateOptions, TrackOutcome,
 };

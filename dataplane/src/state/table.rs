@@ -23,19 +23,32 @@
 //! entry's home bucket (`tag * buckets >> 32`), so deletion can
 //! backward-shift without re-reading states.
 //!
+//! Probes are bounded: an entry is stored at most [`MAX_PROBE_BUCKETS`]
+//! buckets from its home (home included), and a lookup reads at most that
+//! many (adjacent lines: a few hundred nanoseconds at worst). An insert
+//! whose window is full fails as [`InsertError::Full`] (the pipeline counts
+//! a `state-table-full` drop) even if other buckets have room: a flood of
+//! keys aimed at a few buckets costs the attacker its own states, not
+//! everyone's lookups. With the keyed hash ([`crate::flow::set_hash_secret`])
+//! such keys cannot be aimed, and random keys stay well below the bound at
+//! full capacity (a test measures the longest probe).
+//!
 //! Invariants:
 //! - every occupied slab slot has exactly one entry in each index, and
 //!   every index entry names an occupied slot;
 //! - probe invariant: an entry stored in bucket `p` with home bucket `h` has
-//!   every bucket from `h` up to `p - 1` (cyclically) full. Lookups stop at
-//!   the first bucket with a free way; [`IndexTable::remove`] restores the
-//!   invariant by moving later entries back (no tombstones, so churn never
-//!   degrades lookups);
-//! - no two states share a key, nor an `(id, creatorid)` pair.
+//!   every bucket from `h` up to `p - 1` (cyclically) full, and `p` is
+//!   fewer than [`MAX_PROBE_BUCKETS`] buckets after `h`. Lookups stop at
+//!   the first bucket with a free way or after the bound;
+//!   [`IndexTable::remove`] restores the invariant by moving later entries
+//!   back (no tombstones, so churn never degrades lookups);
+//! - no two states share a key, nor an `(id, creatorid)` pair;
+//! - the flow hash's secret does not change while the shard holds states
+//!   (the tags are derived from it).
 
 use super::entry::State;
 use crate::cpu::{eq_mask8, prefetch_read};
-use crate::flow::FlowKey;
+use crate::flow::{identity_hash, FlowKey};
 use crate::time::Instant;
 use crate::timeouts::Timeouts;
 
@@ -44,6 +57,14 @@ pub const DEFAULT_CAPACITY: usize = 100_000;
 /// Largest capacity a shard accepts (slots are 32-bit; 2^28 states would
 /// already take 40 GiB).
 pub const MAX_CAPACITY: usize = 1 << 28;
+
+/// Most buckets a probe reads, home included (32 cache lines, 256 ways).
+/// Random keys filling a shard to capacity (75% of the ways) average 1.1
+/// buckets, and the longest probe among all keys is about 15 buckets at
+/// 100k states and 22 at 1M (linear probing's tail shrinks about 2x per
+/// bucket): with keys nobody can aim, the bound is practically never why
+/// an insert fails.
+pub const MAX_PROBE_BUCKETS: usize = 32;
 
 const WAYS: usize = 8;
 /// Ways used per bucket at full capacity (75% load).
@@ -67,7 +88,8 @@ impl SlotId {
 /// Why [`Shard::insert`] refused a state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum InsertError {
-    /// Every slot is in use.
+    /// Every slot is in use, or every bucket within
+    /// [`MAX_PROBE_BUCKETS`] of the key's (or id's) home bucket is full.
     #[error("state table full")]
     Full,
     /// A state with the same key exists (pf's `PFRES_STATEINS`).
@@ -159,11 +181,19 @@ impl IndexTable {
         }
     }
 
-    /// The slot of the entry with `tag` for which `eq(slot)` holds.
+    /// Buckets a probe may read: [`MAX_PROBE_BUCKETS`], or all of them in
+    /// a smaller table.
+    #[inline(always)]
+    fn probe_limit(&self) -> usize {
+        self.buckets.len().min(MAX_PROBE_BUCKETS)
+    }
+
+    /// The slot of the entry with `tag` for which `eq(slot)` holds. Reads
+    /// at most [`MAX_PROBE_BUCKETS`] buckets.
     #[inline]
     fn find(&self, tag: u32, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
         let mut b = self.home(tag);
-        for _ in 0..self.buckets.len() {
+        for _ in 0..self.probe_limit() {
             let bucket = self.buckets.get(b)?;
             let (hits, free) = bucket.masks(tag);
             let mut hits = hits & !free;
@@ -191,20 +221,40 @@ impl IndexTable {
         }
     }
 
-    /// Adds `tag -> slot` in the first bucket with a free way from its home.
-    fn insert(&mut self, tag: u32, slot: u32) -> bool {
+    /// Where `tag` would be stored: the first free way within
+    /// [`MAX_PROBE_BUCKETS`] of its home, as `(bucket, way)`.
+    #[inline]
+    fn vacancy(&self, tag: u32) -> Option<(usize, usize)> {
         let mut b = self.home(tag);
-        for _ in 0..self.buckets.len() {
-            if let Some(bucket) = self.buckets.get_mut(b) {
-                if let Some(w) = bucket.free_way() {
-                    bucket.tags[w] = tag;
-                    bucket.slots[w] = slot;
-                    return true;
-                }
+        for _ in 0..self.probe_limit() {
+            if let Some(w) = self.buckets.get(b).and_then(Bucket::free_way) {
+                return Some((b, w));
             }
             b = self.next(b);
         }
-        false
+        None
+    }
+
+    /// Stores `tag -> slot` in the way [`IndexTable::vacancy`] returned.
+    #[inline]
+    fn put(&mut self, (b, w): (usize, usize), tag: u32, slot: u32) {
+        if let Some(bucket) = self.buckets.get_mut(b) {
+            bucket.tags[w] = tag;
+            bucket.slots[w] = slot;
+        }
+    }
+
+    /// Adds `tag -> slot` in the first bucket with a free way from its home
+    /// (`false`: none within [`MAX_PROBE_BUCKETS`]).
+    #[cfg(test)]
+    fn insert(&mut self, tag: u32, slot: u32) -> bool {
+        match self.vacancy(tag) {
+            Some(at) => {
+                self.put(at, tag, slot);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Removes the entry `tag -> slot`, then shifts later entries back so
@@ -213,7 +263,7 @@ impl IndexTable {
         let n = self.buckets.len();
         let mut b = self.home(tag);
         let mut found = None;
-        for _ in 0..n {
+        for _ in 0..self.probe_limit() {
             let bucket = &self.buckets[b];
             if let Some(w) = (0..WAYS).find(|&w| bucket.slots[w] == slot && bucket.tags[w] == tag) {
                 found = Some(w);
@@ -236,6 +286,11 @@ impl IndexTable {
         let (mut hole_b, mut hole_w) = (b, way);
         let mut j = self.next(hole_b);
         for _ in 1..n {
+            if self.dist(hole_b, j) >= MAX_PROBE_BUCKETS {
+                // Entries from bucket j on are fewer than the bound from
+                // their homes, so their homes are after the hole.
+                return true;
+            }
             let bucket = self.buckets[j];
             let j_full = bucket.free_way().is_none();
             // An entry of bucket j whose probe passed through the hole.
@@ -268,7 +323,7 @@ impl IndexTable {
     /// Buckets a lookup of `tag -> slot` reads (1 = home bucket only).
     fn probe_len(&self, tag: u32, slot: u32) -> usize {
         let mut b = self.home(tag);
-        for n in 1..=self.buckets.len() {
+        for n in 1..=self.probe_limit() {
             let bucket = &self.buckets[b];
             if (0..WAYS).any(|w| bucket.slots[w] == slot && bucket.tags[w] == tag) {
                 return n;
@@ -286,14 +341,13 @@ fn key_tag(hash: u64) -> u32 {
     hash as u32
 }
 
+/// The id index's tag, keyed with the flow hash's secret: ids and creator
+/// ids arrive from pfsync peers, so they must not be aimable either
+/// ([`crate::flow::identity_hash`]; a plain xor of the two, as before,
+/// would let a peer forge pairs that collide under every key).
 #[inline]
 fn id_tag(id: u64, creatorid: u32) -> u32 {
-    let mut x = id ^ (creatorid as u64).rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15;
-    x ^= x >> 30;
-    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x ^= x >> 27;
-    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
-    (x ^ (x >> 31)) as u32
+    identity_hash(id, creatorid) as u32
 }
 
 /// One worker's state table. See the module documentation.
@@ -483,15 +537,19 @@ impl Shard {
         if self.free_len == 0 {
             return Err(InsertError::Full);
         }
+        let (key_t, id_t) = (key_tag(hash), id_tag(state.id(), state.creatorid()));
+        // Both indexes have a way for it within the probe bound, or neither
+        // is touched.
+        let (Some(key_at), Some(id_at)) = (self.by_key.vacancy(key_t), self.by_id.vacancy(id_t))
+        else {
+            return Err(InsertError::Full);
+        };
         self.free_len -= 1;
         let slot = self.free[self.free_len];
-        let id_t = id_tag(state.id(), state.creatorid());
         self.slab[slot as usize] = state;
         self.set_occupied(slot as usize, true);
-        // Each index has room for the whole slab, so these cannot fail.
-        let ok_key = self.by_key.insert(key_tag(hash), slot);
-        let ok_id = self.by_id.insert(id_t, slot);
-        debug_assert!(ok_key && ok_id);
+        self.by_key.put(key_at, key_t, slot);
+        self.by_id.put(id_at, id_t, slot);
         self.len += 1;
         self.generation = self.generation.wrapping_add(1);
         Ok(SlotId(slot))
@@ -687,7 +745,7 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::{proto, Addr, Af};
+    use crate::flow::{proto, Addr, Af, HashSecret};
     use crate::timeouts::TimeoutClass;
     use proptest::prelude::*;
     use std::collections::HashMap;
@@ -881,6 +939,29 @@ mod tests {
         }
         let avg = probes as f64 / DEFAULT_CAPACITY as f64;
         assert!(avg < 1.1, "average buckets per lookup at 75% load: {avg}");
+        let longest = (0..DEFAULT_CAPACITY as u32)
+            .map(|n| {
+                let k = key_n(n);
+                let h = k.symmetric_hash();
+                sh.lookup(&k, h)
+                    .map_or(usize::MAX, |s| sh.by_key.probe_len(key_tag(h), s.0))
+            })
+            .max();
+        // About 15 buckets here (the far end of linear probing's tail).
+        assert!(
+            longest.is_some_and(|l| l < MAX_PROBE_BUCKETS),
+            "longest probe of random keys at 75% load: {longest:?}"
+        );
+        // The id index with sequential local ids (the keyed identity hash
+        // spreads them like random ones).
+        let longest_id = sh
+            .iter()
+            .map(|(slot, st)| sh.by_id.probe_len(id_tag(st.id(), st.creatorid()), slot.0))
+            .max();
+        assert!(
+            longest_id.is_some_and(|l| l < MAX_PROBE_BUCKETS),
+            "longest id probe at 75% load: {longest_id:?}"
+        );
         // Churn: remove and re-add half, everything stays reachable.
         for n in (0..DEFAULT_CAPACITY as u32).step_by(2) {
             let k = key_n(n);
@@ -896,6 +977,159 @@ mod tests {
             let k = key_n(n);
             assert!(sh.lookup(&k, k.symmetric_hash()).is_some(), "key {n}");
         }
+    }
+
+    /// The key of a SYN from client `n` (`10.a.b.c:port`) to 192.0.2.80:443.
+    fn syn_key(n: u32) -> FlowKey {
+        FlowKey::from_packet(
+            Af::Inet,
+            proto::TCP,
+            Addr::v4([10, (n >> 16) as u8, (n >> 8) as u8, n as u8]),
+            1024 + (n >> 24) as u16,
+            Addr::v4([192, 0, 2, 80]),
+            443,
+        )
+        .0
+    }
+
+    /// What an attacker who knows `secret` does offline: tries client
+    /// addresses until `count` keys have their home bucket in `homes` of an
+    /// index of `table`'s size. Bounded: gives up after 2^24 tries.
+    fn aimed_keys(
+        secret: &HashSecret,
+        table: &IndexTable,
+        homes: core::ops::Range<usize>,
+        count: usize,
+    ) -> Vec<FlowKey> {
+        (0..1u32 << 24)
+            .map(syn_key)
+            .filter(|k| homes.contains(&table.home(key_tag(k.symmetric_hash_with(secret)))))
+            .take(count)
+            .collect()
+    }
+
+    /// Keys per home bucket under `secret`, largest first.
+    fn occupancy(secret: &HashSecret, table: &IndexTable, keys: &[FlowKey]) -> Vec<usize> {
+        let mut per = vec![0usize; table.buckets.len()];
+        for k in keys {
+            per[table.home(key_tag(k.symmetric_hash_with(secret)))] += 1;
+        }
+        per.sort_unstable_by(|a, b| b.cmp(a));
+        per
+    }
+
+    #[test]
+    fn keys_aimed_under_a_known_secret_spread_under_another() {
+        // 1024 buckets (a shard of 6144 states); 2048 keys is 25% load.
+        let table = IndexTable::new(6144);
+        assert_eq!(table.buckets.len(), 1024);
+        let known = HashSecret::DEFAULT;
+        let keys = aimed_keys(&known, &table, 0..4, 2048);
+        assert_eq!(keys.len(), 2048);
+        // Under the key they were built for, all of them share 4 buckets...
+        let aimed = occupancy(&known, &table, &keys);
+        assert!(aimed[4..].iter().all(|&n| n == 0), "{:?}", &aimed[..8]);
+        assert!(aimed[0] >= 512);
+        // ...so an index keyed with it keeps only what fits in the probe
+        // windows of those 4 homes.
+        let mut t = IndexTable::new(6144);
+        let kept = keys
+            .iter()
+            .enumerate()
+            .filter(|(i, k)| t.insert(key_tag(k.symmetric_hash_with(&known)), *i as u32))
+            .count();
+        assert_eq!(kept, (MAX_PROBE_BUCKETS + 3) * WAYS);
+        // Under another key they land like random keys: 2 per bucket on
+        // average, the fullest with a handful, and every one fits in the
+        // index at its home or the next bucket.
+        let secret = HashSecret([
+            0x243f_6a88_85a3_08d3,
+            0x1319_8a2e_0370_7344,
+            0xa409_3822_299f_31d0,
+            0x082e_fa98_ec4e_6c89,
+            0x4528_21e6_38d0_1377,
+            0xbe54_66cf_34e9_0c6c,
+        ]);
+        let spread = occupancy(&secret, &table, &keys);
+        assert!(spread[0] <= 12, "fullest bucket: {}", spread[0]);
+        assert!(spread.iter().filter(|&&n| n > 0).count() > 800);
+        let mut t = IndexTable::new(6144);
+        for (i, k) in keys.iter().enumerate() {
+            assert!(t.insert(key_tag(k.symmetric_hash_with(&secret)), i as u32));
+        }
+        let longest = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| t.probe_len(key_tag(k.symmetric_hash_with(&secret)), i as u32))
+            .max();
+        assert!(longest.is_some_and(|l| l <= 2), "longest probe {longest:?}");
+    }
+
+    #[test]
+    fn keys_aimed_at_one_bucket_fill_only_its_probe_window() {
+        // The attacker knows this process's key (the default one in unit
+        // tests): 600 keys with home bucket 500 of a 1000-bucket shard.
+        let mut sh = Shard::new(6000, 0).unwrap();
+        assert_eq!(sh.by_key.buckets.len(), 1000);
+        let keys = aimed_keys(&crate::flow::hash_secret(), &sh.by_key, 500..501, 600);
+        assert_eq!(keys.len(), 600);
+        let mut slots = Vec::new();
+        let mut refused = Vec::new();
+        for (n, k) in keys.iter().enumerate() {
+            let st = State::new(*k, false, n as u64 + 1, 7, Instant::from_secs(1));
+            match sh.insert(st) {
+                Ok(slot) => slots.push((*k, slot)),
+                Err(e) => {
+                    assert_eq!(e, InsertError::Full);
+                    refused.push((*k, n as u64 + 1));
+                }
+            }
+        }
+        // The window of 32 buckets from the home takes 256; the rest fail
+        // as "full" although the shard has room for 5744 more.
+        assert_eq!(slots.len(), MAX_PROBE_BUCKETS * WAYS);
+        assert_eq!(sh.len(), slots.len());
+        for (k, slot) in &slots {
+            let h = k.symmetric_hash();
+            assert_eq!(sh.lookup(k, h), Some(*slot));
+            assert!(sh.by_key.probe_len(key_tag(h), slot.0) <= MAX_PROBE_BUCKETS);
+        }
+        for (k, _) in &refused {
+            assert_eq!(sh.lookup(k, k.symmetric_hash()), None);
+        }
+        // Other keys are not refused: the 1000 first SYN keys whose home is
+        // elsewhere all go in.
+        let mut others = 0;
+        for n in 0..u32::MAX {
+            let k = syn_key(n);
+            let home = sh.by_key.home(key_tag(k.symmetric_hash()));
+            if (500..500 + MAX_PROBE_BUCKETS).contains(&home) {
+                continue;
+            }
+            let st = State::new(k, false, 1_000_000 + n as u64, 7, Instant::from_secs(1));
+            assert!(sh.insert(st).is_ok(), "key {n}");
+            others += 1;
+            if others == 1000 {
+                break;
+            }
+        }
+        // Removing aimed states makes room for the refused ones, and every
+        // state stays reachable (the backward shift keeps the bound).
+        for (k, slot) in slots.drain(..40) {
+            assert_eq!(sh.remove(slot).map(|s| *s.key()), Some(k));
+        }
+        for (k, id) in refused.drain(..40) {
+            let slot = sh.insert(State::new(k, false, id, 7, Instant::from_secs(1)));
+            slots.push((k, slot.unwrap()));
+        }
+        assert_eq!(
+            sh.insert(State::new(refused[0].0, false, 9, 7, Instant::from_secs(1))),
+            Err(InsertError::Full)
+        );
+        for (k, slot) in &slots {
+            assert_eq!(sh.lookup(k, k.symmetric_hash()), Some(*slot));
+        }
+        assert_eq!(sh.len(), MAX_PROBE_BUCKETS * WAYS + 1000);
     }
 
     proptest! {
@@ -925,6 +1159,51 @@ mod tests {
                         let want = model.get(&s) == Some(&tag);
                         prop_assert_eq!(t.find(tag, |x| x == s).is_some(), want);
                     }
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// An index larger than the probe bound with every tag homed on
+        /// bucket 0 or 2: inserts fail exactly when the window is full, and
+        /// lookups and removals stay right around the refusals.
+        #[test]
+        fn bounded_index_matches_a_model_under_collisions(
+            ops in proptest::collection::vec((0u8..3, 0u32..2, 0u32..400), 1..1500),
+        ) {
+            let mut t = IndexTable::new(6 * 40); // 40 buckets
+            prop_assert!(t.buckets.len() > MAX_PROBE_BUCKETS);
+            let mut model: HashMap<u32, u32> = HashMap::new(); // slot -> tag
+            for (op, h, slot) in ops {
+                let tag = h << 28 | slot; // home 0 or 2
+                if op < 2 {
+                    if let std::collections::hash_map::Entry::Vacant(e) = model.entry(slot) {
+                        let room = t.vacancy(tag).is_some();
+                        prop_assert_eq!(t.insert(tag, slot), room);
+                        if room {
+                            e.insert(tag);
+                        } else {
+                            let home = t.home(tag);
+                            for d in 0..MAX_PROBE_BUCKETS {
+                                prop_assert!(t.buckets[(home + d) % 40].free_way().is_none());
+                            }
+                        }
+                    }
+                } else if let Some(stored) = model.remove(&slot) {
+                    prop_assert!(t.remove(stored, slot));
+                }
+            }
+            for (&slot, &tag) in &model {
+                prop_assert_eq!(t.find(tag, |x| x == slot), Some(slot));
+                prop_assert!(t.probe_len(tag, slot) <= MAX_PROBE_BUCKETS);
+            }
+            for s in 0..400u32 {
+                for h in 0..2u32 {
+                    let tag = h << 28 | s;
+                    let want = model.get(&s) == Some(&tag);
+                    prop_assert_eq!(t.find(tag, |x| x == s).is_some(), want);
                 }
             }
         }
