@@ -730,7 +730,7 @@ fn run_with_eal(
         }
         if let (Some(at), Some(every)) = (next_stats, opts.stats_every) {
             if Instant::now() >= at {
-                let mut v = totals_json(&shared, started.elapsed(), hz);
+                let mut v = crate::counters_json::totals(&shared, started.elapsed(), hz);
                 v["state_table_bytes"] = state_table_bytes.into();
                 println!("{v}");
                 next_stats = Some(at + every);
@@ -947,7 +947,7 @@ fn print_stats(
             .zip(&config.ports)
             .map(|(p, s)| serde_json::json!({ "name": s.name, "stats": p.stats() }))
             .collect();
-        let mut v = totals_json(shared, elapsed, hz);
+        let mut v = crate::counters_json::totals(shared, elapsed, hz);
         v["ports"] = ports_json.into();
         v["final"] = true.into();
         println!("{v}");
@@ -974,43 +974,6 @@ fn print_stats(
             println!("  drop {:<22} {n:>12}", r.name());
         }
     }
-}
-
-/// Counter totals as JSON: the line `--stats-every` prints and the body of
-/// `--json-stats`.
-fn totals_json(shared: &SharedCounters, elapsed: Duration, hz: u64) -> serde_json::Value {
-    let t = shared.total();
-    let drops: serde_json::Map<String, serde_json::Value> = DropReason::ALL
-        .iter()
-        .map(|r| (r.name().to_string(), t.drops[*r as usize].into()))
-        .collect();
-    serde_json::json!({
-        "elapsed_s": elapsed.as_secs_f64(),
-        "workers": shared.workers(),
-        "tsc_hz": hz,
-        "rx": t.rx, "rx_bytes": t.rx_bytes, "tx": t.tx, "forwarded": t.forwarded,
-        "state_hits": t.state_hits, "states_created": t.states_created,
-        "states_removed": t.states_removed, "states": t.states,
-        "handed_off": t.handed_off, "slow_path": t.slow_path, "local_out": t.local_out, "neighbor_held": t.neighbor_held,
-        "busy_cycles": t.busy_cycles, "bursts": t.bursts,
-        "block_returns": t.block_returns,
-        "dropped": t.total_drops(), "drops": drops,
-        "burst_latency": burst_latency_json(&t, hz),
-        "burst_cycles_hist": t.burst_cycles.sparse(),
-    })
-}
-
-/// p50/p99/p99.9/max of the per-burst processing time in nanoseconds
-/// (`null`s without a TSC rate, as in `--replay`).
-pub fn burst_latency_json(t: &dataplane::counters::WorkerCounters, hz: u64) -> serde_json::Value {
-    let summary = match dataplane::histogram::cycles_to_ns(hz) {
-        Some(to_ns) => t.burst_cycles.summary(to_ns),
-        None => dataplane::histogram::LatencySummary {
-            count: t.burst_cycles.count(),
-            ..Default::default()
-        },
-    };
-    serde_json::to_value(summary).unwrap_or_default()
 }
 
 /// `dpf --replay`: runs `input` through `workers` pipelines built from the
@@ -1073,7 +1036,7 @@ pub fn replay(
     for (w, p) in pipelines.iter().enumerate() {
         shared.publish(w, &p.counters);
     }
-    let mut v = totals_json(&shared, Duration::ZERO, 0);
+    let mut v = crate::counters_json::totals(&shared, Duration::ZERO, 0);
     let states: Vec<serde_json::Value> =
         pipelines
             .iter()

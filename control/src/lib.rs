@@ -4,6 +4,7 @@
 pub mod carp;
 pub mod carpd;
 pub mod config;
+pub mod counters_json;
 pub mod ctl;
 pub mod daemon;
 pub mod log;

@@ -1369,18 +1369,18 @@ block return in on wan0 proto tcp to port 25
 block return in on lan0 proto udp to port 7
 ";
 
+/// A fresh ruleset per run: `keep state (max N)` counts live in the
+/// ruleset (shared by every worker holding it), so a ruleset kept across
+/// runs would carry the places earlier runs took.
 fn pipeline_rules() -> std::sync::Arc<Ruleset> {
-    static RULES: OnceLock<std::sync::Arc<Ruleset>> = OnceLock::new();
-    std::sync::Arc::clone(RULES.get_or_init(|| {
-        let env = RuleEnv {
-            interfaces: &[("lan0", IfIndex(0)), ("wan0", IfIndex(1))],
-            self_addrs: &[],
-            names: &[],
-        };
-        std::sync::Arc::new(
-            Ruleset::compile(PIPELINE_RULES, "fuzz.conf", &env).expect("the fuzz ruleset compiles"),
-        )
-    }))
+    let env = RuleEnv {
+        interfaces: &[("lan0", IfIndex(0)), ("wan0", IfIndex(1))],
+        self_addrs: &[],
+        names: &[],
+    };
+    std::sync::Arc::new(
+        Ruleset::compile(PIPELINE_RULES, "fuzz.conf", &env).expect("the fuzz ruleset compiles"),
+    )
 }
 
 /// Swaps a frame's direction in place (MACs, IP addresses, ports; for TCP
@@ -1517,7 +1517,8 @@ pub fn pipeline_run(data: &[u8]) -> dataplane::counters::WorkerCounters {
             + (c.total_drops() - before.total_drops())
             + (c.slow_path - before.slow_path)
             + (c.handed_off - before.handed_off)
-            + (c.deferred - before.deferred);
+            + (c.deferred - before.deferred)
+            + (c.neighbor_held - before.neighbor_held);
         assert_eq!(moved, count as u64, "one counter per frame: {verdicts:?}");
         for (i, (v, f)) in verdicts.iter().zip(&frames).enumerate() {
             match *v {

@@ -365,8 +365,9 @@ for i in alive:
     s = st[i]
     if s[1] > s[2] and now - s[4] > 20:
         lost.append([i, now, "stalled %.1f s" % (now - s[4])])
-with open(out, "w") as f:
+with open(out + ".tmp", "w") as f:
     json.dump({"established": established, "lost": lost, "pauses": pauses, "echoed": echoed}, f)
+os.replace(out + ".tmp", out)
 "#;
 
 /// `sniff.py DEV STOPFILE OUT`: records every CARP advertisement on DEV:
@@ -500,6 +501,9 @@ fn the_pair_loses_no_connection_through_every_fault() {
     });
     let stop = pair.path("stop");
     let stop_s = stop.to_str().unwrap().to_string();
+    // The client stops first (and reports); the server and the sniffers
+    // only after it, so no connection is closed under a running client.
+    let stop_all = format!("{stop_s}.all");
     for (name, body) in [
         ("server.py", SERVER_PY),
         ("client.py", CLIENT_PY),
@@ -519,14 +523,14 @@ fn the_pair_loses_no_connection_through_every_fault() {
     pair.run_in(
         0,
         "sniff-lan",
-        &["python3", &sniff, "br0", &stop_s, &lan_ads],
+        &["python3", &sniff, "br0", &stop_all, &lan_ads],
     );
     pair.run_in(
         1,
         "sniff-wan",
-        &["python3", &sniff, "br0", &stop_s, &wan_ads],
+        &["python3", &sniff, "br0", &stop_all, &wan_ads],
     );
-    pair.run_in(1, "server", &["python3", &server, "8080", &stop_s]);
+    pair.run_in(1, "server", &["python3", &server, "8080", &stop_all]);
     std::thread::sleep(Duration::from_millis(500));
     let conns_s = conns.to_string();
     pair.run_in(
@@ -714,6 +718,10 @@ fn the_pair_loses_no_connection_through_every_fault() {
     });
 
     std::fs::write(&stop, "").unwrap();
+    wait_until("the client's report", Duration::from_secs(60), || {
+        Path::new(&result).exists()
+    });
+    std::fs::write(&stop_all, "").unwrap();
     for h in pair.helpers.drain(..) {
         let _ = h.wait(Duration::from_secs(30));
     }

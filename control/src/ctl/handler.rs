@@ -388,7 +388,7 @@ impl Control<'_> {
                 .iter()
                 .map(|r| (r.name().to_string(), t.drops[*r as usize]))
                 .collect(),
-            burst_latency: crate::daemon::burst_latency_json(&t, dataplane::dpdk::tsc_hz()),
+            burst_latency: crate::counters_json::burst_latency(&t, dataplane::dpdk::tsc_hz()),
             control_bad_requests: self.bad_requests,
             control_socket: self.socket,
             control_tx: super::ControlTx {

@@ -41,6 +41,15 @@ pub use msg::{BusRepr, BusStatus, ClrRepr, StateId, TdbRepr, UpdCRepr};
 pub use state::{KeyRepr, PeerRepr, ScrubRepr, StateRepr};
 pub use walk::{Message, Section, WalkError, Walker};
 
+/// Builds a NUL-padded interface name; longer names are truncated to 15
+/// bytes so a terminating NUL always remains (as `strlcpy` does).
+pub fn ifname_from_str(name: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let n = name.len().min(15);
+    out[..n].copy_from_slice(&name.as_bytes()[..n]);
+    out
+}
+
 /// pfsync protocol version spoken and accepted (§2.1).
 pub const PFSYNC_VERSION: u8 = 6;
 /// IP protocol number of pfsync (§1).

@@ -108,14 +108,7 @@ pub fn ifname_trimmed(name: &[u8; 16]) -> &[u8] {
     &name[..end]
 }
 
-/// Builds a NUL-padded interface name; longer names are truncated to 15
-/// bytes so a terminating NUL always remains (as `strlcpy` does).
-pub fn ifname_from_str(name: &str) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    let n = name.len().min(15);
-    out[..n].copy_from_slice(&name.as_bytes()[..n]);
-    out
-}
+pub use super::ifname_from_str;
 
 // ---------------------------------------------------------------------------
 // §3.2 INS_ACK, UPD_REQ, DEL_C
@@ -173,6 +166,17 @@ pub struct StateId {
     pub id: u64,
     /// Creator's hostid (opaque, compared bytewise).
     pub creatorid: u32,
+}
+
+impl super::state::StateRepr {
+    /// The state's identity (here, so that the state codec does not
+    /// depend on the message codecs).
+    pub const fn state_id(&self) -> StateId {
+        StateId {
+            id: self.id,
+            creatorid: self.creatorid,
+        }
+    }
 }
 
 impl StateId {

@@ -869,13 +869,6 @@ pub struct StateRepr {
 }
 
 impl StateRepr {
-    /// The state's identity.
-    pub const fn state_id(&self) -> super::msg::StateId {
-        super::msg::StateId {
-            id: self.id,
-            creatorid: self.creatorid,
-        }
-    }
     /// Parses.
     pub fn parse<T: AsRef<[u8]>>(v: &State<T>) -> Result<StateRepr> {
         v.check_len()?;
@@ -954,7 +947,7 @@ impl StateRepr {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::pfsync::wire::msg::ifname_from_str;
+    use crate::pfsync::wire::ifname_from_str;
     use proptest::prelude::*;
 
     /// The state of the spec's worked example (§7).
