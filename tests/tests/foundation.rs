@@ -6,8 +6,20 @@ use std::time::Duration;
 
 fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
     let p = dir.join("dpf.toml");
-    std::fs::write(&p, body).expect("writing config");
+    std::fs::write(&p, with_socket(dir, "dpf", body)).expect("writing config");
     p
+}
+
+/// `body` with a control socket of its own in `dir` (tests run in
+/// parallel; a second dpf on the default socket is refused at start).
+fn with_socket(dir: &std::path::Path, name: &str, body: &str) -> String {
+    if body.contains("[control]") {
+        return body.to_string();
+    }
+    format!(
+        "{body}[control]\nsocket = \"{}\"\n",
+        dir.join(format!("{name}.sock")).display()
+    )
 }
 
 /// Starts dpf on a `dpf.toml` holding `body`; returns its exit code and
@@ -154,23 +166,23 @@ fn two_processes_over_memif_pass_traffic_and_stop_cleanly() {
     let cfg_b = dir.path().join("b.toml");
     std::fs::write(
         &cfg_b,
-        format!(
+        with_socket(dir.path(), "b", &format!(
             "[eal]\nargs = {}\n[[port]]\nname = \"in0\"\ndevice = \"net_memif0,role=client,socket={},id=0,socket-abstract=no\"\n[[port]]\nname = \"out0\"\ndevice = \"net_pcap0,tx_pcap={}\"\n[wire]\npairs = [[\"in0\", \"out0\"]]\n",
             eal(&prefix_b),
             sock.display(),
             output.display()
-        ),
+        )),
     )
     .unwrap();
     let cfg_a = dir.path().join("a.toml");
     std::fs::write(
         &cfg_a,
-        format!(
+        with_socket(dir.path(), "a", &format!(
             "[eal]\nargs = {}\n[[port]]\nname = \"src0\"\ndevice = \"net_pcap0,rx_pcap={},infinite_rx=1\"\n[[port]]\nname = \"link0\"\ndevice = \"net_memif0,role=server,socket={},id=0,socket-abstract=no\"\n[wire]\npairs = [[\"src0\", \"link0\"]]\n",
             eal(&prefix_a),
             input.display(),
             sock.display()
-        ),
+        )),
     )
     .unwrap();
     let a = Proc::spawn(
