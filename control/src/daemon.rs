@@ -3,14 +3,14 @@
 //! SIGINT/SIGTERM (workers stop, ports stop and close, stats are printed,
 //! EAL is cleaned up).
 
-use crate::carpd::Carp;
+use crate::carp::engine::Carp;
 use crate::config::{Config, Device, Mode};
 use crate::ctl::handler::Control;
 use crate::ctl::server::Server;
 use crate::log::Level;
+use crate::pfsync::engine::{Sync, SyncEvent, SyncSetup, BULK_DEMOTE};
 use crate::preload;
 use crate::slowpath::SlowPath;
-use crate::syncd::{Sync, SyncEvent, SyncSetup, BULK_DEMOTE};
 use anyhow::{bail, Context, Result};
 use dataplane::command::command_channel;
 use dataplane::counters::{DropReason, Punt, SharedCounters, SLOW_CLASSES};
@@ -46,7 +46,7 @@ pub struct RunOptions {
     /// pfsync creator id of this box (random when not set).
     pub creatorid: Option<u32>,
     /// Write a line per pfsync state message sent or received here (for
-    /// the sync benchmark; see [`crate::syncd`]).
+    /// the sync benchmark; see [`crate::pfsync::engine`]).
     pub sync_trace: Option<std::path::PathBuf>,
 }
 
@@ -117,7 +117,7 @@ fn af_packet_iface(device: &crate::config::Device) -> Option<String> {
 }
 
 /// Whether a frame this box built is pfsync (IPv4 protocol 240, untagged:
-/// the only shape syncd builds).
+/// the only shape the pfsync engine builds).
 fn is_pfsync_frame(frame: &[u8]) -> bool {
     frame.get(12..14) == Some(&[0x08, 0x00][..]) && frame.get(23) == Some(&240)
 }

@@ -2,7 +2,6 @@
 //! control socket. The binaries `dpf` and `dpfctl` live in `src/bin`.
 
 pub mod carp;
-pub mod carpd;
 pub mod config;
 pub mod counters_json;
 pub mod ctl;
@@ -12,4 +11,3 @@ pub mod pfsync;
 pub mod preload;
 pub mod rule_env;
 pub mod slowpath;
-pub mod syncd;

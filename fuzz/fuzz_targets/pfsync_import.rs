@@ -1,4 +1,4 @@
-//! Fuzz target `pfsync_import`. Received pfsync frames through syncd::Sync::handle into two workers' pipelines (import records, sync_poll) and back out through Sync::poll / send_bulk.
+//! Fuzz target `pfsync_import`. Received pfsync frames through pfsync::engine::Sync::handle into two workers' pipelines (import records, sync_poll) and back out through Sync::poll / send_bulk.
 //! The body is `dpf_tests::fuzz_bodies::pfsync_import`, shared with the smoke test.
 #![no_main]
 

@@ -13,9 +13,9 @@
 //! | [`ctl`] | `ctl::parse_request` |
 //! | [`slowpath`] | `slowpath::SlowPath::handle` / `resolve` / `poll` on a router with addresses and VIPs, moving clock |
 //! | [`pipeline`] | `pipeline::Pipeline::process_burst` with state across bursts (wire and router mode, lookahead on and off, one or two workers), `expire` |
-//! | [`pfsync_import`] | `syncd::Sync::handle` (received pfsync → import records) into two workers' pipelines (`sync_poll`), `Sync::poll` / `send_bulk` |
+//! | [`pfsync_import`] | `pfsync::engine::Sync::handle` (received pfsync → import records) into two workers' pipelines (`sync_poll`), `Sync::poll` / `send_bulk` |
 //! | [`import_records`] | arbitrary `export::ImportRecord`s through a pipeline's import ring (`set_sync`, `sync_poll`), with packets of the imported states |
-//! | [`carp_engine`] | `carpd::Carp::handle` (§2.5 validation + the VHID state machines), `poll`, `set_link`, `carpdemote`, moving clock |
+//! | [`carp_engine`] | `carp::engine::Carp::handle` (§2.5 validation + the VHID state machines), `poll`, `set_link`, `carpdemote`, moving clock |
 //!
 //! Invariants asserted beyond "does not panic", where they are cheap:
 //! `parse(emit(parse(x))) == parse(x)` for every `Repr` (and
@@ -1561,7 +1561,7 @@ const PEER_CREATORID: u32 = 0x0dbf_0002;
 const OUR_SYNC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0f, 0x01];
 
 /// pfsync's receive side end to end: received frames go through
-/// [`control::syncd::Sync::handle`] (`receive_frame`, the message walker,
+/// [`control::pfsync::engine::Sync::handle`] (`receive_frame`, the message walker,
 /// validation, the import records routed to the owning worker), two
 /// workers' pipelines apply them (`sync_poll`), answer on their export
 /// rings, and `Sync::poll` packs and sends; a bulk request is answered
@@ -1578,7 +1578,7 @@ pub fn pfsync_import(data: &[u8]) {
 
 /// [`pfsync_import`], returning the states the workers imported and hold.
 pub fn pfsync_import_run(data: &[u8]) -> (u64, usize) {
-    use control::syncd::{Sync, SyncEvent, SyncSetup};
+    use control::pfsync::engine::{Sync, SyncEvent, SyncSetup};
     use dataplane::export::{ImportRecord, StateRecord};
     use dataplane::pipeline::{Pipeline, PipelineConfig};
     use dataplane::state::Shard;
@@ -1889,7 +1889,7 @@ pub fn import_records_run(data: &[u8]) -> dataplane::counters::WorkerCounters {
 
 // --------------------------------------------------------------- carp_engine
 
-/// The CARP engine of [`ROUTER_TOML`] ([`control::carpd::Carp`]: the §2.5
+/// The CARP engine of [`ROUTER_TOML`] ([`control::carp::engine::Carp`]: the §2.5
 /// validation, each VHID's state machine, its timers and actions) fed
 /// arbitrary frames and adverts built with the peer's key from
 /// fuzz-chosen fields (so they pass the HMAC and reach the election),
@@ -1910,10 +1910,10 @@ pub fn carp_engine(data: &[u8]) {
 /// [`carp_engine`], returning the CARP counters and whether a carp
 /// interface was ever MASTER.
 pub fn carp_engine_run(data: &[u8]) -> (control::carp::CarpStats, bool) {
+    use control::carp::engine::Carp;
     use control::carp::wire::{
         AdvertFrameV4, AdvertFrameV6, Repr, ADVERT_V4_FRAME_LEN, ADVERT_V6_FRAME_LEN,
     };
-    use control::carpd::Carp;
     let config = router_config();
     let (routing, _) = router_routing();
     let mut carp = Carp::new(

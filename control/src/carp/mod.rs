@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod demote;
+pub mod engine;
 pub mod fsm;
 pub mod stats;
 pub mod validate;

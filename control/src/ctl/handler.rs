@@ -56,9 +56,9 @@ pub struct Control<'a> {
     /// Router mode: the slow path (neighbours, counters).
     pub slowpath: Option<&'a crate::slowpath::SlowPath>,
     /// CARP, if configured.
-    pub carp: Option<&'a mut crate::carpd::Carp>,
+    pub carp: Option<&'a mut crate::carp::engine::Carp>,
     /// pfsync, if configured.
-    pub sync: Option<&'a mut crate::syncd::Sync>,
+    pub sync: Option<&'a mut crate::pfsync::engine::Sync>,
     /// Frames commands produce (advertisements of a bow-out...).
     pub out: &'a mut Vec<crate::slowpath::Out>,
     /// Frames the control thread sent, dropped (its queue full) and still
@@ -403,7 +403,7 @@ impl Control<'_> {
         }
     }
 
-    fn carp_mut(&mut self) -> Result<&mut crate::carpd::Carp, String> {
+    fn carp_mut(&mut self) -> Result<&mut crate::carp::engine::Carp, String> {
         self.carp
             .as_deref_mut()
             .ok_or_else(|| "no carp interfaces are configured".to_string())

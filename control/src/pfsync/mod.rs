@@ -10,7 +10,7 @@
 //! | [`recv`] | the §5.3 validity checks of received state messages |
 //! | [`stats`] | the 16 `net.inet.pfsync.stats` counters (§5.9) |
 //!
-//! The shell that runs is [`crate::syncd`], on the control thread: it
+//! The shell that runs is [`crate::pfsync::engine`], on the control thread: it
 //! receives the frames the slow path hands it, checks them with
 //! [`wire::frame::receive_frame`] (and [`auth`] when configured), walks
 //! them and passes each state to the worker that owns it; it drains the
@@ -21,6 +21,7 @@
 //! Invariants kept across the module: no `unsafe`; no panics on any input.
 
 pub mod auth;
+pub mod engine;
 pub mod pack;
 pub mod recv;
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The §5.3 validity checks a received state message must pass before
-//! [`crate::syncd`] hands it to a worker (`spec/pfsync.md` §5.3, §5.4).
+//! [`crate::pfsync::engine`] hands it to a worker (`spec/pfsync.md` §5.3, §5.4).
 //! Merging (§5.3.1) runs on the worker that owns the state
 //! (`dataplane::state::merge_peer_update`); this module only decides
 //! whether a message's field values are acceptable at all.

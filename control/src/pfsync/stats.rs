@@ -1,7 +1,7 @@
 //! pfsync statistics (`spec/pfsync.md` §5.9): the 16 64-bit counters of
 //! `net.inet.pfsync.stats`, in OpenBSD's order and with its names.
 //!
-//! One [`PfsyncStats`] per writer ([`crate::syncd::Sync`], on the control
+//! One [`PfsyncStats`] per writer ([`crate::pfsync::engine::Sync`], on the control
 //! thread, owns one); readers sum.
 //! The counters only grow (wrapping on overflow is not a concern at 64
 //! bits).
