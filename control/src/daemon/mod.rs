@@ -31,6 +31,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod inject;
+mod links;
+mod replay;
+
+use inject::{InjectQueue, MBUF_DATA_ROOM};
+use links::{gateways, link_up};
+pub use replay::replay;
+
 /// Options of one run that are not in the configuration file.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -62,65 +70,6 @@ const SLOW_RING: u32 = 4095;
 const INJECT_RING: u32 = 1023;
 /// Resolve requests per worker.
 const RESOLVE_RING: usize = 256;
-
-/// The routes' gateways, which the slow path keeps resolved.
-fn gateways(config: &Config) -> Vec<ResolveRequest> {
-    let mut v: Vec<ResolveRequest> = Vec::new();
-    for r in &config.routes {
-        let Some(via) = r.via else { continue };
-        let (af, addr) = Addr::from_ip(via);
-        let req = ResolveRequest {
-            af,
-            addr,
-            port: r.port as u16,
-        };
-        if !v.contains(&req) {
-            v.push(req);
-        }
-    }
-    v
-}
-
-/// Whether port `i` has link. DPDK's af_packet PMD reports its link up
-/// from start to stop whatever the kernel interface does, so for
-/// `net_af_packet` ports the kernel interface's carrier and operstate
-/// decide (a carpdev whose cable is pulled goes INIT and demotes, as the
-/// FAQ describes); other PMDs report the real link.
-fn link_up(config: &Config, i: usize, port: &Port) -> bool {
-    let pmd_up = port.link().up;
-    let Some(iface) = config.ports.get(i).and_then(|p| af_packet_iface(&p.device)) else {
-        return pmd_up;
-    };
-    let read = |what: &str| {
-        std::fs::read_to_string(format!("/sys/class/net/{iface}/{what}"))
-            .map(|s| s.trim().to_string())
-            .ok()
-    };
-    let carrier = read("carrier").is_some_and(|c| c == "1");
-    let oper = read("operstate").is_some_and(|o| o == "up" || o == "unknown");
-    pmd_up && carrier && oper
-}
-
-/// The kernel interface behind a `net_af_packet` device (`iface=NAME`).
-fn af_packet_iface(device: &crate::config::Device) -> Option<String> {
-    let crate::config::Device::Vdev(args) = device else {
-        return None;
-    };
-    let mut parts = args.split(',');
-    if !parts.next()?.starts_with("net_af_packet") {
-        return None;
-    }
-    parts
-        .find_map(|kv| kv.strip_prefix("iface="))
-        .filter(|n| !n.is_empty() && !n.contains('/') && !n.contains(".."))
-        .map(str::to_string)
-}
-
-/// Whether a frame this box built is pfsync (IPv4 protocol 240, untagged:
-/// the only shape the pfsync engine builds).
-fn is_pfsync_frame(frame: &[u8]) -> bool {
-    frame.get(12..14) == Some(&[0x08, 0x00][..]) && frame.get(23) == Some(&240)
-}
 
 /// Frames the control thread takes from each slow-path ring per round
 /// ([`Punt::class`] order: CARP and pfsync, ARP and ND, the rest). A round
@@ -155,106 +104,6 @@ fn list_states(clients: &mut [dataplane::command::CommandClient]) -> Vec<datapla
         crate::log!(Level::Warning, "pfsync bulk update: {e}");
     }
     states
-}
-
-/// Frames the control thread sends (advertisements, replies, pfsync
-/// packets), kept in order until the injection ring that worker 0 drains
-/// has room: a bulk update of a large table produces far more packets than
-/// the ring holds, and none may be lost. Bounded: beyond
-/// [`INJECT_PENDING_MAX`] frames the newest are dropped and counted.
-struct InjectQueue {
-    /// CARP, ARP/ND, ICMP: ahead of everything pfsync queued, so a bulk
-    /// update never delays an advertisement.
-    urgent: std::collections::VecDeque<crate::slowpath::Out>,
-    /// pfsync packets, in order.
-    pending: std::collections::VecDeque<crate::slowpath::Out>,
-    sent: u64,
-    dropped: u64,
-}
-
-/// Frames waiting for the injection ring, at most.
-const INJECT_PENDING_MAX: usize = 1 << 20;
-
-/// Bytes of frame one packet buffer holds (after its 128-byte headroom):
-/// pfsync sizes its packets to it.
-const MBUF_DATA_ROOM: usize = 2048;
-
-impl InjectQueue {
-    fn new() -> InjectQueue {
-        InjectQueue {
-            urgent: std::collections::VecDeque::new(),
-            pending: std::collections::VecDeque::new(),
-            sent: 0,
-            dropped: 0,
-        }
-    }
-
-    /// Queues `out` and sends what the ring takes now.
-    fn send(&mut self, out: Vec<crate::slowpath::Out>, pool: &Mempool, ring: &MbufRing) {
-        for o in out {
-            // Larger than a packet buffer: never sendable, never counted
-            // as sent.
-            if o.1.len() > MBUF_DATA_ROOM {
-                self.dropped += 1;
-                continue;
-            }
-            let q = if is_pfsync_frame(&o.1) {
-                &mut self.pending
-            } else {
-                &mut self.urgent
-            };
-            if q.len() < INJECT_PENDING_MAX {
-                q.push_back(o);
-            } else {
-                self.dropped += 1;
-            }
-        }
-        self.flush(pool, ring);
-    }
-
-    /// Sends queued frames, urgent ones first, until the ring (or the
-    /// packet pool) is full.
-    fn flush(&mut self, pool: &Mempool, ring: &MbufRing) {
-        for q in [&mut self.urgent, &mut self.pending] {
-            while let Some((port, frame)) = q.front() {
-                if !transmit(pool, ring, *port, frame) {
-                    return;
-                }
-                q.pop_front();
-                self.sent += 1;
-            }
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.urgent.is_empty() && self.pending.is_empty()
-    }
-
-    fn len(&self) -> usize {
-        self.urgent.len() + self.pending.len()
-    }
-}
-
-/// Copies `frame` into a fresh mbuf for `port` and queues it for worker 0
-/// to send (the control thread never uses a worker's tx queue). Returns
-/// false, keeping nothing, when the pool or the ring is full.
-fn transmit(pool: &Mempool, inject: &MbufRing, port: u16, frame: &[u8]) -> bool {
-    let Some(mut m) = Mbuf::alloc(pool) else {
-        return false;
-    };
-    let Some(data) = m.append(frame.len() as u16) else {
-        // Larger than an mbuf: never sendable, do not retry it.
-        return true;
-    };
-    data.copy_from_slice(frame);
-    m.set_port(port);
-    let raw = RawMbuf(m.into_raw());
-    if inject.enqueue_burst(&[raw]) == 0 {
-        // SAFETY: the ring refused it; we still own it.
-        drop(unsafe { Mbuf::from_raw(raw.0) });
-        return false;
-    }
-    true
 }
 
 /// Reply ring capacity of a worker's command port (states per poll).
@@ -974,93 +823,4 @@ fn print_stats(
             println!("  drop {:<22} {n:>12}", r.name());
         }
     }
-}
-
-/// `dpf --replay`: runs `input` through `workers` pipelines built from the
-/// configuration, without DPDK, writing forwarded packets to `output`, and
-/// prints the counters as JSON. Packet timestamps are the clock.
-pub fn replay(
-    config: &Config,
-    ruleset: Ruleset,
-    workers: usize,
-    input: &std::path::Path,
-    output: &std::path::Path,
-    creatorid: u32,
-) -> Result<()> {
-    seed_flow_hash()?;
-    let workers = workers.max(1);
-    let per_shard = shard_capacity(ruleset.options.limit_states, workers);
-    let cfg = pipeline_config(config, workers, creatorid);
-    let rules = Arc::new(ruleset);
-    // Replay has no ports: interfaces without a configured mac get
-    // 02:00:00:00:00:<index+1>.
-    let macs: Vec<[u8; 6]> = (0..config.ports.len())
-        .map(|i| [2, 0, 0, 0, 0, i as u8 + 1])
-        .collect();
-    let (routing, statics) = build_routing(config, &macs);
-    let routing = Arc::new(routing);
-    let neighbors = Arc::new(Neighbors::new(statics.iter().copied()));
-    let mut slowpath =
-        SlowPath::new(Arc::clone(&routing), &statics).with_neighbor_limit(config.neighbor_limit);
-    let mut resolve = Vec::new();
-    let mut pipelines = Vec::new();
-    for w in 0..workers {
-        let shard = Shard::new(per_shard, w as u8)
-            .map_err(|e| anyhow::anyhow!("state table of worker {w}: {e}"))?;
-        let mut c = cfg.clone();
-        c.worker = w;
-        let mut p = Pipeline::new(c, Arc::clone(&rules), shard);
-        if config.mode == Mode::Router {
-            let (tx, rx) = ring::channel(RESOLVE_RING);
-            resolve.push(rx);
-            p.set_router(Arc::clone(&routing), Arc::clone(&neighbors), Some(tx));
-        }
-        pipelines.push(p);
-    }
-    let mut writer = preload::writer(output, config.ports.len())?;
-    let mut refs: Vec<&mut Pipeline> = pipelines.iter_mut().collect();
-    let hook = (config.mode == Mode::Router).then_some(preload::SlowPathHook {
-        slowpath: &mut slowpath,
-        resolve: &mut resolve,
-    });
-    preload::run(
-        input,
-        &mut refs,
-        preload::Clock::Timestamps,
-        Some(&mut writer),
-        hook,
-    )
-    .with_context(|| format!("replaying {}", input.display()))?;
-    drop(writer);
-    let shared = SharedCounters::new(workers);
-    for (w, p) in pipelines.iter().enumerate() {
-        shared.publish(w, &p.counters);
-    }
-    let mut v = crate::counters_json::totals(&shared, Duration::ZERO, 0);
-    let states: Vec<serde_json::Value> =
-        pipelines
-            .iter()
-            .flat_map(|p| {
-                p.shard().iter().map(|(_, st)| {
-            let k = st.key();
-            serde_json::json!({
-                "id": format!("{:016x}", st.id()),
-                "creatorid": format!("{:08x}", st.creatorid()),
-                "worker": st.id_shard(),
-                "proto": k.proto,
-                "src": format!("{:?}", st.src_endpoint().0), "sport": st.src_endpoint().1,
-                "dst": format!("{:?}", st.dst_endpoint().0), "dport": st.dst_endpoint().1,
-                "src_state": st.src.state, "dst_state": st.dst.state,
-                "timeout": st.timeout.name(),
-            })
-        }).collect::<Vec<_>>()
-            })
-            .collect();
-    v["states"] = states.len().into();
-    v["state_list"] = states.into();
-    if config.mode == Mode::Router {
-        v["slow_path_stats"] = serde_json::to_value(slowpath.stats).unwrap_or_default();
-    }
-    println!("{v}");
-    Ok(())
 }
