@@ -1296,7 +1296,7 @@ fn nd_min_len(t: u8) -> Option<usize> {
     }
 }
 
-/// A solicited-node group, ff02::1:ffXX:XXXX.
+/// A solicited-node group (ff02::1:ff00:0/104).
 fn is_solicited_node(a: &Addr) -> bool {
     a.0[..13] == [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff]
 }

@@ -60,8 +60,6 @@ pub const CARP_GROUP_MAC_V6: MacAddr = [0x33, 0x33, 0x00, 0x00, 0x00, 0x12];
 const ETHERTYPE_IPV4: u16 = 0x0800;
 /// EtherType IPv6.
 const ETHERTYPE_IPV6: u16 = 0x86dd;
-/// EtherType 802.1Q VLAN tag.
-const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHER_HEADER_LEN: usize = 14;
 const IPV4_HEADER_LEN: usize = 20;
 const IPV6_HEADER_LEN: usize = 40;
@@ -515,80 +513,47 @@ impl<'a> Frame<'a> {
     }
 }
 
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
-}
-
-/// Parses Ethernet (optionally one 802.1Q tag) + IPv4/IPv6 down to the CARP
-/// payload. IPv6 extension headers are not followed (next header must be
-/// 112). Never panics.
+/// Parses Ethernet (with its VLAN tags) + IPv4/IPv6 (options and
+/// extension headers walked) down to the CARP payload, with the
+/// dataplane's classifier — the one parse every frame gets. Never panics.
 pub fn parse_frame(frame: &[u8]) -> Result<Frame<'_>, FrameError> {
-    let mut ethertype = be16(frame, 12).ok_or(FrameError::Truncated)?;
-    let mut l3 = ETHER_HEADER_LEN;
-    if ethertype == ETHERTYPE_VLAN {
-        ethertype = be16(frame, 16).ok_or(FrameError::Truncated)?;
-        l3 += 4;
-    }
-    let ip = frame.get(l3..).ok_or(FrameError::Truncated)?;
-    match ethertype {
-        ETHERTYPE_IPV4 => parse_ipv4(ip),
-        ETHERTYPE_IPV6 => parse_ipv6(ip),
-        _ => Err(FrameError::NotCarp),
-    }
-}
-
-fn parse_ipv4(ip: &[u8]) -> Result<Frame<'_>, FrameError> {
-    let hdr = ip.get(..IPV4_HEADER_LEN).ok_or(FrameError::Truncated)?;
-    if hdr[0] >> 4 != 4 {
+    use dataplane::flow::{Af, Direction, IfIndex};
+    use dataplane::wire::{classify, FrameKind, WireError};
+    let c = classify(frame, IfIndex(0), Direction::In).map_err(|e| match e {
+        WireError::Truncated | WireError::BadIpTotalLen => FrameError::Truncated,
+        WireError::BadIpChecksum => FrameError::BadIpChecksum,
+        _ => FrameError::Malformed,
+    })?;
+    let FrameKind::Ip {
+        info,
+        l4_offset,
+        fragment,
+        ..
+    } = c.kind
+    else {
+        return Err(FrameError::NotCarp);
+    };
+    // Not reassembled here.
+    if fragment {
         return Err(FrameError::Malformed);
     }
-    let ihl = usize::from(hdr[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
-    if ihl < IPV4_HEADER_LEN || total < ihl {
-        return Err(FrameError::Malformed);
-    }
-    let datagram = ip.get(..total).ok_or(FrameError::Truncated)?;
-    let header = &datagram[..ihl];
-    // More-fragments set or a non-zero offset: not reassembled here.
-    if u16::from_be_bytes([hdr[6], hdr[7]]) & 0x3fff != 0 {
-        return Err(FrameError::Malformed);
-    }
-    if hdr[9] != IPPROTO_CARP {
+    if info.proto != IPPROTO_CARP {
         return Err(FrameError::NotCarp);
     }
-    if !cfg!(fuzzing) && internet_checksum(header) != 0 {
-        return Err(FrameError::BadIpChecksum);
-    }
-    let src = Ipv4Addr::new(hdr[12], hdr[13], hdr[14], hdr[15]);
-    let dst = Ipv4Addr::new(hdr[16], hdr[17], hdr[18], hdr[19]);
-    Ok(Frame {
-        src: src.into(),
-        dst: dst.into(),
-        ttl: hdr[8],
-        payload: &datagram[ihl..],
-    })
-}
-
-fn parse_ipv6(ip: &[u8]) -> Result<Frame<'_>, FrameError> {
-    let hdr = ip.get(..IPV6_HEADER_LEN).ok_or(FrameError::Truncated)?;
-    if hdr[0] >> 4 != 6 {
-        return Err(FrameError::Malformed);
-    }
-    if hdr[6] != IPPROTO_CARP {
-        return Err(FrameError::NotCarp);
-    }
-    let payload_len = usize::from(u16::from_be_bytes([hdr[4], hdr[5]]));
-    let payload = ip
-        .get(IPV6_HEADER_LEN..IPV6_HEADER_LEN + payload_len)
+    let end = usize::from(c.l3_offset) + usize::from(info.ip_len);
+    let payload = frame
+        .get(usize::from(l4_offset)..end)
         .ok_or(FrameError::Truncated)?;
-    let mut src = [0u8; 16];
-    src.copy_from_slice(&hdr[8..24]);
-    let mut dst = [0u8; 16];
-    dst.copy_from_slice(&hdr[24..40]);
+    let addr = |a: &dataplane::flow::Addr| -> IpAddr {
+        match info.af {
+            Af::Inet => Ipv4Addr::from(a.v4_octets()).into(),
+            Af::Inet6 => Ipv6Addr::from(a.0).into(),
+        }
+    };
     Ok(Frame {
-        src: Ipv6Addr::from(src).into(),
-        dst: Ipv6Addr::from(dst).into(),
-        ttl: hdr[7],
+        src: addr(&info.src),
+        dst: addr(&info.dst),
+        ttl: info.ttl,
         payload,
     })
 }
@@ -781,13 +746,19 @@ pub(crate) mod tests {
         assert_eq!(parse_frame(&FRAME_V4[..10]), Err(FrameError::Truncated));
         assert_eq!(parse_frame(&FRAME_V4[..60]), Err(FrameError::Truncated));
         let mut other = FRAME_V4;
-        other[23] = 17; // UDP
+        other[23] = 47; // GRE, with the header checksum made right again
+        other[24..26].copy_from_slice(&[0, 0]);
+        let sum = internet_checksum(&other[14..34]);
+        other[24..26].copy_from_slice(&sum.to_be_bytes());
         assert_eq!(parse_frame(&other), Err(FrameError::NotCarp));
         let mut arp = FRAME_V4;
         arp[12..14].copy_from_slice(&[0x08, 0x06]);
         assert_eq!(parse_frame(&arp), Err(FrameError::NotCarp));
         let mut frag = FRAME_V4;
-        frag[20] = 0x20; // MF
+        frag[20] = 0x20; // MF, with the header checksum made right again
+        frag[24..26].copy_from_slice(&[0, 0]);
+        let sum = internet_checksum(&frag[14..34]);
+        frag[24..26].copy_from_slice(&sum.to_be_bytes());
         assert_eq!(parse_frame(&frag), Err(FrameError::Malformed));
         #[cfg(not(fuzzing))]
         {
@@ -795,9 +766,11 @@ pub(crate) mod tests {
             bad[22] = 64; // TTL changed, checksum now wrong
             assert_eq!(parse_frame(&bad), Err(FrameError::BadIpChecksum));
         }
+        // Extension headers are walked: a hop-by-hop header made of the
+        // CARP bytes is not CARP either way.
         let mut v6 = FRAME_V6;
         v6[20] = 0; // next header hop-by-hop
-        assert_eq!(parse_frame(&v6), Err(FrameError::NotCarp));
+        assert!(parse_frame(&v6).is_err());
         assert_eq!(parse_frame(&FRAME_V6[..80]), Err(FrameError::Truncated));
     }
 

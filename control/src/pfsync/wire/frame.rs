@@ -262,16 +262,54 @@ impl<'a> RxPacket<'a> {
     }
 }
 
-/// Checks an Ethernet frame and then runs [`receive_ip`] on its payload.
+/// Parses an Ethernet frame with the dataplane's classifier (VLAN tags,
+/// IPv4 options, the header checksum: the one parse every frame gets) and
+/// applies the §1.1 checks, counting as [`receive_ip`] does.
 pub fn receive_frame<'a>(
     frame: &'a [u8],
     ctx: &RxContext,
     stats: &mut PfsyncStats,
 ) -> Result<RxPacket<'a>, RxDrop> {
-    if frame.len() < ETH_HDR_LEN || be16(frame, 12) != ETHERTYPE_IPV4 {
+    use dataplane::flow::{Af, Direction, IfIndex};
+    use dataplane::wire::{classify, FrameKind, WireError};
+    if frame.len() < ETH_HDR_LEN {
         return Err(RxDrop::NotIpv4);
     }
-    receive_ip(&frame[ETH_HDR_LEN..], ctx, stats)
+    let c = classify(frame, IfIndex(0), Direction::In).map_err(|e| match e {
+        WireError::BadIpChecksum => RxDrop::IpChecksum,
+        WireError::BadIpVersion => RxDrop::NotIpv4,
+        _ => RxDrop::IpMalformed,
+    })?;
+    let FrameKind::Ip {
+        info,
+        l4_offset,
+        fragment,
+        ..
+    } = c.kind
+    else {
+        return Err(RxDrop::NotIpv4);
+    };
+    if info.af != Af::Inet {
+        return Err(RxDrop::NotIpv4);
+    }
+    if fragment {
+        return Err(RxDrop::Fragment);
+    }
+    if info.proto != IPPROTO_PFSYNC {
+        return Err(RxDrop::NotPfsync);
+    }
+    // The IP total length bounds the packet (link-layer padding dropped).
+    let end = usize::from(c.l3_offset) + usize::from(info.ip_len);
+    let pfsync = frame
+        .get(usize::from(l4_offset)..end)
+        .ok_or(RxDrop::IpMalformed)?;
+    let packet = RxPacket {
+        src_ip: info.src.v4_octets(),
+        dst_ip: info.dst.v4_octets(),
+        pfsync,
+        trailer: &[],
+    };
+    count_and_check(packet, info.ttl, ctx, stats)
 }
 
 /// Checks an IPv4 packet (trailing link padding allowed) and applies the
@@ -307,9 +345,16 @@ pub fn receive_ip<'a>(
         pfsync: &ip[ihl..],
         trailer: &[],
     };
-    let ttl = ip[8];
+    count_and_check(packet, ip[8], ctx, stats)
+}
 
-    // §1.1, in order.
+/// `ipackets`, then §1.1 in order, counting the drop.
+fn count_and_check<'a>(
+    packet: RxPacket<'a>,
+    ttl: u8,
+    ctx: &RxContext,
+    stats: &mut PfsyncStats,
+) -> Result<RxPacket<'a>, RxDrop> {
     stats.incr(Counter::Ipackets);
     let verdict = check_pfsync(packet, ttl, ctx);
     if let Err(drop) = verdict {
@@ -515,7 +560,7 @@ mod tests {
         );
         let other = with_ip_checksum({
             let mut f = DEL_C_FRAME.to_vec();
-            f[23] = 17;
+            f[23] = 47;
             f
         });
         assert_eq!(
