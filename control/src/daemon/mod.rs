@@ -8,14 +8,14 @@ use crate::config::{Config, Device, Mode};
 use crate::ctl::handler::Control;
 use crate::ctl::server::Server;
 use crate::log::Level;
-use crate::pfsync::engine::{Sync, SyncEvent, SyncSetup, BULK_DEMOTE};
+use crate::pfsync::engine::{Sync, SyncSetup, BULK_DEMOTE};
 use crate::preload;
 use crate::slowpath::SlowPath;
 use anyhow::{bail, Context, Result};
 use dataplane::command::command_channel;
-use dataplane::counters::{DropReason, Punt, SharedCounters, SLOW_CLASSES};
+use dataplane::counters::{DropReason, SharedCounters, SLOW_CLASSES};
+use dataplane::dpdk::MbufRing;
 use dataplane::dpdk::{self, Eal, Mempool, Port, PortConfig, PortId};
-use dataplane::dpdk::{Mbuf, MbufRing, RawMbuf};
 use dataplane::flow::{set_hash_secret, Addr, HASH_SECRET_WORDS};
 use dataplane::pipeline::{Pipeline, PipelineConfig};
 use dataplane::ring::{self, Consumer, Producer};
@@ -31,9 +31,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod engines;
 mod inject;
 mod links;
 mod replay;
+
+use engines::Engines;
 
 use inject::{InjectQueue, MBUF_DATA_ROOM};
 use links::{gateways, link_up};
@@ -284,20 +287,9 @@ pub fn run(config: Config, ruleset: Ruleset, opts: RunOptions) -> Result<i32> {
     result
 }
 
-fn run_with_eal(
-    config: &Config,
-    ruleset: Ruleset,
-    opts: &RunOptions,
-    stop_signal: &AtomicBool,
-) -> Result<i32> {
-    let lcores = dpdk::worker_lcores();
-    if lcores.is_empty() {
-        bail!("EAL has no worker lcore: give at least two lcores (e.g. -l 0,1)");
-    }
-    let workers = lcores.len();
-    let pool = Mempool::new("dpf_pool", config.mbufs, 256, MBUF_DATA_ROOM as u16 + 128)
-        .context("creating the packet pool")?;
-
+/// Configures and starts every port of the configuration (one rx and one
+/// tx queue per worker), in configuration order = DPDK port id order.
+fn open_ports(config: &Config, workers: usize, pool: &Mempool) -> Result<Vec<Port>> {
     let mut ports: Vec<Port> = Vec::new();
     for spec in &config.ports {
         let id = match &spec.device {
@@ -324,7 +316,7 @@ fn run_with_eal(
             promiscuous: true,
         };
         let port =
-            Port::configure(id, &conf, &pool).with_context(|| format!("port {}", spec.name))?;
+            Port::configure(id, &conf, pool).with_context(|| format!("port {}", spec.name))?;
         ports.push(port);
     }
     let port_ids: Vec<PortId> = ports.iter().map(|p| p.id()).collect();
@@ -352,6 +344,26 @@ fn run_with_eal(
             dataplane::wire::EthernetAddress(mac)
         );
     }
+
+    Ok(ports)
+}
+
+fn run_with_eal(
+    config: &Config,
+    ruleset: Ruleset,
+    opts: &RunOptions,
+    stop_signal: &AtomicBool,
+) -> Result<i32> {
+    let lcores = dpdk::worker_lcores();
+    if lcores.is_empty() {
+        bail!("EAL has no worker lcore: give at least two lcores (e.g. -l 0,1)");
+    }
+    let workers = lcores.len();
+    let pool = Mempool::new("dpf_pool", config.mbufs, 256, MBUF_DATA_ROOM as u16 + 128)
+        .context("creating the packet pool")?;
+
+    let mut ports = open_ports(config, workers, &pool)?;
+    let port_ids: Vec<PortId> = ports.iter().map(|p| p.id()).collect();
 
     let pcfg = pipeline_config(
         config,
@@ -393,10 +405,10 @@ fn run_with_eal(
     let neighbors = Arc::new(Snapshot::new(Arc::new(Neighbors::new(
         statics.iter().copied(),
     ))));
-    let mut slowpath = SlowPath::new(Arc::clone(&routing), &statics)
+    let slowpath = SlowPath::new(Arc::clone(&routing), &statics)
         .with_neighbor_limit(config.neighbor_limit)
         .with_gateways(gateways(config));
-    let mut carp = (!config.carp.is_empty()).then(|| {
+    let carp = (!config.carp.is_empty()).then(|| {
         Carp::new(
             &config.carp,
             config.sysctl,
@@ -502,7 +514,7 @@ fn run_with_eal(
     // The control loop: sleeps ~1 ms between rounds.
     let started = Instant::now();
     let now_fn = move || clock.instant(dpdk::rdtsc());
-    let mut sync = match &config.pfsync {
+    let sync = match &config.pfsync {
         None => None,
         Some(ps) => {
             let dev = ps.syncdev as u16;
@@ -536,22 +548,27 @@ fn run_with_eal(
             )
         }
     };
-    if let (Some(s), Some(path)) = (sync.as_mut(), opts.sync_trace.as_ref()) {
+    let mut engines = Engines {
+        carp,
+        sync,
+        slowpath,
+    };
+    if let (Some(s), Some(path)) = (engines.sync.as_mut(), opts.sync_trace.as_ref()) {
         s.set_trace(path, now_fn())
             .with_context(|| format!("--sync-trace {}", path.display()))?;
     }
     let mut injectq = InjectQueue::new();
     if let Some(inject) = inject_ring.as_ref() {
         let mut out = Vec::new();
-        if let Some(c) = carp.as_mut() {
+        if let Some(c) = engines.carp.as_mut() {
             for (i, p) in ports.iter().enumerate() {
                 c.set_link(i as u16, link_up(config, i, p), now_fn(), &mut out);
             }
             c.start(now_fn(), &mut out);
         }
-        if let Some(s) = sync.as_mut() {
+        if let Some(s) = engines.sync.as_mut() {
             // Do not become MASTER without the states (spec §5.6).
-            if let Some(c) = carp.as_mut() {
+            if let Some(c) = engines.carp.as_mut() {
                 let _ = c.carpdemote("carp", BULK_DEMOTE, now_fn(), &mut out);
             }
             s.request_bulk(now_fn(), &mut out);
@@ -603,111 +620,39 @@ fn run_with_eal(
                 "control thread stalled for {:.1} s: stepping down until the state table is resynced",
                 stalled.as_secs_f64()
             );
-            if let (Some(s), Some(inject)) = (sync.as_mut(), inject_ring.as_ref()) {
+            if let Some(inject) = inject_ring.as_ref() {
                 let mut out = Vec::new();
-                if !s.bulk_pending() {
-                    if let Some(c) = carp.as_mut() {
-                        let _ = c.carpdemote("carp", BULK_DEMOTE, now_fn(), &mut out);
-                    }
-                    s.request_bulk(now_fn(), &mut out);
-                }
-                if let Some(c) = carp.as_mut() {
-                    c.step_down(now_fn(), &mut out);
-                }
+                engines.step_down_after_stall(now_fn(), &mut out);
                 injectq.send(out, &pool, inject);
             }
         }
         if let Some(inject) = inject_ring.as_ref() {
             let now = now_fn();
             let mut out = Vec::new();
-            let mut buf = [RawMbuf(std::ptr::null_mut()); 64];
-            // CARP and pfsync first, then ARP and ND, then the rest, each
-            // with a budget: a flood at the box fills its own ring (the
-            // workers count what does not fit) and never delays CARP.
-            for (ring, budget) in slow_rings.iter().zip(SLOW_BUDGETS) {
-                let Some(ring) = ring.as_ref() else { continue };
-                let mut served = 0;
-                while served < budget {
-                    let want = buf.len().min(budget - served);
-                    let n = ring.dequeue_burst(&mut buf[..want]);
-                    busy |= n > 0;
-                    served += n;
-                    for raw in &buf[..n] {
-                        // SAFETY: dequeued from a slow-path ring: workers gave
-                        // up these mbufs when they enqueued them.
-                        let Some(m) = (unsafe { Mbuf::from_raw(raw.0) }) else {
-                            continue;
-                        };
-                        match (Punt::from_tag(m.tag()), carp.as_mut(), sync.as_mut()) {
-                            (Some(Punt::Carp), Some(c), _) => {
-                                c.handle(m.data(), m.port(), now, &mut out)
-                            }
-                            (Some(Punt::Pfsync), c, Some(s)) => {
-                                match s.handle(m.data(), m.port(), now, &mut out) {
-                                    SyncEvent::BulkRequested => {
-                                        let states = list_states(&mut clients);
-                                        s.send_bulk(states, &mut out);
-                                    }
-                                    SyncEvent::BulkDone => {
-                                        if let Some(c) = c {
-                                            let _ =
-                                                c.carpdemote("carp", -BULK_DEMOTE, now, &mut out);
-                                        }
-                                    }
-                                    SyncEvent::None => {}
-                                }
-                            }
-                            // CARP or pfsync without the engine: nothing
-                            // answers them.
-                            (Some(Punt::Carp | Punt::Pfsync), _, _) => {}
-                            _ => slowpath.handle(m.data(), m.port(), now, &mut out),
-                        }
-                    }
-                    if n < want {
-                        break;
-                    }
-                }
-            }
-            for rx in resolve_rx.iter_mut() {
-                while let Some(req) = rx.pop() {
-                    slowpath.resolve(req, now, &mut out);
-                }
-            }
-            slowpath.poll(now, &mut out);
-            if let Some(c) = carp.as_mut() {
-                if Instant::now() >= next_link_poll {
-                    next_link_poll = Instant::now() + LINK_POLL;
-                    for (i, p) in ports.iter().enumerate() {
-                        c.set_link(i as u16, link_up(config, i, p), now, &mut out);
-                    }
-                }
-                c.poll(now, &mut out);
-            }
-            if let Some(s) = sync.as_mut() {
-                // A unicast syncpeer is resolved like any next hop.
-                if let Some(peer) = s.unicast_peer() {
-                    let addr = dataplane::flow::Addr::v4(peer.octets());
-                    let af = dataplane::flow::Af::Inet;
-                    let port = config.pfsync.as_ref().map_or(0, |p| p.syncdev as u16);
-                    let nb = neighbors.load().get(af, &addr).filter(|n| n.port == port);
-                    if nb.is_none() {
-                        let req = dataplane::route::ResolveRequest { af, addr, port };
-                        slowpath.resolve(req, now, &mut out);
-                    }
-                    s.set_peer_mac(nb.map(|n| n.mac), &mut out);
-                }
-                if s.poll(now, &mut out) {
-                    if let Some(c) = carp.as_mut() {
-                        let _ = c.carpdemote("carp", -BULK_DEMOTE, now, &mut out);
-                    }
-                }
-            }
+            busy |= engines.serve_slow_rings(&slow_rings, &mut clients, now, &mut out);
+            let links = (Instant::now() >= next_link_poll).then(|| {
+                next_link_poll = Instant::now() + LINK_POLL;
+                ports
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| link_up(config, i, p))
+                    .collect::<Vec<bool>>()
+            });
+            let syncdev = config.pfsync.as_ref().map_or(0, |p| p.syncdev as u16);
+            engines.poll(
+                now,
+                links.as_deref(),
+                &neighbors.load(),
+                syncdev,
+                &mut resolve_rx,
+                &mut out,
+            );
             busy |= !out.is_empty();
             injectq.send(out, &pool, inject);
             // At most one O(n) rebuild per ~1 ms however many frames
             // changed the table (see the slowpath module doc); a change
             // held back goes out on a later round.
-            if let Some(n) = slowpath.take_snapshot(now) {
+            if let Some(n) = engines.slowpath.take_snapshot(now) {
                 neighbors.publish(Arc::new(n));
             }
         }
@@ -724,9 +669,9 @@ fn run_with_eal(
                 bad_requests: srv.bad_requests,
                 socket: srv.stats(),
                 routing: router.then_some(&*routing),
-                slowpath: router.then_some(&slowpath),
-                carp: carp.as_mut(),
-                sync: sync.as_mut(),
+                slowpath: router.then_some(&engines.slowpath),
+                carp: engines.carp.as_mut(),
+                sync: engines.sync.as_mut(),
                 out: &mut cmd_out,
                 control_tx: (injectq.sent, injectq.dropped, injectq.len()),
             };
@@ -735,7 +680,7 @@ fn run_with_eal(
                 injectq.send(cmd_out, &pool, inject);
             }
         }
-        if let Some(c) = carp.as_mut() {
+        if let Some(c) = engines.carp.as_mut() {
             // Virtual MACs in or out of the carpdevs' filters.
             c.apply_filter_ops(|op| {
                 let port = ports.get(op.port as usize).ok_or("no such port")?;
