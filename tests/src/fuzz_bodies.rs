@@ -42,7 +42,7 @@ use control::carp::validate::{Candidate, RxContext as CarpRxContext, RxIf};
 use control::carp::wire as carp_wire;
 use control::carp::{AuthContext, AuthInput, CarpDrop, CarpStats, Key};
 use control::pfsync::pack::{PackError, PacketWriter};
-use control::pfsync::wire::frame::{self as pfsync_frame, LinkParams, RxContext, RxDrop};
+use control::pfsync::wire::frame::{self as pfsync_frame, LinkParams, RxContext};
 use control::pfsync::wire::{Message, Walker, PFSYNC_GROUP};
 use control::pfsync::PfsyncStats;
 use dataplane::flow::{
