@@ -214,10 +214,22 @@ fn state_timeouts<'a>(
     if st.state_flags & state_flags::RULE_TIMEOUTS == 0 {
         return &rules.options.timeouts;
     }
+    ruleset_of_tag(rules, recent, st.rule).map_or(&rules.options.timeouts, |(r, nr)| {
+        r.state_timeouts(Some(nr))
+    })
+}
+
+/// The ruleset (current or recent) whose rule a state's rule tag names,
+/// and the rule's number in it.
+#[inline]
+fn ruleset_of_tag<'a>(
+    rules: &'a Ruleset,
+    recent: &'a [Arc<Ruleset>],
+    tag: u32,
+) -> Option<(&'a Ruleset, u32)> {
     std::iter::once(rules)
         .chain(recent.iter().map(|r| &**r))
-        .find_map(|r| r.rule_of_tag(st.rule).map(|nr| r.state_timeouts(Some(nr))))
-        .unwrap_or(&rules.options.timeouts)
+        .find_map(|r| r.rule_of_tag(tag).map(|nr| (r, nr)))
 }
 
 /// Gives back what a removed state held: its place in the box's table and
@@ -233,10 +245,7 @@ fn release_state(
         .states_total
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     if st.state_flags & state_flags::RULE_COUNTED != 0 {
-        if let Some((r, nr)) = std::iter::once(rules)
-            .chain(recent.iter().map(|r| &**r))
-            .find_map(|r| r.rule_of_tag(st.rule).map(|nr| (r, nr)))
-        {
+        if let Some((r, nr)) = ruleset_of_tag(rules, recent, st.rule) {
             r.release_rule_state(nr);
         }
     }
@@ -264,7 +273,6 @@ pub struct Pipeline {
     /// [`RECENT_RULESETS`]).
     recent_rules: Vec<Arc<Ruleset>>,
     rule_counters: Vec<RuleCounters>,
-    timeouts: Timeouts,
     shard: Shard,
     /// `block return` answers, one per frame of a burst (slot `i` for
     /// `frames[i]`), so several blocked packets of one burst each get their
@@ -284,14 +292,12 @@ pub struct Pipeline {
 impl Pipeline {
     /// A pipeline for one worker with a shard of `state_capacity` states.
     pub fn new(config: PipelineConfig, rules: Arc<Ruleset>, shard: Shard) -> Pipeline {
-        let timeouts = rules.options.timeouts;
         let rule_counters = vec![RuleCounters::default(); rules.len()];
         Pipeline {
             config,
             rules,
             recent_rules: Vec::with_capacity(RECENT_RULESETS),
             rule_counters,
-            timeouts,
             shard,
             replies: Box::new([[0; REPLY_MAX]; MAX_BURST]),
             reply_lens: [0; MAX_BURST],
@@ -475,7 +481,7 @@ impl Pipeline {
                     let (src, dst, timeout) = (state.src, state.dst, state.timeout);
                     self.merge_import(slot, &src, &dst, timeout, now);
                 } else {
-                    state.import_times(now, age_s, expire_s, &self.timeouts);
+                    state.import_times(now, age_s, expire_s, &self.rules.options.timeouts);
                     // A peer's state names a rule of the peer's ruleset:
                     // here it belongs to no rule (pf gives states imported
                     // from the network its default rule).
@@ -607,7 +613,6 @@ impl Pipeline {
     /// Switches to a new ruleset (between bursts). Existing states survive;
     /// per-rule counters restart.
     pub fn set_rules(&mut self, rules: Arc<Ruleset>) {
-        self.timeouts = rules.options.timeouts;
         self.rule_counters.clear();
         self.rule_counters
             .resize(rules.len(), RuleCounters::default());
@@ -894,10 +899,9 @@ impl Pipeline {
             // A bridge passes only the EtherTypes it is told to
             // (`pass_ethertypes`, ARP by default): pf never sees them, so
             // everything else fails closed.
-            FrameKind::Arp if self.config.pass_ethertypes.passes(classified.ethertype) => {
-                Verdict::Forward(egress)
-            }
-            FrameKind::Other if self.config.pass_ethertypes.passes(classified.ethertype) => {
+            FrameKind::Arp | FrameKind::Other
+                if self.config.pass_ethertypes.passes(classified.ethertype) =>
+            {
                 Verdict::Forward(egress)
             }
             _ => Verdict::Drop(DropReason::EtherType),
