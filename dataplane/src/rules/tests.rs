@@ -40,7 +40,14 @@ fn names() -> Vec<NamedInterface> {
     };
     vec![
         named("lan0", 1 << LAN.0, &lan),
-        named("wan0", 1 << WAN.0, &vec![]),
+        named(
+            "wan0",
+            1 << WAN.0,
+            &vec![
+                (Af::Inet, ip("192.0.2.1").1, 24),
+                (Af::Inet, ip("192.0.2.2").1, 24),
+            ],
+        ),
         named("carp1", 1 << LAN.0, &vip),
         named("carp", 1 << LAN.0, &vip),
         named("internal", 1 << LAN.0, &vip),
@@ -1909,6 +1916,12 @@ fn interface_names_and_groups_stand_for_their_addresses() {
     assert_eq!(decider(&r, &syn("10.1.2.77", 1, "10.1.2.3", 53)), Some(0));
     let r = rs("block in all\npass in to (lan0) no state");
     assert_eq!(decider(&r, &syn("1.1.1.1", 1, "10.1.2.3", 22)), Some(1));
+    // `wan0:0` is its first address of each family, not its aliases.
+    let r = rs("block in all\npass in to wan0:0 no state");
+    assert_eq!(decider(&r, &syn("1.1.1.1", 1, "192.0.2.1", 22)), Some(1));
+    assert_eq!(decider(&r, &syn("1.1.1.1", 1, "192.0.2.2", 22)), Some(0));
+    let r = rs("block in all\npass in to wan0 no state");
+    assert_eq!(decider(&r, &syn("1.1.1.1", 1, "192.0.2.2", 22)), Some(1));
     // `! lan0` is one negated set.
     let r = rs("block in to ! lan0");
     assert_eq!(r.len(), 1);
