@@ -54,8 +54,9 @@ pub enum Command {
 /// A worker's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reply {
-    /// One state of a listing.
-    State(State),
+    /// One state of a listing, with its translation
+    /// ([`Translation::NONE`](crate::state::Translation::NONE) if none).
+    State(State, crate::state::Translation),
     /// The listing is complete.
     ListDone,
     /// A kill or flush removed this many states.
@@ -209,8 +210,8 @@ impl CommandPort {
             }
             Active::Listing { cursor } => {
                 let replies = &mut self.replies;
-                match pipeline.shard().scan(cursor, SLOTS_PER_POLL, |st| {
-                    replies.push(Reply::State(*st)).is_ok()
+                match pipeline.shard().scan(cursor, SLOTS_PER_POLL, |st, tr| {
+                    replies.push(Reply::State(*st, *tr)).is_ok()
                 }) {
                     Some(next) => Active::Listing { cursor: next },
                     None => Active::Reporting(Reply::ListDone),
@@ -287,7 +288,7 @@ mod tests {
         for _ in 0..10_000 {
             port.poll(p);
             while let Some((_, r)) = client.recv() {
-                let done = !matches!(r, Reply::State(_));
+                let done = !matches!(r, Reply::State(..));
                 out.push(r);
                 if done {
                     return out;

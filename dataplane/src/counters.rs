@@ -75,6 +75,12 @@ drop_reasons! {
     /// IPv4 options or IPv6 routing / hop-by-hop options without
     /// `allow-opts` on the deciding rule or state (pf's PFRES_IPOPTIONS).
     IpOptions => "ip-options",
+    /// No translation could be made for a new connection (`nat-to` pool
+    /// without an address of the packet's family, every port of the range
+    /// in use, a translated key that exists already) or a packet of a
+    /// translated state arrived from the wrong side (pf's PFRES_TRANSLATE
+    /// / PFRES_MAPFAILED).
+    TranslationFailed => "translation-failed",
 }
 
 /// Why a packet goes to the control thread: set by the worker that

@@ -15,7 +15,7 @@
 //! by the worker that owns their flow, so shards stay single-writer.
 //! Imported states keep the peer's creatorid and are never exported back.
 
-use crate::state::{Peer, State};
+use crate::state::{Peer, State, Translation};
 use crate::time::Instant;
 use crate::timeouts::TimeoutClass;
 
@@ -49,6 +49,9 @@ pub struct StateRecord {
     pub action: SyncAction,
     /// The state as it is now (as it was, for a delete).
     pub state: State,
+    /// Its translation ([`Translation::NONE`] for a state that translates
+    /// nothing, and for deletions).
+    pub translation: Translation,
     /// When the worker exported it (for an insert: the state's creation),
     /// on the TSC clock every dpf process on a host shares.
     pub at: Instant,
@@ -63,6 +66,8 @@ pub enum ImportRecord {
     Upsert {
         /// The state, in this box's representation.
         state: State,
+        /// Its translation (the far key), [`Translation::NONE`] if none.
+        translation: Translation,
         /// Seconds since the peer created it.
         age_s: u32,
         /// Seconds the peer had left before expiry (0: unknown).

@@ -34,14 +34,15 @@
 use crate::counters::{DropReason, Punt, Verdict, WorkerCounters};
 use crate::defer::{DeferQueue, Released};
 use crate::export::{ImportRecord, StateRecord, SyncAction};
-use crate::flow::{Direction, FlowKey, IfIndex, L4Info, PacketInfo};
+use crate::flow::{Addr, Direction, FlowKey, IfIndex, L4Info, PacketInfo};
+use crate::nat::{map_endpoints, Endpoints, Orientation};
 use crate::neighbor_hold::{HoldOutcome, NeighborHold};
 use crate::ring::{Consumer, Producer};
 use crate::route::{Neighbors, ResolveRequest, Routing};
 use crate::rules::{Action, Decision, ReturnMode, RuleCounters, Ruleset};
 use crate::state::{
     icmp_error_matches, new_state, state_flags, track, InsertError, Shard, SlotId, StateDrop,
-    StateOptions, TrackOutcome,
+    StateOptions, TrackOutcome, Translation,
 };
 use crate::time::Instant;
 use crate::timeouts::Timeouts;
@@ -285,14 +286,39 @@ pub struct Pipeline {
     router: Option<Router>,
     sync: Option<SyncPorts>,
     lookahead_min_states: usize,
+    /// The translation [`Pipeline::filter`] decided for the packet being
+    /// processed; the caller rewrites the frame before it leaves.
+    pending: Option<Pending>,
+    /// xorshift state for pool and port choices (seeded per worker from
+    /// the process's secret hash key).
+    rng: u64,
     /// This worker's counters.
     pub counters: WorkerCounters,
 }
+
+/// A translation decided for the packet being processed.
+#[derive(Clone, Copy, Debug)]
+enum Pending {
+    /// Rewrite the packet's endpoints.
+    Packet(Endpoints),
+    /// An ICMP error about a translated connection.
+    IcmpError(crate::nat::IcmpErrorRewrite),
+}
+
+/// Most ports `nat-to` tries for one new connection before giving up
+/// (counted `translation-failed`): bounded work per packet, however full
+/// the range.
+const NAT_PORT_TRIES: u32 = 512;
 
 impl Pipeline {
     /// A pipeline for one worker with a shard of `state_capacity` states.
     pub fn new(config: PipelineConfig, rules: Arc<Ruleset>, shard: Shard) -> Pipeline {
         let rule_counters = vec![RuleCounters::default(); rules.len()];
+        let k = crate::flow::hash_secret().0;
+        let rng = (k[2]
+            ^ k[5].rotate_left(17)
+            ^ (config.worker as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            | 1;
         Pipeline {
             config,
             rules,
@@ -305,7 +331,101 @@ impl Pipeline {
             router: None,
             sync: None,
             lookahead_min_states: LOOKAHEAD_MIN_STATES,
+            pending: None,
+            rng,
             counters: WorkerCounters::default(),
+        }
+    }
+
+    /// A random word (xorshift64*), for pool and port choices.
+    #[inline]
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// `nat-to` for a new connection (pf's `pf_map_addr` and
+    /// `pf_get_sport`): rewrites `pkt`'s source to an address of pool
+    /// `pool` and a port of its range that no state of this worker uses
+    /// towards the same destination (and that this worker owns, so both
+    /// keys of the state hash to it). False when none is free.
+    fn map_nat(&mut self, pkt: &mut PacketInfo, pool: u16) -> bool {
+        let random = self.next_random();
+        let rules = Arc::clone(&self.rules);
+        let Some(pool) = rules.pool(pool) else {
+            return false;
+        };
+        let Some(addr) = pool.map_addr(pkt.af, &pkt.src, &pkt.src, random) else {
+            return false;
+        };
+        let query = matches!(pkt.l4, L4Info::Icmp(i) if !i.is_error);
+        let ported =
+            pkt.proto == crate::flow::proto::TCP || pkt.proto == crate::flow::proto::UDP || query;
+        let usable = |this: &Self, port: u16| {
+            let (key, _) = FlowKey::from_packet(pkt.af, pkt.proto, addr, port, pkt.dst, pkt.dport);
+            let hash = key.symmetric_hash();
+            this.shard.lookup(&key, hash).is_none()
+                && (this.config.workers <= 1
+                    || owner_of(hash, this.config.workers) == this.config.worker)
+        };
+        if !ported || pool.static_port {
+            if !usable(self, pkt.sport) {
+                return false;
+            }
+            pkt.src = addr;
+            return true;
+        }
+        let (low, high) = pool.nat_ports();
+        let span = u32::from(high - low) + 1;
+        let start = (random >> 32) as u32 % span;
+        for i in 0..span.min(NAT_PORT_TRIES) {
+            let port = low + ((start + i) % span) as u16;
+            if usable(self, port) {
+                pkt.src = addr;
+                pkt.sport = port;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// `rdr-to` for a new connection: rewrites `pkt`'s destination to an
+    /// address of pool `pool` (and its port, for TCP and UDP). False when
+    /// the pool has no address of the packet's family.
+    fn map_rdr(&mut self, pkt: &mut PacketInfo, pool: u16, port_base: u16) -> bool {
+        let random = self.next_random();
+        let Some(pool) = self.rules.pool(pool) else {
+            return false;
+        };
+        let Some(addr) = pool.map_addr(pkt.af, &pkt.dst, &pkt.src, random) else {
+            return false;
+        };
+        if pkt.proto == crate::flow::proto::TCP || pkt.proto == crate::flow::proto::UDP {
+            pkt.dport = pool.rdr_port(pkt.dport, port_base);
+        }
+        pkt.dst = addr;
+        true
+    }
+
+    /// Applies the translation the filter decided to the frame (IP header
+    /// at `l3`, transport at `l4`); false if the frame could not be
+    /// rewritten. Returns the packet's new destination in `dst`.
+    fn apply_pending(
+        &mut self,
+        frame: &mut [u8],
+        l3: usize,
+        l4: usize,
+        info: &PacketInfo,
+    ) -> Option<Addr> {
+        match self.pending.take()? {
+            Pending::Packet(to) => crate::nat::rewrite(frame, l3, l4, info, &to).then_some(to.dst),
+            Pending::IcmpError(rw) => {
+                crate::nat::rewrite_icmp_error(frame, l3, l4, info, &rw).then_some(rw.outer.1)
+            }
         }
     }
 
@@ -368,6 +488,7 @@ impl Pipeline {
             let rec = StateRecord {
                 action: SyncAction::Delete,
                 state: crate::state::State::identity_only(id, creatorid, now),
+                translation: Translation::NONE,
                 at: now,
             };
             if s.export.push(rec).is_err() {
@@ -412,6 +533,7 @@ impl Pipeline {
                             &mut self.counters,
                             SyncAction::Missing,
                             &st,
+                            &Translation::NONE,
                             now,
                         );
                     }
@@ -425,16 +547,17 @@ impl Pipeline {
             }
             ImportRecord::Request { id, creatorid } => {
                 self.counters.imported += 1;
-                if let Some(st) = self
+                if let Some((st, tr)) = self
                     .shard
                     .find_by_id(id, creatorid)
-                    .and_then(|slot| self.shard.get_mut(slot))
+                    .and_then(|slot| self.shard.get_mut_translated(slot))
                 {
                     export_or_owe(
                         &mut self.sync,
                         &mut self.counters,
                         SyncAction::FullUpdate,
                         st,
+                        &tr,
                         now,
                     );
                 }
@@ -450,6 +573,7 @@ impl Pipeline {
                         &mut self.counters,
                         SyncAction::NotDeleted,
                         &st,
+                        &Translation::NONE,
                         now,
                     );
                 }
@@ -469,6 +593,7 @@ impl Pipeline {
             }
             ImportRecord::Upsert {
                 mut state,
+                translation,
                 age_s,
                 expire_s,
             } => {
@@ -489,7 +614,7 @@ impl Pipeline {
                     state.state_flags &= state_flags::WIRE;
                     if !self.reserve_state() {
                         self.counters.drop(DropReason::StateTableFull);
-                    } else if self.shard.insert(state).is_ok() {
+                    } else if self.shard.insert_translated(state, translation).is_ok() {
                         self.counters.states_created += 1;
                     } else {
                         self.release_reservation(&state);
@@ -545,7 +670,7 @@ impl Pipeline {
         timeout: crate::timeouts::TimeoutClass,
         now: Instant,
     ) {
-        let Some(st) = self.shard.get_mut(slot) else {
+        let Some((st, tr)) = self.shard.get_mut_translated(slot) else {
             return;
         };
         // An update from the peer acknowledges the state (spec §5.7).
@@ -561,6 +686,7 @@ impl Pipeline {
                 &mut self.counters,
                 SyncAction::Update,
                 st,
+                &tr,
                 now,
             );
         }
@@ -659,13 +785,13 @@ impl Pipeline {
         // live state marked owed is sent again in full, one with packets
         // not yet announced as a compressed update.
         let timeouts = |st: &crate::state::State| state_timeouts(rules, recent, st);
-        let removed = shard.expire_slice_visit(now, budget_slots, timeouts, |st, expired| {
+        let removed = shard.expire_slice_visit(now, budget_slots, timeouts, |st, tr, expired| {
             if expired {
                 release_state(config, rules, recent, st);
                 delete_or_owe(sync, counters, st, now);
             } else if st.state_flags & state_flags::SYNC_OWED != 0 {
                 st.state_flags &= !state_flags::SYNC_OWED;
-                if push_export(sync, counters, SyncAction::FullUpdate, st, now) {
+                if push_export(sync, counters, SyncAction::FullUpdate, st, tr, now) {
                     counters.export_resent += 1;
                 } else {
                     st.state_flags |= state_flags::SYNC_OWED;
@@ -675,7 +801,7 @@ impl Pipeline {
                 // hears of them within a sweep (~1 s), as pfsync's 1-second
                 // slice timer would send them.
                 st.sync_updates = 0;
-                export_or_owe(sync, counters, SyncAction::Update, st, now);
+                export_or_owe(sync, counters, SyncAction::Update, st, tr, now);
             }
         });
         self.counters.states_removed += removed as u64;
@@ -882,7 +1008,7 @@ impl Pipeline {
                 info,
                 fragment,
                 ip_options,
-                ..
+                l4_offset,
             } => {
                 if fragment {
                     return Verdict::Drop(DropReason::Fragment);
@@ -891,8 +1017,17 @@ impl Pipeline {
                     in_port,
                     out_port: egress,
                 };
+                self.pending = None;
                 match self.filter(&info, passes, ip_options, now, owned, ahead) {
                     Blocked(mode) => self.answer(mode, &classified, frame, in_port),
+                    // A state imported from a routing peer may translate.
+                    Decided(v) if self.pending.is_some() => {
+                        let l3 = classified.l3_offset as usize;
+                        match self.apply_pending(frame, l3, l4_offset as usize, &info) {
+                            Some(_) => v,
+                            None => Verdict::Drop(DropReason::TranslationFailed),
+                        }
+                    }
                     Decided(v) => v,
                 }
             }
@@ -934,15 +1069,21 @@ impl Pipeline {
         if classified.vlan_tags > 0 {
             return Verdict::Drop(DropReason::Vlan);
         }
-        let (info, fragment, ip_options, l3) = match classified.kind {
+        let (info, fragment, ip_options, l3, l4) = match classified.kind {
             FrameKind::Arp => return Verdict::SlowPath(Punt::Arp),
             FrameKind::Other => return Verdict::Drop(DropReason::EtherType),
             FrameKind::Ip {
                 info,
                 fragment,
                 ip_options,
-                ..
-            } => (info, fragment, ip_options, classified.l3_offset as usize),
+                l4_offset,
+            } => (
+                info,
+                fragment,
+                ip_options,
+                classified.l3_offset as usize,
+                l4_offset as usize,
+            ),
         };
         let routing = &router.routing;
         let local = is_group(&info)
@@ -962,12 +1103,16 @@ impl Pipeline {
         if fragment {
             return Verdict::Drop(DropReason::Fragment);
         }
-        if local || info.ttl <= 1 {
+        self.pending = None;
+        let mut hop = None;
+        let mut verdict = if local || info.ttl <= 1 {
             // To the box, or its TTL runs out here: only the `in` pass
             // applies (pf filters what the stack receives); what passes
             // goes to the slow path, which answers (echo, ND, CARP, pfsync,
             // time exceeded) through the `out` filter of
-            // [`Pipeline::process_local_out`].
+            // [`Pipeline::process_local_out`] — unless a translation
+            // sends it on (the translated address of a `nat-to`
+            // connection, an `rdr-to` service on a box address).
             if !local && routing.lookup(info.af, &info.dst).is_none() {
                 return Verdict::Drop(DropReason::NoRoute);
             }
@@ -976,69 +1121,105 @@ impl Pipeline {
             } else {
                 Punt::TtlExceeded
             };
-            return match self.filter(&info, Passes::In(in_port), ip_options, now, owned, ahead) {
-                Blocked(mode) => self.answer(mode, &classified, frame, in_port),
-                Decided(Verdict::Forward(_)) => Verdict::SlowPath(punt),
-                Decided(v) => v,
+            match self.filter(&info, Passes::In(in_port), ip_options, now, owned, ahead) {
+                Blocked(mode) => return self.answer(mode, &classified, frame, in_port),
+                Decided(v @ (Verdict::Forward(_) | Verdict::Hold(_))) if self.pending.is_some() => {
+                    v
+                }
+                Decided(Verdict::Forward(_)) => return Verdict::SlowPath(punt),
+                Decided(v) => return v,
+            }
+        } else {
+            let Some(h) = routing.lookup(info.af, &info.dst) else {
+                return Verdict::Drop(DropReason::NoRoute);
             };
+            hop = Some(h);
+            let passes = Passes::Both {
+                in_port,
+                out_port: h.port,
+            };
+            match self.filter(&info, passes, ip_options, now, owned, ahead) {
+                Blocked(mode) => return self.answer(mode, &classified, frame, in_port),
+                Decided(v @ (Verdict::Forward(_) | Verdict::Hold(_))) => v,
+                Decided(v) => return v,
+            }
+        };
+        if self.pending.is_some() {
+            // Translated: rewritten, then routed by its new destination.
+            let Some(dst) = self.apply_pending(frame, l3, l4, &info) else {
+                return Verdict::Drop(DropReason::TranslationFailed);
+            };
+            let Some(router) = self.router.as_ref() else {
+                return Verdict::Drop(DropReason::Unclassified);
+            };
+            let routing = &router.routing;
+            if routing.owner_of(info.af, &dst).is_some()
+                || routing.vips.lookup(info.af, &dst).is_some()
+            {
+                // Translated back to one of the box's own addresses (the
+                // reply to a connection the box itself opened).
+                return match verdict {
+                    Verdict::Forward(_) => Verdict::SlowPath(punt_of(&info)),
+                    v => v,
+                };
+            }
+            let Some(h) = routing.lookup(info.af, &dst) else {
+                return Verdict::Drop(DropReason::NoRoute);
+            };
+            hop = Some(h);
+            if let Verdict::Forward(_) = verdict {
+                verdict = Verdict::Forward(h.port);
+            }
         }
-        let Some(hop) = routing.lookup(info.af, &info.dst) else {
+        let Some(hop) = hop else {
             return Verdict::Drop(DropReason::NoRoute);
         };
-        let egress_mac = routing.mac(hop.port).unwrap_or([0; 6]);
-        let neighbor = router.neighbors.get(info.af, &hop.addr);
-        let passes = Passes::Both {
-            in_port,
-            out_port: hop.port,
+        let Some(router) = self.router.as_ref() else {
+            return Verdict::Drop(DropReason::Unclassified);
         };
-        match self.filter(&info, passes, ip_options, now, owned, ahead) {
-            Blocked(mode) => self.answer(mode, &classified, frame, in_port),
-            // A packet held by pfsync `defer` is rewritten now and sent
-            // as it is when released.
-            Decided(verdict @ (Verdict::Forward(_) | Verdict::Hold(_))) => {
-                // The packet leaves rewritten for its next hop: our MAC,
-                // TTL / hop limit one less; the next hop's MAC now, or
-                // when it is resolved.
-                frame[6..12].copy_from_slice(&egress_mac);
-                match info.af {
-                    crate::flow::Af::Inet => {
-                        if let Some(ip) = frame.get_mut(l3..) {
-                            crate::wire::ipv4::Packet::new_unchecked(ip).decrement_ttl();
-                        }
-                    }
-                    crate::flow::Af::Inet6 => {
-                        if let Some(h) = frame.get_mut(l3 + 7) {
-                            *h -= 1;
-                        }
-                    }
-                }
-                if let Some(n) = neighbor {
-                    frame[0..6].copy_from_slice(&n.mac);
-                    return verdict;
-                }
-                let Some(router) = self.router.as_mut() else {
-                    return Verdict::Drop(DropReason::Unclassified);
-                };
-                if let Some(p) = router.resolve.as_mut() {
-                    let _ = p.push(ResolveRequest {
-                        af: info.af,
-                        addr: hop.addr,
-                        port: hop.port,
-                    });
-                }
-                if let Verdict::Hold(slot) = verdict {
-                    if let Some(q) = self.sync.as_mut().and_then(|s| s.defer.as_mut()) {
-                        q.cancel(slot);
-                    }
-                }
-                // Held until the next hop answers (bounded; what finds no
-                // room is dropped).
-                match router.hold.hold(info.af, hop.addr, hop.port, now) {
-                    Some(slot) => Verdict::AwaitNeighbor(slot),
-                    None => Verdict::Drop(DropReason::NeighborUnresolved),
+        let egress_mac = router.routing.mac(hop.port).unwrap_or([0; 6]);
+        let neighbor = router.neighbors.get(info.af, &hop.addr);
+        // A packet held by pfsync `defer` is rewritten now and sent
+        // as it is when released. The packet leaves rewritten for
+        // its next hop: our MAC, TTL / hop limit one less; the next
+        // hop's MAC now, or when it is resolved.
+        frame[6..12].copy_from_slice(&egress_mac);
+        match info.af {
+            crate::flow::Af::Inet => {
+                if let Some(ip) = frame.get_mut(l3..) {
+                    crate::wire::ipv4::Packet::new_unchecked(ip).decrement_ttl();
                 }
             }
-            Decided(v) => v,
+            crate::flow::Af::Inet6 => {
+                if let Some(h) = frame.get_mut(l3 + 7) {
+                    *h -= 1;
+                }
+            }
+        }
+        if let Some(n) = neighbor {
+            frame[0..6].copy_from_slice(&n.mac);
+            return verdict;
+        }
+        let Some(router) = self.router.as_mut() else {
+            return Verdict::Drop(DropReason::Unclassified);
+        };
+        if let Some(p) = router.resolve.as_mut() {
+            let _ = p.push(ResolveRequest {
+                af: info.af,
+                addr: hop.addr,
+                port: hop.port,
+            });
+        }
+        if let Verdict::Hold(slot) = verdict {
+            if let Some(q) = self.sync.as_mut().and_then(|s| s.defer.as_mut()) {
+                q.cancel(slot);
+            }
+        }
+        // Held until the next hop answers (bounded; what finds no
+        // room is dropped).
+        match router.hold.hold(info.af, hop.addr, hop.port, now) {
+            Some(slot) => Verdict::AwaitNeighbor(slot),
+            None => Verdict::Drop(DropReason::NeighborUnresolved),
         }
     }
 
@@ -1126,16 +1307,28 @@ impl Pipeline {
                 info,
                 fragment,
                 ip_options,
-                ..
+                l4_offset,
             } => {
                 if fragment {
                     return Verdict::Drop(DropReason::Fragment);
                 }
-                match self.filter(&info, Passes::Out(out_port), ip_options, now, owned, None) {
-                    Blocked(_) => Verdict::Drop(DropReason::BlockedByRule),
-                    Decided(Verdict::Hold(_)) => Verdict::Forward(out_port),
-                    Decided(v) => v,
+                self.pending = None;
+                let v =
+                    match self.filter(&info, Passes::Out(out_port), ip_options, now, owned, None) {
+                        Blocked(_) => return Verdict::Drop(DropReason::BlockedByRule),
+                        Decided(Verdict::Hold(_)) => Verdict::Forward(out_port),
+                        Decided(v) => v,
+                    };
+                // What the box sends is translated like any packet
+                // (`nat-to` on an outbound rule matching it).
+                if self.pending.is_some()
+                    && self
+                        .apply_pending(frame, c.l3_offset as usize, l4_offset as usize, &info)
+                        .is_none()
+                {
+                    return Verdict::Drop(DropReason::TranslationFailed);
                 }
+                v
             }
             _ => Verdict::Forward(out_port),
         }
@@ -1195,9 +1388,33 @@ impl Pipeline {
                 found = None;
             }
         }
+        // Which key of a translated state the packet matched.
+        let far = found.is_some() && self.shard.translated_len() > 0 && {
+            let (key, _) = info.key();
+            self.shard
+                .lookup_side(&key, key.symmetric_hash())
+                .is_some_and(|(_, far)| far)
+        };
         if let Some(slot) = found {
-            if let Some(st) = self.shard.get_mut(slot) {
-                let from_src = st.is_from_src(swapped);
+            if let Some((st, tr)) = self.shard.get_mut_translated(slot) {
+                let mut to = None;
+                let from_src = if tr.is_some() {
+                    // Only the initiator's direction on the ingress side
+                    // and the responder's on the egress side: anything
+                    // else claims the other side's addresses.
+                    match map_endpoints(st, &tr, far, (info.src, info.sport)) {
+                        Some((
+                            o @ (Orientation::IngressForward | Orientation::EgressReply),
+                            ends,
+                        )) => {
+                            to = Some(ends);
+                            o.from_src()
+                        }
+                        _ => return Decided(Verdict::Drop(DropReason::TranslationFailed)),
+                    }
+                } else {
+                    st.is_from_src(swapped)
+                };
                 if ip_options && st.state_flags & state_flags::ALLOWOPTS == 0 {
                     return Decided(Verdict::Drop(DropReason::IpOptions));
                 }
@@ -1212,10 +1429,12 @@ impl Pipeline {
                                     &mut self.counters,
                                     SyncAction::Update,
                                     st,
+                                    &tr,
                                     now,
                                 );
                             }
                         }
+                        self.pending = to.map(Pending::Packet);
                         return Decided(Verdict::Forward(out_port));
                     }
                     TrackOutcome::Drop(StateDrop::BadRst) => {
@@ -1236,18 +1455,51 @@ impl Pipeline {
                 let (qkey, qswapped) =
                     FlowKey::from_packet(info.af, q.proto, q.src, q.sport, q.dst, q.dport);
                 let qhash = qkey.symmetric_hash();
-                if let Some(st) = self
-                    .shard
-                    .lookup(&qkey, qhash)
-                    .and_then(|s| self.shard.get_mut(s))
+                let hit = self.shard.lookup_side(&qkey, qhash);
+                if let Some(((st, tr), far)) =
+                    hit.and_then(|(s, far)| self.shard.get_mut_translated(s).map(|x| (x, far)))
                 {
-                    let quoted_from_src = st.is_from_src(qswapped);
+                    let mut pending = None;
+                    let quoted_from_src = if tr.is_some() {
+                        // The quoted packet went the other way: the
+                        // initiator's direction seen on the egress side,
+                        // or the responder's on the ingress side.
+                        match map_endpoints(st, &tr, far, (q.src, q.sport)) {
+                            Some((
+                                o @ (Orientation::EgressForward | Orientation::IngressReply),
+                                new,
+                            )) => {
+                                let old = Endpoints {
+                                    src: q.src,
+                                    sport: q.sport,
+                                    dst: q.dst,
+                                    dport: q.dport,
+                                };
+                                // The error goes back to the quoted
+                                // packet's sender, maybe from its
+                                // destination.
+                                let dst = if info.dst == q.src { new.src } else { info.dst };
+                                let src = if info.src == q.dst { new.dst } else { info.src };
+                                pending = Some(Pending::IcmpError(crate::nat::IcmpErrorRewrite {
+                                    outer: (src, dst),
+                                    quoted_proto: q.proto,
+                                    quoted_old: old,
+                                    quoted_new: new,
+                                }));
+                                o.from_src()
+                            }
+                            _ => return Decided(Verdict::Drop(DropReason::TranslationFailed)),
+                        }
+                    } else {
+                        st.is_from_src(qswapped)
+                    };
                     if icmp_error_matches(st, &q, quoted_from_src) {
                         if ip_options && st.state_flags & state_flags::ALLOWOPTS == 0 {
                             return Decided(Verdict::Drop(DropReason::IpOptions));
                         }
                         st.count(!quoted_from_src, info.ip_len as u32);
                         self.counters.state_hits += 1;
+                        self.pending = pending;
                         return Decided(Verdict::Forward(out_port));
                     }
                 }
@@ -1268,22 +1520,61 @@ impl Pipeline {
     ) -> FilterOutcome {
         let mut pkt = *info;
         let mut deciding: [Option<Decision>; 2] = [None, None];
-        let (in_port, out_port) = passes.ports();
+        let (in_port, mut out_port) = passes.ports();
+        let mut verdict_port = passes.verdict_port();
+        let mut local = passes.is_local();
+        // ICMP errors create no state, so they are not translated by rules
+        // (only by the state of the packet they quote).
+        let icmp_error = matches!(info.l4, L4Info::Icmp(i) if i.is_error);
+        let mut tag = 0;
         if let Some(p) = in_port {
             pkt.ifindex = IfIndex(p);
             pkt.dir = Direction::In;
-            let d = self.rules.evaluate(&pkt, &mut self.rule_counters);
+            let d = self.rules.evaluate_tagged(&pkt, 0, &mut self.rule_counters);
             if d.action == Action::Block {
                 return Blocked(d.return_mode);
+            }
+            tag = d.tag;
+            if let (Some(pool), false) = (d.rdr, icmp_error) {
+                if !self.map_rdr(&mut pkt, pool, d.rdr_port_base) {
+                    return Decided(Verdict::Drop(DropReason::TranslationFailed));
+                }
+                // Routed again to the new destination, and filtered `out`
+                // there (pf's rules see the redirected packet outbound).
+                if let Some(router) = self.router.as_ref() {
+                    let r = &router.routing;
+                    if r.owner_of(pkt.af, &pkt.dst).is_some()
+                        || r.vips.lookup(pkt.af, &pkt.dst).is_some()
+                    {
+                        return Decided(Verdict::Drop(DropReason::TranslationFailed));
+                    }
+                    let Some(hop) = r.lookup(pkt.af, &pkt.dst) else {
+                        return Decided(Verdict::Drop(DropReason::NoRoute));
+                    };
+                    if self.rules.is_skipped(IfIndex(hop.port)) {
+                        out_port = None;
+                    } else {
+                        out_port = Some(hop.port);
+                    }
+                    verdict_port = hop.port;
+                    local = false;
+                }
             }
             deciding[0] = Some(d);
         }
         if let Some(p) = out_port {
             pkt.ifindex = IfIndex(p);
             pkt.dir = Direction::Out;
-            let d = self.rules.evaluate(&pkt, &mut self.rule_counters);
+            let d = self
+                .rules
+                .evaluate_tagged(&pkt, tag, &mut self.rule_counters);
             if d.action == Action::Block {
                 return Blocked(d.return_mode);
+            }
+            if let (Some(pool), false) = (d.nat, icmp_error) {
+                if !self.map_nat(&mut pkt, pool) {
+                    return Decided(Verdict::Drop(DropReason::TranslationFailed));
+                }
             }
             deciding[1] = Some(d);
         }
@@ -1293,14 +1584,18 @@ impl Pipeline {
         if ip_options && deciding.iter().flatten().any(|d| !d.allow_opts) {
             return Decided(Verdict::Drop(DropReason::IpOptions));
         }
-        let verdict_port = passes.verdict_port();
+        let translated = pkt.src != info.src
+            || pkt.dst != info.dst
+            || pkt.sport != info.sport
+            || pkt.dport != info.dport;
         let d = match deciding {
             [Some(d), _] if d.keep_state => d,
             [_, Some(d)] => d,
             [Some(d), None] => d,
             [None, None] => return Decided(Verdict::Forward(verdict_port)),
         };
-        if !d.keep_state {
+        // A translation always keeps state (pf: the state holds it).
+        if !d.keep_state && !translated {
             return Decided(Verdict::Forward(verdict_port));
         }
         let flags = info.tcp_flags();
@@ -1344,11 +1639,33 @@ impl Pipeline {
             }
             return Decided(Verdict::Drop(DropReason::StateTableFull));
         }
-        let local = passes.is_local();
-        Decided(match self.shard.insert(st) {
+        let translation = if translated {
+            let (key, swapped) =
+                FlowKey::from_packet(pkt.af, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport);
+            Translation {
+                key,
+                src_is_addr1: swapped,
+            }
+        } else {
+            Translation::NONE
+        };
+        if translated
+            && self.config.workers > 1
+            && owner_of(translation.key.symmetric_hash(), self.config.workers) != self.config.worker
+        {
+            // The far key belongs to another worker, whose packets would
+            // not find this state: refused (and counted) rather than
+            // half-working. `nat-to` picks ports that stay here.
+            self.release_reservation(&st);
+            return Decided(Verdict::Drop(DropReason::TranslationFailed));
+        }
+        Decided(match self.shard.insert_translated(st, translation) {
             Ok(slot) => {
                 let mut verdict = Verdict::Forward(verdict_port);
-                if let Some(st) = self.shard.get_mut(slot) {
+                if translated {
+                    self.pending = Some(Pending::Packet(Endpoints::of(&pkt)));
+                }
+                if let Some((st, tr)) = self.shard.get_mut_translated(slot) {
                     let held = match self.sync.as_mut().and_then(|s| s.defer.as_mut()) {
                         Some(q) if !st.is_nosync() && !is_group(info) && !local => {
                             let h = q.hold(st.id(), st.creatorid(), verdict_port, now);
@@ -1370,6 +1687,7 @@ impl Pipeline {
                                 &mut self.counters,
                                 SyncAction::Insert,
                                 &copy,
+                                &tr,
                                 now,
                             );
                             if !pushed {
@@ -1382,6 +1700,7 @@ impl Pipeline {
                             &mut self.counters,
                             SyncAction::Insert,
                             st,
+                            &tr,
                             now,
                         ),
                     }
@@ -1397,6 +1716,9 @@ impl Pipeline {
                 self.release_reservation(&st);
                 match e {
                     InsertError::Full => Verdict::Drop(DropReason::StateTableFull),
+                    InsertError::Exists(_) if translated => {
+                        Verdict::Drop(DropReason::TranslationFailed)
+                    }
                     // Another packet of the flow created it meanwhile
                     // (cannot happen on the owning worker; fail closed if
                     // it does).
@@ -1488,6 +1810,7 @@ fn push_export(
     counters: &mut WorkerCounters,
     action: SyncAction,
     state: &crate::state::State,
+    translation: &Translation,
     now: Instant,
 ) -> bool {
     let Some(s) = sync.as_mut() else {
@@ -1499,6 +1822,7 @@ fn push_export(
     let rec = StateRecord {
         action,
         state: *state,
+        translation: *translation,
         at: now,
     };
     if s.export.push(rec).is_err() {
@@ -1517,9 +1841,10 @@ fn export_or_owe(
     counters: &mut WorkerCounters,
     action: SyncAction,
     state: &mut crate::state::State,
+    translation: &Translation,
     now: Instant,
 ) {
-    if !push_export(sync, counters, action, state, now) {
+    if !push_export(sync, counters, action, state, translation, now) {
         state.state_flags |= state_flags::SYNC_OWED;
     }
 }
@@ -1532,7 +1857,14 @@ fn delete_or_owe(
     state: &crate::state::State,
     now: Instant,
 ) {
-    if push_export(sync, counters, SyncAction::Delete, state, now) {
+    if push_export(
+        sync,
+        counters,
+        SyncAction::Delete,
+        state,
+        &Translation::NONE,
+        now,
+    ) {
         return;
     }
     if let Some(s) = sync.as_mut() {

@@ -70,7 +70,7 @@ fn a_clear_is_applied_a_bounded_slice_per_poll() {
     assert!(polls > 2, "{polls} polls");
     // Only the peer's states went; ours stay; the walk has ended.
     let mut creators = Vec::new();
-    p.shard().scan(0, usize::MAX, |st| {
+    p.shard().scan(0, usize::MAX, |st, _| {
         creators.push(st.creatorid());
         true
     });

@@ -72,7 +72,7 @@ impl Rig {
 
     fn owed(&self) -> usize {
         let mut n = 0;
-        self.p.shard().scan(0, usize::MAX, |st| {
+        self.p.shard().scan(0, usize::MAX, |st, _| {
             n += (st.state_flags & state_flags::SYNC_OWED != 0) as usize;
             true
         });
@@ -177,7 +177,7 @@ fn compressed_updates_merge_or_are_reported_missing() {
     };
     assert!(r.import(merge, t).is_empty());
     let mut found = None;
-    r.p.shard().scan(0, usize::MAX, |s| {
+    r.p.shard().scan(0, usize::MAX, |s, _| {
         found = Some(*s);
         true
     });

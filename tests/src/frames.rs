@@ -348,6 +348,18 @@ pub fn replay(
     arrivals: &[Arrival],
     workers: u16,
 ) -> Replayed {
+    replay_args(config, rules, ports, arrivals, workers, &[])
+}
+
+/// [`replay`] with more `dpf` arguments (e.g. `--replay-seed`).
+pub fn replay_args(
+    config: &str,
+    rules: Option<&str>,
+    ports: u32,
+    arrivals: &[Arrival],
+    workers: u16,
+    extra: &[&str],
+) -> Replayed {
     let dir = crate::scratch();
     if let Some(r) = rules {
         std::fs::write(dir.path().join("pf.conf"), r).expect("write pf.conf");
@@ -358,20 +370,23 @@ pub fn replay(
     let output = dir.path().join("out.pcapng");
     write_pcapng(&input, ports, arrivals);
     let workers = workers.to_string();
-    let run = crate::run_dpf(
-        &[
-            "--config",
-            &cfg.to_string_lossy(),
-            "--replay",
-            &input.to_string_lossy(),
-            "--replay-out",
-            &output.to_string_lossy(),
-            "--replay-workers",
-            &workers,
-        ],
-        Duration::from_secs(120),
-    )
-    .expect("run dpf --replay");
+    let (cfg, input_s, output_s) = (
+        cfg.to_string_lossy().to_string(),
+        input.to_string_lossy().to_string(),
+        output.to_string_lossy().to_string(),
+    );
+    let mut args: Vec<&str> = vec![
+        "--config",
+        &cfg,
+        "--replay",
+        &input_s,
+        "--replay-out",
+        &output_s,
+        "--replay-workers",
+        &workers,
+    ];
+    args.extend_from_slice(extra);
+    let run = crate::run_dpf(&args, Duration::from_secs(120)).expect("run dpf --replay");
     crate::expect_success(&run).expect("dpf --replay succeeds");
     let stats = serde_json::from_slice(&run.stdout).expect("replay prints JSON");
     Replayed {

@@ -1637,9 +1637,16 @@ pub fn pfsync_import_run(data: &[u8]) -> (u64, usize) {
         let advance_ms = u64::from(input.u8()) * 10;
         let frame = input.frame();
         if sync.handle(&frame, port, now, &mut out) == SyncEvent::BulkRequested {
-            let states: Vec<dataplane::state::State> = pipelines
+            let states: Vec<(dataplane::state::State, dataplane::state::Translation)> = pipelines
                 .iter()
-                .flat_map(|p| p.shard().iter().map(|(_, s)| *s).collect::<Vec<_>>())
+                .flat_map(|p| {
+                    p.shard()
+                        .iter()
+                        .map(|(slot, s)| {
+                            (*s, p.shard().translation(slot).copied().unwrap_or_default())
+                        })
+                        .collect::<Vec<_>>()
+                })
                 .collect();
             sync.send_bulk(states, &mut out);
         }
@@ -1790,8 +1797,20 @@ pub fn import_records_run(data: &[u8]) -> dataplane::counters::WorkerCounters {
                 };
                 st.src = fuzz_peer(&mut input);
                 st.dst = fuzz_peer(&mut input);
+                // Sometimes translated: the far key differs by a port.
+                let translation = if input.bool() {
+                    let mut key = *st.key();
+                    key.port[0] ^= (input.u32() as u16) | 1;
+                    dataplane::state::Translation {
+                        key,
+                        src_is_addr1: input.bool(),
+                    }
+                } else {
+                    dataplane::state::Translation::NONE
+                };
                 Some(ImportRecord::Upsert {
                     state: st,
+                    translation,
                     age_s: input.u32(),
                     expire_s: input.u32(),
                 })

@@ -435,6 +435,7 @@ fn states_gauge_follows_an_imported_delete() {
     let state = State::new(key, sw, 7, 0x0dbf_0002, now);
     itx.push(ImportRecord::Upsert {
         state,
+        translation: dataplane::state::Translation::NONE,
         age_s: 1,
         expire_s: 60,
     })

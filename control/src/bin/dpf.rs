@@ -38,6 +38,11 @@ struct Args {
     /// Pipelines (workers) for `--replay`.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     replay_workers: u16,
+    /// Makes a `--replay` reproducible: keys the flow hash (and so the
+    /// worker of each flow and the `nat-to` port choices) from SEED
+    /// instead of the OS RNG. Replay only.
+    #[arg(long, value_name = "SEED", requires = "replay")]
+    replay_seed: Option<u64>,
     /// pfsync creator id (host id) of this box; random when not given.
     #[arg(long, value_parser = parse_creatorid)]
     creatorid: Option<u32>,
@@ -89,6 +94,7 @@ fn main() -> ExitCode {
             input,
             output,
             creatorid,
+            args.replay_seed,
         ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

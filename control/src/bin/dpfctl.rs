@@ -312,10 +312,32 @@ impl<'a> Printer<'a> {
         let r = match self.request {
             Request::ShowStates { .. } => {
                 let st: StateEntry = typed(item)?;
-                let (a, arrow, b) = if st.direction == "out" {
-                    (fmt_ep(&st.src, st.sport), "->", fmt_ep(&st.dst, st.dport))
-                } else {
-                    (fmt_ep(&st.dst, st.dport), "<-", fmt_ep(&st.src, st.sport))
+                let (a, arrow, b) = match &st.nat {
+                    // pfctl: the translated source with the original in
+                    // parentheses (nat-to), or the original destination
+                    // with the redirection target in parentheses (rdr-to).
+                    Some(n) if n.src != st.src || n.sport != st.sport => (
+                        format!(
+                            "{} ({})",
+                            fmt_ep(&n.src, n.sport),
+                            fmt_ep(&st.src, st.sport)
+                        ),
+                        "->",
+                        fmt_ep(&n.dst, n.dport),
+                    ),
+                    Some(n) => (
+                        format!(
+                            "{} ({})",
+                            fmt_ep(&st.dst, st.dport),
+                            fmt_ep(&n.dst, n.dport)
+                        ),
+                        "<-",
+                        fmt_ep(&st.src, st.sport),
+                    ),
+                    None if st.direction == "out" => {
+                        (fmt_ep(&st.src, st.sport), "->", fmt_ep(&st.dst, st.dport))
+                    }
+                    None => (fmt_ep(&st.dst, st.dport), "<-", fmt_ep(&st.src, st.sport)),
                 };
                 writeln!(
                     o,

@@ -211,10 +211,12 @@ impl Service for Control<'_> {
         // more replies per item: at most 4 × `max_items` of those.
         let r = job.take_replies(self.workers, 4 * max_items, max_items, |kind, reply| {
             match (kind, reply) {
-                (JobKind::States { filter }, Reply::State(st))
-                    if filter.is_none_or(|f| f.matches(st.key())) =>
+                (JobKind::States { filter }, Reply::State(st, tr))
+                    if filter.is_none_or(|f| {
+                        f.matches(st.key()) || (tr.is_some() && f.matches(&tr.key))
+                    }) =>
                 {
-                    items.push(to_value(&state_entry(&st, now, &timeouts, &names)));
+                    items.push(to_value(&state_entry(&st, &tr, now, &timeouts, &names)));
                     return true;
                 }
                 (JobKind::Rules { sum, .. }, Reply::Rule(i, c)) => {
@@ -690,6 +692,7 @@ fn peer_window(p: &dataplane::state::Peer) -> PeerWindow {
 
 fn state_entry(
     st: &State,
+    tr: &dataplane::state::Translation,
     now: Instant,
     timeouts: &dataplane::timeouts::Timeouts,
     ifnames: &[&str],
@@ -728,5 +731,14 @@ fn state_entry(
         packets: [st.packets(0), st.packets(1)],
         bytes: [st.bytes(0), st.bytes(1)],
         rule: (st.rule != dataplane::state::NO_RULE).then_some(st.rule),
+        nat: tr.is_some().then(|| {
+            let ((s, sp), (d, dp)) = (tr.src_endpoint(), tr.dst_endpoint());
+            crate::ctl::NatEndpoints {
+                src: s.to_ip(af).to_string(),
+                sport: sp,
+                dst: d.to_ip(af).to_string(),
+                dport: dp,
+            }
+        }),
     }
 }

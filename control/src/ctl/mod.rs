@@ -390,6 +390,23 @@ pub struct StateEntry {
     pub bytes: [u64; 2],
     /// The rule that created it.
     pub rule: Option<u32>,
+    /// A translated state's egress side (`nat-to`, `rdr-to`, `binat-to`):
+    /// the connection's endpoints as its first packet left the box.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<NatEndpoints>,
+}
+
+/// The translated side of a state (initiator `src`, responder `dst`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NatEndpoints {
+    /// Initiator's address after translation.
+    pub src: String,
+    /// Initiator's port after translation.
+    pub sport: u16,
+    /// Responder's address after translation.
+    pub dst: String,
+    /// Responder's port after translation.
+    pub dport: u16,
 }
 
 /// One rule with its counters (an item of `show-rules`).

@@ -95,12 +95,14 @@ const LINK_POLL: Duration = Duration::from_millis(100);
 /// Every state of every worker, through their command rings (for a pfsync
 /// bulk update). A worker that does not answer in time contributes what it
 /// sent (logged).
-fn list_states(clients: &mut [dataplane::command::CommandClient]) -> Vec<dataplane::state::State> {
+fn list_states(
+    clients: &mut [dataplane::command::CommandClient],
+) -> Vec<(dataplane::state::State, dataplane::state::Translation)> {
     use dataplane::command::{Command, Reply};
     let mut states = Vec::new();
     let r = crate::ctl::handler::ask_workers(clients, Command::ListStates, |r| {
-        if let Reply::State(st) = r {
-            states.push(st);
+        if let Reply::State(st, tr) = r {
+            states.push((st, tr));
         }
     });
     if let Err(e) = r {

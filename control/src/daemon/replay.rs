@@ -5,7 +5,8 @@ use super::*;
 
 /// `dpf --replay`: runs `input` through `workers` pipelines built from the
 /// configuration, without DPDK, writing forwarded packets to `output`, and
-/// prints the counters as JSON. Packet timestamps are the clock.
+/// prints the counters as JSON. Packet timestamps are the clock. With
+/// `seed`, the flow hash key comes from it (a reproducible run).
 pub fn replay(
     config: &Config,
     ruleset: Ruleset,
@@ -13,8 +14,24 @@ pub fn replay(
     input: &std::path::Path,
     output: &std::path::Path,
     creatorid: u32,
+    seed: Option<u64>,
 ) -> Result<()> {
-    seed_flow_hash()?;
+    match seed {
+        Some(seed) => {
+            // splitmix64 over the seed: one word per secret word.
+            let mut x = seed;
+            let mut words = [0u64; HASH_SECRET_WORDS];
+            for w in &mut words {
+                x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = x;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                *w = z ^ (z >> 31);
+            }
+            set_hash_secret(words);
+        }
+        None => seed_flow_hash()?,
+    }
     let workers = workers.max(1);
     let per_shard = shard_capacity(ruleset.options.limit_states, workers);
     let cfg = pipeline_config(config, workers, creatorid);

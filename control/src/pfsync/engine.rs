@@ -48,7 +48,7 @@ use crate::slowpath::Out;
 use dataplane::export::{ImportRecord, StateRecord, SyncAction};
 use dataplane::flow::{Af, Direction, FlowKey, IfIndex};
 use dataplane::ring::{Consumer, Producer};
-use dataplane::state::{state_flags, Peer, State};
+use dataplane::state::{state_flags, Peer, State, Translation};
 use dataplane::time::{Duration, Instant};
 use dataplane::timeouts::{TimeoutClass, Timeouts};
 use serde_json::{json, Value};
@@ -180,7 +180,7 @@ pub struct Sync {
     /// States whose INS or UPD is in the packet being built.
     full_in_packet: Vec<StateId>,
     /// A bulk update being sent: the table and the next state to send.
-    bulk_out: Option<(Vec<State>, usize)>,
+    bulk_out: Option<(Vec<(State, Translation)>, usize)>,
     /// UPD_REQs to send at the end of this round.
     requests: Vec<StateId>,
     trace: Option<Trace>,
@@ -621,12 +621,18 @@ impl Sync {
                     creatorid: rec.state.creatorid(),
                 };
                 let (msg, name) = match rec.action {
-                    SyncAction::Insert => (Message::Ins(self.to_wire(&rec.state, now)), "ins"),
+                    SyncAction::Insert => (
+                        Message::Ins(self.to_wire(&rec.state, &rec.translation, now)),
+                        "ins",
+                    ),
                     SyncAction::Update => {
                         self.sent_compressed += 1;
                         (Message::UpdC(compressed(&rec.state)), "updc")
                     }
-                    SyncAction::FullUpdate => (Message::Upd(self.to_wire(&rec.state, now)), "upd"),
+                    SyncAction::FullUpdate => (
+                        Message::Upd(self.to_wire(&rec.state, &rec.translation, now)),
+                        "upd",
+                    ),
                     SyncAction::Delete => (Message::DelC(id), "delc"),
                     SyncAction::Missing => {
                         self.missing(id, false, now);
@@ -686,7 +692,7 @@ impl Sync {
     /// per [`Sync::poll`] so the peer's receive path is never flooded, then
     /// the end marker. A request while one is running restarts it with the
     /// table as it is now.
-    pub fn send_bulk(&mut self, states: Vec<State>, out: &mut Vec<Out>) {
+    pub fn send_bulk(&mut self, states: Vec<(State, Translation)>, out: &mut Vec<Out>) {
         self.send_alone(
             &Message::Bus(BusRepr {
                 creatorid: self.creatorid,
@@ -717,7 +723,7 @@ impl Sync {
         };
         let before = out.len();
         while next < states.len() && out.len() - before < BULK_PACKETS_PER_ROUND {
-            let st = &states[next];
+            let (st, tr) = &states[next];
             next += 1;
             // Never export a state without a creator (spec §4). Every
             // other state goes, no-sync ones included, as OpenBSD does
@@ -725,7 +731,7 @@ impl Sync {
             if st.creatorid() == 0 {
                 continue;
             }
-            let m = Message::Upd(self.to_wire(st, now));
+            let m = Message::Upd(self.to_wire(st, tr, now));
             let id = StateId {
                 id: st.id(),
                 creatorid: st.creatorid(),
@@ -834,7 +840,8 @@ impl Sync {
                         _ if self.in_bulk => "bulk",
                         _ => "upd",
                     };
-                    if let Some((state, age, expire)) = self.import_from_wire(&s, now) {
+                    if let Some((state, translation, age, expire)) = self.import_from_wire(&s, now)
+                    {
                         if matches!(m, Message::Ins(_)) && s.state_flags & state_flags::ACK != 0 {
                             // The peer holds the packet until we have it.
                             acks.push(s.state_id());
@@ -844,6 +851,7 @@ impl Sync {
                         let owner = state.key().owner(self.imports.len());
                         let rec = ImportRecord::Upsert {
                             state,
+                            translation,
                             age_s: age,
                             expire_s: expire,
                         };
@@ -1015,20 +1023,57 @@ impl Sync {
         }
     }
 
-    fn to_wire(&self, st: &State, now: Instant) -> StateRepr {
+    /// A state as pfsync carries it (spec/pfsync.md §3.7). An untranslated
+    /// state goes as inbound with identical keys; a translated one
+    /// ([`Translation`]: its egress key) as pf would hold it: when the
+    /// source was translated (`nat-to`, `binat-to` outbound) as an
+    /// outbound state with the egress key on the wire and the ingress key
+    /// on the stack side, otherwise (`rdr-to`) as an inbound state with
+    /// the ingress key on the wire and the egress key on the stack side.
+    fn to_wire(&self, st: &State, tr: &Translation, now: Instant) -> StateRepr {
         let key = st.key();
         let af = key.family();
-        let (src, sport) = st.src_endpoint();
-        let (dst, dport) = st.dst_endpoint();
-        // pf's wire key of an inbound state: [initiator, responder].
-        let k = FlowKey {
-            addr: [src, dst],
-            port: [sport, dport],
-            rdomain: 0,
-            af: af as u8,
-            proto: key.proto,
+        let side = |(src, sport): (dataplane::flow::Addr, u16),
+                    (dst, dport): (dataplane::flow::Addr, u16),
+                    outbound: bool| {
+            // pf stores the initiator at index `dir == IN ? 0 : 1`.
+            let (addr, port) = if outbound {
+                ([dst, src], [dport, sport])
+            } else {
+                ([src, dst], [sport, dport])
+            };
+            KeyRepr::from_flow_key(&FlowKey {
+                addr,
+                port,
+                rdomain: 0,
+                af: af as u8,
+                proto: key.proto,
+            })
         };
-        let wk = KeyRepr::from_flow_key(&k);
+        let ingress = (st.src_endpoint(), st.dst_endpoint());
+        let (keys, direction) = if tr.is_some() {
+            let egress = (tr.src_endpoint(), tr.dst_endpoint());
+            if egress.0 != ingress.0 {
+                (
+                    [
+                        side(egress.0, egress.1, true),
+                        side(ingress.0, ingress.1, true),
+                    ],
+                    2,
+                )
+            } else {
+                (
+                    [
+                        side(ingress.0, ingress.1, false),
+                        side(egress.0, egress.1, false),
+                    ],
+                    1,
+                )
+            }
+        } else {
+            let wk = side(ingress.0, ingress.1, false);
+            ([wk, wk], 1)
+        };
         // dpf's states are floating (lookups ignore the interface), as
         // pf's default `set state-policy floating`: bound to "all".
         let mut ifname = [0u8; 16];
@@ -1036,7 +1081,7 @@ impl Sync {
         StateRepr {
             id: st.id(),
             ifname,
-            key: [wk, wk],
+            key: keys,
             src: peer_to_wire(&st.src),
             dst: peer_to_wire(&st.dst),
             rule: if st.rule == dataplane::state::NO_RULE {
@@ -1053,24 +1098,59 @@ impl Sync {
             creatorid: st.creatorid(),
             af: af as u8,
             proto: key.proto,
-            direction: 1,
+            direction,
             timeout: st.timeout as u8,
             state_flags: st.state_flags & state_flags::WIRE,
             ..StateRepr::default()
         }
     }
 
-    fn import_from_wire(&self, s: &StateRepr, now: Instant) -> Option<(State, u32, u32)> {
+    /// A received state in this box's representation: the state (keyed by
+    /// the side its connection's first packet arrives on), its
+    /// translation when the wire and stack keys differ, the peer's age and
+    /// time left. The inverse of `to_wire`: an outbound
+    /// state's stack key is the ingress side, an inbound state's wire key.
+    fn import_from_wire(
+        &self,
+        s: &StateRepr,
+        now: Instant,
+    ) -> Option<(State, Translation, u32, u32)> {
         let af = match s.af {
             2 => Af::Inet,
             24 => Af::Inet6,
             _ => return None,
         };
-        let k = &s.key[0];
         // Inbound: [initiator, responder]; outbound: the other way round.
         let (i, r) = if s.direction == 2 { (1, 0) } else { (0, 1) };
+        let (ingress, egress) = if s.direction == 2 {
+            (&s.key[1], &s.key[0])
+        } else {
+            (&s.key[0], &s.key[1])
+        };
+        let key_af = |k: &KeyRepr| match k.af {
+            0 => Some(af),
+            2 => Some(Af::Inet),
+            24 => Some(Af::Inet6),
+            _ => None,
+        };
+        // dpf does not translate between families (af-to).
+        if key_af(ingress)? != af || key_af(egress)? != af {
+            return None;
+        }
+        let k = ingress;
         let (key, swapped) =
             FlowKey::from_packet(af, s.proto, k.addr[i], k.port[i], k.addr[r], k.port[r]);
+        let translation = if s.key[0].addr == s.key[1].addr && s.key[0].port == s.key[1].port {
+            Translation::NONE
+        } else {
+            let e = egress;
+            let (far, far_swapped) =
+                FlowKey::from_packet(af, s.proto, e.addr[i], e.port[i], e.addr[r], e.port[r]);
+            Translation {
+                key: far,
+                src_is_addr1: far_swapped,
+            }
+        };
         let timeout = TimeoutClass::ALL.get(s.timeout as usize).copied()?;
         let mut st = State::new(key, swapped, s.id, s.creatorid, now);
         st.src = peer_from_wire(&s.src);
@@ -1086,7 +1166,7 @@ impl Sync {
         let name_len = s.ifname.iter().position(|b| *b == 0).unwrap_or(16);
         let name = std::str::from_utf8(&s.ifname[..name_len]).unwrap_or("");
         st.ifindex = IfIndex(self.ifnames.iter().position(|n| n == name).unwrap_or(0) as u16);
-        Some((st, s.creation_s, s.expire_s))
+        Some((st, translation, s.creation_s, s.expire_s))
     }
 
     /// `dpfctl pfsync0` / `-s pfsync`.
@@ -1291,6 +1371,7 @@ mod tests {
     fn export(r: &mut Rig, w: usize, action: SyncAction, st: State) {
         r.exports[w]
             .push(StateRecord {
+                translation: Translation::NONE,
                 action,
                 state: st,
                 at: Instant::from_secs(1),
@@ -1427,7 +1508,10 @@ mod tests {
         let now = Instant::from_secs(2);
         let states: Vec<State> = (1..=1000).map(|i| state(i, OURS)).collect();
         let mut out = Vec::new();
-        r.sync.send_bulk(states, &mut out);
+        r.sync.send_bulk(
+            states.into_iter().map(|s| (s, Translation::NONE)).collect(),
+            &mut out,
+        );
         assert_eq!(
             sent(&out),
             vec![Message::Bus(BusRepr {
@@ -1529,13 +1613,13 @@ mod tests {
     fn our_own_frames_are_ignored_but_the_peers_updates_of_our_states_merge() {
         let mut r = rig(1);
         let now = Instant::from_secs(2);
-        let ins = Message::Ins(r.sync.to_wire(&state(4, OURS), now));
+        let ins = Message::Ins(r.sync.to_wire(&state(4, OURS), &Translation::NONE, now));
         // Seen again from our own MAC (af_packet sees its transmissions).
         r.sync
             .handle(&frame_from(OUR_MAC, &[ins]), 0, now, &mut Vec::new());
         assert!(r.imports[0].pop().is_none());
         // The peer forwarding our state after a failover sends its update.
-        let upd = Message::Upd(r.sync.to_wire(&state(4, OURS), now));
+        let upd = Message::Upd(r.sync.to_wire(&state(4, OURS), &Translation::NONE, now));
         r.sync
             .handle(&frame_from(PEER_MAC, &[upd]), 0, now, &mut Vec::new());
         assert!(matches!(
@@ -1548,7 +1632,7 @@ mod tests {
     fn a_deferred_insert_is_acknowledged_at_once_and_an_ack_reaches_the_holder() {
         let mut r = rig(2);
         let now = Instant::from_secs(2);
-        let mut wire = r.sync.to_wire(&state(4, PEERS), now);
+        let mut wire = r.sync.to_wire(&state(4, PEERS), &Translation::NONE, now);
         wire.state_flags |= state_flags::ACK;
         let mut out = Vec::new();
         r.sync.handle(
@@ -1620,7 +1704,11 @@ mod tests {
 
     fn ins(id: u64, creatorid: u32) -> Message {
         let r = rig(1);
-        Message::Ins(r.sync.to_wire(&state(id, creatorid), Instant::from_secs(1)))
+        Message::Ins(r.sync.to_wire(
+            &state(id, creatorid),
+            &Translation::NONE,
+            Instant::from_secs(1),
+        ))
     }
 
     fn imported(r: &mut Rig) -> usize {
@@ -1794,7 +1882,10 @@ mod tests {
             assert_eq!(small.sync.mtu, 1500 - trailer);
             let states: Vec<State> = (1..=2000).map(|i| state(i, OURS)).collect();
             let mut out = Vec::new();
-            r.sync.send_bulk(states, &mut out);
+            r.sync.send_bulk(
+                states.into_iter().map(|s| (s, Translation::NONE)).collect(),
+                &mut out,
+            );
             for _ in 0..200 {
                 r.sync.poll(now, &mut out);
             }
@@ -1830,8 +1921,13 @@ mod tests {
         assert_eq!(counter(&r, Counter::Badstate), 2);
         // Nor does a bulk update export one.
         let mut out = Vec::new();
-        r.sync
-            .send_bulk(vec![state(1, 0), state(2, OURS)], &mut out);
+        r.sync.send_bulk(
+            vec![
+                (state(1, 0), Translation::NONE),
+                (state(2, OURS), Translation::NONE),
+            ],
+            &mut out,
+        );
         r.sync.poll(now, &mut out);
         let upds: Vec<_> = sent(&out)
             .into_iter()
@@ -1867,7 +1963,7 @@ mod tests {
         r.sync.handle(&f, 0, now, &mut Vec::new());
         assert_eq!(counter(&r, Counter::Badlen), 2);
         // Invalid field values.
-        let mut bad = r.sync.to_wire(&state(5, PEERS), now);
+        let mut bad = r.sync.to_wire(&state(5, PEERS), &Translation::NONE, now);
         bad.direction = 9;
         r.sync.handle(
             &frame_from(PEER_MAC, &[Message::Ins(bad)]),
@@ -1960,9 +2056,9 @@ mod tests {
         let now = Instant::from_secs(2);
         let mut st = state(4, OURS);
         st.ifindex = IfIndex(0);
-        let wire = r.sync.to_wire(&st, now);
+        let wire = r.sync.to_wire(&st, &Translation::NONE, now);
         assert_eq!(&wire.ifname[..4], b"all\0");
-        let mut theirs = r.sync.to_wire(&state(5, PEERS), now);
+        let mut theirs = r.sync.to_wire(&state(5, PEERS), &Translation::NONE, now);
         theirs.ifname = *b"em0\0\0\0\0\0\0\0\0\0\0\0\0\0";
         r.sync.handle(
             &frame_from(PEER_MAC, &[Message::Ins(theirs)]),
@@ -1982,7 +2078,7 @@ mod tests {
         let (k, sw) = FlowKey::from_packet(Af::Inet, proto::ICMP, a, 0x4242, b, 8);
         let mut st = State::new(k, sw, 3, OURS, now);
         st.timeout = TimeoutClass::IcmpFirst;
-        let wire = r.sync.to_wire(&st, now);
+        let wire = r.sync.to_wire(&st, &Translation::NONE, now);
         assert_eq!(wire.key[0].port, [0x4242, 8]);
         assert_eq!(wire.key[0].addr[0], a);
         assert_eq!(wire.direction, 1);

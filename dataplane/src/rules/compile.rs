@@ -17,9 +17,10 @@ use std::fmt::Write as _;
 use super::lexer::Pos;
 use super::names;
 use super::parser::{
-    Ast, BlockMode, Endpoint, FlagsAst, HostAst, HostItem, IcmpItem, IfaceModifier, PortItem,
-    PortOp, RuleAst, StateAst,
+    Ast, BlockMode, Endpoint, FlagsAst, HostAst, HostItem, IcmpItem, IfaceModifier, PoolAst,
+    PoolType, PortItem, PortOp, RuleAst, StateAst,
 };
+use super::pool::{Pool, PoolRole};
 use super::table::{addr_bits, prefix_mask, Table};
 use super::{Action, RuleEnv, RuleError, RuleOptions, Ruleset};
 use crate::flow::{proto, tcp_flags, Af, Direction};
@@ -132,6 +133,14 @@ pub(crate) struct Rule {
     pub max_states: Option<u32>,
     /// Index into `Ruleset::rule_timeouts`.
     pub timeouts: Option<u32>,
+    /// `nat-to`: index into `Ruleset::pools`.
+    pub nat: Option<u16>,
+    /// `rdr-to`: index into `Ruleset::pools`.
+    pub rdr: Option<u16>,
+    /// `tag`: the tag's number (0 = none).
+    pub tag: u16,
+    /// `[!] tagged`: (tag number, negated).
+    pub tagged: Option<(u16, bool)>,
     /// Next rule to examine when field `f` mismatches.
     pub skip: [u32; SKIP_COUNT],
 }
@@ -148,6 +157,9 @@ struct Ctx<'a> {
     env: &'a RuleEnv<'a>,
     tables: HashMap<String, u32>,
     table_list: Vec<Table>,
+    pools: Vec<Pool>,
+    /// Tag names in order of first use; a tag's number is its index + 1.
+    tags: Vec<String>,
 }
 
 impl Ctx<'_> {
@@ -310,6 +322,126 @@ impl Ctx<'_> {
         })
     }
 
+    /// The number of tag `name` (1-based), allocated on first use.
+    fn tag_id(&mut self, name: &str, pos: Pos) -> Result<u16, RuleError> {
+        if let Some(i) = self.tags.iter().position(|t| t == name) {
+            return Ok(i as u16 + 1);
+        }
+        if self.tags.len() >= u16::MAX as usize - 1 {
+            return Err(self.err(pos, "too many tags"));
+        }
+        self.tags.push(name.to_string());
+        Ok(self.tags.len() as u16)
+    }
+
+    /// Compiles a translation target into `pools`; its index.
+    fn pool(&mut self, p: &PoolAst, role: PoolRole, what: &str) -> Result<u16, RuleError> {
+        let mut entries: Vec<(Af, u128, u8)> = Vec::new();
+        let mut texts: Vec<String> = Vec::new();
+        for h in &p.hosts {
+            let list: Vec<(Af, u128, u8)> = match &h.host {
+                HostAst::Net { af, addr, len } => vec![(*af, addr_bits(addr), *len)],
+                HostAst::SelfAddrs => self.self_addrs(),
+                HostAst::Iface { name, modifier } => self.iface_addrs(name, *modifier, h.pos)?,
+                HostAst::Table(name) => {
+                    let Some(i) = self.tables.get(name) else {
+                        return Err(self.err(h.pos, format!("table <{name}> is not defined")));
+                    };
+                    let t = &self.table_list[*i as usize];
+                    if t.entries.iter().any(|e| e.3) {
+                        return Err(self.err(
+                            h.pos,
+                            format!("{what}: table <{name}> has negated entries; a translation pool cannot"),
+                        ));
+                    }
+                    t.entries.iter().map(|e| (e.0, e.1, e.2)).collect()
+                }
+                HostAst::Any => {
+                    return Err(self.err(h.pos, format!("{what}: 'any' is not an address")))
+                }
+            };
+            if list.is_empty() {
+                return Err(self.err(h.pos, format!("{what}: no address to translate to")));
+            }
+            texts.push(match &h.host {
+                HostAst::Table(n) => format!("<{n}>"),
+                HostAst::Iface { name, modifier } => iface_text(name, *modifier),
+                HostAst::SelfAddrs => "self".to_string(),
+                _ => list
+                    .iter()
+                    .map(|(af, n, l)| fmt_net(*af, *n, *l))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+            for e in list {
+                if !entries.contains(&e) {
+                    entries.push(e);
+                }
+            }
+        }
+        if p.sticky {
+            return Err(self.err(
+                p.pos,
+                format!(
+                    "{what} ... sticky-address is not supported by dpf (it needs source tracking)"
+                ),
+            ));
+        }
+        if p.static_port && role != PoolRole::Nat {
+            return Err(self.err(p.pos, format!("static-port is not supported with {what}")));
+        }
+        let several = |af: Af| entries.iter().filter(|e| e.0 == af).count() > 1;
+        let kind = match p.kind {
+            Some((PoolType::Bitmask, kpos)) => {
+                if several(Af::Inet) || several(Af::Inet6) {
+                    return Err(
+                        self.err(kpos, "bitmask needs a single address or network per family")
+                    );
+                }
+                PoolType::Bitmask
+            }
+            Some((k, _)) => k,
+            None => PoolType::RoundRobin,
+        };
+        let mut text = format!("{what} ");
+        if texts.len() == 1 {
+            text.push_str(&texts[0]);
+        } else {
+            let _ = write!(text, "{{ {} }}", texts.join(", "));
+        }
+        if let Some(ports) = p.ports {
+            if ports.star {
+                let _ = write!(text, " port {}:*", ports.low);
+            } else if ports.low == ports.high {
+                let _ = write!(text, " port {}", ports.low);
+            } else {
+                let _ = write!(text, " port {}:{}", ports.low, ports.high);
+            }
+        }
+        match p.kind.map(|k| k.0) {
+            Some(PoolType::Bitmask) => text.push_str(" bitmask"),
+            Some(PoolType::Random) => text.push_str(" random"),
+            Some(PoolType::RoundRobin) => text.push_str(" round-robin"),
+            Some(PoolType::SourceHash(None)) => text.push_str(" source-hash"),
+            Some(PoolType::SourceHash(Some(k))) => {
+                text.push_str(" source-hash 0x");
+                for b in k {
+                    let _ = write!(text, "{b:02x}");
+                }
+            }
+            None => {}
+        }
+        if p.static_port {
+            text.push_str(" static-port");
+        }
+        if self.pools.len() >= u16::MAX as usize {
+            return Err(self.err(p.pos, "too many translation rules"));
+        }
+        self.pools
+            .push(Pool::new(role, entries, kind, p.ports, p.static_port, text));
+        Ok(self.pools.len() as u16 - 1)
+    }
+
     fn endpoint_hosts(&mut self, e: &Endpoint) -> Result<Vec<ExpHost>, RuleError> {
         if e.hosts.is_empty() {
             return Ok(vec![ExpHost {
@@ -376,6 +508,8 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
         env,
         tables: HashMap::new(),
         table_list: Vec::new(),
+        pools: Vec::new(),
+        tags: Vec::new(),
     };
     let mut errors = Vec::new();
 
@@ -414,17 +548,28 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
     let mut rule_timeouts: Vec<Timeouts> = Vec::new();
     for r in &ast.rules {
         let before = rules.len();
-        if let Err(e) = expand_rule(
-            &mut ctx,
-            r,
-            &options,
-            &mut rules,
-            &mut texts,
-            &mut rule_timeouts,
-        ) {
-            rules.truncate(before);
-            texts.truncate(before);
-            errors.push(e);
+        let expanded = match binat_rules(&ctx, r) {
+            Ok(Some(pair)) => pair.to_vec(),
+            Ok(None) => vec![r.clone()],
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        for r in &expanded {
+            if let Err(e) = expand_rule(
+                &mut ctx,
+                r,
+                &options,
+                &mut rules,
+                &mut texts,
+                &mut rule_timeouts,
+            ) {
+                rules.truncate(before);
+                texts.truncate(before);
+                errors.push(e);
+                break;
+            }
         }
     }
     if !errors.is_empty() {
@@ -440,6 +585,8 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
         rules,
         texts,
         tables: ctx.table_list,
+        pools: ctx.pools,
+        tag_names: ctx.tags,
         rule_timeouts,
         epoch: Ruleset::next_epoch(),
         state_counts,
@@ -523,10 +670,47 @@ fn expand_rule(
     };
 
     let (keep_state, opts) = match &r.state {
+        Some(_) if r.action == Action::Match => {
+            return Err(ctx.err(
+                r.pos,
+                "match rules do not create states: keep state / no state do not apply",
+            ));
+        }
         Some(StateAst::Keep(o)) => (true, o.clone()),
         Some(StateAst::No) => (false, Default::default()),
         None => (r.action == Action::Pass, Default::default()),
     };
+    // pfctl's rule_consistent().
+    if (r.nat.is_some() || r.rdr.is_some()) && r.action == Action::Pass && !keep_state {
+        return Err(ctx.err(r.pos, "nat-to and rdr-to require keep state"));
+    }
+    if let Some(p) = &r.nat {
+        if r.dir != Some(Direction::Out) {
+            return Err(ctx.err(p.pos, "nat-to can only be used outbound"));
+        }
+    }
+    if let Some(p) = &r.rdr {
+        if r.dir != Some(Direction::In) {
+            return Err(ctx.err(p.pos, "rdr-to can only be used inbound"));
+        }
+    }
+    let nat = match &r.nat {
+        Some(p) => Some(ctx.pool(p, PoolRole::Nat, "nat-to")?),
+        None => None,
+    };
+    let rdr = match &r.rdr {
+        Some(p) => Some(ctx.pool(p, PoolRole::Rdr, "rdr-to")?),
+        None => None,
+    };
+    let tag = match &r.tag {
+        Some((name, pos)) => ctx.tag_id(name, *pos)?,
+        None => 0,
+    };
+    let tagged = match &r.tagged {
+        Some(t) => Some((ctx.tag_id(&t.name, t.pos)?, t.not)),
+        None => None,
+    };
+    let pools_of_rule: Vec<u16> = nat.iter().chain(rdr.iter()).copied().collect();
     // 'flags S/SA' by default on stateful rules (pfctl parse.y).
     let flags = match r.flags {
         Some(f) => f,
@@ -571,7 +755,27 @@ fn expand_rule(
                                         continue;
                                     }
                                 }
-                                let af = r.af.or(sh.af).or(dh.af);
+                                let mut af = r.af.or(sh.af).or(dh.af);
+                                // A translation decides the family when its
+                                // pool has one (pfctl: combinations whose
+                                // families disagree are dropped).
+                                let mut fits = true;
+                                for p in &pools_of_rule {
+                                    let pool = &ctx.pools[*p as usize];
+                                    match af {
+                                        Some(a) => fits &= pool.has_family(a),
+                                        None => {
+                                            let v4 = pool.has_family(Af::Inet);
+                                            let v6 = pool.has_family(Af::Inet6);
+                                            if v4 != v6 {
+                                                af = Some(if v4 { Af::Inet } else { Af::Inet6 });
+                                            }
+                                        }
+                                    }
+                                }
+                                if !fits {
+                                    continue;
+                                }
                                 let pr = *proto_nr;
                                 // filter_consistent().
                                 if let Some(p) = sp.or(*dp) {
@@ -655,6 +859,10 @@ fn expand_rule(
                                     no_sync: opts.no_sync,
                                     max_states: opts.max,
                                     timeouts,
+                                    nat,
+                                    rdr,
+                                    tag,
+                                    tagged,
                                     skip: [0; SKIP_COUNT],
                                 };
                                 if rules.len() >= RULES_MAX {
@@ -663,13 +871,14 @@ fn expand_rule(
                                         format!("ruleset expands to more than {RULES_MAX} rules"),
                                     ));
                                 }
-                                let text = render(
+                                let mut text = render(
                                     &rule,
                                     ifp.map(|(_, _, n)| n),
                                     &ctx.table_list,
                                     &opts.timeouts,
                                     r.label.as_deref(),
                                 );
+                                render_translation(&mut text, &rule, &ctx.pools, &ctx.tags);
                                 rules.push(rule);
                                 texts.push(text);
                                 added += 1;
@@ -779,6 +988,7 @@ fn render(
 ) -> String {
     let mut s = String::new();
     match r.action {
+        Action::Match => s.push_str("match"),
         Action::Pass => s.push_str("pass"),
         Action::Block => s.push_str(match r.block {
             BlockMode::Drop => "block drop",
@@ -889,4 +1099,94 @@ fn render(
         let _ = write!(s, " label \"{escaped}\"");
     }
     s
+}
+
+/// Appends a rule's tag and translation options as pfctl prints them.
+fn render_translation(s: &mut String, r: &Rule, pools: &[Pool], tags: &[String]) {
+    let tag_name = |t: u16| tags.get(t as usize - 1).map(String::as_str).unwrap_or("?");
+    if r.tag != 0 {
+        let _ = write!(s, " tag {}", tag_name(r.tag));
+    }
+    if let Some((t, not)) = r.tagged {
+        let _ = write!(s, " {}tagged {}", if not { "! " } else { "" }, tag_name(t));
+    }
+    for p in [r.nat, r.rdr].into_iter().flatten() {
+        if let Some(pool) = pools.get(p as usize) {
+            s.push(' ');
+            s.push_str(pool.text());
+        }
+    }
+}
+
+/// `binat-to`: pfctl's two rules, an outbound one translating the source
+/// (`nat-to` with `bitmask` and `static-port`) and an inbound one
+/// translating the destination back (`rdr-to` with `bitmask`). `None` for
+/// a rule without `binat-to`.
+fn binat_rules(ctx: &Ctx<'_>, r: &RuleAst) -> Result<Option<[RuleAst; 2]>, RuleError> {
+    let Some(b) = &r.binat else { return Ok(None) };
+    if r.nat.is_some() || r.rdr.is_some() {
+        return Err(ctx.err(b.pos, "binat-to cannot be combined with nat-to or rdr-to"));
+    }
+    if r.dir == Some(Direction::In) {
+        return Err(ctx.err(
+            b.pos,
+            "binat-to can only be used outbound (the inbound half is implied)",
+        ));
+    }
+    if b.ports.is_some() || b.kind.is_some_and(|k| k.0 != PoolType::Bitmask) {
+        return Err(ctx.err(
+            b.pos,
+            "binat-to takes a single address or network, without port or pool type",
+        ));
+    }
+    let single = |hosts: &[HostItem], what: &str| -> Result<(Af, u8), RuleError> {
+        match hosts {
+            [HostItem {
+                not: false,
+                host: HostAst::Net { af, len, .. },
+                ..
+            }] => Ok((*af, *len)),
+            [h, ..] => Err(ctx.err(
+                h.pos,
+                format!("binat-to: {what} must be a single address or network"),
+            )),
+            [] => Err(ctx.err(
+                r.pos,
+                format!("binat-to: {what} must be a single address or network"),
+            )),
+        }
+    };
+    let (saf, slen) = single(&r.src.hosts, "the source")?;
+    let (taf, tlen) = single(&b.hosts, "the translation")?;
+    if saf != taf || slen != tlen {
+        return Err(ctx.err(
+            b.pos,
+            "binat-to: the source and the translation must be of the same family and size",
+        ));
+    }
+    let mut out = r.clone();
+    out.binat = None;
+    out.dir = Some(Direction::Out);
+    out.nat = Some(PoolAst {
+        kind: Some((PoolType::Bitmask, b.pos)),
+        static_port: true,
+        ..b.clone()
+    });
+    let mut inb = r.clone();
+    inb.binat = None;
+    inb.dir = Some(Direction::In);
+    inb.src = r.dst.clone();
+    inb.dst = Endpoint {
+        hosts: b.hosts.clone(),
+        ports: r.src.ports.clone(),
+    };
+    inb.rdr = Some(PoolAst {
+        pos: b.pos,
+        hosts: r.src.hosts.clone(),
+        ports: None,
+        kind: Some((PoolType::Bitmask, b.pos)),
+        sticky: false,
+        static_port: false,
+    });
+    Ok(Some([out, inb]))
 }

@@ -93,7 +93,23 @@ impl Ruleset {
     /// caller's job, e.g. reallocated on ruleset swap); extra or missing
     /// entries are ignored. Never allocates.
     pub fn evaluate(&self, pkt: &PacketInfo, counters: &mut [RuleCounters]) -> Decision {
+        self.evaluate_tagged(pkt, 0, counters)
+    }
+
+    /// [`Ruleset::evaluate`] for a packet that already carries tag `tag`
+    /// (given by the rules of an earlier pass, as pf keeps it in the
+    /// mbuf). `match` rules that match set their options (`tag`,
+    /// `nat-to`, `rdr-to`) and evaluation goes on; the deciding rule's
+    /// own options override them (pf's `pf_rule_to_actions`).
+    pub fn evaluate_tagged(
+        &self,
+        pkt: &PacketInfo,
+        mut tag: u16,
+        counters: &mut [RuleCounters],
+    ) -> Decision {
         let rules = &self.rules;
+        let mut nat: Option<u16> = None;
+        let mut rdr: Option<(u16, u16)> = None;
         let n = rules.len();
         let src = addr_bits(&pkt.src);
         let dst = addr_bits(&pkt.dst);
@@ -174,6 +190,32 @@ impl Ruleset {
                     continue;
                 }
             }
+            if let Some((t, not)) = r.tagged {
+                if (tag == t) == not {
+                    i += 1;
+                    continue;
+                }
+            }
+            if r.tag != 0 {
+                tag = r.tag;
+            }
+            if r.action == Action::Match {
+                if let Some(c) = counters.get_mut(i) {
+                    c.packets += 1;
+                    c.bytes += pkt.ip_len as u64;
+                }
+                if r.nat.is_some() {
+                    nat = r.nat;
+                }
+                if let Some(p) = r.rdr {
+                    rdr = Some((p, r.dst_port.a));
+                }
+                if r.quick {
+                    break;
+                }
+                i += 1;
+                continue;
+            }
             matched = Some(i);
             if r.quick {
                 break;
@@ -182,7 +224,13 @@ impl Ruleset {
         }
 
         let Some(m) = matched else {
-            return Decision::DEFAULT_PASS;
+            return Decision {
+                nat,
+                rdr: rdr.map(|r| r.0),
+                rdr_port_base: rdr.map_or(0, |r| r.1),
+                tag,
+                ..Decision::DEFAULT_PASS
+            };
         };
         let r = &rules[m];
         if let Some(c) = counters.get_mut(m) {
@@ -205,6 +253,13 @@ impl Ruleset {
             } else {
                 return_mode(r, pkt, icmp)
             },
+            nat: r.nat.or(nat),
+            rdr: r.rdr.or(rdr.map(|r| r.0)),
+            rdr_port_base: match r.rdr {
+                Some(_) => r.dst_port.a,
+                None => rdr.map_or(0, |r| r.1),
+            },
+            tag,
         }
     }
 }

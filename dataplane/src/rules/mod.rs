@@ -55,6 +55,7 @@ mod eval;
 mod lexer;
 mod names;
 mod parser;
+pub mod pool;
 mod table;
 
 #[cfg(test)]
@@ -175,6 +176,9 @@ pub enum Action {
     Pass,
     /// Drop the packet (and maybe answer, see [`ReturnMode`]).
     Block,
+    /// pf's `match`: set options (translation, tag) without deciding;
+    /// never the action of a [`Decision`].
+    Match,
 }
 
 /// What to send back for a blocked packet.
@@ -228,6 +232,16 @@ pub struct Decision {
     pub quick: bool,
     /// What to answer a blocked packet with (always `None` for pass).
     pub return_mode: ReturnMode,
+    /// `nat-to` of the deciding rule, else of the last matching `match`
+    /// rule: index of the pool ([`Ruleset::pool`]).
+    pub nat: Option<u16>,
+    /// `rdr-to`, as `nat`.
+    pub rdr: Option<u16>,
+    /// The first port of the destination port condition of the rule whose
+    /// `rdr-to` applies (pf maps `port a:b` / `a:*` relative to it).
+    pub rdr_port_base: u16,
+    /// The packet's tag after the rules (`tag`; 0 = none).
+    pub tag: u16,
 }
 
 impl Decision {
@@ -242,6 +256,10 @@ impl Decision {
         allow_opts: false,
         quick: false,
         return_mode: ReturnMode::None,
+        nat: None,
+        rdr: None,
+        rdr_port_base: 0,
+        tag: 0,
     };
 }
 
@@ -254,6 +272,10 @@ pub struct Ruleset {
     rules: Vec<compile::Rule>,
     texts: Vec<String>,
     tables: Vec<table::Table>,
+    /// Translation targets of `nat-to` / `rdr-to` / `binat-to`.
+    pools: Vec<pool::Pool>,
+    /// Tag names; tag number `n` is `tag_names[n - 1]`.
+    tag_names: Vec<String>,
     /// Effective state timeouts of rules with `keep state (<timeout> N)`.
     rule_timeouts: Vec<Timeouts>,
     /// This ruleset's epoch (distinct among the last 4095 compiled in this
@@ -403,6 +425,26 @@ impl Ruleset {
             .and_then(|r| r.timeouts)
             .and_then(|t| self.rule_timeouts.get(t as usize))
             .unwrap_or(&self.options.timeouts)
+    }
+
+    /// Translation pool `i` (a [`Decision::nat`] / [`Decision::rdr`]).
+    #[inline]
+    pub fn pool(&self, i: u16) -> Option<&pool::Pool> {
+        self.pools.get(i as usize)
+    }
+
+    /// Whether any rule translates addresses (`nat-to`, `rdr-to`,
+    /// `binat-to`).
+    pub fn has_translation(&self) -> bool {
+        !self.pools.is_empty()
+    }
+
+    /// The name of tag number `tag` (`None` for 0 or unknown).
+    pub fn tag_name(&self, tag: u16) -> Option<&str> {
+        (tag as usize)
+            .checked_sub(1)
+            .and_then(|i| self.tag_names.get(i))
+            .map(String::as_str)
     }
 
     /// The tables, in definition order: (name, number of entries). The

@@ -21,6 +21,9 @@ use super::{Action, BlockPolicy, RuleError};
 use crate::flow::{Addr, Af, Direction};
 use crate::timeouts::TimeoutClass;
 
+mod translation;
+pub(crate) use translation::{PoolAst, PoolPorts, PoolType, TaggedAst};
+
 /// How deep macro values may reference other macros.
 const MACRO_DEPTH_MAX: u32 = 16;
 /// pfctl's `PF_TABLE_NAME_SIZE - 1`.
@@ -173,6 +176,16 @@ pub(crate) struct RuleAst {
     pub label: Option<String>,
     /// `allow-opts`.
     pub allow_opts: bool,
+    /// `nat-to ...`.
+    pub nat: Option<PoolAst>,
+    /// `rdr-to ...`.
+    pub rdr: Option<PoolAst>,
+    /// `binat-to ...`.
+    pub binat: Option<PoolAst>,
+    /// `tag <name>`.
+    pub tag: Option<(String, Pos)>,
+    /// `[!] tagged <name>`.
+    pub tagged: Option<TaggedAst>,
 }
 
 /// `table <name> { ... }`.
@@ -233,7 +246,6 @@ const RESERVED: &[&str] = &[
 
 /// Statements pf has but dpf does not implement.
 const UNSUPPORTED_STATEMENTS: &[&str] = &[
-    "match",
     "anchor",
     "antispoof",
     "scrub",
@@ -548,7 +560,7 @@ impl Parser<'_> {
             _ => return Err(self.unexpected("a statement (pass, block, set, table or a macro)")),
         };
         match first.as_str() {
-            "pass" | "block" => {
+            "pass" | "block" | "match" => {
                 let rule = self.rule(ast.block_policy)?;
                 ast.rules.push(rule);
                 Ok(())
@@ -678,6 +690,8 @@ impl Parser<'_> {
         let pos = self.pos();
         let action = if self.eat_kw("pass") {
             Action::Pass
+        } else if self.eat_kw("match") {
+            Action::Match
         } else {
             self.expect_kw("block")?;
             Action::Block
@@ -790,6 +804,11 @@ impl Parser<'_> {
             state: None,
             label: None,
             allow_opts: false,
+            nat: None,
+            rdr: None,
+            binat: None,
+            tag: None,
+            tagged: None,
         };
         self.filter_opts(&mut rule)?;
         self.finish()?;
@@ -797,8 +816,27 @@ impl Parser<'_> {
     }
 
     fn filter_opts(&mut self, rule: &mut RuleAst) -> Result<(), RuleError> {
-        while let Some(Tok::Word(w)) = self.peek() {
+        loop {
             let pos = self.pos();
+            if self.peek() == Some(&Tok::Bang) {
+                self.i += 1;
+                if !self.eat_kw("tagged") {
+                    return Err(self.unexpected("'tagged' after '!'"));
+                }
+                if rule.tagged.is_some() {
+                    return Err(self.err(pos, "tagged cannot be redefined"));
+                }
+                let (name, npos) = self.tag_name()?;
+                rule.tagged = Some(TaggedAst {
+                    not: true,
+                    name,
+                    pos: npos,
+                });
+                continue;
+            }
+            let Some(Tok::Word(w)) = self.peek() else {
+                break;
+            };
             match w.as_str() {
                 "flags" => {
                     if rule.flags.is_some() {
@@ -870,6 +908,46 @@ impl Parser<'_> {
                     self.expect_kw("state")?;
                     rule.state = Some(StateAst::No);
                 }
+                "nat-to" | "rdr-to" | "binat-to" => {
+                    let what = w.clone();
+                    let slot = match what.as_str() {
+                        "nat-to" => &rule.nat,
+                        "rdr-to" => &rule.rdr,
+                        _ => &rule.binat,
+                    };
+                    if slot.is_some() {
+                        return Err(self.err(pos, format!("{what} cannot be redefined")));
+                    }
+                    if rule.action == Action::Block {
+                        return Err(self.err(pos, format!("{what} on block rules doesn't make sense")));
+                    }
+                    self.i += 1;
+                    let pool = self.pool(&what, pos)?;
+                    match what.as_str() {
+                        "nat-to" => rule.nat = Some(pool),
+                        "rdr-to" => rule.rdr = Some(pool),
+                        _ => rule.binat = Some(pool),
+                    }
+                }
+                "tag" => {
+                    if rule.tag.is_some() {
+                        return Err(self.err(pos, "tag cannot be redefined"));
+                    }
+                    self.i += 1;
+                    rule.tag = Some(self.tag_name()?);
+                }
+                "tagged" => {
+                    if rule.tagged.is_some() {
+                        return Err(self.err(pos, "tagged cannot be redefined"));
+                    }
+                    self.i += 1;
+                    let (name, npos) = self.tag_name()?;
+                    rule.tagged = Some(TaggedAst {
+                        not: false,
+                        name,
+                        pos: npos,
+                    });
+                }
                 "modulate" | "synproxy" => {
                     return Err(self.err(pos, format!("{w} state is not supported by dpf")));
                 }
@@ -895,7 +973,7 @@ impl Parser<'_> {
                 }
                 _ => {
                     return Err(self.unexpected(
-                        "flags, icmp-type, icmp6-type, keep state, no state, allow-opts, label or end of line",
+                        "flags, icmp-type, icmp6-type, keep state, no state, allow-opts, nat-to, rdr-to, binat-to, tag, tagged, label or end of line",
                     ))
                 }
             }

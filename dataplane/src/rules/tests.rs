@@ -1199,6 +1199,10 @@ fn decision_carries_rule_options() {
             allow_opts: true,
             quick: true,
             return_mode: ReturnMode::None,
+            nat: None,
+            rdr: None,
+            rdr_port_base: 0,
+            tag: 0,
         }
     );
     let t = r.state_timeouts(d.rule);

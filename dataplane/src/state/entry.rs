@@ -19,7 +19,8 @@
 //!  88  timeout       u8             TimeoutClass = PFTM_* index
 //!  89  direction     u8             creating direction (1 in, 2 out)
 //!  90  sync_updates  u8             updates since the last pfsync export (maxupd)
-//!  91  src_is_addr1  u8             which key endpoint is pf's `src` peer
+//!  91  sides         u8             bit 0: which key endpoint is pf's `src` peer;
+//!                                 bit 1: translated (the shard holds a [`Translation`])
 //!  92  src           Peer (18)      peer that sent the first packet
 //! 110  dst           Peer (18)      the other peer
 //! 128
@@ -133,6 +134,56 @@ pub const WSCALE_MASK: u8 = 0x0f;
 /// Largest window shift TCP allows (RFC 7323 §2.3).
 pub const MAX_WINSHIFT: u8 = 14;
 
+const SIDE_SRC_IS_ADDR1: u8 = 1;
+const SIDE_TRANSLATED: u8 = 2;
+
+/// The far side of a translated state (`nat-to`, `rdr-to`, `binat-to`):
+/// the connection's key as its packets look on the other side of the
+/// translation. [`State::key`] is the side the first packet arrived on
+/// (the ingress side); this is the side it left on (egress). pf's state
+/// keys: for a state created by an outbound translation the ingress key
+/// is pf's stack key and this the wire key; for an inbound one the other
+/// way round.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Translation {
+    /// Canonical key of the egress side (lower endpoint first).
+    pub key: FlowKey,
+    /// Whether `key.addr[1]` is the initiator's endpoint on that side.
+    pub src_is_addr1: bool,
+}
+
+impl Translation {
+    /// No translation (`key.af == 0`).
+    pub const NONE: Translation = Translation {
+        key: FlowKey {
+            addr: [Addr::ZERO; 2],
+            port: [0; 2],
+            rdomain: 0,
+            af: 0,
+            proto: 0,
+        },
+        src_is_addr1: false,
+    };
+
+    /// Whether this describes a translation.
+    #[inline]
+    pub fn is_some(&self) -> bool {
+        self.key.af != 0
+    }
+
+    /// The initiator's endpoint on the egress side.
+    pub fn src_endpoint(&self) -> (Addr, u16) {
+        let i = self.src_is_addr1 as usize;
+        (self.key.addr[i], self.key.port[i])
+    }
+
+    /// The responder's endpoint on the egress side.
+    pub fn dst_endpoint(&self) -> (Addr, u16) {
+        let i = (!self.src_is_addr1) as usize;
+        (self.key.addr[i], self.key.port[i])
+    }
+}
+
 /// Rule number meaning "no rule" (pfsync's 0xffffffff).
 pub const NO_RULE: u32 = u32::MAX;
 
@@ -190,7 +241,7 @@ pub struct State {
     pub direction: Direction,
     /// Updates since the last pfsync export of this state (for `maxupd`).
     pub sync_updates: u8,
-    src_is_addr1: bool,
+    sides: u8,
     /// pf's `src` peer: the endpoint that sent the first packet.
     pub src: Peer,
     /// pf's `dst` peer.
@@ -240,7 +291,7 @@ impl State {
             timeout: TimeoutClass::OtherFirst,
             direction: Direction::In,
             sync_updates: 0,
-            src_is_addr1,
+            sides: src_is_addr1 as u8,
             src: Peer::default(),
             dst: Peer::default(),
         }
@@ -280,25 +331,43 @@ impl State {
     /// Whether `key.addr[1]` is pf's `src` peer (else `key.addr[0]` is).
     #[inline]
     pub fn src_is_addr1(&self) -> bool {
-        self.src_is_addr1
+        self.sides & SIDE_SRC_IS_ADDR1 != 0
+    }
+
+    /// Whether the state translates addresses (NAT): its shard holds the
+    /// other side's key ([`Translation`]) and indexes it too.
+    #[inline]
+    pub fn is_translated(&self) -> bool {
+        self.sides & SIDE_TRANSLATED != 0
+    }
+
+    /// Marks the state translated or not (only the shard does, as it
+    /// indexes the other key).
+    #[inline]
+    pub(crate) fn set_translated(&mut self, on: bool) {
+        if on {
+            self.sides |= SIDE_TRANSLATED;
+        } else {
+            self.sides &= !SIDE_TRANSLATED;
+        }
     }
 
     /// Whether a packet whose [`FlowKey::from_packet`] returned `swapped`
     /// comes from pf's `src` peer.
     #[inline]
     pub fn is_from_src(&self, swapped: bool) -> bool {
-        swapped == self.src_is_addr1
+        swapped == self.src_is_addr1()
     }
 
     /// pf's `src` endpoint (address, port).
     pub fn src_endpoint(&self) -> (Addr, u16) {
-        let i = self.src_is_addr1 as usize;
+        let i = self.src_is_addr1() as usize;
         (self.key.addr[i], self.key.port[i])
     }
 
     /// pf's `dst` endpoint (address, port).
     pub fn dst_endpoint(&self) -> (Addr, u16) {
-        let i = (!self.src_is_addr1) as usize;
+        let i = (!self.src_is_addr1()) as usize;
         (self.key.addr[i], self.key.port[i])
     }
 

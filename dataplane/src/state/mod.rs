@@ -54,7 +54,9 @@ pub mod track;
 #[cfg(test)]
 mod track_tests;
 
-pub use entry::{state_flags, tcps, udps, Peer, State, NO_RULE, WSCALE_FLAG, WSCALE_MASK};
+pub use entry::{
+    state_flags, tcps, udps, Peer, State, Translation, NO_RULE, WSCALE_FLAG, WSCALE_MASK,
+};
 pub use merge::{merge_peer_update, MergeOutcome};
 pub use table::{
     InsertError, Shard, ShardError, SlotId, DEFAULT_CAPACITY, MAX_CAPACITY, MAX_PROBE_BUCKETS,

@@ -7,12 +7,15 @@
 //! slab      [State; N]          128 B per state, the states themselves
 //! occupied  [u64; N/64]         1 bit per slab slot
 //! free      [u32; N]            stack of free slab slots
-//! by_key    [Bucket; N/6]       key index:  hash tag -> slab slot
+//! xlate     [Translation; N]    44 B per state, the far key of translated states
+//! by_key    [Bucket; 2N/6]      key index:  hash tag -> slab slot (a
+//!                               translated state has two entries: the
+//!                               second, for its far key, has bit 31 set)
 //! by_id     [Bucket; N/6]       id index:   (id, creatorid) tag -> slab slot
 //! Bucket    64 B, cache-line aligned: tags [u32; 8] + slots [u32; 8]
 //! ```
 //!
-//! ≈ 153.5 bytes per state of capacity in all (see
+//! ≈ 208 bytes per state of capacity in all (see
 //! [`Shard::memory_bytes_for`]).
 //!
 //! Each index is open addressing over buckets of 8 ways with linear probing
@@ -46,7 +49,7 @@
 //! - the flow hash's secret does not change while the shard holds states
 //!   (the tags are derived from it).
 
-use super::entry::State;
+use super::entry::{State, Translation};
 use crate::cpu::{eq_mask8, prefetch_read};
 use crate::flow::{identity_hash, FlowKey};
 use crate::time::Instant;
@@ -70,6 +73,9 @@ const WAYS: usize = 8;
 /// Ways used per bucket at full capacity (75% load).
 const FILL_WAYS: usize = 6;
 const EMPTY: u32 = u32::MAX;
+/// Marks a key-index entry that names a translated state by its far key
+/// ([`Translation::key`]); slots are below 2^28, so it never makes `EMPTY`.
+const FAR_KEY: u32 = 1 << 31;
 const ID_COUNTER_MASK: u64 = (1 << 56) - 1;
 
 /// Handle of a state in a [`Shard`]: the index of its slab slot. Valid until
@@ -356,9 +362,11 @@ pub struct Shard {
     occupied: Box<[u64]>,
     free: Box<[u32]>,
     free_len: usize,
+    xlate: Box<[Translation]>,
     by_key: IndexTable,
     by_id: IndexTable,
     len: usize,
+    translated: usize,
     /// Bumped by every insert and remove: a lookup's answer stays valid
     /// while it is unchanged.
     generation: u64,
@@ -392,9 +400,11 @@ impl Shard {
             occupied: vec![0u64; capacity.div_ceil(64)].into_boxed_slice(),
             free,
             free_len: capacity,
-            by_key: IndexTable::new(capacity),
+            xlate: vec![Translation::NONE; capacity].into_boxed_slice(),
+            by_key: IndexTable::new(2 * capacity),
             by_id: IndexTable::new(capacity),
             len: 0,
+            translated: 0,
             generation: 0,
             expire_cursor: 0,
             shard_index,
@@ -407,7 +417,9 @@ impl Shard {
         capacity * core::mem::size_of::<State>()
             + capacity.div_ceil(64) * 8
             + capacity * 4
-            + 2 * IndexTable::buckets_for(capacity) * core::mem::size_of::<Bucket>()
+            + capacity * core::mem::size_of::<Translation>()
+            + (IndexTable::buckets_for(2 * capacity) + IndexTable::buckets_for(capacity))
+                * core::mem::size_of::<Bucket>()
             + core::mem::size_of::<Shard>()
     }
 
@@ -416,6 +428,7 @@ impl Shard {
         self.slab.len() * core::mem::size_of::<State>()
             + self.occupied.len() * 8
             + self.free.len() * 4
+            + self.xlate.len() * core::mem::size_of::<Translation>()
             + self.by_key.bytes()
             + self.by_id.bytes()
             + core::mem::size_of::<Shard>()
@@ -481,13 +494,45 @@ impl Shard {
     /// pipeline computed it to pick the worker).
     #[inline]
     pub fn lookup(&self, key: &FlowKey, hash: u64) -> Option<SlotId> {
+        self.lookup_side(key, hash).map(|(slot, _)| slot)
+    }
+
+    /// [`Shard::lookup`] that also says which key matched: `false` the
+    /// state's own key (the side its first packet arrived on), `true` the
+    /// far key of a translated state ([`Shard::translation`]).
+    #[inline]
+    pub fn lookup_side(&self, key: &FlowKey, hash: u64) -> Option<(SlotId, bool)> {
         debug_assert_eq!(hash, key.symmetric_hash());
-        let slab = &self.slab;
+        let (slab, xlate) = (&self.slab, &self.xlate);
         self.by_key
             .find(key_tag(hash), |s| {
-                slab.get(s as usize).is_some_and(|st| st.key() == key)
+                if s & FAR_KEY == 0 {
+                    slab.get(s as usize).is_some_and(|st| st.key() == key)
+                } else {
+                    xlate
+                        .get((s & !FAR_KEY) as usize)
+                        .is_some_and(|t| t.key == *key)
+                }
             })
-            .map(SlotId)
+            .map(|s| (SlotId(s & !FAR_KEY), s & FAR_KEY != 0))
+    }
+
+    /// The far side of the translated state in `slot` (`None` for a state
+    /// that translates nothing).
+    #[inline]
+    pub fn translation(&self, slot: SlotId) -> Option<&Translation> {
+        let st = self.get(slot)?;
+        if st.is_translated() {
+            self.xlate.get(slot.index())
+        } else {
+            None
+        }
+    }
+
+    /// Number of translated states.
+    #[inline]
+    pub fn translated_len(&self) -> usize {
+        self.translated
     }
 
     /// Changes whenever a state is inserted or removed: a [`Shard::lookup`]
@@ -527,9 +572,30 @@ impl Shard {
     /// Inserts `state`. Fails without side effects when the key or the
     /// `(id, creatorid)` pair is already present, or when the shard is full.
     pub fn insert(&mut self, state: State) -> Result<SlotId, InsertError> {
+        self.insert_translated(state, Translation::NONE)
+    }
+
+    /// Inserts `state` with the far key of its translation (both keys are
+    /// indexed: a packet of either side finds it). With
+    /// [`Translation::NONE`] (or a far key equal to the state's) this is
+    /// [`Shard::insert`]. Fails without side effects when either key or
+    /// the identity is present, or when the shard is full.
+    pub fn insert_translated(
+        &mut self,
+        mut state: State,
+        translation: Translation,
+    ) -> Result<SlotId, InsertError> {
+        let translated = translation.is_some() && translation.key != *state.key();
+        state.set_translated(translated);
         let hash = state.key().symmetric_hash();
         if let Some(s) = self.lookup(state.key(), hash) {
             return Err(InsertError::Exists(s));
+        }
+        let far_hash = translation.key.symmetric_hash();
+        if translated {
+            if let Some(s) = self.lookup(&translation.key, far_hash) {
+                return Err(InsertError::Exists(s));
+            }
         }
         if let Some(s) = self.find_by_id(state.id(), state.creatorid()) {
             return Err(InsertError::IdExists(s));
@@ -547,8 +613,21 @@ impl Shard {
         self.free_len -= 1;
         let slot = self.free[self.free_len];
         self.slab[slot as usize] = state;
-        self.set_occupied(slot as usize, true);
         self.by_key.put(key_at, key_t, slot);
+        if translated {
+            let far_t = key_tag(far_hash);
+            match self.by_key.vacancy(far_t) {
+                Some(at) => self.by_key.put(at, far_t, slot | FAR_KEY),
+                None => {
+                    self.by_key.remove(key_t, slot);
+                    self.free_len += 1;
+                    return Err(InsertError::Full);
+                }
+            }
+            self.xlate[slot as usize] = translation;
+            self.translated += 1;
+        }
+        self.set_occupied(slot as usize, true);
         self.by_id.put(id_at, id_t, slot);
         self.len += 1;
         self.generation = self.generation.wrapping_add(1);
@@ -568,6 +647,15 @@ impl Shard {
             .remove(key_tag(st.key().symmetric_hash()), slot.0);
         let ok_id = self.by_id.remove(id_tag(st.id(), st.creatorid()), slot.0);
         debug_assert!(ok_key && ok_id);
+        if st.is_translated() {
+            let far = self.xlate[i].key;
+            let ok_far = self
+                .by_key
+                .remove(key_tag(far.symmetric_hash()), slot.0 | FAR_KEY);
+            debug_assert!(ok_far);
+            self.xlate[i] = Translation::NONE;
+            self.translated -= 1;
+        }
         self.set_occupied(i, false);
         self.free[self.free_len] = slot.0;
         self.free_len += 1;
@@ -594,6 +682,23 @@ impl Shard {
         } else {
             None
         }
+    }
+
+    /// The state in `slot`, mutable, with a copy of its translation
+    /// ([`Translation::NONE`] if it translates nothing).
+    #[inline]
+    pub fn get_mut_translated(&mut self, slot: SlotId) -> Option<(&mut State, Translation)> {
+        let i = slot.index();
+        if !self.is_occupied(i) {
+            return None;
+        }
+        let st = self.slab.get_mut(i)?;
+        let tr = if st.is_translated() {
+            self.xlate.get(i).copied().unwrap_or(Translation::NONE)
+        } else {
+            Translation::NONE
+        };
+        Some((st, tr))
     }
 
     /// Every state, in slab order (for listing and pfsync bulk updates).
@@ -631,7 +736,7 @@ impl Shard {
             now,
             budget_slots,
             |_| timeouts,
-            |st, expired| {
+            |st, _, expired| {
                 if expired {
                     on_expired(st)
                 }
@@ -648,7 +753,7 @@ impl Shard {
         now: Instant,
         budget_slots: usize,
         timeouts: impl Fn(&State) -> &'t Timeouts,
-        mut visit: impl FnMut(&mut State, bool),
+        mut visit: impl FnMut(&mut State, &Translation, bool),
     ) -> usize {
         let cap = self.slab.len();
         let mut removed = 0;
@@ -662,15 +767,19 @@ impl Shard {
                 .slab
                 .get(i)
                 .is_some_and(|st| st.is_expired(now, timeouts(st)));
+            let tr = match self.slab.get(i) {
+                Some(st) if st.is_translated() => self.xlate[i],
+                _ => Translation::NONE,
+            };
             if expired {
                 if let Some(mut st) = self.remove(SlotId(i as u32)) {
-                    visit(&mut st, true);
+                    visit(&mut st, &tr, true);
                     removed += 1;
                 }
             } else if let Some(st) = self.slab.get_mut(i) {
                 // Key, id and creatorid are private: `visit` cannot move
                 // the state within the indexes.
-                visit(st, false);
+                visit(st, &tr, false);
             }
         }
         removed
@@ -685,13 +794,18 @@ impl Shard {
         &self,
         from: usize,
         max_slots: usize,
-        mut visit: impl FnMut(&State) -> bool,
+        mut visit: impl FnMut(&State, &Translation) -> bool,
     ) -> Option<usize> {
         let end = from.saturating_add(max_slots).min(self.slab.len());
         for i in from..end {
             if self.is_occupied(i) {
                 if let Some(st) = self.slab.get(i) {
-                    if !visit(st) {
+                    let tr = if st.is_translated() {
+                        &self.xlate[i]
+                    } else {
+                        &Translation::NONE
+                    };
+                    if !visit(st, tr) {
                         return Some(i);
                     }
                 }
@@ -815,14 +929,16 @@ mod tests {
     }
 
     #[test]
-    fn memory_is_at_most_160_bytes_per_state() {
+    fn memory_is_at_most_210_bytes_per_state() {
+        // 128 the state, 44 the far key of a translation, ~32 the two
+        // indexes (the key index holds two entries per translated state).
         for cap in [1000usize, DEFAULT_CAPACITY, 1_000_000, 10_000_000] {
             let per = Shard::memory_bytes_for(cap) as f64 / cap as f64;
-            assert!(per <= 160.0, "capacity {cap}: {per} bytes per state");
+            assert!(per <= 210.0, "capacity {cap}: {per} bytes per state");
         }
         let sh = Shard::new(DEFAULT_CAPACITY, 0).unwrap();
         assert_eq!(sh.memory_bytes(), Shard::memory_bytes_for(DEFAULT_CAPACITY));
-        assert!(sh.memory_bytes() <= 160 * DEFAULT_CAPACITY);
+        assert!(sh.memory_bytes() <= 210 * DEFAULT_CAPACITY);
     }
 
     #[test]
@@ -1068,8 +1184,9 @@ mod tests {
     #[test]
     fn keys_aimed_at_one_bucket_fill_only_its_probe_window() {
         // The attacker knows this process's key (the default one in unit
-        // tests): 600 keys with home bucket 500 of a 1000-bucket shard.
-        let mut sh = Shard::new(6000, 0).unwrap();
+        // tests): 600 keys with home bucket 500 of a 1000-bucket key index
+        // (sized for two keys per state: 3000 states).
+        let mut sh = Shard::new(3000, 0).unwrap();
         assert_eq!(sh.by_key.buckets.len(), 1000);
         let keys = aimed_keys(&crate::flow::hash_secret(), &sh.by_key, 500..501, 600);
         assert_eq!(keys.len(), 600);
@@ -1086,7 +1203,7 @@ mod tests {
             }
         }
         // The window of 32 buckets from the home takes 256; the rest fail
-        // as "full" although the shard has room for 5744 more.
+        // as "full" although the shard has room for 2744 more.
         assert_eq!(slots.len(), MAX_PROBE_BUCKETS * WAYS);
         assert_eq!(sh.len(), slots.len());
         for (k, slot) in &slots {
@@ -1301,5 +1418,52 @@ mod tests {
             want.sort_unstable();
             prop_assert_eq!(all, want);
         }
+    }
+}
+
+#[cfg(test)]
+mod translation_tests {
+    use super::*;
+    use crate::flow::{proto, Addr, Af};
+
+    fn key(a: [u8; 4], ap: u16, b: [u8; 4], bp: u16) -> (FlowKey, bool) {
+        FlowKey::from_packet(Af::Inet, proto::TCP, Addr::v4(a), ap, Addr::v4(b), bp)
+    }
+
+    #[test]
+    fn a_translated_state_is_found_by_both_keys_and_removed_with_both() {
+        let mut sh = Shard::new(100, 0).unwrap();
+        let (ka, sa) = key([10, 1, 0, 7], 40000, [198, 51, 100, 10], 80);
+        let (kb, sb) = key([203, 0, 113, 1], 63725, [198, 51, 100, 10], 80);
+        let st = State::new(ka, sa, 1, 7, Instant::from_secs(1));
+        let tr = Translation {
+            key: kb,
+            src_is_addr1: sb,
+        };
+        let slot = sh.insert_translated(st, tr).unwrap();
+        assert_eq!(
+            sh.lookup_side(&ka, ka.symmetric_hash()),
+            Some((slot, false))
+        );
+        assert_eq!(sh.lookup_side(&kb, kb.symmetric_hash()), Some((slot, true)));
+        assert_eq!(sh.translation(slot), Some(&tr));
+        assert_eq!(sh.translated_len(), 1);
+        // Neither key can be taken by another state.
+        let other = State::new(kb, sb, 2, 7, Instant::from_secs(1));
+        assert_eq!(sh.insert(other), Err(InsertError::Exists(slot)));
+        let (kc, sc) = key([10, 1, 0, 8], 1, [198, 51, 100, 10], 80);
+        let third = State::new(kc, sc, 3, 7, Instant::from_secs(1));
+        assert_eq!(
+            sh.insert_translated(third, tr),
+            Err(InsertError::Exists(slot))
+        );
+        assert!(sh.remove(slot).is_some());
+        assert_eq!(sh.lookup(&ka, ka.symmetric_hash()), None);
+        assert_eq!(sh.lookup(&kb, kb.symmetric_hash()), None);
+        assert_eq!(sh.translated_len(), 0);
+        // The far key is free again.
+        assert!(sh
+            .insert(State::new(kb, sb, 4, 7, Instant::from_secs(1)))
+            .is_ok());
     }
 }
