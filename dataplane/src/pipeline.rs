@@ -68,10 +68,6 @@ pub const NO_EGRESS: u16 = u16::MAX;
 /// 1232 bytes, with Ethernet, VLAN and IPv6 headers).
 pub const REPLY_MAX: usize = 1536;
 
-/// ICMP / ICMPv6 "port unreachable", pf's default for `block return`.
-const ICMP_UNREACH_PORT: u8 = 3;
-const ICMP6_UNREACH_PORT: u8 = 4;
-
 /// What a worker's pipeline needs to know about the box.
 #[derive(Clone, Debug)]
 pub struct PipelineConfig {
@@ -1456,13 +1452,15 @@ impl Pipeline {
         let reply = match (mode, info.af) {
             (ReturnMode::None, _) => return blocked,
             (ReturnMode::Rst, _) => build::tcp_rst(c, our_mac),
-            (ReturnMode::IcmpUnreachable, crate::flow::Af::Inet) => {
+            // The code is the rule's `return-icmp (code)`, port
+            // unreachable by default.
+            (ReturnMode::IcmpUnreachable(code), crate::flow::Af::Inet) => {
                 let src = std::net::Ipv4Addr::from(info.dst.v4_octets());
-                build::icmpv4_dst_unreachable(frame, ICMP_UNREACH_PORT, our_mac, src)
+                build::icmpv4_dst_unreachable(frame, code, our_mac, src)
             }
-            (ReturnMode::IcmpUnreachable, crate::flow::Af::Inet6) => {
+            (ReturnMode::IcmpUnreachable(code), crate::flow::Af::Inet6) => {
                 let src = std::net::Ipv6Addr::from(info.dst.0);
-                build::icmpv6_dst_unreachable(frame, ICMP6_UNREACH_PORT, our_mac, src)
+                build::icmpv6_dst_unreachable(frame, code, our_mac, src)
             }
         };
         let slot = self.reply_slot.min(MAX_BURST - 1);

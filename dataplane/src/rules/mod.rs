@@ -63,6 +63,20 @@ mod tests;
 use crate::flow::{Addr, Af, IfIndex};
 use crate::timeouts::Timeouts;
 
+pub use parser::{FsFiles, SourceFiles};
+
+/// The rules of a named anchor given at run time (`dpfctl -a name -f
+/// file`): they replace what the ruleset's `load anchor` gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnchorSource {
+    /// The anchor's name (`load anchor <name>`, `anchor "<name>"`).
+    pub name: String,
+    /// Its rules (pf.conf filter rules, `include`, nested anchors).
+    pub text: String,
+    /// The file they came from, for errors.
+    pub file: String,
+}
+
 /// A compile error: where it is and what is wrong.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{file}:{line}:{col}: {msg}")]
@@ -185,9 +199,10 @@ pub enum ReturnMode {
     None,
     /// A TCP RST (with ACK), as pf's `return-rst`.
     Rst,
-    /// ICMP destination unreachable, code port unreachable (ICMPv6: type 1
-    /// code 4, port unreachable), as pf's `return-icmp` default.
-    IcmpUnreachable,
+    /// ICMP destination unreachable (ICMPv6: type 1) with this code: the
+    /// rule's `return-icmp (code)` for the packet's family, by default port
+    /// unreachable (3; ICMPv6 4).
+    IcmpUnreachable(u8),
 }
 
 /// Per-rule counters, as `pfctl -vsr` shows them. The evaluator only counts
@@ -202,6 +217,11 @@ pub struct RuleCounters {
     pub packets: u64,
     /// Bytes (IP length) of the packets this rule decided.
     pub bytes: u64,
+    /// Of `packets`, those it decided in the `out` direction (pf's
+    /// `packets[1]`).
+    pub packets_out: u64,
+    /// Of `bytes`, those of `out` packets.
+    pub bytes_out: u64,
     /// States created by this rule (maintained by the caller).
     pub states_created: u64,
 }
@@ -253,6 +273,13 @@ pub struct Ruleset {
     pub options: RuleOptions,
     rules: Vec<compile::Rule>,
     texts: Vec<String>,
+    /// Distinct labels (after macro expansion), in order of first use.
+    labels: Vec<String>,
+    /// Per rule: the anchor it is in (index into `anchors`), or
+    /// `compile::NO_ANCHOR`.
+    rule_anchor: Vec<u32>,
+    /// Anchor names.
+    anchors: Vec<String>,
     tables: Vec<table::Table>,
     /// Effective state timeouts of rules with `keep state (<timeout> N)`.
     rule_timeouts: Vec<Timeouts>,
@@ -280,13 +307,26 @@ impl Ruleset {
         file_name: &str,
         env: &RuleEnv,
     ) -> Result<Ruleset, Vec<RuleError>> {
-        let (ast, mut errors) = parser::parse(source, file_name);
+        Ruleset::compile_with(source, file_name, env, &FsFiles::default(), &[])
+    }
+
+    /// [`Ruleset::compile_all`] reading `include` and `load anchor` files
+    /// through `files`, with the run-time contents of named anchors
+    /// (`dpfctl -a`), which replace what `load anchor` gives them.
+    pub fn compile_with(
+        source: &str,
+        file_name: &str,
+        env: &RuleEnv,
+        files: &dyn SourceFiles,
+        anchors: &[AnchorSource],
+    ) -> Result<Ruleset, Vec<RuleError>> {
+        let (ast, mut errors) = parser::parse_with(source, file_name, files, anchors);
         match compile::compile(ast, file_name, env) {
             Ok(r) if errors.is_empty() => Ok(r),
             Ok(_) => Err(errors),
             Err(mut more) => {
                 errors.append(&mut more);
-                errors.sort_by_key(|e| (e.line, e.col));
+                errors.sort_by_key(|e| (e.file != file_name, e.line, e.col));
                 Err(errors)
             }
         }
@@ -386,6 +426,48 @@ impl Ruleset {
     /// same rule). Empty for an index out of range.
     pub fn rule_text(&self, index: usize) -> &str {
         self.texts.get(index).map(String::as_str).unwrap_or("")
+    }
+
+    /// The label of rule `nr` (after pf's macro expansion), if it has one.
+    pub fn rule_label(&self, nr: usize) -> Option<&str> {
+        self.rule_label_id(nr)
+            .and_then(|l| self.labels.get(l as usize))
+            .map(String::as_str)
+    }
+
+    /// The index in [`Ruleset::labels`] of rule `nr`'s label.
+    pub fn rule_label_id(&self, nr: usize) -> Option<u32> {
+        self.rules.get(nr).and_then(|r| r.label)
+    }
+
+    /// The distinct labels of the rules, in order of first use.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The anchor rule `nr` belongs to (`None`: the main ruleset).
+    pub fn rule_anchor(&self, nr: usize) -> Option<&str> {
+        self.rule_anchor
+            .get(nr)
+            .and_then(|a| self.anchors.get(*a as usize))
+            .map(String::as_str)
+    }
+
+    /// The same options and tables without any rule (`dpfctl -F rules`:
+    /// pf keeps its options when its rules are flushed).
+    pub fn without_rules(&self) -> Ruleset {
+        Ruleset {
+            options: self.options.clone(),
+            rules: Vec::new(),
+            texts: Vec::new(),
+            labels: Vec::new(),
+            rule_anchor: Vec::new(),
+            anchors: Vec::new(),
+            tables: self.tables.clone(),
+            rule_timeouts: Vec::new(),
+            epoch: Ruleset::next_epoch(),
+            state_counts: std::sync::Arc::from(Vec::new()),
+        }
     }
 
     /// Whether `set skip on` names this interface: its packets are not
