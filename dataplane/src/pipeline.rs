@@ -247,6 +247,18 @@ fn release_state(
     }
 }
 
+/// A state is gone: its rule (if of the ruleset in use) has one state
+/// less (pfctl -vsr's `States:`).
+#[inline]
+fn forget_rule_state(rules: &Ruleset, counters: &mut [RuleCounters], st: &crate::state::State) {
+    if let Some(c) = rules
+        .rule_of_tag(st.rule)
+        .and_then(|nr| counters.get_mut(nr as usize))
+    {
+        c.states_cur = c.states_cur.saturating_sub(1);
+    }
+}
+
 impl PipelineConfig {
     /// Cross-connects ports `a` and `b` (wire mode).
     pub fn pair(&mut self, a: u16, b: u16) {
@@ -504,6 +516,7 @@ impl Pipeline {
             return;
         };
         let (config, rules, recent) = (&self.config, &*self.rules, &self.recent_rules[..]);
+        let rule_counters = &mut self.rule_counters;
         let mut removed = 0u64;
         let next = self.shard.scan_remove(
             from,
@@ -511,6 +524,7 @@ impl Pipeline {
             |st| st.creatorid() == creatorid,
             |st| {
                 release_state(config, rules, recent, st);
+                forget_rule_state(rules, rule_counters, st);
                 removed += 1;
             },
         );
@@ -629,6 +643,23 @@ impl Pipeline {
         &self.rule_counters
     }
 
+    /// Zeroes this worker's per-rule counters (`dpfctl -z`); the states
+    /// a rule has now are not a counter and stay.
+    pub fn zero_rule_counters(&mut self) {
+        for c in &mut self.rule_counters {
+            *c = RuleCounters {
+                states_cur: c.states_cur,
+                ..RuleCounters::default()
+            };
+        }
+    }
+
+    /// The ruleset in use, then those the last reloads replaced (which
+    /// states created before a reload still name), newest first.
+    pub fn rulesets(&self) -> impl Iterator<Item = &Arc<Ruleset>> {
+        std::iter::once(&self.rules).chain(self.recent_rules.iter())
+    }
+
     /// This worker's state shard.
     pub fn shard(&self) -> &Shard {
         &self.shard
@@ -651,6 +682,7 @@ impl Pipeline {
     pub fn expire(&mut self, now: Instant, budget_slots: usize) -> usize {
         let (shard, sync, counters) = (&mut self.shard, &mut self.sync, &mut self.counters);
         let (config, rules, recent) = (&self.config, &*self.rules, &self.recent_rules[..]);
+        let rule_counters = &mut self.rule_counters;
         // Each expired state is exported as a DEL while it is removed; a
         // live state marked owed is sent again in full, one with packets
         // not yet announced as a compressed update.
@@ -658,6 +690,7 @@ impl Pipeline {
         let removed = shard.expire_slice_visit(now, budget_slots, timeouts, |st, expired| {
             if expired {
                 release_state(config, rules, recent, st);
+                forget_rule_state(rules, rule_counters, st);
                 delete_or_owe(sync, counters, st, now);
             } else if st.state_flags & state_flags::SYNC_OWED != 0 {
                 st.state_flags &= !state_flags::SYNC_OWED;
@@ -693,9 +726,11 @@ impl Pipeline {
     ) -> (Option<usize>, u64) {
         let (shard, sync, counters) = (&mut self.shard, &mut self.sync, &mut self.counters);
         let (config, rules, recent) = (&self.config, &*self.rules, &self.recent_rules[..]);
+        let rule_counters = &mut self.rule_counters;
         let mut removed = 0u64;
         let next = shard.scan_remove(from, max_slots, pred, |st| {
             release_state(config, rules, recent, st);
+            forget_rule_state(rules, rule_counters, st);
             removed += 1;
             if export {
                 // Operator kills carry no export time (`at` is 0).
@@ -1386,6 +1421,7 @@ impl Pipeline {
                 self.counters.states = self.shard.len() as u64;
                 if let Some(c) = d.rule.and_then(|r| self.rule_counters.get_mut(r as usize)) {
                     c.states_created += 1;
+                    c.states_cur += 1;
                 }
                 verdict
             }
@@ -1427,6 +1463,7 @@ impl Pipeline {
     fn remove_state(&mut self, slot: SlotId) {
         if let Some(st) = self.shard.remove(slot) {
             self.release_reservation(&st);
+            forget_rule_state(&self.rules, &mut self.rule_counters, &st);
             self.counters.states_removed += 1;
             self.counters.states = self.shard.len() as u64;
         }

@@ -224,6 +224,10 @@ pub struct RuleCounters {
     pub bytes_out: u64,
     /// States created by this rule (maintained by the caller).
     pub states_created: u64,
+    /// States of this rule that exist now (maintained by the caller:
+    /// one more per state created, one less per state of this ruleset's
+    /// rule removed).
+    pub states_cur: u64,
 }
 
 /// The verdict for one packet that matched no state.
