@@ -87,13 +87,21 @@ pub enum StateFilter {
 impl StateFilter {
     /// Whether `st` is to be removed; `rulesets` are the worker's
     /// current and recent rulesets (for labels).
-    pub fn matches(&self, st: &State, rulesets: &[Option<std::sync::Arc<crate::rules::Ruleset>>]) -> bool {
+    pub fn matches(
+        &self,
+        st: &State,
+        rulesets: &[Option<std::sync::Arc<crate::rules::Ruleset>>],
+    ) -> bool {
         match self {
             StateFilter::Host(f) => f.matches(st.key()),
             StateFilter::Id { id, creatorid } => st.id() == *id && st.creatorid() == *creatorid,
-            StateFilter::Label(l) => rulesets.iter().flatten().find_map(|r| {
-                r.rule_of_tag(st.rule).map(|nr| r.rule_label(nr as usize))
-            }) == Some(std::str::from_utf8(l.as_bytes()).ok()),
+            StateFilter::Label(l) => {
+                rulesets
+                    .iter()
+                    .flatten()
+                    .find_map(|r| r.rule_of_tag(st.rule).map(|nr| r.rule_label(nr as usize)))
+                    == Some(std::str::from_utf8(l.as_bytes()).ok())
+            }
         }
     }
 }

@@ -230,7 +230,12 @@ fn dpfctl_refuses_unknown_flags_and_words() {
         );
     }
     // pfctl's combined flags parse (and then find no dpf to ask).
-    for args in [&["-sr", "-v"][..], &["-vvsr"][..], &["-ss", "-v"][..], &["-sl"][..]] {
+    for args in [
+        &["-sr", "-v"][..],
+        &["-vvsr"][..],
+        &["-ss", "-v"][..],
+        &["-sl"][..],
+    ] {
         let out = dpfctl(&sock, args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "dpfctl {args:?}: {err}");

@@ -55,7 +55,11 @@ fn replay_files(files: &[(&str, &str)], arrivals: &[Arrival]) -> (Vec<Arrival>, 
 }
 
 fn syn(port: u32, ms: u64, src: &str, dst: &str, dport: u16) -> Arrival {
-    at(port, ms, frame(ip(src), ip(dst), &tcp(40000, dport, 1, 0, flags::SYN)))
+    at(
+        port,
+        ms,
+        frame(ip(src), ip(dst), &tcp(40000, dport, 1, 0, flags::SYN)),
+    )
 }
 
 fn udp(port: u32, ms: u64, src: &str, dst: &str, dport: u16) -> Arrival {
@@ -75,7 +79,8 @@ fn udp(port: u32, ms: u64, src: &str, dst: &str, dport: u16) -> Arrival {
 }
 
 fn forwarded(out: &[Arrival], a: &Arrival) -> bool {
-    out.iter().any(|o| o.port == 1 - a.port && o.frame == a.frame)
+    out.iter()
+        .any(|o| o.port == 1 - a.port && o.frame == a.frame)
 }
 
 #[test]

@@ -121,25 +121,48 @@ fn labels_kills_counters_listings_and_anchors_on_a_live_dpf() {
         30, 20, 800, 20
     );
     assert!(v.contains(&counters), "{v}");
-    assert!(v.contains("  [ Inserted: uid 0 pid 0 State Creations: 20    ]"), "{v}");
+    assert!(
+        v.contains("  [ Inserted: uid 0 pid 0 State Creations: 20    ]"),
+        "{v}"
+    );
     let vv = ok_text(d, &sock, &["-vvsr"]);
     assert!(vv.starts_with("@0 block drop in all\n"), "{vv}");
     // -v states: age and rule lines; -vv: id and creatorid.
     let ss = ok_text(d, &sock, &["-ss", "-v"]);
-    assert!(ss.contains("   age 00:00:") && ss.contains(", rule 1"), "{ss}");
+    assert!(
+        ss.contains("   age 00:00:") && ss.contains(", rule 1"),
+        "{ss}"
+    );
     assert!(!ss.contains("creatorid"), "{ss}");
     let ssvv = ok_text(d, &sock, &["-vvss"]);
-    assert!(ssvv.contains("   id: ") && ssvv.contains(" creatorid: "), "{ssvv}");
+    assert!(
+        ssvv.contains("   id: ") && ssvv.contains(" creatorid: "),
+        "{ssvv}"
+    );
 
     // -s timeouts, -s memory.
     let t = ok_text(d, &sock, &["-s", "timeouts"]);
-    assert!(t.lines().any(|l| l.starts_with("tcp.first") && l.ends_with(" 77s")), "{t}");
-    assert!(t.lines().any(|l| l.starts_with("udp.first") && l.ends_with(" 60s")), "{t}");
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("tcp.first") && l.ends_with(" 77s")),
+        "{t}"
+    );
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("udp.first") && l.ends_with(" 60s")),
+        "{t}"
+    );
     let m = ok_text(d, &sock, &["-sm"]);
-    assert!(m.contains("states") && m.contains("hard limit") && m.contains("5000"), "{m}");
+    assert!(
+        m.contains("states") && m.contains("hard limit") && m.contains("5000"),
+        "{m}"
+    );
 
     // -k label: the states of that label's rules go.
-    assert_eq!(json(d, &sock, &["-k", "label", "-k", "tls-443"])["killed"], 10);
+    assert_eq!(
+        json(d, &sock, &["-k", "label", "-k", "tls-443"])["killed"],
+        10
+    );
     assert_eq!(json(d, &sock, &["-s", "info"])["states"], 20);
     // -k id: one state, by its id.
     let states = json(d, &sock, &["-s", "states"]);
@@ -156,40 +179,75 @@ fn labels_kills_counters_listings_and_anchors_on_a_live_dpf() {
     // -z: counters zeroed, current states kept.
     assert!(ok_text(d, &sock, &["-z"]).contains("cleared"));
     let rules = json(d, &sock, &["-s", "rules"]);
-    assert_eq!((rules[1]["evaluations"].as_u64(), rules[1]["states_created"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (
+            rules[1]["evaluations"].as_u64(),
+            rules[1]["states_created"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
     assert_eq!(rules[1]["states_cur"], 19);
     assert!(ok_text(d, &sock, &["-sl"]).starts_with("web 0 0 0 0 0 0 0 0\n"));
 
     // Anchors at run time: main rules call "ext", its rules come from a
     // file loaded with -a; -a -s rules lists them; errors name the file.
-    std::fs::write(d.join("main.conf"), "block in all\nanchor \"ext\" in on lan0\nset timeout tcp.first 77\n").unwrap();
-    std::fs::write(d.join("ext.conf"), "pass in proto tcp to port 22 label ssh\n").unwrap();
+    std::fs::write(
+        d.join("main.conf"),
+        "block in all\nanchor \"ext\" in on lan0\nset timeout tcp.first 77\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("ext.conf"),
+        "pass in proto tcp to port 22 label ssh\n",
+    )
+    .unwrap();
     std::fs::write(d.join("bad.conf"), "pass in on lan9\n").unwrap();
     ok_text(d, &sock, &["-f", "main.conf"]);
     let out = dpfctl_in(d, &sock, &["-a", "ext", "-f", "bad.conf"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.conf:1:12:") && err.contains("lan9"), "{err}");
+    assert!(
+        err.contains("bad.conf:1:12:") && err.contains("lan9"),
+        "{err}"
+    );
     let loaded = ok_text(d, &sock, &["-a", "ext", "-f", "ext.conf"]);
-    assert!(loaded.contains("loaded anchor ext") && loaded.contains("3 rules in all"), "{loaded}");
+    assert!(
+        loaded.contains("loaded anchor ext") && loaded.contains("3 rules in all"),
+        "{loaded}"
+    );
     eventually("the anchor's rules are in the ruleset", || {
-        json(d, &sock, &["-a", "ext", "-s", "rules"]).as_array().unwrap().len() == 1
+        json(d, &sock, &["-a", "ext", "-s", "rules"])
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
     });
     let main = ok_text(d, &sock, &["-sr"]);
     assert_eq!(main, "block drop in all\nanchor \"ext\" in on lan0 all\n");
     let ext = ok_text(d, &sock, &["-a", "ext", "-sr"]);
-    assert_eq!(ext, "pass in proto tcp from any to any port = ssh flags S/SA label \"ssh\"\n");
+    assert_eq!(
+        ext,
+        "pass in proto tcp from any to any port = ssh flags S/SA label \"ssh\"\n"
+    );
     // States survived the swaps.
     assert_eq!(json(d, &sock, &["-s", "info"])["states"], 19);
     ok_text(d, &sock, &["-a", "ext", "-F", "rules"]);
     eventually("the anchor is empty", || {
-        json(d, &sock, &["-a", "ext", "-s", "rules"]).as_array().unwrap().is_empty()
+        json(d, &sock, &["-a", "ext", "-s", "rules"])
+            .as_array()
+            .unwrap()
+            .is_empty()
     });
     assert_eq!(ok_text(d, &sock, &["-a", "ext", "-sr"]), "");
 
     // -F rules: no rule left, options kept; -F all: rules and states.
     assert_eq!(ok_text(d, &sock, &["-F", "rules"]), "rules cleared\n");
-    eventually("no rules", || json(d, &sock, &["-s", "rules"]).as_array().unwrap().is_empty());
+    eventually("no rules", || {
+        json(d, &sock, &["-s", "rules"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
     assert!(ok_text(d, &sock, &["-st"]).contains(" 77s"));
     let all = ok_text(d, &sock, &["-F", "all"]);
     assert_eq!(all, "rules cleared\n19 states cleared\n");

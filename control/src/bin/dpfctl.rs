@@ -191,13 +191,20 @@ fn build(args: &Args) -> Result<Vec<Request>, String> {
     if let Some(a) = &args.anchor {
         let ok = args.file.is_some()
             || args.show == Some(Show::Rules)
-            || args.flush.as_deref().is_some_and(|f| matches!(f, "rules" | "r"));
+            || args
+                .flush
+                .as_deref()
+                .is_some_and(|f| matches!(f, "rules" | "r"));
         if !ok {
             return Err(format!("-a {a}: goes with -f, -s rules or -F rules"));
         }
     }
     // `-k id ID` / `-k label L`, pfctl's `-k id -k ID` also.
-    if let Some(kind) = args.kill.first().filter(|k| matches!(k.as_str(), "id" | "label")) {
+    if let Some(kind) = args
+        .kill
+        .first()
+        .filter(|k| matches!(k.as_str(), "id" | "label"))
+    {
         let value = match (args.kill.len(), args.words.as_slice()) {
             (2, []) => args.kill[1].clone(),
             (1, [w]) => w.clone(),
@@ -225,10 +232,21 @@ fn build(args: &Args) -> Result<Vec<Request>, String> {
 }
 
 fn build_one(args: &Args) -> Result<Vec<Request>, String> {
-    if args.zero && args.show.is_none() && args.file.is_none() && args.flush.is_none() && args.kill.is_empty() && args.words.is_empty() {
+    if args.zero
+        && args.show.is_none()
+        && args.file.is_none()
+        && args.flush.is_none()
+        && args.kill.is_empty()
+        && args.words.is_empty()
+    {
         return Ok(vec![Request::ZeroCounters]);
     }
-    if args.zero && (args.file.is_some() || args.flush.is_some() || !args.kill.is_empty() || !args.words.is_empty()) {
+    if args.zero
+        && (args.file.is_some()
+            || args.flush.is_some()
+            || !args.kill.is_empty()
+            || !args.words.is_empty())
+    {
         return Err("-z goes alone or with -s".into());
     }
     if let Some(first) = args.words.first() {
@@ -325,7 +343,9 @@ fn build_one(args: &Args) -> Result<Vec<Request>, String> {
             "rules" | "r" => Ok(vec![rules]),
             "states" | "state" | "s" => Ok(vec![Request::FlushStates]),
             "all" | "a" => Ok(vec![rules, Request::FlushStates]),
-            "Tables" | "T" => Err("-F Tables: this dpf has no run-time tables (not supported yet)".into()),
+            "Tables" | "T" => {
+                Err("-F Tables: this dpf has no run-time tables (not supported yet)".into())
+            }
             other => Err(format!("-F {other}: can flush rules, states or all")),
         };
     }
@@ -719,9 +739,7 @@ fn print_text(o: &mut impl Write, request: &Request, d: Value) -> Result<(), Str
                 w(writeln!(o, "{k}={v}"))?;
             }
         }
-        Request::KillStates { .. }
-        | Request::KillStateId { .. }
-        | Request::KillLabel { .. } => {
+        Request::KillStates { .. } | Request::KillStateId { .. } | Request::KillLabel { .. } => {
             let k: Killed = typed(d)?;
             w(writeln!(o, "killed {} states", k.killed))?;
         }

@@ -16,7 +16,9 @@ use super::{
     Request, Response, RouteEntry, RuleEntry, SocketStats, StateEntry,
 };
 use crate::config::Config;
-use dataplane::command::{Command, CommandClient, HostFilter, LabelName, Reply, StateFilter, Ticket};
+use dataplane::command::{
+    Command, CommandClient, HostFilter, LabelName, Reply, StateFilter, Ticket,
+};
 use dataplane::counters::{DropReason, SharedCounters};
 use dataplane::dpdk::Port;
 use dataplane::flow::{Addr, Af};
@@ -681,7 +683,10 @@ impl Control<'_> {
         let ruleset = self.rules.load().without_rules();
         self.sources.main = None;
         let epoch = self.rules.publish(Arc::new(ruleset));
-        crate::log!(crate::log::Level::Notice, "rules flushed (ruleset epoch {epoch})");
+        crate::log!(
+            crate::log::Level::Notice,
+            "rules flushed (ruleset epoch {epoch})"
+        );
         Ok(to_value(&Loaded {
             rules: 0,
             epoch,
@@ -694,7 +699,9 @@ impl Control<'_> {
     /// swapped, as a reload (states stay).
     fn load_anchor(&mut self, name: &str, text: Option<(String, String)>) -> Result<Value, String> {
         if name.is_empty() || name.starts_with('_') {
-            return Err(format!("anchor name '{name}': names beginning with '_' are reserved"));
+            return Err(format!(
+                "anchor name '{name}': names beginning with '_' are reserved"
+            ));
         }
         let (text, file) = text.unwrap_or_default();
         let source = AnchorSource {
@@ -708,7 +715,9 @@ impl Control<'_> {
             return Ok(to_value(&Loaded {
                 rules: self.rules.load().len() as u64,
                 epoch: 0,
-                notes: vec!["no main ruleset is loaded: the anchor is kept for the next one".into()],
+                notes: vec![
+                    "no main ruleset is loaded: the anchor is kept for the next one".into(),
+                ],
             }));
         };
         let mut anchors = self.sources.anchors.clone();
@@ -854,7 +863,9 @@ fn parse_state_id(id: &str, creatorid: Option<&str>, own: u32) -> Result<StateFi
     let id = u64::from_str_radix(id, 16).map_err(|_| format!("'{id}' is not a state id (hex)"))?;
     let creatorid = match inline.or(creatorid) {
         None => own,
-        Some(c) => u32::from_str_radix(c, 16).map_err(|_| format!("'{c}' is not a creator id (hex)"))?,
+        Some(c) => {
+            u32::from_str_radix(c, 16).map_err(|_| format!("'{c}' is not a creator id (hex)"))?
+        }
     };
     Ok(StateFilter::Id { id, creatorid })
 }

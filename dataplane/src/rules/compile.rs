@@ -577,7 +577,14 @@ fn compile_anchor(
     };
     let mut heads = Vec::new();
     let mut head_texts = Vec::new();
-    expand_rule(ctx, r, options, &mut heads, &mut head_texts, &mut out.rule_timeouts)?;
+    expand_rule(
+        ctx,
+        r,
+        options,
+        &mut heads,
+        &mut head_texts,
+        &mut out.rule_timeouts,
+    )?;
     let id = match out.anchors.iter().position(|a| a == name) {
         Some(i) => i as u32,
         None => {
@@ -603,7 +610,10 @@ fn compile_anchor(
     }
     path.pop();
     if out.rules.len() >= RULES_MAX {
-        return Err(ctx.err(r.pos, format!("ruleset expands to more than {RULES_MAX} rules")));
+        return Err(ctx.err(
+            r.pos,
+            format!("ruleset expands to more than {RULES_MAX} rules"),
+        ));
     }
     Ok(())
 }
@@ -620,10 +630,7 @@ fn table_entries(
             HostAst::Iface { name, modifier } => ctx.iface_addrs(name, *modifier, item.pos)?,
             HostAst::Net { af, addr, len } => vec![(*af, addr_bits(addr), *len)],
             HostAst::Range { .. } => {
-                return Err(ctx.err(
-                    item.pos,
-                    "address ranges are not permitted inside tables",
-                ))
+                return Err(ctx.err(item.pos, "address ranges are not permitted inside tables"))
             }
             HostAst::Any | HostAst::Table(_) => {
                 return Err(ctx.err(
@@ -694,7 +701,10 @@ fn expand_rule(
         Some(StateAst::Keep(o)) => (true, o.clone()),
         Some(StateAst::No) => (false, Default::default()),
         // An anchor rule (parsed as `pass`) decides nothing: no state.
-        None => (r.action == Action::Pass && r.anchor.is_none(), Default::default()),
+        None => (
+            r.action == Action::Pass && r.anchor.is_none(),
+            Default::default(),
+        ),
     };
     // 'flags S/SA' by default on stateful rules (pfctl parse.y).
     let flags = match r.flags {
@@ -885,7 +895,9 @@ fn calc_skip_steps_in(rules: &mut [Rule], lo: usize, hi: usize) {
     let mut i = lo;
     while i < hi {
         members.push(i);
-        i = rules[i].anchor_end.map_or(i + 1, |e| (e as usize).clamp(i + 1, hi));
+        i = rules[i]
+            .anchor_end
+            .map_or(i + 1, |e| (e as usize).clamp(i + 1, hi));
     }
     for m in (0..members.len()).rev() {
         let i = members[m];
@@ -991,7 +1003,10 @@ fn render_return_icmp(s: &mut String, r: &Rule) {
             .map(str::to_string)
             .unwrap_or_else(|| c.to_string())
     };
-    let (c4, c6) = (code(Af::Inet, r.return_icmp.0), code(Af::Inet6, r.return_icmp.1));
+    let (c4, c6) = (
+        code(Af::Inet, r.return_icmp.0),
+        code(Af::Inet6, r.return_icmp.1),
+    );
     let _ = match r.af {
         Some(Af::Inet) => write!(s, "({c4})"),
         Some(Af::Inet6) => {
@@ -1004,7 +1019,13 @@ fn render_return_icmp(s: &mut String, r: &Rule) {
 
 /// pfctl's `expand_label`: `$if`, `$srcaddr`, `$dstaddr`, `$srcport`,
 /// `$dstport`, `$proto` and `$nr` replaced by the expanded rule's values.
-fn expand_label(label: &str, ifname: Option<&str>, r: &Rule, tables: &[Table], nr: usize) -> String {
+fn expand_label(
+    label: &str,
+    ifname: Option<&str>,
+    r: &Rule,
+    tables: &[Table],
+    nr: usize,
+) -> String {
     if !label.contains('$') {
         return label.to_string();
     }

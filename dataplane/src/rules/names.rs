@@ -229,7 +229,10 @@ const SERVICES: &[(&str, u16, On)] = &[
 ];
 
 fn on_proto(on: On, udp: bool) -> bool {
-    matches!((on, udp), (On::Both, _) | (On::Tcp, false) | (On::Udp, true))
+    matches!(
+        (on, udp),
+        (On::Both, _) | (On::Tcp, false) | (On::Udp, true)
+    )
 }
 
 /// The port of service `name`: its TCP port, else its UDP port (pfctl's

@@ -242,12 +242,16 @@ fn check_anchor_name(p: &Parser<'_>, name: &str, pos: Pos) -> Result<(), RuleErr
         return Err(p.err(pos, "anchor name must not be empty"));
     }
     if name.starts_with('_') || name.contains("/_") {
-        return Err(p.err(pos, "anchor names beginning with '_' are reserved for internal use"));
+        return Err(p.err(
+            pos,
+            "anchor names beginning with '_' are reserved for internal use",
+        ));
     }
     if name.len() > ANCHOR_NAME_MAX {
         return Err(p.err(pos, format!("anchor name is longer than {ANCHOR_NAME_MAX}")));
     }
-    if name.ends_with('/') || name.contains("//") || name.split('/').any(|c| c == ".." || c == ".") {
+    if name.ends_with('/') || name.contains("//") || name.split('/').any(|c| c == ".." || c == ".")
+    {
         return Err(p.err(pos, format!("bad anchor name {name}")));
     }
     Ok(())
@@ -488,14 +492,19 @@ impl Files<'_> {
             // `anchor ... {` then a newline: the anchor's rules follow, up
             // to a `}` of their own line (pfctl's `pfa_anchor`).
             if let Some(tk) = &t {
-                let anchor_stmt = matches!(stmt.first().map(|t| &t.tok), Some(Tok::Word(w)) if w == "anchor");
+                let anchor_stmt =
+                    matches!(stmt.first().map(|t| &t.tok), Some(Tok::Word(w)) if w == "anchor");
                 if tk.tok == Tok::LBrace
                     && opens.is_empty()
                     && anchor_stmt
                     && iter.peek().is_some_and(|n| n.tok == Tok::Newline)
                 {
                     if self.anchor_depth >= ANCHOR_DEPTH_MAX {
-                        self.errors.push(RuleError::new(file, tk.pos, "anchors nested too deeply".into()));
+                        self.errors.push(RuleError::new(
+                            file,
+                            tk.pos,
+                            "anchors nested too deeply".into(),
+                        ));
                         return false;
                     }
                     let saved = std::mem::take(&mut ast.rules);
@@ -504,7 +513,11 @@ impl Files<'_> {
                     self.anchor_depth -= 1;
                     body = Some(std::mem::replace(&mut ast.rules, saved));
                     if !closed {
-                        self.errors.push(RuleError::new(file, tk.pos, "unbalanced '{': anchor not closed".into()));
+                        self.errors.push(RuleError::new(
+                            file,
+                            tk.pos,
+                            "unbalanced '{': anchor not closed".into(),
+                        ));
                         return false;
                     }
                     stmt.push(tk.clone());
@@ -617,18 +630,31 @@ impl Files<'_> {
 
     /// `include "file"`: parses the file in place (macros carry over both
     /// ways, as pfctl's include is textual).
-    fn include(&mut self, name: &str, pos: Pos, file: &str, ast: &mut Ast) -> Result<(), RuleError> {
+    fn include(
+        &mut self,
+        name: &str,
+        pos: Pos,
+        file: &str,
+        ast: &mut Ast,
+    ) -> Result<(), RuleError> {
         let full = relative_to(file, name);
-        if self.stack.iter().any(|f| *f == full) {
-            return Err(RuleError::new(file, pos, format!("include loop: {full} includes itself")));
+        if self.stack.contains(&full) {
+            return Err(RuleError::new(
+                file,
+                pos,
+                format!("include loop: {full} includes itself"),
+            ));
         }
         if self.stack.len() > INCLUDE_DEPTH_MAX {
-            return Err(RuleError::new(file, pos, format!("includes nested more than {INCLUDE_DEPTH_MAX} deep")));
+            return Err(RuleError::new(
+                file,
+                pos,
+                format!("includes nested more than {INCLUDE_DEPTH_MAX} deep"),
+            ));
         }
-        let text = self
-            .reader
-            .read(&full)
-            .map_err(|e| RuleError::new(file, pos, format!("failed to include file {full}: {e}")))?;
+        let text = self.reader.read(&full).map_err(|e| {
+            RuleError::new(file, pos, format!("failed to include file {full}: {e}"))
+        })?;
         let idx = self.add_file(&full);
         self.stack.push(full);
         self.parse_file(&text, idx, ast);
@@ -933,7 +959,10 @@ impl<'a> Parser<'a> {
         if let Some((n, npos)) = &name {
             check_anchor_name(self, n, *npos)?;
             if body.is_some() && n.contains('/') {
-                return Err(self.err(*npos, "anchor paths containing '/' cannot be used for inline anchors."));
+                return Err(self.err(
+                    *npos,
+                    "anchor paths containing '/' cannot be used for inline anchors.",
+                ));
             }
             self.toks.remove(1);
         }
@@ -949,7 +978,9 @@ impl<'a> Parser<'a> {
             (Some((n, _)), _) => n,
             // pfctl names an unnamed inline anchor `_N`.
             (None, Some(_)) => format!("_{}", ast.rules.len() + 1),
-            (None, None) => return Err(self.err(pos, "anchors without explicit rules must specify a name")),
+            (None, None) => {
+                return Err(self.err(pos, "anchors without explicit rules must specify a name"))
+            }
         };
         rule.pos = pos;
         rule.anchor = Some(AnchorCall { name, inline: body });
@@ -968,7 +999,10 @@ impl<'a> Parser<'a> {
         let mut quick = false;
         loop {
             if self.is_kw("log") {
-                return Err(self.err(self.pos(), "log is not supported by dpf (no pflog logging yet)"));
+                return Err(self.err(
+                    self.pos(),
+                    "log is not supported by dpf (no pflog logging yet)",
+                ));
             }
             if !quick && self.eat_kw("quick") {
                 quick = true;
@@ -1012,16 +1046,26 @@ impl<'a> Parser<'a> {
         let mut out = Vec::new();
         for (name, npos) in ifs {
             let mut outside = base.clone();
-            outside.ifaces = vec![IfItem { name: name.clone(), not: true, pos: npos }];
+            outside.ifaces = vec![IfItem {
+                name: name.clone(),
+                not: true,
+                pos: npos,
+            }];
             outside.src.hosts = vec![HostItem {
                 not: false,
-                host: HostAst::Iface { name: name.clone(), modifier: IfaceModifier::Network },
+                host: HostAst::Iface {
+                    name: name.clone(),
+                    modifier: IfaceModifier::Network,
+                },
                 pos: npos,
             }];
             let mut own = base.clone();
             own.src.hosts = vec![HostItem {
                 not: false,
-                host: HostAst::Iface { name, modifier: IfaceModifier::Addresses },
+                host: HostAst::Iface {
+                    name,
+                    modifier: IfaceModifier::Addresses,
+                },
                 pos: npos,
             }];
             out.push(outside);
@@ -1369,8 +1413,13 @@ impl<'a> Parser<'a> {
     fn label(&mut self) -> Result<String, RuleError> {
         let pos = self.pos();
         if let Some(Tok::Word(w)) = self.peek() {
-            if w.bytes().all(|b| b.is_ascii_digit()) || (w.starts_with('-') && w.len() > 1 && w[1..].bytes().all(|b| b.is_ascii_digit())) {
-                return Err(self.err(pos, format!("syntax error: label {w} is a number; quote it (label \"{w}\")")));
+            if w.bytes().all(|b| b.is_ascii_digit())
+                || (w.starts_with('-') && w.len() > 1 && w[1..].bytes().all(|b| b.is_ascii_digit()))
+            {
+                return Err(self.err(
+                    pos,
+                    format!("syntax error: label {w} is a number; quote it (label \"{w}\")"),
+                ));
             }
         }
         let (l, lpos) = self.string("a label")?;
@@ -1628,15 +1677,27 @@ impl<'a> Parser<'a> {
     fn range(&mut self, not: bool, af: Af, from: Addr, start: Pos) -> Result<HostItem, RuleError> {
         self.i += 1;
         let (s, pos) = self.string("the last address of the range")?;
-        let to = match s.parse::<std::net::IpAddr>().map(Addr::from_ip) {
-            Ok((taf, to)) if taf == af => to,
-            _ => return Err(self.err(pos, format!("invalid address range: '{s}' is not an address of the first one's family"))),
-        };
+        let to =
+            match s.parse::<std::net::IpAddr>().map(Addr::from_ip) {
+                Ok((taf, to)) if taf == af => to,
+                _ => return Err(self.err(
+                    pos,
+                    format!(
+                        "invalid address range: '{s}' is not an address of the first one's family"
+                    ),
+                )),
+            };
         if self.peek() == Some(&Tok::Slash) {
-            return Err(self.err(self.pos(), "invalid address range: a range is of host addresses, without prefix length"));
+            return Err(self.err(
+                self.pos(),
+                "invalid address range: a range is of host addresses, without prefix length",
+            ));
         }
         if to.0 < from.0 {
-            return Err(self.err(start, "invalid address range: the first address is above the last"));
+            return Err(self.err(
+                start,
+                "invalid address range: the first address is above the last",
+            ));
         }
         Ok(HostItem {
             not,

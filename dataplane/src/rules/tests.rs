@@ -2110,9 +2110,24 @@ fn address_ranges_match_inclusively() {
     let again = rs(&texts(&r).join("\n"));
     assert_eq!(texts(&again), texts(&r));
     assert_err("pass from 10.0.0.9 - 10.0.0.5", 1, 11, "above the last");
-    assert_err("pass from 10.0.0.1 - 2001:db8::1", 1, 22, "invalid address range");
-    assert_err("pass from 10.0.0.1 - 10.0.0.5/24", 1, 30, "without prefix length");
-    assert_err("table <t> { 10.0.0.1 - 10.0.0.5 }", 1, 13, "not permitted inside tables");
+    assert_err(
+        "pass from 10.0.0.1 - 2001:db8::1",
+        1,
+        22,
+        "invalid address range",
+    );
+    assert_err(
+        "pass from 10.0.0.1 - 10.0.0.5/24",
+        1,
+        30,
+        "without prefix length",
+    );
+    assert_err(
+        "table <t> { 10.0.0.1 - 10.0.0.5 }",
+        1,
+        13,
+        "not permitted inside tables",
+    );
 }
 
 #[test]
@@ -2134,7 +2149,12 @@ fn port_names_of_etc_services() {
         rs("pass proto tcp to port 514").rule_text(0),
         "pass proto tcp from any to any port = shell flags S/SA"
     );
-    assert_err("pass proto tcp to port nosuch", 1, 24, "unknown port nosuch");
+    assert_err(
+        "pass proto tcp to port nosuch",
+        1,
+        24,
+        "unknown port nosuch",
+    );
 }
 
 #[test]
@@ -2142,7 +2162,8 @@ fn options_anywhere_and_block_policy_in_file_order() {
     // `set` after rules: limits and timeouts hold for the whole ruleset,
     // also for rules above them (keep state timeouts are filled in after
     // the whole file is read).
-    let r = rs("pass proto tcp keep state (tcp.first 7)\nset limit states 42\nset timeout udp.first 9");
+    let r =
+        rs("pass proto tcp keep state (tcp.first 7)\nset limit states 42\nset timeout udp.first 9");
     assert_eq!(r.options.limit_states, 42);
     assert_eq!(r.options.timeouts.secs(TimeoutClass::UdpFirst), 9);
     assert_eq!(r.state_timeouts(Some(0)).secs(TimeoutClass::UdpFirst), 9);
@@ -2155,7 +2176,10 @@ fn options_anywhere_and_block_policy_in_file_order() {
         texts(&r),
         vec!["block drop proto udp all", "block return proto tcp all"]
     );
-    assert_eq!(eval(&r, &syn("1.1.1.1", 1, "2.2.2.2", 80)).return_mode, ReturnMode::Rst);
+    assert_eq!(
+        eval(&r, &syn("1.1.1.1", 1, "2.2.2.2", 80)).return_mode,
+        ReturnMode::Rst
+    );
     let r = rs("block proto udp\nset block-policy return");
     assert_eq!(
         eval(&r, &udp("1.1.1.1", 1, "2.2.2.2", 80)).return_mode,
@@ -2193,7 +2217,10 @@ fn label_macros_expand_per_rule() {
     let r = rs("pass proto tcp to port { 22 80 } label web\npass label web\npass label other");
     assert_eq!(r.labels(), &["web".to_string(), "other".to_string()]);
     assert_eq!(r.rule_label_id(0), r.rule_label_id(2));
-    assert_eq!(rs("pass all label \"$if $proto\"").rule_label(0), Some("any ip"));
+    assert_eq!(
+        rs("pass all label \"$if $proto\"").rule_label(0),
+        Some("any ip")
+    );
 }
 
 #[test]
@@ -2227,12 +2254,20 @@ fn return_icmp_codes() {
         ReturnMode::IcmpUnreachable(1)
     );
     let r = rs("block return-icmp (host-unr) inet proto udp");
-    assert_eq!(r.rule_text(0), "block return-icmp(host-unr) inet proto udp all");
+    assert_eq!(
+        r.rule_text(0),
+        "block return-icmp(host-unr) inet proto udp all"
+    );
     assert_eq!(
         eval(&r, &udp("1.1.1.1", 1, "2.2.2.2", 53)).return_mode,
         ReturnMode::IcmpUnreachable(1)
     );
-    assert_err("block return-icmp (bogus)", 1, 20, "unknown icmp code bogus");
+    assert_err(
+        "block return-icmp (bogus)",
+        1,
+        20,
+        "unknown icmp code bogus",
+    );
     assert_err("block return-icmp (256)", 1, 20, "invalid icmp code 256");
     assert_err("block return-rst (ttl 5)", 1, 7, "not supported");
 }
@@ -2240,8 +2275,14 @@ fn return_icmp_codes() {
 #[test]
 fn include_reads_relative_to_the_including_file() {
     let files = MapFiles(vec![
-        ("/etc/pf/lan.conf", "lan = \"lan0\"\ninclude \"sub/rules.conf\"\n"),
-        ("/etc/pf/sub/rules.conf", "pass in on $lan proto tcp to port ssh\n"),
+        (
+            "/etc/pf/lan.conf",
+            "lan = \"lan0\"\ninclude \"sub/rules.conf\"\n",
+        ),
+        (
+            "/etc/pf/sub/rules.conf",
+            "pass in on $lan proto tcp to port ssh\n",
+        ),
         ("/etc/pf/bad.conf", "pass\npass in on eth9\n"),
         ("/etc/pf/loop.conf", "include \"loop.conf\"\n"),
     ]);
@@ -2262,9 +2303,17 @@ fn include_reads_relative_to_the_including_file() {
     );
     // An error names the included file and its line.
     let e = compile_files("include \"bad.conf\"\n", "/etc/pf/pf.conf", &files, &[]).unwrap_err();
-    assert_eq!(e[0].to_string(), "/etc/pf/bad.conf:2:12: unknown interface eth9");
+    assert_eq!(
+        e[0].to_string(),
+        "/etc/pf/bad.conf:2:12: unknown interface eth9"
+    );
     let e = compile_files("include \"nope.conf\"\n", "/etc/pf/pf.conf", &files, &[]).unwrap_err();
-    assert!(e[0].to_string().starts_with("/etc/pf/pf.conf:1:9: failed to include file /etc/pf/nope.conf"), "{}", e[0]);
+    assert!(
+        e[0].to_string()
+            .starts_with("/etc/pf/pf.conf:1:9: failed to include file /etc/pf/nope.conf"),
+        "{}",
+        e[0]
+    );
     let e = compile_files("include \"loop.conf\"\n", "/etc/pf/pf.conf", &files, &[]).unwrap_err();
     assert!(e[0].msg.contains("include loop"), "{}", e[0]);
     assert_eq!(e[0].file, "/etc/pf/loop.conf");
@@ -2281,14 +2330,29 @@ fn antispoof_expands_as_pfctl() {
         ]
     );
     // lan0 is 10.1.2.3/24: its network arriving elsewhere is spoofed...
-    assert!(!passes(&r, &on(syn("10.1.2.77", 1, "8.8.8.8", 80), WAN, Direction::In)));
+    assert!(!passes(
+        &r,
+        &on(syn("10.1.2.77", 1, "8.8.8.8", 80), WAN, Direction::In)
+    ));
     // ...not when it arrives on lan0,
-    assert!(passes(&r, &on(syn("10.1.2.77", 1, "8.8.8.8", 80), LAN, Direction::In)));
+    assert!(passes(
+        &r,
+        &on(syn("10.1.2.77", 1, "8.8.8.8", 80), LAN, Direction::In)
+    ));
     // and the box's own address arriving on any port is.
-    assert!(!passes(&r, &on(syn("10.1.2.3", 1, "8.8.8.8", 80), LAN, Direction::In)));
+    assert!(!passes(
+        &r,
+        &on(syn("10.1.2.3", 1, "8.8.8.8", 80), LAN, Direction::In)
+    ));
     // Other networks and outbound packets are not its business.
-    assert!(passes(&r, &on(syn("192.0.2.9", 1, "8.8.8.8", 80), WAN, Direction::In)));
-    assert!(passes(&r, &on(syn("10.1.2.77", 1, "8.8.8.8", 80), WAN, Direction::Out)));
+    assert!(passes(
+        &r,
+        &on(syn("192.0.2.9", 1, "8.8.8.8", 80), WAN, Direction::In)
+    ));
+    assert!(passes(
+        &r,
+        &on(syn("10.1.2.77", 1, "8.8.8.8", 80), WAN, Direction::Out)
+    ));
     // Block policy return does not apply (pfctl makes `block drop`).
     let r = rs("set block-policy return\nantispoof for { lan0 wan0 }");
     assert_eq!(r.len(), 4);
@@ -2313,13 +2377,31 @@ fn inline_anchor_evaluated_where_it_sits_when_its_conditions_match() {
     );
     assert_eq!(r.rule_anchor(2), Some("web"));
     assert_eq!(r.rule_anchor(4), None);
-    let lan = |dport| on(syn("10.1.2.9", 1000, "192.0.2.9", dport), LAN, Direction::In);
-    let wan = |dport| on(syn("192.0.2.9", 1000, "10.1.2.9", dport), WAN, Direction::In);
+    let lan = |dport| {
+        on(
+            syn("10.1.2.9", 1000, "192.0.2.9", dport),
+            LAN,
+            Direction::In,
+        )
+    };
+    let wan = |dport| {
+        on(
+            syn("192.0.2.9", 1000, "10.1.2.9", dport),
+            WAN,
+            Direction::In,
+        )
+    };
     // Inside the anchor's conditions: its rules take part.
     assert_eq!(decider(&r, &lan(80)), Some(2));
     // Its conditions do not match: its rules are not looked at.
     assert_eq!(decider(&r, &wan(80)), Some(0));
-    assert_eq!(decider(&r, &on(udp("10.1.2.9", 1, "192.0.2.9", 80), LAN, Direction::In)), Some(0));
+    assert_eq!(
+        decider(
+            &r,
+            &on(udp("10.1.2.9", 1, "192.0.2.9", 80), LAN, Direction::In)
+        ),
+        Some(0)
+    );
     // Last match goes on after the anchor.
     assert_eq!(decider(&r, &lan(81)), Some(4));
     // The anchor rule's evaluations are counted; its rules' too.
@@ -2327,7 +2409,10 @@ fn inline_anchor_evaluated_where_it_sits_when_its_conditions_match() {
     r.evaluate(&wan(80), &mut c);
     assert_eq!((c[1].evaluations, c[2].evaluations), (1, 0));
     r.evaluate(&lan(80), &mut c);
-    assert_eq!((c[1].evaluations, c[2].evaluations, c[2].packets), (2, 1, 1));
+    assert_eq!(
+        (c[1].evaluations, c[2].evaluations, c[2].packets),
+        (2, 1, 1)
+    );
 }
 
 #[test]
@@ -2391,9 +2476,25 @@ fn named_anchors_load_and_replace_at_run_time() {
     assert_eq!(r.len(), 2);
     assert_err("anchor", 1, 1, "must specify a name");
     assert_err("anchor \"_x\" all", 1, 8, "reserved");
-    assert_err("anchor \"a\" keep state", 1, 1, "cannot specify state handling on anchors");
-    assert_err("anchor \"a\" {\n  set limit states 5\n}", 2, 3, "not allowed inside an anchor");
+    assert_err(
+        "anchor \"a\" keep state",
+        1,
+        1,
+        "cannot specify state handling on anchors",
+    );
+    assert_err(
+        "anchor \"a\" {\n  set limit states 5\n}",
+        2,
+        3,
+        "not allowed inside an anchor",
+    );
     assert_err("anchor \"a\" {\n  pass\n", 1, 12, "not closed");
-    let e = compile_files("anchor \"a\"\nload anchor \"a\" from \"a.conf\"\n", "/etc/pf/pf.conf", &MapFiles(vec![("/etc/pf/a.conf", "anchor \"a\"\n")]), &[]).unwrap_err();
+    let e = compile_files(
+        "anchor \"a\"\nload anchor \"a\" from \"a.conf\"\n",
+        "/etc/pf/pf.conf",
+        &MapFiles(vec![("/etc/pf/a.conf", "anchor \"a\"\n")]),
+        &[],
+    )
+    .unwrap_err();
     assert!(e[0].msg.contains("calls itself"), "{}", e[0]);
 }
