@@ -3,13 +3,16 @@
 //! It resolves interface names, `self` and table names, expands lists into
 //! the cross product (pfctl's `expand_rule`), applies pfctl's defaults and
 //! consistency checks (`filter_consistent`), pre-computes address masks and
-//! port ranges, renders each rule's canonical text, and computes pf's skip
-//! steps (`pf_calc_skip_steps`).
+//! port ranges, renders each rule's canonical text, expands labels, lays
+//! each anchor's rules out right after its anchor rule, and computes pf's
+//! skip steps (`pf_calc_skip_steps`) per ruleset (main or anchor).
 //!
 //! Invariants of the output: a rule's `af` is set whenever one of its
 //! addresses is a network (so address comparison never crosses families);
 //! rules with ports have proto tcp or udp; rules with an ICMP type have proto
-//! icmp/icmp6 and the matching family; `skip[f][i] > i` for every field.
+//! icmp/icmp6 and the matching family; `skip[f][i] > i` for every field,
+//! and a skip step of a rule never leaves the rules of its anchor (nor
+//! enters another anchor's).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

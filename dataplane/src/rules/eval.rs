@@ -5,6 +5,8 @@
 //! TCP, type/code for ICMP). A mismatch on a field that has a skip step jumps
 //! to the next rule whose value of that field differs; other mismatches go
 //! to the next rule. The last match wins unless a matching rule is `quick`.
+//! A matching anchor rule enters its rules (a fixed-size stack, no
+//! allocation); a mismatching one jumps past them.
 //!
 //! Invariants: no allocation, no parsing; `counters` shorter than the
 //! ruleset is tolerated (rules past its end are simply not counted), so a

@@ -4,14 +4,22 @@
 //! The language (see `parser` for the grammar): macros (`lan = "lan0"`,
 //! `$lan`, also inside lists), `#` comments, `\` line continuation, lists
 //! `{ a, b c }`, static tables `table <t> { 10/8, !10.1/16 }`, options
-//! `set limit states N`, `set timeout <pf name> <s>` / `{ ... }`,
-//! `set skip on <if>` / `{ ... }`, `set block-policy drop|return`, and
-//! filter rules
-//! `pass|block [drop|return|return-rst|return-icmp] [in|out] [log] [quick]
-//! [on [!]<if>|{...}] [inet|inet6] [proto <p>|{...}] [all | from <src>
-//! [port <ops>] to <dst> [port <ops>]] [flags <a>/<b>|any]
-//! [icmp-type|icmp6-type <t> [code <c>]|{...}] [keep state [(max N, sloppy,
-//! no-sync, <timeout> <s>)] | no state] [label "..."]`.
+//! anywhere in the file: `set limit states N`, `set timeout <pf name> <s>`
+//! / `{ ... }`, `set skip on <if>` / `{ ... }`, `set block-policy
+//! drop|return` (for the block rules after it, as pfctl reads it);
+//! `include "file"` (relative to the including file, read through a
+//! [`SourceFiles`]); `antispoof [quick] for <if>|{...} [inet|inet6] [label
+//! "l"]`; `anchor ["name"] <conditions> [{ rules }]` and `load anchor
+//! "name" from "file"` (or [`AnchorSource`]s given at run time); and filter
+//! rules
+//! `pass|block [drop|return|return-rst|return-icmp [(code[, code6])]|
+//! return-icmp6 [(code6)]] [in|out] [quick] [on [!]<if>|{...}]
+//! [inet|inet6] [proto <p>|{...}] [all | from <src> [port <ops>] to <dst>
+//! [port <ops>]] [flags <a>/<b>|any] [icmp-type|icmp6-type <t> [code
+//! <c>]|{...}] [keep state [(max N, sloppy, no-sync, <timeout> <s>)] | no
+//! state] [allow-opts] [label "..."]`, where an address is also an
+//! abbreviated network (`10/8`) or a range `a - b`, and a port name is one
+//! of OpenBSD's `/etc/services`.
 //!
 //! Semantics follow OpenBSD pf (`sys/net/pf.c` `pf_test_rule`, pfctl's
 //! `parse.y`):
@@ -38,13 +46,20 @@
 //!   [`RuleEnv::self_addrs`], one rule per address, so `! self` in a rule
 //!   expands to one negated rule per address (pf.conf(5)'s warning about
 //!   negated lists applies; use a table for "none of these");
-//! * a table with negated entries is decided by the longest matching prefix.
+//! * a table with negated entries is decided by the longest matching prefix;
+//! * an anchor's rules follow its anchor rule in the flat array and are
+//!   examined only when the anchor rule matches; `quick` inside them ends
+//!   the evaluation, a `quick` anchor ends it when one of its rules
+//!   matched; skip steps are computed per anchor, as pf does per ruleset;
+//! * labels are expanded per rule (`$if`, `$srcaddr`, ...) and numbered
+//!   ([`Ruleset::labels`]) so counters can be summed per label.
 //!
 //! Deviations from pfctl, all errors rather than silent differences: a
 //! reference to an undefined table is an error (pf would create an empty
-//! table; dpf has no runtime table changes); host names, interface
-//! addresses `(if)`/`if:network`, `match`, anchors, NAT, `modulate state`,
-//! `synproxy state` and source tracking are rejected as unsupported.
+//! table; dpf has no runtime table changes); host names, `log`, `match`,
+//! NAT, `route-to`/`reply-to`, `tag`, `modulate state`, `synproxy state`
+//! and source tracking are rejected as unsupported. Anchor names are one
+//! flat namespace (no `a/b` paths relative to the calling anchor).
 //!
 //! Invariants: [`Ruleset::evaluate`] neither allocates nor parses; every
 //! skip step of rule `i` points to the next rule whose field differs from

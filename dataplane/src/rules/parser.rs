@@ -8,10 +8,18 @@
 //! (`action dir log quick on af proto from/to options`); the options after
 //! from/to (`flags`, `icmp-type`, state, `label`) may come in any order.
 //!
-//! Invariants: every syntax error names the position of the offending token
-//! (or of the `$macro` it came from); options (`set ...`) come before the
-//! first filter rule, as pfctl requires, so `set block-policy` is known when
-//! a `block` rule is parsed.
+//! `include "file"` is parsed in place (macros are shared with the
+//! including file); `anchor ... {` at the end of a line starts an inline
+//! anchor whose rules run to a `}` on a line of its own; `load anchor`
+//! files and run-time anchors are parsed as anchor bodies into
+//! [`Ast::anchors`]. Every token's position names its file
+//! ([`Ast::files`]).
+//!
+//! Invariants: every syntax error names the file and position of the
+//! offending token (or of the `$macro` it came from); options (`set ...`)
+//! may come anywhere, and a `block` rule takes the `set block-policy` in
+//! force where it stands (pfctl's parse.y reads `blockpolicy` as each rule
+//! is parsed); includes and anchors nest at most 16 deep and never loop.
 
 use std::collections::HashMap;
 
@@ -1677,16 +1685,17 @@ impl<'a> Parser<'a> {
     fn range(&mut self, not: bool, af: Af, from: Addr, start: Pos) -> Result<HostItem, RuleError> {
         self.i += 1;
         let (s, pos) = self.string("the last address of the range")?;
-        let to =
-            match s.parse::<std::net::IpAddr>().map(Addr::from_ip) {
-                Ok((taf, to)) if taf == af => to,
-                _ => return Err(self.err(
+        let to = match s.parse::<std::net::IpAddr>().map(Addr::from_ip) {
+            Ok((taf, to)) if taf == af => to,
+            _ => {
+                return Err(self.err(
                     pos,
                     format!(
                         "invalid address range: '{s}' is not an address of the first one's family"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         if self.peek() == Some(&Tok::Slash) {
             return Err(self.err(
                 self.pos(),
