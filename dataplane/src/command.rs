@@ -38,6 +38,74 @@ impl HostFilter {
     }
 }
 
+/// A label, by value (commands are `Copy`): at most the 63 bytes pf
+/// allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LabelName {
+    bytes: [u8; 64],
+    len: u8,
+}
+
+impl LabelName {
+    /// `label`, if it fits.
+    pub fn new(label: &str) -> Option<LabelName> {
+        let b = label.as_bytes();
+        if b.len() > 63 {
+            return None;
+        }
+        let mut bytes = [0u8; 64];
+        bytes[..b.len()].copy_from_slice(b);
+        Some(LabelName {
+            bytes,
+            len: b.len() as u8,
+        })
+    }
+
+    /// The label's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// Which states an operator kill removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateFilter {
+    /// By endpoint address (`dpfctl -k host [-k host]`).
+    Host(HostFilter),
+    /// One state by id and creator id (`dpfctl -k id -k ID`).
+    Id {
+        /// The state id.
+        id: u64,
+        /// Its creator id.
+        creatorid: u32,
+    },
+    /// States whose rule has this label (`dpfctl -k label -k L`), in the
+    /// current ruleset or the ones a reload replaced.
+    Label(LabelName),
+}
+
+impl StateFilter {
+    /// Whether `st` is to be removed; `rulesets` are the worker's
+    /// current and recent rulesets (for labels).
+    pub fn matches(
+        &self,
+        st: &State,
+        rulesets: &[Option<std::sync::Arc<crate::rules::Ruleset>>],
+    ) -> bool {
+        match self {
+            StateFilter::Host(f) => f.matches(st.key()),
+            StateFilter::Id { id, creatorid } => st.id() == *id && st.creatorid() == *creatorid,
+            StateFilter::Label(l) => {
+                rulesets
+                    .iter()
+                    .flatten()
+                    .find_map(|r| r.rule_of_tag(st.rule).map(|nr| r.rule_label(nr as usize)))
+                    == Some(std::str::from_utf8(l.as_bytes()).ok())
+            }
+        }
+    }
+}
+
 /// A request from the control thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -45,6 +113,10 @@ pub enum Command {
     ListStates,
     /// Remove the states matching the filter, then `Killed(n)`.
     KillStates(HostFilter),
+    /// Remove the states a [`StateFilter`] selects, then `Killed(n)`.
+    KillMatching(StateFilter),
+    /// Zero every rule's counters, then `ListDone` (`dpfctl -z`).
+    ZeroRuleCounters,
     /// Remove every state, then `Killed(n)`.
     FlushStates,
     /// Send every rule's counters, then `ListDone`.
@@ -73,7 +145,7 @@ enum Active {
     },
     Killing {
         cursor: usize,
-        filter: Option<HostFilter>,
+        filter: Option<StateFilter>,
         removed: u64,
     },
     Rules {
@@ -183,9 +255,18 @@ impl CommandPort {
                 Some(Command::ListStates) => Active::Listing { cursor: 0 },
                 Some(Command::KillStates(f)) => Active::Killing {
                     cursor: 0,
+                    filter: Some(StateFilter::Host(f)),
+                    removed: 0,
+                },
+                Some(Command::KillMatching(f)) => Active::Killing {
+                    cursor: 0,
                     filter: Some(f),
                     removed: 0,
                 },
+                Some(Command::ZeroRuleCounters) => {
+                    pipeline.zero_rule_counters();
+                    Active::Reporting(Reply::ListDone)
+                }
                 Some(Command::FlushStates) => Active::Killing {
                     cursor: 0,
                     filter: None,
@@ -222,11 +303,20 @@ impl CommandPort {
                 filter,
                 removed,
             } => {
+                // A label kill looks states' rules up in the rulesets
+                // (reference counts only; nothing is allocated).
+                let mut rulesets: [Option<std::sync::Arc<crate::rules::Ruleset>>; 9] =
+                    Default::default();
+                if matches!(filter, Some(StateFilter::Label(_))) {
+                    for (slot, r) in rulesets.iter_mut().zip(pipeline.rulesets()) {
+                        *slot = Some(r.clone());
+                    }
+                }
                 // Kills are exported one by one; a flush is one CLR.
                 let (next, n) = pipeline.kill_states(
                     cursor,
                     SLOTS_PER_POLL,
-                    |st| filter.is_none_or(|f| f.matches(st.key())),
+                    |st| filter.is_none_or(|f| f.matches(st, &rulesets)),
                     filter.is_some(),
                 );
                 removed_now = n;

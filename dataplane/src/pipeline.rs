@@ -69,10 +69,6 @@ pub const NO_EGRESS: u16 = u16::MAX;
 /// 1232 bytes, with Ethernet, VLAN and IPv6 headers).
 pub const REPLY_MAX: usize = 1536;
 
-/// ICMP / ICMPv6 "port unreachable", pf's default for `block return`.
-const ICMP_UNREACH_PORT: u8 = 3;
-const ICMP6_UNREACH_PORT: u8 = 4;
-
 /// What a worker's pipeline needs to know about the box.
 #[derive(Clone, Debug)]
 pub struct PipelineConfig {
@@ -249,6 +245,18 @@ fn release_state(
         if let Some((r, nr)) = ruleset_of_tag(rules, recent, st.rule) {
             r.release_rule_state(nr);
         }
+    }
+}
+
+/// A state is gone: its rule (if of the ruleset in use) has one state
+/// less (pfctl -vsr's `States:`).
+#[inline]
+fn forget_rule_state(rules: &Ruleset, counters: &mut [RuleCounters], st: &crate::state::State) {
+    if let Some(c) = rules
+        .rule_of_tag(st.rule)
+        .and_then(|nr| counters.get_mut(nr as usize))
+    {
+        c.states_cur = c.states_cur.saturating_sub(1);
     }
 }
 
@@ -633,6 +641,7 @@ impl Pipeline {
             return;
         };
         let (config, rules, recent) = (&self.config, &*self.rules, &self.recent_rules[..]);
+        let rule_counters = &mut self.rule_counters;
         let mut removed = 0u64;
         let next = self.shard.scan_remove(
             from,
@@ -640,6 +649,7 @@ impl Pipeline {
             |st| st.creatorid() == creatorid,
             |st| {
                 release_state(config, rules, recent, st);
+                forget_rule_state(rules, rule_counters, st);
                 removed += 1;
             },
         );
@@ -759,6 +769,23 @@ impl Pipeline {
         &self.rule_counters
     }
 
+    /// Zeroes this worker's per-rule counters (`dpfctl -z`); the states
+    /// a rule has now are not a counter and stay.
+    pub fn zero_rule_counters(&mut self) {
+        for c in &mut self.rule_counters {
+            *c = RuleCounters {
+                states_cur: c.states_cur,
+                ..RuleCounters::default()
+            };
+        }
+    }
+
+    /// The ruleset in use, then those the last reloads replaced (which
+    /// states created before a reload still name), newest first.
+    pub fn rulesets(&self) -> impl Iterator<Item = &Arc<Ruleset>> {
+        std::iter::once(&self.rules).chain(self.recent_rules.iter())
+    }
+
     /// This worker's state shard.
     pub fn shard(&self) -> &Shard {
         &self.shard
@@ -781,6 +808,7 @@ impl Pipeline {
     pub fn expire(&mut self, now: Instant, budget_slots: usize) -> usize {
         let (shard, sync, counters) = (&mut self.shard, &mut self.sync, &mut self.counters);
         let (config, rules, recent) = (&self.config, &*self.rules, &self.recent_rules[..]);
+        let rule_counters = &mut self.rule_counters;
         // Each expired state is exported as a DEL while it is removed; a
         // live state marked owed is sent again in full, one with packets
         // not yet announced as a compressed update.
@@ -788,6 +816,7 @@ impl Pipeline {
         let removed = shard.expire_slice_visit(now, budget_slots, timeouts, |st, tr, expired| {
             if expired {
                 release_state(config, rules, recent, st);
+                forget_rule_state(rules, rule_counters, st);
                 delete_or_owe(sync, counters, st, now);
             } else if st.state_flags & state_flags::SYNC_OWED != 0 {
                 st.state_flags &= !state_flags::SYNC_OWED;
@@ -823,9 +852,11 @@ impl Pipeline {
     ) -> (Option<usize>, u64) {
         let (shard, sync, counters) = (&mut self.shard, &mut self.sync, &mut self.counters);
         let (config, rules, recent) = (&self.config, &*self.rules, &self.recent_rules[..]);
+        let rule_counters = &mut self.rule_counters;
         let mut removed = 0u64;
         let next = shard.scan_remove(from, max_slots, pred, |st| {
             release_state(config, rules, recent, st);
+            forget_rule_state(rules, rule_counters, st);
             removed += 1;
             if export {
                 // Operator kills carry no export time (`at` is 0).
@@ -1709,6 +1740,7 @@ impl Pipeline {
                 self.counters.states = self.shard.len() as u64;
                 if let Some(c) = d.rule.and_then(|r| self.rule_counters.get_mut(r as usize)) {
                     c.states_created += 1;
+                    c.states_cur += 1;
                 }
                 verdict
             }
@@ -1753,6 +1785,7 @@ impl Pipeline {
     fn remove_state(&mut self, slot: SlotId) {
         if let Some(st) = self.shard.remove(slot) {
             self.release_reservation(&st);
+            forget_rule_state(&self.rules, &mut self.rule_counters, &st);
             self.counters.states_removed += 1;
             self.counters.states = self.shard.len() as u64;
         }
@@ -1778,13 +1811,15 @@ impl Pipeline {
         let reply = match (mode, info.af) {
             (ReturnMode::None, _) => return blocked,
             (ReturnMode::Rst, _) => build::tcp_rst(c, our_mac),
-            (ReturnMode::IcmpUnreachable, crate::flow::Af::Inet) => {
+            // The code is the rule's `return-icmp (code)`, port
+            // unreachable by default.
+            (ReturnMode::IcmpUnreachable(code), crate::flow::Af::Inet) => {
                 let src = std::net::Ipv4Addr::from(info.dst.v4_octets());
-                build::icmpv4_dst_unreachable(frame, ICMP_UNREACH_PORT, our_mac, src)
+                build::icmpv4_dst_unreachable(frame, code, our_mac, src)
             }
-            (ReturnMode::IcmpUnreachable, crate::flow::Af::Inet6) => {
+            (ReturnMode::IcmpUnreachable(code), crate::flow::Af::Inet6) => {
                 let src = std::net::Ipv6Addr::from(info.dst.0);
-                build::icmpv6_dst_unreachable(frame, ICMP6_UNREACH_PORT, our_mac, src)
+                build::icmpv6_dst_unreachable(frame, code, our_mac, src)
             }
         };
         let slot = self.reply_slot.min(MAX_BURST - 1);

@@ -214,7 +214,8 @@ fn dpfctl_refuses_unknown_flags_and_words() {
     let dir = scratch();
     let sock = dir.path().join("none.sock");
     for (args, word) in [
-        (&["-sr", "-v"][..], "-v"),
+        (&["-x"][..], "-x"),
+        (&["-sr", "-v", "-x"][..], "-x"),
         (&["-s", "bogus"][..], "bogus"),
         (&["-s", "rules", "extra"][..], "extra"),
         (&["carp1", "-v"][..], "-v"),
@@ -227,6 +228,18 @@ fn dpfctl_refuses_unknown_flags_and_words() {
             !err.contains("No such file"),
             "dpfctl {args:?} tried to connect"
         );
+    }
+    // pfctl's combined flags parse (and then find no dpf to ask).
+    for args in [
+        &["-sr", "-v"][..],
+        &["-vvsr"][..],
+        &["-ss", "-v"][..],
+        &["-sl"][..],
+    ] {
+        let out = dpfctl(&sock, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "dpfctl {args:?}: {err}");
+        assert!(err.contains("No such file"), "dpfctl {args:?}: {err}");
     }
     // --help lists every view.
     let help = String::from_utf8(dpfctl(&sock, &["--help"]).stdout).unwrap();

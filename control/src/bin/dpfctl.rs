@@ -1,23 +1,28 @@
 //! `dpfctl`: pfctl's habits for a running dpf, over its control socket.
 //!
 //! ```text
-//! dpfctl -s info|states|rules|interfaces|routes|neighbors|carp|pfsync [--json]
+//! dpfctl [-v[v]] -s info|states|rules|labels|timeouts|memory|interfaces|routes|neighbors|carp|pfsync [--json]
 //! dpfctl -s states -k 10.0.0.1        (show only states of a host)
 //! dpfctl -f pf.conf                   (load rules; errors give file:line:col)
+//! dpfctl -a NAME -f|-s rules|-F rules (an anchor's rules)
 //! dpfctl -k 10.0.0.1 [-k 10.0.0.2]    (kill states)
-//! dpfctl -F states                    (flush states)
+//! dpfctl -k id -k ID[/CREATORID], dpfctl -k label -k LABEL
+//! dpfctl -F states|rules|all, dpfctl -z (zero rule and label counters)
 //! dpfctl carp1 [advskew N|up|down|state S], dpfctl pfsync0
 //! dpfctl -g GROUP [carpdemote N|-carpdemote N], dpfctl sysctl [name[=value]]
 //! ```
 //!
+//! Flags combine as pfctl's do (`-sr`, `-vvsr`, `-ss -v`); an unknown flag
+//! or word is refused with exit status 2 before anything is sent.
+//!
 //! Answers are read into the protocol's types (`control::ctl`); listings
 //! arrive in chunks and are printed as they come.
 
-use clap::{Parser, ValueEnum};
+use clap::{ArgAction, Parser, ValueEnum};
 use control::ctl::server::{call, Answer, CallError};
 use control::ctl::{
-    CarpShow, GroupShow, Info, InterfaceEntry, Killed, Loaded, NeighborEntry, PfsyncShow, Request,
-    RouteEntry, RuleEntry, StateEntry,
+    CarpShow, GroupShow, Info, InterfaceEntry, Killed, LabelEntry, LimitEntry, Loaded,
+    NeighborEntry, PfsyncShow, Request, RouteEntry, RuleEntry, StateEntry,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -36,9 +41,21 @@ enum Show {
     /// States (pfctl -ss -v); with -k HOST only that host's.
     #[value(alias = "s", alias = "state")]
     States,
-    /// Rules with their counters (pfctl -vsr).
+    /// Rules (-v: with their counters, -vv: with their numbers).
     #[value(alias = "r")]
     Rules,
+    /// Per-label counters (pfctl -sl).
+    #[value(alias = "l")]
+    Labels,
+    /// State timeouts (pfctl -st).
+    #[value(alias = "t")]
+    Timeouts,
+    /// Limits (pfctl -sm).
+    #[value(alias = "m")]
+    Memory,
+    /// Tables (pfctl -sT): not in this dpf yet.
+    #[value(name = "Tables", alias = "T")]
+    Tables,
     /// Ports: driver, MAC, link, addresses, packet counters.
     #[value(alias = "I")]
     Interfaces,
@@ -68,9 +85,18 @@ struct Args {
     /// states, show only states of that host.
     #[arg(short = 'k', long = "kill", value_name = "HOST")]
     kill: Vec<String>,
-    /// Flush: states.
+    /// Flush: rules, states or all.
     #[arg(short = 'F', long = "flush", value_name = "WHAT")]
     flush: Option<String>,
+    /// Verbose (twice: more), for -s rules and -s states.
+    #[arg(short = 'v', action = ArgAction::Count)]
+    verbose: u8,
+    /// Zero the rule and label counters.
+    #[arg(short = 'z', long = "zero")]
+    zero: bool,
+    /// The anchor -f, -s rules and -F rules act on.
+    #[arg(short = 'a', long = "anchor", value_name = "ANCHOR")]
+    anchor: Option<String>,
     /// Interface group (ifconfig -g): show it, or change its carpdemote.
     #[arg(short = 'g', long = "group", value_name = "GROUP")]
     group: Option<String>,
@@ -99,15 +125,26 @@ fn main() -> ExitCode {
         args.words.remove(i);
         args.json = true;
     }
-    let request = match build(&args) {
+    let requests = match build(&args) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("dpfctl: {e}");
             return ExitCode::from(2);
         }
     };
-    let mut printer = Printer::new(&request, args.json);
-    let answer = call(&args.socket, &request, Duration::from_secs(30), |items| {
+    for request in &requests {
+        let code = run(&args, request);
+        if code != ExitCode::SUCCESS {
+            return code;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Sends one request and prints its answer.
+fn run(args: &Args, request: &Request) -> ExitCode {
+    let mut printer = Printer::new(request, args.json, args.verbose, args.anchor.clone());
+    let answer = call(&args.socket, request, Duration::from_secs(30), |items| {
         printer.items(items)
     });
     let r = match answer {
@@ -140,7 +177,8 @@ fn is_ifname(w: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
-fn build(args: &Args) -> Result<Request, String> {
+/// The requests a command line makes, in order (most make one).
+fn build(args: &Args) -> Result<Vec<Request>, String> {
     // Words come after -g, or alone (carp1 ..., pfsync0, sysctl ...);
     // anything else is a mistake to name, never an interface.
     if let Some(w) = args
@@ -150,12 +188,74 @@ fn build(args: &Args) -> Result<Request, String> {
     {
         return Err(format!("unknown option '{w}' (see --help)"));
     }
+    if let Some(a) = &args.anchor {
+        let ok = args.file.is_some()
+            || args.show == Some(Show::Rules)
+            || args
+                .flush
+                .as_deref()
+                .is_some_and(|f| matches!(f, "rules" | "r"));
+        if !ok {
+            return Err(format!("-a {a}: goes with -f, -s rules or -F rules"));
+        }
+    }
+    // `-k id ID` / `-k label L`, pfctl's `-k id -k ID` also.
+    if let Some(kind) = args
+        .kill
+        .first()
+        .filter(|k| matches!(k.as_str(), "id" | "label"))
+    {
+        let value = match (args.kill.len(), args.words.as_slice()) {
+            (2, []) => args.kill[1].clone(),
+            (1, [w]) => w.clone(),
+            _ => return Err(format!("-k {kind}: give one {kind}: -k {kind} -k VALUE")),
+        };
+        if args.show.is_some() || args.file.is_some() || args.flush.is_some() {
+            return Err(format!("-k {kind} goes alone"));
+        }
+        return Ok(vec![if kind == "id" {
+            Request::KillStateId {
+                id: value,
+                creatorid: None,
+            }
+        } else {
+            Request::KillLabel { label: value }
+        }]);
+    }
+    build_one(args).map(|mut r| {
+        // -z with -s: show, then zero (pfctl's -z clears as it reads).
+        if args.zero && !r.contains(&Request::ZeroCounters) {
+            r.push(Request::ZeroCounters);
+        }
+        r
+    })
+}
+
+fn build_one(args: &Args) -> Result<Vec<Request>, String> {
+    if args.zero
+        && args.show.is_none()
+        && args.file.is_none()
+        && args.flush.is_none()
+        && args.kill.is_empty()
+        && args.words.is_empty()
+    {
+        return Ok(vec![Request::ZeroCounters]);
+    }
+    if args.zero
+        && (args.file.is_some()
+            || args.flush.is_some()
+            || !args.kill.is_empty()
+            || !args.words.is_empty())
+    {
+        return Err("-z goes alone or with -s".into());
+    }
     if let Some(first) = args.words.first() {
         let other = [
             args.show.map(|_| "-s"),
             args.file.as_ref().map(|_| "-f"),
             args.flush.as_ref().map(|_| "-F"),
             (!args.kill.is_empty()).then_some("-k"),
+            (args.verbose > 0).then_some("-v"),
         ];
         if let Some(flag) = other.into_iter().flatten().next() {
             return Err(format!(
@@ -183,73 +283,111 @@ fn build(args: &Args) -> Result<Request, String> {
                 ))
             }
         };
-        return Ok(Request::Group {
+        return Ok(vec![Request::Group {
             group: group.clone(),
             carpdemote,
-        });
+        }]);
     }
     if let Some(first) = args.words.first() {
         if first == "sysctl" {
             return match args.words.len() {
-                1 | 2 => Ok(Request::Sysctl {
+                1 | 2 => Ok(vec![Request::Sysctl {
                     arg: args.words.get(1).cloned(),
-                }),
+                }]),
                 _ => Err("sysctl takes one name or name=value".into()),
             };
         }
         if first == "pfsync0" && args.words.len() == 1 {
-            return Ok(Request::ShowPfsync);
+            return Ok(vec![Request::ShowPfsync]);
         }
         if args.words.len() == 1 {
-            return Ok(Request::ShowCarp {
+            return Ok(vec![Request::ShowCarp {
                 name: Some(first.clone()),
-            });
+            }]);
         }
-        return Ok(Request::CarpSet {
+        return Ok(vec![Request::CarpSet {
             name: first.clone(),
             words: args.words[1..].to_vec(),
-        });
+        }]);
     }
     if let Some(path) = &args.file {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        return Ok(Request::LoadRules {
+        // An anchor's file is named in full (its includes are relative to
+        // it whatever the daemon's directory); the main file as given,
+        // with the directory its relative includes start from.
+        let file = match &args.anchor {
+            Some(_) => std::fs::canonicalize(path)
+                .unwrap_or_else(|_| path.clone())
+                .display()
+                .to_string(),
+            None => path.display().to_string(),
+        };
+        return Ok(vec![Request::LoadRules {
             text,
-            file: path.display().to_string(),
-        });
+            file,
+            dir: std::env::current_dir()
+                .ok()
+                .map(|d| d.display().to_string()),
+            anchor: args.anchor.clone(),
+        }]);
     }
     if let Some(what) = &args.flush {
+        if args.show.is_some() || !args.kill.is_empty() {
+            return Err(format!("-F {what} goes alone"));
+        }
+        // pfctl's -F modifiers, matched by prefix as pfctl does.
+        let rules = Request::FlushRules {
+            anchor: args.anchor.clone(),
+        };
         return match what.as_str() {
-            "states" | "state" => Ok(Request::FlushStates),
-            other => Err(format!("-F {other}: can flush 'states'")),
+            "rules" | "r" => Ok(vec![rules]),
+            "states" | "state" | "s" => Ok(vec![Request::FlushStates]),
+            "all" | "a" => Ok(vec![rules, Request::FlushStates]),
+            "Tables" | "T" => {
+                Err("-F Tables: this dpf has no run-time tables (not supported yet)".into())
+            }
+            other => Err(format!("-F {other}: can flush rules, states or all")),
         };
     }
     if let Some(what) = args.show {
         if args.kill.len() > 1 || (!args.kill.is_empty() && what != Show::States) {
             return Err("-k with -s: one host, with -s states".into());
         }
-        return Ok(match what {
+        if args.verbose > 0 && !matches!(what, Show::Rules | Show::States) {
+            return Err("-v goes with -s rules or -s states".into());
+        }
+        return Ok(vec![match what {
             Show::Info => Request::ShowInfo,
             Show::States => Request::ShowStates {
                 host: args.kill.first().cloned(),
             },
             Show::Rules => Request::ShowRules,
+            Show::Labels => Request::ShowLabels,
+            Show::Timeouts => Request::ShowTimeouts,
+            Show::Memory => Request::ShowMemory,
+            Show::Tables => {
+                return Err("-s Tables: this dpf has no run-time tables (not supported yet)".into())
+            }
             Show::Interfaces => Request::ShowInterfaces,
             Show::Routes => Request::ShowRoutes,
             Show::Neighbors => Request::ShowNeighbors,
             Show::Carp => Request::ShowCarp { name: None },
             Show::Pfsync => Request::ShowPfsync,
-        });
+        }]);
+    }
+    if args.verbose > 0 {
+        return Err("-v goes with -s rules or -s states".into());
     }
     match args.kill.as_slice() {
-        [] => Err("nothing to do: give -s, -f, -k or -F (see --help)".into()),
-        [host] => Ok(Request::KillStates {
+        [] => Err("nothing to do: give -s, -f, -k, -F or -z (see --help)".into()),
+        [host] => Ok(vec![Request::KillStates {
             host: host.clone(),
             peer: None,
-        }),
-        [host, peer] => Ok(Request::KillStates {
+        }]),
+        [host, peer] => Ok(vec![Request::KillStates {
             host: host.clone(),
             peer: Some(peer.clone()),
-        }),
+        }]),
         _ => Err("-k takes one or two hosts".into()),
     }
 }
@@ -258,6 +396,11 @@ fn build(args: &Args) -> Result<Request, String> {
 struct Printer<'a> {
     request: &'a Request,
     json: bool,
+    /// `-v` count.
+    verbose: u8,
+    /// `-a`: the anchor whose rules `-s rules` lists (none: the main
+    /// ruleset's).
+    anchor: Option<String>,
     out: std::io::BufWriter<std::io::Stdout>,
     /// Items printed so far.
     count: usize,
@@ -268,10 +411,12 @@ fn typed<T: DeserializeOwned>(v: Value) -> Result<T, String> {
 }
 
 impl<'a> Printer<'a> {
-    fn new(request: &'a Request, json: bool) -> Printer<'a> {
+    fn new(request: &'a Request, json: bool, verbose: u8, anchor: Option<String>) -> Printer<'a> {
         Printer {
             request,
             json,
+            verbose,
+            anchor,
             out: std::io::BufWriter::new(std::io::stdout()),
             count: 0,
         }
@@ -280,6 +425,13 @@ impl<'a> Printer<'a> {
     /// Items of a streamed listing.
     fn items(&mut self, items: Vec<Value>) -> Result<(), String> {
         for item in items {
+            // -s rules lists one ruleset: the main one, or -a's anchor.
+            if let Request::ShowRules = self.request {
+                let anchor = item.get("anchor").and_then(Value::as_str);
+                if anchor != self.anchor.as_deref() {
+                    continue;
+                }
+            }
             if self.json {
                 let sep = if self.count == 0 { "[\n" } else { ",\n" };
                 let text = serde_json::to_string_pretty(&item).map_err(|e| e.to_string())?;
@@ -339,34 +491,70 @@ impl<'a> Printer<'a> {
                     }
                     None => (fmt_ep(&st.dst, st.dport), "<-", fmt_ep(&st.src, st.sport)),
                 };
+                let v = self.verbose;
                 writeln!(
                     o,
                     "{:<6} {:<5} {:<40} {} {:<40} {}:{}",
                     st.interface, st.proto, a, arrow, b, st.src_state, st.dst_state
                 )
                 .and_then(|()| {
-                    writeln!(
+                    // pfctl -vvss: the sequence windows.
+                    if v < 2 || st.proto != "tcp" {
+                        return Ok(());
+                    }
+                    let seq = |w: &control::ctl::PeerWindow| {
+                        format!("[{} + {}]", w.seqlo, w.seqhi.wrapping_sub(w.seqlo))
+                    };
+                    writeln!(o, "   {}  {}", seq(&st.src_window), seq(&st.dst_window))
+                })
+                .and_then(|()| {
+                    // pfctl -vss.
+                    if v < 1 {
+                        return Ok(());
+                    }
+                    write!(
                         o,
-                        "   age {}s, expires in {}s, {}:{} pkts, {}:{} bytes, rule {}, id {} creatorid {}",
-                        st.age_s,
-                        st.expires_in_s,
+                        "   age {}, expires in {}, {}:{} pkts, {}:{} bytes",
+                        hms(st.age_s),
+                        hms(st.expires_in_s),
                         st.packets[0],
                         st.packets[1],
                         st.bytes[0],
                         st.bytes[1],
-                        st.rule.map_or("-".to_string(), |r| r.to_string()),
-                        st.id,
-                        st.creatorid
-                    )
+                    )?;
+                    if let Some(r) = st.rule {
+                        write!(o, ", rule {r}")?;
+                    }
+                    writeln!(o)
+                })
+                .and_then(|()| {
+                    if v < 2 {
+                        return Ok(());
+                    }
+                    writeln!(o, "   id: {} creatorid: {}", st.id, st.creatorid)
                 })
             }
             Request::ShowRules => {
                 let r: RuleEntry = typed(item)?;
-                writeln!(o, "@{} {}", r.number, r.rule).and_then(|()| {
+                // pfctl: the rule number with -vv, the counters with -v.
+                let nr = if self.verbose >= 2 {
+                    format!("@{} ", r.number)
+                } else {
+                    String::new()
+                };
+                writeln!(o, "{nr}{}", r.rule).and_then(|()| {
+                    if self.verbose == 0 {
+                        return Ok(());
+                    }
                     writeln!(
                         o,
-                        "  [ Evaluations: {:<10} Packets: {:<10} Bytes: {:<12} States: {:<8} ]",
-                        r.evaluations, r.packets, r.bytes, r.states_created
+                        "  [ Evaluations: {:<8}  Packets: {:<8}  Bytes: {:<10}  States: {:<6}]",
+                        r.evaluations, r.packets, r.bytes, r.states_cur
+                    )?;
+                    writeln!(
+                        o,
+                        "  [ Inserted: uid 0 pid 0 State Creations: {:<6}]",
+                        r.states_created
                     )
                 })
             }
@@ -510,9 +698,16 @@ fn print_text(o: &mut impl Write, request: &Request, d: Value) -> Result<(), Str
                 ))?;
             }
         }
-        Request::LoadRules { file, .. } => {
+        Request::LoadRules { file, anchor, .. } => {
             let l: Loaded = typed(d)?;
-            w(writeln!(o, "dpfctl: loaded {} rules from {file}", l.rules))?;
+            match anchor {
+                None => w(writeln!(o, "dpfctl: loaded {} rules from {file}", l.rules))?,
+                Some(a) => w(writeln!(
+                    o,
+                    "dpfctl: loaded anchor {a} from {file} ({} rules in all)",
+                    l.rules
+                ))?,
+            }
             for n in l.notes {
                 w(writeln!(o, "dpfctl: note: {n}"))?;
             }
@@ -566,9 +761,52 @@ fn print_text(o: &mut impl Write, request: &Request, d: Value) -> Result<(), Str
                 w(writeln!(o, "{k}={v}"))?;
             }
         }
-        Request::KillStates { .. } | Request::FlushStates => {
+        Request::KillStates { .. } | Request::KillStateId { .. } | Request::KillLabel { .. } => {
             let k: Killed = typed(d)?;
             w(writeln!(o, "killed {} states", k.killed))?;
+        }
+        Request::FlushStates => {
+            let k: Killed = typed(d)?;
+            w(writeln!(o, "{} states cleared", k.killed))?;
+        }
+        Request::FlushRules { .. } => {
+            let _: Loaded = typed(d)?;
+            w(writeln!(o, "rules cleared"))?;
+        }
+        Request::ZeroCounters => {
+            w(writeln!(o, "rule counters cleared"))?;
+        }
+        Request::ShowLabels => {
+            // pfctl -sl: label evaluations packets bytes in-packets
+            // in-bytes out-packets out-bytes states.
+            let list: Vec<LabelEntry> = typed(d)?;
+            for l in list {
+                w(writeln!(
+                    o,
+                    "{} {} {} {} {} {} {} {} {}",
+                    l.label,
+                    l.evaluations,
+                    l.packets,
+                    l.bytes,
+                    l.packets_in,
+                    l.bytes_in,
+                    l.packets_out,
+                    l.bytes_out,
+                    l.states
+                ))?;
+            }
+        }
+        Request::ShowTimeouts => {
+            let list: Vec<LimitEntry> = typed(d)?;
+            for t in list {
+                w(writeln!(o, "{:<20} {:>7}s", t.name, t.value))?;
+            }
+        }
+        Request::ShowMemory => {
+            let list: Vec<LimitEntry> = typed(d)?;
+            for t in list {
+                w(writeln!(o, "{:<14} hard limit {:>8}", t.name, t.value))?;
+            }
         }
         // Listings are streamed; a one-line answer to one is unexpected
         // but printed as it is.
@@ -668,6 +906,11 @@ fn parse_demote(n: &str) -> Result<i32, String> {
         .ok()
         .filter(|v| (0..=255).contains(v))
         .ok_or_else(|| format!("carpdemote '{n}': a number 0-255"))
+}
+
+/// Seconds as pfctl prints ages: `HH:MM:SS`.
+fn hms(s: u64) -> String {
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 fn fmt_ep(addr: &str, port: u16) -> String {

@@ -12,15 +12,17 @@
 
 use super::server::{Service, Start, Step};
 use super::{
-    Info, InterfaceEntry, Killed, Loaded, NeighborEntry, PeerWindow, Request, Response, RouteEntry,
-    RuleEntry, SocketStats, StateEntry,
+    Info, InterfaceEntry, Killed, LabelEntry, LimitEntry, Loaded, NeighborEntry, PeerWindow,
+    Request, Response, RouteEntry, RuleEntry, SocketStats, StateEntry,
 };
 use crate::config::Config;
-use dataplane::command::{Command, CommandClient, HostFilter, Reply, Ticket};
+use dataplane::command::{
+    Command, CommandClient, HostFilter, LabelName, Reply, StateFilter, Ticket,
+};
 use dataplane::counters::{DropReason, SharedCounters};
 use dataplane::dpdk::Port;
 use dataplane::flow::{Addr, Af};
-use dataplane::rules::{RuleCounters, Ruleset};
+use dataplane::rules::{AnchorSource, FsFiles, RuleCounters, Ruleset};
 use dataplane::snapshot::Snapshot;
 use dataplane::state::State;
 use dataplane::time::Instant;
@@ -64,6 +66,40 @@ pub struct Control<'a> {
     /// Frames the control thread sent, dropped (its queue full) and still
     /// waiting for the injection ring.
     pub control_tx: (u64, u64, usize),
+    /// The texts the ruleset was compiled from (a run-time anchor change
+    /// recompiles the whole ruleset).
+    pub sources: &'a mut RuleSources,
+    /// This box's pfsync creator id (`-k id` without one).
+    pub creatorid: u32,
+}
+
+/// What the ruleset in use was compiled from: the main file's text and the
+/// anchors loaded at run time, so that `dpfctl -a name -f file` can
+/// recompile and swap the whole ruleset (states stay, as on a reload).
+#[derive(Clone, Debug, Default)]
+pub struct RuleSources {
+    /// The main ruleset: text, file name, directory of relative includes.
+    /// `None` after `-F rules` (or when it could not be read again).
+    pub main: Option<(String, String, Option<std::path::PathBuf>)>,
+    /// Anchors loaded with `dpfctl -a`, by name.
+    pub anchors: std::collections::BTreeMap<String, AnchorSource>,
+}
+
+impl RuleSources {
+    /// The sources of the configuration's ruleset (read again from its
+    /// file: the daemon compiled it from there at start).
+    pub fn of(config: &Config) -> RuleSources {
+        let main = match &config.rules {
+            None => Some((String::new(), "(none)".to_string(), None)),
+            Some(path) => std::fs::read_to_string(path)
+                .ok()
+                .map(|t| (t, path.display().to_string(), None)),
+        };
+        RuleSources {
+            main,
+            anchors: Default::default(),
+        }
+    }
 }
 
 /// A request the workers answer, in progress.
@@ -88,7 +124,11 @@ enum JobKind {
         sum: Vec<RuleCounters>,
         /// Once every worker answered: the next rule to send.
         emit_next: Option<usize>,
+        /// Answer per label (`show-labels`) instead of per rule.
+        labels: bool,
     },
+    /// `-z`: every worker zeroed its counters.
+    Zero,
     Kill {
         killed: u64,
         flush: bool,
@@ -109,13 +149,42 @@ impl Service for Control<'_> {
                 };
                 (Command::ListStates, JobKind::States { filter })
             }
-            Request::ShowRules => (
+            Request::ShowRules | Request::ShowLabels => (
                 Command::RuleCounters,
                 JobKind::Rules {
                     sum: vec![RuleCounters::default(); self.rules.load().len()],
                     emit_next: None,
+                    labels: req == Request::ShowLabels,
                 },
             ),
+            Request::ZeroCounters => (Command::ZeroRuleCounters, JobKind::Zero),
+            Request::KillStateId { id, creatorid } => {
+                let filter = match parse_state_id(&id, creatorid.as_deref(), self.creatorid) {
+                    Ok(f) => f,
+                    Err(e) => return Start::Answer(Response::err(e)),
+                };
+                (
+                    Command::KillMatching(filter),
+                    JobKind::Kill {
+                        killed: 0,
+                        flush: false,
+                    },
+                )
+            }
+            Request::KillLabel { label } => {
+                let Some(l) = LabelName::new(&label) else {
+                    return Start::Answer(Response::err(format!(
+                        "label '{label}' is longer than pf's 63 characters"
+                    )));
+                };
+                (
+                    Command::KillMatching(StateFilter::Label(l)),
+                    JobKind::Kill {
+                        killed: 0,
+                        flush: false,
+                    },
+                )
+            }
             Request::KillStates { host, peer } => {
                 let filter = match (
                     parse_host(&host),
@@ -174,7 +243,16 @@ impl Service for Control<'_> {
         let names: Vec<&str> = self.config.ports.iter().map(|p| p.name.as_str()).collect();
         if let JobKind::Rules {
             sum,
+            emit_next: Some(_),
+            labels: true,
+        } = &job.kind
+        {
+            return Step::Answer(Response::ok_typed(&label_entries(&rules, sum)));
+        }
+        if let JobKind::Rules {
+            sum,
             emit_next: Some(next),
+            ..
         } = &mut job.kind
         {
             let end = (*next + max_items).min(sum.len());
@@ -188,6 +266,11 @@ impl Service for Control<'_> {
                         packets: c.packets,
                         bytes: c.bytes,
                         states_created: c.states_created,
+                        packets_out: c.packets_out,
+                        bytes_out: c.bytes_out,
+                        states_cur: c.states_cur,
+                        label: rules.rule_label(i).map(str::to_string),
+                        anchor: rules.rule_anchor(i).map(str::to_string),
                     })
                 })
                 .collect();
@@ -225,6 +308,9 @@ impl Service for Control<'_> {
                         s.packets += c.packets;
                         s.bytes += c.bytes;
                         s.states_created += c.states_created;
+                        s.packets_out += c.packets_out;
+                        s.bytes_out += c.bytes_out;
+                        s.states_cur += c.states_cur;
                     }
                 }
                 (JobKind::Kill { killed, .. }, Reply::Killed(n)) => *killed += n,
@@ -245,6 +331,7 @@ impl Service for Control<'_> {
                     Step::Items(items)
                 }
                 JobKind::Items(_) => Step::Done(items),
+                JobKind::Zero => Step::Answer(Response::ok_typed(&Killed { killed: 0 })),
                 JobKind::Kill { killed, flush } => {
                     if *flush {
                         // pf's behaviour: the pfsync peer gets one CLR of
@@ -329,7 +416,33 @@ impl Control<'_> {
         let r = match req {
             Request::ShowInfo => Ok(to_value(&self.info())),
             Request::ShowInterfaces => Ok(self.interfaces()),
-            Request::LoadRules { text, file } => self.load_rules(&text, &file),
+            Request::LoadRules {
+                text,
+                file,
+                dir,
+                anchor,
+            } => match anchor {
+                None => self.load_rules(&text, &file, dir.map(Into::into)),
+                Some(a) => self.load_anchor(&a, Some((text, file))),
+            },
+            Request::FlushRules { anchor: None } => self.flush_rules(),
+            Request::FlushRules { anchor: Some(a) } => self.load_anchor(&a, None),
+            Request::ShowTimeouts => {
+                let t = self.rules.load().options.timeouts;
+                Ok(to_value(
+                    &dataplane::timeouts::TimeoutClass::ALL
+                        .iter()
+                        .map(|c| LimitEntry {
+                            name: c.name().to_string(),
+                            value: t.secs(*c).into(),
+                        })
+                        .collect::<Vec<_>>(),
+                ))
+            }
+            Request::ShowMemory => Ok(to_value(&vec![LimitEntry {
+                name: "states".into(),
+                value: self.rules.load().options.limit_states.into(),
+            }])),
             Request::ShowRoutes => Ok(self.routes()),
             Request::ShowCarp { name } => self.carp_show(name.as_deref()),
             Request::CarpSet { name, words } => self.carp_set(&name, &words),
@@ -356,7 +469,11 @@ impl Control<'_> {
             },
             Request::ShowStates { .. }
             | Request::ShowRules
+            | Request::ShowLabels
+            | Request::ZeroCounters
             | Request::KillStates { .. }
+            | Request::KillStateId { .. }
+            | Request::KillLabel { .. }
             | Request::FlushStates
             | Request::ShowNeighbors => Err("internal: a worker request answered at once".into()),
         };
@@ -563,16 +680,88 @@ impl Control<'_> {
         to_value(&list)
     }
 
-    fn load_rules(&mut self, text: &str, file: &str) -> Result<Value, String> {
-        let ruleset = crate::rule_env::RuleNames::of(self.config)
-            .with_env(|env| Ruleset::compile_all(text, file, env))
+    /// `-F rules`: no rule left, options kept (pf's flush).
+    fn flush_rules(&mut self) -> Result<Value, String> {
+        let ruleset = self.rules.load().without_rules();
+        self.sources.main = None;
+        let epoch = self.rules.publish(Arc::new(ruleset));
+        crate::log!(
+            crate::log::Level::Notice,
+            "rules flushed (ruleset epoch {epoch})"
+        );
+        Ok(to_value(&Loaded {
+            rules: 0,
+            epoch,
+            notes: Vec::new(),
+        }))
+    }
+
+    /// `-a name -f file` (`Some`) or `-a name -F rules` (`None`): the
+    /// anchor's rules change and the whole ruleset is compiled again and
+    /// swapped, as a reload (states stay).
+    fn load_anchor(&mut self, name: &str, text: Option<(String, String)>) -> Result<Value, String> {
+        if name.is_empty() || name.starts_with('_') {
+            return Err(format!(
+                "anchor name '{name}': names beginning with '_' are reserved"
+            ));
+        }
+        let (text, file) = text.unwrap_or_default();
+        let source = AnchorSource {
+            name: name.to_string(),
+            text,
+            file,
+        };
+        let Some((main, main_file, dir)) = self.sources.main.clone() else {
+            // No main ruleset (flushed): no anchor rule can call it yet.
+            self.sources.anchors.insert(name.to_string(), source);
+            return Ok(to_value(&Loaded {
+                rules: self.rules.load().len() as u64,
+                epoch: 0,
+                notes: vec![
+                    "no main ruleset is loaded: the anchor is kept for the next one".into(),
+                ],
+            }));
+        };
+        let mut anchors = self.sources.anchors.clone();
+        anchors.insert(name.to_string(), source);
+        let list: Vec<AnchorSource> = anchors.values().cloned().collect();
+        let ruleset = self.compile(&main, &main_file, dir.clone(), &list)?;
+        self.sources.anchors = anchors;
+        self.publish(ruleset, &format!("anchor {name}"))
+    }
+
+    fn compile(
+        &self,
+        text: &str,
+        file: &str,
+        dir: Option<std::path::PathBuf>,
+        anchors: &[AnchorSource],
+    ) -> Result<Ruleset, String> {
+        let files = FsFiles { base: dir };
+        crate::rule_env::RuleNames::of(self.config)
+            .with_env(|env| Ruleset::compile_with(text, file, env, &files, anchors))
             .map_err(|errors| {
                 errors
                     .iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join("\n")
-            })?;
+            })
+    }
+
+    fn load_rules(
+        &mut self,
+        text: &str,
+        file: &str,
+        dir: Option<std::path::PathBuf>,
+    ) -> Result<Value, String> {
+        let anchors: Vec<AnchorSource> = self.sources.anchors.values().cloned().collect();
+        let ruleset = self.compile(text, file, dir.clone(), &anchors)?;
+        self.sources.main = Some((text.to_string(), file.to_string(), dir));
+        self.publish(ruleset, file)
+    }
+
+    fn publish(&mut self, ruleset: Ruleset, file: &str) -> Result<Value, String> {
         let old_limit = self.rules.load().options.limit_states;
         let mut notes = Vec::new();
         if ruleset.options.limit_states != old_limit {
@@ -637,6 +826,50 @@ pub fn ask_workers(
         }
     }
     Ok(())
+}
+
+/// `-s labels`: the rules' counters summed per label (pf's per-rule
+/// lines summed over the rules one label expanded to).
+fn label_entries(rules: &Ruleset, sum: &[RuleCounters]) -> Vec<LabelEntry> {
+    let mut out: Vec<LabelEntry> = rules
+        .labels()
+        .iter()
+        .map(|l| LabelEntry {
+            label: l.clone(),
+            ..Default::default()
+        })
+        .collect();
+    for (i, c) in sum.iter().enumerate() {
+        let Some(e) = rules.rule_label_id(i).and_then(|l| out.get_mut(l as usize)) else {
+            continue;
+        };
+        e.evaluations += c.evaluations;
+        e.packets += c.packets;
+        e.bytes += c.bytes;
+        e.packets_out += c.packets_out;
+        e.bytes_out += c.bytes_out;
+        e.packets_in += c.packets - c.packets_out;
+        e.bytes_in += c.bytes - c.bytes_out;
+        e.states += c.states_created;
+    }
+    out
+}
+
+/// `ID[/CREATORID]` of `-k id` (pfctl's form), hex; the creator id is this
+/// box's when not given.
+fn parse_state_id(id: &str, creatorid: Option<&str>, own: u32) -> Result<StateFilter, String> {
+    let (id, inline) = match id.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (id, None),
+    };
+    let id = u64::from_str_radix(id, 16).map_err(|_| format!("'{id}' is not a state id (hex)"))?;
+    let creatorid = match inline.or(creatorid) {
+        None => own,
+        Some(c) => {
+            u32::from_str_radix(c, 16).map_err(|_| format!("'{c}' is not a creator id (hex)"))?
+        }
+    };
+    Ok(StateFilter::Id { id, creatorid })
 }
 
 /// Parses an IPv4 or IPv6 host address.

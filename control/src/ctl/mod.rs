@@ -61,13 +61,51 @@ pub enum Request {
     /// Interfaces with addresses, MACs, link and port statistics:
     /// `Vec<`[`InterfaceEntry`]`>`.
     ShowInterfaces,
-    /// Replace the ruleset (`dpfctl -f`): the text and its file name for
+    /// Replace the ruleset (`dpfctl -f`), or with `anchor` the rules of
+    /// that anchor (`dpfctl -a name -f`): the text and its file name for
     /// error messages. [`Loaded`].
     LoadRules {
         /// pf.conf text.
         text: String,
         /// Name used in `file:line:col` errors.
         file: String,
+        /// The directory relative `include` / `load anchor` paths of the
+        /// file start from (dpfctl's working directory).
+        #[serde(default)]
+        dir: Option<String>,
+        /// Load into this anchor instead of the main ruleset.
+        #[serde(default)]
+        anchor: Option<String>,
+    },
+    /// Remove every rule (`dpfctl -F rules`), or with `anchor` that
+    /// anchor's (`dpfctl -a name -F rules`); options stay. [`Loaded`].
+    FlushRules {
+        /// Flush this anchor instead of the main ruleset.
+        #[serde(default)]
+        anchor: Option<String>,
+    },
+    /// Per-label counters (`dpfctl -s labels`): `Vec<`[`LabelEntry`]`>`.
+    ShowLabels,
+    /// `set timeout` values (`dpfctl -s timeouts`): `Vec<`[`LimitEntry`]`>`.
+    ShowTimeouts,
+    /// `set limit` values (`dpfctl -s memory`): `Vec<`[`LimitEntry`]`>`.
+    ShowMemory,
+    /// Zero the rule and label counters (`dpfctl -z`): [`Killed`] (0).
+    ZeroCounters,
+    /// Remove the state with this id (`dpfctl -k id -k ID[/CREATORID]`):
+    /// [`Killed`].
+    KillStateId {
+        /// State id, hex.
+        id: String,
+        /// Creator id, hex; this box's states' when absent.
+        #[serde(default)]
+        creatorid: Option<String>,
+    },
+    /// Remove the states created by rules with this label (`dpfctl -k
+    /// label -k L`): [`Killed`].
+    KillLabel {
+        /// The label, as `-s labels` prints it.
+        label: String,
     },
     /// Remove states (`dpfctl -k host [-k host]`): [`Killed`].
     KillStates {
@@ -126,8 +164,12 @@ impl Request {
             self,
             Request::ShowStates { .. }
                 | Request::ShowRules
+                | Request::ShowLabels
                 | Request::KillStates { .. }
+                | Request::KillStateId { .. }
+                | Request::KillLabel { .. }
                 | Request::FlushStates
+                | Request::ZeroCounters
         )
     }
 }
@@ -424,6 +466,54 @@ pub struct RuleEntry {
     pub bytes: u64,
     /// States created.
     pub states_created: u64,
+    /// Of `packets`, those in the `out` direction.
+    #[serde(default)]
+    pub packets_out: u64,
+    /// Of `bytes`, those of `out` packets.
+    #[serde(default)]
+    pub bytes_out: u64,
+    /// States of this rule now (pfctl -vsr's `States:`).
+    #[serde(default)]
+    pub states_cur: u64,
+    /// Its label.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// The anchor it is a rule of (none: the main ruleset).
+    #[serde(default)]
+    pub anchor: Option<String>,
+}
+
+/// One label's counters, summed over its rules and the workers
+/// (`show-labels`; `pfctl -sl`'s columns).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LabelEntry {
+    /// The label.
+    pub label: String,
+    /// Evaluations of its rules.
+    pub evaluations: u64,
+    /// Packets its rules decided.
+    pub packets: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Packets in the `in` direction.
+    pub packets_in: u64,
+    /// Their bytes.
+    pub bytes_in: u64,
+    /// Packets in the `out` direction.
+    pub packets_out: u64,
+    /// Their bytes.
+    pub bytes_out: u64,
+    /// States its rules created.
+    pub states: u64,
+}
+
+/// A named value (`show-timeouts`, `show-memory`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LimitEntry {
+    /// pf's name (`tcp.first`, `states`).
+    pub name: String,
+    /// Seconds (timeouts) or a count (limits).
+    pub value: u64,
 }
 
 /// One interface (`show-interfaces`).

@@ -374,6 +374,7 @@ fn run_with_eal(
     );
     let per_shard = shard_capacity(ruleset.options.limit_states, workers);
     let rules = Arc::new(Snapshot::new(Arc::new(ruleset)));
+    let mut rule_sources = crate::ctl::handler::RuleSources::of(config);
     let shared = Arc::new(SharedCounters::new(workers));
     // Memory of every worker's state table, allocated once at start.
     let state_table_bytes = (Shard::memory_bytes_for(per_shard) * workers) as u64;
@@ -676,6 +677,8 @@ fn run_with_eal(
                 sync: engines.sync.as_mut(),
                 out: &mut cmd_out,
                 control_tx: (injectq.sent, injectq.dropped, injectq.len()),
+                sources: &mut rule_sources,
+                creatorid: pcfg.creatorid,
             };
             srv.poll(&mut control);
             if let Some(inject) = inject_ring.as_ref() {

@@ -3,13 +3,16 @@
 //! It resolves interface names, `self` and table names, expands lists into
 //! the cross product (pfctl's `expand_rule`), applies pfctl's defaults and
 //! consistency checks (`filter_consistent`), pre-computes address masks and
-//! port ranges, renders each rule's canonical text, and computes pf's skip
-//! steps (`pf_calc_skip_steps`).
+//! port ranges, renders each rule's canonical text, expands labels, lays
+//! each anchor's rules out right after its anchor rule, and computes pf's
+//! skip steps (`pf_calc_skip_steps`) per ruleset (main or anchor).
 //!
 //! Invariants of the output: a rule's `af` is set whenever one of its
 //! addresses is a network (so address comparison never crosses families);
 //! rules with ports have proto tcp or udp; rules with an ICMP type have proto
-//! icmp/icmp6 and the matching family; `skip[f][i] > i` for every field.
+//! icmp/icmp6 and the matching family; `skip[f][i] > i` for every field,
+//! and a skip step of a rule never leaves the rules of its anchor (nor
+//! enters another anchor's).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -59,6 +62,8 @@ pub(crate) enum AddrKind {
     },
     /// Membership in table `Ruleset::tables[i]`.
     Table(u32),
+    /// `lo <= a <= hi` for addresses of family `af` (`a - b`).
+    Range { af: Af, lo: u128, hi: u128 },
 }
 
 /// An address condition; `neg` inverts it (pf's `!`).
@@ -141,6 +146,13 @@ pub(crate) struct Rule {
     pub tag: u16,
     /// `[!] tagged`: (tag number, negated).
     pub tagged: Option<(u16, bool)>,
+    /// `return-icmp` codes (IPv4, IPv6).
+    pub return_icmp: (u8, u8),
+    /// Index into `Ruleset::labels` of the rule's (expanded) label.
+    pub label: Option<u32>,
+    /// An anchor rule: its anchor's rules follow it, up to (not including)
+    /// rule `anchor_end`; they are evaluated only when it matches.
+    pub anchor_end: Option<u32>,
     /// Next rule to examine when field `f` mismatches.
     pub skip: [u32; SKIP_COUNT],
 }
@@ -160,11 +172,30 @@ struct Ctx<'a> {
     pools: Vec<Pool>,
     /// Tag names in order of first use; a tag's number is its index + 1.
     tags: Vec<String>,
+    /// The files of the parse (`Pos::file` indexes it).
+    files: Vec<String>,
+    /// Distinct expanded labels, in order of first use.
+    labels: Vec<String>,
+    label_ids: HashMap<String, u32>,
 }
 
 impl Ctx<'_> {
     fn err(&self, pos: Pos, msg: impl Into<String>) -> RuleError {
-        RuleError::new(self.file, pos, msg.into())
+        let file = self
+            .files
+            .get(pos.file as usize)
+            .map_or(self.file, String::as_str);
+        RuleError::new(file, pos, msg.into())
+    }
+
+    fn label_id(&mut self, label: String) -> u32 {
+        if let Some(i) = self.label_ids.get(&label) {
+            return *i;
+        }
+        let i = self.labels.len() as u32;
+        self.label_ids.insert(label.clone(), i);
+        self.labels.push(label);
+        i
     }
 
     /// The ports `name` stands for in `on name` / `set skip on name`: a
@@ -307,6 +338,17 @@ impl Ctx<'_> {
                 }]
             }
             HostAst::Net { af, addr, len } => vec![net(*af, addr_bits(addr), *len, item.not)],
+            HostAst::Range { af, from, to } => vec![ExpHost {
+                m: AddrMatch {
+                    kind: AddrKind::Range {
+                        af: *af,
+                        lo: addr_bits(from),
+                        hi: addr_bits(to),
+                    },
+                    neg: item.not,
+                },
+                af: Some(*af),
+            }],
             HostAst::Table(name) => {
                 let Some(i) = self.tables.get(name) else {
                     return Err(self.err(item.pos, format!("table <{name}> is not defined")));
@@ -358,6 +400,12 @@ impl Ctx<'_> {
                 }
                 HostAst::Any => {
                     return Err(self.err(h.pos, format!("{what}: 'any' is not an address")))
+                }
+                HostAst::Range { .. } => {
+                    return Err(self.err(
+                        h.pos,
+                        format!("{what}: an address range is not supported as a translation target (use a network, a list or a table)"),
+                    ))
                 }
             };
             if list.is_empty() {
@@ -510,6 +558,9 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
         table_list: Vec::new(),
         pools: Vec::new(),
         tags: Vec::new(),
+        files: ast.files.clone(),
+        labels: Vec::new(),
+        label_ids: HashMap::new(),
     };
     let mut errors = Vec::new();
 
@@ -543,38 +594,27 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
         }
     }
 
-    let mut rules: Vec<Rule> = Vec::new();
-    let mut texts: Vec<String> = Vec::new();
-    let mut rule_timeouts: Vec<Timeouts> = Vec::new();
-    for r in &ast.rules {
-        let before = rules.len();
-        let expanded = match binat_rules(&ctx, r) {
-            Ok(Some(pair)) => pair.to_vec(),
-            Ok(None) => vec![r.clone()],
-            Err(e) => {
-                errors.push(e);
-                continue;
-            }
-        };
-        for r in &expanded {
-            if let Err(e) = expand_rule(
-                &mut ctx,
-                r,
-                &options,
-                &mut rules,
-                &mut texts,
-                &mut rule_timeouts,
-            ) {
-                rules.truncate(before);
-                texts.truncate(before);
-                errors.push(e);
-                break;
-            }
-        }
-    }
+    let mut out = Out::default();
+    compile_list(
+        &mut ctx,
+        &ast,
+        &ast.rules,
+        &options,
+        &mut out,
+        &mut errors,
+        NO_ANCHOR,
+        &mut Vec::new(),
+    );
     if !errors.is_empty() {
         return Err(errors);
     }
+    let Out {
+        mut rules,
+        texts,
+        rule_timeouts,
+        rule_anchor,
+        anchors,
+    } = out;
     calc_skip_steps(&mut rules);
     let state_counts: std::sync::Arc<[std::sync::atomic::AtomicU32]> = (0..rules.len())
         .map(|_| std::sync::atomic::AtomicU32::new(0))
@@ -584,6 +624,9 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
         options,
         rules,
         texts,
+        labels: ctx.labels,
+        rule_anchor,
+        anchors,
         tables: ctx.table_list,
         pools: ctx.pools,
         tag_names: ctx.tags,
@@ -591,6 +634,147 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
         epoch: Ruleset::next_epoch(),
         state_counts,
     })
+}
+
+/// `rule_anchor` of a rule of the main ruleset.
+pub(crate) const NO_ANCHOR: u32 = u32::MAX;
+
+/// How deep anchors may call anchors.
+const ANCHOR_DEPTH_MAX: usize = 16;
+
+/// The compiled rules so far.
+#[derive(Default)]
+struct Out {
+    rules: Vec<Rule>,
+    texts: Vec<String>,
+    rule_timeouts: Vec<Timeouts>,
+    /// Per rule: the anchor (index into `anchors`) whose rules it is one
+    /// of, [`NO_ANCHOR`] for the main ruleset.
+    rule_anchor: Vec<u32>,
+    /// Anchor names.
+    anchors: Vec<String>,
+}
+
+/// Compiles a list of rules (the main ruleset or an anchor's) into `out`;
+/// a rule with an error is left out and reported.
+#[allow(clippy::too_many_arguments)]
+fn compile_list(
+    ctx: &mut Ctx<'_>,
+    ast: &Ast,
+    list: &[RuleAst],
+    options: &RuleOptions,
+    out: &mut Out,
+    errors: &mut Vec<RuleError>,
+    anchor: u32,
+    path: &mut Vec<String>,
+) {
+    for r in list {
+        let before = out.rules.len();
+        let res = match &r.anchor {
+            // `binat-to` is two rules (pfctl's expansion).
+            None => match binat_rules(ctx, r) {
+                Ok(Some(pair)) => pair.iter().try_for_each(|r| {
+                    expand_rule(
+                        ctx,
+                        r,
+                        options,
+                        &mut out.rules,
+                        &mut out.texts,
+                        &mut out.rule_timeouts,
+                    )
+                }),
+                Ok(None) => expand_rule(
+                    ctx,
+                    r,
+                    options,
+                    &mut out.rules,
+                    &mut out.texts,
+                    &mut out.rule_timeouts,
+                ),
+                Err(e) => Err(e),
+            },
+            Some(call) => compile_anchor(ctx, ast, r, call, options, out, errors, anchor, path),
+        };
+        if let Err(e) = res {
+            out.rules.truncate(before);
+            out.texts.truncate(before);
+            errors.push(e);
+        }
+        out.rule_anchor.truncate(out.rules.len());
+        while out.rule_anchor.len() < out.rules.len() {
+            out.rule_anchor.push(anchor);
+        }
+    }
+}
+
+/// An anchor rule (each rule it expands to) followed by its anchor's rules
+/// (pf evaluates them in place of the anchor rule when it matches).
+#[allow(clippy::too_many_arguments)]
+fn compile_anchor(
+    ctx: &mut Ctx<'_>,
+    ast: &Ast,
+    r: &RuleAst,
+    call: &super::parser::AnchorCall,
+    options: &RuleOptions,
+    out: &mut Out,
+    errors: &mut Vec<RuleError>,
+    parent: u32,
+    path: &mut Vec<String>,
+) -> Result<(), RuleError> {
+    let name = &call.name;
+    if path.iter().any(|p| p == name) {
+        return Err(ctx.err(r.pos, format!("anchor \"{name}\" calls itself")));
+    }
+    if path.len() >= ANCHOR_DEPTH_MAX {
+        return Err(ctx.err(r.pos, "anchors nested too deeply"));
+    }
+    let body: &[RuleAst] = match (&call.inline, ast.anchors.get(name)) {
+        (Some(inline), _) if !ast.replaced.contains(name) => inline,
+        (_, Some(loaded)) => loaded,
+        (Some(inline), None) => inline,
+        (None, None) => &[],
+    };
+    let mut heads = Vec::new();
+    let mut head_texts = Vec::new();
+    expand_rule(
+        ctx,
+        r,
+        options,
+        &mut heads,
+        &mut head_texts,
+        &mut out.rule_timeouts,
+    )?;
+    let id = match out.anchors.iter().position(|a| a == name) {
+        Some(i) => i as u32,
+        None => {
+            out.anchors.push(name.clone());
+            out.anchors.len() as u32 - 1
+        }
+    };
+    path.push(name.clone());
+    for (head, text) in heads.into_iter().zip(head_texts) {
+        let k = out.rules.len();
+        out.rules.push(head);
+        out.texts.push(text);
+        out.rule_anchor.push(parent);
+        let errors_before = errors.len();
+        compile_list(ctx, ast, body, options, out, errors, id, path);
+        let end = out.rules.len() as u32;
+        if let Some(h) = out.rules.get_mut(k) {
+            h.anchor_end = Some(end);
+        }
+        if errors.len() > errors_before {
+            break;
+        }
+    }
+    path.pop();
+    if out.rules.len() >= RULES_MAX {
+        return Err(ctx.err(
+            r.pos,
+            format!("ruleset expands to more than {RULES_MAX} rules"),
+        ));
+    }
+    Ok(())
 }
 
 /// A table's entries: addresses, networks, `self` and interface names.
@@ -604,6 +788,9 @@ fn table_entries(
             HostAst::SelfAddrs => ctx.self_addrs(),
             HostAst::Iface { name, modifier } => ctx.iface_addrs(name, *modifier, item.pos)?,
             HostAst::Net { af, addr, len } => vec![(*af, addr_bits(addr), *len)],
+            HostAst::Range { .. } => {
+                return Err(ctx.err(item.pos, "address ranges are not permitted inside tables"))
+            }
             HostAst::Any | HostAst::Table(_) => {
                 return Err(ctx.err(
                     item.pos,
@@ -678,7 +865,11 @@ fn expand_rule(
         }
         Some(StateAst::Keep(o)) => (true, o.clone()),
         Some(StateAst::No) => (false, Default::default()),
-        None => (r.action == Action::Pass, Default::default()),
+        // An anchor rule (parsed as `pass`) decides nothing: no state.
+        None => (
+            r.action == Action::Pass && r.anchor.is_none(),
+            Default::default(),
+        ),
     };
     // pfctl's rule_consistent().
     if (r.nat.is_some() || r.rdr.is_some()) && r.action == Action::Pass && !keep_state {
@@ -863,8 +1054,22 @@ fn expand_rule(
                                     rdr,
                                     tag,
                                     tagged,
+                                    return_icmp: r.return_icmp,
+                                    label: None,
+                                    anchor_end: None,
                                     skip: [0; SKIP_COUNT],
                                 };
+                                let label = r.label.as_deref().map(|l| {
+                                    expand_label(
+                                        l,
+                                        ifp.map(|(_, _, n)| n),
+                                        &rule,
+                                        &ctx.table_list,
+                                        rules.len(),
+                                    )
+                                });
+                                let mut rule = rule;
+                                rule.label = label.clone().map(|l| ctx.label_id(l));
                                 if rules.len() >= RULES_MAX {
                                     return Err(ctx.err(
                                         r.pos,
@@ -876,7 +1081,8 @@ fn expand_rule(
                                     ifp.map(|(_, _, n)| n),
                                     &ctx.table_list,
                                     &opts.timeouts,
-                                    r.label.as_deref(),
+                                    label.as_deref(),
+                                    r.anchor.as_ref().map(|a| a.name.as_str()),
                                 );
                                 render_translation(&mut text, &rule, &ctx.pools, &ctx.tags);
                                 rules.push(rule);
@@ -896,16 +1102,36 @@ fn expand_rule(
 }
 
 /// pf's `pf_calc_skip_steps`: for each field, the next rule whose field
-/// differs.
+/// differs, among the rules of the same ruleset. An anchor's rules are a
+/// ruleset of their own: skip steps never lead into or out of them (the
+/// rule after an anchor rule, for a skip, is the one after its rules).
 pub(crate) fn calc_skip_steps(rules: &mut [Rule]) {
     let n = rules.len();
-    for i in (0..n).rev() {
+    calc_skip_steps_in(rules, 0, n);
+}
+
+fn calc_skip_steps_in(rules: &mut [Rule], lo: usize, hi: usize) {
+    // The rules of this ruleset, in order.
+    let mut members = Vec::new();
+    let mut i = lo;
+    while i < hi {
+        members.push(i);
+        i = rules[i]
+            .anchor_end
+            .map_or(i + 1, |e| (e as usize).clamp(i + 1, hi));
+    }
+    for m in (0..members.len()).rev() {
+        let i = members[m];
+        let next = members.get(m + 1).copied();
         for f in 0..SKIP_COUNT {
-            rules[i].skip[f] = if i + 1 < n && same_field(&rules[i], &rules[i + 1], f) {
-                rules[i + 1].skip[f]
-            } else {
-                (i + 1) as u32
+            rules[i].skip[f] = match next {
+                Some(j) if same_field(&rules[i], &rules[j], f) => rules[j].skip[f],
+                Some(j) => j as u32,
+                None => hi as u32,
             };
+        }
+        if let Some(e) = rules[i].anchor_end {
+            calc_skip_steps_in(rules, i + 1, (e as usize).min(hi));
         }
     }
 }
@@ -942,6 +1168,14 @@ fn render_addr(out: &mut String, m: &AddrMatch, tables: &[Table]) {
     match m.kind {
         AddrKind::Any => out.push_str("any"),
         AddrKind::Net { af, net, len, .. } => out.push_str(&fmt_net(af, net, len)),
+        AddrKind::Range { af, lo, hi } => {
+            let _ = write!(
+                out,
+                "{} - {}",
+                fmt_net(af, lo, host_len(af)),
+                fmt_net(af, hi, host_len(af))
+            );
+        }
         AddrKind::Table(i) => {
             let name = tables
                 .get(i as usize)
@@ -957,9 +1191,9 @@ fn render_addr(out: &mut String, m: &AddrMatch, tables: &[Table]) {
     }
 }
 
-fn render_port(out: &mut String, p: &PortMatch) {
+fn render_port(out: &mut String, p: &PortMatch, proto: u8) {
     let name = |v: u16| {
-        names::service_name(v)
+        names::service_name(v, proto)
             .map(str::to_string)
             .unwrap_or_else(|| v.to_string())
     };
@@ -978,6 +1212,80 @@ fn render_port(out: &mut String, p: &PortMatch) {
     };
 }
 
+/// `return-icmp(code)`: pfctl prints the codes of a `return-icmp` rule;
+/// dpf prints them only when they are not the default (port unreachable).
+fn render_return_icmp(s: &mut String, r: &Rule) {
+    if r.block != BlockMode::ReturnIcmp || r.return_icmp == super::parser::RETURN_ICMP_DEFAULT {
+        return;
+    }
+    let code = |af: Af, c: u8| {
+        let unreach = if af == Af::Inet { 3 } else { 1 };
+        names::icmp_code_name(af, unreach, c)
+            .map(str::to_string)
+            .unwrap_or_else(|| c.to_string())
+    };
+    let (c4, c6) = (
+        code(Af::Inet, r.return_icmp.0),
+        code(Af::Inet6, r.return_icmp.1),
+    );
+    let _ = match r.af {
+        Some(Af::Inet) => write!(s, "({c4})"),
+        Some(Af::Inet6) => {
+            s.truncate(s.len() - "return-icmp".len());
+            write!(s, "return-icmp6({c6})")
+        }
+        None => write!(s, "({c4}, {c6})"),
+    };
+}
+
+/// pfctl's `expand_label`: `$if`, `$srcaddr`, `$dstaddr`, `$srcport`,
+/// `$dstport`, `$proto` and `$nr` replaced by the expanded rule's values.
+fn expand_label(
+    label: &str,
+    ifname: Option<&str>,
+    r: &Rule,
+    tables: &[Table],
+    nr: usize,
+) -> String {
+    if !label.contains('$') {
+        return label.to_string();
+    }
+    let addr = |m: &AddrMatch| {
+        let mut t = String::new();
+        render_addr(&mut t, m, tables);
+        t
+    };
+    let port = |p: &PortMatch| match p.op {
+        None => "any".to_string(),
+        Some(PortOp::Eq) => p.a.to_string(),
+        Some(PortOp::Ne) => format!("!={}", p.a),
+        Some(PortOp::Lt) => format!("<{}", p.a),
+        Some(PortOp::Le) => format!("<={}", p.a),
+        Some(PortOp::Gt) => format!(">{}", p.a),
+        Some(PortOp::Ge) => format!(">={}", p.a),
+        Some(PortOp::Range) => format!("{}:{}", p.a, p.b),
+        Some(PortOp::Inside) => format!("{}><{}", p.a, p.b),
+        Some(PortOp::Outside) => format!("{}<>{}", p.a, p.b),
+    };
+    let proto = match r.proto {
+        0 => "ip".to_string(),
+        p => names::proto_name(p).map_or_else(|| p.to_string(), str::to_string),
+    };
+    let mut out = label
+        .replace("$if", ifname.unwrap_or("any"))
+        .replace("$srcaddr", &addr(&r.src))
+        .replace("$dstaddr", &addr(&r.dst))
+        .replace("$srcport", &port(&r.src_port))
+        .replace("$dstport", &port(&r.dst_port))
+        .replace("$proto", &proto)
+        .replace("$nr", &nr.to_string());
+    // pf truncates to its label size.
+    while out.len() > super::parser::LABEL_MAX {
+        out.pop();
+    }
+    out
+}
+
 /// The rule as `pfctl -sr` prints it (pfctl_parser.c `print_rule`).
 fn render(
     r: &Rule,
@@ -985,17 +1293,24 @@ fn render(
     tables: &[Table],
     timeouts: &[(crate::timeouts::TimeoutClass, u32)],
     label: Option<&str>,
+    anchor: Option<&str>,
 ) -> String {
     let mut s = String::new();
-    match r.action {
-        Action::Match => s.push_str("match"),
-        Action::Pass => s.push_str("pass"),
-        Action::Block => s.push_str(match r.block {
-            BlockMode::Drop => "block drop",
-            BlockMode::Return => "block return",
-            BlockMode::ReturnRst => "block return-rst",
-            BlockMode::ReturnIcmp => "block return-icmp",
-        }),
+    match (anchor, r.action) {
+        (Some(name), _) => {
+            let _ = write!(s, "anchor \"{name}\"");
+        }
+        (None, Action::Match) => s.push_str("match"),
+        (None, Action::Pass) => s.push_str("pass"),
+        (None, Action::Block) => {
+            s.push_str(match r.block {
+                BlockMode::Drop => "block drop",
+                BlockMode::Return => "block return",
+                BlockMode::ReturnRst => "block return-rst",
+                BlockMode::ReturnIcmp => "block return-icmp",
+            });
+            render_return_icmp(&mut s, r);
+        }
     }
     match r.dir {
         Some(Direction::In) => s.push_str(" in"),
@@ -1029,10 +1344,10 @@ fn render(
     } else {
         s.push_str(" from ");
         render_addr(&mut s, &r.src, tables);
-        render_port(&mut s, &r.src_port);
+        render_port(&mut s, &r.src_port, r.proto);
         s.push_str(" to ");
         render_addr(&mut s, &r.dst, tables);
-        render_port(&mut s, &r.dst_port);
+        render_port(&mut s, &r.dst_port, r.proto);
     }
     if r.flags != 0 || r.flagset != 0 {
         s.push_str(" flags ");
@@ -1067,7 +1382,7 @@ fn render(
         }
     }
     let ropts = r.max_states.is_some() || r.no_sync || r.sloppy || !timeouts.is_empty();
-    if !r.keep_state && r.action == Action::Pass {
+    if !r.keep_state && r.action == Action::Pass && anchor.is_none() {
         s.push_str(" no state");
     } else if r.keep_state && ropts {
         s.push_str(" keep state");

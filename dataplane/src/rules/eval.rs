@@ -5,6 +5,8 @@
 //! TCP, type/code for ICMP). A mismatch on a field that has a skip step jumps
 //! to the next rule whose value of that field differs; other mismatches go
 //! to the next rule. The last match wins unless a matching rule is `quick`.
+//! A matching anchor rule enters its rules (a fixed-size stack, no
+//! allocation); a mismatching one jumps past them.
 //!
 //! Invariants: no allocation, no parsing; `counters` shorter than the
 //! ruleset is tolerated (rules past its end are simply not counted), so a
@@ -18,6 +20,10 @@ use super::parser::BlockMode;
 use super::table::{addr_bits, Table};
 use super::{Action, Decision, ReturnMode, RuleCounters, Ruleset};
 use crate::flow::{proto, tcp_flags, Af, L4Info, PacketInfo};
+
+/// Anchors that may be entered at once (the compiler nests them at most
+/// 16 deep).
+const ANCHOR_STACK: usize = 17;
 
 /// ICMP facts about a packet that rule matching needs (pf's
 /// `pf_icmp_mapping`).
@@ -60,6 +66,7 @@ fn addr_matches(m: &AddrMatch, af: Af, a: u128, tables: &[Table]) -> bool {
             af: naf, net, mask, ..
         } => naf == af && (a & mask) == net,
         AddrKind::Table(i) => tables.get(i as usize).is_some_and(|t| t.matches(af, a)),
+        AddrKind::Range { af: raf, lo, hi } => raf == af && lo <= a && a <= hi,
     };
     hit != m.neg
 }
@@ -81,7 +88,12 @@ fn return_mode(r: &Rule, pkt: &PacketInfo, icmp: Option<IcmpFacts>) -> ReturnMod
         BlockMode::Return if rst_ok => ReturnMode::Rst,
         BlockMode::ReturnRst if rst_ok => ReturnMode::Rst,
         BlockMode::ReturnRst => ReturnMode::None,
-        BlockMode::Return | BlockMode::ReturnIcmp if icmp_ok => ReturnMode::IcmpUnreachable,
+        BlockMode::Return | BlockMode::ReturnIcmp if icmp_ok => {
+            ReturnMode::IcmpUnreachable(match pkt.af {
+                Af::Inet => r.return_icmp.0,
+                Af::Inet6 => r.return_icmp.1,
+            })
+        }
         BlockMode::Return | BlockMode::ReturnIcmp => ReturnMode::None,
     }
 }
@@ -124,9 +136,27 @@ impl Ruleset {
         let is_icmp = pkt.proto == proto::ICMP || pkt.proto == proto::ICMPV6;
 
         let mut matched: Option<usize> = None;
+        // Anchors being evaluated: (anchor rule, end of its rules, quick).
+        let mut anchors = [(0u32, 0u32, false); ANCHOR_STACK];
+        let mut depth = 0usize;
         let mut i = 0usize;
-        while i < n {
+        'rules: loop {
+            // Leaving anchors whose rules are done: a `quick` anchor ends
+            // the evaluation if one of its rules matched (pf_step_out_of_anchor).
+            while depth > 0 && i >= anchors[depth - 1].1 as usize {
+                depth -= 1;
+                let (start, _, quick) = anchors[depth];
+                if quick && matched.is_some_and(|m| m > start as usize) {
+                    break 'rules;
+                }
+            }
+            if i >= n {
+                break;
+            }
             let r = &rules[i];
+            // The next rule when this one does not match: past an anchor
+            // rule's rules.
+            let next = r.anchor_end.map_or(i + 1, |e| e as usize);
             if let Some(c) = counters.get_mut(i) {
                 c.evaluations += 1;
             }
@@ -167,7 +197,7 @@ impl Ruleset {
                     continue;
                 }
                 if tcp && (r.flagset & th_flags) != r.flags {
-                    i += 1;
+                    i = next;
                     continue;
                 }
             }
@@ -177,24 +207,35 @@ impl Ruleset {
                     None => (None, None, false, false),
                 };
                 if r.icmp_type.is_some() && r.icmp_type != ty {
-                    i += 1;
+                    i = next;
                     continue;
                 }
                 if r.icmp_code.is_some() && r.icmp_code != code {
-                    i += 1;
+                    i = next;
                     continue;
                 }
                 // pf: don't create states on replies.
                 if r.keep_state && !state_icmp && !r.sloppy && reply {
-                    i += 1;
+                    i = next;
                     continue;
                 }
             }
             if let Some((t, not)) = r.tagged {
                 if (tag == t) == not {
-                    i += 1;
+                    i = next;
                     continue;
                 }
+            }
+            if let Some(end) = r.anchor_end {
+                // The anchor's conditions match: its rules are next.
+                if depth < ANCHOR_STACK {
+                    anchors[depth] = (i as u32, end, r.quick);
+                    depth += 1;
+                    i += 1;
+                } else {
+                    i = next;
+                }
+                continue;
             }
             if r.tag != 0 {
                 tag = r.tag;
@@ -218,6 +259,7 @@ impl Ruleset {
             }
             matched = Some(i);
             if r.quick {
+                // `quick`, inside an anchor too, ends the evaluation.
                 break;
             }
             i += 1;
@@ -236,6 +278,10 @@ impl Ruleset {
         if let Some(c) = counters.get_mut(m) {
             c.packets += 1;
             c.bytes += pkt.ip_len as u64;
+            if pkt.dir == crate::flow::Direction::Out {
+                c.packets_out += 1;
+                c.bytes_out += pkt.ip_len as u64;
+            }
         }
         let pass = r.action == Action::Pass;
         let state_icmp = icmp.is_some_and(|f| f.state_icmp);

@@ -13,11 +13,13 @@
 
 use super::RuleError;
 
-/// A line and column, both 1-based.
+/// A line and column, both 1-based, in file `file` (an index into the
+/// parsed files, 0 = the main file; see `parser::Ast::files`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub(crate) struct Pos {
     pub line: u32,
     pub col: u32,
+    pub file: u16,
 }
 
 /// What a token is.
@@ -125,6 +127,7 @@ impl Cursor<'_> {
         Pos {
             line: self.line,
             col: self.col,
+            file: 0,
         }
     }
 }
@@ -288,10 +291,31 @@ mod tests {
     #[test]
     fn words_operators_and_positions() {
         let t = lex("pass in\n  from 10.0.0.0/8 port 80:90", "t", None).unwrap();
-        assert_eq!(t[0].pos, Pos { line: 1, col: 1 });
-        assert_eq!(t[1].pos, Pos { line: 1, col: 6 });
+        assert_eq!(
+            t[0].pos,
+            Pos {
+                line: 1,
+                col: 1,
+                file: 0
+            }
+        );
+        assert_eq!(
+            t[1].pos,
+            Pos {
+                line: 1,
+                col: 6,
+                file: 0
+            }
+        );
         assert_eq!(t[2].tok, Tok::Newline);
-        assert_eq!(t[3].pos, Pos { line: 2, col: 3 });
+        assert_eq!(
+            t[3].pos,
+            Pos {
+                line: 2,
+                col: 3,
+                file: 0
+            }
+        );
         assert_eq!(
             t.iter().skip(4).map(|t| t.tok.clone()).collect::<Vec<_>>(),
             vec![w("10.0.0.0"), Tok::Slash, w("8"), w("port"), w("80:90")]
@@ -338,7 +362,14 @@ mod tests {
             ]
         );
         let t = lex("a \\\n  b", "t", None).unwrap();
-        assert_eq!(t[1].pos, Pos { line: 2, col: 3 });
+        assert_eq!(
+            t[1].pos,
+            Pos {
+                line: 2,
+                col: 3,
+                file: 0
+            }
+        );
     }
 
     #[test]
@@ -357,7 +388,11 @@ mod tests {
 
     #[test]
     fn macro_text_takes_the_reference_position() {
-        let at = Pos { line: 7, col: 9 };
+        let at = Pos {
+            line: 7,
+            col: 9,
+            file: 0,
+        };
         let t = lex("{ a b }", "t", Some(at)).unwrap();
         assert!(t.iter().all(|t| t.pos == at));
     }

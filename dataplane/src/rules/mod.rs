@@ -4,14 +4,22 @@
 //! The language (see `parser` for the grammar): macros (`lan = "lan0"`,
 //! `$lan`, also inside lists), `#` comments, `\` line continuation, lists
 //! `{ a, b c }`, static tables `table <t> { 10/8, !10.1/16 }`, options
-//! `set limit states N`, `set timeout <pf name> <s>` / `{ ... }`,
-//! `set skip on <if>` / `{ ... }`, `set block-policy drop|return`, and
-//! filter rules
-//! `pass|block [drop|return|return-rst|return-icmp] [in|out] [log] [quick]
-//! [on [!]<if>|{...}] [inet|inet6] [proto <p>|{...}] [all | from <src>
-//! [port <ops>] to <dst> [port <ops>]] [flags <a>/<b>|any]
-//! [icmp-type|icmp6-type <t> [code <c>]|{...}] [keep state [(max N, sloppy,
-//! no-sync, <timeout> <s>)] | no state] [label "..."]`.
+//! anywhere in the file: `set limit states N`, `set timeout <pf name> <s>`
+//! / `{ ... }`, `set skip on <if>` / `{ ... }`, `set block-policy
+//! drop|return` (for the block rules after it, as pfctl reads it);
+//! `include "file"` (relative to the including file, read through a
+//! [`SourceFiles`]); `antispoof [quick] for <if>|{...} [inet|inet6] [label
+//! "l"]`; `anchor ["name"] <conditions> [{ rules }]` and `load anchor
+//! "name" from "file"` (or [`AnchorSource`]s given at run time); and filter
+//! rules
+//! `pass|block [drop|return|return-rst|return-icmp [(code[, code6])]|
+//! return-icmp6 [(code6)]] [in|out] [quick] [on [!]<if>|{...}]
+//! [inet|inet6] [proto <p>|{...}] [all | from <src> [port <ops>] to <dst>
+//! [port <ops>]] [flags <a>/<b>|any] [icmp-type|icmp6-type <t> [code
+//! <c>]|{...}] [keep state [(max N, sloppy, no-sync, <timeout> <s>)] | no
+//! state] [allow-opts] [label "..."]`, where an address is also an
+//! abbreviated network (`10/8`) or a range `a - b`, and a port name is one
+//! of OpenBSD's `/etc/services`.
 //!
 //! Semantics follow OpenBSD pf (`sys/net/pf.c` `pf_test_rule`, pfctl's
 //! `parse.y`):
@@ -38,13 +46,20 @@
 //!   [`RuleEnv::self_addrs`], one rule per address, so `! self` in a rule
 //!   expands to one negated rule per address (pf.conf(5)'s warning about
 //!   negated lists applies; use a table for "none of these");
-//! * a table with negated entries is decided by the longest matching prefix.
+//! * a table with negated entries is decided by the longest matching prefix;
+//! * an anchor's rules follow its anchor rule in the flat array and are
+//!   examined only when the anchor rule matches; `quick` inside them ends
+//!   the evaluation, a `quick` anchor ends it when one of its rules
+//!   matched; skip steps are computed per anchor, as pf does per ruleset;
+//! * labels are expanded per rule (`$if`, `$srcaddr`, ...) and numbered
+//!   ([`Ruleset::labels`]) so counters can be summed per label.
 //!
 //! Deviations from pfctl, all errors rather than silent differences: a
 //! reference to an undefined table is an error (pf would create an empty
-//! table; dpf has no runtime table changes); host names, interface
-//! addresses `(if)`/`if:network`, `match`, anchors, NAT, `modulate state`,
-//! `synproxy state` and source tracking are rejected as unsupported.
+//! table; dpf has no runtime table changes); host names, `log`, `match`,
+//! NAT, `route-to`/`reply-to`, `tag`, `modulate state`, `synproxy state`
+//! and source tracking are rejected as unsupported. Anchor names are one
+//! flat namespace (no `a/b` paths relative to the calling anchor).
 //!
 //! Invariants: [`Ruleset::evaluate`] neither allocates nor parses; every
 //! skip step of rule `i` points to the next rule whose field differs from
@@ -63,6 +78,20 @@ mod tests;
 
 use crate::flow::{Addr, Af, IfIndex};
 use crate::timeouts::Timeouts;
+
+pub use parser::{FsFiles, SourceFiles};
+
+/// The rules of a named anchor given at run time (`dpfctl -a name -f
+/// file`): they replace what the ruleset's `load anchor` gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnchorSource {
+    /// The anchor's name (`load anchor <name>`, `anchor "<name>"`).
+    pub name: String,
+    /// Its rules (pf.conf filter rules, `include`, nested anchors).
+    pub text: String,
+    /// The file they came from, for errors.
+    pub file: String,
+}
 
 /// A compile error: where it is and what is wrong.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -189,9 +218,10 @@ pub enum ReturnMode {
     None,
     /// A TCP RST (with ACK), as pf's `return-rst`.
     Rst,
-    /// ICMP destination unreachable, code port unreachable (ICMPv6: type 1
-    /// code 4, port unreachable), as pf's `return-icmp` default.
-    IcmpUnreachable,
+    /// ICMP destination unreachable (ICMPv6: type 1) with this code: the
+    /// rule's `return-icmp (code)` for the packet's family, by default port
+    /// unreachable (3; ICMPv6 4).
+    IcmpUnreachable(u8),
 }
 
 /// Per-rule counters, as `pfctl -vsr` shows them. The evaluator only counts
@@ -206,8 +236,17 @@ pub struct RuleCounters {
     pub packets: u64,
     /// Bytes (IP length) of the packets this rule decided.
     pub bytes: u64,
+    /// Of `packets`, those it decided in the `out` direction (pf's
+    /// `packets[1]`).
+    pub packets_out: u64,
+    /// Of `bytes`, those of `out` packets.
+    pub bytes_out: u64,
     /// States created by this rule (maintained by the caller).
     pub states_created: u64,
+    /// States of this rule that exist now (maintained by the caller:
+    /// one more per state created, one less per state of this ruleset's
+    /// rule removed).
+    pub states_cur: u64,
 }
 
 /// The verdict for one packet that matched no state.
@@ -271,6 +310,13 @@ pub struct Ruleset {
     pub options: RuleOptions,
     rules: Vec<compile::Rule>,
     texts: Vec<String>,
+    /// Distinct labels (after macro expansion), in order of first use.
+    labels: Vec<String>,
+    /// Per rule: the anchor it is in (index into `anchors`), or
+    /// `compile::NO_ANCHOR`.
+    rule_anchor: Vec<u32>,
+    /// Anchor names.
+    anchors: Vec<String>,
     tables: Vec<table::Table>,
     /// Translation targets of `nat-to` / `rdr-to` / `binat-to`.
     pools: Vec<pool::Pool>,
@@ -302,13 +348,26 @@ impl Ruleset {
         file_name: &str,
         env: &RuleEnv,
     ) -> Result<Ruleset, Vec<RuleError>> {
-        let (ast, mut errors) = parser::parse(source, file_name);
+        Ruleset::compile_with(source, file_name, env, &FsFiles::default(), &[])
+    }
+
+    /// [`Ruleset::compile_all`] reading `include` and `load anchor` files
+    /// through `files`, with the run-time contents of named anchors
+    /// (`dpfctl -a`), which replace what `load anchor` gives them.
+    pub fn compile_with(
+        source: &str,
+        file_name: &str,
+        env: &RuleEnv,
+        files: &dyn SourceFiles,
+        anchors: &[AnchorSource],
+    ) -> Result<Ruleset, Vec<RuleError>> {
+        let (ast, mut errors) = parser::parse_with(source, file_name, files, anchors);
         match compile::compile(ast, file_name, env) {
             Ok(r) if errors.is_empty() => Ok(r),
             Ok(_) => Err(errors),
             Err(mut more) => {
                 errors.append(&mut more);
-                errors.sort_by_key(|e| (e.line, e.col));
+                errors.sort_by_key(|e| (e.file != file_name, e.line, e.col));
                 Err(errors)
             }
         }
@@ -408,6 +467,50 @@ impl Ruleset {
     /// same rule). Empty for an index out of range.
     pub fn rule_text(&self, index: usize) -> &str {
         self.texts.get(index).map(String::as_str).unwrap_or("")
+    }
+
+    /// The label of rule `nr` (after pf's macro expansion), if it has one.
+    pub fn rule_label(&self, nr: usize) -> Option<&str> {
+        self.rule_label_id(nr)
+            .and_then(|l| self.labels.get(l as usize))
+            .map(String::as_str)
+    }
+
+    /// The index in [`Ruleset::labels`] of rule `nr`'s label.
+    pub fn rule_label_id(&self, nr: usize) -> Option<u32> {
+        self.rules.get(nr).and_then(|r| r.label)
+    }
+
+    /// The distinct labels of the rules, in order of first use.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The anchor rule `nr` belongs to (`None`: the main ruleset).
+    pub fn rule_anchor(&self, nr: usize) -> Option<&str> {
+        self.rule_anchor
+            .get(nr)
+            .and_then(|a| self.anchors.get(*a as usize))
+            .map(String::as_str)
+    }
+
+    /// The same options and tables without any rule (`dpfctl -F rules`:
+    /// pf keeps its options when its rules are flushed).
+    pub fn without_rules(&self) -> Ruleset {
+        Ruleset {
+            options: self.options.clone(),
+            rules: Vec::new(),
+            texts: Vec::new(),
+            labels: Vec::new(),
+            rule_anchor: Vec::new(),
+            anchors: Vec::new(),
+            tables: self.tables.clone(),
+            pools: Vec::new(),
+            tag_names: Vec::new(),
+            rule_timeouts: Vec::new(),
+            epoch: Ruleset::next_epoch(),
+            state_counts: std::sync::Arc::from(Vec::new()),
+        }
     }
 
     /// Whether `set skip on` names this interface: its packets are not

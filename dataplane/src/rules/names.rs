@@ -1,6 +1,6 @@
 //! Name tables the pf.conf subset understands: protocols (OpenBSD's
-//! `/etc/protocols` names), services (the `/etc/services` names that are the
-//! same for TCP and UDP), ICMP and ICMPv6 types and codes (pfctl's names),
+//! `/etc/protocols` names), services (OpenBSD's `/etc/services`, TCP then
+//! UDP as pfctl looks them up), ICMP and ICMPv6 types and codes (pfctl's names),
 //! and TCP flag letters.
 //!
 //! Invariant: for every table, the first entry with a given number is the
@@ -44,51 +44,219 @@ pub(crate) fn proto_name(proto: u8) -> Option<&'static str> {
     PROTOCOLS.iter().find(|(_, p)| *p == proto).map(|(n, _)| *n)
 }
 
-/// Services whose TCP and UDP names agree in OpenBSD's `/etc/services`;
-/// the first name of a port is canonical (`www` for 80, as pfctl prints).
-const SERVICES: &[(&str, u16)] = &[
-    ("ftp-data", 20),
-    ("ftp", 21),
-    ("ssh", 22),
-    ("telnet", 23),
-    ("smtp", 25),
-    ("domain", 53),
-    ("bootps", 67),
-    ("bootpc", 68),
-    ("tftp", 69),
-    ("www", 80),
-    ("http", 80),
-    ("kerberos", 88),
-    ("pop3", 110),
-    ("sunrpc", 111),
-    ("auth", 113),
-    ("ntp", 123),
-    ("imap", 143),
-    ("snmp", 161),
-    ("snmptrap", 162),
-    ("bgp", 179),
-    ("ldap", 389),
-    ("https", 443),
-    ("isakmp", 500),
-    ("submission", 587),
-    ("ldaps", 636),
-    ("imaps", 993),
-    ("pop3s", 995),
-    ("openvpn", 1194),
-    ("radius", 1812),
-    ("radacct", 1813),
-    ("nfsd", 2049),
-    ("ipsec-nat-t", 4500),
-];
-
-/// The port of service `name`.
-pub(crate) fn service_by_name(name: &str) -> Option<u16> {
-    SERVICES.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
+/// Which transport protocols a service entry is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum On {
+    Tcp,
+    Udp,
+    Both,
 }
 
-/// The canonical service name of `port`, if any.
-pub(crate) fn service_name(port: u16) -> Option<&'static str> {
-    SERVICES.iter().find(|(_, p)| *p == port).map(|(n, _)| *n)
+/// OpenBSD's `/etc/services`, embedded (pfctl resolves port names with
+/// `getservbyname(name, "tcp")`, then `"udp"`; dpf reads no file at run
+/// time). Each line of the file is one entry per name: the official name
+/// first, then its aliases, so the first entry of a (port, protocol) is the
+/// name `getservbyport` returns and `pfctl -sr` prints.
+#[rustfmt::skip]
+const SERVICES: &[(&str, u16, On)] = &[
+    ("tcpmux", 1, On::Tcp),
+    ("echo", 7, On::Both),
+    ("discard", 9, On::Both), ("sink", 9, On::Both), ("null", 9, On::Both),
+    ("systat", 11, On::Tcp), ("users", 11, On::Tcp),
+    ("daytime", 13, On::Both),
+    ("netstat", 15, On::Tcp),
+    ("qotd", 17, On::Tcp), ("quote", 17, On::Tcp),
+    ("msp", 18, On::Both),
+    ("chargen", 19, On::Both), ("ttytst", 19, On::Both), ("source", 19, On::Both),
+    ("ftp-data", 20, On::Tcp),
+    ("ftp", 21, On::Tcp),
+    ("ssh", 22, On::Both),
+    ("telnet", 23, On::Tcp),
+    ("smtp", 25, On::Tcp), ("mail", 25, On::Tcp),
+    ("time", 37, On::Both), ("timserver", 37, On::Both),
+    ("rlp", 39, On::Udp), ("resource", 39, On::Udp),
+    ("nameserver", 42, On::Tcp), ("name", 42, On::Tcp),
+    ("whois", 43, On::Tcp), ("nicname", 43, On::Tcp),
+    ("domain", 53, On::Both),
+    ("mtp", 57, On::Tcp),
+    ("bootps", 67, On::Both),
+    ("bootpc", 68, On::Both),
+    ("tftp", 69, On::Udp),
+    ("gopher", 70, On::Both),
+    ("rje", 77, On::Tcp), ("netrjs", 77, On::Tcp),
+    ("finger", 79, On::Tcp),
+    ("www", 80, On::Both), ("http", 80, On::Tcp),
+    ("link", 87, On::Tcp), ("ttylink", 87, On::Tcp),
+    ("kerberos", 88, On::Both), ("kerberos-sec", 88, On::Both),
+    ("supdup", 95, On::Tcp),
+    ("hostnames", 101, On::Tcp), ("hostname", 101, On::Tcp),
+    ("iso-tsap", 102, On::Tcp), ("tsap", 102, On::Tcp),
+    ("x400", 103, On::Tcp),
+    ("x400-snd", 104, On::Tcp),
+    ("csnet-ns", 105, On::Both), ("cso-ns", 105, On::Both),
+    ("rtelnet", 107, On::Both),
+    ("pop2", 109, On::Both), ("postoffice", 109, On::Tcp),
+    ("pop3", 110, On::Both),
+    ("sunrpc", 111, On::Both), ("portmap", 111, On::Both), ("rpcbind", 111, On::Both),
+    ("auth", 113, On::Tcp), ("authentication", 113, On::Tcp), ("tap", 113, On::Tcp), ("ident", 113, On::Tcp),
+    ("sftp", 115, On::Tcp),
+    ("uucp-path", 117, On::Tcp),
+    ("nntp", 119, On::Tcp), ("readnews", 119, On::Tcp), ("untp", 119, On::Tcp),
+    ("ntp", 123, On::Both),
+    ("pwdgen", 129, On::Both),
+    ("epmap", 135, On::Both),
+    ("netbios-ns", 137, On::Both),
+    ("netbios-dgm", 138, On::Both),
+    ("netbios-ssn", 139, On::Both),
+    ("imap", 143, On::Both), ("imap2", 143, On::Both),
+    ("bftp", 152, On::Tcp),
+    ("snmp", 161, On::Udp),
+    ("snmp-trap", 162, On::Udp), ("snmptrap", 162, On::Udp),
+    ("cmip-man", 163, On::Both),
+    ("cmip-agent", 164, On::Both),
+    ("xdmcp", 177, On::Both),
+    ("nextstep", 178, On::Both), ("NeXTStep", 178, On::Both), ("NextStep", 178, On::Both),
+    ("bgp", 179, On::Both),
+    ("prospero", 191, On::Both),
+    ("irc", 194, On::Both),
+    ("smux", 199, On::Both),
+    ("at-rtmp", 201, On::Both),
+    ("at-nbp", 202, On::Both),
+    ("at-echo", 204, On::Both),
+    ("at-zis", 206, On::Both),
+    ("z3950", 210, On::Both), ("wais", 210, On::Both),
+    ("ipx", 213, On::Both),
+    ("imap3", 220, On::Both),
+    ("ulistserv", 372, On::Both),
+    ("ldap", 389, On::Both),
+    ("svrloc", 427, On::Both),
+    ("nnsp", 433, On::Tcp), ("usenet", 433, On::Tcp),
+    ("https", 443, On::Both),
+    ("kpasswd", 464, On::Both),
+    ("photuris", 468, On::Both),
+    ("isakmp", 500, On::Udp),
+    ("exec", 512, On::Tcp),
+    ("biff", 512, On::Udp), ("comsat", 512, On::Udp),
+    ("login", 513, On::Tcp),
+    ("who", 513, On::Udp), ("whod", 513, On::Udp),
+    ("shell", 514, On::Tcp), ("cmd", 514, On::Tcp),
+    ("syslog", 514, On::Udp),
+    ("printer", 515, On::Tcp), ("spooler", 515, On::Tcp),
+    ("talk", 517, On::Udp),
+    ("ntalk", 518, On::Udp),
+    ("route", 520, On::Udp), ("router", 520, On::Udp), ("routed", 520, On::Udp),
+    ("efs", 521, On::Tcp),
+    ("timed", 525, On::Udp), ("timeserver", 525, On::Udp),
+    ("tempo", 526, On::Tcp), ("newdate", 526, On::Tcp),
+    ("courier", 530, On::Tcp), ("rpc", 530, On::Tcp),
+    ("conference", 531, On::Tcp), ("chat", 531, On::Tcp),
+    ("netnews", 532, On::Tcp),
+    ("netwall", 533, On::Udp),
+    ("uucp", 540, On::Tcp), ("uucpd", 540, On::Tcp),
+    ("klogin", 543, On::Tcp),
+    ("kshell", 544, On::Tcp), ("krcmd", 544, On::Tcp),
+    ("ekshell", 545, On::Tcp),
+    ("remotefs", 556, On::Tcp), ("rfs_server", 556, On::Tcp), ("rfs", 556, On::Tcp),
+    ("submission", 587, On::Both), ("msa", 587, On::Both),
+    ("ldaps", 636, On::Both),
+    ("silc", 706, On::Both),
+    ("kerberos-adm", 749, On::Both),
+    ("kerberos-iv", 750, On::Both), ("kdc", 750, On::Both),
+    ("kerberos_master", 751, On::Both), ("kerberos-master", 751, On::Both),
+    ("krb_prop", 754, On::Tcp), ("hprop", 754, On::Tcp),
+    ("krbupdate", 760, On::Tcp), ("kreg", 760, On::Tcp),
+    ("domain-s", 853, On::Both),
+    ("supfilesrv", 871, On::Tcp),
+    ("rsync", 873, On::Tcp),
+    ("cddb", 888, On::Tcp),
+    ("imaps", 993, On::Both),
+    ("pop3s", 995, On::Both), ("spop3", 995, On::Both),
+    ("socks", 1080, On::Tcp),
+    ("kpop", 1109, On::Tcp),
+    ("supfiledbg", 1127, On::Tcp),
+    ("openvpn", 1194, On::Both),
+    ("ms-sql-s", 1433, On::Both),
+    ("ms-sql-m", 1434, On::Both),
+    ("ingreslock", 1524, On::Both),
+    ("prospero-np", 1525, On::Both),
+    ("datametrics", 1645, On::Udp),
+    ("sa-msg-port", 1646, On::Udp),
+    ("l2tp", 1701, On::Udp),
+    ("pptp", 1723, On::Both),
+    ("radius", 1812, On::Udp),
+    ("radacct", 1813, On::Udp),
+    ("nfsd", 2049, On::Both), ("nfs", 2049, On::Both),
+    ("eklogin", 2105, On::Tcp),
+    ("ekshell2", 2106, On::Tcp),
+    ("rkinit", 2108, On::Tcp),
+    ("kf", 2110, On::Tcp),
+    ("kx", 2111, On::Tcp),
+    ("kip", 2112, On::Tcp),
+    ("kauth", 2120, On::Tcp),
+    ("iprop", 2121, On::Tcp),
+    ("cvspserver", 2401, On::Tcp),
+    ("webster", 2627, On::Both),
+    ("iscsi", 3260, On::Tcp),
+    ("mysql", 3306, On::Tcp),
+    ("ms-wbt-server", 3389, On::Tcp),
+    ("svn", 3690, On::Both),
+    ("sieve", 4190, On::Tcp),
+    ("krb524", 4444, On::Both),
+    ("ipsec-nat-t", 4500, On::Udp),
+    ("rfe", 5002, On::Both),
+    ("sip", 5060, On::Both),
+    ("sip-tls", 5061, On::Both),
+    ("xmpp-client", 5222, On::Tcp), ("jabber-client", 5222, On::Tcp),
+    ("xmpp-server", 5269, On::Tcp), ("jabber-server", 5269, On::Tcp),
+    ("mdns", 5353, On::Udp),
+    ("postgresql", 5432, On::Tcp),
+    ("canna", 5680, On::Tcp),
+    ("x11", 6000, On::Tcp),
+    ("ircd", 6667, On::Tcp),
+    ("afs3-fileserver", 7000, On::Udp),
+    ("afs3-callback", 7001, On::Udp),
+    ("afs3-prserver", 7002, On::Udp),
+    ("afs3-vlserver", 7003, On::Udp),
+    ("afs3-kaserver", 7004, On::Udp),
+    ("afs3-volser", 7005, On::Udp),
+    ("afs3-errors", 7006, On::Udp),
+    ("afs3-bos", 7007, On::Udp),
+    ("afs3-update", 7008, On::Udp),
+    ("afs3-rmtsys", 7009, On::Udp),
+    ("icb", 7326, On::Tcp),
+    ("git", 9418, On::Tcp),
+    ("hunt", 26740, On::Udp),
+];
+
+fn on_proto(on: On, udp: bool) -> bool {
+    matches!(
+        (on, udp),
+        (On::Both, _) | (On::Tcp, false) | (On::Udp, true)
+    )
+}
+
+/// The port of service `name`: its TCP port, else its UDP port (pfctl's
+/// `getservice`).
+pub(crate) fn service_by_name(name: &str) -> Option<u16> {
+    let find = |udp: bool| {
+        SERVICES
+            .iter()
+            .find(|(n, _, on)| *n == name && on_proto(*on, udp))
+            .map(|(_, p, _)| *p)
+    };
+    find(false).or_else(|| find(true))
+}
+
+/// The name `pfctl -sr` prints for `port` in a rule of protocol `proto`
+/// (`getservbyport(port, "tcp"|"udp")`), if the port has one.
+pub(crate) fn service_name(port: u16, proto: u8) -> Option<&'static str> {
+    let udp = proto == crate::flow::proto::UDP;
+    SERVICES
+        .iter()
+        .find(|(_, p, on)| *p == port && on_proto(*on, udp))
+        .map(|(n, _, _)| *n)
+        // Printed names must parse back to the same port.
+        .filter(|n| service_by_name(n) == Some(port))
 }
 
 /// ICMP types (pfctl's `icmp_type` table).
@@ -276,8 +444,12 @@ mod tests {
             let name = proto_name(*p).unwrap();
             assert_eq!(proto_by_name(name), Some(*p));
         }
-        for (_, p) in SERVICES {
-            assert_eq!(service_by_name(service_name(*p).unwrap()), Some(*p));
+        for (name, p, _) in SERVICES {
+            for proto in [crate::flow::proto::TCP, crate::flow::proto::UDP] {
+                if let Some(n) = service_name(*p, proto) {
+                    assert_eq!(service_by_name(n), Some(*p), "{n} for {name}");
+                }
+            }
         }
         for af in [Af::Inet, Af::Inet6] {
             for (_, t) in types_of(af) {
@@ -293,9 +465,18 @@ mod tests {
 
     #[test]
     fn well_known_values() {
+        use crate::flow::proto::{TCP, UDP};
         assert_eq!(service_by_name("http"), Some(80));
-        assert_eq!(service_name(80), Some("www"));
+        assert_eq!(service_name(80, TCP), Some("www"));
         assert_eq!(service_by_name("domain"), Some(53));
+        // Names the short table lacked, and UDP-only names.
+        assert_eq!(service_by_name("echo"), Some(7));
+        assert_eq!(service_by_name("mysql"), Some(3306));
+        assert_eq!(service_by_name("syslog"), Some(514));
+        assert_eq!(service_name(514, UDP), Some("syslog"));
+        assert_eq!(service_name(514, TCP), Some("shell"));
+        assert_eq!(service_by_name("ipsec-nat-t"), Some(4500));
+        assert_eq!(service_by_name("nosuchservice"), None);
         assert_eq!(proto_by_name("icmp6"), Some(58));
         assert_eq!(proto_name(58), Some("ipv6-icmp"));
         assert_eq!(icmp_type_by_name(Af::Inet, "echoreq"), Some(8));

@@ -8,10 +8,18 @@
 //! (`action dir log quick on af proto from/to options`); the options after
 //! from/to (`flags`, `icmp-type`, state, `label`) may come in any order.
 //!
-//! Invariants: every syntax error names the position of the offending token
-//! (or of the `$macro` it came from); options (`set ...`) come before the
-//! first filter rule, as pfctl requires, so `set block-policy` is known when
-//! a `block` rule is parsed.
+//! `include "file"` is parsed in place (macros are shared with the
+//! including file); `anchor ... {` at the end of a line starts an inline
+//! anchor whose rules run to a `}` on a line of its own; `load anchor`
+//! files and run-time anchors are parsed as anchor bodies into
+//! [`Ast::anchors`]. Every token's position names its file
+//! ([`Ast::files`]).
+//!
+//! Invariants: every syntax error names the file and position of the
+//! offending token (or of the `$macro` it came from); options (`set ...`)
+//! may come anywhere, and a `block` rule takes the `set block-policy` in
+//! force where it stands (pfctl's parse.y reads `blockpolicy` as each rule
+//! is parsed); includes and anchors nest at most 16 deep and never loop.
 
 use std::collections::HashMap;
 
@@ -28,6 +36,8 @@ pub(crate) use translation::{PoolAst, PoolPorts, PoolType, TaggedAst};
 const MACRO_DEPTH_MAX: u32 = 16;
 /// pfctl's `PF_TABLE_NAME_SIZE - 1`.
 const TABLE_NAME_MAX: usize = 31;
+/// pf's `PF_RULE_LABEL_SIZE - 1`.
+pub(crate) const LABEL_MAX: usize = 63;
 
 /// An address as written: `any`, `self`, a network, or a table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +50,12 @@ pub(crate) enum HostAst {
         len: u8,
     },
     Table(String),
+    /// An inclusive address range `from - to` (pf's `PF_ADDR_RANGE`).
+    Range {
+        af: Af,
+        from: Addr,
+        to: Addr,
+    },
     /// An interface, CARP interface or group name standing for its
     /// addresses (`lan0`, `(lan0)`, `lan0:network`, `carp1:broadcast`).
     Iface {
@@ -186,7 +202,89 @@ pub(crate) struct RuleAst {
     pub tag: Option<(String, Pos)>,
     /// `[!] tagged <name>`.
     pub tagged: Option<TaggedAst>,
+    /// The ICMP unreachable codes `return-icmp`/`return` answers with
+    /// (IPv4, IPv6): pf's `return_icmp`/`return_icmp6`, port unreachable
+    /// unless `return-icmp (code)` / `return-icmp6 (code)` say otherwise.
+    pub return_icmp: (u8, u8),
+    /// `anchor`: the anchor this rule calls (its rules are evaluated where
+    /// it sits when its conditions match).
+    pub anchor: Option<AnchorCall>,
 }
+
+/// pf's default `return-icmp` codes: port unreachable (ICMP type 3 code 3,
+/// ICMPv6 type 1 code 4).
+pub(crate) const RETURN_ICMP_DEFAULT: (u8, u8) = (3, 4);
+
+/// What an `anchor` rule evaluates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct AnchorCall {
+    /// Its name (pfctl names an unnamed inline anchor `_N`).
+    pub name: String,
+    /// Inline rules (`anchor "a" { ... }`); `None` for a named anchor,
+    /// whose rules come from `load anchor` or `dpfctl -a`.
+    pub inline: Option<Vec<RuleAst>>,
+}
+
+impl RuleAst {
+    /// A rule with `action` and nothing else (`block drop`, `pass` with
+    /// pf's defaults), for rules the parser makes itself (`antispoof`).
+    pub(crate) fn blank(pos: Pos, action: Action) -> RuleAst {
+        RuleAst {
+            pos,
+            action,
+            block: BlockMode::Drop,
+            dir: None,
+            quick: false,
+            ifaces: Vec::new(),
+            af: None,
+            protos: Vec::new(),
+            src: Endpoint::default(),
+            dst: Endpoint::default(),
+            flags: None,
+            icmp: Vec::new(),
+            state: None,
+            label: None,
+            allow_opts: false,
+            return_icmp: RETURN_ICMP_DEFAULT,
+            anchor: None,
+            nat: None,
+            rdr: None,
+            binat: None,
+            tag: None,
+            tagged: None,
+        }
+    }
+}
+
+/// Words that may follow `anchor` where its name would be: the anchor
+/// rule's conditions (an anchor named like one must be quoted).
+const ANCHOR_CONDITION_WORDS: &[&str] = &[
+    "in", "out", "log", "quick", "on", "inet", "inet6", "proto", "from", "to", "all",
+];
+
+/// pfctl's `anchorname` checks.
+fn check_anchor_name(p: &Parser<'_>, name: &str, pos: Pos) -> Result<(), RuleError> {
+    if name.is_empty() {
+        return Err(p.err(pos, "anchor name must not be empty"));
+    }
+    if name.starts_with('_') || name.contains("/_") {
+        return Err(p.err(
+            pos,
+            "anchor names beginning with '_' are reserved for internal use",
+        ));
+    }
+    if name.len() > ANCHOR_NAME_MAX {
+        return Err(p.err(pos, format!("anchor name is longer than {ANCHOR_NAME_MAX}")));
+    }
+    if name.ends_with('/') || name.contains("//") || name.split('/').any(|c| c == ".." || c == ".")
+    {
+        return Err(p.err(pos, format!("bad anchor name {name}")));
+    }
+    Ok(())
+}
+
+/// Longest anchor path dpf takes.
+const ANCHOR_NAME_MAX: usize = 255;
 
 /// `table <name> { ... }`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -205,6 +303,13 @@ pub(crate) struct Ast {
     pub block_policy: BlockPolicy,
     pub tables: Vec<TableDef>,
     pub rules: Vec<RuleAst>,
+    /// Named anchors' rules (`load anchor`, `dpfctl -a`), by name.
+    pub anchors: std::collections::BTreeMap<String, Vec<RuleAst>>,
+    /// Anchors whose rules were given at run time: they replace inline
+    /// rules of the same name.
+    pub replaced: std::collections::BTreeSet<String>,
+    /// The files read, indexed by `Pos::file` (0 = the main file).
+    pub files: Vec<String>,
 }
 
 /// Words that start a statement or that pfctl reserves; not macro names.
@@ -246,92 +351,341 @@ const RESERVED: &[&str] = &[
 
 /// Statements pf has but dpf does not implement.
 const UNSUPPORTED_STATEMENTS: &[&str] = &[
-    "anchor",
-    "antispoof",
     "scrub",
     "nat",
     "rdr",
     "binat",
-    "load",
     "queue",
     "altq",
-    "include",
     "nat-anchor",
     "rdr-anchor",
     "binat-anchor",
 ];
 
-/// Parses a whole file. Every statement with an error is reported (in
-/// order) and left out of the tree, and the rest is still parsed, so one
-/// run names every error of the file.
-pub(crate) fn parse(src: &str, file: &str) -> (Ast, Vec<RuleError>) {
-    let mut ast = Ast::default();
-    let raw = match lex(src, file, None) {
-        Ok(r) => r,
-        Err(e) => return (ast, vec![e]),
-    };
-    let mut errors = Vec::new();
-    let mut macros: HashMap<String, String> = HashMap::new();
+/// How deep `include` may nest (pfctl has no limit but loops forever on
+/// a cycle; dpf refuses both).
+const INCLUDE_DEPTH_MAX: usize = 16;
+/// How deep anchors may nest inside anchors.
+const ANCHOR_DEPTH_MAX: usize = 16;
 
-    let mut stmt: Vec<Token> = Vec::new();
-    let mut opens: Vec<Pos> = Vec::new();
-    // Position just past the last character, for "unexpected end" errors.
-    let eof = Pos {
-        line: 1 + src.matches('\n').count() as u32,
-        col: 1 + src.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u32,
-    };
-    let mut iter = raw.into_iter().peekable();
-    loop {
-        let t = iter.next();
-        let end = match &t {
-            None => true,
-            Some(t) => t.tok == Tok::Newline && opens.is_empty(),
+/// Where `include "file"` and `load anchor ... from "file"` read their
+/// files: a relative path is relative to the directory of the file that
+/// names it (as pfctl resolves it), the reader adds its own base.
+pub trait SourceFiles {
+    /// The text of file `path`, or why it cannot be read.
+    fn read(&self, path: &str) -> Result<String, String>;
+}
+
+/// Reads files from the file system; relative paths are taken relative to
+/// `base` (the directory the main file was named from), or to the current
+/// directory.
+#[derive(Clone, Debug, Default)]
+pub struct FsFiles {
+    /// Directory relative paths start from.
+    pub base: Option<std::path::PathBuf>,
+}
+
+impl SourceFiles for FsFiles {
+    fn read(&self, path: &str) -> Result<String, String> {
+        let p = std::path::Path::new(path);
+        let full = match &self.base {
+            Some(b) if p.is_relative() => b.join(p),
+            _ => p.to_path_buf(),
         };
-        if let Some(t) = &t {
-            match t.tok {
-                Tok::LBrace | Tok::LParen => opens.push(t.pos),
-                Tok::RBrace | Tok::RParen => {
-                    opens.pop();
-                }
-                _ => {}
+        std::fs::read_to_string(&full).map_err(|e| e.to_string())
+    }
+}
+
+/// The path of `name` as written in file `from`: relative names are
+/// relative to `from`'s directory.
+fn relative_to(from: &str, name: &str) -> String {
+    let p = std::path::Path::new(name);
+    if p.is_absolute() {
+        return name.to_string();
+    }
+    match std::path::Path::new(from).parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.join(p).to_string_lossy().into_owned(),
+        _ => name.to_string(),
+    }
+}
+
+/// The parse of one run: the files read so far, the macros (global across
+/// included files, as pfctl's), the errors.
+struct Files<'r> {
+    reader: &'r dyn SourceFiles,
+    names: Vec<String>,
+    /// Files being read (include loop detection).
+    stack: Vec<String>,
+    macros: HashMap<String, String>,
+    errors: Vec<RuleError>,
+    /// Anchor bodies being parsed.
+    anchor_depth: usize,
+}
+
+/// Parses a whole file, reading included files through `reader`. Every
+/// statement with an error is reported (in order) and left out of the
+/// tree, and the rest is still parsed, so one run names every error.
+pub(crate) fn parse_with(
+    src: &str,
+    file: &str,
+    reader: &dyn SourceFiles,
+    anchors: &[super::AnchorSource],
+) -> (Ast, Vec<RuleError>) {
+    let mut ast = Ast::default();
+    let mut f = Files {
+        reader,
+        names: vec![file.to_string()],
+        stack: vec![file.to_string()],
+        macros: HashMap::new(),
+        errors: Vec::new(),
+        anchor_depth: 0,
+    };
+    f.parse_file(src, 0, &mut ast);
+    // Anchors loaded at run time (`dpfctl -a name -f file`) replace what
+    // `load anchor` gave them.
+    for a in anchors {
+        f.stack = vec![a.file.clone()];
+        let idx = f.add_file(&a.file);
+        let body = f.parse_anchor_file(&a.text, idx, &mut ast);
+        ast.anchors.insert(a.name.clone(), body);
+        ast.replaced.insert(a.name.clone());
+    }
+    ast.files = f.names;
+    let mut errors = f.errors;
+    errors.sort_by_key(|e| (e.file != file, e.line, e.col));
+    (ast, errors)
+}
+
+impl Files<'_> {
+    fn add_file(&mut self, name: &str) -> u16 {
+        self.names.push(name.to_string());
+        (self.names.len() - 1).min(u16::MAX as usize) as u16
+    }
+
+    /// Lexes and parses one file's text into `ast`.
+    fn parse_file(&mut self, src: &str, idx: u16, ast: &mut Ast) {
+        let name = self.names[idx as usize].clone();
+        let mut raw = match lex(src, &name, None) {
+            Ok(r) => r,
+            Err(e) => {
+                self.errors.push(e);
+                return;
             }
+        };
+        for t in &mut raw {
+            t.pos.file = idx;
         }
-        if !end {
-            if let Some(t) = t {
-                if t.tok != Tok::Newline {
-                    stmt.push(t);
+        // Position just past the last character, for "unexpected end" errors.
+        let eof = Pos {
+            line: 1 + src.matches('\n').count() as u32,
+            col: 1 + src.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u32,
+            file: idx,
+        };
+        let mut iter = raw.into_iter().peekable();
+        self.statements(&mut iter, &name, eof, ast, false);
+    }
+
+    /// Parses a file of anchor rules (`load anchor`, `dpfctl -a`): its
+    /// filter rules, with `include` and nested anchors.
+    fn parse_anchor_file(&mut self, src: &str, idx: u16, ast: &mut Ast) -> Vec<RuleAst> {
+        let saved = std::mem::take(&mut ast.rules);
+        self.anchor_depth += 1;
+        self.parse_file(src, idx, ast);
+        self.anchor_depth -= 1;
+        std::mem::replace(&mut ast.rules, saved)
+    }
+
+    /// Splits tokens into statements and parses each. In an anchor body
+    /// (`in_body`), stops after the `}` that closes it and returns whether
+    /// it came.
+    fn statements(
+        &mut self,
+        iter: &mut std::iter::Peekable<std::vec::IntoIter<Token>>,
+        file: &str,
+        eof: Pos,
+        ast: &mut Ast,
+        in_body: bool,
+    ) -> bool {
+        let mut stmt: Vec<Token> = Vec::new();
+        let mut opens: Vec<Pos> = Vec::new();
+        let mut body: Option<Vec<RuleAst>> = None;
+        loop {
+            let t = iter.next();
+            if in_body && stmt.is_empty() && t.as_ref().is_some_and(|t| t.tok == Tok::RBrace) {
+                return true;
+            }
+            // `anchor ... {` then a newline: the anchor's rules follow, up
+            // to a `}` of their own line (pfctl's `pfa_anchor`).
+            if let Some(tk) = &t {
+                let anchor_stmt =
+                    matches!(stmt.first().map(|t| &t.tok), Some(Tok::Word(w)) if w == "anchor");
+                if tk.tok == Tok::LBrace
+                    && opens.is_empty()
+                    && anchor_stmt
+                    && iter.peek().is_some_and(|n| n.tok == Tok::Newline)
+                {
+                    if self.anchor_depth >= ANCHOR_DEPTH_MAX {
+                        self.errors.push(RuleError::new(
+                            file,
+                            tk.pos,
+                            "anchors nested too deeply".into(),
+                        ));
+                        return false;
+                    }
+                    let saved = std::mem::take(&mut ast.rules);
+                    self.anchor_depth += 1;
+                    let closed = self.statements(iter, file, eof, ast, true);
+                    self.anchor_depth -= 1;
+                    body = Some(std::mem::replace(&mut ast.rules, saved));
+                    if !closed {
+                        self.errors.push(RuleError::new(
+                            file,
+                            tk.pos,
+                            "unbalanced '{': anchor not closed".into(),
+                        ));
+                        return false;
+                    }
+                    stmt.push(tk.clone());
+                    continue;
                 }
             }
-            continue;
-        }
-        if let Some(open) = opens.first() {
-            errors.push(RuleError::new(
-                file,
-                *open,
-                "unbalanced '{' or '(': not closed".into(),
-            ));
-            break;
-        }
-        if !stmt.is_empty() {
-            let end_pos = match &t {
-                Some(t) => t.pos,
-                None => eof,
+            let end = match &t {
+                None => true,
+                Some(t) => t.tok == Tok::Newline && opens.is_empty(),
             };
-            if let Err(e) = statement(
-                std::mem::take(&mut stmt),
-                end_pos,
-                file,
-                &mut macros,
-                &mut ast,
-            ) {
-                errors.push(e);
+            if let Some(t) = &t {
+                match t.tok {
+                    Tok::LBrace | Tok::LParen => opens.push(t.pos),
+                    Tok::RBrace | Tok::RParen => {
+                        opens.pop();
+                    }
+                    _ => {}
+                }
             }
-        }
-        if t.is_none() {
-            break;
+            if !end {
+                if let Some(t) = t {
+                    if t.tok != Tok::Newline {
+                        stmt.push(t);
+                    }
+                }
+                continue;
+            }
+            if let Some(open) = opens.first() {
+                self.errors.push(RuleError::new(
+                    file,
+                    *open,
+                    "unbalanced '{' or '(': not closed".into(),
+                ));
+                return false;
+            }
+            if !stmt.is_empty() {
+                let end_pos = match &t {
+                    Some(t) => t.pos,
+                    None => eof,
+                };
+                let toks = std::mem::take(&mut stmt);
+                if let Err(e) = self.statement(toks, end_pos, file, ast, body.take(), in_body) {
+                    self.errors.push(e);
+                }
+            }
+            if t.is_none() {
+                return false;
+            }
         }
     }
-    (ast, errors)
+
+    /// One statement: `include`, `load anchor`, or what [`statement`] parses.
+    fn statement(
+        &mut self,
+        toks: Vec<Token>,
+        end: Pos,
+        file: &str,
+        ast: &mut Ast,
+        body: Option<Vec<RuleAst>>,
+        in_body: bool,
+    ) -> Result<(), RuleError> {
+        let first = match toks.first().map(|t| &t.tok) {
+            Some(Tok::Word(w)) => w.as_str(),
+            _ => "",
+        };
+        let in_anchor = in_body || self.anchor_depth > 0;
+        match first {
+            "include" => {
+                let toks = expand(&toks, file, &self.macros, 0)?;
+                let mut p = Parser::new(file, toks, end);
+                p.i = 1;
+                let (name, pos) = p.string("a file name")?;
+                p.finish()?;
+                self.include(&name, pos, file, ast)
+            }
+            "load" => {
+                if in_anchor {
+                    return Err(RuleError::new(file, toks[0].pos, "load anchor is not allowed inside an anchor".into()));
+                }
+                let toks = expand(&toks, file, &self.macros, 0)?;
+                let mut p = Parser::new(file, toks, end);
+                p.i = 1;
+                p.expect_kw("anchor")?;
+                let (name, npos) = p.string("an anchor name")?;
+                check_anchor_name(&p, &name, npos)?;
+                p.expect_kw("from")?;
+                let (path, ppos) = p.string("a file name")?;
+                p.finish()?;
+                let full = relative_to(file, &path);
+                let text = self.reader.read(&full).map_err(|e| {
+                    RuleError::new(file, ppos, format!("cannot load anchor {name} from {full}: {e}"))
+                })?;
+                let saved = std::mem::replace(&mut self.stack, vec![full.clone()]);
+                let idx = self.add_file(&full);
+                let rules = self.parse_anchor_file(&text, idx, ast);
+                self.stack = saved;
+                ast.anchors.insert(name, rules);
+                Ok(())
+            }
+            _ if in_anchor && !matches!(first, "pass" | "block" | "anchor") && toks.get(1).map(|t| &t.tok) != Some(&Tok::Eq) => {
+                Err(RuleError::new(
+                    file,
+                    toks[0].pos,
+                    format!("'{first}' is not allowed inside an anchor (filter rules, anchors and include only)"),
+                ))
+            }
+            _ => statement(toks, end, file, &mut self.macros, ast, body),
+        }
+    }
+
+    /// `include "file"`: parses the file in place (macros carry over both
+    /// ways, as pfctl's include is textual).
+    fn include(
+        &mut self,
+        name: &str,
+        pos: Pos,
+        file: &str,
+        ast: &mut Ast,
+    ) -> Result<(), RuleError> {
+        let full = relative_to(file, name);
+        if self.stack.contains(&full) {
+            return Err(RuleError::new(
+                file,
+                pos,
+                format!("include loop: {full} includes itself"),
+            ));
+        }
+        if self.stack.len() > INCLUDE_DEPTH_MAX {
+            return Err(RuleError::new(
+                file,
+                pos,
+                format!("includes nested more than {INCLUDE_DEPTH_MAX} deep"),
+            ));
+        }
+        let text = self.reader.read(&full).map_err(|e| {
+            RuleError::new(file, pos, format!("failed to include file {full}: {e}"))
+        })?;
+        let idx = self.add_file(&full);
+        self.stack.push(full);
+        self.parse_file(&text, idx, ast);
+        self.stack.pop();
+        Ok(())
+    }
 }
 
 fn statement(
@@ -340,6 +694,7 @@ fn statement(
     file: &str,
     macros: &mut HashMap<String, String>,
     ast: &mut Ast,
+    body: Option<Vec<RuleAst>>,
 ) -> Result<(), RuleError> {
     // Macro definition: `name = value...`.
     if let (Some(Tok::Word(name)), Some(Tok::Eq)) =
@@ -379,12 +734,8 @@ fn statement(
         return Ok(());
     }
     let toks = expand(&toks, file, macros, 0)?;
-    let mut p = Parser {
-        file,
-        toks,
-        i: 0,
-        end,
-    };
+    let mut p = Parser::new(file, toks, end);
+    p.anchor_body = body;
     p.statement(ast)
 }
 
@@ -431,9 +782,22 @@ struct Parser<'a> {
     toks: Vec<Token>,
     i: usize,
     end: Pos,
+    /// The rules of an inline anchor (`anchor "a" { ... }`) this
+    /// statement ends with, parsed by the statement splitter.
+    anchor_body: Option<Vec<RuleAst>>,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
+    fn new(file: &'a str, toks: Vec<Token>, end: Pos) -> Parser<'a> {
+        Parser {
+            file,
+            toks,
+            i: 0,
+            end,
+            anchor_body: None,
+        }
+    }
+
     fn err(&self, pos: Pos, msg: impl Into<String>) -> RuleError {
         RuleError::new(self.file, pos, msg.into())
     }
@@ -565,15 +929,22 @@ impl Parser<'_> {
                 ast.rules.push(rule);
                 Ok(())
             }
+            // Options may come anywhere (current pfctl); `set
+            // block-policy` applies to the block rules after it, as
+            // pfctl's parser reads it when it parses each rule.
             "set" => {
-                if !ast.rules.is_empty() {
-                    return Err(self.err(
-                        pos,
-                        "options must come before filter rules (pf.conf order: macros, tables, options, filter rules)",
-                    ));
-                }
                 self.i += 1;
                 self.set(ast)
+            }
+            "anchor" => {
+                let rule = self.anchor_rule(ast)?;
+                ast.rules.push(rule);
+                Ok(())
+            }
+            "antispoof" => {
+                let rules = self.antispoof()?;
+                ast.rules.extend(rules);
+                Ok(())
             }
             "table" => {
                 self.i += 1;
@@ -589,6 +960,143 @@ impl Parser<'_> {
                 format!("unknown statement '{w}', expected pass, block, set, table or a macro"),
             )),
         }
+    }
+
+    /// `anchor [name] [in|out] [quick] [on ...] [af] [proto ...]
+    /// [from ... to ... | all] [filter options] [{ rules }]` (pfctl's
+    /// `anchorrule`): parsed as a pass rule's head and conditions, without
+    /// state.
+    fn anchor_rule(&mut self, ast: &Ast) -> Result<RuleAst, RuleError> {
+        let pos = self.pos();
+        let body = self.anchor_body.take();
+        if body.is_some() {
+            // The `{` the statement splitter left in place of the rules.
+            self.toks.pop();
+        }
+        let mut name = None;
+        match self.toks.get(1).map(|t| (&t.tok, t.pos)) {
+            Some((Tok::Str(n), npos)) => name = Some((n.clone(), npos)),
+            Some((Tok::Word(w), npos)) if !ANCHOR_CONDITION_WORDS.contains(&w.as_str()) => {
+                name = Some((w.clone(), npos))
+            }
+            _ => {}
+        }
+        if let Some((n, npos)) = &name {
+            check_anchor_name(self, n, *npos)?;
+            if body.is_some() && n.contains('/') {
+                return Err(self.err(
+                    *npos,
+                    "anchor paths containing '/' cannot be used for inline anchors.",
+                ));
+            }
+            self.toks.remove(1);
+        }
+        self.toks[0].tok = Tok::Word("pass".into());
+        let mut rule = self.rule(BlockPolicy::Drop)?;
+        if rule.state.is_some() {
+            return Err(self.err(pos, "cannot specify state handling on anchors"));
+        }
+        if rule.allow_opts {
+            return Err(self.err(pos, "allow-opts cannot be specified on anchors"));
+        }
+        let name = match (name, &body) {
+            (Some((n, _)), _) => n,
+            // pfctl names an unnamed inline anchor `_N`.
+            (None, Some(_)) => format!("_{}", ast.rules.len() + 1),
+            (None, None) => {
+                return Err(self.err(pos, "anchors without explicit rules must specify a name"))
+            }
+        };
+        rule.pos = pos;
+        rule.anchor = Some(AnchorCall { name, inline: body });
+        Ok(rule)
+    }
+
+    /// `antispoof [quick] for IF|{ IF ... } [inet|inet6] [label "l"]`,
+    /// expanded as pfctl does (its `antispoof` rule): for each interface,
+    /// `block drop in on ! IF from IF:network to any` (its networks arriving
+    /// elsewhere) and `block drop in from IF to any` (its own addresses
+    /// arriving from outside). dpf has no loopback ports, so the second
+    /// rule is always made.
+    fn antispoof(&mut self) -> Result<Vec<RuleAst>, RuleError> {
+        let pos = self.pos();
+        self.i += 1;
+        let mut quick = false;
+        loop {
+            if self.is_kw("log") {
+                return Err(self.err(
+                    self.pos(),
+                    "log is not supported by dpf (no pflog logging yet)",
+                ));
+            }
+            if !quick && self.eat_kw("quick") {
+                quick = true;
+                continue;
+            }
+            break;
+        }
+        self.expect_kw("for")?;
+        let ifs = self.list(|p| {
+            let paren = p.eat(&Tok::LParen);
+            let (n, npos) = p.string("an interface name")?;
+            if paren {
+                p.expect(&Tok::RParen, "')' after the interface name")?;
+            }
+            if !is_iface_word(&n) || n.contains(':') {
+                return Err(p.err(npos, format!("invalid interface name '{n}'")));
+            }
+            Ok((n, npos))
+        })?;
+        let af = if self.eat_kw("inet") {
+            Some(Af::Inet)
+        } else if self.eat_kw("inet6") {
+            Some(Af::Inet6)
+        } else {
+            None
+        };
+        let mut label = None;
+        while self.is_kw("label") {
+            if label.is_some() {
+                return Err(self.err(self.pos(), "label cannot be redefined"));
+            }
+            self.i += 1;
+            label = Some(self.label()?);
+        }
+        self.finish()?;
+        let mut base = RuleAst::blank(pos, Action::Block);
+        base.dir = Some(Direction::In);
+        base.quick = quick;
+        base.af = af;
+        base.label = label;
+        let mut out = Vec::new();
+        for (name, npos) in ifs {
+            let mut outside = base.clone();
+            outside.ifaces = vec![IfItem {
+                name: name.clone(),
+                not: true,
+                pos: npos,
+            }];
+            outside.src.hosts = vec![HostItem {
+                not: false,
+                host: HostAst::Iface {
+                    name: name.clone(),
+                    modifier: IfaceModifier::Network,
+                },
+                pos: npos,
+            }];
+            let mut own = base.clone();
+            own.src.hosts = vec![HostItem {
+                not: false,
+                host: HostAst::Iface {
+                    name,
+                    modifier: IfaceModifier::Addresses,
+                },
+                pos: npos,
+            }];
+            out.push(outside);
+            out.push(own);
+        }
+        Ok(out)
     }
 
     fn set(&mut self, ast: &mut Ast) -> Result<(), RuleError> {
@@ -697,6 +1205,7 @@ impl Parser<'_> {
             Action::Block
         };
         let mut block = BlockMode::Drop;
+        let mut return_icmp = RETURN_ICMP_DEFAULT;
         if action == Action::Block {
             block = match policy {
                 BlockPolicy::Drop => BlockMode::Drop,
@@ -709,13 +1218,18 @@ impl Parser<'_> {
                 block = BlockMode::Return;
             } else if self.eat_kw("return-rst") {
                 block = BlockMode::ReturnRst;
-            } else if self.eat_kw("return-icmp") || self.eat_kw("return-icmp6") {
+            } else if self.is_kw("return-icmp") || self.is_kw("return-icmp6") {
+                let v6 = self.is_kw("return-icmp6");
+                self.i += 1;
                 block = BlockMode::ReturnIcmp;
+                if self.peek() == Some(&Tok::LParen) {
+                    return_icmp = self.return_icmp_codes(v6)?;
+                }
             }
             if self.peek() == Some(&Tok::LParen) {
                 return Err(self.err(
                     mode_pos,
-                    "return options in parentheses are not supported by dpf",
+                    "return options in parentheses are not supported by dpf (only return-icmp (code))",
                 ));
             }
         }
@@ -809,6 +1323,8 @@ impl Parser<'_> {
             binat: None,
             tag: None,
             tagged: None,
+            return_icmp,
+            anchor: None,
         };
         self.filter_opts(&mut rule)?;
         self.finish()?;
@@ -952,9 +1468,11 @@ impl Parser<'_> {
                     return Err(self.err(pos, format!("{w} state is not supported by dpf")));
                 }
                 "label" => {
+                    if rule.label.is_some() {
+                        return Err(self.err(pos, "label cannot be redefined"));
+                    }
                     self.i += 1;
-                    let (l, _) = self.string("a label")?;
-                    rule.label = Some(l);
+                    rule.label = Some(self.label()?);
                 }
                 "allow-opts" => {
                     if rule.allow_opts {
@@ -979,6 +1497,59 @@ impl Parser<'_> {
             }
         }
         Ok(())
+    }
+
+    /// `label "text"`: a string; an unquoted number is pfctl's syntax
+    /// error (its lexer makes it a NUMBER, which `label` does not take).
+    fn label(&mut self) -> Result<String, RuleError> {
+        let pos = self.pos();
+        if let Some(Tok::Word(w)) = self.peek() {
+            if w.bytes().all(|b| b.is_ascii_digit())
+                || (w.starts_with('-') && w.len() > 1 && w[1..].bytes().all(|b| b.is_ascii_digit()))
+            {
+                return Err(self.err(
+                    pos,
+                    format!("syntax error: label {w} is a number; quote it (label \"{w}\")"),
+                ));
+            }
+        }
+        let (l, lpos) = self.string("a label")?;
+        if l.len() > LABEL_MAX {
+            return Err(self.err(lpos, format!("rule label too long (max {LABEL_MAX} chars)")));
+        }
+        Ok(l)
+    }
+
+    /// `(code)`, `(code4, code6)` after `return-icmp`, `(code6)` after
+    /// `return-icmp6`: names or numbers of the unreachable type's codes
+    /// (pfctl's `reticmpspec`).
+    fn return_icmp_codes(&mut self, v6: bool) -> Result<(u8, u8), RuleError> {
+        self.expect(&Tok::LParen, "'('")?;
+        let mut codes = RETURN_ICMP_DEFAULT;
+        let first = self.icmp_unreach_code(if v6 { Af::Inet6 } else { Af::Inet })?;
+        if v6 {
+            codes.1 = first;
+        } else {
+            codes.0 = first;
+            if self.eat(&Tok::Comma) {
+                codes.1 = self.icmp_unreach_code(Af::Inet6)?;
+            }
+        }
+        self.expect(&Tok::RParen, "')'")?;
+        Ok(codes)
+    }
+
+    fn icmp_unreach_code(&mut self, af: Af) -> Result<u8, RuleError> {
+        let (c, pos) = self.string("an icmp code")?;
+        let unreach = if af == Af::Inet { 3 } else { 1 };
+        if c.bytes().all(|b| b.is_ascii_digit()) {
+            return match c.parse::<u32>() {
+                Ok(n) if n <= 255 => Ok(n as u8),
+                _ => Err(self.err(pos, format!("invalid icmp code {c}"))),
+            };
+        }
+        names::icmp_code_by_name(af, unreach, &c)
+            .ok_or_else(|| self.err(pos, format!("unknown icmp code {c}")))
     }
 
     fn flag_letters(&mut self) -> Result<u8, RuleError> {
@@ -1145,6 +1716,11 @@ impl Parser<'_> {
             _ => {
                 let ip: std::net::IpAddr = match s.parse() {
                     Ok(ip) => ip,
+                    // `10/8`, `192.168/16`: pfctl reads a network whose
+                    // trailing octets are left out (inet_net_pton).
+                    Err(_) if self.peek() == Some(&Tok::Slash) && abbreviated_v4(&s).is_some() => {
+                        std::net::IpAddr::V4(abbreviated_v4(&s).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED))
+                    }
                     Err(_) if is_iface_word(&s) => {
                         let (name, modifier) = iface_with_modifier(self, &s, pos)?;
                         return Ok(HostItem {
@@ -1161,6 +1737,9 @@ impl Parser<'_> {
                     }
                 };
                 let (af, addr) = Addr::from_ip(ip);
+                if self.is_kw("-") {
+                    return self.range(not, af, addr, start);
+                }
                 let max = if af == Af::Inet { 32 } else { 128 };
                 let mut len = max;
                 if self.eat(&Tok::Slash) {
@@ -1180,6 +1759,41 @@ impl Parser<'_> {
         Ok(HostItem {
             not,
             host,
+            pos: start,
+        })
+    }
+
+    /// The rest of `from - to` (pfctl's `STRING '-' STRING`): two host
+    /// addresses of one family, `from <= to`.
+    fn range(&mut self, not: bool, af: Af, from: Addr, start: Pos) -> Result<HostItem, RuleError> {
+        self.i += 1;
+        let (s, pos) = self.string("the last address of the range")?;
+        let to = match s.parse::<std::net::IpAddr>().map(Addr::from_ip) {
+            Ok((taf, to)) if taf == af => to,
+            _ => {
+                return Err(self.err(
+                    pos,
+                    format!(
+                        "invalid address range: '{s}' is not an address of the first one's family"
+                    ),
+                ))
+            }
+        };
+        if self.peek() == Some(&Tok::Slash) {
+            return Err(self.err(
+                self.pos(),
+                "invalid address range: a range is of host addresses, without prefix length",
+            ));
+        }
+        if to.0 < from.0 {
+            return Err(self.err(
+                start,
+                "invalid address range: the first address is above the last",
+            ));
+        }
+        Ok(HostItem {
+            not,
+            host: HostAst::Range { af, from, to },
             pos: start,
         })
     }
@@ -1260,6 +1874,24 @@ fn unknown_timeout(name: &str) -> String {
             all.join(", ")
         )
     }
+}
+
+/// An abbreviated IPv4 network address as pfctl reads it before a `/len`
+/// (`10`, `192.168`, `172.16.5`): one to three decimal octets, the rest
+/// zero.
+fn abbreviated_v4(s: &str) -> Option<std::net::Ipv4Addr> {
+    let mut o = [0u8; 4];
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    for (i, p) in parts.iter().enumerate() {
+        if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        o[i] = p.parse::<u8>().ok()?;
+    }
+    Some(std::net::Ipv4Addr::from(o))
 }
 
 /// Whether `w` can be an interface or group name (letters first, then
