@@ -82,6 +82,11 @@ pub fn run(
             }
         }
         let mut frame = data;
+        // Cross-worker alias messages are applied between frames, as the
+        // workers poll them between bursts.
+        for p in pipelines.iter_mut() {
+            p.poll_aliases();
+        }
         let receiver = port as usize % workers;
         let mut decider = receiver;
         let mut verdict = pipelines[receiver].process(&mut frame, port, now);
@@ -91,6 +96,15 @@ pub fn run(
             };
             decider = owner as usize;
             verdict = p.process_owned(&mut frame, port, now);
+        }
+        // The far key of a translated state another worker holds: sent on
+        // once more, to that worker.
+        if let Verdict::Handoff(owner) = verdict {
+            let Some(p) = pipelines.get_mut(owner as usize) else {
+                bail!("packet {count}: owner {owner} out of range");
+            };
+            decider = owner as usize;
+            verdict = p.process_redirected(&mut frame, port, now);
         }
         // A `block return` answer goes out instead of the packet.
         if let Verdict::Reply(port) = verdict {

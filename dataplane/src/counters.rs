@@ -225,6 +225,10 @@ pub struct WorkerCounters {
     pub defer_timeout: u64,
     /// New states not deferred because every defer slot was taken.
     pub defer_full: u64,
+    /// Cross-worker alias messages that found their ring or table full
+    /// (an alias not made refuses its state; one not withdrawn lingers
+    /// until its key is used again).
+    pub alias_lost: u64,
     /// TSC cycles of each non-empty burst (the per-burst share of
     /// `busy_cycles`), for latency percentiles.
     pub burst_cycles: BurstHistogram,
@@ -259,6 +263,7 @@ impl Default for WorkerCounters {
             defer_acked: 0,
             defer_timeout: 0,
             defer_full: 0,
+            alias_lost: 0,
             burst_cycles: BurstHistogram::new(),
         }
     }
@@ -303,6 +308,7 @@ impl WorkerCounters {
             self.defer_acked,
             self.defer_timeout,
             self.defer_full,
+            self.alias_lost,
         ]
     }
 
@@ -333,6 +339,7 @@ impl WorkerCounters {
             self.defer_acked,
             self.defer_timeout,
             self.defer_full,
+            self.alias_lost,
         ] = *f;
     }
 
@@ -350,7 +357,7 @@ impl WorkerCounters {
     }
 }
 
-const SCALARS: usize = 25;
+const SCALARS: usize = 26;
 
 /// One worker's published counters: atomics written by that worker only.
 #[derive(Debug)]

@@ -5,6 +5,7 @@
 //! The shell (`dpdk`, `worker`, behind the default `dpdk` feature) binds it to
 //! DPDK poll-mode drivers.
 
+pub mod alias;
 pub mod command;
 pub mod counters;
 pub mod cpu;

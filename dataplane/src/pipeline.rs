@@ -31,6 +31,7 @@
 //! transmitting one, and a state is created when either pass says `keep
 //! state` (pf would create one state per pass).
 
+use crate::alias::{AliasMsg, AliasTable};
 use crate::counters::{DropReason, Punt, Verdict, WorkerCounters};
 use crate::defer::{DeferQueue, Released};
 use crate::export::{ImportRecord, StateRecord, SyncAction};
@@ -300,6 +301,16 @@ pub struct Pipeline {
     /// xorshift state for pool and port choices (seeded per worker from
     /// the process's secret hash key).
     rng: u64,
+    /// Aliases of far keys whose states other workers hold (several
+    /// workers only).
+    aliases: Option<AliasTable>,
+    /// Alias messages to each other worker (`None` at this worker).
+    alias_out: Vec<Option<Producer<AliasMsg>>>,
+    /// Alias messages from the other workers.
+    alias_in: Vec<Consumer<AliasMsg>>,
+    /// The packet being decided was sent here by another worker's alias:
+    /// it is not redirected again.
+    redirected: bool,
     /// This worker's counters.
     pub counters: WorkerCounters,
 }
@@ -312,6 +323,11 @@ enum Pending {
     /// An ICMP error about a translated connection.
     IcmpError(crate::nat::IcmpErrorRewrite),
 }
+
+/// Far keys of removed translated states a shard keeps for
+/// [`Pipeline::poll_aliases`] between two polls (more are counted
+/// `alias_lost`: their aliases stay until re-pointed).
+const ALIAS_REMOVALS: usize = 16_384;
 
 /// Most ports `nat-to` tries for one new connection before giving up
 /// (counted `translation-failed`): bounded work per packet, however full
@@ -341,8 +357,122 @@ impl Pipeline {
             lookahead_min_states: LOOKAHEAD_MIN_STATES,
             pending: None,
             rng,
+            aliases: None,
+            alias_out: Vec::new(),
+            alias_in: Vec::new(),
+            redirected: false,
             counters: WorkerCounters::default(),
         }
+    }
+
+    /// Connects this worker to the others for cross-worker aliases of
+    /// translated states (see [`crate::alias`]): `out[w]` carries messages
+    /// to worker `w` (`None` at this worker's index), `inn` from each other
+    /// worker; the table takes up to `capacity` aliases.
+    pub fn set_aliases(
+        &mut self,
+        out: Vec<Option<Producer<AliasMsg>>>,
+        inn: Vec<Consumer<AliasMsg>>,
+        capacity: usize,
+    ) {
+        self.alias_out = out;
+        self.alias_in = inn;
+        self.aliases = Some(AliasTable::new(capacity));
+        self.shard.record_far_removals(ALIAS_REMOVALS);
+    }
+
+    /// Applies the other workers' alias messages and sends this worker's
+    /// removals (between bursts).
+    pub fn poll_aliases(&mut self) {
+        let Some(table) = self.aliases.as_mut() else {
+            return;
+        };
+        for ring in &mut self.alias_in {
+            while let Some(m) = ring.pop() {
+                match m {
+                    AliasMsg::Add { key, owner } => {
+                        if !table.insert(key, key.symmetric_hash(), owner) {
+                            self.counters.alias_lost += 1;
+                        }
+                    }
+                    AliasMsg::Remove { key, owner } => {
+                        table.remove(&key, key.symmetric_hash(), owner);
+                    }
+                }
+            }
+        }
+        let me = self.config.worker;
+        let workers = self.config.workers;
+        for key in self.shard.take_far_removals() {
+            let w = owner_of(key.symmetric_hash(), workers);
+            if w == me {
+                continue;
+            }
+            let msg = AliasMsg::Remove {
+                key,
+                owner: me as u16,
+            };
+            let sent = match self.alias_out.get_mut(w) {
+                Some(Some(p)) => p.push(msg).is_ok(),
+                _ => false,
+            };
+            if !sent {
+                self.counters.alias_lost += 1;
+            }
+        }
+        for p in self.alias_out.iter_mut().flatten() {
+            p.publish();
+        }
+    }
+
+    /// The worker an alias names for `info`'s flow, if another one.
+    #[inline]
+    fn alias_of(&self, info: &PacketInfo) -> Option<u16> {
+        let table = self.aliases.as_ref().filter(|t| !t.is_empty())?;
+        let (key, _) = info.key();
+        table
+            .get(&key, key.symmetric_hash())
+            .filter(|w| *w as usize != self.config.worker)
+    }
+
+    /// Tells the worker owning `tr`'s far key that its packets belong
+    /// here, when that is another worker. False if it cannot be told (no
+    /// alias rings, or the ring is full): the state must not be kept.
+    fn announce_far_key(&mut self, tr: &Translation) -> bool {
+        if !tr.is_some() || self.config.workers <= 1 {
+            return true;
+        }
+        let w = owner_of(tr.key.symmetric_hash(), self.config.workers);
+        if w == self.config.worker {
+            return true;
+        }
+        let msg = AliasMsg::Add {
+            key: tr.key,
+            owner: self.config.worker as u16,
+        };
+        match self.alias_out.get_mut(w) {
+            Some(Some(p)) => {
+                if p.push(msg).is_ok() {
+                    // Published now: the first answer may be on its way
+                    // as soon as this packet leaves.
+                    p.publish();
+                    true
+                } else {
+                    self.counters.alias_lost += 1;
+                    false
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// [`Pipeline::process_owned`] for a packet another worker's alias
+    /// sent here (the state's holder): decided here, never sent on.
+    pub fn process_redirected(&mut self, frame: &mut [u8], in_port: u16, now: Instant) -> Verdict {
+        self.redirected = true;
+        let v = self.process_owned(frame, in_port, now);
+        self.redirected = false;
+        v
     }
 
     /// A random word (xorshift64*), for pool and port choices.
@@ -624,6 +754,8 @@ impl Pipeline {
                         self.counters.drop(DropReason::StateTableFull);
                     } else if self.shard.insert_translated(state, translation).is_ok() {
                         self.counters.states_created += 1;
+                        // Its far side's packets must find it here.
+                        let _ = self.announce_far_key(&translation);
                     } else {
                         self.release_reservation(&state);
                         self.counters.drop(DropReason::StateTableFull);
@@ -1408,6 +1540,13 @@ impl Pipeline {
                 (swapped, self.shard.lookup(&key, hash))
             }
         };
+        // The far key of a translated state another worker holds: that
+        // worker decides (once; a redirected packet is never sent on).
+        if found.is_none() && !self.redirected {
+            if let Some(w) = self.alias_of(info) {
+                return Decided(Verdict::Handoff(w));
+            }
+        }
         if let Some(slot) = found {
             // A state past its timeout that the sweep has not reached yet
             // is gone as far as this packet is concerned.
@@ -1680,17 +1819,20 @@ impl Pipeline {
         } else {
             Translation::NONE
         };
-        if translated
-            && self.config.workers > 1
-            && owner_of(translation.key.symmetric_hash(), self.config.workers) != self.config.worker
-        {
-            // The far key belongs to another worker, whose packets would
-            // not find this state: refused (and counted) rather than
-            // half-working. `nat-to` picks ports that stay here.
-            self.release_reservation(&st);
-            return Decided(Verdict::Drop(DropReason::TranslationFailed));
+        let inserted = self.shard.insert_translated(st, translation);
+        if let Ok(slot) = inserted {
+            if translated && !self.announce_far_key(&translation) {
+                // The far key belongs to another worker that cannot be
+                // told to send its packets here: refused (and counted)
+                // rather than half-working. (`nat-to` picks ports that
+                // stay here.)
+                if let Some(st) = self.shard.remove(slot) {
+                    self.release_reservation(&st);
+                }
+                return Decided(Verdict::Drop(DropReason::TranslationFailed));
+            }
         }
-        Decided(match self.shard.insert_translated(st, translation) {
+        Decided(match inserted {
             Ok(slot) => {
                 let mut verdict = Verdict::Forward(verdict_port);
                 if translated {

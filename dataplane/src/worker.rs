@@ -63,6 +63,11 @@ pub struct Handoff {
 /// ([`Pipeline::process_local_out_owned`]).
 pub const LOCAL_OUT: u16 = 0x8000;
 
+/// [`Handoff::port`] flag: sent on by the alias of a translated state's
+/// far key to the worker holding the state
+/// ([`Pipeline::process_redirected`]); never sent on again.
+pub const REDIRECTED: u16 = 0x4000;
+
 /// A per-port transmit buffer (l3fwd's `tx_mbufs`).
 struct TxBuffer {
     len: usize,
@@ -232,6 +237,7 @@ impl Worker {
                 p.publish();
             }
             self.pipeline.publish_requests();
+            self.pipeline.poll_aliases();
             self.pipeline.sync_poll(now, IMPORT_BUDGET);
             let n = self
                 .inject
@@ -262,6 +268,9 @@ impl Worker {
                     let verdict = if h.port & LOCAL_OUT != 0 {
                         self.pipeline
                             .process_local_out_owned(frame, h.port & !LOCAL_OUT, now)
+                    } else if h.port & REDIRECTED != 0 {
+                        self.pipeline
+                            .process_redirected(frame, h.port & !REDIRECTED, now)
                     } else {
                         self.pipeline.process_owned(frame, h.port, now)
                     };
@@ -283,9 +292,15 @@ impl Worker {
                             unsafe { mbuf::set_raw_tag(h.mbuf.0, punt as u32) };
                             self.enqueue_slow_path(punt.class(), &[h.mbuf]);
                         }
+                        // The far key of a translated state held by another
+                        // worker (an alias): sent on once, marked so it is
+                        // decided there.
+                        Verdict::Handoff(owner) if h.port & (LOCAL_OUT | REDIRECTED) == 0 => {
+                            self.hand_off(owner, h.mbuf.0, h.port | REDIRECTED);
+                        }
                         _ => {
-                            // SAFETY: we own it; freed once. (Owned packets
-                            // are never handed off again.)
+                            // SAFETY: we own it; freed once. (Redirected and
+                            // local frames are never handed off again.)
                             unsafe { dpdk_sys::dpf_pktmbuf_free(h.mbuf.0) };
                         }
                     }

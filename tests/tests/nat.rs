@@ -463,3 +463,47 @@ fn nat_ports_stay_on_the_worker_that_owns_the_connection() {
     back.sort_unstable();
     assert_eq!(back, (30000..30040).collect::<Vec<_>>());
 }
+
+#[test]
+fn rdr_to_works_on_several_workers_through_aliases() {
+    // The redirected key of about half of these connections hashes to the
+    // other worker: its alias sends the server's answers to the worker
+    // that holds the state.
+    let mut arrivals = Vec::new();
+    for i in 0..40u16 {
+        arrivals.push(at(
+            1,
+            u64::from(i),
+            wan(
+                "198.51.100.20",
+                "203.0.113.1",
+                &tcp(20000 + i, 80, 5, 0, flags::SYN),
+            ),
+        ));
+    }
+    for i in 0..40u16 {
+        arrivals.push(at(
+            0,
+            100 + u64::from(i),
+            lan(
+                "10.1.0.50",
+                "198.51.100.20",
+                &tcp(8080, 20000 + i, 9, 6, flags::SYN | flags::ACK),
+            ),
+        ));
+    }
+    let (out, stats) = replay(EDGE, &arrivals, 2);
+    assert_eq!(out.len(), 80, "{stats}");
+    let mut answered: Vec<u16> = out
+        .iter()
+        .filter(|o| o.port == 1)
+        .map(|o| {
+            let p = parsed(o);
+            assert_eq!((p.src, p.sport), (v4("203.0.113.1"), 80));
+            p.dport
+        })
+        .collect();
+    answered.sort_unstable();
+    assert_eq!(answered, (20000..20040).collect::<Vec<_>>());
+    assert_eq!(drops(&stats, "translation-failed"), 0, "{stats}");
+}

@@ -18,7 +18,7 @@ use dataplane::dpdk::MbufRing;
 use dataplane::dpdk::{self, Eal, Mempool, Port, PortConfig, PortId};
 use dataplane::flow::{set_hash_secret, Addr, HASH_SECRET_WORDS};
 use dataplane::pipeline::{Pipeline, PipelineConfig};
-use dataplane::ring::{self, Consumer, Producer};
+use dataplane::ring::{self, Consumer};
 use dataplane::route::{
     IfAddr, Interface, Neighbor, NeighborEntry, Neighbors, Prefix, ResolveRequest, Route, Routing,
     Vip, VipTable,
@@ -66,6 +66,9 @@ const HANDOFF_RING: usize = 1024;
 
 /// pfsync export / import ring per worker (records).
 const SYNC_RING: usize = 16384;
+
+/// Alias message ring between two workers (translated states).
+const ALIAS_RING: usize = 4096;
 
 /// Slow-path ring (workers -> control), mbufs.
 const SLOW_RING: u32 = 4095;
@@ -386,19 +389,11 @@ fn run_with_eal(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     // Handoff rings: one SPSC ring for every ordered pair of workers.
-    let mut outs: Vec<Vec<Option<Producer<Handoff>>>> = (0..workers)
-        .map(|_| (0..workers).map(|_| None).collect())
-        .collect();
-    let mut ins: Vec<Vec<Consumer<Handoff>>> = (0..workers).map(|_| Vec::new()).collect();
-    for (from, out) in outs.iter_mut().enumerate() {
-        for (to, slot) in out.iter_mut().enumerate() {
-            if from != to {
-                let (p, c) = ring::channel(HANDOFF_RING);
-                *slot = Some(p);
-                ins[to].push(c);
-            }
-        }
-    }
+    let (outs, ins) = ring::mesh::<Handoff>(workers, HANDOFF_RING);
+    // Alias rings (translated states whose far key hashes to another
+    // worker), the same mesh.
+    let (alias_outs, alias_ins) = ring::mesh::<dataplane::alias::AliasMsg>(workers, ALIAS_RING);
+    let mut alias_ends = alias_outs.into_iter().zip(alias_ins);
     // Router mode: tables, the slow-path ring (workers -> control), the
     // injection ring (control -> worker 0) and resolve-request rings.
     let router = config.mode == Mode::Router;
@@ -453,6 +448,9 @@ fn run_with_eal(
         let mut cfg = pcfg.clone();
         cfg.worker = w;
         let mut pipeline = Pipeline::new(cfg, rules.load(), shard);
+        if let (true, Some((out, inn))) = (workers > 1, alias_ends.next()) {
+            pipeline.set_aliases(out, inn, per_shard);
+        }
         if router {
             let (p, c) = ring::channel(RESOLVE_RING);
             resolve_rx.push(c);

@@ -48,12 +48,17 @@ pub fn replay(
         SlowPath::new(Arc::clone(&routing), &statics).with_neighbor_limit(config.neighbor_limit);
     let mut resolve = Vec::new();
     let mut pipelines = Vec::new();
+    let (alias_outs, alias_ins) = ring::mesh::<dataplane::alias::AliasMsg>(workers, 4096);
+    let mut alias_ends = alias_outs.into_iter().zip(alias_ins);
     for w in 0..workers {
         let shard = Shard::new(per_shard, w as u8)
             .map_err(|e| anyhow::anyhow!("state table of worker {w}: {e}"))?;
         let mut c = cfg.clone();
         c.worker = w;
         let mut p = Pipeline::new(c, Arc::clone(&rules), shard);
+        if let (true, Some((out, inn))) = (workers > 1, alias_ends.next()) {
+            p.set_aliases(out, inn, per_shard);
+        }
         if config.mode == Mode::Router {
             let (tx, rx) = ring::channel(RESOLVE_RING);
             resolve.push(rx);

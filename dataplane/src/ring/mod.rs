@@ -145,6 +145,29 @@ pub fn channel<T: Copy + Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     }
 }
 
+/// One ring of `capacity` for every ordered pair of `n` parties: `out[a][b]`
+/// sends from `a` to `b` (`None` when `a == b`), `inn[b]` holds the
+/// receiving ends of the rings into `b`.
+#[allow(clippy::type_complexity)]
+pub fn mesh<T: Copy + Send>(
+    n: usize,
+    capacity: usize,
+) -> (Vec<Vec<Option<Producer<T>>>>, Vec<Vec<Consumer<T>>>) {
+    let mut out: Vec<Vec<Option<Producer<T>>>> =
+        (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    let mut inn: Vec<Vec<Consumer<T>>> = (0..n).map(|_| Vec::new()).collect();
+    for (from, row) in out.iter_mut().enumerate() {
+        for (to, slot) in row.iter_mut().enumerate() {
+            if from != to {
+                let (p, c) = channel(capacity);
+                *slot = Some(p);
+                inn[to].push(c);
+            }
+        }
+    }
+    (out, inn)
+}
+
 /// [`channel`], but returns [`RingError::CapacityTooLarge`] instead of
 /// panicking when `capacity` rounded up to a power of two exceeds
 /// [`MAX_CAPACITY`] or `isize::MAX` bytes of slots.

@@ -367,6 +367,12 @@ pub struct Shard {
     by_id: IndexTable,
     len: usize,
     translated: usize,
+    /// Far keys of translated states removed since the last
+    /// [`Shard::take_far_removals`] (recorded only after
+    /// [`Shard::record_far_removals`]; bounded by its capacity).
+    far_removed: Vec<FlowKey>,
+    /// Removals that found `far_removed` full.
+    far_removals_lost: u64,
     /// Bumped by every insert and remove: a lookup's answer stays valid
     /// while it is unchanged.
     generation: u64,
@@ -405,6 +411,8 @@ impl Shard {
             by_id: IndexTable::new(capacity),
             len: 0,
             translated: 0,
+            far_removed: Vec::new(),
+            far_removals_lost: 0,
             generation: 0,
             expire_cursor: 0,
             shard_index,
@@ -527,6 +535,24 @@ impl Shard {
         } else {
             None
         }
+    }
+
+    /// Keeps the far keys of removed translated states (up to `capacity`
+    /// between two [`Shard::take_far_removals`]; allocated here, once), so
+    /// the worker can withdraw the aliases other workers hold for them.
+    pub fn record_far_removals(&mut self, capacity: usize) {
+        self.far_removed = Vec::with_capacity(capacity);
+    }
+
+    /// The far keys removed since the last call (see
+    /// [`Shard::record_far_removals`]); the buffer is kept.
+    pub fn take_far_removals(&mut self) -> std::vec::Drain<'_, FlowKey> {
+        self.far_removed.drain(..)
+    }
+
+    /// Removals whose far key found the record full.
+    pub fn far_removals_lost(&self) -> u64 {
+        self.far_removals_lost
     }
 
     /// Number of translated states.
@@ -655,6 +681,11 @@ impl Shard {
             debug_assert!(ok_far);
             self.xlate[i] = Translation::NONE;
             self.translated -= 1;
+            if self.far_removed.len() < self.far_removed.capacity() {
+                self.far_removed.push(far);
+            } else if self.far_removed.capacity() > 0 {
+                self.far_removals_lost += 1;
+            }
         }
         self.set_occupied(i, false);
         self.free[self.free_len] = slot.0;
