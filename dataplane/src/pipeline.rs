@@ -1078,6 +1078,12 @@ impl Pipeline {
                 ..
             }) = &c
             {
+                // ICMP errors are owned by the flow they quote: decided
+                // without a lookahead.
+                if owner_hash(info).is_some() {
+                    classified[i] = Some(c);
+                    continue;
+                }
                 let (key, swapped) = info.key();
                 let hash = key.symmetric_hash();
                 if owner_of(hash, self.config.workers) == self.config.worker {
@@ -1532,7 +1538,8 @@ impl Pipeline {
                 let (key, swapped) = info.key();
                 let hash = key.symmetric_hash();
                 if !owned && self.config.workers > 1 {
-                    let owner = owner_of(hash, self.config.workers);
+                    // An ICMP error belongs with the flow it quotes.
+                    let owner = owner_of(owner_hash(info).unwrap_or(hash), self.config.workers);
                     if owner != self.config.worker {
                         return Decided(Verdict::Handoff(owner as u16));
                     }
@@ -1626,6 +1633,18 @@ impl Pipeline {
                     FlowKey::from_packet(info.af, q.proto, q.src, q.sport, q.dst, q.dport);
                 let qhash = qkey.symmetric_hash();
                 let hit = self.shard.lookup_side(&qkey, qhash);
+                if hit.is_none() && !self.redirected {
+                    // The quoted flow's far key, held by another worker.
+                    if let Some(w) = self
+                        .aliases
+                        .as_ref()
+                        .filter(|t| !t.is_empty())
+                        .and_then(|t| t.get(&qkey, qhash))
+                        .filter(|w| *w as usize != self.config.worker)
+                    {
+                        return Decided(Verdict::Handoff(w));
+                    }
+                }
                 if let Some(((st, tr), far)) =
                     hit.and_then(|(s, far)| self.shard.get_mut_translated(s).map(|x| (x, far)))
                 {
@@ -2132,6 +2151,20 @@ enum FilterOutcome {
     Blocked(ReturnMode),
 }
 use FilterOutcome::{Blocked, Decided};
+
+/// The hash that decides the owner of an ICMP error: its quoted flow's
+/// (`None` for any other packet, owned by its own flow).
+#[inline]
+fn owner_hash(info: &PacketInfo) -> Option<u64> {
+    match info.l4 {
+        L4Info::Icmp(i) if i.is_error => i.quoted.map(|q| {
+            FlowKey::from_packet(info.af, q.proto, q.src, q.sport, q.dst, q.dport)
+                .0
+                .symmetric_hash()
+        }),
+        _ => None,
+    }
+}
 
 /// The worker that owns a flow with symmetric hash `hash`.
 #[inline(always)]

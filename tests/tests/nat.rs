@@ -507,3 +507,53 @@ fn rdr_to_works_on_several_workers_through_aliases() {
     assert_eq!(answered, (20000..20040).collect::<Vec<_>>());
     assert_eq!(drops(&stats, "translation-failed"), 0, "{stats}");
 }
+
+#[test]
+fn icmp_errors_find_their_translated_flow_on_any_worker() {
+    // An ICMP error is owned by the flow it quotes, not by its own
+    // addresses: with two workers every "too big" reaches its host.
+    let mut syns = Vec::new();
+    for i in 0..20u16 {
+        syns.push(at(
+            0,
+            u64::from(i),
+            lan(
+                "10.1.0.7",
+                "198.51.100.10",
+                &tcp(31000 + i, 80, 1000, 0, flags::SYN),
+            ),
+        ));
+    }
+    let (out, stats) = replay(EDGE, &syns, 2);
+    assert_eq!(out.len(), 20, "{stats}");
+    let mut all = syns.clone();
+    for (n, o) in out.iter().enumerate() {
+        let p = parsed(o);
+        let quoted = ip_packet(
+            ip("203.0.113.1"),
+            ip("198.51.100.10"),
+            &tcp(p.sport, 80, 1000, 0, flags::SYN),
+        );
+        all.push(at(
+            1,
+            100 + n as u64,
+            wan(
+                "198.51.100.1",
+                "203.0.113.1",
+                &L4::TooBig { mtu: 1400, quoted },
+            ),
+        ));
+    }
+    let (out, stats) = replay(EDGE, &all, 2);
+    let mut quoted_ports: Vec<u16> = out
+        .iter()
+        .filter(|o| o.port == 0)
+        .map(|o| {
+            let p = parsed(o);
+            let L4Info::Icmp(i) = p.l4 else { panic!() };
+            i.quoted.expect("quote").sport
+        })
+        .collect();
+    quoted_ports.sort_unstable();
+    assert_eq!(quoted_ports, (31000..31020).collect::<Vec<_>>(), "{stats}");
+}
