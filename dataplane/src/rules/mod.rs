@@ -75,6 +75,8 @@ mod table;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod translation_tests;
 
 use crate::flow::{Addr, Af, IfIndex};
 use crate::timeouts::Timeouts;
