@@ -16,6 +16,15 @@
 //!   so the figure is the export's cost to the worker (compare with the
 //!   plain runs; under `taskset -c 1` the drain thread moves to CPU 0).
 //!
+//! - `nat/{established/10k,established/1M,syn_flood}`: the same through
+//!   `pass out on wan0 nat-to 198.18.0.0/20` (source translated to a
+//!   round-robin address of the pool and a free port of 50001-65535):
+//!   established packets are rewritten (address, port, IPv4 and TCP
+//!   checksums) after the lookup hit; each flood SYN also picks an address
+//!   and a free port and inserts a state with two keys. The frames are
+//!   restored between passes, outside the measured time (the rewrite is
+//!   in place).
+//!
 //! Besides criterion's time per burst, each benchmark prints TSC cycles per
 //! packet measured with `_rdtsc` inside `iter_custom` (see
 //! `common::tsc`): the TSC ticks at the CPU's nominal frequency, so
@@ -54,6 +63,9 @@ const FLOOD_STATES: usize = 1_000_000;
 struct Frames {
     bytes: Vec<u8>,
     len: usize,
+    /// The frames as built, for benchmarks whose processing rewrites them
+    /// (NAT): restored before each pass.
+    pristine: Option<Vec<u8>>,
 }
 
 const SLOT: usize = 64;
@@ -65,7 +77,17 @@ impl Frames {
         for (i, f) in frames.enumerate() {
             bytes[i * SLOT..i * SLOT + f.len()].copy_from_slice(&f);
         }
-        Frames { bytes, len }
+        Frames {
+            bytes,
+            len,
+            pristine: None,
+        }
+    }
+
+    /// Frames that are restored to these bytes before each pass.
+    fn restored(mut self) -> Frames {
+        self.pristine = Some(self.bytes.clone());
+        self
     }
 
     /// The `BURST` frames from `at` (as the worker hands a burst over).
@@ -80,13 +102,20 @@ impl Frames {
 }
 
 fn pipeline(states: usize) -> Pipeline {
+    pipeline_with(states, "pass all\n")
+}
+
+/// The NAT benchmarks' ruleset.
+const NAT_RULES: &str = "pass in\npass out on wan0 nat-to 198.18.0.0/20\n";
+
+fn pipeline_with(states: usize, rules: &str) -> Pipeline {
     let env = RuleEnv {
         interfaces: &[("lan0", IfIndex(0)), ("wan0", IfIndex(1))],
         self_addrs: &[],
         names: &[],
     };
     // `set limit states` holds for the box: room for every state.
-    let text = format!("set limit states {states}\npass all\n");
+    let text = format!("set limit states {states}\n{rules}");
     let rules = Ruleset::compile(&text, "bench.conf", &env).expect("ruleset");
     let mut cfg = PipelineConfig::default();
     cfg.pair(CLIENT_PORT_ID, SERVER_PORT_ID);
@@ -136,6 +165,9 @@ fn run(
     while left > 0 {
         if *at + BURST > frames.len {
             refill(p);
+            if let Some(b) = &frames.pristine {
+                frames.bytes.copy_from_slice(b);
+            }
             *at = 0;
         }
         let bursts = left.min(((frames.len - *at) / BURST) as u64);
@@ -166,6 +198,106 @@ struct Bench {
     frames: Frames,
     at: usize,
     tally: CycleTally,
+}
+
+/// `n` established flows through `nat-to`, and one in-window client ACK
+/// per flow in a random order.
+fn established_nat(n: usize) -> Bench {
+    let mut p = pipeline_with(n, NAT_RULES);
+    for i in 0..n {
+        let mut syn = client_seg(i, 1000, 0, flags::SYN);
+        let v = p.process(&mut syn, CLIENT_PORT_ID, HANDSHAKE_AT);
+        assert_eq!(v, Verdict::Forward(SERVER_PORT_ID), "flow {i} SYN");
+        // The translated source, as the SYN left.
+        let nat_addr: [u8; 4] = syn[26..30].try_into().expect("IPv4 source");
+        let nat_port = u16::from_be_bytes([syn[34], syn[35]]);
+        let seg = Segment {
+            sport: SERVER_PORT,
+            dport: nat_port,
+            seq: 5000,
+            ack: 1001,
+            flags: flags::SYN | flags::ACK,
+        };
+        let mut synack = common::tcp4_frame(SERVER_V4, nat_addr, seg);
+        let v = p.process(&mut synack, SERVER_PORT_ID, HANDSHAKE_AT);
+        assert_eq!(v, Verdict::Forward(CLIENT_PORT_ID), "flow {i} SYN-ACK");
+        let mut ack = client_seg(i, 1001, 5001, flags::ACK);
+        let v = p.process(&mut ack, CLIENT_PORT_ID, HANDSHAKE_AT);
+        assert_eq!(v, Verdict::Forward(SERVER_PORT_ID), "flow {i} ACK");
+    }
+    assert_eq!(p.shard().len(), n);
+    assert_eq!(p.shard().translated_len(), n);
+    p.counters = Default::default();
+    let order = shuffled(n);
+    let frames =
+        Frames::new(order.iter().map(|&i| client_seg(i, 1001, 5001, flags::ACK))).restored();
+    Bench {
+        p,
+        frames,
+        at: 0,
+        tally: CycleTally::default(),
+    }
+}
+
+fn bench_nat(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipeline/nat");
+    g.throughput(Throughput::Elements(BURST as u64));
+    for (n, label) in [
+        (10_000usize, "established/10k"),
+        (1_000_000, "established/1M"),
+    ] {
+        let mut bench: Option<Bench> = None;
+        g.bench_function(label, |b| {
+            let s = bench.get_or_insert_with(|| established_nat(n));
+            b.iter_custom(|iters| {
+                run(
+                    &mut s.p,
+                    &mut s.frames,
+                    &mut s.at,
+                    iters,
+                    &mut s.tally,
+                    |_| {},
+                )
+            })
+        });
+        if let Some(s) = bench {
+            assert_eq!(s.p.counters.state_hits, s.tally.packets);
+            assert_eq!(s.p.counters.drops.iter().sum::<u64>(), 0);
+            s.tally.report(&format!("pipeline/nat/{label}"));
+        }
+    }
+    let mut bench: Option<Bench> = None;
+    let mut refills = 0u32;
+    g.bench_function("syn_flood", |b| {
+        let s = bench.get_or_insert_with(|| Bench {
+            p: pipeline_with(FLOOD_STATES, NAT_RULES),
+            frames: Frames::new((0..FLOOD_STATES).map(|i| client_seg(i, 1000, 0, flags::SYN)))
+                .restored(),
+            at: 0,
+            tally: CycleTally::default(),
+        });
+        b.iter_custom(|iters| {
+            run(
+                &mut s.p,
+                &mut s.frames,
+                &mut s.at,
+                iters,
+                &mut s.tally,
+                |p| {
+                    p.replace_shard(Shard::new(FLOOD_STATES, 0).expect("capacity"));
+                    refills += 1;
+                },
+            )
+        })
+    });
+    if let Some(s) = bench {
+        assert_eq!(s.p.counters.states_created, s.tally.packets);
+        assert_eq!(s.p.counters.drops.iter().sum::<u64>(), 0);
+        s.tally.report(&format!(
+            "pipeline/nat/syn_flood (shard of {FLOOD_STATES} filled {refills} times)"
+        ));
+    }
+    g.finish();
 }
 
 /// `n` established flows, and one in-window client ACK per flow in a random
@@ -382,6 +514,6 @@ fn bench_sync_on(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_established, bench_syn_flood, bench_sync_on
+    targets = bench_established, bench_syn_flood, bench_sync_on, bench_nat
 }
 criterion_main!(benches);

@@ -1101,9 +1101,9 @@ impl Pipeline {
         }
         let generation = self.shard.generation();
         for a in ahead[..n].iter_mut().flatten() {
-            a.slot = self.shard.lookup(&a.key, a.hash);
+            a.slot = self.shard.lookup_side(&a.key, a.hash);
             a.generation = generation;
-            if let Some(slot) = a.slot {
+            if let Some((slot, _)) = a.slot {
                 self.shard.prefetch_state(slot);
             }
         }
@@ -1530,10 +1530,10 @@ impl Pipeline {
             _ => passes,
         };
         let out_port = passes.verdict_port();
-        let (swapped, mut found) = match ahead {
+        let (swapped, hit) = match ahead {
             // The burst pass checked ownership and looked the flow up.
             Some(a) if a.generation == self.shard.generation() => (a.swapped, a.slot),
-            Some(a) => (a.swapped, self.shard.lookup(&a.key, a.hash)),
+            Some(a) => (a.swapped, self.shard.lookup_side(&a.key, a.hash)),
             None => {
                 let (key, swapped) = info.key();
                 let hash = key.symmetric_hash();
@@ -1544,8 +1544,13 @@ impl Pipeline {
                         return Decided(Verdict::Handoff(owner as u16));
                     }
                 }
-                (swapped, self.shard.lookup(&key, hash))
+                (swapped, self.shard.lookup_side(&key, hash))
             }
+        };
+        // Which key of a translated state the packet matched.
+        let (mut found, far) = match hit {
+            Some((slot, far)) => (Some(slot), far),
+            None => (None, false),
         };
         // The far key of a translated state another worker holds: that
         // worker decides (once; a redirected packet is never sent on).
@@ -1565,13 +1570,6 @@ impl Pipeline {
                 found = None;
             }
         }
-        // Which key of a translated state the packet matched.
-        let far = found.is_some() && self.shard.translated_len() > 0 && {
-            let (key, _) = info.key();
-            self.shard
-                .lookup_side(&key, key.symmetric_hash())
-                .is_some_and(|(_, far)| far)
-        };
         if let Some(slot) = found {
             if let Some((st, tr)) = self.shard.get_mut_translated(slot) {
                 let mut to = None;
@@ -2080,7 +2078,8 @@ struct Lookahead {
     key: FlowKey,
     swapped: bool,
     hash: u64,
-    slot: Option<SlotId>,
+    /// The state, and whether it matched by its far (translated) key.
+    slot: Option<(SlotId, bool)>,
     generation: u64,
 }
 

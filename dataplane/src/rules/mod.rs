@@ -12,12 +12,14 @@
 //! "l"]`; `anchor ["name"] <conditions> [{ rules }]` and `load anchor
 //! "name" from "file"` (or [`AnchorSource`]s given at run time); and filter
 //! rules
-//! `pass|block [drop|return|return-rst|return-icmp [(code[, code6])]|
+//! `pass|match|block [drop|return|return-rst|return-icmp [(code[, code6])]|
 //! return-icmp6 [(code6)]] [in|out] [quick] [on [!]<if>|{...}]
 //! [inet|inet6] [proto <p>|{...}] [all | from <src> [port <ops>] to <dst>
 //! [port <ops>]] [flags <a>/<b>|any] [icmp-type|icmp6-type <t> [code
 //! <c>]|{...}] [keep state [(max N, sloppy, no-sync, <timeout> <s>)] | no
-//! state] [allow-opts] [label "..."]`, where an address is also an
+//! state] [allow-opts] [nat-to|rdr-to|binat-to <pool> [port ...] [pool
+//! type] [static-port]] [tag <t>] [[!] tagged <t>] [label "..."]`, where an
+//! address is also an
 //! abbreviated network (`10/8`) or a range `a - b`, and a port name is one
 //! of OpenBSD's `/etc/services`.
 //!
@@ -52,13 +54,23 @@
 //!   the evaluation, a `quick` anchor ends it when one of its rules
 //!   matched; skip steps are computed per anchor, as pf does per ruleset;
 //! * labels are expanded per rule (`$if`, `$srcaddr`, ...) and numbered
-//!   ([`Ruleset::labels`]) so counters can be summed per label.
+//!   ([`Ruleset::labels`]) so counters can be summed per label;
+//! * a matching `match` rule sets its options (`nat-to`, `rdr-to`, `tag`)
+//!   and evaluation goes on; the deciding rule's own options win
+//!   ([`Decision::nat`], [`Decision::rdr`], [`Decision::tag`]); `tag` takes
+//!   effect at once, `tagged` compares the packet's tag (the in pass's tag
+//!   is given to the out pass, [`Ruleset::evaluate_tagged`]);
+//! * `nat-to` only on outbound rules, `rdr-to` only on inbound ones, both
+//!   needing state unless on `match` (pfctl's `rule_consistent`);
+//!   `binat-to` expands to an outbound `nat-to` and an inbound `rdr-to`
+//!   (see [`pool`] for how a pool picks addresses and ports).
 //!
 //! Deviations from pfctl, all errors rather than silent differences: a
 //! reference to an undefined table is an error (pf would create an empty
-//! table; dpf has no runtime table changes); host names, `log`, `match`,
-//! NAT, `route-to`/`reply-to`, `tag`, `modulate state`, `synproxy state`
-//! and source tracking are rejected as unsupported. Anchor names are one
+//! table; dpf has no runtime table changes); host names, `log`,
+//! `route-to`/`reply-to`, `modulate state`, `synproxy state`, `af-to`,
+//! `sticky-address`, `least-states` and source tracking are rejected as
+//! unsupported. Anchor names are one
 //! flat namespace (no `a/b` paths relative to the calling anchor).
 //!
 //! Invariants: [`Ruleset::evaluate`] neither allocates nor parses; every
