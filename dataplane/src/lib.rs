@@ -14,6 +14,7 @@ pub mod dpdk;
 pub mod export;
 pub mod flow;
 pub mod histogram;
+pub mod lpm;
 pub mod neighbor_hold;
 pub mod pipeline;
 pub mod ring;
