@@ -699,6 +699,7 @@ fn rules_text(text: &str) {
     // contents do not appear in rule text).
     let prelude: String = rs
         .tables()
+        .into_iter()
         .map(|(name, _)| format!("table <{name}> {{ 127.0.0.1 }}\n"))
         .collect();
     for i in 0..n.min(ROUND_TRIP_RULES) {

@@ -8,6 +8,9 @@
 //! dpfctl -F states                    (flush states)
 //! dpfctl carp1 [advskew N|up|down|state S], dpfctl pfsync0
 //! dpfctl -g GROUP [carpdemote N|-carpdemote N], dpfctl sysctl [name[=value]]
+//! dpfctl -s Tables                    (tables: flags, name, entries)
+//! dpfctl -t T -T show|flush|zero|expire N|add|delete|replace|test [ADDR...] [-f FILE]
+//! dpfctl -F Tables                    (delete unreferenced tables)
 //! ```
 //!
 //! Answers are read into the protocol's types (`control::ctl`); listings
@@ -17,7 +20,8 @@ use clap::{Parser, ValueEnum};
 use control::ctl::server::{call, Answer, CallError};
 use control::ctl::{
     CarpShow, GroupShow, Info, InterfaceEntry, Killed, Loaded, NeighborEntry, PfsyncShow, Request,
-    RouteEntry, RuleEntry, StateEntry,
+    RouteEntry, RuleEntry, StateEntry, TableAddrEntry, TableChanged, TableInfo, TableOp,
+    TableTested, TablesFlushed,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -52,6 +56,9 @@ enum Show {
     Carp,
     /// pfsync status and statistics.
     Pfsync,
+    /// Tables: flags (pfctl -vsT letters), name, number of entries.
+    #[value(name = "Tables", alias = "T", alias = "tables")]
+    Tables,
 }
 
 /// Control a running dpf (pfctl-style).
@@ -68,9 +75,17 @@ struct Args {
     /// states, show only states of that host.
     #[arg(short = 'k', long = "kill", value_name = "HOST")]
     kill: Vec<String>,
-    /// Flush: states.
+    /// Flush: states, Tables.
     #[arg(short = 'F', long = "flush", value_name = "WHAT")]
     flush: Option<String>,
+    /// The table a -T command works on.
+    #[arg(short = 't', long = "table", value_name = "TABLE")]
+    table: Option<String>,
+    /// A table command (pfctl -T): show, add, delete, replace, flush,
+    /// test, expire N, zero; addresses follow as words (or come from -f
+    /// FILE, one per line).
+    #[arg(short = 'T', long = "table-command", value_name = "COMMAND")]
+    table_command: Option<String>,
     /// Interface group (ifconfig -g): show it, or change its carpdemote.
     #[arg(short = 'g', long = "group", value_name = "GROUP")]
     group: Option<String>,
@@ -110,9 +125,18 @@ fn main() -> ExitCode {
     let answer = call(&args.socket, &request, Duration::from_secs(30), |items| {
         printer.items(items)
     });
+    // pfctl -T test exits 2 when not every address matches.
+    let mut exit_code = 0;
     let r = match answer {
         Ok(Answer::Streamed) => printer.end(),
-        Ok(Answer::Data(v)) => printer.whole(v),
+        Ok(Answer::Data(v)) => {
+            if let Request::TableTest { .. } = request {
+                if v.get("matched") != v.get("given") {
+                    exit_code = 2;
+                }
+            }
+            printer.whole(v)
+        }
         Err(CallError::Refused(e)) => {
             printer.abort();
             eprintln!("dpfctl: {e}");
@@ -125,7 +149,7 @@ fn main() -> ExitCode {
         }
     };
     match r {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(exit_code),
         Err(e) => {
             eprintln!("dpfctl: {e}");
             ExitCode::from(1)
@@ -140,7 +164,95 @@ fn is_ifname(w: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
+/// `-t TABLE -T COMMAND [ADDR...]` (addresses also from `-f FILE`).
+fn build_table(args: &Args) -> Result<Request, String> {
+    let (Some(table), Some(cmd)) = (&args.table, &args.table_command) else {
+        return Err(if args.table.is_some() {
+            "-t needs a -T command (show, add, delete, replace, flush, test, expire N, zero)".into()
+        } else {
+            "-T needs a table: -t TABLE".into()
+        });
+    };
+    let other = [
+        args.show.map(|_| "-s"),
+        args.flush.as_ref().map(|_| "-F"),
+        (!args.kill.is_empty()).then_some("-k"),
+        args.group.as_ref().map(|_| "-g"),
+    ];
+    if let Some(flag) = other.into_iter().flatten().next() {
+        return Err(format!("-T cannot be combined with {flag}"));
+    }
+    if let Some(w) = args.words.iter().find(|w| w.starts_with('-')) {
+        return Err(format!("unknown option '{w}' (see --help)"));
+    }
+    let mut addresses = args.words.clone();
+    if let Some(path) = &args.file {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let list = dataplane::rules::table::parse_table_text(&text)
+            .map_err(|(line, col, e)| format!("{}:{line}:{col}: {e}", path.display()))?;
+        addresses.extend(list.into_iter().map(|(a, _, _)| a.to_string()));
+    }
+    let table = table.clone();
+    let no_words = |what: &str| -> Result<(), String> {
+        match addresses.first() {
+            Some(w) => Err(format!("-T {what} takes no addresses (got '{w}')")),
+            None => Ok(()),
+        }
+    };
+    let change = |op: TableOp, addresses: Vec<String>| Request::TableChange {
+        table: table.clone(),
+        op,
+        addresses,
+    };
+    match cmd.as_str() {
+        "show" => {
+            no_words("show")?;
+            Ok(Request::TableShow {
+                table: table.clone(),
+            })
+        }
+        "test" => {
+            if addresses.is_empty() {
+                return Err("-T test needs addresses".into());
+            }
+            Ok(Request::TableTest {
+                table: table.clone(),
+                addresses,
+            })
+        }
+        "add" | "delete" | "replace" => {
+            if addresses.is_empty() && cmd != "replace" {
+                return Err(format!("-T {cmd} needs addresses (words or -f FILE)"));
+            }
+            let op = match cmd.as_str() {
+                "add" => TableOp::Add,
+                "delete" => TableOp::Delete,
+                _ => TableOp::Replace,
+            };
+            Ok(change(op, addresses))
+        }
+        "flush" => no_words("flush").map(|()| change(TableOp::Flush, Vec::new())),
+        "zero" => no_words("zero").map(|()| change(TableOp::Zero, Vec::new())),
+        "expire" => match addresses.as_slice() {
+            [n] => {
+                let seconds = n
+                    .parse::<u64>()
+                    .map_err(|_| format!("-T expire: '{n}' is not a number of seconds"))?;
+                Ok(change(TableOp::Expire { seconds }, Vec::new()))
+            }
+            _ => Err("-T expire takes one number of seconds".into()),
+        },
+        "kill" | "load" => Err(format!("-T {cmd} is not supported by dpf")),
+        other => Err(format!(
+            "unknown -T command '{other}' (show, add, delete, replace, flush, test, expire N, zero)"
+        )),
+    }
+}
+
 fn build(args: &Args) -> Result<Request, String> {
+    if args.table.is_some() || args.table_command.is_some() {
+        return build_table(args);
+    }
     // Words come after -g, or alone (carp1 ..., pfsync0, sysctl ...);
     // anything else is a mistake to name, never an interface.
     if let Some(w) = args
@@ -220,7 +332,8 @@ fn build(args: &Args) -> Result<Request, String> {
     if let Some(what) = &args.flush {
         return match what.as_str() {
             "states" | "state" => Ok(Request::FlushStates),
-            other => Err(format!("-F {other}: can flush 'states'")),
+            "Tables" | "T" => Ok(Request::FlushTables),
+            other => Err(format!("-F {other}: can flush 'states' or 'Tables'")),
         };
     }
     if let Some(what) = args.show {
@@ -238,6 +351,7 @@ fn build(args: &Args) -> Result<Request, String> {
             Show::Neighbors => Request::ShowNeighbors,
             Show::Carp => Request::ShowCarp { name: None },
             Show::Pfsync => Request::ShowPfsync,
+            Show::Tables => Request::ShowTables,
         });
     }
     match args.kill.as_slice() {
@@ -347,6 +461,14 @@ impl<'a> Printer<'a> {
                         r.evaluations, r.packets, r.bytes, r.states_created
                     )
                 })
+            }
+            Request::TableShow { .. } => {
+                let e: TableAddrEntry = typed(item)?;
+                // pfctl's print_addrx: two columns, then '!' or ' '.
+                match e.address.strip_prefix('!') {
+                    Some(a) => writeln!(o, "  !{a}"),
+                    None => writeln!(o, "   {}", e.address),
+                }
             }
             Request::ShowNeighbors => {
                 let n: NeighborEntry = typed(item)?;
@@ -548,11 +670,78 @@ fn print_text(o: &mut impl Write, request: &Request, d: Value) -> Result<(), Str
             let k: Killed = typed(d)?;
             w(writeln!(o, "killed {} states", k.killed))?;
         }
+        Request::ShowTables => {
+            let list: Vec<TableInfo> = typed(d)?;
+            for t in list {
+                w(writeln!(
+                    o,
+                    "{}\t{}\t{} addresses",
+                    t.flags, t.name, t.addresses
+                ))?;
+            }
+        }
+        Request::FlushTables => {
+            let f: TablesFlushed = typed(d)?;
+            w(writeln!(o, "{} tables deleted.", f.deleted))?;
+        }
+        Request::TableTest { .. } => {
+            let t: TableTested = typed(d)?;
+            for r in &t.results {
+                let entry = r.entry.as_deref().unwrap_or("no entry");
+                let m = if r.matched { "M" } else { " " };
+                w(writeln!(o, "{m} {} ({entry})", r.address))?;
+            }
+            w(writeln!(o, "{}/{} addresses match.", t.matched, t.given))?;
+        }
+        Request::TableChange { op, .. } => {
+            let c: TableChanged = typed(d)?;
+            print_table_change(o, op, &c)?;
+        }
         // Listings are streamed; a one-line answer to one is unexpected
         // but printed as it is.
-        Request::ShowStates { .. } | Request::ShowRules | Request::ShowNeighbors => {
+        Request::ShowStates { .. }
+        | Request::ShowRules
+        | Request::ShowNeighbors
+        | Request::TableShow { .. } => {
             w(writeln!(o, "{d}"))?;
         }
+    }
+    Ok(())
+}
+
+/// pfctl's messages for a table change.
+fn print_table_change(o: &mut impl Write, op: &TableOp, c: &TableChanged) -> Result<(), String> {
+    let w = |r: std::io::Result<()>| r.map_err(|e| e.to_string());
+    if c.created {
+        w(writeln!(o, "1 table created."))?;
+    }
+    match op {
+        TableOp::Add => w(writeln!(o, "{}/{} addresses added.", c.added, c.given))?,
+        TableOp::Delete => w(writeln!(o, "{}/{} addresses deleted.", c.deleted, c.given))?,
+        TableOp::Replace => {
+            if c.added > 0 {
+                w(writeln!(o, "{} addresses added.", c.added))?;
+            }
+            if c.deleted > 0 {
+                w(writeln!(o, "{} addresses deleted.", c.deleted))?;
+            }
+            if c.changed > 0 {
+                w(writeln!(o, "{} addresses changed.", c.changed))?;
+            }
+            if c.added + c.deleted + c.changed == 0 {
+                w(writeln!(o, "no changes."))?;
+            }
+        }
+        TableOp::Flush => w(writeln!(o, "{} addresses deleted.", c.deleted))?,
+        TableOp::Expire { .. } => w(writeln!(o, "{}/{} addresses expired.", c.deleted, c.given))?,
+        TableOp::Zero => w(writeln!(o, "1 table/stats cleared."))?,
+    }
+    if c.conflicts > 0 {
+        w(writeln!(
+            o,
+            "{} addresses left alone: the table has them with the other negation.",
+            c.conflicts
+        ))?;
     }
     Ok(())
 }
