@@ -59,7 +59,7 @@ impl Leaf {
 
     /// The prefix length (0 for none).
     #[inline]
-    pub fn len(self) -> u8 {
+    pub fn prefix_len(self) -> u8 {
         (self.0.saturating_sub(1) >> 1) as u8
     }
 
@@ -183,7 +183,7 @@ impl Node {
     fn fill(&mut self, net: u128, len: u8, leaf: Leaf) {
         for s in self.span(net, len) {
             let slot = self.slot_mut(s as u8);
-            if slot.leaf.is_none() || slot.leaf.len() <= len {
+            if slot.leaf.is_none() || slot.leaf.prefix_len() <= len {
                 slot.leaf = leaf;
             }
         }
@@ -196,7 +196,7 @@ impl Node {
             let s = s as u8;
             let Some(i) = self.find(s) else { continue };
             let slot = &mut self.slots[i];
-            if !slot.leaf.is_none() && slot.leaf.len() == len {
+            if !slot.leaf.is_none() && slot.leaf.prefix_len() == len {
                 slot.leaf = replacement;
                 if slot.leaf.is_none() && slot.child.is_none() {
                     self.remove_slot(s);
@@ -416,7 +416,7 @@ mod tests {
             for neg in [false, true] {
                 let l = Leaf::new(len, neg);
                 assert!(!l.is_none());
-                assert_eq!((l.len(), l.negated(), l.matches()), (len, neg, !neg));
+                assert_eq!((l.prefix_len(), l.negated(), l.matches()), (len, neg, !neg));
             }
         }
         assert!(Leaf::NONE.is_none() && !Leaf::NONE.matches() && !Leaf::NONE.negated());

@@ -189,7 +189,7 @@ fn build_table(args: &Args) -> Result<Request, String> {
     if let Some(path) = &args.file {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let list = dataplane::rules::table::parse_table_text(&text)
-            .map_err(|(line, col, e)| format!("{}:{line}:{col}: {e}", path.display()))?;
+            .map_err(|e| format!("{}:{e}", path.display()))?;
         addresses.extend(list.into_iter().map(|(a, _, _)| a.to_string()));
     }
     let table = table.clone();

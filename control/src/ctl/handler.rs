@@ -688,8 +688,9 @@ impl Control<'_> {
                 return Err(format!("{a}: -T test takes addresses, not networks"));
             }
             let leaf = t.lookup(addr.af, addr.net);
-            let entry = (!leaf.is_none())
-                .then(|| TableAddr::new(addr.af, addr.net, leaf.len(), leaf.negated()).to_string());
+            let entry = (!leaf.is_none()).then(|| {
+                TableAddr::new(addr.af, addr.net, leaf.prefix_len(), leaf.negated()).to_string()
+            });
             out.given += 1;
             out.matched += u64::from(leaf.matches());
             out.results.push(TableTestResult {

@@ -542,11 +542,11 @@ fn table_entries(ctx: &Ctx<'_>, t: &super::parser::TableDef) -> Result<Vec<Table
     }
     for (path, pos) in &t.files {
         let (shown, text) = read_table_file(ctx.file, path).map_err(|m| ctx.err(*pos, m))?;
-        let addrs = parse_table_text(&text).map_err(|(line, col, msg)| RuleError {
+        let addrs = parse_table_text(&text).map_err(|e| RuleError {
             file: shown.clone(),
-            line,
-            col,
-            msg,
+            line: e.line,
+            col: e.col,
+            msg: e.msg,
         })?;
         for (a, line, col) in addrs {
             push(a, &|msg| RuleError {

@@ -42,7 +42,8 @@
 //!
 //! Deviations from pfctl, all errors rather than silent differences: a
 //! reference to an undefined table is an error (pf would create an empty
-//! table; dpf has no runtime table changes); host names, interface
+//! table, which hides a typo; define it `table <t> persist` to feed it at
+//! run time); host names, interface
 //! addresses `(if)`/`if:network`, `match`, anchors, NAT, `modulate state`,
 //! `synproxy state` and source tracking are rejected as unsupported.
 //!

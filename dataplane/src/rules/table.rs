@@ -170,7 +170,7 @@ fn abbreviated_v4(s: &str) -> Option<std::net::Ipv4Addr> {
 /// separated by white space, `#` (or `;` at the start of a word) comments
 /// to the end of the line, as pfctl reads them. The first bad word is the
 /// error, with its position.
-pub fn parse_table_text(text: &str) -> Result<Vec<(TableAddr, u32, u32)>, (u32, u32, String)> {
+pub fn parse_table_text(text: &str) -> Result<Vec<(TableAddr, u32, u32)>, TableTextError> {
     let mut out = Vec::new();
     for (ln, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("");
@@ -185,11 +185,27 @@ pub fn parse_table_text(text: &str) -> Result<Vec<(TableAddr, u32, u32)>, (u32, 
             if w.starts_with(';') {
                 break;
             }
-            let a = parse_table_addr(w).map_err(|e| (ln as u32 + 1, start as u32 + 1, e))?;
+            let a = parse_table_addr(w).map_err(|msg| TableTextError {
+                line: ln as u32 + 1,
+                col: start as u32 + 1,
+                msg,
+            })?;
             out.push((a, ln as u32 + 1, start as u32 + 1));
         }
     }
     Ok(out)
+}
+
+/// A bad word of a table file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{line}:{col}: {msg}")]
+pub struct TableTextError {
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column (characters).
+    pub col: u32,
+    /// What is wrong.
+    pub msg: String,
 }
 
 /// A table's flags, as `pfctl -s Tables -v` shows them.
@@ -342,7 +358,7 @@ impl Table {
         self.hosts = [0; 2];
         // Longest first: each slot is written once by its winner.
         let mut order: Vec<TableAddr> = self.entries.iter().map(|e| e.addr).collect();
-        order.sort_by(|a, b| b.len.cmp(&a.len));
+        order.sort_by_key(|a| std::cmp::Reverse(a.len));
         for a in order {
             self.lpm_mut(a.af)
                 .insert(a.net, a.len, Leaf::new(a.len, a.negated));
@@ -498,9 +514,9 @@ impl Table {
             return Err(TableError::Const(self.name.clone()));
         }
         let mut counts = ChangeCounts::default();
-        let mut t = self.clone();
         match change {
             TableChange::Zero => {
+                let mut t = self.clone();
                 t.cleared = now_s;
                 for e in &mut t.entries {
                     e.tzero = now_s;
@@ -508,8 +524,8 @@ impl Table {
                 return Ok((t, counts));
             }
             TableChange::Flush => {
-                counts.deleted = t.entries.len() as u64;
-                t.entries.clear();
+                counts.deleted = self.entries.len() as u64;
+                let mut t = self.with_entries(Vec::new());
                 t.rebuild_tries();
                 return Ok((t, counts));
             }
@@ -580,29 +596,46 @@ impl Table {
             TableChange::Zero | TableChange::Flush => {}
         }
         if remove.is_empty() && flip.is_empty() && add.is_empty() {
-            return Ok((t, counts));
+            return Ok((self.clone(), counts));
         }
-        // The new entry list.
-        let mut keep = vec![true; self.entries.len()];
+        // The new entry list, in one pass over the old one (the one copy
+        // of the list a change costs).
+        const KEEP: u8 = 0;
+        const DROP: u8 = 1;
+        const FLIP: u8 = 2;
+        let mut fate = vec![KEEP; self.entries.len()];
         for &i in &remove {
-            keep[i] = false;
-        }
-        let mut entries: Vec<TableEntry> = Vec::with_capacity(self.entries.len() + add.len());
-        for (i, e) in self.entries.iter().enumerate() {
-            if keep[i] {
-                entries.push(*e);
-            }
+            fate[i] = DROP;
         }
         for &i in &flip {
-            let k = self.entries[i].addr.key();
-            if let Ok(j) = entries.binary_search_by(|e| e.addr.key().cmp(&k)) {
-                entries[j].addr.negated = !entries[j].addr.negated;
-                entries[j].tzero = now_s;
-            }
+            fate[i] = FLIP;
         }
         add.sort_by_key(|a| a.key());
-        entries = merge_sorted(entries, &add, now_s);
-        t.entries = entries;
+        let mut entries: Vec<TableEntry> = Vec::with_capacity(self.entries.len() + add.len());
+        let mut adds = add.iter().peekable();
+        for (e, f) in self.entries.iter().zip(&fate) {
+            while let Some(n) = adds.next_if(|n| n.key() < e.addr.key()) {
+                entries.push(TableEntry {
+                    addr: *n,
+                    tzero: now_s,
+                });
+            }
+            match *f {
+                DROP => {}
+                FLIP => {
+                    let mut e = *e;
+                    e.addr.negated = !e.addr.negated;
+                    e.tzero = now_s;
+                    entries.push(e);
+                }
+                _ => entries.push(*e),
+            }
+        }
+        entries.extend(adds.map(|n| TableEntry {
+            addr: *n,
+            tzero: now_s,
+        }));
+        let mut t = self.with_entries(entries);
         let work = remove.len() + flip.len() + add.len();
         if work > t.entries.len() / 4 + 64 {
             // A large change: building afresh is cheaper than patching.
@@ -632,6 +665,20 @@ impl Table {
         }
         t.recount_hosts();
         Ok((t, counts))
+    }
+
+    /// This table's name, flags, time and tries with another entry list
+    /// (the caller makes the tries agree).
+    fn with_entries(&self, entries: Vec<TableEntry>) -> Table {
+        Table {
+            name: self.name.clone(),
+            flags: self.flags,
+            v4: self.v4.clone(),
+            v6: self.v6.clone(),
+            entries,
+            cleared: self.cleared,
+            hosts: self.hosts,
+        }
     }
 
     fn index_of(&self, a: &TableAddr) -> Option<usize> {
@@ -679,34 +726,6 @@ fn sorted_entries(list: &[TableAddr], now_s: u64) -> Vec<TableEntry> {
     v.sort_by_key(|e| e.addr.key());
     v.dedup_by_key(|e| e.addr.key());
     v
-}
-
-/// Merges sorted `add` (keys absent from `old`) into sorted `old`.
-fn merge_sorted(old: Vec<TableEntry>, add: &[TableAddr], now_s: u64) -> Vec<TableEntry> {
-    if add.is_empty() {
-        return old;
-    }
-    let mut out = Vec::with_capacity(old.len() + add.len());
-    let mut a = add.iter().peekable();
-    for e in old {
-        while let Some(n) = a.peek() {
-            if n.key() < e.addr.key() {
-                out.push(TableEntry {
-                    addr: **n,
-                    tzero: now_s,
-                });
-                a.next();
-            } else {
-                break;
-            }
-        }
-        out.push(e);
-    }
-    out.extend(a.map(|n| TableEntry {
-        addr: *n,
-        tzero: now_s,
-    }));
-    out
 }
 
 /// The tables of a ruleset as the workers see them: the ruleset's own
@@ -1002,8 +1021,8 @@ mod tests {
             ]
         );
         let e = parse_table_text("10.0.0.1\n\n  10.0.0.300\n").unwrap_err();
-        assert_eq!((e.0, e.1), (3, 3));
-        assert!(e.2.contains("10.0.0.300"), "{}", e.2);
+        assert_eq!((e.line, e.col), (3, 3));
+        assert!(e.msg.contains("10.0.0.300"), "{}", e.msg);
     }
 
     #[test]
