@@ -15,6 +15,7 @@ pub mod dpdk;
 pub mod export;
 pub mod flow;
 pub mod histogram;
+pub mod lpm;
 pub mod nat;
 pub mod neighbor_hold;
 pub mod pipeline;

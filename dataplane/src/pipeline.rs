@@ -279,6 +279,10 @@ impl PipelineConfig {
 pub struct Pipeline {
     config: PipelineConfig,
     rules: Arc<Ruleset>,
+    /// The ruleset's tables as of the start of the current burst, and the
+    /// table epoch they were taken at (tables change without a reload).
+    tables: Arc<crate::rules::table::TableSet>,
+    tables_epoch: u64,
     /// The rulesets replaced by the last reloads, newest first (at most
     /// [`RECENT_RULESETS`]).
     recent_rules: Vec<Arc<Ruleset>>,
@@ -343,9 +347,13 @@ impl Pipeline {
             ^ k[5].rotate_left(17)
             ^ (config.worker as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
             | 1;
+        let tables_epoch = rules.table_epoch();
+        let tables = rules.table_set();
         Pipeline {
             config,
             rules,
+            tables,
+            tables_epoch,
             recent_rules: Vec::with_capacity(RECENT_RULESETS),
             rule_counters,
             shard,
@@ -885,6 +893,8 @@ impl Pipeline {
         self.rule_counters
             .resize(rules.len(), RuleCounters::default());
         let old = std::mem::replace(&mut self.rules, rules);
+        self.tables_epoch = self.rules.table_epoch();
+        self.tables = self.rules.table_set();
         if !Arc::ptr_eq(&old, &self.rules) {
             self.recent_rules.truncate(RECENT_RULESETS - 1);
             self.recent_rules.insert(0, old);
@@ -1004,6 +1014,7 @@ impl Pipeline {
     /// rewritten in place. Counts the verdict.
     #[inline]
     pub fn process(&mut self, frame: &mut [u8], in_port: u16, now: Instant) -> Verdict {
+        self.refresh_tables();
         self.process_at(frame, in_port, now, 0)
     }
 
@@ -1035,6 +1046,7 @@ impl Pipeline {
         verdicts: &mut [Verdict],
     ) {
         let n = frames.len().min(verdicts.len()).min(MAX_BURST);
+        self.refresh_tables();
         if self.shard.len() < self.lookahead_min_states {
             for (i, (frame, verdict)) in frames[..n].iter_mut().zip(verdicts.iter_mut()).enumerate()
             {
@@ -1046,6 +1058,17 @@ impl Pipeline {
         for v in verdicts.iter_mut().skip(n) {
             *v = Verdict::Drop(DropReason::Unclassified);
             self.count(*v);
+        }
+    }
+
+    /// Takes the ruleset's tables anew if they changed since the last
+    /// burst: one atomic load when they did not.
+    #[inline]
+    fn refresh_tables(&mut self) {
+        let epoch = self.rules.table_epoch();
+        if epoch != self.tables_epoch {
+            self.tables_epoch = epoch;
+            self.tables = self.rules.table_set();
         }
     }
 
@@ -1717,7 +1740,9 @@ impl Pipeline {
         if let Some(p) = in_port {
             pkt.ifindex = IfIndex(p);
             pkt.dir = Direction::In;
-            let d = self.rules.evaluate_tagged(&pkt, 0, &mut self.rule_counters);
+            let d = self
+                .rules
+                .evaluate_with(&pkt, &self.tables, 0, &mut self.rule_counters);
             if d.action == Action::Block {
                 return Blocked(d.return_mode);
             }
@@ -1754,7 +1779,7 @@ impl Pipeline {
             pkt.dir = Direction::Out;
             let d = self
                 .rules
-                .evaluate_tagged(&pkt, tag, &mut self.rule_counters);
+                .evaluate_with(&pkt, &self.tables, tag, &mut self.rule_counters);
             if d.action == Action::Block {
                 return Blocked(d.return_mode);
             }

@@ -10,6 +10,9 @@
 //! dpfctl -F states|rules|all, dpfctl -z (zero rule and label counters)
 //! dpfctl carp1 [advskew N|up|down|state S], dpfctl pfsync0
 //! dpfctl -g GROUP [carpdemote N|-carpdemote N], dpfctl sysctl [name[=value]]
+//! dpfctl -s Tables                    (tables: flags, name, entries)
+//! dpfctl -t T -T show|flush|zero|expire N|add|delete|replace|test [ADDR...] [-f FILE]
+//! dpfctl -F Tables                    (delete unreferenced tables)
 //! ```
 //!
 //! Flags combine as pfctl's do (`-sr`, `-vvsr`, `-ss -v`); an unknown flag
@@ -22,7 +25,8 @@ use clap::{ArgAction, Parser, ValueEnum};
 use control::ctl::server::{call, Answer, CallError};
 use control::ctl::{
     CarpShow, GroupShow, Info, InterfaceEntry, Killed, LabelEntry, LimitEntry, Loaded,
-    NeighborEntry, PfsyncShow, Request, RouteEntry, RuleEntry, StateEntry,
+    NeighborEntry, PfsyncShow, Request, RouteEntry, RuleEntry, StateEntry, TableAddrEntry,
+    TableChanged, TableInfo, TableOp, TableTested, TablesFlushed,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -53,9 +57,6 @@ enum Show {
     /// Limits (pfctl -sm).
     #[value(alias = "m")]
     Memory,
-    /// Tables (pfctl -sT): not in this dpf yet.
-    #[value(name = "Tables", alias = "T")]
-    Tables,
     /// Ports: driver, MAC, link, addresses, packet counters.
     #[value(alias = "I")]
     Interfaces,
@@ -69,6 +70,9 @@ enum Show {
     Carp,
     /// pfsync status and statistics.
     Pfsync,
+    /// Tables: flags (pfctl -vsT letters), name, number of entries.
+    #[value(name = "Tables", alias = "T", alias = "tables")]
+    Tables,
 }
 
 /// Control a running dpf (pfctl-style).
@@ -85,7 +89,7 @@ struct Args {
     /// states, show only states of that host.
     #[arg(short = 'k', long = "kill", value_name = "HOST")]
     kill: Vec<String>,
-    /// Flush: rules, states or all.
+    /// Flush: rules, states, Tables or all.
     #[arg(short = 'F', long = "flush", value_name = "WHAT")]
     flush: Option<String>,
     /// Verbose (twice: more), for -s rules and -s states.
@@ -97,6 +101,14 @@ struct Args {
     /// The anchor -f, -s rules and -F rules act on.
     #[arg(short = 'a', long = "anchor", value_name = "ANCHOR")]
     anchor: Option<String>,
+    /// The table a -T command works on.
+    #[arg(short = 't', long = "table", value_name = "TABLE")]
+    table: Option<String>,
+    /// A table command (pfctl -T): show, add, delete, replace, flush,
+    /// test, expire N, zero; addresses follow as words (or come from -f
+    /// FILE, one per line).
+    #[arg(short = 'T', long = "table-command", value_name = "COMMAND")]
+    table_command: Option<String>,
     /// Interface group (ifconfig -g): show it, or change its carpdemote.
     #[arg(short = 'g', long = "group", value_name = "GROUP")]
     group: Option<String>,
@@ -147,9 +159,18 @@ fn run(args: &Args, request: &Request) -> ExitCode {
     let answer = call(&args.socket, request, Duration::from_secs(30), |items| {
         printer.items(items)
     });
+    // pfctl -T test exits 2 when not every address matches.
+    let mut exit_code = 0;
     let r = match answer {
         Ok(Answer::Streamed) => printer.end(),
-        Ok(Answer::Data(v)) => printer.whole(v),
+        Ok(Answer::Data(v)) => {
+            if let Request::TableTest { .. } = request {
+                if v.get("matched") != v.get("given") {
+                    exit_code = 2;
+                }
+            }
+            printer.whole(v)
+        }
         Err(CallError::Refused(e)) => {
             printer.abort();
             eprintln!("dpfctl: {e}");
@@ -162,7 +183,7 @@ fn run(args: &Args, request: &Request) -> ExitCode {
         }
     };
     match r {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(exit_code),
         Err(e) => {
             eprintln!("dpfctl: {e}");
             ExitCode::from(1)
@@ -177,8 +198,96 @@ fn is_ifname(w: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
+/// `-t TABLE -T COMMAND [ADDR...]` (addresses also from `-f FILE`).
+fn build_table(args: &Args) -> Result<Request, String> {
+    let (Some(table), Some(cmd)) = (&args.table, &args.table_command) else {
+        return Err(if args.table.is_some() {
+            "-t needs a -T command (show, add, delete, replace, flush, test, expire N, zero)".into()
+        } else {
+            "-T needs a table: -t TABLE".into()
+        });
+    };
+    let other = [
+        args.show.map(|_| "-s"),
+        args.flush.as_ref().map(|_| "-F"),
+        (!args.kill.is_empty()).then_some("-k"),
+        args.group.as_ref().map(|_| "-g"),
+    ];
+    if let Some(flag) = other.into_iter().flatten().next() {
+        return Err(format!("-T cannot be combined with {flag}"));
+    }
+    if let Some(w) = args.words.iter().find(|w| w.starts_with('-')) {
+        return Err(format!("unknown option '{w}' (see --help)"));
+    }
+    let mut addresses = args.words.clone();
+    if let Some(path) = &args.file {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let list = dataplane::rules::table::parse_table_text(&text)
+            .map_err(|e| format!("{}:{e}", path.display()))?;
+        addresses.extend(list.into_iter().map(|(a, _, _)| a.to_string()));
+    }
+    let table = table.clone();
+    let no_words = |what: &str| -> Result<(), String> {
+        match addresses.first() {
+            Some(w) => Err(format!("-T {what} takes no addresses (got '{w}')")),
+            None => Ok(()),
+        }
+    };
+    let change = |op: TableOp, addresses: Vec<String>| Request::TableChange {
+        table: table.clone(),
+        op,
+        addresses,
+    };
+    match cmd.as_str() {
+        "show" => {
+            no_words("show")?;
+            Ok(Request::TableShow {
+                table: table.clone(),
+            })
+        }
+        "test" => {
+            if addresses.is_empty() {
+                return Err("-T test needs addresses".into());
+            }
+            Ok(Request::TableTest {
+                table: table.clone(),
+                addresses,
+            })
+        }
+        "add" | "delete" | "replace" => {
+            if addresses.is_empty() && cmd != "replace" {
+                return Err(format!("-T {cmd} needs addresses (words or -f FILE)"));
+            }
+            let op = match cmd.as_str() {
+                "add" => TableOp::Add,
+                "delete" => TableOp::Delete,
+                _ => TableOp::Replace,
+            };
+            Ok(change(op, addresses))
+        }
+        "flush" => no_words("flush").map(|()| change(TableOp::Flush, Vec::new())),
+        "zero" => no_words("zero").map(|()| change(TableOp::Zero, Vec::new())),
+        "expire" => match addresses.as_slice() {
+            [n] => {
+                let seconds = n
+                    .parse::<u64>()
+                    .map_err(|_| format!("-T expire: '{n}' is not a number of seconds"))?;
+                Ok(change(TableOp::Expire { seconds }, Vec::new()))
+            }
+            _ => Err("-T expire takes one number of seconds".into()),
+        },
+        "kill" | "load" => Err(format!("-T {cmd} is not supported by dpf")),
+        other => Err(format!(
+            "unknown -T command '{other}' (show, add, delete, replace, flush, test, expire N, zero)"
+        )),
+    }
+}
+
 /// The requests a command line makes, in order (most make one).
 fn build(args: &Args) -> Result<Vec<Request>, String> {
+    if args.table.is_some() || args.table_command.is_some() {
+        return build_table(args).map(|r| vec![r]);
+    }
     // Words come after -g, or alone (carp1 ..., pfsync0, sysctl ...);
     // anything else is a mistake to name, never an interface.
     if let Some(w) = args
@@ -342,11 +451,11 @@ fn build_one(args: &Args) -> Result<Vec<Request>, String> {
         return match what.as_str() {
             "rules" | "r" => Ok(vec![rules]),
             "states" | "state" | "s" => Ok(vec![Request::FlushStates]),
-            "all" | "a" => Ok(vec![rules, Request::FlushStates]),
-            "Tables" | "T" => {
-                Err("-F Tables: this dpf has no run-time tables (not supported yet)".into())
-            }
-            other => Err(format!("-F {other}: can flush rules, states or all")),
+            "Tables" | "T" => Ok(vec![Request::FlushTables]),
+            "all" | "a" => Ok(vec![rules, Request::FlushStates, Request::FlushTables]),
+            other => Err(format!(
+                "-F {other}: can flush rules, states, Tables or all"
+            )),
         };
     }
     if let Some(what) = args.show {
@@ -365,9 +474,7 @@ fn build_one(args: &Args) -> Result<Vec<Request>, String> {
             Show::Labels => Request::ShowLabels,
             Show::Timeouts => Request::ShowTimeouts,
             Show::Memory => Request::ShowMemory,
-            Show::Tables => {
-                return Err("-s Tables: this dpf has no run-time tables (not supported yet)".into())
-            }
+            Show::Tables => Request::ShowTables,
             Show::Interfaces => Request::ShowInterfaces,
             Show::Routes => Request::ShowRoutes,
             Show::Neighbors => Request::ShowNeighbors,
@@ -557,6 +664,14 @@ impl<'a> Printer<'a> {
                         r.states_created
                     )
                 })
+            }
+            Request::TableShow { .. } => {
+                let e: TableAddrEntry = typed(item)?;
+                // pfctl's print_addrx: two columns, then '!' or ' '.
+                match e.address.strip_prefix('!') {
+                    Some(a) => writeln!(o, "  !{a}"),
+                    None => writeln!(o, "   {}", e.address),
+                }
             }
             Request::ShowNeighbors => {
                 let n: NeighborEntry = typed(item)?;
@@ -808,11 +923,78 @@ fn print_text(o: &mut impl Write, request: &Request, d: Value) -> Result<(), Str
                 w(writeln!(o, "{:<14} hard limit {:>8}", t.name, t.value))?;
             }
         }
+        Request::ShowTables => {
+            let list: Vec<TableInfo> = typed(d)?;
+            for t in list {
+                w(writeln!(
+                    o,
+                    "{}\t{}\t{} addresses",
+                    t.flags, t.name, t.addresses
+                ))?;
+            }
+        }
+        Request::FlushTables => {
+            let f: TablesFlushed = typed(d)?;
+            w(writeln!(o, "{} tables deleted.", f.deleted))?;
+        }
+        Request::TableTest { .. } => {
+            let t: TableTested = typed(d)?;
+            for r in &t.results {
+                let entry = r.entry.as_deref().unwrap_or("no entry");
+                let m = if r.matched { "M" } else { " " };
+                w(writeln!(o, "{m} {} ({entry})", r.address))?;
+            }
+            w(writeln!(o, "{}/{} addresses match.", t.matched, t.given))?;
+        }
+        Request::TableChange { op, .. } => {
+            let c: TableChanged = typed(d)?;
+            print_table_change(o, op, &c)?;
+        }
         // Listings are streamed; a one-line answer to one is unexpected
         // but printed as it is.
-        Request::ShowStates { .. } | Request::ShowRules | Request::ShowNeighbors => {
+        Request::ShowStates { .. }
+        | Request::ShowRules
+        | Request::ShowNeighbors
+        | Request::TableShow { .. } => {
             w(writeln!(o, "{d}"))?;
         }
+    }
+    Ok(())
+}
+
+/// pfctl's messages for a table change.
+fn print_table_change(o: &mut impl Write, op: &TableOp, c: &TableChanged) -> Result<(), String> {
+    let w = |r: std::io::Result<()>| r.map_err(|e| e.to_string());
+    if c.created {
+        w(writeln!(o, "1 table created."))?;
+    }
+    match op {
+        TableOp::Add => w(writeln!(o, "{}/{} addresses added.", c.added, c.given))?,
+        TableOp::Delete => w(writeln!(o, "{}/{} addresses deleted.", c.deleted, c.given))?,
+        TableOp::Replace => {
+            if c.added > 0 {
+                w(writeln!(o, "{} addresses added.", c.added))?;
+            }
+            if c.deleted > 0 {
+                w(writeln!(o, "{} addresses deleted.", c.deleted))?;
+            }
+            if c.changed > 0 {
+                w(writeln!(o, "{} addresses changed.", c.changed))?;
+            }
+            if c.added + c.deleted + c.changed == 0 {
+                w(writeln!(o, "no changes."))?;
+            }
+        }
+        TableOp::Flush => w(writeln!(o, "{} addresses deleted.", c.deleted))?,
+        TableOp::Expire { .. } => w(writeln!(o, "{}/{} addresses expired.", c.deleted, c.given))?,
+        TableOp::Zero => w(writeln!(o, "1 table/stats cleared."))?,
+    }
+    if c.conflicts > 0 {
+        w(writeln!(
+            o,
+            "{} addresses left alone: the table has them with the other negation.",
+            c.conflicts
+        ))?;
     }
     Ok(())
 }

@@ -13,7 +13,8 @@
 use super::server::{Service, Start, Step};
 use super::{
     Info, InterfaceEntry, Killed, LabelEntry, LimitEntry, Loaded, NeighborEntry, PeerWindow,
-    Request, Response, RouteEntry, RuleEntry, SocketStats, StateEntry,
+    Request, Response, RouteEntry, RuleEntry, SocketStats, StateEntry, TableAddrEntry,
+    TableChanged, TableInfo, TableOp, TableTestResult, TableTested, TablesFlushed,
 };
 use crate::config::Config;
 use dataplane::command::{
@@ -22,6 +23,9 @@ use dataplane::command::{
 use dataplane::counters::{DropReason, SharedCounters};
 use dataplane::dpdk::Port;
 use dataplane::flow::{Addr, Af};
+use dataplane::rules::table::{
+    check_table_name, parse_table_addr, Table, TableAddr, TableChange, TableFlags,
+};
 use dataplane::rules::{AnchorSource, FsFiles, RuleCounters, Ruleset};
 use dataplane::snapshot::Snapshot;
 use dataplane::state::State;
@@ -135,6 +139,12 @@ enum JobKind {
     },
     /// A listing the control thread made itself, sent in chunks.
     Items(std::vec::IntoIter<Value>),
+    /// A table's entries, read from the table as it was when asked (a
+    /// change meanwhile publishes a new table; this one stays whole).
+    Table {
+        table: Arc<Table>,
+        next: usize,
+    },
 }
 
 impl Service for Control<'_> {
@@ -216,6 +226,21 @@ impl Service for Control<'_> {
                     failed: None,
                 })
             }
+            Request::TableShow { table } => {
+                let set = self.rules.load().table_set();
+                let Some((_, t)) = set.find(&table) else {
+                    return Start::Answer(Response::err(format!("table <{table}> does not exist")));
+                };
+                return Start::Stream(Job {
+                    kind: JobKind::Table {
+                        table: Arc::clone(t),
+                        next: 0,
+                    },
+                    tickets: Vec::new(),
+                    waiting_since: None,
+                    failed: None,
+                });
+            }
             other => return Start::Answer(self.handle(other)),
         };
         let mut failed = None;
@@ -281,6 +306,24 @@ impl Service for Control<'_> {
                 Step::Items(items)
             };
         }
+        if let JobKind::Table { table, next } = &mut job.kind {
+            let end = (*next + max_items).min(table.len());
+            let items = table.entries()[*next..end]
+                .iter()
+                .map(|e| {
+                    to_value(&TableAddrEntry {
+                        address: e.addr.to_string(),
+                        cleared: e.tzero,
+                    })
+                })
+                .collect();
+            *next = end;
+            return if end >= table.len() {
+                Step::Done(items)
+            } else {
+                Step::Items(items)
+            };
+        }
         if let JobKind::Items(rest) = &mut job.kind {
             let items: Vec<Value> = rest.take(max_items).collect();
             return if rest.len() == 0 {
@@ -330,7 +373,7 @@ impl Service for Control<'_> {
                     *emit_next = Some(0);
                     Step::Items(items)
                 }
-                JobKind::Items(_) => Step::Done(items),
+                JobKind::Items(_) | JobKind::Table { .. } => Step::Done(items),
                 JobKind::Zero => Step::Answer(Response::ok_typed(&Killed { killed: 0 })),
                 JobKind::Kill { killed, flush } => {
                     if *flush {
@@ -467,6 +510,14 @@ impl Control<'_> {
                 }
                 None => Err("pfsync is not configured".into()),
             },
+            Request::ShowTables => Ok(self.show_tables()),
+            Request::FlushTables => self.flush_tables(),
+            Request::TableTest { table, addresses } => self.table_test(&table, &addresses),
+            Request::TableChange {
+                table,
+                op,
+                addresses,
+            } => self.table_change(&table, &op, &addresses),
             Request::ShowStates { .. }
             | Request::ShowRules
             | Request::ShowLabels
@@ -475,7 +526,10 @@ impl Control<'_> {
             | Request::KillStateId { .. }
             | Request::KillLabel { .. }
             | Request::FlushStates
-            | Request::ShowNeighbors => Err("internal: a worker request answered at once".into()),
+            | Request::ShowNeighbors
+            | Request::TableShow { .. } => {
+                Err("internal: a streamed request answered at once".into())
+            }
         };
         match r {
             Ok(v) => Response::ok(v),
@@ -770,6 +824,9 @@ impl Control<'_> {
                 ruleset.options.limit_states
             ));
         }
+        // pf's reload: tables defined without addresses keep their
+        // entries, persist tables the new file does not define stay.
+        ruleset.adopt_tables(Some(&self.rules.load()), unix_now());
         let rules = ruleset.len();
         let epoch = self.rules.publish(Arc::new(ruleset));
         crate::log!(
@@ -782,6 +839,135 @@ impl Control<'_> {
             notes,
         }))
     }
+}
+
+impl Control<'_> {
+    fn show_tables(&self) -> Value {
+        let set = self.rules.load().table_set();
+        let list: Vec<TableInfo> = set
+            .iter()
+            .map(|t| TableInfo {
+                name: t.name().to_string(),
+                flags: t.flags().letters(),
+                addresses: t.len() as u64,
+                cleared: t.cleared(),
+            })
+            .collect();
+        to_value(&list)
+    }
+
+    fn flush_tables(&mut self) -> Result<Value, String> {
+        let rules = self.rules.load();
+        let (set, deleted) = rules.table_set().flushed();
+        rules.publish_tables(set).map_err(|e| e.to_string())?;
+        crate::log!(
+            crate::log::Level::Notice,
+            "tables flushed: {deleted} deleted"
+        );
+        Ok(to_value(&TablesFlushed { deleted }))
+    }
+
+    fn table_test(&self, name: &str, addresses: &[String]) -> Result<Value, String> {
+        let set = self.rules.load().table_set();
+        let (_, t) = set
+            .find(name)
+            .ok_or_else(|| format!("table <{name}> does not exist"))?;
+        let mut out = TableTested::default();
+        for a in addresses {
+            let addr = parse_table_addr(a)?;
+            if !addr.is_host() || addr.negated {
+                return Err(format!("{a}: -T test takes addresses, not networks"));
+            }
+            let leaf = t.lookup(addr.af, addr.net);
+            let entry = (!leaf.is_none()).then(|| {
+                TableAddr::new(addr.af, addr.net, leaf.prefix_len(), leaf.negated()).to_string()
+            });
+            out.given += 1;
+            out.matched += u64::from(leaf.matches());
+            out.results.push(TableTestResult {
+                address: a.clone(),
+                matched: leaf.matches(),
+                entry,
+            });
+        }
+        Ok(to_value(&out))
+    }
+
+    /// A `-T` change: built here on the control thread, published to the
+    /// workers as a whole new table (they take it between bursts).
+    fn table_change(
+        &mut self,
+        name: &str,
+        op: &TableOp,
+        addresses: &[String],
+    ) -> Result<Value, String> {
+        check_table_name(name).map_err(|e| e.to_string())?;
+        let takes_addresses = matches!(op, TableOp::Add | TableOp::Delete | TableOp::Replace);
+        if !takes_addresses && !addresses.is_empty() {
+            return Err("this -T command takes no addresses".into());
+        }
+        let addrs = addresses
+            .iter()
+            .map(|a| parse_table_addr(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let change = match op {
+            TableOp::Add => TableChange::Add(addrs.clone()),
+            TableOp::Delete => TableChange::Delete(addrs.clone()),
+            TableOp::Replace => TableChange::Replace(addrs.clone()),
+            TableOp::Flush => TableChange::Flush,
+            TableOp::Expire { seconds } => TableChange::Expire { secs: *seconds },
+            TableOp::Zero => TableChange::Zero,
+        };
+        let now = unix_now();
+        let rules = self.rules.load();
+        let set = rules.table_set();
+        let (new_set, counts, created) = match set.find(name) {
+            Some((i, t)) => {
+                let (nt, c) = t.apply(&change, now).map_err(|e| e.to_string())?;
+                (set.with_table(i, nt), c, false)
+            }
+            // pfctl creates the table (persist) for add and replace.
+            None if matches!(op, TableOp::Add | TableOp::Replace) => {
+                let flags = TableFlags {
+                    persist: true,
+                    ..TableFlags::default()
+                };
+                let t = Table::new(name.to_string(), flags, &addrs, now);
+                let counts = dataplane::rules::table::ChangeCounts {
+                    given: t.len() as u64,
+                    added: t.len() as u64,
+                    ..Default::default()
+                };
+                (set.with_new_table(t), counts, true)
+            }
+            None => return Err(format!("table <{name}> does not exist")),
+        };
+        rules.publish_tables(new_set).map_err(|e| e.to_string())?;
+        crate::log!(
+            crate::log::Level::Info,
+            "table <{name}>: {op:?}: {} added, {} deleted, {} changed{}",
+            counts.added,
+            counts.deleted,
+            counts.changed,
+            if created { " (created)" } else { "" }
+        );
+        Ok(to_value(&TableChanged {
+            table: name.to_string(),
+            created,
+            given: counts.given,
+            added: counts.added,
+            deleted: counts.deleted,
+            changed: counts.changed,
+            conflicts: counts.conflicts,
+        }))
+    }
+}
+
+/// Unix seconds now (table entries' times, as pf's `time_second`).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Sends `cmd` to every worker's command ring and hands each reply to

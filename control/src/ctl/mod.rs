@@ -27,7 +27,9 @@
 //! ([`Info`], [`StateEntry`], ...); `dpfctl` reads answers into them.
 //!
 //! Version history: 1 — one response line per request, listings whole;
-//! 2 — streamed listings (`chunk`/`done`).
+//! 2 — streamed listings (`chunk`/`done`); later in 2, the table requests
+//! (`show-tables`, `flush-tables`, `table-show`, `table-test`,
+//! `table-change`) were added: an older dpf refuses them as unknown.
 
 pub mod handler;
 pub mod server;
@@ -153,6 +155,130 @@ pub enum Request {
         #[serde(default)]
         arg: Option<String>,
     },
+    /// The tables (`dpfctl -s Tables`): `Vec<`[`TableInfo`]`>`.
+    ShowTables,
+    /// Delete the tables no rule refers to, unpin the others (`dpfctl -F
+    /// Tables`): [`TablesFlushed`].
+    FlushTables,
+    /// A table's entries (`dpfctl -t T -T show`): a stream of
+    /// [`TableAddrEntry`].
+    TableShow {
+        /// The table.
+        table: String,
+    },
+    /// Which hosts match a table (`dpfctl -t T -T test ADDR...`):
+    /// [`TableTested`].
+    TableTest {
+        /// The table.
+        table: String,
+        /// Host addresses.
+        addresses: Vec<String>,
+    },
+    /// Change a table (`dpfctl -t T -T add|delete|replace|flush|expire
+    /// N|zero`): [`TableChanged`].
+    TableChange {
+        /// The table.
+        table: String,
+        /// What to do.
+        op: TableOp,
+        /// `[!]address[/len]` for add, delete and replace.
+        #[serde(default)]
+        addresses: Vec<String>,
+    },
+}
+
+/// A table change (`-T` command).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TableOp {
+    /// Add the addresses (creates the table, `persist`, if it does not
+    /// exist, as pfctl does).
+    Add,
+    /// Delete the addresses.
+    Delete,
+    /// Make the table exactly the addresses (creates it like `add`).
+    Replace,
+    /// Delete every entry.
+    Flush,
+    /// Delete entries not added, changed or zeroed for `seconds`.
+    Expire {
+        /// Age in seconds.
+        seconds: u64,
+    },
+    /// Zero the table's statistics (its and its entries' cleared times).
+    Zero,
+}
+
+/// One table (an item of `show-tables`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TableInfo {
+    /// Name.
+    pub name: String,
+    /// pfctl's flag letters: `c`onst, `p`ersist, `a`ctive, `i`nactive,
+    /// `r`eferenced, `h` (anchor), `C`ounters; `-` when absent.
+    pub flags: String,
+    /// Entries.
+    pub addresses: u64,
+    /// Unix seconds of the last zero (or creation).
+    pub cleared: u64,
+}
+
+/// One entry of a table (an item of `table-show`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TableAddrEntry {
+    /// As pfctl prints it: `!` when negated, `/len` unless a host.
+    pub address: String,
+    /// Unix seconds it was added, changed or zeroed.
+    pub cleared: u64,
+}
+
+/// `table-change`: pfctl's counts.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TableChanged {
+    /// The table.
+    pub table: String,
+    /// The table did not exist and was created (`add`, `replace`).
+    pub created: bool,
+    /// Distinct addresses given.
+    pub given: u64,
+    /// Entries added.
+    pub added: u64,
+    /// Entries deleted (or expired).
+    pub deleted: u64,
+    /// Entries whose negation changed (`replace`).
+    pub changed: u64,
+    /// Addresses left alone because the table has them with the other
+    /// negation.
+    pub conflicts: u64,
+}
+
+/// One address of a `table-test` (in [`TableTested`]).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TableTestResult {
+    /// The address as given.
+    pub address: String,
+    /// Whether it matches the table.
+    pub matched: bool,
+    /// The entry that decided (the longest containing it), if any.
+    pub entry: Option<String>,
+}
+
+/// `table-test`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TableTested {
+    /// Addresses given.
+    pub given: u64,
+    /// Addresses that match.
+    pub matched: u64,
+    /// Per address.
+    pub results: Vec<TableTestResult>,
+}
+
+/// `flush-tables`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TablesFlushed {
+    /// Tables deleted.
+    pub deleted: u64,
 }
 
 impl Request {
@@ -747,6 +873,41 @@ mod tests {
         assert!(parse_request(r#"{"request":{"cmd":"show-info"}}"#)
             .unwrap_err()
             .contains("no version"));
+    }
+
+    #[test]
+    fn table_requests_round_trip_and_refuse_unknown_fields() {
+        for request in [
+            Request::ShowTables,
+            Request::FlushTables,
+            Request::TableShow { table: "t".into() },
+            Request::TableTest {
+                table: "t".into(),
+                addresses: vec!["10.0.0.1".into()],
+            },
+            Request::TableChange {
+                table: "t".into(),
+                op: TableOp::Expire { seconds: 60 },
+                addresses: vec![],
+            },
+            Request::TableChange {
+                table: "t".into(),
+                op: TableOp::Add,
+                addresses: vec!["!10.1/16".into()],
+            },
+        ] {
+            let line = serde_json::to_string(&Envelope {
+                version: PROTOCOL_VERSION,
+                request: request.clone(),
+            })
+            .unwrap();
+            assert_eq!(parse_request(&line), Ok(request));
+        }
+        let e = parse_request(
+            r#"{"version":2,"request":{"cmd":"table-change","table":"t","op":"kill"}}"#,
+        )
+        .unwrap_err();
+        assert!(e.contains("kill"), "{e}");
     }
 
     #[test]

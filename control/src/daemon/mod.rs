@@ -151,7 +151,7 @@ fn random_creatorid() -> u32 {
 /// the file, in order.
 pub fn load_ruleset(config: &Config) -> Result<Ruleset, Vec<RuleError>> {
     let names = crate::rule_env::RuleNames::of(config);
-    names.with_env(|env| match &config.rules {
+    let ruleset = names.with_env(|env| match &config.rules {
         None => Ruleset::compile_all("", "(none)", env),
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
@@ -164,7 +164,10 @@ pub fn load_ruleset(config: &Config) -> Result<Ruleset, Vec<RuleError>> {
             })?;
             Ruleset::compile_all(&text, &path.display().to_string(), env)
         }
-    })
+    })?;
+    // Table entries are stamped now (for `-T expire`).
+    ruleset.adopt_tables(None, crate::ctl::handler::unix_now());
+    Ok(ruleset)
 }
 
 /// States per worker shard for `set limit states` over `workers`: flows

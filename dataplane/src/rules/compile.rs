@@ -24,7 +24,9 @@ use super::parser::{
     PoolType, PortItem, PortOp, RuleAst, StateAst,
 };
 use super::pool::{Pool, PoolRole};
-use super::table::{addr_bits, prefix_mask, Table};
+use super::table::{
+    addr_bits, parse_table_text, prefix_mask, Table, TableAddr, TableFlags, TableSet,
+};
 use super::{Action, RuleEnv, RuleError, RuleOptions, Ruleset};
 use crate::flow::{proto, tcp_flags, Af, Direction};
 use crate::timeouts::Timeouts;
@@ -273,13 +275,17 @@ impl Ctx<'_> {
         }
         let idx = self.table_list.len() as u32;
         self.tables.insert(name.clone(), idx);
-        self.table_list.push(Table::new(
-            name,
-            entries
-                .into_iter()
-                .map(|(af, n, l)| (af, n, l, false))
-                .collect(),
-        ));
+        let entries: Vec<TableAddr> = entries
+            .into_iter()
+            .map(|(af, n, l)| TableAddr::new(af, n, l, false))
+            .collect();
+        let flags = TableFlags {
+            internal: true,
+            constant: true,
+            referenced: true,
+            ..TableFlags::default()
+        };
+        self.table_list.push(Table::new(name, flags, &entries, 0));
         idx
     }
 
@@ -353,6 +359,9 @@ impl Ctx<'_> {
                 let Some(i) = self.tables.get(name) else {
                     return Err(self.err(item.pos, format!("table <{name}> is not defined")));
                 };
+                if let Some(t) = self.table_list.get_mut(*i as usize) {
+                    t.set_referenced();
+                }
                 vec![ExpHost {
                     m: AddrMatch {
                         kind: AddrKind::Table(*i),
@@ -390,13 +399,16 @@ impl Ctx<'_> {
                         return Err(self.err(h.pos, format!("table <{name}> is not defined")));
                     };
                     let t = &self.table_list[*i as usize];
-                    if t.entries.iter().any(|e| e.3) {
+                    if t.entries().iter().any(|e| e.addr.negated) {
                         return Err(self.err(
                             h.pos,
                             format!("{what}: table <{name}> has negated entries; a translation pool cannot"),
                         ));
                     }
-                    t.entries.iter().map(|e| (e.0, e.1, e.2)).collect()
+                    t.entries()
+                        .iter()
+                        .map(|e| (e.addr.af, e.addr.net, e.addr.len))
+                        .collect()
                 }
                 HostAst::Any => {
                     return Err(self.err(h.pos, format!("{what}: 'any' is not an address")))
@@ -588,7 +600,14 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
             Ok(entries) => {
                 let idx = ctx.table_list.len() as u32;
                 ctx.tables.insert(t.name.clone(), idx);
-                ctx.table_list.push(Table::new(t.name.clone(), entries));
+                let flags = TableFlags {
+                    persist: t.persist,
+                    constant: t.constant,
+                    defined_with_addrs: t.has_addrs,
+                    ..TableFlags::default()
+                };
+                ctx.table_list
+                    .push(Table::new(t.name.clone(), flags, &entries, 0));
             }
             Err(e) => errors.push(e),
         }
@@ -627,7 +646,7 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
         labels: ctx.labels,
         rule_anchor,
         anchors,
-        tables: ctx.table_list,
+        tables: std::sync::Arc::new(super::table::LiveTables::new(TableSet::new(ctx.table_list))),
         pools: ctx.pools,
         tag_names: ctx.tags,
         rule_timeouts,
@@ -777,12 +796,66 @@ fn compile_anchor(
     Ok(())
 }
 
-/// A table's entries: addresses, networks, `self` and interface names.
-fn table_entries(
-    ctx: &Ctx<'_>,
-    t: &super::parser::TableDef,
-) -> Result<Vec<(Af, u128, u8, bool)>, RuleError> {
-    let mut entries: Vec<(Af, u128, u8, bool)> = Vec::new();
+/// Largest table file dpf reads (a million IPv6 networks fit easily).
+const TABLE_FILE_MAX_BYTES: u64 = 256 << 20;
+
+/// Reads a table file named in `ruleset_file`: a relative path is taken
+/// from the ruleset file's directory. Only regular files are read.
+fn read_table_file(ruleset_file: &str, path: &str) -> Result<(String, String), String> {
+    use std::io::Read as _;
+    let p = std::path::Path::new(path);
+    let full = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::path::Path::new(ruleset_file)
+            .parent()
+            .unwrap_or(std::path::Path::new(""))
+            .join(p)
+    };
+    let shown = full.display().to_string();
+    let f =
+        std::fs::File::open(&full).map_err(|e| format!("cannot read table file {shown}: {e}"))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| format!("cannot read table file {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("table file {shown} is not a regular file"));
+    }
+    if meta.len() > TABLE_FILE_MAX_BYTES {
+        return Err(format!(
+            "table file {shown} is larger than {} MiB",
+            TABLE_FILE_MAX_BYTES >> 20
+        ));
+    }
+    let mut text = String::new();
+    f.take(TABLE_FILE_MAX_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read table file {shown}: {e}"))?;
+    Ok((shown, text))
+}
+
+/// A table's entries: addresses, networks, `self` and interface names of
+/// its list, then the addresses of its files. A network listed both
+/// negated and not is an error (at its second mention, in the file and
+/// line where it is).
+fn table_entries(ctx: &Ctx<'_>, t: &super::parser::TableDef) -> Result<Vec<TableAddr>, RuleError> {
+    let mut entries: Vec<TableAddr> = Vec::new();
+    let mut seen: HashMap<(Af, u128, u8), bool> = HashMap::new();
+    let mut push = |a: TableAddr, err: &dyn Fn(String) -> RuleError| -> Result<(), RuleError> {
+        match seen.get(&(a.af, a.net, a.len)) {
+            Some(&neg) if neg != a.negated => Err(err(format!(
+                "conflicting entries for {} in table <{}>",
+                fmt_net(a.af, a.net, a.len),
+                t.name
+            ))),
+            Some(_) => Ok(()),
+            None => {
+                seen.insert((a.af, a.net, a.len), a.negated);
+                entries.push(a);
+                Ok(())
+            }
+        }
+    };
     for item in &t.entries {
         let list: Vec<(Af, u128, u8)> = match &item.host {
             HostAst::SelfAddrs => ctx.self_addrs(),
@@ -799,24 +872,26 @@ fn table_entries(
             }
         };
         for (af, bits, len) in list {
-            let net = bits & prefix_mask(len);
-            match entries
-                .iter()
-                .find(|e| e.0 == af && e.1 == net && e.2 == len)
-            {
-                Some(e) if e.3 != item.not => {
-                    return Err(ctx.err(
-                        item.pos,
-                        format!(
-                            "conflicting entries for {} in table <{}>",
-                            fmt_net(af, net, len),
-                            t.name
-                        ),
-                    ));
-                }
-                Some(_) => {}
-                None => entries.push((af, net, len, item.not)),
-            }
+            push(TableAddr::new(af, bits, len, item.not), &|m| {
+                ctx.err(item.pos, m)
+            })?;
+        }
+    }
+    for (path, pos) in &t.files {
+        let (shown, text) = read_table_file(ctx.file, path).map_err(|m| ctx.err(*pos, m))?;
+        let addrs = parse_table_text(&text).map_err(|e| RuleError {
+            file: shown.clone(),
+            line: e.line,
+            col: e.col,
+            msg: e.msg,
+        })?;
+        for (a, line, col) in addrs {
+            push(a, &|msg| RuleError {
+                file: shown.clone(),
+                line,
+                col,
+                msg,
+            })?;
         }
     }
     Ok(entries)
@@ -1177,10 +1252,7 @@ fn render_addr(out: &mut String, m: &AddrMatch, tables: &[Table]) {
             );
         }
         AddrKind::Table(i) => {
-            let name = tables
-                .get(i as usize)
-                .map(|t| t.name.as_str())
-                .unwrap_or("?");
+            let name = tables.get(i as usize).map(|t| t.name()).unwrap_or("?");
             match name.strip_prefix(INTERNAL_TABLE_PREFIX) {
                 Some(set) => out.push_str(set),
                 None => {

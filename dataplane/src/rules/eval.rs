@@ -17,7 +17,7 @@ use super::compile::{
     SKIP_PROTO, SKIP_SRC_ADDR, SKIP_SRC_PORT,
 };
 use super::parser::BlockMode;
-use super::table::{addr_bits, Table};
+use super::table::{addr_bits, TableSet};
 use super::{Action, Decision, ReturnMode, RuleCounters, Ruleset};
 use crate::flow::{proto, tcp_flags, Af, L4Info, PacketInfo};
 
@@ -59,7 +59,7 @@ fn icmp_facts(pkt: &PacketInfo) -> Option<IcmpFacts> {
 }
 
 #[inline]
-fn addr_matches(m: &AddrMatch, af: Af, a: u128, tables: &[Table]) -> bool {
+fn addr_matches(m: &AddrMatch, af: Af, a: u128, tables: &TableSet) -> bool {
     let hit = match m.kind {
         AddrKind::Any => true,
         AddrKind::Net {
@@ -104,18 +104,38 @@ impl Ruleset {
     /// deciding rule. `counters` should have [`Ruleset::len`] entries (the
     /// caller's job, e.g. reallocated on ruleset swap); extra or missing
     /// entries are ignored. Never allocates.
+    ///
+    /// Tables are read from the ruleset's current [`TableSet`] (one
+    /// reference count per call); the pipeline holds the set itself and
+    /// calls [`Ruleset::evaluate_with`].
     pub fn evaluate(&self, pkt: &PacketInfo, counters: &mut [RuleCounters]) -> Decision {
-        self.evaluate_tagged(pkt, 0, counters)
+        let tables = self.tables.load();
+        self.evaluate_with(pkt, &tables, 0, counters)
     }
 
     /// [`Ruleset::evaluate`] for a packet that already carries tag `tag`
     /// (given by the rules of an earlier pass, as pf keeps it in the
-    /// mbuf). `match` rules that match set their options (`tag`,
-    /// `nat-to`, `rdr-to`) and evaluation goes on; the deciding rule's
-    /// own options override them (pf's `pf_rule_to_actions`).
+    /// mbuf), reading the ruleset's current tables.
     pub fn evaluate_tagged(
         &self,
         pkt: &PacketInfo,
+        tag: u16,
+        counters: &mut [RuleCounters],
+    ) -> Decision {
+        let tables = self.tables.load();
+        self.evaluate_with(pkt, &tables, tag, counters)
+    }
+
+    /// [`Ruleset::evaluate`] against `tables`, which must be a set of this
+    /// ruleset ([`Ruleset::table_set`]): what a worker does with the set it
+    /// picked up between bursts, for a packet carrying tag `tag`. `match`
+    /// rules that match set their options (`tag`, `nat-to`, `rdr-to`) and
+    /// evaluation goes on; the deciding rule's own options override them
+    /// (pf's `pf_rule_to_actions`). Never allocates, locks or waits.
+    pub fn evaluate_with(
+        &self,
+        pkt: &PacketInfo,
+        tables: &TableSet,
         mut tag: u16,
         counters: &mut [RuleCounters],
     ) -> Decision {
@@ -179,11 +199,11 @@ impl Ruleset {
                 i = r.skip[SKIP_PROTO] as usize;
                 continue;
             }
-            if !addr_matches(&r.src, pkt.af, src, &self.tables) {
+            if !addr_matches(&r.src, pkt.af, src, tables) {
                 i = r.skip[SKIP_SRC_ADDR] as usize;
                 continue;
             }
-            if !addr_matches(&r.dst, pkt.af, dst, &self.tables) {
+            if !addr_matches(&r.dst, pkt.af, dst, tables) {
                 i = r.skip[SKIP_DST_ADDR] as usize;
                 continue;
             }

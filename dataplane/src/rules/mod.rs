@@ -67,11 +67,11 @@
 //!
 //! Deviations from pfctl, all errors rather than silent differences: a
 //! reference to an undefined table is an error (pf would create an empty
-//! table; dpf has no runtime table changes); host names, `log`,
-//! `route-to`/`reply-to`, `modulate state`, `synproxy state`, `af-to`,
-//! `sticky-address`, `least-states` and source tracking are rejected as
-//! unsupported. Anchor names are one
-//! flat namespace (no `a/b` paths relative to the calling anchor).
+//! table, which hides a typo; define it `table <t> persist` to feed it at
+//! run time); host names, `log`, `route-to`/`reply-to`, `modulate state`,
+//! `synproxy state`, `af-to`, `sticky-address`, `least-states` and source
+//! tracking are rejected as unsupported. Anchor names are one flat
+//! namespace (no `a/b` paths relative to the calling anchor).
 //!
 //! Invariants: [`Ruleset::evaluate`] neither allocates nor parses; every
 //! skip step of rule `i` points to the next rule whose field differs from
@@ -83,7 +83,7 @@ mod lexer;
 mod names;
 mod parser;
 pub mod pool;
-mod table;
+pub mod table;
 
 #[cfg(test)]
 mod tests;
@@ -331,7 +331,9 @@ pub struct Ruleset {
     rule_anchor: Vec<u32>,
     /// Anchor names.
     anchors: Vec<String>,
-    tables: Vec<table::Table>,
+    /// The tables, outside the rules so that they change without a
+    /// reload: published to the workers like a ruleset (see `table`).
+    tables: std::sync::Arc<table::LiveTables>,
     /// Translation targets of `nat-to` / `rdr-to` / `binat-to`.
     pools: Vec<pool::Pool>,
     /// Tag names; tag number `n` is `tag_names[n - 1]`.
@@ -564,13 +566,52 @@ impl Ruleset {
             .map(String::as_str)
     }
 
-    /// The tables, in definition order: (name, number of entries). The
-    /// address sets the compiler made for `self` and interface names are
-    /// not tables of the ruleset and are not listed.
-    pub fn tables(&self) -> impl Iterator<Item = (&str, usize)> {
+    /// The operator's tables now, in order: (name, number of entries).
+    /// The address sets the compiler made for `self` and interface names
+    /// are not tables of the ruleset and are not listed.
+    pub fn tables(&self) -> Vec<(String, usize)> {
         self.tables
+            .load()
             .iter()
-            .filter(|t| !t.name.starts_with(compile::INTERNAL_TABLE_PREFIX))
-            .map(|t| (t.name.as_str(), t.len()))
+            .map(|t| (t.name().to_string(), t.len()))
+            .collect()
+    }
+
+    /// The current table set (what the workers use now).
+    pub fn table_set(&self) -> std::sync::Arc<table::TableSet> {
+        self.tables.load()
+    }
+
+    /// The table set's epoch: it moves on every published change. A
+    /// worker compares it once per burst.
+    #[inline]
+    pub fn table_epoch(&self) -> u64 {
+        self.tables.epoch()
+    }
+
+    /// Publishes a changed table set (the control thread, the only
+    /// writer). The set must derive from [`Ruleset::table_set`] of this
+    /// ruleset, so that the rules' table indices stay valid; a set with
+    /// fewer tables than the ruleset defines is refused.
+    pub fn publish_tables(&self, set: table::TableSet) -> Result<u64, table::TableError> {
+        if set.defined() != self.tables.load().defined() || set.len() < set.defined() {
+            return Err(table::TableError::ForeignSet);
+        }
+        Ok(self.tables.publish(std::sync::Arc::new(set)))
+    }
+
+    /// Puts this ruleset's tables in service, before the ruleset is
+    /// published: with pf's reload semantics against `previous` (the
+    /// ruleset it replaces; see [`table::TableSet`]'s `carry_over`), and
+    /// stamping entries with `now_s` (Unix seconds) for `-T expire`.
+    pub fn adopt_tables(&self, previous: Option<&Ruleset>, now_s: u64) {
+        let old = previous.map(|p| p.tables.load());
+        let set = table::carry_over(&self.tables.load(), old.as_deref(), now_s);
+        self.tables.publish(std::sync::Arc::new(set));
+        // The old ruleset's tables are freed here, not by the worker that
+        // drops the old ruleset last.
+        if let Some(old) = old {
+            self.tables.retire(old);
+        }
     }
 }

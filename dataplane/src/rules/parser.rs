@@ -286,12 +286,19 @@ fn check_anchor_name(p: &Parser<'_>, name: &str, pos: Pos) -> Result<(), RuleErr
 /// Longest anchor path dpf takes.
 const ANCHOR_NAME_MAX: usize = 255;
 
-/// `table <name> { ... }`.
+/// `table <name> [persist] [const] [{ ... }] [file "path"]...`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct TableDef {
     pub name: String,
     pub pos: Pos,
     pub entries: Vec<HostItem>,
+    pub persist: bool,
+    pub constant: bool,
+    /// `file "path"` options, in order, with the position of the path.
+    pub files: Vec<(String, Pos)>,
+    /// A `{ }` list (even empty) or a `file` was given: pfctl's
+    /// `init_addr`, which makes a reload reset the table's contents.
+    pub has_addrs: bool,
 }
 
 /// A whole parsed file.
@@ -1152,46 +1159,58 @@ impl<'a> Parser<'a> {
         self.finish()
     }
 
+    /// pfctl's `tabledef`: options in any order, lists and files any
+    /// number of times.
     fn table(&mut self) -> Result<TableDef, RuleError> {
         let pos = self.pos();
         self.expect(&Tok::Lt, "'<' before the table name")?;
         let (name, npos) = self.string("a table name")?;
         self.expect(&Tok::Gt, "'>' after the table name")?;
         check_table_name(self, &name, npos)?;
-        loop {
-            // dpf's tables are fixed at load (`const`) and kept whether a
-            // rule refers to them or not (`persist`): both words hold.
-            if self.eat_kw("persist") || self.eat_kw("const") {
-                continue;
-            }
-            if self.is_kw("counters") {
-                return Err(self.err(self.pos(), "table counters are not supported by dpf"));
-            }
-            if self.is_kw("file") {
-                return Err(self.err(self.pos(), "table files are not supported by dpf"));
-            }
-            break;
-        }
-        let mut entries = Vec::new();
-        if self.peek() == Some(&Tok::LBrace) {
-            self.i += 1;
-            loop {
-                if self.eat(&Tok::RBrace) {
-                    break;
+        let mut def = TableDef {
+            name,
+            pos,
+            entries: Vec::new(),
+            persist: false,
+            constant: false,
+            files: Vec::new(),
+            has_addrs: false,
+        };
+        while !self.at_end() {
+            if self.eat_kw("persist") {
+                def.persist = true;
+            } else if self.eat_kw("const") {
+                def.constant = true;
+            } else if self.is_kw("counters") {
+                return Err(self.err(
+                    self.pos(),
+                    "table counters are not supported by dpf (per-address counters would cost every lookup)",
+                ));
+            } else if self.eat_kw("file") {
+                let (path, ppos) = self.string("a file name in quotes")?;
+                def.files.push((path, ppos));
+                def.has_addrs = true;
+            } else if self.eat(&Tok::LBrace) {
+                def.has_addrs = true;
+                loop {
+                    if self.eat(&Tok::RBrace) {
+                        break;
+                    }
+                    let item = self.xhost()?;
+                    if let HostAst::Table(_) | HostAst::Any = item.host {
+                        return Err(self.err(
+                            item.pos,
+                            "a table entry must be an address, a network or self",
+                        ));
+                    }
+                    def.entries.push(item);
+                    self.eat(&Tok::Comma);
                 }
-                let item = self.xhost()?;
-                if let HostAst::Table(_) | HostAst::Any = item.host {
-                    return Err(self.err(
-                        item.pos,
-                        "a table entry must be an address, a network or self",
-                    ));
-                }
-                entries.push(item);
-                self.eat(&Tok::Comma);
+            } else {
+                return Err(self.unexpected("persist, const, '{' or file"));
             }
         }
-        self.finish()?;
-        Ok(TableDef { name, pos, entries })
+        Ok(def)
     }
 
     fn rule(&mut self, policy: BlockPolicy) -> Result<RuleAst, RuleError> {

@@ -447,8 +447,8 @@ table <empty> persist
 "#);
     assert_eq!(texts(&r), vec!["pass from <late> to any flags S/SA"]);
     assert_eq!(
-        r.tables().collect::<Vec<_>>(),
-        vec![("late", 5), ("empty", 0)]
+        r.tables(),
+        vec![("late".to_string(), 5), ("empty".to_string(), 0)]
     );
     assert_err(
         "table <a> { 1.2.3.4 }\ntable <a> { 1.2.3.5 }",
@@ -465,7 +465,19 @@ table <empty> persist
     );
     assert_err("table <a> { any }", 1, 13, "must be an address");
     assert_err("table <a> { <b> }", 1, 13, "must be an address");
-    assert_err("table <a> file \"/etc/x\"", 1, 11, "not supported");
+    assert_err(
+        "table <a> file \"/nonexistent/dpf-x\"",
+        1,
+        16,
+        "cannot read table file /nonexistent/dpf-x",
+    );
+    assert_err("table <a> file \"/dev/null\"", 1, 16, "not a regular file");
+    assert_err(
+        "table <a> persist bogus",
+        1,
+        19,
+        "persist, const, '{' or file",
+    );
     assert_err(
         "table <a> counters { 1.2.3.4 }",
         1,
@@ -480,9 +492,93 @@ table <empty> persist
     );
     // Duplicates are merged.
     assert_eq!(
-        rs("table <a> { 1.2.3.4 1.2.3.4/32 }").tables().next(),
-        Some(("a", 1))
+        rs("table <a> { 1.2.3.4 1.2.3.4/32 }").tables(),
+        vec![("a".to_string(), 1)]
     );
+}
+
+/// A scratch file for a test (removed on drop).
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(tag: &str, text: &str) -> TempFile {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "dpf-rules-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::write(&p, text).unwrap();
+        TempFile(p)
+    }
+
+    fn path(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn table_files_load_with_comments_negation_and_lists() {
+    let a = TempFile::new(
+        "a",
+        "# clients\n10.0.0.0/8\n\n  !10.1.0.0/16   # not the lab\n2001:db8::/32 192.0.2.1\n",
+    );
+    let b = TempFile::new("b", "198.51.100.0/24\n10.0.0.0/8\n");
+    let src = format!(
+        "table <t> persist {{ 203.0.113.5 }} file \"{}\" file \"{}\" const\npass in from <t>\n",
+        a.path(),
+        b.path()
+    );
+    let r = rs(&src);
+    assert_eq!(r.tables(), vec![("t".to_string(), 6)]);
+    let set = r.table_set();
+    let (_, t) = set.find("t").unwrap();
+    let f = t.flags();
+    assert!(f.persist && f.constant && f.referenced && f.defined_with_addrs);
+    let bits = |s: &str| u128::from_be_bytes(Addr::from_ip(s.parse().unwrap()).1 .0);
+    assert!(t.matches(Af::Inet, bits("10.9.9.9")));
+    assert!(!t.matches(Af::Inet, bits("10.1.2.3")));
+    assert!(t.matches(Af::Inet, bits("203.0.113.5")));
+    assert!(t.matches(Af::Inet6, bits("2001:db8::77")));
+    // Without addresses the table is kept as it is at a reload.
+    let r = rs("table <bare> persist\ntable <empty> persist {}\n");
+    let set = r.table_set();
+    assert!(!set.find("bare").unwrap().1.flags().defined_with_addrs);
+    assert!(set.find("empty").unwrap().1.flags().defined_with_addrs);
+}
+
+#[test]
+fn table_file_errors_name_the_file_line_and_column() {
+    let f = TempFile::new("bad", "10.0.0.1\n# fine\n\n   10.0.0.256\n");
+    let e = err(&format!("table <t> file \"{}\"\n", f.path()));
+    assert_eq!((e.file.as_str(), e.line, e.col), (f.path().as_str(), 4, 4));
+    assert!(e.msg.contains("10.0.0.256"), "{}", e.msg);
+    assert_eq!(e.to_string(), format!("{}:4:4: {}", f.path(), e.msg));
+    let f = TempFile::new("conflict", "10.0.0.0/8\n!10.0.0.0/8\n");
+    let e = err(&format!("table <t> file \"{}\"\n", f.path()));
+    assert_eq!((e.line, e.col), (2, 1));
+    assert!(
+        e.msg.contains("conflicting entries for 10.0.0.0/8"),
+        "{}",
+        e.msg
+    );
+    // A relative path is taken from the ruleset file's directory.
+    let dir = std::env::temp_dir();
+    let name = f.0.file_name().unwrap().to_str().unwrap().to_string();
+    let env = RuleEnv {
+        interfaces: IFS,
+        self_addrs: &[],
+        names: &[],
+    };
+    let conf = dir.join("pf.conf").display().to_string();
+    let e = Ruleset::compile(&format!("table <t> file \"{name}\"\n"), &conf, &env).unwrap_err();
+    assert_eq!(e.file, f.path(), "{e}");
 }
 
 #[test]
@@ -749,7 +845,7 @@ fn self_without_addresses_matches_nothing() {
     let r = compile_with("block in to ! self", &[]).unwrap();
     assert_eq!(decider(&r, &syn("1.1.1.1", 1, "10.1.2.3", 22)), Some(0));
     let r = compile_with("table <s> { self }\npass to <s>", &[]).unwrap();
-    assert_eq!(r.tables().collect::<Vec<_>>(), vec![("s", 0)]);
+    assert_eq!(r.tables(), vec![("s".to_string(), 0)]);
 }
 
 #[test]
@@ -1664,7 +1760,8 @@ mod prop {
 
     fn ref_table(t: &table::Table, af: Af, a: u128) -> bool {
         let mut best: Option<(u8, bool)> = None;
-        for (eaf, net, len, neg) in &t.entries {
+        for e in t.entries() {
+            let (eaf, net, len, neg) = (&e.addr.af, &e.addr.net, &e.addr.len, &e.addr.negated);
             if *eaf == af
                 && bits_in_prefix(a, *net, *len)
                 && match best {
@@ -1685,7 +1782,10 @@ mod prop {
             compile::AddrKind::Net {
                 af: naf, net, len, ..
             } => naf == af && bits_in_prefix(a, net, len),
-            compile::AddrKind::Table(i) => ref_table(&rs.tables[i as usize], af, a),
+            compile::AddrKind::Table(i) => rs
+                .table_set()
+                .get(i as usize)
+                .is_some_and(|t| ref_table(t, af, a)),
             compile::AddrKind::Range { af: raf, lo, hi } => raf == af && (lo..=hi).contains(&a),
         };
         hit ^ m.neg
@@ -1948,7 +2048,7 @@ fn interface_names_and_groups_stand_for_their_addresses() {
     // Tables take interface names too.
     let r = rs("table <mine> { lan0 carp1 }\nblock in all\npass in to <mine> no state");
     assert_eq!(decider(&r, &syn("1.1.1.1", 1, "10.1.2.254", 22)), Some(1));
-    assert_eq!(r.tables().collect::<Vec<_>>(), vec![("mine", 3)]);
+    assert_eq!(r.tables(), vec![("mine".to_string(), 3)]);
     assert_err(
         "pass to nosuch0",
         1,
