@@ -744,11 +744,13 @@ impl Pipeline {
                 expire_s,
             } => {
                 self.counters.imported += 1;
-                let found = self
-                    .shard
-                    .find_by_id(state.id(), state.creatorid())
-                    .or_else(|| self.shard.lookup(state.key(), state.key().symmetric_hash()));
+                let by_id = self.shard.find_by_id(state.id(), state.creatorid());
+                let found =
+                    by_id.or_else(|| self.shard.lookup(state.key(), state.key().symmetric_hash()));
                 if let Some(slot) = found {
+                    if by_id.is_none() {
+                        self.attach_imported_translation(slot, &state, translation);
+                    }
                     let (src, dst, timeout) = (state.src, state.dst, state.timeout);
                     self.merge_import(slot, &src, &dst, timeout, now);
                 } else {
@@ -760,7 +762,7 @@ impl Pipeline {
                     state.state_flags &= state_flags::WIRE;
                     if !self.reserve_state() {
                         self.counters.drop(DropReason::StateTableFull);
-                    } else if self.shard.insert_translated(state, translation).is_ok() {
+                    } else if self.insert_imported(state, translation) {
                         self.counters.states_created += 1;
                         // Its far side's packets must find it here.
                         let _ = self.announce_far_key(&translation);
@@ -771,6 +773,57 @@ impl Pipeline {
                 }
                 self.counters.states = self.shard.len() as u64;
             }
+        }
+    }
+
+    /// A peer's translated state whose stack side this worker already
+    /// holds untranslated, under another id of the same creator: an
+    /// OpenBSD peer keeps an outbound NAT connection as two states (the
+    /// untranslated inbound one on its LAN interface, then the translated
+    /// outbound one on its WAN interface) where dpf keeps one. The second
+    /// one's translation goes onto the state the first one made, so this
+    /// box rewrites the connection as the peer does. A far key another
+    /// state holds is counted `translation-failed` (pf: EEXIST, §5.4).
+    fn attach_imported_translation(
+        &mut self,
+        slot: SlotId,
+        import: &crate::state::State,
+        translation: Translation,
+    ) {
+        let untranslated_twin = self
+            .shard
+            .get(slot)
+            .is_some_and(|st| !st.is_translated() && st.creatorid() == import.creatorid());
+        if !translation.is_some() || !untranslated_twin {
+            return;
+        }
+        match self.shard.attach_translation(slot, translation) {
+            Ok(()) => {}
+            Err(InsertError::Full) => self.counters.drop(DropReason::StateTableFull),
+            Err(_) => self.counters.drop(DropReason::TranslationFailed),
+        }
+    }
+
+    /// Inserts a peer's state. When it is translated and its far key is
+    /// held by an untranslated state of the same creator — an OpenBSD
+    /// peer's other half of the connection (for `rdr-to`, its outbound
+    /// state on the LAN interface), received first — that state gives way
+    /// to this one, which keys the connection on both sides.
+    fn insert_imported(&mut self, state: crate::state::State, translation: Translation) -> bool {
+        match self.shard.insert_translated(state, translation) {
+            Ok(_) => true,
+            Err(InsertError::Exists(twin))
+                if translation.is_some()
+                    && self.shard.get(twin).is_some_and(|st| {
+                        !st.is_translated()
+                            && st.creatorid() == state.creatorid()
+                            && *st.key() == translation.key
+                    }) =>
+            {
+                self.remove_state(twin);
+                self.shard.insert_translated(state, translation).is_ok()
+            }
+            Err(_) => false,
         }
     }
 

@@ -2129,4 +2129,370 @@ mod tests {
                 .all(|c| matches!(c, ImportRecord::Clear { creatorid: PEERS })));
         }
     }
+
+    // ---- Translated states on the wire (spec/pfsync.md §3.7) ----
+
+    /// Where `pfsync_state` starts in a frame carrying one message:
+    /// Ethernet 14, IPv4 20, pfsync header 20, subheader 4 (spec §7.1,
+    /// frame offset 0x3a).
+    const STATE_AT: usize = 14 + 20 + 20 + 4;
+
+    /// A TCP state whose first packet went `src` -> `dst`, with both peers
+    /// established and distinct windows (so a swap of the peers shows).
+    fn tcp_state(id: u64, src: ([u8; 4], u16), dst: ([u8; 4], u16)) -> State {
+        let (k, sw) = FlowKey::from_packet(
+            Af::Inet,
+            proto::TCP,
+            Addr::v4(src.0),
+            src.1,
+            Addr::v4(dst.0),
+            dst.1,
+        );
+        let mut st = State::new(k, sw, id, OURS, Instant::from_secs(1));
+        st.timeout = TimeoutClass::TcpEstablished;
+        st.src = Peer {
+            seqlo: 0x1a2b_3c4d,
+            seqhi: 0x1a2c_8f61,
+            seqdiff: 0,
+            max_win: 64240,
+            mss: 0,
+            wscale: 0x87,
+            state: 4,
+        };
+        st.dst = Peer {
+            seqlo: 0x5e6f_7081,
+            seqhi: 0x5e70_d2f9,
+            seqdiff: 0,
+            max_win: 502,
+            mss: 0,
+            wscale: 0x87,
+            state: 4,
+        };
+        st
+    }
+
+    /// The far side of a translation: the connection as it looks on the
+    /// egress side, first packet `src` -> `dst`.
+    fn egress(src: ([u8; 4], u16), dst: ([u8; 4], u16)) -> Translation {
+        let (key, src_is_addr1) = FlowKey::from_packet(
+            Af::Inet,
+            proto::TCP,
+            Addr::v4(src.0),
+            src.1,
+            Addr::v4(dst.0),
+            dst.1,
+        );
+        Translation { key, src_is_addr1 }
+    }
+
+    /// The frame the sync side sends for a worker's INS of `st`.
+    fn emitted_ins(r: &mut Rig, st: State, tr: Translation) -> Vec<u8> {
+        r.exports[0]
+            .push(StateRecord {
+                action: SyncAction::Insert,
+                state: st,
+                translation: tr,
+                at: Instant::from_secs(1),
+            })
+            .unwrap();
+        r.exports[0].publish();
+        let mut out = Vec::new();
+        r.sync.poll(Instant::from_secs(2), &mut out);
+        assert_eq!(out.len(), 1, "one packet");
+        let frame = out.remove(0).1;
+        // One INS (action 13) of 66 words.
+        assert_eq!(frame[STATE_AT - 4..STATE_AT], [13, 66, 0, 1]);
+        frame
+    }
+
+    /// The frame, as if the peer had sent it, through the receive path:
+    /// the state and translation handed to the worker.
+    fn reimported(r: &mut Rig, mut frame: Vec<u8>) -> (State, Translation) {
+        frame[6..12].copy_from_slice(&PEER_MAC);
+        r.sync
+            .handle(&frame, 0, Instant::from_secs(2), &mut Vec::new());
+        match r.imports[0].pop() {
+            Some(ImportRecord::Upsert {
+                state, translation, ..
+            }) => (state, translation),
+            other => panic!("expected the import, got {other:?}"),
+        }
+    }
+
+    /// What pfsync carries of a state comes back as it went.
+    fn assert_round_trip(sent: (&State, &Translation), back: (&State, &Translation)) {
+        let (a, b) = (sent.0, back.0);
+        assert_eq!(a.key(), b.key());
+        assert_eq!(a.src_is_addr1(), b.src_is_addr1());
+        assert_eq!(a.src_endpoint(), b.src_endpoint());
+        assert_eq!((a.id(), a.creatorid()), (b.id(), b.creatorid()));
+        assert_eq!(({ a.src }, { a.dst }), ({ b.src }, { b.dst }));
+        assert_eq!(a.timeout, b.timeout);
+        assert_eq!(sent.1, back.1, "the translation");
+    }
+
+    #[test]
+    fn a_nat_to_state_goes_out_as_pfs_outbound_state_byte_by_byte_and_round_trips() {
+        let mut r = rig(1);
+        // LAN client 10.1.0.50:40000 -> 10.2.0.50:8080 (port 0x1f90),
+        // created inbound on the LAN port, `nat-to` 10.2.0.254 port 61001.
+        let st = tcp_state(
+            0x0102_0304_0506_0708,
+            ([10, 1, 0, 50], 40000),
+            ([10, 2, 0, 50], 8080),
+        );
+        let tr = egress(([10, 2, 0, 254], 61001), ([10, 2, 0, 50], 8080));
+        let frame = emitted_ins(&mut r, st, tr);
+        let s = &frame[STATE_AT..STATE_AT + 264];
+        // pf holds a source translation as an outbound state on the WAN
+        // interface: key[0] (wire) is the translated connection, key[1]
+        // (stack) the LAN's; outbound, so index 0 is the destination and
+        // index 1 the source (§3.7 index convention).
+        #[rustfmt::skip]
+        let wire: [u8; 40] = [
+            10, 2, 0, 50,   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // addr[0] server
+            10, 2, 0, 254,  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // addr[1] nat-to address
+            0x1f, 0x90,     // port[0] 8080
+            0xee, 0x49,     // port[1] 61001
+            0, 0,           // rdomain
+            2,              // af AF_INET
+            0,              // pad
+        ];
+        #[rustfmt::skip]
+        let stack: [u8; 40] = [
+            10, 2, 0, 50,   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // addr[0] server
+            10, 1, 0, 50,   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // addr[1] LAN client
+            0x1f, 0x90,     // port[0] 8080
+            0x9c, 0x40,     // port[1] 40000
+            0, 0, 2, 0,
+        ];
+        assert_eq!(s[0..8], [1, 2, 3, 4, 5, 6, 7, 8], "id");
+        assert_eq!(s[8..24], *b"all\0\0\0\0\0\0\0\0\0\0\0\0\0", "ifname");
+        assert_eq!(s[24..64], wire, "key[0], the wire key");
+        assert_eq!(s[64..104], stack, "key[1], the stack key");
+        // src is the client (it sent the first packet), on both keys.
+        assert_eq!(s[104 + 8..104 + 12], [0x1a, 0x2b, 0x3c, 0x4d], "src seqlo");
+        assert_eq!(s[136 + 8..136 + 12], [0x5e, 0x6f, 0x70, 0x81], "dst seqlo");
+        assert_eq!(s[192..196], [0xff; 4], "nat_rule: none");
+        assert_eq!(s[236..240], OURS.to_be_bytes(), "creatorid");
+        assert_eq!(s[250], 2, "af");
+        assert_eq!(s[251], 6, "proto");
+        assert_eq!(s[252], 2, "direction OUT");
+        assert_eq!(s[255], 2, "timeout TCP established");
+        let (back, back_tr) = reimported(&mut r, frame);
+        assert_round_trip((&st, &tr), (&back, &back_tr));
+    }
+
+    #[test]
+    fn an_rdr_to_state_goes_out_as_pfs_inbound_state_byte_by_byte_and_round_trips() {
+        let mut r = rig(1);
+        // WAN client 10.2.0.50:33333 (0x8235) -> 10.2.0.254:8080, created
+        // inbound on the WAN port, `rdr-to` 10.1.0.50 port 9090 (0x2382).
+        let st = tcp_state(9, ([10, 2, 0, 50], 33333), ([10, 2, 0, 254], 8080));
+        let tr = egress(([10, 2, 0, 50], 33333), ([10, 1, 0, 50], 9090));
+        let frame = emitted_ins(&mut r, st, tr);
+        let s = &frame[STATE_AT..STATE_AT + 264];
+        // pf holds a destination translation as an inbound state on the
+        // WAN interface: key[0] (wire) as the client sent it, key[1]
+        // (stack) redirected; inbound, so index 0 is the source.
+        #[rustfmt::skip]
+        let wire: [u8; 40] = [
+            10, 2, 0, 50,   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // addr[0] WAN client
+            10, 2, 0, 254,  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // addr[1] published address
+            0x82, 0x35,     // port[0] 33333
+            0x1f, 0x90,     // port[1] 8080
+            0, 0, 2, 0,
+        ];
+        #[rustfmt::skip]
+        let stack: [u8; 40] = [
+            10, 2, 0, 50,   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // addr[0] WAN client
+            10, 1, 0, 50,   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // addr[1] LAN server
+            0x82, 0x35,     // port[0] 33333
+            0x23, 0x82,     // port[1] 9090
+            0, 0, 2, 0,
+        ];
+        assert_eq!(s[0..8], 9u64.to_be_bytes(), "id");
+        assert_eq!(s[24..64], wire, "key[0], the wire key");
+        assert_eq!(s[64..104], stack, "key[1], the stack key");
+        assert_eq!(s[104 + 8..104 + 12], [0x1a, 0x2b, 0x3c, 0x4d], "src seqlo");
+        assert_eq!(s[250], 2, "af");
+        assert_eq!(s[251], 6, "proto");
+        assert_eq!(s[252], 1, "direction IN");
+        let (back, back_tr) = reimported(&mut r, frame);
+        assert_round_trip((&st, &tr), (&back, &back_tr));
+    }
+
+    #[test]
+    fn an_inet6_nat_to_state_carries_whole_addresses_and_af_24() {
+        let mut r = rig(1);
+        let a = |last: u8| {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+            b[15] = last;
+            Addr(b)
+        };
+        let (client, server, nat) = (a(0x50), a(0x99), a(0xfe));
+        let (k, sw) = FlowKey::from_packet(Af::Inet6, proto::UDP, client, 5353, server, 53);
+        let mut st = State::new(k, sw, 11, OURS, Instant::from_secs(1));
+        st.timeout = TimeoutClass::UdpMultiple;
+        let (fk, fsw) = FlowKey::from_packet(Af::Inet6, proto::UDP, nat, 50000, server, 53);
+        let tr = Translation {
+            key: fk,
+            src_is_addr1: fsw,
+        };
+        let frame = emitted_ins(&mut r, st, tr);
+        let s = &frame[STATE_AT..STATE_AT + 264];
+        assert_eq!(s[24..40], server.0, "wire addr[0]: destination");
+        assert_eq!(s[40..56], nat.0, "wire addr[1]: translated source");
+        assert_eq!(s[56..60], [0, 53, 0xc3, 0x50], "wire ports 53 / 50000");
+        assert_eq!(s[62], 24, "wire key af AF_INET6");
+        assert_eq!(s[64..80], server.0, "stack addr[0]");
+        assert_eq!(s[80..96], client.0, "stack addr[1]: the client");
+        assert_eq!(s[96..100], [0, 53, 0x14, 0xe9], "stack ports 53 / 5353");
+        assert_eq!(s[102], 24, "stack key af");
+        assert_eq!(s[250..253], [24, 17, 2], "af, proto, direction OUT");
+        let (back, back_tr) = reimported(&mut r, frame);
+        assert_round_trip((&st, &tr), (&back, &back_tr));
+    }
+
+    /// What an OpenBSD box sends for one translated connection: two states
+    /// of its own, each with its own id and interface. dpf keeps one state
+    /// that translates, found by both sides' keys.
+    #[test]
+    fn an_openbsd_peers_two_states_of_a_translated_connection_become_one() {
+        use dataplane::pipeline::{Pipeline, PipelineConfig};
+        use dataplane::rules::{RuleEnv, Ruleset};
+        use dataplane::state::Shard;
+        let key = |a0: [u8; 4], a1: [u8; 4], p0: u16, p1: u16| KeyRepr {
+            addr: [Addr::v4(a0), Addr::v4(a1)],
+            port: [p0, p1],
+            rdomain: 0,
+            af: 2,
+        };
+        let pf_state = |id: u64, ifname: &[u8], direction: u8, keys: [KeyRepr; 2]| {
+            let mut name = [0u8; 16];
+            name[..ifname.len()].copy_from_slice(ifname);
+            let mut s = StateRepr {
+                id,
+                ifname: name,
+                key: keys,
+                rule: 3,
+                anchor: u32::MAX,
+                nat_rule: u32::MAX,
+                creation_s: 5,
+                expire_s: 86395,
+                creatorid: PEERS,
+                rtableid: if direction == 1 { [-1, 0] } else { [0, -1] },
+                af: 2,
+                proto: 6,
+                direction,
+                timeout: 2,
+                ..StateRepr::default()
+            };
+            s.src.state = 4;
+            s.dst.state = 4;
+            s.src.seqlo = 1000;
+            s
+        };
+        let (lan_client, server, vip) = ([10, 1, 0, 50], [10, 2, 0, 50], [10, 2, 0, 254]);
+        let lan_key = key(lan_client, server, 40000, 8080);
+        // `match out on em1 nat-to 10.2.0.254`: the inbound state on em0
+        // (untranslated), then the outbound one on em1 (wire: translated,
+        // stack: the LAN's key, outbound index order).
+        let nat = [
+            pf_state(0x51, b"em0", 1, [lan_key, lan_key]),
+            pf_state(
+                0x52,
+                b"em1",
+                2,
+                [
+                    key(server, vip, 8080, 61001),
+                    key(server, lan_client, 8080, 40000),
+                ],
+            ),
+        ];
+        // `pass in on em1 ... rdr-to 10.1.0.50 port 9090`: the inbound
+        // state on em1 (wire: as sent, stack: redirected), then the
+        // outbound one on em0 (untranslated, redirected).
+        let wan_client = [10, 2, 0, 77];
+        let rdr = [
+            pf_state(
+                0x61,
+                b"em1",
+                1,
+                [
+                    key(wan_client, vip, 33333, 8080),
+                    key(wan_client, lan_client, 33333, 9090),
+                ],
+            ),
+            pf_state(0x62, b"em0", 2, {
+                let k = key(lan_client, wan_client, 9090, 33333);
+                [k, k]
+            }),
+        ];
+        let flow = |src: [u8; 4], sport, dst: [u8; 4], dport| {
+            FlowKey::from_packet(
+                Af::Inet,
+                proto::TCP,
+                Addr::v4(src),
+                sport,
+                Addr::v4(dst),
+                dport,
+            )
+            .0
+        };
+        let cases = [
+            (
+                nat,
+                flow(lan_client, 40000, server, 8080),
+                flow(vip, 61001, server, 8080),
+            ),
+            (
+                rdr,
+                flow(wan_client, 33333, vip, 8080),
+                flow(wan_client, 33333, lan_client, 9090),
+            ),
+        ];
+        for (states, near, far) in cases {
+            let mut r = rig(1);
+            let f = frame_from(
+                PEER_MAC,
+                &[Message::Ins(states[0]), Message::Ins(states[1])],
+            );
+            r.sync.handle(&f, 0, Instant::from_secs(2), &mut Vec::new());
+            // The worker side: a pipeline fed by this import ring.
+            let env = RuleEnv {
+                interfaces: &[],
+                self_addrs: &[],
+                names: &[],
+            };
+            let rules = Ruleset::compile("block all\n", "t", &env).unwrap();
+            let mut p = Pipeline::new(
+                PipelineConfig::default(),
+                std::sync::Arc::new(rules),
+                Shard::new(16, 0).unwrap(),
+            );
+            let (export, _exported) = channel::<StateRecord>(16);
+            let (mut to_worker, import) = channel::<ImportRecord>(16);
+            p.set_sync(export, import, 128);
+            let mut n = 0;
+            while let Some(rec) = r.imports[0].pop() {
+                to_worker.push(rec).unwrap();
+                n += 1;
+            }
+            assert_eq!(n, 2, "both states reach the worker");
+            to_worker.publish();
+            p.sync_poll(Instant::from_secs(2), 16);
+            let sh = p.shard();
+            assert_eq!(sh.len(), 1, "one state for the connection");
+            let (slot, _) = sh.lookup_side(&near, near.symmetric_hash()).unwrap();
+            assert_eq!(
+                sh.lookup_side(&far, far.symmetric_hash()),
+                Some((slot, true)),
+                "the translated side finds the same state"
+            );
+            assert_eq!(sh.translation(slot).map(|t| t.key), Some(far));
+            assert_eq!(sh.get(slot).unwrap().id(), states[0].id);
+        }
+    }
 }

@@ -660,6 +660,49 @@ impl Shard {
         Ok(SlotId(slot))
     }
 
+    /// Gives the untranslated state in `slot` the far key of `translation`
+    /// and indexes it, as [`Shard::insert_translated`] would have. pfsync
+    /// needs it: an OpenBSD peer keeps an outbound NAT connection as two
+    /// states (untranslated inbound on the LAN side, translated outbound on
+    /// the WAN side) that share the untranslated key; the second one's
+    /// translation is attached to the state the first one created.
+    ///
+    /// A far key equal to the state's own is nothing to attach (`Ok`).
+    /// Fails without side effects with `Exists(slot)` when `slot` holds no
+    /// state or one already translated, `Exists(other)` when the far key
+    /// is another state's, and `Full` when its key index window is full.
+    pub fn attach_translation(
+        &mut self,
+        slot: SlotId,
+        translation: Translation,
+    ) -> Result<(), InsertError> {
+        let i = slot.index();
+        let Some(st) = self.get(slot) else {
+            return Err(InsertError::Exists(slot));
+        };
+        if st.is_translated() {
+            return Err(InsertError::Exists(slot));
+        }
+        if !translation.is_some() || translation.key == *st.key() {
+            return Ok(());
+        }
+        let far_hash = translation.key.symmetric_hash();
+        if let Some(other) = self.lookup(&translation.key, far_hash) {
+            return Err(InsertError::Exists(other));
+        }
+        let far_t = key_tag(far_hash);
+        let Some(at) = self.by_key.vacancy(far_t) else {
+            return Err(InsertError::Full);
+        };
+        self.by_key.put(at, far_t, slot.0 | FAR_KEY);
+        self.xlate[i] = translation;
+        self.slab[i].set_translated(true);
+        self.translated += 1;
+        // A lookup of the far key now finds this state.
+        self.generation = self.generation.wrapping_add(1);
+        Ok(())
+    }
+
     /// Removes the state in `slot` and returns it (`None` if the slot is
     /// free).
     pub fn remove(&mut self, slot: SlotId) -> Option<State> {
@@ -1496,5 +1539,67 @@ mod translation_tests {
         assert!(sh
             .insert(State::new(kb, sb, 4, 7, Instant::from_secs(1)))
             .is_ok());
+    }
+
+    #[test]
+    fn a_translation_attached_to_a_state_indexes_its_far_key() {
+        let mut sh = Shard::new(100, 0).unwrap();
+        let t = Instant::from_secs(1);
+        // The LAN side's untranslated state, as an OpenBSD peer's inbound
+        // state on its LAN interface arrives first.
+        let (ka, sa) = key([10, 1, 0, 7], 40000, [198, 51, 100, 10], 80);
+        let (kb, sb) = key([203, 0, 113, 1], 63725, [198, 51, 100, 10], 80);
+        let tr = Translation {
+            key: kb,
+            src_is_addr1: sb,
+        };
+        let slot = sh.insert(State::new(ka, sa, 1, 7, t)).unwrap();
+        let gen = sh.generation();
+        assert_eq!(sh.lookup(&kb, kb.symmetric_hash()), None);
+        assert_eq!(sh.attach_translation(slot, tr), Ok(()));
+        assert_ne!(sh.generation(), gen, "the far key's lookups changed");
+        assert!(sh.get(slot).unwrap().is_translated());
+        assert_eq!(sh.translation(slot), Some(&tr));
+        assert_eq!(sh.translated_len(), 1);
+        assert_eq!(sh.lookup_side(&kb, kb.symmetric_hash()), Some((slot, true)));
+        assert_eq!(
+            sh.lookup_side(&ka, ka.symmetric_hash()),
+            Some((slot, false))
+        );
+        // Once translated it keeps its translation.
+        let (kc, sc) = key([203, 0, 113, 1], 1, [198, 51, 100, 10], 80);
+        let other = Translation {
+            key: kc,
+            src_is_addr1: sc,
+        };
+        assert_eq!(
+            sh.attach_translation(slot, other),
+            Err(InsertError::Exists(slot))
+        );
+        assert_eq!(sh.translation(slot), Some(&tr));
+        // A far key that is another state's is refused, nothing changes.
+        let (kd, sd) = key([10, 1, 0, 8], 40000, [198, 51, 100, 10], 80);
+        let second = sh.insert(State::new(kd, sd, 2, 7, t)).unwrap();
+        assert_eq!(
+            sh.attach_translation(second, tr),
+            Err(InsertError::Exists(slot))
+        );
+        assert_eq!(sh.translation(second), None);
+        assert_eq!(sh.translated_len(), 1);
+        // A translation to its own key is none; a free slot has nothing.
+        let own = Translation {
+            key: kd,
+            src_is_addr1: sd,
+        };
+        assert_eq!(sh.attach_translation(second, own), Ok(()));
+        assert_eq!(sh.translation(second), None);
+        // Removing the state removes both keys.
+        assert!(sh.remove(slot).is_some());
+        assert_eq!(sh.lookup(&kb, kb.symmetric_hash()), None);
+        assert_eq!(sh.translated_len(), 0);
+        assert_eq!(
+            sh.attach_translation(slot, tr),
+            Err(InsertError::Exists(slot))
+        );
     }
 }
