@@ -798,7 +798,9 @@ impl Pipeline {
             return;
         }
         match self.shard.attach_translation(slot, translation) {
-            Ok(()) => {}
+            Ok(()) => {
+                let _ = self.announce_far_key(&translation);
+            }
             Err(InsertError::Full) => self.counters.drop(DropReason::StateTableFull),
             Err(_) => self.counters.drop(DropReason::TranslationFailed),
         }
