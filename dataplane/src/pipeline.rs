@@ -43,7 +43,7 @@ use crate::route::{Neighbors, ResolveRequest, Routing};
 use crate::rules::{Action, Decision, ReturnMode, RuleCounters, Ruleset};
 use crate::state::{
     icmp_error_matches, new_state, state_flags, track, InsertError, Shard, SlotId, StateDrop,
-    StateOptions, TrackOutcome, Translation,
+    StateOptions, StateRoute, TrackOutcome, Translation,
 };
 use crate::time::Instant;
 use crate::timeouts::Timeouts;
@@ -302,6 +302,10 @@ pub struct Pipeline {
     /// The translation [`Pipeline::filter`] decided for the packet being
     /// processed; the caller rewrites the frame before it leaves.
     pending: Option<Pending>,
+    /// The `route-to` / `reply-to` the filter decided for the packet being
+    /// processed (its egress port and next hop replace the routing
+    /// table's).
+    pending_route: Option<StateRoute>,
     /// xorshift state for pool and port choices (seeded per worker from
     /// the process's secret hash key).
     rng: u64,
@@ -364,6 +368,7 @@ impl Pipeline {
             sync: None,
             lookahead_min_states: LOOKAHEAD_MIN_STATES,
             pending: None,
+            pending_route: None,
             rng,
             aliases: None,
             alias_out: Vec::new(),
@@ -472,6 +477,26 @@ impl Pipeline {
             }
             _ => false,
         }
+    }
+
+    /// The next hop of `route-to` / `reply-to` `route` for a new
+    /// connection (`pkt` as it leaves): its port given or found by a route
+    /// lookup of the next hop; `None` when no hop serves the family or the
+    /// next hop has no route.
+    fn pick_route(&mut self, route: u16, pkt: &PacketInfo) -> Option<StateRoute> {
+        let random = self.next_random();
+        let pool = self.rules.route(route)?;
+        let (port, addr) = pool.choose(pkt.af, &pkt.src, random)?;
+        let port = match (port, addr) {
+            (Some(p), _) => p,
+            (None, Some(a)) => self.router.as_ref()?.routing.lookup(pkt.af, &a)?.port,
+            (None, None) => return None,
+        };
+        Some(StateRoute {
+            kind: pool.kind,
+            port,
+            addr: addr.unwrap_or(Addr::ZERO),
+        })
     }
 
     /// [`Pipeline::process_owned`] for a packet another worker's alias
@@ -1351,7 +1376,10 @@ impl Pipeline {
             return Verdict::Drop(DropReason::Fragment);
         }
         self.pending = None;
+        self.pending_route = None;
         let mut hop = None;
+        // The destination as the packet leaves (translated or not).
+        let mut dst_after = info.dst;
         let mut verdict = if local || info.ttl <= 1 {
             // To the box, or its TTL runs out here: only the `in` pass
             // applies (pf filters what the stack receives); what passes
@@ -1376,10 +1404,7 @@ impl Pipeline {
                 Decided(Verdict::Forward(_)) => return Verdict::SlowPath(punt),
                 Decided(v) => return v,
             }
-        } else {
-            let Some(h) = routing.lookup(info.af, &info.dst) else {
-                return Verdict::Drop(DropReason::NoRoute);
-            };
+        } else if let Some(h) = routing.lookup(info.af, &info.dst) {
             hop = Some(h);
             let passes = Passes::Both {
                 in_port,
@@ -1390,12 +1415,26 @@ impl Pipeline {
                 Decided(v @ (Verdict::Forward(_) | Verdict::Hold(_))) => v,
                 Decided(v) => return v,
             }
+        } else {
+            // No route: only a `route-to` sends it on (pf routes it from
+            // the `in` pass, before the routing table is asked).
+            match self.filter(&info, Passes::In(in_port), ip_options, now, owned, ahead) {
+                Blocked(mode) => return self.answer(mode, &classified, frame, in_port),
+                Decided(v @ (Verdict::Forward(_) | Verdict::Hold(_)))
+                    if self.pending_route.is_some() =>
+                {
+                    v
+                }
+                Decided(Verdict::Forward(_)) => return Verdict::Drop(DropReason::NoRoute),
+                Decided(v) => return v,
+            }
         };
         if self.pending.is_some() {
             // Translated: rewritten, then routed by its new destination.
             let Some(dst) = self.apply_pending(frame, l3, l4, &info) else {
                 return Verdict::Drop(DropReason::TranslationFailed);
             };
+            dst_after = dst;
             let Some(router) = self.router.as_ref() else {
                 return Verdict::Drop(DropReason::Unclassified);
             };
@@ -1416,6 +1455,31 @@ impl Pipeline {
             hop = Some(h);
             if let Verdict::Forward(_) = verdict {
                 verdict = Verdict::Forward(h.port);
+            }
+        }
+        if let Some(r) = self.pending_route.take() {
+            // `route-to` / `reply-to`: the state's port and next hop, not
+            // the routing table's (the packet's own destination for
+            // `route-to (if)`).
+            let Some(router) = self.router.as_ref() else {
+                return Verdict::Drop(DropReason::Unclassified);
+            };
+            let next = if r.addr == Addr::ZERO {
+                dst_after
+            } else {
+                r.addr
+            };
+            let port = if r.port == crate::state::ROUTE_PORT_LOOKUP {
+                match router.routing.lookup(info.af, &next) {
+                    Some(h) => h.port,
+                    None => return Verdict::Drop(DropReason::NoRoute),
+                }
+            } else {
+                r.port
+            };
+            hop = Some(crate::route::NextHop { port, addr: next });
+            if let Verdict::Forward(_) = verdict {
+                verdict = Verdict::Forward(port);
             }
         }
         let Some(hop) = hop else {
@@ -1560,6 +1624,7 @@ impl Pipeline {
                     return Verdict::Drop(DropReason::Fragment);
                 }
                 self.pending = None;
+                self.pending_route = None;
                 let v =
                     match self.filter(&info, Passes::Out(out_port), ip_options, now, owned, None) {
                         Blocked(_) => return Verdict::Drop(DropReason::BlockedByRule),
@@ -1575,9 +1640,54 @@ impl Pipeline {
                 {
                     return Verdict::Drop(DropReason::TranslationFailed);
                 }
-                v
+                match (self.pending_route.take(), v) {
+                    // `route-to` on what the box sends: the route's port,
+                    // to its next hop's MAC (resolved, or the frame goes).
+                    (Some(r), Verdict::Forward(_)) => self.reroute_local(frame, &info, r),
+                    _ => v,
+                }
             }
             _ => Verdict::Forward(out_port),
+        }
+    }
+
+    /// Sends a frame of the box's own by a `route-to`: our MAC on the
+    /// route's port, the next hop's MAC (asked for, and the frame dropped,
+    /// while it is not resolved).
+    fn reroute_local(&mut self, frame: &mut [u8], info: &PacketInfo, r: StateRoute) -> Verdict {
+        let Some(router) = self.router.as_mut() else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let next = if r.addr == Addr::ZERO {
+            info.dst
+        } else {
+            r.addr
+        };
+        let port = if r.port == crate::state::ROUTE_PORT_LOOKUP {
+            match router.routing.lookup(info.af, &next) {
+                Some(h) => h.port,
+                None => return Verdict::Drop(DropReason::NoRoute),
+            }
+        } else {
+            r.port
+        };
+        let mac = router.routing.mac(port).unwrap_or([0; 6]);
+        match router.neighbors.get(info.af, &next) {
+            Some(n) if frame.len() >= 12 => {
+                frame[0..6].copy_from_slice(&n.mac);
+                frame[6..12].copy_from_slice(&mac);
+                Verdict::Forward(port)
+            }
+            _ => {
+                if let Some(p) = router.resolve.as_mut() {
+                    let _ = p.push(ResolveRequest {
+                        af: info.af,
+                        addr: next,
+                        port,
+                    });
+                }
+                Verdict::Drop(DropReason::NeighborUnresolved)
+            }
         }
     }
 
@@ -1688,6 +1798,9 @@ impl Pipeline {
                             }
                         }
                         self.pending = to.map(Pending::Packet);
+                        if tr.route.applies(from_src) {
+                            self.pending_route = Some(tr.route);
+                        }
                         return Decided(Verdict::Forward(out_port));
                     }
                     TrackOutcome::Drop(StateDrop::BadRst) => {
@@ -1792,6 +1905,7 @@ impl Pipeline {
         // (only by the state of the packet they quote).
         let icmp_error = matches!(info.l4, L4Info::Icmp(i) if i.is_error);
         let mut tag = 0;
+        let mut route_state = StateRoute::NONE;
         if let Some(p) = in_port {
             pkt.ifindex = IfIndex(p);
             pkt.dir = Direction::In;
@@ -1827,6 +1941,20 @@ impl Pipeline {
                     local = false;
                 }
             }
+            if let Some(route) = d.route {
+                let Some(r) = self.pick_route(route, &pkt) else {
+                    return Decided(Verdict::Drop(DropReason::NoRoute));
+                };
+                if r.kind == crate::state::route_kind::ROUTE_TO && self.router.is_some() {
+                    // pf_route: the packet leaves by the route and is
+                    // filtered `out` there.
+                    out_port = (!self.rules.is_skipped(IfIndex(r.port))).then_some(r.port);
+                    verdict_port = r.port;
+                    local = false;
+                    self.pending_route = Some(r);
+                }
+                route_state = r;
+            }
             deciding[0] = Some(d);
         }
         if let Some(p) = out_port {
@@ -1842,6 +1970,30 @@ impl Pipeline {
                 if !self.map_nat(&mut pkt, pool) {
                     return Decided(Verdict::Drop(DropReason::TranslationFailed));
                 }
+            }
+            if let Some(route) = d.route {
+                let Some(r) = self.pick_route(route, &pkt) else {
+                    return Decided(Verdict::Drop(DropReason::NoRoute));
+                };
+                if r.kind == crate::state::route_kind::ROUTE_TO && self.router.is_some() {
+                    if r.port != p && !self.rules.is_skipped(IfIndex(r.port)) {
+                        // pf_route filters it `out` again on the new port.
+                        let mut again = pkt;
+                        again.ifindex = IfIndex(r.port);
+                        let d2 = self.rules.evaluate_with(
+                            &again,
+                            &self.tables,
+                            tag,
+                            &mut self.rule_counters,
+                        );
+                        if d2.action == Action::Block {
+                            return Blocked(d2.return_mode);
+                        }
+                    }
+                    verdict_port = r.port;
+                    self.pending_route = Some(r);
+                }
+                route_state = r;
             }
             deciding[1] = Some(d);
         }
@@ -1912,9 +2064,13 @@ impl Pipeline {
             Translation {
                 key,
                 src_is_addr1: swapped,
+                route: route_state,
             }
         } else {
-            Translation::NONE
+            Translation {
+                route: route_state,
+                ..Translation::NONE
+            }
         };
         let inserted = self.shard.insert_translated(st, translation);
         if let Ok(slot) = inserted {

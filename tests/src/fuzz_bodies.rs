@@ -1807,6 +1807,7 @@ pub fn import_records_run(data: &[u8]) -> dataplane::counters::WorkerCounters {
                     dataplane::state::Translation {
                         key,
                         src_is_addr1: st.src_is_addr1(),
+                        route: Default::default(),
                     }
                 } else {
                     dataplane::state::Translation::NONE

@@ -816,6 +816,7 @@ impl Control<'_> {
     }
 
     fn publish(&mut self, ruleset: Ruleset, file: &str) -> Result<Value, String> {
+        check_mode(self.config, &ruleset)?;
         let old_limit = self.rules.load().options.limit_states;
         let mut notes = Vec::new();
         if ruleset.options.limit_states != old_limit {
@@ -839,6 +840,19 @@ impl Control<'_> {
             notes,
         }))
     }
+}
+
+/// What a ruleset asks that the configured mode cannot do: `route-to` /
+/// `reply-to` on a bridge (it forwards to the paired port, there is no
+/// next hop to choose).
+pub fn check_mode(config: &crate::config::Config, ruleset: &Ruleset) -> Result<(), String> {
+    if config.mode != crate::config::Mode::Router && ruleset.has_routes() {
+        return Err(
+            "route-to / reply-to need router mode ([dataplane] mode = \"router\"); a bridge forwards to the paired port"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 impl Control<'_> {
@@ -1150,6 +1164,21 @@ fn state_entry(
         packets: [st.packets(0), st.packets(1)],
         bytes: [st.bytes(0), st.bytes(1)],
         rule: (st.rule != dataplane::state::NO_RULE).then_some(st.rule),
+        route: match tr.route.kind {
+            dataplane::state::route_kind::NONE => None,
+            kind => {
+                let word = if kind == dataplane::state::route_kind::REPLY_TO {
+                    "reply-to"
+                } else {
+                    "route-to"
+                };
+                let port = ifnames
+                    .get(tr.route.port as usize)
+                    .map(|n| format!(" on {n}"))
+                    .unwrap_or_default();
+                Some(format!("{word} {}{port}", tr.route.addr.to_ip(af)))
+            }
+        },
         nat: tr.is_some().then(|| {
             let ((s, sp), (d, dp)) = (tr.src_endpoint(), tr.dst_endpoint());
             crate::ctl::NatEndpoints {

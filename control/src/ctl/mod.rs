@@ -562,6 +562,10 @@ pub struct StateEntry {
     /// the connection's endpoints as its first packet left the box.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nat: Option<NatEndpoints>,
+    /// `route-to ADDR` / `reply-to ADDR` (with `@PORT` when known): the
+    /// state's route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
 }
 
 /// The translated side of a state (initiator `src`, responder `dst`).

@@ -165,6 +165,17 @@ pub fn load_ruleset(config: &Config) -> Result<Ruleset, Vec<RuleError>> {
             Ruleset::compile_all(&text, &path.display().to_string(), env)
         }
     })?;
+    if let Err(msg) = crate::ctl::handler::check_mode(config, &ruleset) {
+        return Err(vec![RuleError {
+            file: config
+                .rules
+                .as_ref()
+                .map_or("(none)".to_string(), |p| p.display().to_string()),
+            line: 0,
+            col: 0,
+            msg,
+        }]);
+    }
     // Table entries are stamped now (for `-T expire`).
     ruleset.adopt_tables(None, crate::ctl::handler::unix_now());
     Ok(ruleset)

@@ -1082,6 +1082,10 @@ impl Sync {
             id: st.id(),
             ifname,
             key: keys,
+            // route-to / reply-to: the next hop (pfsync carries no
+            // interface; the peer finds it by a route lookup).
+            rt: tr.route.kind,
+            rt_addr: tr.route.addr,
             src: peer_to_wire(&st.src),
             dst: peer_to_wire(&st.dst),
             rule: if st.rule == dataplane::state::NO_RULE {
@@ -1140,8 +1144,25 @@ impl Sync {
         let k = ingress;
         let (key, swapped) =
             FlowKey::from_packet(af, s.proto, k.addr[i], k.port[i], k.addr[r], k.port[r]);
+        // route-to / reply-to (dup-to is not kept: dpf has none); the port
+        // is found by a route lookup of the next hop when it is used.
+        let route = match s.rt {
+            dataplane::state::route_kind::ROUTE_TO | dataplane::state::route_kind::REPLY_TO
+                if s.rt_addr != dataplane::flow::Addr::ZERO =>
+            {
+                dataplane::state::StateRoute {
+                    kind: s.rt,
+                    port: dataplane::state::ROUTE_PORT_LOOKUP,
+                    addr: s.rt_addr,
+                }
+            }
+            _ => dataplane::state::StateRoute::NONE,
+        };
         let translation = if s.key[0].addr == s.key[1].addr && s.key[0].port == s.key[1].port {
-            Translation::NONE
+            Translation {
+                route,
+                ..Translation::NONE
+            }
         } else {
             let e = egress;
             let (far, far_swapped) =
@@ -1149,6 +1170,7 @@ impl Sync {
             Translation {
                 key: far,
                 src_is_addr1: far_swapped,
+                route,
             }
         };
         let timeout = TimeoutClass::ALL.get(s.timeout as usize).copied()?;
@@ -2182,7 +2204,11 @@ mod tests {
             Addr::v4(dst.0),
             dst.1,
         );
-        Translation { key, src_is_addr1 }
+        Translation {
+            key,
+            src_is_addr1,
+            route: Default::default(),
+        }
     }
 
     /// The frame the sync side sends for a worker's INS of `st`.
@@ -2339,6 +2365,7 @@ mod tests {
         let tr = Translation {
             key: fk,
             src_is_addr1: fsw,
+            route: Default::default(),
         };
         let frame = emitted_ins(&mut r, st, tr);
         let s = &frame[STATE_AT..STATE_AT + 264];

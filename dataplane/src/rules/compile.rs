@@ -23,7 +23,7 @@ use super::parser::{
     Ast, BlockMode, Endpoint, FlagsAst, HostAst, HostItem, IcmpItem, IfaceModifier, PoolAst,
     PoolType, PortItem, PortOp, RuleAst, StateAst,
 };
-use super::pool::{Pool, PoolRole};
+use super::pool::{Pool, PoolRole, RoutePool};
 use super::table::{
     addr_bits, parse_table_text, prefix_mask, Table, TableAddr, TableFlags, TableSet,
 };
@@ -148,6 +148,8 @@ pub(crate) struct Rule {
     pub tag: u16,
     /// `[!] tagged`: (tag number, negated).
     pub tagged: Option<(u16, bool)>,
+    /// `route-to` / `reply-to`: index into `Ruleset::routes`.
+    pub route: Option<u16>,
     /// `return-icmp` codes (IPv4, IPv6).
     pub return_icmp: (u8, u8),
     /// Index into `Ruleset::labels` of the rule's (expanded) label.
@@ -172,6 +174,7 @@ struct Ctx<'a> {
     tables: HashMap<String, u32>,
     table_list: Vec<Table>,
     pools: Vec<Pool>,
+    routes: Vec<RoutePool>,
     /// Tag names in order of first use; a tag's number is its index + 1.
     tags: Vec<String>,
     /// The files of the parse (`Pos::file` indexes it).
@@ -502,6 +505,70 @@ impl Ctx<'_> {
         Ok(self.pools.len() as u16 - 1)
     }
 
+    /// Compiles `route-to` / `reply-to` into `routes`; its index.
+    fn route(&mut self, r: &super::parser::RouteAst) -> Result<u16, RuleError> {
+        let what = if r.reply { "reply-to" } else { "route-to" };
+        let mut hops = Vec::new();
+        let mut texts = Vec::new();
+        for h in &r.hops {
+            let port = match &h.iface {
+                Some((name, pos)) => {
+                    let Some((_, i)) = self.env.interfaces.iter().find(|(n, _)| n == name) else {
+                        return Err(self.err(
+                            *pos,
+                            format!("{what}: unknown interface {name} (a port name)"),
+                        ));
+                    };
+                    Some(i.0)
+                }
+                None => None,
+            };
+            let addr = match &h.addr {
+                Some(HostItem {
+                    host: HostAst::Net { af, addr, .. },
+                    ..
+                }) => Some((*af, *addr)),
+                _ => None,
+            };
+            texts.push(match (&h.iface, addr) {
+                (Some((n, _)), Some((af, a))) => {
+                    format!("({n} {})", fmt_net(af, addr_bits(&a), host_len(af)))
+                }
+                (Some((n, _)), None) => format!("({n})"),
+                (None, Some((af, a))) => fmt_net(af, addr_bits(&a), host_len(af)),
+                (None, None) => String::new(),
+            });
+            hops.push((port, addr));
+        }
+        let mut text = format!("{what} ");
+        if texts.len() == 1 {
+            text.push_str(&texts[0]);
+        } else {
+            let _ = write!(text, "{{ {} }}", texts.join(", "));
+        }
+        let pool = match r.kind {
+            Some((k, _)) => {
+                text.push_str(match k {
+                    PoolType::Random => " random",
+                    PoolType::SourceHash(_) => " source-hash",
+                    _ => " round-robin",
+                });
+                k
+            }
+            None => PoolType::RoundRobin,
+        };
+        if self.routes.len() >= u16::MAX as usize {
+            return Err(self.err(r.pos, "too many route-to / reply-to rules"));
+        }
+        let kind = if r.reply {
+            crate::state::route_kind::REPLY_TO
+        } else {
+            crate::state::route_kind::ROUTE_TO
+        };
+        self.routes.push(RoutePool::new(kind, hops, pool, text));
+        Ok(self.routes.len() as u16 - 1)
+    }
+
     fn endpoint_hosts(&mut self, e: &Endpoint) -> Result<Vec<ExpHost>, RuleError> {
         if e.hosts.is_empty() {
             return Ok(vec![ExpHost {
@@ -569,6 +636,7 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
         tables: HashMap::new(),
         table_list: Vec::new(),
         pools: Vec::new(),
+        routes: Vec::new(),
         tags: Vec::new(),
         files: ast.files.clone(),
         labels: Vec::new(),
@@ -648,6 +716,7 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
         anchors,
         tables: std::sync::Arc::new(super::table::LiveTables::new(TableSet::new(ctx.table_list))),
         pools: ctx.pools,
+        routes: ctx.routes,
         tag_names: ctx.tags,
         rule_timeouts,
         epoch: Ruleset::next_epoch(),
@@ -976,6 +1045,16 @@ fn expand_rule(
         Some(t) => Some((ctx.tag_id(&t.name, t.pos)?, t.not)),
         None => None,
     };
+    let route = match &r.route {
+        Some(rt) if r.action == Action::Match => {
+            return Err(ctx.err(
+                rt.pos,
+                "route-to, reply-to, dup-to and fastroute must not be used on match rules",
+            ));
+        }
+        Some(rt) => Some(ctx.route(rt)?),
+        None => None,
+    };
     let pools_of_rule: Vec<u16> = nat.iter().chain(rdr.iter()).copied().collect();
     // 'flags S/SA' by default on stateful rules (pfctl parse.y).
     let flags = match r.flags {
@@ -1038,6 +1117,9 @@ fn expand_rule(
                                             }
                                         }
                                     }
+                                }
+                                if let (Some(rt), Some(a)) = (route, af) {
+                                    fits &= ctx.routes[rt as usize].has_family(a);
                                 }
                                 if !fits {
                                     continue;
@@ -1129,6 +1211,7 @@ fn expand_rule(
                                     rdr,
                                     tag,
                                     tagged,
+                                    route,
                                     return_icmp: r.return_icmp,
                                     label: None,
                                     anchor_end: None,
@@ -1159,7 +1242,13 @@ fn expand_rule(
                                     label.as_deref(),
                                     r.anchor.as_ref().map(|a| a.name.as_str()),
                                 );
-                                render_translation(&mut text, &rule, &ctx.pools, &ctx.tags);
+                                render_translation(
+                                    &mut text,
+                                    &rule,
+                                    &ctx.pools,
+                                    &ctx.routes,
+                                    &ctx.tags,
+                                );
                                 rules.push(rule);
                                 texts.push(text);
                                 added += 1;
@@ -1489,7 +1578,17 @@ fn render(
 }
 
 /// Appends a rule's tag and translation options as pfctl prints them.
-fn render_translation(s: &mut String, r: &Rule, pools: &[Pool], tags: &[String]) {
+fn render_translation(
+    s: &mut String,
+    r: &Rule,
+    pools: &[Pool],
+    routes: &[RoutePool],
+    tags: &[String],
+) {
+    if let Some(rt) = r.route.and_then(|i| routes.get(i as usize)) {
+        s.push(' ');
+        s.push_str(rt.text());
+    }
     let tag_name = |t: u16| tags.get(t as usize - 1).map(String::as_str).unwrap_or("?");
     if r.tag != 0 {
         let _ = write!(s, " tag {}", tag_name(r.tag));

@@ -326,6 +326,7 @@ impl Ruleset {
                 None => rdr.map_or(0, |r| r.1),
             },
             tag,
+            route: if pass { r.route } else { None },
         }
     }
 }

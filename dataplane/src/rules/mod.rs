@@ -295,6 +295,8 @@ pub struct Decision {
     pub rdr_port_base: u16,
     /// The packet's tag after the rules (`tag`; 0 = none).
     pub tag: u16,
+    /// `route-to` / `reply-to` of the deciding rule ([`Ruleset::route`]).
+    pub route: Option<u16>,
 }
 
 impl Decision {
@@ -313,6 +315,7 @@ impl Decision {
         rdr: None,
         rdr_port_base: 0,
         tag: 0,
+        route: None,
     };
 }
 
@@ -336,6 +339,8 @@ pub struct Ruleset {
     tables: std::sync::Arc<table::LiveTables>,
     /// Translation targets of `nat-to` / `rdr-to` / `binat-to`.
     pools: Vec<pool::Pool>,
+    /// Next hops of `route-to` / `reply-to`.
+    routes: Vec<pool::RoutePool>,
     /// Tag names; tag number `n` is `tag_names[n - 1]`.
     tag_names: Vec<String>,
     /// Effective state timeouts of rules with `keep state (<timeout> N)`.
@@ -522,6 +527,7 @@ impl Ruleset {
             anchors: Vec::new(),
             tables: self.tables.clone(),
             pools: Vec::new(),
+            routes: Vec::new(),
             tag_names: Vec::new(),
             rule_timeouts: Vec::new(),
             epoch: Ruleset::next_epoch(),
@@ -550,6 +556,17 @@ impl Ruleset {
     #[inline]
     pub fn pool(&self, i: u16) -> Option<&pool::Pool> {
         self.pools.get(i as usize)
+    }
+
+    /// `route-to` / `reply-to` `i` (a [`Decision::route`]).
+    #[inline]
+    pub fn route(&self, i: u16) -> Option<&pool::RoutePool> {
+        self.routes.get(i as usize)
+    }
+
+    /// Whether any rule has `route-to` / `reply-to`.
+    pub fn has_routes(&self) -> bool {
+        !self.routes.is_empty()
     }
 
     /// Whether any rule translates addresses (`nat-to`, `rdr-to`,

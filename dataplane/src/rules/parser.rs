@@ -30,7 +30,7 @@ use crate::flow::{Addr, Af, Direction};
 use crate::timeouts::TimeoutClass;
 
 mod translation;
-pub(crate) use translation::{PoolAst, PoolPorts, PoolType, TaggedAst};
+pub(crate) use translation::{PoolAst, PoolPorts, PoolType, RouteAst, TaggedAst};
 
 /// How deep macro values may reference other macros.
 const MACRO_DEPTH_MAX: u32 = 16;
@@ -202,6 +202,8 @@ pub(crate) struct RuleAst {
     pub tag: Option<(String, Pos)>,
     /// `[!] tagged <name>`.
     pub tagged: Option<TaggedAst>,
+    /// `route-to` / `reply-to`.
+    pub route: Option<RouteAst>,
     /// The ICMP unreachable codes `return-icmp`/`return` answers with
     /// (IPv4, IPv6): pf's `return_icmp`/`return_icmp6`, port unreachable
     /// unless `return-icmp (code)` / `return-icmp6 (code)` say otherwise.
@@ -252,6 +254,7 @@ impl RuleAst {
             binat: None,
             tag: None,
             tagged: None,
+            route: None,
         }
     }
 }
@@ -1342,6 +1345,7 @@ impl<'a> Parser<'a> {
             binat: None,
             tag: None,
             tagged: None,
+            route: None,
             return_icmp,
             anchor: None,
         };
@@ -1483,6 +1487,20 @@ impl<'a> Parser<'a> {
                         pos: npos,
                     });
                 }
+                "route-to" | "reply-to" => {
+                    let reply = w == "reply-to";
+                    if rule.route.is_some() {
+                        return Err(self.err(pos, "route-to / reply-to cannot be redefined"));
+                    }
+                    if rule.action == Action::Block {
+                        return Err(self.err(pos, format!("{w} on block rules doesn't make sense")));
+                    }
+                    self.i += 1;
+                    rule.route = Some(self.route_spec(reply, pos)?);
+                }
+                "dup-to" | "fastroute" => {
+                    return Err(self.err(pos, format!("{w} is not supported by dpf")));
+                }
                 "modulate" | "synproxy" => {
                     return Err(self.err(pos, format!("{w} state is not supported by dpf")));
                 }
@@ -1510,7 +1528,7 @@ impl<'a> Parser<'a> {
                 }
                 _ => {
                     return Err(self.unexpected(
-                        "flags, icmp-type, icmp6-type, keep state, no state, allow-opts, nat-to, rdr-to, binat-to, tag, tagged, label or end of line",
+                        "flags, icmp-type, icmp6-type, keep state, no state, allow-opts, nat-to, rdr-to, binat-to, route-to, reply-to, tag, tagged, label or end of line",
                     ))
                 }
             }

@@ -346,3 +346,67 @@ mod tests {
         );
     }
 }
+
+/// One next hop of a [`RoutePool`]: (egress port, or `None` for a route
+/// lookup of the address; next hop, `None` for the packet's destination on
+/// that port).
+pub type RouteHop = (Option<u16>, Option<(Af, Addr)>);
+
+/// A compiled `route-to` / `reply-to`: its next hops and how one is
+/// chosen for a new connection.
+#[derive(Clone, Debug)]
+pub struct RoutePool {
+    /// [`crate::state::route_kind`] `ROUTE_TO` or `REPLY_TO`.
+    pub kind: u8,
+    hops: Vec<RouteHop>,
+    pool: PoolType,
+    next: Arc<AtomicU64>,
+    /// As pfctl prints it (`route-to (wan1 192.0.2.1)`).
+    pub(crate) text: String,
+}
+
+impl RoutePool {
+    pub(crate) fn new(
+        kind: u8,
+        hops: Vec<RouteHop>,
+        pool: PoolType,
+        text: String,
+    ) -> RoutePool {
+        RoutePool {
+            kind,
+            hops,
+            pool,
+            next: Arc::new(AtomicU64::new(0)),
+            text,
+        }
+    }
+
+    /// Whether a hop serves family `af`.
+    pub fn has_family(&self, af: Af) -> bool {
+        self.hops.iter().any(|h| h.1.is_none_or(|(a, _)| a == af))
+    }
+
+    /// The next hop for a new connection of family `af` from `src`
+    /// (`random` a random word): (port or `None`, next hop or `None`).
+    /// `None` when no hop serves the family.
+    pub fn choose(&self, af: Af, src: &Addr, random: u64) -> Option<(Option<u16>, Option<Addr>)> {
+        let fits = |h: &&RouteHop| h.1.is_none_or(|(a, _)| a == af);
+        let count = self.hops.iter().filter(fits).count() as u64;
+        if count == 0 {
+            return None;
+        }
+        let i = match self.pool {
+            _ if count == 1 => 0,
+            PoolType::Random => random % count,
+            PoolType::SourceHash(key) => source_hash(src, &key.unwrap_or([0; 16])) % count,
+            _ => self.next.fetch_add(1, Ordering::Relaxed) % count,
+        };
+        let (port, addr) = *self.hops.iter().filter(fits).nth(i as usize)?;
+        Some((port, addr.map(|(_, a)| a)))
+    }
+
+    /// As pfctl prints it.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}

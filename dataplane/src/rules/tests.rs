@@ -1294,6 +1294,7 @@ fn decision_carries_rule_options() {
             rdr: None,
             rdr_port_base: 0,
             tag: 0,
+            route: None,
         }
     );
     let t = r.state_timeouts(d.rule);

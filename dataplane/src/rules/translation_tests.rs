@@ -263,3 +263,55 @@ fn a_pool_of_another_family_leaves_no_rule() {
         r.rule_text(0)
     );
 }
+
+#[test]
+fn route_to_and_reply_to_parse_print_and_refuse_as_pfctl() {
+    let r = rs(
+        "pass in on lan0 from 10.1.0.8 route-to (wan0 192.0.2.254)\n\
+                pass in on wan0 proto tcp to port 22 reply-to (wan0 192.0.2.254)\n\
+                pass in on lan0 from 10.9.9.0/24 route-to { (wan0 192.0.2.253), (wan0 192.0.2.254) } random",
+    );
+    assert!(r.has_routes());
+    assert!(
+        r.rule_text(0).ends_with("route-to (wan0 192.0.2.254)"),
+        "{}",
+        r.rule_text(0)
+    );
+    assert!(
+        r.rule_text(1).ends_with("reply-to (wan0 192.0.2.254)"),
+        "{}",
+        r.rule_text(1)
+    );
+    assert!(
+        r.rule_text(2)
+            .ends_with("route-to { (wan0 192.0.2.253), (wan0 192.0.2.254) } random"),
+        "{}",
+        r.rule_text(2)
+    );
+    let mut c = vec![RuleCounters::default(); r.len()];
+    let d = r.evaluate(
+        &syn(0, Direction::In, "10.1.0.8", "198.51.100.1", 80),
+        &mut c,
+    );
+    let rt = r.route(d.route.unwrap()).unwrap();
+    assert_eq!(rt.kind, crate::state::route_kind::ROUTE_TO);
+    assert_eq!(
+        rt.choose(Af::Inet, &v4("10.1.0.8"), 0),
+        Some((Some(1), Some(v4("192.0.2.254"))))
+    );
+    assert!(err("match in route-to (wan0 192.0.2.254)").contains("must not be used on match rules"));
+    assert!(err("pass in dup-to (wan0 192.0.2.254)").contains("not supported"));
+    assert!(err("pass in route-to (wan0 192.0.2.0/24)").contains("single address"));
+    assert!(err("pass in route-to (nope0 192.0.2.1)").contains("unknown interface"));
+    assert!(err("block in route-to (wan0 192.0.2.1)").contains("doesn't make sense"));
+    assert!(
+        err("pass in route-to (wan0 192.0.2.1) reply-to (wan0 192.0.2.1)").contains("redefined")
+    );
+    // A block decision carries no route.
+    let r = rs("block in on lan0\npass in on lan0 from 10.9.9.9 route-to (wan0 192.0.2.254)");
+    let d = r.evaluate(
+        &syn(0, Direction::In, "10.1.0.8", "198.51.100.1", 80),
+        &mut c,
+    );
+    assert_eq!((d.action, d.route), (Action::Block, None));
+}

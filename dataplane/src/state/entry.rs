@@ -136,6 +136,55 @@ pub const MAX_WINSHIFT: u8 = 14;
 
 const SIDE_SRC_IS_ADDR1: u8 = 1;
 const SIDE_TRANSLATED: u8 = 2;
+const SIDE_ROUTED: u8 = 4;
+
+/// pf's `rt` values (pfsync_state `rt`): how a state routes its packets.
+pub mod route_kind {
+    /// The routing table decides.
+    pub const NONE: u8 = 0;
+    /// `route-to`: packets of the initiator's direction leave by the
+    /// state's route.
+    pub const ROUTE_TO: u8 = 1;
+    /// `reply-to`: packets of the responder's direction leave by it.
+    pub const REPLY_TO: u8 = 3;
+}
+
+/// Port value of a [`StateRoute`] whose port is found by a route lookup
+/// of its next hop when it is used (a route received by pfsync, which
+/// carries the next hop's address only).
+pub const ROUTE_PORT_LOOKUP: u16 = u16::MAX;
+
+/// A state's `route-to` / `reply-to` (pf's `rt`, `rt_addr`, `rt_kif`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateRoute {
+    /// [`route_kind`].
+    pub kind: u8,
+    /// Egress port ([`ROUTE_PORT_LOOKUP`]: by a route lookup of `addr`).
+    pub port: u16,
+    /// Next hop; [`Addr::ZERO`] for `route-to (if)`: the packet's
+    /// destination on that port.
+    pub addr: Addr,
+}
+
+impl StateRoute {
+    /// No route: the routing table decides.
+    pub const NONE: StateRoute = StateRoute {
+        kind: route_kind::NONE,
+        port: 0,
+        addr: Addr::ZERO,
+    };
+
+    /// Whether packets from the initiator (`from_src`) or the responder
+    /// take this route.
+    #[inline]
+    pub fn applies(&self, from_src: bool) -> bool {
+        match self.kind {
+            route_kind::ROUTE_TO => from_src,
+            route_kind::REPLY_TO => !from_src,
+            _ => false,
+        }
+    }
+}
 
 /// The far side of a translated state (`nat-to`, `rdr-to`, `binat-to`):
 /// the connection's key as its packets look on the other side of the
@@ -150,10 +199,13 @@ pub struct Translation {
     pub key: FlowKey,
     /// Whether `key.addr[1]` is the initiator's endpoint on that side.
     pub src_is_addr1: bool,
+    /// The state's `route-to` / `reply-to` (kept with the translation: both
+    /// are what a state does to its packets beyond letting them pass).
+    pub route: StateRoute,
 }
 
 impl Translation {
-    /// No translation (`key.af == 0`).
+    /// No translation (`key.af == 0`) and no route.
     pub const NONE: Translation = Translation {
         key: FlowKey {
             addr: [Addr::ZERO; 2],
@@ -163,6 +215,7 @@ impl Translation {
             proto: 0,
         },
         src_is_addr1: false,
+        route: StateRoute::NONE,
     };
 
     /// Whether this describes a translation.
@@ -339,6 +392,23 @@ impl State {
     #[inline]
     pub fn is_translated(&self) -> bool {
         self.sides & SIDE_TRANSLATED != 0
+    }
+
+    /// Whether the state has a `route-to` / `reply-to` (held by its shard
+    /// with the translation, [`Translation::route`]).
+    #[inline]
+    pub fn is_routed(&self) -> bool {
+        self.sides & SIDE_ROUTED != 0
+    }
+
+    /// Marks the state routed or not (only the shard does).
+    #[inline]
+    pub(crate) fn set_routed(&mut self, on: bool) {
+        if on {
+            self.sides |= SIDE_ROUTED;
+        } else {
+            self.sides &= !SIDE_ROUTED;
+        }
     }
 
     /// Marks the state translated or not (only the shard does, as it

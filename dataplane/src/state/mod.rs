@@ -55,7 +55,8 @@ pub mod track;
 mod track_tests;
 
 pub use entry::{
-    state_flags, tcps, udps, Peer, State, Translation, NO_RULE, WSCALE_FLAG, WSCALE_MASK,
+    route_kind, state_flags, tcps, udps, Peer, State, StateRoute, Translation, NO_RULE,
+    ROUTE_PORT_LOOKUP, WSCALE_FLAG, WSCALE_MASK,
 };
 pub use merge::{merge_peer_update, MergeOutcome};
 pub use table::{

@@ -525,12 +525,12 @@ impl Shard {
             .map(|s| (SlotId(s & !FAR_KEY), s & FAR_KEY != 0))
     }
 
-    /// The far side of the translated state in `slot` (`None` for a state
-    /// that translates nothing).
+    /// The far side and route of the state in `slot` (`None` for a state
+    /// that neither translates nor routes).
     #[inline]
     pub fn translation(&self, slot: SlotId) -> Option<&Translation> {
         let st = self.get(slot)?;
-        if st.is_translated() {
+        if st.is_translated() || st.is_routed() {
             self.xlate.get(slot.index())
         } else {
             None
@@ -612,7 +612,9 @@ impl Shard {
         translation: Translation,
     ) -> Result<SlotId, InsertError> {
         let translated = translation.is_some() && translation.key != *state.key();
+        let routed = translation.route.kind != crate::state::route_kind::NONE;
         state.set_translated(translated);
+        state.set_routed(routed);
         let hash = state.key().symmetric_hash();
         if let Some(s) = self.lookup(state.key(), hash) {
             return Err(InsertError::Exists(s));
@@ -650,8 +652,17 @@ impl Shard {
                     return Err(InsertError::Full);
                 }
             }
-            self.xlate[slot as usize] = translation;
             self.translated += 1;
+        }
+        if translated || routed {
+            self.xlate[slot as usize] = if translated {
+                translation
+            } else {
+                Translation {
+                    route: translation.route,
+                    ..Translation::NONE
+                }
+            };
         }
         self.set_occupied(slot as usize, true);
         self.by_id.put(id_at, id_t, slot);
@@ -695,8 +706,18 @@ impl Shard {
             return Err(InsertError::Full);
         };
         self.by_key.put(at, far_t, slot.0 | FAR_KEY);
-        self.xlate[i] = translation;
+        // A route the state already has stays unless the import has one.
+        let route = if translation.route.kind != crate::state::route_kind::NONE {
+            translation.route
+        } else {
+            self.xlate[i].route
+        };
+        self.xlate[i] = Translation {
+            route,
+            ..translation
+        };
         self.slab[i].set_translated(true);
+        self.slab[i].set_routed(route.kind != crate::state::route_kind::NONE);
         self.translated += 1;
         // A lookup of the far key now finds this state.
         self.generation = self.generation.wrapping_add(1);
@@ -722,13 +743,15 @@ impl Shard {
                 .by_key
                 .remove(key_tag(far.symmetric_hash()), slot.0 | FAR_KEY);
             debug_assert!(ok_far);
-            self.xlate[i] = Translation::NONE;
             self.translated -= 1;
             if self.far_removed.len() < self.far_removed.capacity() {
                 self.far_removed.push(far);
             } else if self.far_removed.capacity() > 0 {
                 self.far_removals_lost += 1;
             }
+        }
+        if st.is_translated() || st.is_routed() {
+            self.xlate[i] = Translation::NONE;
         }
         self.set_occupied(i, false);
         self.free[self.free_len] = slot.0;
@@ -767,7 +790,7 @@ impl Shard {
             return None;
         }
         let st = self.slab.get_mut(i)?;
-        let tr = if st.is_translated() {
+        let tr = if st.is_translated() || st.is_routed() {
             self.xlate.get(i).copied().unwrap_or(Translation::NONE)
         } else {
             Translation::NONE
@@ -842,7 +865,7 @@ impl Shard {
                 .get(i)
                 .is_some_and(|st| st.is_expired(now, timeouts(st)));
             let tr = match self.slab.get(i) {
-                Some(st) if st.is_translated() => self.xlate[i],
+                Some(st) if st.is_translated() || st.is_routed() => self.xlate[i],
                 _ => Translation::NONE,
             };
             if expired {
@@ -874,7 +897,7 @@ impl Shard {
         for i in from..end {
             if self.is_occupied(i) {
                 if let Some(st) = self.slab.get(i) {
-                    let tr = if st.is_translated() {
+                    let tr = if st.is_translated() || st.is_routed() {
                         &self.xlate[i]
                     } else {
                         &Translation::NONE
@@ -1513,6 +1536,7 @@ mod translation_tests {
         let tr = Translation {
             key: kb,
             src_is_addr1: sb,
+            route: Default::default(),
         };
         let slot = sh.insert_translated(st, tr).unwrap();
         assert_eq!(
@@ -1552,6 +1576,7 @@ mod translation_tests {
         let tr = Translation {
             key: kb,
             src_is_addr1: sb,
+            route: Default::default(),
         };
         let slot = sh.insert(State::new(ka, sa, 1, 7, t)).unwrap();
         let gen = sh.generation();
@@ -1571,6 +1596,7 @@ mod translation_tests {
         let other = Translation {
             key: kc,
             src_is_addr1: sc,
+            route: Default::default(),
         };
         assert_eq!(
             sh.attach_translation(slot, other),
@@ -1590,6 +1616,7 @@ mod translation_tests {
         let own = Translation {
             key: kd,
             src_is_addr1: sd,
+            route: Default::default(),
         };
         assert_eq!(sh.attach_translation(second, own), Ok(()));
         assert_eq!(sh.translation(second), None);

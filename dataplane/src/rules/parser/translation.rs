@@ -215,3 +215,89 @@ fn string_key(s: &str) -> [u8; 16] {
     }
     out
 }
+
+/// One next hop of `route-to` / `reply-to`: `(if addr)`, `(if)` (the
+/// packet's destination on that interface) or `addr` (its interface by a
+/// route lookup).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RouteHop {
+    pub iface: Option<(String, Pos)>,
+    pub addr: Option<HostItem>,
+}
+
+/// `route-to` / `reply-to` as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RouteAst {
+    pub pos: Pos,
+    /// `reply-to` (else `route-to`).
+    pub reply: bool,
+    pub hops: Vec<RouteHop>,
+    pub kind: Option<(PoolType, Pos)>,
+}
+
+impl Parser<'_> {
+    /// After `route-to` / `reply-to`: one hop or `{ hop, ... }`, then an
+    /// optional pool type.
+    pub(super) fn route_spec(&mut self, reply: bool, pos: Pos) -> Result<RouteAst, RuleError> {
+        let hops = self.list(|p| p.route_hop())?;
+        let kpos = self.pos();
+        let kind = if self.eat_kw("round-robin") {
+            Some((PoolType::RoundRobin, kpos))
+        } else if self.eat_kw("random") {
+            Some((PoolType::Random, kpos))
+        } else if self.eat_kw("source-hash") {
+            Some((PoolType::SourceHash(self.hash_key()?), kpos))
+        } else if self.is_kw("bitmask")
+            || self.is_kw("least-states")
+            || self.is_kw("sticky-address")
+        {
+            return Err(self.err(kpos, "this pool option is not supported by dpf with route-to/reply-to (round-robin, random, source-hash)"));
+        } else {
+            None
+        };
+        Ok(RouteAst {
+            pos,
+            reply,
+            hops,
+            kind,
+        })
+    }
+
+    fn route_hop(&mut self) -> Result<RouteHop, RuleError> {
+        if self.eat(&Tok::LParen) {
+            let (name, npos) = self.string("an interface name")?;
+            let addr = if self.peek() == Some(&Tok::RParen) {
+                None
+            } else {
+                Some(self.route_addr()?)
+            };
+            self.expect(&Tok::RParen, "')' after the next hop")?;
+            return Ok(RouteHop {
+                iface: Some((name, npos)),
+                addr,
+            });
+        }
+        Ok(RouteHop {
+            iface: None,
+            addr: Some(self.route_addr()?),
+        })
+    }
+
+    fn route_addr(&mut self) -> Result<HostItem, RuleError> {
+        let h = self.xhost()?;
+        match &h.host {
+            HostAst::Net { af, len, .. }
+                if !h.not
+                    && *len
+                        == if *af == crate::flow::Af::Inet {
+                            32
+                        } else {
+                            128
+                        } =>
+            {
+                Ok(h)
+            }
+            _ => Err(self.err(h.pos, "a next hop must be a single address")),
+        }
+    }
+}
