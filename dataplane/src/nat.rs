@@ -264,6 +264,9 @@ pub struct IcmpErrorRewrite {
     pub quoted_old: Endpoints,
     /// The quoted packet's endpoints after translation.
     pub quoted_new: Endpoints,
+    /// Subtracted from the quoted TCP segment's sequence number: the
+    /// `modulate state` offset of its sender (0: none).
+    pub quoted_seq_sub: u32,
 }
 
 /// Rewrites an ICMP error at `frame[l3..]` (ICMP header at `l4`) as `rw`
@@ -330,6 +333,15 @@ pub fn rewrite_icmp_error(
                 }
             },
         );
+        if quoted_proto == proto::TCP && rw.quoted_seq_sub != 0 && tail.len() >= 8 {
+            // The quote goes back to its sender as that sender sent it.
+            let old = u32::from_be_bytes([tail[4], tail[5], tail[6], tail[7]]);
+            let new = old.wrapping_sub(rw.quoted_seq_sub);
+            tail[4..8].copy_from_slice(&new.to_be_bytes());
+            if let Some(c) = tsum.as_mut() {
+                *c = checksum::update32(*c, old, new);
+            }
+        }
         match quoted_proto {
             proto::TCP | proto::UDP => {
                 for (at, o, n) in [
@@ -381,4 +393,116 @@ pub fn rewrite_icmp_error(
     }
     put16(frame, l4 + 2, checksum::finish(sum));
     true
+}
+
+/// `modulate state`: adds `seq_add` to the TCP sequence number of the
+/// segment at `frame[l4..]`, subtracts `ack_sub` from its acknowledgement
+/// number (when ACK is set) and from the edges of its SACK blocks (they
+/// acknowledge the same sequence space), updating the TCP checksum. False
+/// (frame untouched) if the header is not all there.
+pub fn modulate(frame: &mut [u8], l4: usize, seq_add: u32, ack_sub: u32) -> bool {
+    let Some(tcp) = frame.get_mut(l4..) else {
+        return false;
+    };
+    if tcp.len() < 20 {
+        return false;
+    }
+    let hlen = usize::from(tcp[12] >> 4) * 4;
+    if hlen < 20 || tcp.len() < hlen {
+        return false;
+    }
+    let get32 = |b: &[u8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let Some(mut sum) = get16(tcp, 16) else {
+        return false;
+    };
+    let change = |b: &mut [u8], at: usize, new: u32, sum: &mut u16| {
+        let old = get32(b, at);
+        b[at..at + 4].copy_from_slice(&new.to_be_bytes());
+        *sum = checksum::update32(*sum, old, new);
+    };
+    if seq_add != 0 {
+        let seq = get32(tcp, 4);
+        change(tcp, 4, seq.wrapping_add(seq_add), &mut sum);
+    }
+    let has_ack = tcp[13] & crate::flow::tcp_flags::ACK != 0;
+    if ack_sub != 0 && has_ack {
+        let ack = get32(tcp, 8);
+        change(tcp, 8, ack.wrapping_sub(ack_sub), &mut sum);
+        // SACK blocks (kind 5): pairs of edges in the acknowledged space.
+        let mut i = 20;
+        while i < hlen {
+            match tcp[i] {
+                0 => break,
+                1 => i += 1,
+                kind => {
+                    let Some(&len) = tcp.get(i + 1) else { break };
+                    let len = usize::from(len);
+                    if len < 2 || i + len > hlen {
+                        break;
+                    }
+                    if kind == 5 {
+                        let mut e = i + 2;
+                        while e + 4 <= i + len {
+                            let edge = get32(tcp, e);
+                            change(tcp, e, edge.wrapping_sub(ack_sub), &mut sum);
+                            e += 4;
+                        }
+                    }
+                    i += len;
+                }
+            }
+        }
+    }
+    put16(tcp, 16, sum);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TCP header with ACK and one SACK block, its checksum over the
+    /// header alone (the pseudo-header does not change here, so an
+    /// incremental update must keep the header's own sum valid).
+    fn segment(seq: u32, ack: u32, sack: (u32, u32)) -> Vec<u8> {
+        let mut t = vec![0u8; 32];
+        t[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        t[2..4].copy_from_slice(&80u16.to_be_bytes());
+        t[4..8].copy_from_slice(&seq.to_be_bytes());
+        t[8..12].copy_from_slice(&ack.to_be_bytes());
+        t[12] = 8 << 4;
+        t[13] = crate::flow::tcp_flags::ACK;
+        t[20] = 1;
+        t[21] = 1;
+        t[22] = 5;
+        t[23] = 10;
+        t[24..28].copy_from_slice(&sack.0.to_be_bytes());
+        t[28..32].copy_from_slice(&sack.1.to_be_bytes());
+        let c = checksum::finish(checksum::data(&t));
+        t[16..18].copy_from_slice(&c.to_be_bytes());
+        t
+    }
+
+    #[test]
+    fn modulation_shifts_seq_ack_and_sack_with_a_valid_checksum() {
+        let mut t = segment(1000, 5001, (5101, 5201));
+        assert!(modulate(&mut t, 0, 7, 3000));
+        let be = |at: usize| u32::from_be_bytes([t[at], t[at + 1], t[at + 2], t[at + 3]]);
+        assert_eq!((be(4), be(8)), (1007, 2001));
+        assert_eq!(
+            (be(24), be(28)),
+            (2101, 2201),
+            "SACK edges in the acknowledged space"
+        );
+        assert_eq!(checksum::data(&t), 0xffff, "checksum still valid");
+        // Wrapping around 2^32.
+        let mut t = segment(u32::MAX - 1, 2, (10, 20));
+        assert!(modulate(&mut t, 0, 5, 5));
+        let be = |at: usize| u32::from_be_bytes([t[at], t[at + 1], t[at + 2], t[at + 3]]);
+        assert_eq!((be(4), be(8), be(24)), (3, u32::MAX - 2, 5));
+        assert_eq!(checksum::data(&t), 0xffff);
+        // A truncated header is left alone.
+        let mut short = vec![0u8; 12];
+        assert!(!modulate(&mut short, 0, 1, 1));
+    }
 }

@@ -306,6 +306,10 @@ pub struct Pipeline {
     /// processed (its egress port and next hop replace the routing
     /// table's).
     pending_route: Option<StateRoute>,
+    /// `modulate state` for the packet being processed: (added to its
+    /// sequence number, subtracted from its acknowledgement and SACK
+    /// edges).
+    pending_seq: Option<(u32, u32)>,
     /// xorshift state for pool and port choices (seeded per worker from
     /// the process's secret hash key).
     rng: u64,
@@ -369,6 +373,7 @@ impl Pipeline {
             lookahead_min_states: LOOKAHEAD_MIN_STATES,
             pending: None,
             pending_route: None,
+            pending_seq: None,
             rng,
             aliases: None,
             alias_out: Vec::new(),
@@ -592,6 +597,14 @@ impl Pipeline {
         l4: usize,
         info: &PacketInfo,
     ) -> Option<Addr> {
+        if let Some((seq_add, ack_sub)) = self.pending_seq.take() {
+            if !crate::nat::modulate(frame, l4, seq_add, ack_sub) {
+                return None;
+            }
+            if self.pending.is_none() {
+                return Some(info.dst);
+            }
+        }
         match self.pending.take()? {
             Pending::Packet(to) => crate::nat::rewrite(frame, l3, l4, info, &to).then_some(to.dst),
             Pending::IcmpError(rw) => {
@@ -1290,10 +1303,12 @@ impl Pipeline {
                     out_port: egress,
                 };
                 self.pending = None;
+                self.pending_route = None;
+                self.pending_seq = None;
                 match self.filter(&info, passes, ip_options, now, owned, ahead) {
                     Blocked(mode) => self.answer(mode, &classified, frame, in_port),
                     // A state imported from a routing peer may translate.
-                    Decided(v) if self.pending.is_some() => {
+                    Decided(v) if self.pending.is_some() || self.pending_seq.is_some() => {
                         let l3 = classified.l3_offset as usize;
                         match self.apply_pending(frame, l3, l4_offset as usize, &info) {
                             Some(_) => v,
@@ -1377,6 +1392,7 @@ impl Pipeline {
         }
         self.pending = None;
         self.pending_route = None;
+        self.pending_seq = None;
         let mut hop = None;
         // The destination as the packet leaves (translated or not).
         let mut dst_after = info.dst;
@@ -1429,8 +1445,9 @@ impl Pipeline {
                 Decided(v) => return v,
             }
         };
-        if self.pending.is_some() {
-            // Translated: rewritten, then routed by its new destination.
+        if self.pending.is_some() || self.pending_seq.is_some() {
+            // Translated (or modulated): rewritten, then routed by its new
+            // destination.
             let Some(dst) = self.apply_pending(frame, l3, l4, &info) else {
                 return Verdict::Drop(DropReason::TranslationFailed);
             };
@@ -1625,6 +1642,7 @@ impl Pipeline {
                 }
                 self.pending = None;
                 self.pending_route = None;
+                self.pending_seq = None;
                 let v =
                     match self.filter(&info, Passes::Out(out_port), ip_options, now, owned, None) {
                         Blocked(_) => return Verdict::Drop(DropReason::BlockedByRule),
@@ -1633,7 +1651,7 @@ impl Pipeline {
                     };
                 // What the box sends is translated like any packet
                 // (`nat-to` on an outbound rule matching it).
-                if self.pending.is_some()
+                if (self.pending.is_some() || self.pending_seq.is_some())
                     && self
                         .apply_pending(frame, c.l3_offset as usize, l4_offset as usize, &info)
                         .is_none()
@@ -1798,6 +1816,16 @@ impl Pipeline {
                             }
                         }
                         self.pending = to.map(Pending::Packet);
+                        if st.src.seqdiff != 0 || st.dst.seqdiff != 0 {
+                            let (snd, rcv) = if from_src {
+                                (st.src.seqdiff, st.dst.seqdiff)
+                            } else {
+                                (st.dst.seqdiff, st.src.seqdiff)
+                            };
+                            if matches!(info.l4, L4Info::Tcp(_)) {
+                                self.pending_seq = Some((snd, rcv));
+                            }
+                        }
                         if tr.route.applies(from_src) {
                             self.pending_route = Some(tr.route);
                         }
@@ -1863,6 +1891,7 @@ impl Pipeline {
                                     quoted_proto: q.proto,
                                     quoted_old: old,
                                     quoted_new: new,
+                                    quoted_seq_sub: 0,
                                 }));
                                 o.from_src()
                             }
@@ -1877,6 +1906,31 @@ impl Pipeline {
                         }
                         st.count(!quoted_from_src, info.ip_len as u32);
                         self.counters.state_hits += 1;
+                        // `modulate state`: the quoted segment goes back
+                        // with the sequence number its sender used.
+                        let sender = if quoted_from_src { &st.src } else { &st.dst };
+                        if q.proto == crate::flow::proto::TCP && sender.seqdiff != 0 {
+                            let sub = sender.seqdiff;
+                            let quoted = Endpoints {
+                                src: q.src,
+                                sport: q.sport,
+                                dst: q.dst,
+                                dport: q.dport,
+                            };
+                            pending = Some(Pending::IcmpError(match pending {
+                                Some(Pending::IcmpError(rw)) => crate::nat::IcmpErrorRewrite {
+                                    quoted_seq_sub: sub,
+                                    ..rw
+                                },
+                                _ => crate::nat::IcmpErrorRewrite {
+                                    outer: (info.src, info.dst),
+                                    quoted_proto: q.proto,
+                                    quoted_old: quoted,
+                                    quoted_new: quoted,
+                                    quoted_seq_sub: sub,
+                                },
+                            }));
+                        }
                         self.pending = pending;
                         return Decided(Verdict::Forward(out_port));
                     }
@@ -2035,6 +2089,21 @@ impl Pipeline {
             // pf creates no state for this packet (e.g. an RST) but passes it.
             return Decided(Verdict::Forward(verdict_port));
         };
+        // `modulate state`: random modulators for both sides from the
+        // initial SYN on (pf draws the responder's at its first packet;
+        // any non-zero random offset is as good).
+        let mut modulators = None;
+        if d.modulate {
+            if let L4Info::Tcp(t) = info.l4 {
+                let syn = crate::flow::tcp_flags::SYN;
+                if t.flags & (syn | crate::flow::tcp_flags::ACK) == syn {
+                    let r = self.next_random();
+                    st.src.seqdiff = (r as u32).max(1);
+                    st.dst.seqdiff = ((r >> 32) as u32).max(1);
+                    modulators = Some((st.src.seqdiff, st.dst.seqdiff));
+                }
+            }
+        }
         st.direction = if in_port.is_some() {
             Direction::In
         } else {
@@ -2088,6 +2157,7 @@ impl Pipeline {
         Decided(match inserted {
             Ok(slot) => {
                 let mut verdict = Verdict::Forward(verdict_port);
+                self.pending_seq = modulators;
                 if translated {
                     self.pending = Some(Pending::Packet(Endpoints::of(&pkt)));
                 }

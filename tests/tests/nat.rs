@@ -557,3 +557,78 @@ fn icmp_errors_find_their_translated_flow_on_any_worker() {
     quoted_ports.sort_unstable();
     assert_eq!(quoted_ports, (31000..31020).collect::<Vec<_>>(), "{stats}");
 }
+
+fn tcp_seq_ack(a: &Arrival) -> (u32, u32) {
+    match parsed(a).l4 {
+        L4Info::Tcp(t) => (t.seq, t.ack),
+        l => panic!("{l:?}"),
+    }
+}
+
+#[test]
+fn modulate_state_replaces_sequence_numbers_both_ways() {
+    let rules = "block all\npass in on lan0 inet modulate state\npass out on wan0\n";
+    let syn = at(
+        0,
+        0,
+        lan(
+            "10.1.0.7",
+            "198.51.100.10",
+            &tcp(40000, 80, 1000, 0, flags::SYN),
+        ),
+    );
+    let (out, stats) = replay(rules, std::slice::from_ref(&syn), 1);
+    assert_eq!(out.len(), 1, "{stats}");
+    let (wire_isn, _) = tcp_seq_ack(&out[0]);
+    assert_ne!(wire_isn, 1000, "the client's ISN is replaced");
+    // The server answers the modulated ISN; the client must see its own.
+    let synack = at(
+        1,
+        1,
+        wan(
+            "198.51.100.10",
+            "10.1.0.7",
+            &tcp(
+                80,
+                40000,
+                5000,
+                wire_isn.wrapping_add(1),
+                flags::SYN | flags::ACK,
+            ),
+        ),
+    );
+    let (out, stats) = replay(rules, &[syn.clone(), synack.clone()], 1);
+    assert_eq!(out.len(), 2, "{stats}");
+    let (server_isn_seen, ack_seen) = tcp_seq_ack(&out[1]);
+    assert_eq!(
+        ack_seen, 1001,
+        "the client sees its own sequence acknowledged"
+    );
+    assert_ne!(server_isn_seen, 5000, "the server's ISN is replaced too");
+    let ack = at(
+        0,
+        2,
+        lan(
+            "10.1.0.7",
+            "198.51.100.10",
+            &tcp(40000, 80, 1001, server_isn_seen.wrapping_add(1), flags::ACK),
+        ),
+    );
+    let (out, stats) = replay(rules, &[syn, synack, ack], 1);
+    assert_eq!(out.len(), 3, "{stats}");
+    assert_eq!(
+        tcp_seq_ack(&out[2]),
+        (wire_isn.wrapping_add(1), 5001),
+        "the server sees the modulated sequence and its own acknowledged"
+    );
+    assert_eq!(
+        stats["state_list"][0]["dst_state"].as_u64(),
+        Some(4),
+        "{stats}"
+    );
+    assert_eq!(
+        stats["state_list"][0]["src_state"].as_u64(),
+        Some(4),
+        "{stats}"
+    );
+}

@@ -136,6 +136,8 @@ pub(crate) struct Rule {
     pub allow_opts: bool,
     pub keep_state: bool,
     pub sloppy: bool,
+    /// `modulate state`.
+    pub modulate: bool,
     pub no_sync: bool,
     pub max_states: Option<u32>,
     /// Index into `Ruleset::rule_timeouts`.
@@ -1204,6 +1206,7 @@ fn expand_rule(
                                     allow_opts: r.allow_opts,
                                     keep_state,
                                     sloppy: opts.sloppy,
+                                    modulate: opts.modulate,
                                     no_sync: opts.no_sync,
                                     max_states: opts.max,
                                     timeouts,
@@ -1545,6 +1548,8 @@ fn render(
     let ropts = r.max_states.is_some() || r.no_sync || r.sloppy || !timeouts.is_empty();
     if !r.keep_state && r.action == Action::Pass && anchor.is_none() {
         s.push_str(" no state");
+    } else if r.keep_state && r.modulate {
+        s.push_str(" modulate state");
     } else if r.keep_state && ropts {
         s.push_str(" keep state");
     }

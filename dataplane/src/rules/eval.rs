@@ -310,6 +310,7 @@ impl Ruleset {
             rule: Some(m as u32),
             keep_state: pass && r.keep_state && !state_icmp,
             sloppy: r.sloppy,
+            modulate: r.modulate,
             no_sync: r.no_sync,
             max_states: r.max_states,
             allow_opts: r.allow_opts,

@@ -275,6 +275,9 @@ pub struct Decision {
     pub keep_state: bool,
     /// `keep state (sloppy)`: loose TCP tracking.
     pub sloppy: bool,
+    /// `modulate state`: random TCP sequence numbers (pf's
+    /// `PF_STATE_MODULATE`).
+    pub modulate: bool,
     /// `keep state (no-sync)`: do not export the state over pfsync.
     pub no_sync: bool,
     /// `keep state (max N)`: the rule's state limit.
@@ -307,6 +310,7 @@ impl Decision {
         keep_state: false,
         sloppy: false,
         no_sync: false,
+        modulate: false,
         max_states: None,
         allow_opts: false,
         quick: false,

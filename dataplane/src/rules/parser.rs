@@ -153,6 +153,9 @@ pub(crate) enum BlockMode {
 /// `keep state (...)` options.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct StateOpts {
+    /// `modulate state`: TCP initial sequence numbers replaced by random
+    /// ones (both sides), every packet's sequence and ack rewritten.
+    pub modulate: bool,
     pub max: Option<u32>,
     pub sloppy: bool,
     pub no_sync: bool,
@@ -1423,13 +1426,14 @@ impl<'a> Parser<'a> {
                     self.i += 1;
                     rule.icmp = self.list(|p| p.icmp_item(af))?;
                 }
-                "keep" => {
+                "keep" | "modulate" => {
+                    let modulate = w == "modulate";
                     if rule.state.is_some() {
                         return Err(self.err(pos, "state cannot be redefined"));
                     }
                     self.i += 1;
                     self.expect_kw("state")?;
-                    let opts = if self.peek() == Some(&Tok::LParen) {
+                    let mut opts = if self.peek() == Some(&Tok::LParen) {
                         self.state_opts()?
                     } else {
                         StateOpts::default()
@@ -1437,6 +1441,13 @@ impl<'a> Parser<'a> {
                     if rule.action == Action::Block {
                         return Err(self.err(pos, "keep state on block rules doesn't make sense"));
                     }
+                    if modulate && opts.sloppy {
+                        return Err(self.err(
+                            pos,
+                            "sloppy state matching cannot be used with synproxy state or modulate state",
+                        ));
+                    }
+                    opts.modulate = modulate;
                     rule.state = Some(StateAst::Keep(opts));
                 }
                 "no" => {
@@ -1501,7 +1512,7 @@ impl<'a> Parser<'a> {
                 "dup-to" | "fastroute" => {
                     return Err(self.err(pos, format!("{w} is not supported by dpf")));
                 }
-                "modulate" | "synproxy" => {
+                "synproxy" => {
                     return Err(self.err(pos, format!("{w} state is not supported by dpf")));
                 }
                 "label" => {

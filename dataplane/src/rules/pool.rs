@@ -366,12 +366,7 @@ pub struct RoutePool {
 }
 
 impl RoutePool {
-    pub(crate) fn new(
-        kind: u8,
-        hops: Vec<RouteHop>,
-        pool: PoolType,
-        text: String,
-    ) -> RoutePool {
+    pub(crate) fn new(kind: u8, hops: Vec<RouteHop>, pool: PoolType, text: String) -> RoutePool {
         RoutePool {
             kind,
             hops,

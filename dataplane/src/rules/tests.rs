@@ -1285,6 +1285,7 @@ fn decision_carries_rule_options() {
             rule: Some(0),
             keep_state: true,
             sloppy: false,
+            modulate: false,
             no_sync: true,
             max_states: Some(5),
             allow_opts: true,

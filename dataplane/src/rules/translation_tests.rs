@@ -315,3 +315,23 @@ fn route_to_and_reply_to_parse_print_and_refuse_as_pfctl() {
     );
     assert_eq!((d.action, d.route), (Action::Block, None));
 }
+
+#[test]
+fn modulate_state_is_keep_state_with_modulation() {
+    let r = rs("pass in on lan0 proto tcp modulate state (max 10)");
+    assert!(
+        r.rule_text(0).contains("modulate state (max 10)"),
+        "{}",
+        r.rule_text(0)
+    );
+    let mut c = vec![RuleCounters::default(); r.len()];
+    let d = r.evaluate(
+        &syn(0, Direction::In, "10.1.0.7", "198.51.100.1", 80),
+        &mut c,
+    );
+    assert!(d.keep_state && d.modulate);
+    assert!(err("pass in modulate state (sloppy)")
+        .contains("cannot be used with synproxy state or modulate state"));
+    assert!(err("pass in keep state modulate state").contains("redefined"));
+    assert!(err("pass in synproxy state").contains("not supported"));
+}

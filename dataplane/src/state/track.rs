@@ -10,8 +10,11 @@
 //! the first packet, `dst` the other; when tracking a packet, the *sender*
 //! and *receiver* are `src`/`dst` or the reverse.
 //!
-//! Not implemented (pf features dpf does not offer): `modulate state`
-//! (`seqdiff` is carried but packets are never rewritten), `synproxy state`,
+//! `modulate state`: each peer's `seqdiff` is its modulator; tracking works
+//! on the unmodulated numbers (an ACK is shifted back by the receiver's
+//! modulator) and the pipeline rewrites the packets.
+//!
+//! Not implemented (pf features dpf does not offer): `synproxy state`,
 //! `scrub` normalisation, source tracking limits, and sending the RST pf
 //! emits on a handshake mismatch (reported as
 //! [`StateDrop::HandshakeMismatch`] so the caller may).
@@ -380,8 +383,10 @@ fn tcp_track_full(
     let mut end;
     let mut data_end;
     if snd.seqlo == 0 {
-        // First packet from this end: initialise its side.
-        ack = tcp.ack;
+        // First packet from this end: initialise its side. Its ACK
+        // acknowledges the other side's sequence as it went out (with
+        // `modulate state`, shifted by that side's modulator).
+        ack = tcp.ack.wrapping_sub(rcv.seqdiff);
         end = seq.wrapping_add(len);
         if syn {
             end = end.wrapping_add(1);
