@@ -444,14 +444,6 @@ impl Ctx<'_> {
                 }
             }
         }
-        if p.sticky {
-            return Err(self.err(
-                p.pos,
-                format!(
-                    "{what} ... sticky-address is not supported by dpf (it needs source tracking)"
-                ),
-            ));
-        }
         if p.static_port && role != PoolRole::Nat {
             return Err(self.err(p.pos, format!("static-port is not supported with {what}")));
         }
@@ -467,6 +459,15 @@ impl Ctx<'_> {
             }
             Some((k, _)) => k,
             None => PoolType::RoundRobin,
+        };
+        // `sticky-address`: a source keeps its address. dpf has no source
+        // tracking to remember the first choice, so the choice itself is
+        // made by the source (a keyed hash, the same on both boxes of a
+        // pair) instead of in turn or at random; bitmask and source-hash
+        // pools are sticky already.
+        let kind = match kind {
+            PoolType::RoundRobin | PoolType::Random if p.sticky => PoolType::SourceHash(None),
+            k => k,
         };
         let mut text = format!("{what} ");
         if texts.len() == 1 {
@@ -495,6 +496,9 @@ impl Ctx<'_> {
                 }
             }
             None => {}
+        }
+        if p.sticky {
+            text.push_str(" sticky-address");
         }
         if p.static_port {
             text.push_str(" static-port");

@@ -69,7 +69,7 @@
 //! reference to an undefined table is an error (pf would create an empty
 //! table, which hides a typo; define it `table <t> persist` to feed it at
 //! run time); host names, `log`, `route-to`/`reply-to`, `modulate state`,
-//! `synproxy state`, `af-to`, `sticky-address`, `least-states` and source
+//! `synproxy state`, `af-to`, `least-states` and source
 //! tracking are rejected as unsupported. Anchor names are one flat
 //! namespace (no `a/b` paths relative to the calling anchor).
 //!

@@ -1512,6 +1512,11 @@ impl<'a> Parser<'a> {
                 "dup-to" | "fastroute" => {
                     return Err(self.err(pos, format!("{w} is not supported by dpf")));
                 }
+                // pf's filter options dpf does not offer (no local
+                // sockets, queues, routing domains, scrub or af-to).
+                w if PF_ONLY_FILTER_OPTIONS.contains(&w) => {
+                    return Err(self.err(pos, format!("'{w}' is not supported by dpf")));
+                }
                 "synproxy" => {
                     return Err(self.err(pos, format!("{w} state is not supported by dpf")));
                 }
@@ -1902,6 +1907,33 @@ impl<'a> Parser<'a> {
         }
     }
 }
+
+/// Filter options of pf.conf(5) that dpf refuses by name.
+const PF_ONLY_FILTER_OPTIONS: &[&str] = &[
+    "divert-to",
+    "divert-reply",
+    "divert-packet",
+    "queue",
+    "rtable",
+    "user",
+    "group",
+    "af-to",
+    "set",
+    "received-on",
+    "probability",
+    "once",
+    "max-mss",
+    "min-ttl",
+    "no-df",
+    "random-id",
+    "set-tos",
+    "scrub",
+    "fragment",
+    "os",
+    "prio",
+    "max-pkt-rate",
+    "tos",
+];
 
 /// pf timeouts that are not state timeouts (`interval`, `frag`...).
 const PF_ONLY_TIMEOUTS: &[&str] = &[

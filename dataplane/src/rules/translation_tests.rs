@@ -99,8 +99,6 @@ fn pfctl_refuses_translation_in_the_wrong_direction_or_without_state() {
 
 #[test]
 fn refused_pool_options_say_not_supported() {
-    assert!(err("pass out on wan0 nat-to 192.0.2.0/24 sticky-address")
-        .contains("sticky-address is not supported"));
     assert!(err("pass out on wan0 nat-to 192.0.2.0/24 least-states").contains("not supported"));
     assert!(err("pass in on wan0 rdr-to 10.1.0.5 static-port").contains("static-port"));
     assert!(err("pass out on wan0 nat-to { 192.0.2.1 192.0.2.2 } bitmask").contains("bitmask"));
@@ -334,4 +332,51 @@ fn modulate_state_is_keep_state_with_modulation() {
         .contains("cannot be used with synproxy state or modulate state"));
     assert!(err("pass in keep state modulate state").contains("redefined"));
     assert!(err("pass in synproxy state").contains("not supported"));
+}
+
+#[test]
+fn sticky_address_keeps_a_source_on_one_address() {
+    let r = rs(
+        "pass out on wan0 nat-to { 192.0.2.1, 192.0.2.2, 192.0.2.3 } round-robin sticky-address",
+    );
+    assert!(
+        r.rule_text(0).ends_with("round-robin sticky-address"),
+        "{}",
+        r.rule_text(0)
+    );
+    let pool = r.pool(0).unwrap();
+    for n in 0..20u8 {
+        let src = Addr::v4([10, 1, 0, n]);
+        let first = pool.map_addr(Af::Inet, &src, &src, 1);
+        for k in 0..5 {
+            assert_eq!(pool.map_addr(Af::Inet, &src, &src, k), first, "source {n}");
+        }
+    }
+    // Without it, round-robin moves on.
+    let r = rs("pass out on wan0 nat-to { 192.0.2.1, 192.0.2.2 } round-robin");
+    let pool = r.pool(0).unwrap();
+    let src = Addr::v4([10, 1, 0, 9]);
+    assert_ne!(
+        pool.map_addr(Af::Inet, &src, &src, 0),
+        pool.map_addr(Af::Inet, &src, &src, 0)
+    );
+}
+
+#[test]
+fn pf_options_dpf_does_not_offer_are_refused_by_name() {
+    for (rule, word) in [
+        ("pass in divert-to 127.0.0.1 port 8080", "divert-to"),
+        ("pass in queue std", "queue"),
+        ("pass in rtable 1", "rtable"),
+        ("pass in proto tcp user root", "user"),
+        ("pass in af-to inet6 from 2001:db8::1", "af-to"),
+        ("pass in set prio 3", "set"),
+        ("pass in probability 50%", "probability"),
+    ] {
+        let e = err(rule);
+        assert!(
+            e.contains(&format!("'{word}' is not supported by dpf")),
+            "{rule}: {e}"
+        );
+    }
 }
