@@ -632,3 +632,130 @@ fn modulate_state_replaces_sequence_numbers_both_ways() {
         "{stats}"
     );
 }
+
+const CONFIG6: &str = r#"
+[eal]
+args = []
+[dataplane]
+mode = "router"
+rules = "pf.conf"
+[[port]]
+name = "lan0"
+device = "net_null0"
+addresses = ["2001:db8:1::1/64"]
+[[port]]
+name = "wan0"
+device = "net_null1"
+addresses = ["2001:db8:2::1/64"]
+[[route]]
+to = "default"
+via = "2001:db8:2::fe"
+[[neighbor]]
+ip = "2001:db8:2::fe"
+mac = "02:fe:00:00:00:01"
+[[neighbor]]
+ip = "2001:db8:1::7"
+mac = "02:aa:00:00:00:07"
+"#;
+
+#[test]
+fn nat_to_works_for_ipv6_tcp_and_icmpv6_echo() {
+    let rules = "\
+block all
+pass quick inet6 proto icmp6 icmp6-type { neighbrsol, neighbradv }
+match out on wan0 inet6 from 2001:db8:1::/64 to any nat-to 2001:db8:2::1
+pass in on lan0 inet6
+pass out on wan0 inet6
+";
+    let run = |arrivals: &[Arrival]| {
+        let r = dpf_tests::frames::replay_args(
+            CONFIG6,
+            Some(rules),
+            2,
+            arrivals,
+            1,
+            &["--replay-seed", "7"],
+        );
+        (r.out, r.stats)
+    };
+    let v6 = |s: &str| Addr::v6(s.parse::<std::net::Ipv6Addr>().unwrap().octets());
+    let syn = at(
+        0,
+        0,
+        lan(
+            "2001:db8:1::7",
+            "2001:db8:100::10",
+            &tcp(40000, 443, 1, 0, flags::SYN),
+        ),
+    );
+    let ping = at(
+        0,
+        1,
+        lan(
+            "2001:db8:1::7",
+            "2001:db8:100::10",
+            &L4::Echo {
+                request: true,
+                id: 99,
+                seq: 1,
+            },
+        ),
+    );
+    let (out, stats) = run(&[syn.clone(), ping.clone()]);
+    assert_eq!(out.len(), 2, "{stats}");
+    let p = parsed6(&out[0]);
+    assert_eq!(
+        p.src,
+        v6("2001:db8:2::1"),
+        "IPv6 source translated (TCP checksum valid)"
+    );
+    let e = parsed6(&out[1]);
+    let L4Info::Icmp(i) = e.l4 else { panic!() };
+    assert_eq!(e.src, v6("2001:db8:2::1"));
+    let reply = at(
+        1,
+        2,
+        wan(
+            "2001:db8:100::10",
+            "2001:db8:2::1",
+            &tcp(443, p.sport, 9, 2, flags::SYN | flags::ACK),
+        ),
+    );
+    let pong = at(
+        1,
+        3,
+        wan(
+            "2001:db8:100::10",
+            "2001:db8:2::1",
+            &L4::Echo {
+                request: false,
+                id: i.id,
+                seq: 1,
+            },
+        ),
+    );
+    let (out, stats) = run(&[syn, ping, reply, pong]);
+    assert_eq!(out.len(), 4, "{stats}");
+    let back = parsed6(&out[2]);
+    assert_eq!((back.dst, back.dport), (v6("2001:db8:1::7"), 40000));
+    let pong_back = parsed6(&out[3]);
+    let L4Info::Icmp(i) = pong_back.l4 else {
+        panic!()
+    };
+    assert_eq!(
+        (pong_back.dst, i.id),
+        (v6("2001:db8:1::7"), 99),
+        "ICMPv6 id and checksum restored"
+    );
+}
+
+/// An IPv6 frame parsed (the classifier verifies the transport checksum).
+fn parsed6(a: &Arrival) -> PacketInfo {
+    match classify(&a.frame, IfIndex(a.port as u16), Direction::Out) {
+        Ok(c) => match c.kind {
+            FrameKind::Ip { info, .. } => info,
+            k => panic!("not IP: {k:?}"),
+        },
+        Err(e) => panic!("output frame does not parse (bad checksum?): {e:?}"),
+    }
+}
