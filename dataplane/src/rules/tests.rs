@@ -760,10 +760,10 @@ fn rule_errors_carry_line_and_column() {
         "keep state on block rules doesn't make sense",
     );
     assert_err(
-        "pass modulate state",
+        "pass modulate state (sloppy)",
         1,
         6,
-        "modulate state is not supported",
+        "sloppy state matching cannot be used with synproxy state or modulate state",
     );
     assert_err(
         "pass synproxy state",
