@@ -17,14 +17,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// The edge pair's ruleset: the LAN clients allowed out are a table fed
+/// at run time (on both boxes: pf does not sync tables), labels count the
+/// two services.
 const RULES: &str = "\
+table <clients> persist
 block all
 pass quick on { lan0 wan0 } proto carp keep state (no-sync)
 pass quick on lan0 proto pfsync keep state (no-sync)
 match out on wan0 inet from 10.1.0.0/24 to any nat-to carp2
-pass in on lan0 inet proto { tcp icmp } from 10.1.0.0/24 to any
+pass in on lan0 inet proto { tcp icmp } from <clients> to any label \"lan-out\"
 pass out on wan0 inet proto { tcp icmp }
-pass in on wan0 inet proto tcp to carp2 port 8080 rdr-to 10.1.0.50 port 9090
+pass in on wan0 inet proto tcp to carp2 port 8080 rdr-to 10.1.0.50 port 9090 label \"published\"
 pass out on lan0 inet proto tcp to 10.1.0.50 port 9090
 ";
 
@@ -294,6 +298,15 @@ fn translated_connections_survive_a_failover_with_the_same_translation() {
             .starts_with("pending")
     });
     std::fs::write(net.dir.path().join("peer.py"), PEER_PY).unwrap();
+    // Nothing from the LAN passes until its client is in <clients>.
+    let refused = in_ns(net.lan(), &format!("ping -c 1 -W 1 {WAN_HOST}"));
+    assert!(
+        !refused.status.success(),
+        "an empty <clients> lets nothing out"
+    );
+    for fw in [1, 2] {
+        ctl(&net.sock(fw), &["-t", "clients", "-T", "add", LAN_HOST]);
+    }
     // fw1 resolves both hosts (a packet to an unresolved next hop is
     // dropped and a SYN would wait for its retransmission); the ping is
     // translated too, so the WAN host answers the VIP.
@@ -449,6 +462,28 @@ fn translated_connections_survive_a_failover_with_the_same_translation() {
         assert_eq!(m["nat"], b["nat"]);
         assert!(b["packets"][0].as_u64() > Some(0), "{b}");
     }
+    // The labels counted both services on fw1.
+    let labels = ctl(&net.sock(1), &["-s", "labels"]);
+    for l in ["lan-out", "published"] {
+        let entry = labels
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["label"] == l))
+            .unwrap_or_else(|| panic!("label {l} in {labels}"));
+        assert!(entry["packets"].as_u64() > Some(0), "{entry}");
+    }
+    // The new master's table decides new connections: the client passes,
+    // and no longer once it is deleted from fw2's <clients>.
+    let ping = in_ns(net.lan(), &format!("ping -c 2 -i 0.2 -W 1 {WAN_HOST}"));
+    assert!(
+        ping.status.success(),
+        "ping through fw2 with the client in <clients>"
+    );
+    ctl(&net.sock(2), &["-t", "clients", "-T", "delete", LAN_HOST]);
+    let ping = in_ns(net.lan(), &format!("ping -c 1 -W 1 -p 01 {WAN_HOST}"));
+    assert!(
+        !ping.status.success(),
+        "the client deleted from <clients> on fw2"
+    );
     eprintln!(
         "WAN server saw {before:?} before and {after:?} after the failover; \
          fw2 MASTER {:.2} s after the kill, transfers done {:.2} s after it; \

@@ -257,8 +257,6 @@ fn labels_kills_counters_listings_and_anchors_on_a_live_dpf() {
     // Refused before anything is sent: exit status 2 and the word named.
     for (args, word) in [
         (&["-x"][..], "-x"),
-        (&["-s", "Tables"][..], "Tables"),
-        (&["-F", "Tables"][..], "Tables"),
         (&["-F", "bogus"][..], "bogus"),
         (&["-v", "-s", "info"][..], "-v"),
         (&["-a", "x", "-s", "info"][..], "-a x"),
