@@ -382,6 +382,16 @@ fn translated_connections_survive_a_failover_with_the_same_translation() {
 
     // Kill the master mid-transfer.
     std::thread::sleep(Duration::from_millis(700));
+    // The labels counted both services on fw1 (before it goes).
+    let labels = ctl(&net.sock(1), &["-s", "labels"]);
+    for l in ["lan-out", "published"] {
+        let entry = labels
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["label"] == l))
+            .unwrap_or_else(|| panic!("label {l} in {labels}"));
+        assert!(entry["packets"].as_u64() > Some(0), "{entry}");
+    }
+
     for (ns, port) in [(net.wan(), 8080), (net.lan(), 9090)] {
         assert_eq!(
             peers_of_server(ns, port).len(),
@@ -461,15 +471,6 @@ fn translated_connections_survive_a_failover_with_the_same_translation() {
         assert_eq!((&m["id"], &m["creatorid"]), (&b["id"], &b["creatorid"]));
         assert_eq!(m["nat"], b["nat"]);
         assert!(b["packets"][0].as_u64() > Some(0), "{b}");
-    }
-    // The labels counted both services on fw1.
-    let labels = ctl(&net.sock(1), &["-s", "labels"]);
-    for l in ["lan-out", "published"] {
-        let entry = labels
-            .as_array()
-            .and_then(|a| a.iter().find(|e| e["label"] == l))
-            .unwrap_or_else(|| panic!("label {l} in {labels}"));
-        assert!(entry["packets"].as_u64() > Some(0), "{entry}");
     }
     // The new master's table decides new connections: the client passes,
     // and no longer once it is deleted from fw2's <clients>.
