@@ -583,6 +583,13 @@ impl Shard {
         if let Some(st) = self.slab.get(slot.index()) {
             prefetch_read(st as *const State as *const u8);
         }
+        // A shard with translations: the state's far side too (its
+        // packets are rewritten from it).
+        if self.translated > 0 {
+            if let Some(tr) = self.xlate.get(slot.index()) {
+                prefetch_read(tr as *const Translation as *const u8);
+            }
+        }
     }
 
     /// The state with `(id, creatorid)` (pfsync's identity, spec §4).
