@@ -82,8 +82,9 @@ impl Engines {
             (Some(Punt::Carp), Some(c), _) => c.handle(m.data(), m.port(), now, out),
             (Some(Punt::Pfsync), c, Some(s)) => match s.handle(m.data(), m.port(), now, out) {
                 SyncEvent::BulkRequested => {
-                    let states = list_states(clients);
-                    s.send_bulk(states, out);
+                    if let Some(states) = list_states(clients) {
+                        s.send_bulk(states, out);
+                    }
                 }
                 SyncEvent::BulkDone => {
                     if let Some(c) = c {

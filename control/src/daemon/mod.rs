@@ -96,11 +96,12 @@ const STALL_STEP_DOWN: Duration = Duration::from_secs(3);
 const LINK_POLL: Duration = Duration::from_millis(100);
 
 /// Every state of every worker, through their command rings (for a pfsync
-/// bulk update). A worker that does not answer in time contributes what it
-/// sent (logged).
+/// bulk update); `None` when a worker did not answer in full (logged): a
+/// bulk update must never end (BUS end) on a partial table, the peer asks
+/// again (every 2 s, 12 times).
 fn list_states(
     clients: &mut [dataplane::command::CommandClient],
-) -> Vec<(dataplane::state::State, dataplane::state::Translation)> {
+) -> Option<Vec<(dataplane::state::State, dataplane::state::Translation)>> {
     use dataplane::command::{Command, Reply};
     let mut states = Vec::new();
     let r = crate::ctl::handler::ask_workers(clients, Command::ListStates, |r| {
@@ -108,10 +109,17 @@ fn list_states(
             states.push((st, tr));
         }
     });
-    if let Err(e) = r {
-        crate::log!(Level::Warning, "pfsync bulk update: {e}");
+    match r {
+        Ok(()) => Some(states),
+        Err(e) => {
+            crate::log!(
+                Level::Warning,
+                "pfsync bulk update not sent ({} states collected): {e}",
+                states.len()
+            );
+            None
+        }
     }
-    states
 }
 
 /// Reply ring capacity of a worker's command port (states per poll).
