@@ -1,6 +1,7 @@
 //! dpf's control plane: configuration, CARP, pfsync, the slow path and the
 //! control socket. The binaries `dpf` and `dpfctl` live in `src/bin`.
 
+pub mod capture;
 pub mod carp;
 pub mod config;
 pub mod counters_json;

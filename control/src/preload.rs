@@ -1,5 +1,8 @@
 //! Running a capture through the pipelines in exact packet order.
 //!
+//! Captures are read by [`crate::capture`]: pcapng with each interface's
+//! timestamp resolution, or plain pcap (every packet on port 0).
+//!
 //! - `dpf --preload FILE.pcapng`: before the workers start, every packet is
 //!   processed as if received on the port whose index is its pcapng
 //!   interface id; forwarded packets are discarded (nothing is sent), the
@@ -23,8 +26,10 @@ use dataplane::ring::Consumer;
 use dataplane::route::ResolveRequest;
 use dataplane::time::Instant;
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
-use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
-use pcap_file::pcapng::{Block, PcapNgReader, PcapNgWriter};
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
+use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::DataLink;
 use std::path::Path;
 use std::time::Duration;
@@ -51,20 +56,15 @@ pub fn run(
         bail!("no workers");
     }
     let workers = pipelines.len();
-    let file = std::fs::File::open(path).context("opening")?;
-    let mut reader = PcapNgReader::new(file).context("reading the pcapng header")?;
+    let mut reader = crate::capture::CaptureReader::open(path)?;
     let mut count = 0u64;
     // Packets waiting for their next hop's MAC: (worker, slot) -> frame,
     // as a worker keeps the mbufs.
     let mut awaiting: std::collections::HashMap<(usize, u16), Vec<u8>> =
         std::collections::HashMap::new();
-    while let Some(block) = reader.next_block() {
-        let block = block.context("reading a block")?;
-        let (port, ts, data) = match block {
-            Block::EnhancedPacket(p) => (p.interface_id, p.timestamp, p.data.into_owned()),
-            Block::SimplePacket(p) => (0, Duration::ZERO, p.data.into_owned()),
-            _ => continue,
-        };
+    while let Some(packet) = reader.next_packet() {
+        let packet = packet?;
+        let (port, ts, data) = (packet.interface, packet.timestamp, packet.data);
         count += 1;
         let Ok(port) = u16::try_from(port) else {
             bail!("packet {count}: interface id {port} is not a port");
@@ -215,10 +215,11 @@ pub fn writer(path: &Path, ports: usize) -> Result<PcapNgWriter<std::fs::File>> 
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = PcapNgWriter::new(file).context("writing the pcapng header")?;
     for _ in 0..ports {
+        // Timestamps in nanoseconds, said so (the pcapng default is µs).
         w.write_pcapng_block(InterfaceDescriptionBlock {
             linktype: DataLink::ETHERNET,
             snaplen: 65535,
-            options: vec![],
+            options: vec![InterfaceDescriptionOption::IfTsResol(9)],
         })
         .context("writing an interface block")?;
     }

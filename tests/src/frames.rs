@@ -285,7 +285,9 @@ pub fn write_pcapng(path: &Path, ports: u32, arrivals: &[Arrival]) {
         w.write_pcapng_block(InterfaceDescriptionBlock {
             linktype: DataLink::ETHERNET,
             snaplen: 65535,
-            options: vec![],
+            options: vec![
+                pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption::IfTsResol(9),
+            ],
         })
         .expect("interface block");
     }
