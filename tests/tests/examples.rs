@@ -1,0 +1,52 @@
+//! The deployment kit in `examples/faq-pair/` loads: both boxes'
+//! configurations and the shared pf.conf pass `dpf -n` (the rules path is
+//! pointed at the repository's copy; everything else is as shipped).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn kit() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("examples")
+        .join("faq-pair")
+}
+
+#[test]
+fn the_faq_pair_configurations_load() {
+    let dir = dpf_tests::scratch();
+    let rules = kit().join("pf.conf");
+    for fw in ["fw1", "fw2"] {
+        let text = std::fs::read_to_string(kit().join(format!("{fw}.toml"))).unwrap();
+        assert!(
+            text.contains("rules = \"/etc/dpf/pf.conf\""),
+            "{fw}: rules path"
+        );
+        let cfg = dir.path().join(format!("{fw}.toml"));
+        std::fs::write(
+            &cfg,
+            text.replace("/etc/dpf/pf.conf", rules.to_str().unwrap()),
+        )
+        .unwrap();
+        let out = dpf_tests::run_dpf(
+            &["--config", cfg.to_str().unwrap(), "-n"],
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{fw}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let unit = std::fs::read_to_string(kit().join("dpf.service")).unwrap();
+    for line in [
+        "ExecStart=",
+        "RuntimeDirectory=dpf",
+        "RuntimeDirectoryMode=0700",
+        "Restart=on-failure",
+    ] {
+        assert!(unit.contains(line), "dpf.service: {line}");
+    }
+}
