@@ -50,3 +50,39 @@ fn the_faq_pair_configurations_load() {
         assert!(unit.contains(line), "dpf.service: {line}");
     }
 }
+
+#[test]
+fn manual_pages_and_completions_come_from_the_binaries() {
+    for (bin, path) in [
+        ("dpf", dpf_tests::dpf_bin()),
+        ("dpfctl", dpf_tests::dpfctl_bin()),
+    ] {
+        let man = std::process::Command::new(&path)
+            .arg("--man")
+            .output()
+            .unwrap();
+        assert!(man.status.success(), "{bin} --man");
+        let text = String::from_utf8_lossy(&man.stdout);
+        assert!(text.contains(&format!(".TH {bin} 8")), "{bin}(8): {text}");
+        let comp = std::process::Command::new(&path)
+            .args(["--completions", "bash"])
+            .output()
+            .unwrap();
+        assert!(comp.status.success(), "{bin} --completions bash");
+        assert!(String::from_utf8_lossy(&comp.stdout).contains(&format!("_{bin}()")));
+    }
+    // dpfctl's help names every view, carp and pfsync included.
+    let help = std::process::Command::new(dpf_tests::dpfctl_bin())
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for view in [
+        "info", "states", "rules", "labels", "carp", "pfsync", "Tables", "all",
+    ] {
+        assert!(
+            help.contains(&format!("- {view}:")),
+            "--help lists -s {view}"
+        );
+    }
+}

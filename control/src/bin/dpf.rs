@@ -9,8 +9,19 @@ use std::time::Duration;
 
 /// dpf: a pf-style stateful firewall on DPDK poll-mode drivers.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(
+    name = "dpf",
+    version,
+    about = "A pf-style stateful firewall on DPDK poll-mode drivers, run as a CARP + pfsync pair"
+)]
 struct Args {
+    /// Print the dpf(8) manual page (roff) and exit.
+    #[arg(long)]
+    man: bool,
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish,
+    /// powershell) and exit.
+    #[arg(long, value_name = "SHELL")]
+    completions: Option<clap_complete::Shell>,
     /// The configuration file.
     #[arg(short = 'c', long, default_value = "/etc/dpf/dpf.toml")]
     config: PathBuf,
@@ -61,6 +72,23 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.man {
+        return match clap_mangen::Man::new(<Args as clap::CommandFactory>::command())
+            .section("8")
+            .render(&mut std::io::stdout())
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dpf: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    if let Some(shell) = args.completions {
+        let mut cmd = <Args as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut cmd, "dpf", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     control::log::set_level(args.log_level);
     let config = match Config::load(&args.config) {
         Ok(c) => c,

@@ -73,12 +73,26 @@ enum Show {
     /// Tables: flags (pfctl -vsT letters), name, number of entries.
     #[value(name = "Tables", alias = "T", alias = "tables")]
     Tables,
+    /// Every view above, one after the other (pfctl -sa).
+    #[value(alias = "a")]
+    All,
 }
 
 /// Control a running dpf (pfctl-style).
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(
+    name = "dpfctl",
+    version,
+    about = "Control a running dpf (pfctl-style): views, rules, states, tables, CARP and pfsync"
+)]
 struct Args {
+    /// Print the dpfctl(8) manual page (roff) and exit.
+    #[arg(long)]
+    man: bool,
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish,
+    /// powershell) and exit.
+    #[arg(long, value_name = "SHELL")]
+    completions: Option<clap_complete::Shell>,
     /// Show a view.
     #[arg(short = 's', long = "show", value_name = "WHAT", value_enum)]
     show: Option<Show>,
@@ -132,6 +146,24 @@ fn main() -> ExitCode {
         argv.insert(i, "--".into());
     }
     let mut args = Args::parse_from(argv);
+    if args.man {
+        let mut out = std::io::stdout();
+        return match clap_mangen::Man::new(<Args as clap::CommandFactory>::command())
+            .section("8")
+            .render(&mut out)
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dpfctl: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    if let Some(shell) = args.completions {
+        let mut cmd = <Args as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut cmd, "dpfctl", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     // `dpfctl carp1 --json`: the trailing words swallow later flags.
     if let Some(i) = args.words.iter().position(|w| w == "--json") {
         args.words.remove(i);
@@ -144,7 +176,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let all = args.show == Some(Show::All);
     for request in &requests {
+        if all && !args.json {
+            println!("{}:", section_title(request));
+        }
         let code = run(&args, request);
         if code != ExitCode::SUCCESS {
             return code;
@@ -475,6 +511,19 @@ fn build_one(args: &Args) -> Result<Vec<Request>, String> {
             Show::Timeouts => Request::ShowTimeouts,
             Show::Memory => Request::ShowMemory,
             Show::Tables => Request::ShowTables,
+            Show::All => {
+                return Ok(vec![
+                    Request::ShowInfo,
+                    Request::ShowRules,
+                    Request::ShowLabels,
+                    Request::ShowTimeouts,
+                    Request::ShowMemory,
+                    Request::ShowTables,
+                    Request::ShowCarp { name: None },
+                    Request::ShowPfsync,
+                    Request::ShowStates { host: None },
+                ])
+            }
             Show::Interfaces => Request::ShowInterfaces,
             Show::Routes => Request::ShowRoutes,
             Show::Neighbors => Request::ShowNeighbors,
@@ -1100,5 +1149,21 @@ fn fmt_ep(addr: &str, port: u16) -> String {
         format!("[{addr}]:{port}")
     } else {
         format!("{addr}:{port}")
+    }
+}
+
+/// pfctl -sa's section titles.
+fn section_title(request: &Request) -> &'static str {
+    match request {
+        Request::ShowInfo => "INFO",
+        Request::ShowRules => "FILTER RULES",
+        Request::ShowLabels => "LABEL COUNTERS",
+        Request::ShowTimeouts => "TIMEOUTS",
+        Request::ShowMemory => "LIMITS",
+        Request::ShowTables => "TABLES",
+        Request::ShowCarp { .. } => "CARP",
+        Request::ShowPfsync => "PFSYNC",
+        Request::ShowStates { .. } => "STATES",
+        _ => "",
     }
 }
