@@ -11,3 +11,4 @@ pub mod pfsync;
 pub mod preload;
 pub mod rule_env;
 pub mod slowpath;
+pub mod srcnodes;

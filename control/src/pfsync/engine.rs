@@ -1105,6 +1105,13 @@ impl Sync {
             direction,
             timeout: st.timeout as u8,
             state_flags: st.state_flags & state_flags::WIRE,
+            // pf marks states with source nodes; the nodes themselves are
+            // not synced (neither by pf).
+            sync_flags: if st.src_tracking().is_some() {
+                dataplane::state::SYNC_FLAG_SRCNODE
+            } else {
+                0
+            },
             ..StateRepr::default()
         }
     }
