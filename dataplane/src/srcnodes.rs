@@ -898,7 +898,7 @@ mod tests {
                         x ^= x >> 7;
                         x ^= x << 17;
                         let k = key((x % 12) as u8, 1);
-                        if x % 3 != 0 || held.is_empty() {
+                        if !x.is_multiple_of(3) || held.is_empty() {
                             if t.attach(&k, i / 1000, limits(0), None, 64).is_ok() {
                                 held.push(k);
                             }
@@ -906,7 +906,7 @@ mod tests {
                             let k = held.swap_remove((x as usize / 3) % held.len());
                             assert!(t.release(&k, i / 1000, 0, false));
                         }
-                        if i % 64 == 0 {
+                        if i.is_multiple_of(64) {
                             t.sweep(0, t.slots(), i / 1000, |_| {});
                         }
                     }

@@ -279,3 +279,114 @@ fn max_src_nodes_limits_the_sources_of_a_rule() {
     assert_eq!(drops(&stats, "src-limit"), 1);
     assert_eq!(stats["source_nodes"].as_array().unwrap().len(), 2);
 }
+
+fn dpfctl(sock: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(dpf_tests::dpfctl_bin())
+        .arg("--socket")
+        .arg(sock)
+        .args(args)
+        .output()
+        .expect("running dpfctl");
+    assert!(
+        out.status.success(),
+        "dpfctl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A live dpf whose states (made by `--preload`) count against source
+/// nodes: `dpfctl -s Sources` lists them as pfctl -sS does, `-K host`
+/// kills one source's node (its states stay), `-F Sources` all.
+#[test]
+fn dpfctl_shows_and_kills_source_nodes() {
+    use dpf_tests::frames::{frame, write_pcapng};
+    let dir = dpf_tests::scratch();
+    let sock = dir.path().join("dpf.sock");
+    let empty = dir.path().join("empty.pcap");
+    dpf_tests::write_pcap(&empty, &[]).unwrap();
+    std::fs::write(
+        dir.path().join("pf.conf"),
+        "set timeout src.track 3600\n\
+         pass in on lan0 proto tcp keep state (max-src-states 10)\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("dpf.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[eal]\nargs = {}\n[dataplane]\nrules = \"pf.conf\"\n[[port]]\nname = \"lan0\"\ndevice = \"net_pcap0,rx_pcap={}\"\n[[port]]\nname = \"wan0\"\ndevice = \"net_null0\"\n[wire]\npairs = [[\"lan0\", \"wan0\"]]\n[control]\nsocket = \"{}\"\n",
+            dpf_tests::eal_args("srcnodes", 256, "0@0,1@1"),
+            empty.display(),
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let setup = dir.path().join("setup.pcapng");
+    let syns: Vec<Arrival> = [("10.0.0.1", 3u16), ("10.0.0.2", 2)]
+        .iter()
+        .flat_map(|(src, n)| {
+            (0..*n).map(move |i| {
+                at(
+                    0,
+                    u64::from(i),
+                    frame(
+                        ip(src),
+                        ip("198.19.0.1"),
+                        &tcp(40000 + i, 80, 1000, 0, flags::SYN),
+                    ),
+                )
+            })
+        })
+        .collect();
+    write_pcapng(&setup, 2, &syns);
+    let _dpf = dpf_tests::Proc::spawn(
+        "dpf",
+        std::process::Command::new(dpf_tests::dpf_bin()).args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--preload",
+            setup.to_str().unwrap(),
+        ]),
+    )
+    .unwrap();
+    let mut sources = String::new();
+    for _ in 0..300 {
+        std::thread::sleep(Duration::from_millis(100));
+        if sock.exists() {
+            sources = dpfctl(&sock, &["-s", "Sources"]);
+            if !sources.is_empty() {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        sources,
+        "10.0.0.1 ( states 3, connections 0, rate 0.0/0s )\n\
+         10.0.0.2 ( states 2, connections 0, rate 0.0/0s )\n"
+    );
+    let json: Value = serde_json::from_str(&dpfctl(&sock, &["-s", "Sources", "--json"])).unwrap();
+    assert_eq!(
+        json[0]["rule"],
+        Value::Null,
+        "max-src-states: a global node"
+    );
+    assert!(dpfctl(&sock, &["-s", "memory"]).contains("src-nodes"));
+    assert!(dpfctl(&sock, &["-s", "timeouts"]).contains("src.track"));
+    assert_eq!(
+        dpfctl(&sock, &["-K", "10.0.0.1"]),
+        "killed 1 src nodes from host 10.0.0.1\n"
+    );
+    assert_eq!(
+        dpfctl(&sock, &["-s", "Sources"]),
+        "10.0.0.2 ( states 2, connections 0, rate 0.0/0s )\n"
+    );
+    let info: Value = serde_json::from_str(&dpfctl(&sock, &["-s", "info", "--json"])).unwrap();
+    assert_eq!(info["states"], 5, "the states stay: {info}");
+    assert_eq!(
+        dpfctl(&sock, &["-F", "Sources"]),
+        "source tracking entries cleared\n"
+    );
+    assert_eq!(dpfctl(&sock, &["-s", "Sources"]), "");
+}

@@ -1639,6 +1639,21 @@ mod tests {
     }
 
     #[test]
+    fn states_with_source_nodes_carry_pfs_srcnode_sync_flag() {
+        let r = rig(1);
+        let now = Instant::from_secs(2);
+        let plain = state(4, OURS);
+        assert_eq!(
+            r.sync.to_wire(&plain, &Translation::NONE, now).sync_flags,
+            0
+        );
+        let mut tracked = plain;
+        tracked.set_src_tracked(false);
+        let w = r.sync.to_wire(&tracked, &Translation::NONE, now);
+        assert_eq!(w.sync_flags, 0x04, "spec/pfsync.md §3.7");
+    }
+
+    #[test]
     fn our_own_frames_are_ignored_but_the_peers_updates_of_our_states_merge() {
         let mut r = rig(1);
         let now = Instant::from_secs(2);
