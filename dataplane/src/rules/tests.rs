@@ -2725,6 +2725,6 @@ fn source_tracking_errors_name_the_option() {
         26,
         "src.track needs source tracking",
     );
-    assert_err("pass no state (max-src-states 3)", 1, 15, "");
+    assert_err("pass no state (max-src-states 3)", 1, 15, "unexpected '('");
     assert_err("set limit src-node 5", 1, 11, "not supported");
 }
