@@ -12,3 +12,4 @@ pub mod pfsync;
 pub mod preload;
 pub mod rule_env;
 pub mod slowpath;
+pub mod srcnodes;

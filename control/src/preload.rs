@@ -51,6 +51,10 @@ pub fn run(
     clock: Clock,
     mut out: Option<&mut PcapNgWriter<std::fs::File>>,
     mut slow: Option<SlowPathHook<'_>>,
+    mut overload: Option<(
+        &mut [Consumer<dataplane::srcnodes::OverloadEvent>],
+        &dataplane::rules::Ruleset,
+    )>,
 ) -> Result<u64> {
     if pipelines.is_empty() {
         bail!("no workers");
@@ -168,6 +172,11 @@ pub fn run(
         // The expiry sweep a worker runs between bursts.
         for p in pipelines.iter_mut() {
             p.expire(now, 64);
+        }
+        // `overload <table>`: the control thread's work, done before the
+        // next packet.
+        if let Some((rings, rules)) = overload.as_mut() {
+            crate::srcnodes::poll_replay(rings, rules, pipelines);
         }
         if let (Verdict::Forward(egress), Some(w)) = (verdict, out.as_deref_mut()) {
             write(w, egress, ts, frame)?;

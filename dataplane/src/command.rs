@@ -82,6 +82,16 @@ pub enum StateFilter {
     /// States whose rule has this label (`dpfctl -k label -k L`), in the
     /// current ruleset or the ones a reload replaced.
     Label(LabelName),
+    /// States a source opened (`overload <t> flush`): whose initiator is
+    /// `addr`, and with `rule`, created by that rule (its tag).
+    Source {
+        /// The source's family.
+        af: Af,
+        /// The source.
+        addr: Addr,
+        /// `flush` without `global`: only this rule's states.
+        rule: Option<u32>,
+    },
 }
 
 impl StateFilter {
@@ -95,6 +105,11 @@ impl StateFilter {
         match self {
             StateFilter::Host(f) => f.matches(st.key()),
             StateFilter::Id { id, creatorid } => st.id() == *id && st.creatorid() == *creatorid,
+            StateFilter::Source { af, addr, rule } => {
+                st.key().af == *af as u8
+                    && st.src_endpoint().0 == *addr
+                    && rule.is_none_or(|r| st.rule == r)
+            }
             StateFilter::Label(l) => {
                 rulesets
                     .iter()
@@ -121,6 +136,10 @@ pub enum Command {
     FlushStates,
     /// Send every rule's counters, then `ListDone`.
     RuleCounters,
+    /// Detach the states of the source nodes of this address (all with
+    /// `None`) from their nodes, then `Killed(n)` (`dpfctl -K`, `-F
+    /// Sources`).
+    DetachSources(Option<(Af, Addr)>),
 }
 
 /// A worker's answer.
@@ -150,6 +169,11 @@ enum Active {
     },
     Rules {
         next: usize,
+    },
+    Detaching {
+        cursor: usize,
+        host: Option<(Af, Addr)>,
+        detached: u64,
     },
     Reporting(Reply),
 }
@@ -183,6 +207,9 @@ pub struct CommandClient {
     sent: Ticket,
     /// Commands whose terminating reply was read.
     finished: Ticket,
+    /// Tickets of commands nobody waits for ([`CommandClient::send_orphan`]),
+    /// oldest first: their replies are dropped as they come.
+    orphans: std::collections::VecDeque<Ticket>,
 }
 
 /// Rings for one worker: (worker end, control end).
@@ -200,6 +227,7 @@ pub fn command_channel(reply_capacity: usize) -> (CommandPort, CommandClient) {
             replies: rc,
             sent: 0,
             finished: 0,
+            orphans: std::collections::VecDeque::new(),
         },
     )
 }
@@ -214,14 +242,50 @@ impl CommandClient {
         Ok(self.sent)
     }
 
-    /// The next reply and the ticket of the command it answers.
-    pub fn recv(&mut self) -> Option<(Ticket, Reply)> {
-        let r = self.replies.pop()?;
-        let ticket = self.finished + 1;
-        if r.is_terminator() {
-            self.finished += 1;
+    /// Whether the command ring has room for one more command.
+    pub fn has_room(&mut self) -> bool {
+        self.commands.free_slots() > 0
+    }
+
+    /// Sends `cmd` without anyone waiting for its answer (the control
+    /// thread's own kills): its replies are dropped by
+    /// [`CommandClient::recv`] and [`CommandClient::reap`]. Fails like
+    /// [`CommandClient::send`].
+    pub fn send_orphan(&mut self, cmd: Command) -> Result<(), Command> {
+        let t = self.send(cmd)?;
+        self.orphans.push_back(t);
+        Ok(())
+    }
+
+    /// Drops the replies of orphan commands that are next on the ring
+    /// (call it every round of the control loop: nobody else may).
+    pub fn reap(&mut self) {
+        while self.orphans.front() == Some(&(self.finished + 1)) {
+            let Some(r) = self.replies.pop() else { break };
+            if r.is_terminator() {
+                self.finished += 1;
+                self.orphans.pop_front();
+            }
         }
-        Some((ticket, r))
+    }
+
+    /// The next reply and the ticket of the command it answers (replies
+    /// of orphan commands are skipped).
+    pub fn recv(&mut self) -> Option<(Ticket, Reply)> {
+        loop {
+            let r = self.replies.pop()?;
+            let ticket = self.finished + 1;
+            if r.is_terminator() {
+                self.finished += 1;
+            }
+            if self.orphans.front() == Some(&ticket) {
+                if r.is_terminator() {
+                    self.orphans.pop_front();
+                }
+                continue;
+            }
+            return Some((ticket, r));
+        }
     }
 
     /// Whether every reply of `ticket` (and of the tickets before it) has
@@ -273,7 +337,29 @@ impl CommandPort {
                     removed: 0,
                 },
                 Some(Command::RuleCounters) => Active::Rules { next: 0 },
+                Some(Command::DetachSources(host)) => Active::Detaching {
+                    cursor: 0,
+                    host,
+                    detached: 0,
+                },
             },
+            Active::Detaching {
+                cursor,
+                host,
+                detached,
+            } => {
+                let (next, n) = pipeline.detach_sources(cursor, SLOTS_PER_POLL, |k| {
+                    host.is_none_or(|(af, a)| k.af == af && k.addr == a)
+                });
+                match next {
+                    Some(cursor) => Active::Detaching {
+                        cursor,
+                        host,
+                        detached: detached + n,
+                    },
+                    None => Active::Reporting(Reply::Killed(detached + n)),
+                }
+            }
             Active::Rules { mut next } => {
                 let counters = pipeline.rule_counters();
                 while next < rule_counters_len {

@@ -81,6 +81,10 @@ drop_reasons! {
     /// translated state arrived from the wrong side (pf's PFRES_TRANSLATE
     /// / PFRES_MAPFAILED).
     TranslationFailed => "translation-failed",
+    /// A source tracking limit (`max-src-states`, `max-src-nodes`, `set
+    /// limit src-nodes`, `max-src-conn`, `max-src-conn-rate`): pf's
+    /// PFRES_SRCLIMIT.
+    SrcLimit => "src-limit",
 }
 
 /// Why a packet goes to the control thread: set by the worker that

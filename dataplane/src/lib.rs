@@ -23,6 +23,7 @@ pub mod ring;
 pub mod route;
 pub mod rules;
 pub mod snapshot;
+pub mod srcnodes;
 pub mod state;
 pub mod time;
 pub mod timeouts;

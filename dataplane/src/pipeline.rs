@@ -41,6 +41,7 @@ use crate::neighbor_hold::{HoldOutcome, NeighborHold};
 use crate::ring::{Consumer, Producer};
 use crate::route::{Neighbors, ResolveRequest, Routing};
 use crate::rules::{Action, Decision, ReturnMode, RuleCounters, Ruleset};
+use crate::srcnodes::{AttachError, LimitCounter, OverloadEvent, SourceKey, SourceTable};
 use crate::state::{
     icmp_error_matches, new_state, state_flags, track, InsertError, Shard, SlotId, StateDrop,
     StateOptions, StateRoute, TrackOutcome, Translation,
@@ -87,6 +88,9 @@ pub struct PipelineConfig {
     pub states_total: Arc<AtomicUsize>,
     /// Wire mode: the non-IP EtherTypes the bridge forwards.
     pub pass_ethertypes: EtherTypeSet,
+    /// The box's source nodes (`max-src-*`), shared by every worker:
+    /// clones share it. Sized at start by `set limit src-nodes`.
+    pub sources: Arc<SourceTable>,
 }
 
 impl Default for PipelineConfig {
@@ -98,6 +102,7 @@ impl Default for PipelineConfig {
             creatorid: 0,
             states_total: Arc::new(AtomicUsize::new(0)),
             pass_ethertypes: EtherTypeSet::default(),
+            sources: Arc::new(SourceTable::new(crate::srcnodes::DEFAULT_LIMIT)),
         }
     }
 }
@@ -230,14 +235,16 @@ fn ruleset_of_tag<'a>(
         .find_map(|r| r.rule_of_tag(tag).map(|nr| (r, nr)))
 }
 
-/// Gives back what a removed state held: its place in the box's table and
-/// its place under its rule's `max`.
+/// Gives back what a removed state held: its place in the box's table,
+/// its place under its rule's `max`, and its place in its source node
+/// (`now_s`: when, for the node's `src.track`).
 #[inline]
 fn release_state(
     config: &PipelineConfig,
     rules: &Ruleset,
     recent: &[Arc<Ruleset>],
     st: &crate::state::State,
+    now_s: u32,
 ) {
     let _ = config
         .states_total
@@ -247,6 +254,45 @@ fn release_state(
             r.release_rule_state(nr);
         }
     }
+    release_source(config, rules, recent, st, now_s, None);
+}
+
+/// The source node key of a tracked state (`global`: of a `source-track
+/// global` node): the initiator's address before translation.
+#[inline]
+fn source_key(st: &crate::state::State, global: bool) -> SourceKey {
+    SourceKey {
+        scope: if global {
+            crate::srcnodes::GLOBAL_SCOPE
+        } else {
+            st.rule
+        },
+        af: st.key().family(),
+        addr: st.src_endpoint().0,
+    }
+}
+
+/// Gives back a state's place in its source node, if it has one; the node
+/// goes `timeout_s` (default: its rule's `src.track`) after its last state.
+#[inline]
+fn release_source(
+    config: &PipelineConfig,
+    rules: &Ruleset,
+    recent: &[Arc<Ruleset>],
+    st: &crate::state::State,
+    now_s: u32,
+    timeout_s: Option<u32>,
+) {
+    let Some(global) = st.src_tracking() else {
+        return;
+    };
+    let timeout = timeout_s.unwrap_or_else(|| {
+        ruleset_of_tag(rules, recent, st.rule)
+            .map_or(rules.options.src_track_s, |(r, nr)| r.src_track_timeout(nr))
+    });
+    config
+        .sources
+        .release(&source_key(st, global), now_s, timeout, st.is_src_conn());
 }
 
 /// A state is gone: its rule (if of the ruleset in use) has one state
@@ -323,6 +369,13 @@ pub struct Pipeline {
     /// The packet being decided was sent here by another worker's alias:
     /// it is not redirected again.
     redirected: bool,
+    /// `overload <table>` events to the control thread.
+    overload: Option<Producer<OverloadEvent>>,
+    /// The last time seen (whole seconds), for what happens outside a
+    /// packet (operator kills give their states' sources this time).
+    now_s: u32,
+    /// Where this worker's share of the source table sweep goes on.
+    src_sweep: usize,
     /// This worker's counters.
     pub counters: WorkerCounters,
 }
@@ -379,8 +432,18 @@ impl Pipeline {
             alias_out: Vec::new(),
             alias_in: Vec::new(),
             redirected: false,
+            overload: None,
+            now_s: 0,
+            src_sweep: 0,
             counters: WorkerCounters::default(),
         }
+    }
+
+    /// Connects this worker to the control thread for `overload <table>`
+    /// events (without it, an overloading source is refused its state
+    /// and counted, but added to no table).
+    pub fn set_overload(&mut self, events: Producer<OverloadEvent>) {
+        self.overload = Some(events);
     }
 
     /// Connects this worker to the others for cross-worker aliases of
@@ -873,6 +936,7 @@ impl Pipeline {
         let Some(&(creatorid, from)) = self.sync.as_ref().and_then(|s| s.clears.first()) else {
             return;
         };
+        let now_s = self.now_s;
         let (config, rules, recent) = (&self.config, &*self.rules, &self.recent_rules[..]);
         let rule_counters = &mut self.rule_counters;
         let mut removed = 0u64;
@@ -881,7 +945,7 @@ impl Pipeline {
             CLEAR_SLOTS_PER_POLL,
             |st| st.creatorid() == creatorid,
             |st| {
-                release_state(config, rules, recent, st);
+                release_state(config, rules, recent, st, now_s);
                 forget_rule_state(rules, rule_counters, st);
                 removed += 1;
             },
@@ -1041,6 +1105,9 @@ impl Pipeline {
 
     /// Expires states: examines at most `budget_slots` slots.
     pub fn expire(&mut self, now: Instant, budget_slots: usize) -> usize {
+        self.now_s = crate::state::entry::secs_of(now);
+        self.sweep_sources(budget_slots);
+        let now_s = self.now_s;
         let (shard, sync, counters) = (&mut self.shard, &mut self.sync, &mut self.counters);
         let (config, rules, recent) = (&self.config, &*self.rules, &self.recent_rules[..]);
         let rule_counters = &mut self.rule_counters;
@@ -1050,7 +1117,7 @@ impl Pipeline {
         let timeouts = |st: &crate::state::State| state_timeouts(rules, recent, st);
         let removed = shard.expire_slice_visit(now, budget_slots, timeouts, |st, tr, expired| {
             if expired {
-                release_state(config, rules, recent, st);
+                release_state(config, rules, recent, st, now_s);
                 forget_rule_state(rules, rule_counters, st);
                 delete_or_owe(sync, counters, st, now);
             } else if st.state_flags & state_flags::SYNC_OWED != 0 {
@@ -1088,9 +1155,10 @@ impl Pipeline {
         let (shard, sync, counters) = (&mut self.shard, &mut self.sync, &mut self.counters);
         let (config, rules, recent) = (&self.config, &*self.rules, &self.recent_rules[..]);
         let rule_counters = &mut self.rule_counters;
+        let now_s = self.now_s;
         let mut removed = 0u64;
         let next = shard.scan_remove(from, max_slots, pred, |st| {
-            release_state(config, rules, recent, st);
+            release_state(config, rules, recent, st, now_s);
             forget_rule_state(rules, rule_counters, st);
             removed += 1;
             if export {
@@ -1103,10 +1171,152 @@ impl Pipeline {
         (next, removed)
     }
 
+    /// Detaches the states whose source node `pred` selects from it,
+    /// among `max_slots` slab slots from `from` (`dpfctl -K`, `-F
+    /// Sources`: pf's states outlive their killed nodes and no longer
+    /// count); the node goes once it has no state. Returns the next cursor
+    /// (`None` at the end) and how many states were detached.
+    pub fn detach_sources(
+        &mut self,
+        from: usize,
+        max_slots: usize,
+        mut pred: impl FnMut(&SourceKey) -> bool,
+    ) -> (Option<usize>, u64) {
+        let (config, rules, recent) = (&self.config, &*self.rules, &self.recent_rules[..]);
+        let now_s = self.now_s;
+        let mut detached = 0u64;
+        let next = self.shard.scan_mut(from, max_slots, |st| {
+            let Some(global) = st.src_tracking() else {
+                return;
+            };
+            if pred(&source_key(st, global)) {
+                release_source(config, rules, recent, st, now_s, Some(0));
+                st.clear_src_tracking();
+                detached += 1;
+            }
+        });
+        (next, detached)
+    }
+
+    /// Frees the source nodes of this worker's share of the table whose
+    /// time is up (a slice per call), giving back their rules'
+    /// `max-src-nodes` places.
+    fn sweep_sources(&mut self, budget_slots: usize) {
+        let sources = &self.config.sources;
+        let slots = sources.slots();
+        let (w, n) = (self.config.worker, self.config.workers.max(1));
+        let (lo, hi) = (slots * w / n, slots * (w + 1) / n);
+        if hi <= lo {
+            return;
+        }
+        let from = self.src_sweep.clamp(lo, hi);
+        let len = budget_slots.max(64).min(hi - from);
+        let (rules, recent) = (&*self.rules, &self.recent_rules[..]);
+        let next = sources.sweep(from, len, self.now_s, |owner| {
+            if let Some((r, nr)) = ruleset_of_tag(rules, recent, owner) {
+                r.release_src_node(nr);
+            }
+        });
+        self.src_sweep = if next == 0 || next >= hi { lo } else { next };
+    }
+
+    /// Counts a new state against its source node when its rule tracks
+    /// sources (pf's `pf_insert_src_node`); false (counted) when a limit
+    /// refuses it.
+    fn attach_source(&mut self, st: &mut crate::state::State, rule_nr: u32, now: Instant) -> bool {
+        let Some(t) = self.rules.src_track(rule_nr) else {
+            return true;
+        };
+        let key = source_key(st, t.global);
+        let limits = crate::srcnodes::AttachLimits {
+            max_states: t.max_src_states,
+            rate_secs: t.max_src_conn_rate.1,
+            owner: st.rule,
+        };
+        let sources = &self.config.sources;
+        match sources.attach(
+            &key,
+            crate::state::entry::secs_of(now),
+            limits,
+            self.rules.src_node_budget(rule_nr),
+            self.rules.options.limit_src_nodes,
+        ) {
+            Ok(()) => {
+                st.set_src_tracked(t.global);
+                true
+            }
+            Err(e) => {
+                sources.count(match e {
+                    AttachError::States => LimitCounter::MaxSrcStates,
+                    _ => LimitCounter::MaxSrcNodes,
+                });
+                false
+            }
+        }
+    }
+
+    /// A tracked TCP state reached ESTABLISHED (pf's `pf_src_connlimit`):
+    /// counts the connection; true when its source is over `max-src-conn`
+    /// or `max-src-conn-rate` — then an `overload` table gets the source
+    /// (through the control thread) and the caller kills the state.
+    fn src_connlimit(
+        config: &PipelineConfig,
+        rules: &Ruleset,
+        recent: &[Arc<Ruleset>],
+        overload: &mut Option<Producer<OverloadEvent>>,
+        st: &mut crate::state::State,
+        now: Instant,
+    ) -> bool {
+        let Some(global) = st.src_tracking() else {
+            return false;
+        };
+        st.set_src_conn();
+        let Some(t) = ruleset_of_tag(rules, recent, st.rule).and_then(|(r, nr)| r.src_track(nr))
+        else {
+            return false;
+        };
+        let key = source_key(st, global);
+        let sources = &config.sources;
+        let (conn, rate) = (t.max_src_conn, t.max_src_conn_rate);
+        let over = sources.establish(
+            &key,
+            crate::state::entry::secs_of(now),
+            conn,
+            rate.0,
+            rate.1,
+        );
+        if !over {
+            return false;
+        }
+        sources.count(if rate.0 != 0 {
+            LimitCounter::MaxSrcConnRate
+        } else {
+            LimitCounter::MaxSrcConn
+        });
+        if let Some(o) = &t.overload {
+            let sent = OverloadEvent::new(key.af, key.addr, &o.table, o.flush, st.rule)
+                .zip(overload.as_mut())
+                .is_some_and(|(ev, p)| {
+                    let ok = p.push(ev).is_ok();
+                    // Published at once: the table should have it before
+                    // the source's next connection.
+                    p.publish();
+                    ok
+                });
+            sources.count(if sent {
+                LimitCounter::OverloadTable
+            } else {
+                LimitCounter::OverloadLost
+            });
+        }
+        true
+    }
+
     /// Decides the fate of one frame received on `in_port`. The frame may be
     /// rewritten in place. Counts the verdict.
     #[inline]
     pub fn process(&mut self, frame: &mut [u8], in_port: u16, now: Instant) -> Verdict {
+        self.now_s = crate::state::entry::secs_of(now);
         self.refresh_tables();
         self.process_at(frame, in_port, now, 0)
     }
@@ -1139,6 +1349,7 @@ impl Pipeline {
         verdicts: &mut [Verdict],
     ) {
         let n = frames.len().min(verdicts.len()).min(MAX_BURST);
+        self.now_s = crate::state::entry::secs_of(now);
         self.refresh_tables();
         if self.shard.len() < self.lookahead_min_states {
             for (i, (frame, verdict)) in frames[..n].iter_mut().zip(verdicts.iter_mut()).enumerate()
@@ -1238,6 +1449,9 @@ impl Pipeline {
     /// (this worker owns its flow, so it is never handed off again).
     #[inline]
     pub fn process_owned(&mut self, frame: &mut [u8], in_port: u16, now: Instant) -> Verdict {
+        // A worker may get handed-in packets between bursts of its own:
+        // they see the tables as they are now too.
+        self.refresh_tables();
         self.counters.handed_in += 1;
         self.reply_slot = 0;
         let classified = classify(frame, IfIndex(in_port), Direction::In);
@@ -1592,6 +1806,7 @@ impl Pipeline {
     /// ... proto carp` keeps CARP in, as in pf); ARP and other non-IP
     /// frames are outside the ruleset. `Forward(out_port)` sends it.
     pub fn process_local_out(&mut self, frame: &mut [u8], out_port: u16, now: Instant) -> Verdict {
+        self.refresh_tables();
         let verdict = self.decide_local_out(frame, out_port, now, false);
         self.count_local_out(verdict);
         verdict
@@ -1614,6 +1829,7 @@ impl Pipeline {
         out_port: u16,
         now: Instant,
     ) -> Verdict {
+        self.refresh_tables();
         self.counters.handed_in += 1;
         let verdict = self.decide_local_out(frame, out_port, now, true);
         self.count_local_out(verdict);
@@ -1719,6 +1935,7 @@ impl Pipeline {
         owned: bool,
         ahead: Option<&Lookahead>,
     ) -> FilterOutcome {
+        self.now_s = crate::state::entry::secs_of(now);
         // `set skip on`: pf skips the interface, not the packet's path.
         let passes = match passes {
             Passes::Both { in_port, out_port } => match (
@@ -1800,6 +2017,27 @@ impl Pipeline {
                     return Decided(Verdict::Drop(DropReason::IpOptions));
                 }
                 match track(st, info, from_src, now) {
+                    TrackOutcome::Pass { transition }
+                        if transition
+                            && st.src_tracking().is_some()
+                            && !st.is_src_conn()
+                            && st.src.state == crate::state::tcps::ESTABLISHED
+                            && st.dst.state == crate::state::tcps::ESTABLISHED
+                            && info.proto == crate::flow::proto::TCP
+                            && Self::src_connlimit(
+                                &self.config,
+                                &self.rules,
+                                &self.recent_rules,
+                                &mut self.overload,
+                                st,
+                                now,
+                            ) =>
+                    {
+                        // pf kills the state (PFTM_PURGE) and drops the
+                        // packet that completed the handshake.
+                        self.remove_state(slot);
+                        return Decided(Verdict::Drop(DropReason::SrcLimit));
+                    }
                     TrackOutcome::Pass { transition } => {
                         self.counters.state_hits += 1;
                         if self.sync.is_some() {
@@ -2120,11 +2358,26 @@ impl Pipeline {
         if d.rule.is_some_and(|r| self.rules.has_rule_timeouts(r)) {
             st.state_flags |= state_flags::RULE_TIMEOUTS;
         }
+        // Source tracking: counted across workers.
+        if !self.attach_source(&mut st, rule_nr, now) {
+            if st.state_flags & state_flags::RULE_COUNTED != 0 {
+                self.rules.release_rule_state(rule_nr);
+            }
+            return Decided(Verdict::Drop(DropReason::SrcLimit));
+        }
         // `set limit states`: counted across workers.
         if !self.reserve_state() {
             if st.state_flags & state_flags::RULE_COUNTED != 0 {
                 self.rules.release_rule_state(rule_nr);
             }
+            release_source(
+                &self.config,
+                &self.rules,
+                &self.recent_rules,
+                &st,
+                crate::state::entry::secs_of(now),
+                None,
+            );
             return Decided(Verdict::Drop(DropReason::StateTableFull));
         }
         let translation = if translated {
@@ -2242,7 +2495,13 @@ impl Pipeline {
     /// counted against its rule's `max`, that.
     #[inline]
     fn release_reservation(&self, st: &crate::state::State) {
-        release_state(&self.config, &self.rules, &self.recent_rules, st);
+        release_state(
+            &self.config,
+            &self.rules,
+            &self.recent_rules,
+            st,
+            self.now_s,
+        );
     }
 
     /// Removes the state in `slot` (expired on lookup, reused), giving back

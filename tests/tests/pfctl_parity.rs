@@ -250,8 +250,12 @@ fn labels_kills_counters_listings_and_anchors_on_a_live_dpf() {
     });
     assert!(ok_text(d, &sock, &["-st"]).contains(" 77s"));
     let all = ok_text(d, &sock, &["-F", "all"]);
-    // pfctl -F all: rules, states, then the tables no rule refers to.
-    assert_eq!(all, "rules cleared\n19 states cleared\n0 tables deleted.\n");
+    // pfctl -F all: rules, states, source nodes, then the tables no rule
+    // refers to.
+    assert_eq!(
+        all,
+        "rules cleared\n19 states cleared\nsource tracking entries cleared\n0 tables deleted.\n"
+    );
     assert_eq!(json(d, &sock, &["-s", "info"])["states"], 0);
 
     // Refused before anything is sent: exit status 2 and the word named.

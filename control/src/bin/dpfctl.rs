@@ -13,6 +13,8 @@
 //! dpfctl -s Tables                    (tables: flags, name, entries)
 //! dpfctl -t T -T show|flush|zero|expire N|add|delete|replace|test [ADDR...] [-f FILE]
 //! dpfctl -F Tables                    (delete unreferenced tables)
+//! dpfctl -s Sources                   (source tracking nodes, pfctl -sS)
+//! dpfctl -K HOST, dpfctl -F Sources   (kill source nodes: a host's, all)
 //! ```
 //!
 //! Flags combine as pfctl's do (`-sr`, `-vvsr`, `-ss -v`); an unknown flag
@@ -25,8 +27,8 @@ use clap::{ArgAction, Parser, ValueEnum};
 use control::ctl::server::{call, Answer, CallError};
 use control::ctl::{
     CarpShow, GroupShow, Info, InterfaceEntry, Killed, LabelEntry, LimitEntry, Loaded,
-    NeighborEntry, PfsyncShow, Request, RouteEntry, RuleEntry, StateEntry, TableAddrEntry,
-    TableChanged, TableInfo, TableOp, TableTested, TablesFlushed,
+    NeighborEntry, PfsyncShow, Request, RouteEntry, RuleEntry, SourceEntry, SourcesKilled,
+    StateEntry, TableAddrEntry, TableChanged, TableInfo, TableOp, TableTested, TablesFlushed,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -73,6 +75,9 @@ enum Show {
     /// Tables: flags (pfctl -vsT letters), name, number of entries.
     #[value(name = "Tables", alias = "T", alias = "tables")]
     Tables,
+    /// Source tracking nodes (pfctl -sS).
+    #[value(name = "Sources", alias = "S")]
+    Sources,
     /// Every view above, one after the other (pfctl -sa).
     #[value(alias = "a")]
     All,
@@ -103,7 +108,11 @@ struct Args {
     /// states, show only states of that host.
     #[arg(short = 'k', long = "kill", value_name = "HOST")]
     kill: Vec<String>,
-    /// Flush: rules, states, Tables or all.
+    /// Kill the source tracking nodes of a host (pfctl -K); their states
+    /// stay and no longer count.
+    #[arg(short = 'K', long = "kill-sources", value_name = "HOST")]
+    kill_sources: Vec<String>,
+    /// Flush: rules, states, Sources, Tables or all.
     #[arg(short = 'F', long = "flush", value_name = "WHAT")]
     flush: Option<String>,
     /// Verbose (twice: more), for -s rules and -s states.
@@ -377,6 +386,25 @@ fn build(args: &Args) -> Result<Vec<Request>, String> {
 }
 
 fn build_one(args: &Args) -> Result<Vec<Request>, String> {
+    if !args.kill_sources.is_empty() {
+        if args.show.is_some()
+            || args.file.is_some()
+            || args.flush.is_some()
+            || !args.kill.is_empty()
+            || !args.words.is_empty()
+            || args.zero
+        {
+            return Err("-K goes alone".into());
+        }
+        return match args.kill_sources.as_slice() {
+            [host] => Ok(vec![Request::KillSources {
+                host: Some(host.clone()),
+            }]),
+            // pfctl's second -K matches a node's translation address;
+            // dpf's nodes have none (sticky-address keeps no node).
+            _ => Err("-K takes one host (dpf's source nodes have no translation address)".into()),
+        };
+    }
     if args.zero
         && args.show.is_none()
         && args.file.is_none()
@@ -488,9 +516,15 @@ fn build_one(args: &Args) -> Result<Vec<Request>, String> {
             "rules" | "r" => Ok(vec![rules]),
             "states" | "state" | "s" => Ok(vec![Request::FlushStates]),
             "Tables" | "T" => Ok(vec![Request::FlushTables]),
-            "all" | "a" => Ok(vec![rules, Request::FlushStates, Request::FlushTables]),
+            "Sources" | "S" => Ok(vec![Request::KillSources { host: None }]),
+            "all" | "a" => Ok(vec![
+                rules,
+                Request::FlushStates,
+                Request::KillSources { host: None },
+                Request::FlushTables,
+            ]),
             other => Err(format!(
-                "-F {other}: can flush rules, states, Tables or all"
+                "-F {other}: can flush rules, states, Sources, Tables or all"
             )),
         };
     }
@@ -511,6 +545,7 @@ fn build_one(args: &Args) -> Result<Vec<Request>, String> {
             Show::Timeouts => Request::ShowTimeouts,
             Show::Memory => Request::ShowMemory,
             Show::Tables => Request::ShowTables,
+            Show::Sources => Request::ShowSources,
             Show::All => {
                 return Ok(vec![
                     Request::ShowInfo,
@@ -519,6 +554,7 @@ fn build_one(args: &Args) -> Result<Vec<Request>, String> {
                     Request::ShowTimeouts,
                     Request::ShowMemory,
                     Request::ShowTables,
+                    Request::ShowSources,
                     Request::ShowCarp { name: None },
                     Request::ShowPfsync,
                     Request::ShowStates { host: None },
@@ -982,6 +1018,30 @@ fn print_text(o: &mut impl Write, request: &Request, d: Value) -> Result<(), Str
                 ))?;
             }
         }
+        Request::ShowSources => {
+            // pfctl's print_src_node: `addr ( states S, connections C,
+            // rate R.r/Ss )`.
+            let list: Vec<SourceEntry> = typed(d)?;
+            for n in list {
+                w(writeln!(
+                    o,
+                    "{} ( states {}, connections {}, rate {}.{}/{}s )",
+                    n.address,
+                    n.states,
+                    n.connections,
+                    n.rate / 1000,
+                    (n.rate % 1000) / 100,
+                    n.rate_seconds
+                ))?;
+            }
+        }
+        Request::KillSources { host } => {
+            let k: SourcesKilled = typed(d)?;
+            match host {
+                Some(h) => w(writeln!(o, "killed {} src nodes from host {h}", k.killed))?,
+                None => w(writeln!(o, "source tracking entries cleared"))?,
+            }
+        }
         Request::FlushTables => {
             let f: TablesFlushed = typed(d)?;
             w(writeln!(o, "{} tables deleted.", f.deleted))?;
@@ -1164,6 +1224,7 @@ fn section_title(request: &Request) -> &'static str {
         Request::ShowCarp { .. } => "CARP",
         Request::ShowPfsync => "PFSYNC",
         Request::ShowStates { .. } => "STATES",
+        Request::ShowSources => "SOURCE TRACKING NODES",
         _ => "",
     }
 }

@@ -13,8 +13,8 @@
 use super::server::{Service, Start, Step};
 use super::{
     Info, InterfaceEntry, Killed, LabelEntry, LimitEntry, Loaded, NeighborEntry, PeerWindow,
-    Request, Response, RouteEntry, RuleEntry, SocketStats, StateEntry, TableAddrEntry,
-    TableChanged, TableInfo, TableOp, TableTestResult, TableTested, TablesFlushed,
+    Request, Response, RouteEntry, RuleEntry, SocketStats, SourceEntry, SourcesKilled, StateEntry,
+    TableAddrEntry, TableChanged, TableInfo, TableOp, TableTestResult, TableTested, TablesFlushed,
 };
 use crate::config::Config;
 use dataplane::command::{
@@ -75,6 +75,8 @@ pub struct Control<'a> {
     pub sources: &'a mut RuleSources,
     /// This box's pfsync creator id (`-k id` without one).
     pub creatorid: u32,
+    /// The source nodes (`-s Sources`, `-K`).
+    pub src_nodes: &'a dataplane::srcnodes::SourceTable,
 }
 
 /// What the ruleset in use was compiled from: the main file's text and the
@@ -136,6 +138,11 @@ enum JobKind {
     Kill {
         killed: u64,
         flush: bool,
+    },
+    /// `-K` / `-F Sources`: `nodes` marked to go, states detached so far.
+    KillSources {
+        nodes: u64,
+        detached: u64,
     },
     /// A listing the control thread made itself, sent in chunks.
     Items(std::vec::IntoIter<Value>),
@@ -209,6 +216,21 @@ impl Service for Control<'_> {
                         killed: 0,
                         flush: false,
                     },
+                )
+            }
+            Request::KillSources { host } => {
+                let host = match host.as_deref().map(parse_host).transpose() {
+                    Ok(h) => h,
+                    Err(e) => return Start::Answer(Response::err(e)),
+                };
+                // The nodes go as soon as the workers have detached their
+                // states (pf's DIOCKILLSRCNODES).
+                let nodes = self
+                    .src_nodes
+                    .expire_now(|k| host.is_none_or(|(af, a)| k.af == af && k.addr == a));
+                (
+                    Command::DetachSources(host),
+                    JobKind::KillSources { nodes, detached: 0 },
                 )
             }
             Request::FlushStates => (
@@ -357,6 +379,7 @@ impl Service for Control<'_> {
                     }
                 }
                 (JobKind::Kill { killed, .. }, Reply::Killed(n)) => *killed += n,
+                (JobKind::KillSources { detached, .. }, Reply::Killed(n)) => *detached += n,
                 _ => {}
             }
             false
@@ -375,6 +398,21 @@ impl Service for Control<'_> {
                 }
                 JobKind::Items(_) | JobKind::Table { .. } => Step::Done(items),
                 JobKind::Zero => Step::Answer(Response::ok_typed(&Killed { killed: 0 })),
+                JobKind::KillSources { nodes, detached } => {
+                    // The nodes' last states are detached: they go now.
+                    let rules = self.rules.load();
+                    let now_s = dataplane::state::entry::secs_of_instant(now);
+                    self.src_nodes
+                        .sweep(0, self.src_nodes.slots(), now_s, |owner| {
+                            if let Some(nr) = rules.rule_of_tag(owner) {
+                                rules.release_src_node(nr);
+                            }
+                        });
+                    Step::Answer(Response::ok_typed(&SourcesKilled {
+                        killed: *nodes,
+                        detached: *detached,
+                    }))
+                }
                 JobKind::Kill { killed, flush } => {
                     if *flush {
                         // pf's behaviour: the pfsync peer gets one CLR of
@@ -472,20 +510,29 @@ impl Control<'_> {
             Request::FlushRules { anchor: Some(a) } => self.load_anchor(&a, None),
             Request::ShowTimeouts => {
                 let t = self.rules.load().options.timeouts;
-                Ok(to_value(
-                    &dataplane::timeouts::TimeoutClass::ALL
-                        .iter()
-                        .map(|c| LimitEntry {
-                            name: c.name().to_string(),
-                            value: t.secs(*c).into(),
-                        })
-                        .collect::<Vec<_>>(),
-                ))
+                let mut list: Vec<LimitEntry> = dataplane::timeouts::TimeoutClass::ALL
+                    .iter()
+                    .map(|c| LimitEntry {
+                        name: c.name().to_string(),
+                        value: t.secs(*c).into(),
+                    })
+                    .collect();
+                list.push(LimitEntry {
+                    name: "src.track".into(),
+                    value: self.rules.load().options.src_track_s.into(),
+                });
+                Ok(to_value(&list))
             }
-            Request::ShowMemory => Ok(to_value(&vec![LimitEntry {
-                name: "states".into(),
-                value: self.rules.load().options.limit_states.into(),
-            }])),
+            Request::ShowMemory => Ok(to_value(&vec![
+                LimitEntry {
+                    name: "states".into(),
+                    value: self.rules.load().options.limit_states.into(),
+                },
+                LimitEntry {
+                    name: "src-nodes".into(),
+                    value: self.rules.load().options.limit_src_nodes.into(),
+                },
+            ])),
             Request::ShowRoutes => Ok(self.routes()),
             Request::ShowCarp { name } => self.carp_show(name.as_deref()),
             Request::CarpSet { name, words } => self.carp_set(&name, &words),
@@ -511,6 +558,7 @@ impl Control<'_> {
                 None => Err("pfsync is not configured".into()),
             },
             Request::ShowTables => Ok(self.show_tables()),
+            Request::ShowSources => Ok(self.show_sources()),
             Request::FlushTables => self.flush_tables(),
             Request::TableTest { table, addresses } => self.table_test(&table, &addresses),
             Request::TableChange {
@@ -526,6 +574,7 @@ impl Control<'_> {
             | Request::KillStateId { .. }
             | Request::KillLabel { .. }
             | Request::FlushStates
+            | Request::KillSources { .. }
             | Request::ShowNeighbors
             | Request::TableShow { .. } => {
                 Err("internal: a streamed request answered at once".into())
@@ -856,6 +905,35 @@ pub fn check_mode(config: &crate::config::Config, ruleset: &Ruleset) -> Result<(
 }
 
 impl Control<'_> {
+    /// `-s Sources`: read from the shared table (no worker is asked).
+    fn show_sources(&self) -> Value {
+        let now_s = dataplane::state::entry::secs_of_instant((self.now)());
+        let rules = self.rules.load();
+        let mut list: Vec<SourceEntry> = self
+            .src_nodes
+            .nodes()
+            .into_iter()
+            .map(|n| SourceEntry {
+                address: n.key.addr.to_ip(n.key.af).to_string(),
+                af: match n.key.af {
+                    Af::Inet => "inet".into(),
+                    Af::Inet6 => "inet6".into(),
+                },
+                states: n.states,
+                connections: n.conn,
+                rate: n.rate_count,
+                rate_seconds: n.rate_secs,
+                age: u64::from(now_s.saturating_sub(n.creation_s)),
+                expires_in: (n.states == 0).then(|| u64::from(n.expire_s.saturating_sub(now_s))),
+                rule: (n.key.scope != dataplane::srcnodes::GLOBAL_SCOPE)
+                    .then(|| rules.rule_of_tag(n.key.scope))
+                    .flatten(),
+            })
+            .collect();
+        list.sort_by(|a, b| (a.af.as_str(), &a.address).cmp(&(b.af.as_str(), &b.address)));
+        to_value(&list)
+    }
+
     fn show_tables(&self) -> Value {
         let set = self.rules.load().table_set();
         let list: Vec<TableInfo> = set

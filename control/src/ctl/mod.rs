@@ -119,6 +119,16 @@ pub enum Request {
     },
     /// Remove every state (`dpfctl -F states`): [`Killed`].
     FlushStates,
+    /// Source nodes (`dpfctl -s Sources`): `Vec<`[`SourceEntry`]`>`.
+    ShowSources,
+    /// Remove the source nodes of `host` (`dpfctl -K host`), or every one
+    /// (`dpfctl -F Sources`, `host` absent); their states stay and no
+    /// longer count: [`SourcesKilled`].
+    KillSources {
+        /// The source address; all nodes when absent.
+        #[serde(default)]
+        host: Option<String>,
+    },
     /// Routes (`dpfctl -s routes`): `Vec<`[`RouteEntry`]`>`.
     ShowRoutes,
     /// Neighbours (`dpfctl -s neighbors`): a stream of [`NeighborEntry`].
@@ -296,6 +306,7 @@ impl Request {
                 | Request::KillLabel { .. }
                 | Request::FlushStates
                 | Request::ZeroCounters
+                | Request::KillSources { .. }
         )
     }
 }
@@ -705,6 +716,39 @@ pub struct Killed {
     pub killed: u64,
 }
 
+/// One source node (`dpfctl -s Sources`, pfctl's `print_src_node`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceEntry {
+    /// The source address.
+    pub address: String,
+    /// `inet` or `inet6`.
+    pub af: String,
+    /// States counted against it.
+    pub states: u32,
+    /// Established TCP connections (`max-src-conn`).
+    pub connections: u32,
+    /// The connection rate in thousandths (pfctl prints `N.M/Ss`).
+    pub rate: u32,
+    /// The rate's interval in seconds.
+    pub rate_seconds: u32,
+    /// Seconds since it was created.
+    pub age: u64,
+    /// With no state: seconds until it goes.
+    pub expires_in: Option<u64>,
+    /// The rule number of a per-rule node (`None`: `source-track global`,
+    /// or a rule of an older ruleset).
+    pub rule: Option<u32>,
+}
+
+/// `dpfctl -K` / `-F Sources`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourcesKilled {
+    /// Source nodes removed.
+    pub killed: u64,
+    /// States detached from them (they stay, no longer counted).
+    pub detached: u64,
+}
+
 /// A ruleset load (`load-rules`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Loaded {
@@ -884,6 +928,11 @@ mod tests {
         for request in [
             Request::ShowTables,
             Request::FlushTables,
+            Request::ShowSources,
+            Request::KillSources { host: None },
+            Request::KillSources {
+                host: Some("10.0.0.1".into()),
+            },
             Request::TableShow { table: "t".into() },
             Request::TableTest {
                 table: "t".into(),

@@ -76,6 +76,9 @@ const SLOW_RING: u32 = 4095;
 const INJECT_RING: u32 = 1023;
 /// Resolve requests per worker.
 const RESOLVE_RING: usize = 256;
+/// `overload <table>` events per worker not yet taken by the control
+/// thread (a full ring loses the event, counted; the state is refused).
+const OVERLOAD_RING: usize = 1024;
 
 /// Frames the control thread takes from each slow-path ring per round
 /// ([`Punt::class`] order: CARP and pfsync, ARP and ND, the rest). A round
@@ -392,11 +395,16 @@ fn run_with_eal(
     let mut ports = open_ports(config, workers, &pool)?;
     let port_ids: Vec<PortId> = ports.iter().map(|p| p.id()).collect();
 
-    let pcfg = pipeline_config(
+    let mut pcfg = pipeline_config(
         config,
         workers,
         opts.creatorid.unwrap_or_else(random_creatorid),
     );
+    // Source nodes: one table for every worker, sized at start.
+    pcfg.sources = Arc::new(dataplane::srcnodes::SourceTable::new(
+        ruleset.options.limit_src_nodes,
+    ));
+    let mut overload_rings = Vec::with_capacity(workers);
     let per_shard = shard_capacity(ruleset.options.limit_states, workers);
     let rules = Arc::new(Snapshot::new(Arc::new(ruleset)));
     let mut rule_sources = crate::ctl::handler::RuleSources::of(config);
@@ -473,6 +481,9 @@ fn run_with_eal(
         if let (true, Some((out, inn))) = (workers > 1, alias_ends.next()) {
             pipeline.set_aliases(out, inn, per_shard);
         }
+        let (op, oc) = ring::channel(OVERLOAD_RING);
+        pipeline.set_overload(op);
+        overload_rings.push(oc);
         if router {
             let (p, c) = ring::channel(RESOLVE_RING);
             resolve_rx.push(c);
@@ -505,7 +516,7 @@ fn run_with_eal(
     if let Some(path) = &opts.preload {
         let mut pipelines: Vec<&mut Pipeline> = built.iter_mut().map(|w| &mut w.pipeline).collect();
         let now = preload::Clock::Fixed(clock.instant(dpdk::rdtsc()));
-        let n = preload::run(path, &mut pipelines, now, None, None)
+        let n = preload::run(path, &mut pipelines, now, None, None, None)
             .with_context(|| format!("preloading {}", path.display()))?;
         for p in pipelines {
             // Preloading is not traffic: counters start from zero, states stay.
@@ -580,6 +591,7 @@ fn run_with_eal(
         s.set_trace(path, now_fn())
             .with_context(|| format!("--sync-trace {}", path.display()))?;
     }
+    let mut overloads = crate::srcnodes::Overloads::new(overload_rings);
     let mut injectq = InjectQueue::new();
     if let Some(inject) = inject_ring.as_ref() {
         let mut out = Vec::new();
@@ -679,6 +691,9 @@ fn run_with_eal(
                 neighbors.publish(Arc::new(n));
             }
         }
+        // `overload <table>`: before the control socket, so a table is
+        // changed and a flush sent within the round the event came in.
+        busy |= overloads.poll(&rules.load(), &pcfg.sources, &mut clients);
         if let Some(srv) = server.as_mut() {
             let mut cmd_out = Vec::new();
             let mut control = Control {
@@ -699,6 +714,7 @@ fn run_with_eal(
                 control_tx: (injectq.sent, injectq.dropped, injectq.len()),
                 sources: &mut rule_sources,
                 creatorid: pcfg.creatorid,
+                src_nodes: &pcfg.sources,
             };
             srv.poll(&mut control);
             if let Some(inject) = inject_ring.as_ref() {

@@ -34,8 +34,12 @@ pub fn replay(
     }
     let workers = workers.max(1);
     let per_shard = shard_capacity(ruleset.options.limit_states, workers);
-    let cfg = pipeline_config(config, workers, creatorid);
+    let mut cfg = pipeline_config(config, workers, creatorid);
+    cfg.sources = Arc::new(dataplane::srcnodes::SourceTable::new(
+        ruleset.options.limit_src_nodes,
+    ));
     let rules = Arc::new(ruleset);
+    let mut overload_rings = Vec::new();
     // Replay has no ports: interfaces without a configured mac get
     // 02:00:00:00:00:<index+1>.
     let macs: Vec<[u8; 6]> = (0..config.ports.len())
@@ -59,6 +63,9 @@ pub fn replay(
         if let (true, Some((out, inn))) = (workers > 1, alias_ends.next()) {
             p.set_aliases(out, inn, per_shard);
         }
+        let (op, oc) = ring::channel(OVERLOAD_RING);
+        p.set_overload(op);
+        overload_rings.push(oc);
         if config.mode == Mode::Router {
             let (tx, rx) = ring::channel(RESOLVE_RING);
             resolve.push(rx);
@@ -78,6 +85,7 @@ pub fn replay(
         preload::Clock::Timestamps,
         Some(&mut writer),
         hook,
+        Some((&mut overload_rings[..], &*rules)),
     )
     .with_context(|| format!("replaying {}", input.display()))?;
     drop(writer);
@@ -107,6 +115,19 @@ pub fn replay(
             .collect();
     v["states"] = states.len().into();
     v["state_list"] = states.into();
+    let sources: Vec<serde_json::Value> = cfg
+        .sources
+        .nodes()
+        .iter()
+        .map(|n| {
+            serde_json::json!({
+                "address": n.key.addr.to_ip(n.key.af).to_string(),
+                "states": n.states,
+                "connections": n.conn,
+            })
+        })
+        .collect();
+    v["source_nodes"] = sources.into();
     if config.mode == Mode::Router {
         v["slow_path_stats"] = serde_json::to_value(slowpath.stats).unwrap_or_default();
     }

@@ -1105,6 +1105,13 @@ impl Sync {
             direction,
             timeout: st.timeout as u8,
             state_flags: st.state_flags & state_flags::WIRE,
+            // pf marks states with source nodes; the nodes themselves are
+            // not synced (neither by pf).
+            sync_flags: if st.src_tracking().is_some() {
+                dataplane::state::SYNC_FLAG_SRCNODE
+            } else {
+                0
+            },
             ..StateRepr::default()
         }
     }
@@ -1629,6 +1636,21 @@ mod tests {
             r.sync.handle(&f, 0, now, &mut Vec::new()),
             SyncEvent::BulkRequested
         );
+    }
+
+    #[test]
+    fn states_with_source_nodes_carry_pfs_srcnode_sync_flag() {
+        let r = rig(1);
+        let now = Instant::from_secs(2);
+        let plain = state(4, OURS);
+        assert_eq!(
+            r.sync.to_wire(&plain, &Translation::NONE, now).sync_flags,
+            0
+        );
+        let mut tracked = plain;
+        tracked.set_src_tracked(false);
+        let w = r.sync.to_wire(&tracked, &Translation::NONE, now);
+        assert_eq!(w.sync_flags, 0x04, "spec/pfsync.md §3.7");
     }
 
     #[test]

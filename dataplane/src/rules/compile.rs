@@ -140,6 +140,8 @@ pub(crate) struct Rule {
     pub modulate: bool,
     pub no_sync: bool,
     pub max_states: Option<u32>,
+    /// Source tracking: index into `Ruleset::src_tracks`.
+    pub src_track: Option<u16>,
     /// Index into `Ruleset::rule_timeouts`.
     pub timeouts: Option<u32>,
     /// `nat-to`: index into `Ruleset::pools`.
@@ -184,6 +186,8 @@ struct Ctx<'a> {
     /// Distinct expanded labels, in order of first use.
     labels: Vec<String>,
     label_ids: HashMap<String, u32>,
+    /// Source tracking options of the rules (`Rule::src_track`).
+    src_tracks: Vec<super::SrcTrack>,
 }
 
 impl Ctx<'_> {
@@ -647,12 +651,19 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
         files: ast.files.clone(),
         labels: Vec::new(),
         label_ids: HashMap::new(),
+        src_tracks: Vec::new(),
     };
     let mut errors = Vec::new();
 
     let mut options = RuleOptions::default();
     if let Some(n) = ast.limit_states {
         options.limit_states = n;
+    }
+    if let Some(n) = ast.limit_src_nodes {
+        options.limit_src_nodes = n;
+    }
+    if let Some(n) = ast.src_track_s {
+        options.src_track_s = n;
     }
     for (class, secs) in &ast.timeouts {
         options.timeouts.set(*class, *secs);
@@ -712,6 +723,9 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
     let state_counts: std::sync::Arc<[std::sync::atomic::AtomicU32]> = (0..rules.len())
         .map(|_| std::sync::atomic::AtomicU32::new(0))
         .collect();
+    let src_node_counts: std::sync::Arc<[std::sync::atomic::AtomicU32]> = (0..rules.len())
+        .map(|_| std::sync::atomic::AtomicU32::new(0))
+        .collect();
 
     Ok(Ruleset {
         options,
@@ -727,6 +741,8 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
         rule_timeouts,
         epoch: Ruleset::next_epoch(),
         state_counts,
+        src_tracks: ctx.src_tracks,
+        src_node_counts,
     })
 }
 
@@ -1074,6 +1090,7 @@ fn expand_rule(
             flagset: 0,
         },
     };
+    let src_track = src_track_of(ctx, &opts.src, r.pos)?;
     let timeouts = if opts.timeouts.is_empty() {
         None
     } else {
@@ -1213,6 +1230,7 @@ fn expand_rule(
                                     modulate: opts.modulate,
                                     no_sync: opts.no_sync,
                                     max_states: opts.max,
+                                    src_track,
                                     timeouts,
                                     nat,
                                     rdr,
@@ -1246,6 +1264,7 @@ fn expand_rule(
                                     ifp.map(|(_, _, n)| n),
                                     &ctx.table_list,
                                     &opts.timeouts,
+                                    src_track.and_then(|i| ctx.src_tracks.get(i as usize)),
                                     label.as_deref(),
                                     r.anchor.as_ref().map(|a| a.name.as_str()),
                                 );
@@ -1455,11 +1474,143 @@ fn expand_label(
 }
 
 /// The rule as `pfctl -sr` prints it (pfctl_parser.c `print_rule`).
+/// pfctl's checks of the source tracking options of a rule (parse.y's
+/// `filter_opts` end and `rule_consistent`), and the rule's
+/// [`super::SrcTrack`] (its index in `ctx.src_tracks`), if it tracks.
+fn src_track_of(
+    ctx: &mut Ctx<'_>,
+    o: &super::parser::SrcTrackAst,
+    rule_pos: Pos,
+) -> Result<Option<u16>, RuleError> {
+    use super::parser::SourceTrackAst;
+    let pos = o.pos.unwrap_or(rule_pos);
+    // pfctl: max-src-nodes, max-src-conn and max-src-conn-rate track per
+    // rule; max-src-states and a plain source-track track globally unless
+    // `rule` is said or implied.
+    let per_rule = o.max_src_nodes.is_some()
+        || o.max_src_conn.is_some()
+        || o.max_src_conn_rate.is_some()
+        || o.source_track == Some(SourceTrackAst::Rule);
+    let tracks = per_rule || o.max_src_states.is_some() || o.source_track.is_some();
+    if o.source_track == Some(SourceTrackAst::Global) {
+        for (set, name) in [
+            (o.max_src_nodes.is_some(), "max-src-nodes"),
+            (o.max_src_conn.is_some(), "max-src-conn"),
+            (o.max_src_conn_rate.is_some(), "max-src-conn-rate"),
+        ] {
+            if set {
+                return Err(ctx.err(
+                    pos,
+                    format!("'{name}' is incompatible with 'source-track global'"),
+                ));
+            }
+        }
+    }
+    let overload = match &o.overload {
+        None => None,
+        Some((table, tpos, flush)) => {
+            // pf would accept it and never use it: dpf says so.
+            if o.max_src_conn.is_none() && o.max_src_conn_rate.is_none() {
+                return Err(ctx.err(
+                    *tpos,
+                    "overload needs max-src-conn or max-src-conn-rate (nothing else overloads a source)",
+                ));
+            }
+            match ctx.tables.get(table) {
+                None => {
+                    return Err(ctx.err(
+                        *tpos,
+                        format!(
+                            "table <{table}> is not defined (define it 'table <{table}> persist')"
+                        ),
+                    ))
+                }
+                Some(&i) if ctx.table_list[i as usize].flags().constant => {
+                    return Err(ctx.err(
+                        *tpos,
+                        format!("overload table <{table}> is const: nothing can be added to it"),
+                    ))
+                }
+                Some(_) => {}
+            }
+            Some(super::Overload {
+                table: table.clone(),
+                flush: *flush,
+            })
+        }
+    };
+    if !tracks {
+        if o.src_track_s.is_some() {
+            return Err(ctx.err(
+                pos,
+                "src.track needs source tracking (max-src-* or source-track)",
+            ));
+        }
+        return Ok(None);
+    }
+    let rate = o.max_src_conn_rate.unwrap_or((0, 0));
+    // pfctl: a node lives at least as long as its rate interval.
+    let timeout_s = match o.src_track_s {
+        Some(t) => Some(t.max(rate.1)),
+        None if rate.1 > 0 => Some(rate.1),
+        None => None,
+    };
+    if ctx.src_tracks.len() >= u16::MAX as usize {
+        return Err(ctx.err(pos, "too many rules with source tracking"));
+    }
+    ctx.src_tracks.push(super::SrcTrack {
+        global: !per_rule,
+        max_src_nodes: o.max_src_nodes.unwrap_or(0),
+        max_src_states: o.max_src_states.unwrap_or(0),
+        max_src_conn: o.max_src_conn.unwrap_or(0),
+        max_src_conn_rate: rate,
+        overload,
+        timeout_s,
+    });
+    Ok(Some(ctx.src_tracks.len() as u16 - 1))
+}
+
+/// pfctl's print of a rule's source tracking options, in its order.
+fn render_src_track(t: &super::SrcTrack, parts: &mut Vec<String>) {
+    parts.push(if t.global {
+        "source-track global".into()
+    } else {
+        "source-track rule".into()
+    });
+    if t.max_src_states != 0 {
+        parts.push(format!("max-src-states {}", t.max_src_states));
+    }
+    if t.max_src_conn != 0 {
+        parts.push(format!("max-src-conn {}", t.max_src_conn));
+    }
+    if t.max_src_conn_rate.0 != 0 {
+        parts.push(format!(
+            "max-src-conn-rate {}/{}",
+            t.max_src_conn_rate.0, t.max_src_conn_rate.1
+        ));
+    }
+    if t.max_src_nodes != 0 {
+        parts.push(format!("max-src-nodes {}", t.max_src_nodes));
+    }
+    if let Some(o) = &t.overload {
+        parts.push(format!(
+            "overload <{}>{}",
+            o.table,
+            match o.flush {
+                super::OverloadFlush::None => "",
+                super::OverloadFlush::Rule => " flush",
+                super::OverloadFlush::Global => " flush global",
+            }
+        ));
+    }
+}
+
 fn render(
     r: &Rule,
     ifname: Option<&str>,
     tables: &[Table],
     timeouts: &[(crate::timeouts::TimeoutClass, u32)],
+    src_track: Option<&super::SrcTrack>,
     label: Option<&str>,
     anchor: Option<&str>,
 ) -> String {
@@ -1549,7 +1700,11 @@ fn render(
             }
         }
     }
-    let ropts = r.max_states.is_some() || r.no_sync || r.sloppy || !timeouts.is_empty();
+    let ropts = r.max_states.is_some()
+        || r.no_sync
+        || r.sloppy
+        || !timeouts.is_empty()
+        || src_track.is_some();
     if !r.keep_state && r.action == Action::Pass && anchor.is_none() {
         s.push_str(" no state");
     } else if r.keep_state && r.modulate {
@@ -1565,6 +1720,9 @@ fn render(
         if r.no_sync {
             parts.push("no-sync".into());
         }
+        if let Some(t) = src_track {
+            render_src_track(t, &mut parts);
+        }
         if r.sloppy {
             parts.push("sloppy".into());
         }
@@ -1572,6 +1730,9 @@ fn render(
         t.sort_by_key(|(c, _)| *c as u8);
         for (c, secs) in t {
             parts.push(format!("{} {secs}", c.name()));
+        }
+        if let Some(secs) = src_track.and_then(|t| t.timeout_s) {
+            parts.push(format!("src.track {secs}"));
         }
         let _ = write!(s, " ({})", parts.join(", "));
     }

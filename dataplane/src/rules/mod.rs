@@ -16,7 +16,10 @@
 //! return-icmp6 [(code6)]] [in|out] [quick] [on [!]<if>|{...}]
 //! [inet|inet6] [proto <p>|{...}] [all | from <src> [port <ops>] to <dst>
 //! [port <ops>]] [flags <a>/<b>|any] [icmp-type|icmp6-type <t> [code
-//! <c>]|{...}] [keep state [(max N, sloppy, no-sync, <timeout> <s>)] | no
+//! <c>]|{...}] [keep state [(max N, sloppy, no-sync, <timeout> <s>,
+//! max-src-nodes N, max-src-states N, max-src-conn N, max-src-conn-rate
+//! N/S, overload <t> [flush [global]], source-track [rule|global],
+//! src.track S)] | no
 //! state] [allow-opts] [nat-to|rdr-to|binat-to <pool> [port ...] [pool
 //! type] [static-port]] [tag <t>] [[!] tagged <t>] [label "..."]`, where an
 //! address is also an
@@ -69,8 +72,9 @@
 //! reference to an undefined table is an error (pf would create an empty
 //! table, which hides a typo; define it `table <t> persist` to feed it at
 //! run time); host names, `log`, `route-to`/`reply-to`, `modulate state`,
-//! `synproxy state`, `af-to`, `least-states` and source
-//! tracking are rejected as unsupported. Anchor names are one flat
+//! `synproxy state`, `af-to` and `least-states` are rejected as
+//! unsupported; `overload` without `max-src-conn` / `max-src-conn-rate`
+//! (which pfctl accepts and never uses) is an error. Anchor names are one flat
 //! namespace (no `a/b` paths relative to the calling anchor).
 //!
 //! Invariants: [`Ruleset::evaluate`] neither allocates nor parses; every
@@ -93,7 +97,38 @@ mod translation_tests;
 use crate::flow::{Addr, Af, IfIndex};
 use crate::timeouts::Timeouts;
 
-pub use parser::{FsFiles, SourceFiles};
+pub use parser::{FsFiles, OverloadFlush, SourceFiles};
+
+/// `overload <table> [flush [global]]` of a rule.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Overload {
+    /// The table the offending source goes into.
+    pub table: String,
+    /// Which of its states are killed.
+    pub flush: OverloadFlush,
+}
+
+/// A rule's source tracking (pf's `PFRULE_SRCTRACK` options; see
+/// [`crate::srcnodes`]). Limits of 0 are "no limit", as in pf.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SrcTrack {
+    /// `source-track global`: one node per source shared by every rule
+    /// tracking globally (else one per source and rule).
+    pub global: bool,
+    /// `max-src-nodes`.
+    pub max_src_nodes: u32,
+    /// `max-src-states`.
+    pub max_src_states: u32,
+    /// `max-src-conn`.
+    pub max_src_conn: u32,
+    /// `max-src-conn-rate N/S`: (N, S).
+    pub max_src_conn_rate: (u32, u32),
+    /// `overload <table> [flush [global]]`.
+    pub overload: Option<Overload>,
+    /// The rule's `src.track` (at least the rate's seconds, as pfctl
+    /// makes it); `None`: `set timeout src.track`.
+    pub timeout_s: Option<u32>,
+}
 
 /// The rules of a named anchor given at run time (`dpfctl -a name -f
 /// file`): they replace what the ruleset's `load anchor` gave it.
@@ -199,11 +234,18 @@ pub struct RuleOptions {
     pub skip_mask: u32,
     /// `set block-policy`.
     pub block_policy: BlockPolicy,
+    /// `set limit src-nodes` (default 10000, pf's).
+    pub limit_src_nodes: u32,
+    /// `set timeout src.track`: seconds a source node outlives its last
+    /// state (default 0).
+    pub src_track_s: u32,
 }
 
 impl Default for RuleOptions {
     fn default() -> Self {
         RuleOptions {
+            limit_src_nodes: crate::srcnodes::DEFAULT_LIMIT,
+            src_track_s: 0,
             limit_states: 100_000,
             timeouts: Timeouts::default(),
             skip_mask: 0,
@@ -356,6 +398,11 @@ pub struct Ruleset {
     /// rules with `max`), shared by every worker: `keep state (max N)`
     /// holds across workers.
     state_counts: std::sync::Arc<[std::sync::atomic::AtomicU32]>,
+    /// Source tracking options, indexed by `compile::Rule::src_track`.
+    src_tracks: Vec<SrcTrack>,
+    /// Source nodes each rule created that still exist (`max-src-nodes`),
+    /// shared by every worker.
+    src_node_counts: std::sync::Arc<[std::sync::atomic::AtomicU32]>,
 }
 
 impl Ruleset {
@@ -536,7 +583,52 @@ impl Ruleset {
             rule_timeouts: Vec::new(),
             epoch: Ruleset::next_epoch(),
             state_counts: std::sync::Arc::from(Vec::new()),
+            src_tracks: Vec::new(),
+            src_node_counts: std::sync::Arc::from(Vec::new()),
         }
+    }
+
+    /// Rule `nr`'s source tracking, if it tracks sources.
+    #[inline]
+    pub fn src_track(&self, nr: u32) -> Option<&SrcTrack> {
+        self.rules
+            .get(nr as usize)
+            .and_then(|r| r.src_track)
+            .and_then(|i| self.src_tracks.get(i as usize))
+    }
+
+    /// Rule `nr`'s source nodes that exist now and its `max-src-nodes`
+    /// (for [`crate::srcnodes::SourceTable::attach`]).
+    #[inline]
+    pub fn src_node_budget(&self, nr: u32) -> Option<(&std::sync::atomic::AtomicU32, u32)> {
+        let max = self.src_track(nr)?.max_src_nodes;
+        self.src_node_counts.get(nr as usize).map(|c| (c, max))
+    }
+
+    /// Gives back a source node of rule `nr` (it expired).
+    #[inline]
+    pub fn release_src_node(&self, nr: u32) {
+        if let Some(c) = self.src_node_counts.get(nr as usize) {
+            let _ = c.fetch_update(
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+                |n| n.checked_sub(1),
+            );
+        }
+    }
+
+    /// How long a source node of rule `nr` outlives its last state: the
+    /// rule's `src.track`, else `set timeout src.track`.
+    #[inline]
+    pub fn src_track_timeout(&self, nr: u32) -> u32 {
+        self.src_track(nr)
+            .and_then(|t| t.timeout_s)
+            .unwrap_or(self.options.src_track_s)
+    }
+
+    /// Whether any rule tracks sources.
+    pub fn has_src_tracking(&self) -> bool {
+        !self.src_tracks.is_empty()
     }
 
     /// Whether `set skip on` names this interface: its packets are not

@@ -160,6 +160,49 @@ pub(crate) struct StateOpts {
     pub sloppy: bool,
     pub no_sync: bool,
     pub timeouts: Vec<(TimeoutClass, u32)>,
+    /// Source tracking options (`max-src-*`, `overload`, `source-track`,
+    /// `src.track`).
+    pub src: SrcTrackAst,
+}
+
+/// `source-track` as written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SourceTrackAst {
+    /// `source-track` alone (pfctl's `PF_SRCTRACK`).
+    Plain,
+    /// `source-track rule`.
+    Rule,
+    /// `source-track global`.
+    Global,
+}
+
+/// What `overload <table> flush` flushes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum OverloadFlush {
+    /// No `flush`: the source's states stay.
+    #[default]
+    None,
+    /// `flush`: the source's states created by this rule.
+    Rule,
+    /// `flush global`: all the source's states.
+    Global,
+}
+
+/// The source tracking options of `keep state (...)`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SrcTrackAst {
+    pub max_src_nodes: Option<u32>,
+    pub max_src_states: Option<u32>,
+    pub max_src_conn: Option<u32>,
+    /// (connections, seconds).
+    pub max_src_conn_rate: Option<(u32, u32)>,
+    /// (table, its position, flush).
+    pub overload: Option<(String, Pos, OverloadFlush)>,
+    pub source_track: Option<SourceTrackAst>,
+    /// `src.track N` in the rule's options.
+    pub src_track_s: Option<u32>,
+    /// Where the first of these options is (for errors about them).
+    pub pos: Option<Pos>,
 }
 
 /// The state clause of a rule.
@@ -311,7 +354,11 @@ pub(crate) struct TableDef {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Ast {
     pub limit_states: Option<u32>,
+    /// `set limit src-nodes`.
+    pub limit_src_nodes: Option<u32>,
     pub timeouts: Vec<(TimeoutClass, u32)>,
+    /// `set timeout src.track`.
+    pub src_track_s: Option<u32>,
     pub skip: Vec<(String, Pos)>,
     pub block_policy: BlockPolicy,
     pub tables: Vec<TableDef>,
@@ -1118,27 +1165,40 @@ impl<'a> Parser<'a> {
             "limit" => {
                 let items = self.list(|p| {
                     let (name, npos) = p.string("a limit name")?;
-                    if name != "states" {
+                    if name != "states" && name != "src-nodes" {
                         return Err(p.err(
                             npos,
-                            format!("set limit {name} is not supported by dpf (only 'states')"),
+                            format!("set limit {name} is not supported by dpf (only 'states', 'src-nodes')"),
                         ));
                     }
                     let (n, _) = p.number("limit", u32::MAX as u64)?;
-                    Ok(n as u32)
+                    Ok((name == "states", n as u32))
                 })?;
-                ast.limit_states = items.last().copied();
+                for (states, n) in items {
+                    if states {
+                        ast.limit_states = Some(n);
+                    } else {
+                        ast.limit_src_nodes = Some(n);
+                    }
+                }
             }
             "timeout" => {
                 let items = self.list(|p| {
                     let (name, npos) = p.string("a timeout name")?;
-                    let Some(class) = TimeoutClass::from_name(&name) else {
-                        return Err(p.err(npos, unknown_timeout(&name)));
+                    let class = match TimeoutClass::from_name(&name) {
+                        Some(c) => Some(c),
+                        None if name == "src.track" => None,
+                        None => return Err(p.err(npos, unknown_timeout(&name))),
                     };
                     let (n, _) = p.number("timeout", u32::MAX as u64)?;
                     Ok((class, n as u32))
                 })?;
-                ast.timeouts.extend(items);
+                for (class, n) in items {
+                    match class {
+                        Some(c) => ast.timeouts.push((c, n)),
+                        None => ast.src_track_s = Some(n),
+                    }
+                }
             }
             "skip" => {
                 self.expect_kw("on")?;
@@ -1685,6 +1745,7 @@ impl<'a> Parser<'a> {
                     }
                     o.no_sync = true;
                 }
+                n if self.src_track_opt(n, pos, &mut o.src)? => {}
                 n => {
                     if let Some(class) = TimeoutClass::from_name(n) {
                         if o.timeouts.iter().any(|(c, _)| *c == class) {
@@ -1699,7 +1760,7 @@ impl<'a> Parser<'a> {
                     } else {
                         return Err(self.err(
                             pos,
-                            format!("state option '{n}' is not supported by dpf (max, sloppy, no-sync, <timeout> <secs>)"),
+                            format!("state option '{n}' is not supported by dpf (max, sloppy, no-sync, max-src-nodes, max-src-states, max-src-conn, max-src-conn-rate, overload, source-track, <timeout> <secs>)"),
                         ));
                     }
                 }
@@ -1709,6 +1770,93 @@ impl<'a> Parser<'a> {
             }
         }
         Ok(o)
+    }
+
+    /// A source tracking option of `keep state (...)` (pfctl's
+    /// `state_opt_item` for `max-src-*`, `overload`, `source-track` and
+    /// `src.track`): true if `name` was one.
+    fn src_track_opt(
+        &mut self,
+        name: &str,
+        pos: Pos,
+        o: &mut SrcTrackAst,
+    ) -> Result<bool, RuleError> {
+        let limit = |p: &mut Self, what: &str, slot: &mut Option<u32>| {
+            if slot.is_some() {
+                return Err(p.err(pos, format!("state option '{what}' multiple definitions")));
+            }
+            let (n, _) = p.number(what, u32::MAX as u64)?;
+            *slot = Some(n as u32);
+            Ok(())
+        };
+        match name {
+            "max-src-nodes" => limit(self, name, &mut o.max_src_nodes)?,
+            "max-src-states" => limit(self, name, &mut o.max_src_states)?,
+            "max-src-conn" => limit(self, name, &mut o.max_src_conn)?,
+            "max-src-conn-rate" => {
+                if o.max_src_conn_rate.is_some() {
+                    return Err(
+                        self.err(pos, "state option 'max-src-conn-rate' multiple definitions")
+                    );
+                }
+                let (n, npos) = self.number("max-src-conn-rate", u32::MAX as u64)?;
+                self.expect(&Tok::Slash, "'/' in max-src-conn-rate N/S")?;
+                let (secs, _) = self.number("max-src-conn-rate seconds", u32::MAX as u64)?;
+                if n == 0 || secs == 0 {
+                    return Err(self.err(npos, "'max-src-conn-rate' values must be > 0"));
+                }
+                if n > crate::srcnodes::THRESHOLD_MAX as u64 {
+                    return Err(self.err(
+                        npos,
+                        format!(
+                            "'max-src-conn-rate' maximum rate must be < {}",
+                            crate::srcnodes::THRESHOLD_MAX
+                        ),
+                    ));
+                }
+                o.max_src_conn_rate = Some((n as u32, secs as u32));
+            }
+            "overload" => {
+                if o.overload.is_some() {
+                    return Err(self.err(pos, "multiple 'overload' table definitions"));
+                }
+                self.expect(&Tok::Lt, "'<' before the overload table name")?;
+                let (table, tpos) = self.string("a table name")?;
+                self.expect(&Tok::Gt, "'>' after the table name")?;
+                check_table_name(self, &table, tpos)?;
+                let mut flush = OverloadFlush::None;
+                if self.eat_kw("flush") {
+                    flush = if self.eat_kw("global") {
+                        OverloadFlush::Global
+                    } else {
+                        OverloadFlush::Rule
+                    };
+                }
+                o.overload = Some((table, tpos, flush));
+            }
+            "source-track" => {
+                if o.source_track.is_some() {
+                    return Err(self.err(pos, "state option 'source-track' multiple definitions"));
+                }
+                o.source_track = Some(if self.eat_kw("rule") {
+                    SourceTrackAst::Rule
+                } else if self.eat_kw("global") {
+                    SourceTrackAst::Global
+                } else {
+                    SourceTrackAst::Plain
+                });
+            }
+            "src.track" => {
+                if o.src_track_s.is_some() {
+                    return Err(self.err(pos, "state timeout src.track multiple definitions"));
+                }
+                let (n, _) = self.number("timeout", u32::MAX as u64)?;
+                o.src_track_s = Some(n as u32);
+            }
+            _ => return Ok(false),
+        }
+        o.pos.get_or_insert(pos);
+        Ok(true)
     }
 
     fn endpoint(&mut self) -> Result<Endpoint, RuleError> {
@@ -1936,13 +2084,7 @@ const PF_ONLY_FILTER_OPTIONS: &[&str] = &[
 ];
 
 /// pf timeouts that are not state timeouts (`interval`, `frag`...).
-const PF_ONLY_TIMEOUTS: &[&str] = &[
-    "interval",
-    "frag",
-    "src.track",
-    "adaptive.start",
-    "adaptive.end",
-];
+const PF_ONLY_TIMEOUTS: &[&str] = &["interval", "frag", "adaptive.start", "adaptive.end"];
 
 fn unknown_timeout(name: &str) -> String {
     if PF_ONLY_TIMEOUTS.contains(&name) {

@@ -619,7 +619,7 @@ fn set_errors() {
     );
     assert_err("set timeout interval 5", 1, 13, "not supported");
     assert_err("set timeout tcp.first x", 1, 23, "not a number");
-    assert_err("set limit frags 5", 1, 11, "only 'states'");
+    assert_err("set limit frags 5", 1, 11, "only 'states', 'src-nodes'");
     assert_err("set limit states 99999999999", 1, 18, "out of range");
     // pf skips names that do not exist (`set skip on lo`).
     assert_eq!(rs("set skip on { lo eth7 }").options.skip_mask, 0);
@@ -783,7 +783,7 @@ fn rule_errors_carry_line_and_column() {
         25,
         "expected ',' or ')'",
     );
-    assert_err("pass keep state (source-track)", 1, 18, "not supported");
+    assert_err("pass keep state (if-bound)", 1, 18, "not supported");
     assert_err("pass keep state (tcp.frob 1)", 1, 18, "unknown timeout");
     assert_err(
         "pass keep state no state",
@@ -2603,4 +2603,128 @@ fn named_anchors_load_and_replace_at_run_time() {
     )
     .unwrap_err();
     assert!(e[0].msg.contains("calls itself"), "{}", e[0]);
+}
+
+#[test]
+fn source_tracking_options_parse_with_pfctls_semantics() {
+    let r = rs("table <bruteforce> persist
+block quick from <bruteforce>
+pass in on wan0 proto tcp to port 22 keep state (max-src-conn 10, max-src-conn-rate 5/30, overload <bruteforce> flush global)
+pass in proto tcp to port 80 keep state (max-src-states 3)
+pass in proto tcp to port 25 keep state (source-track rule, max-src-states 2, max-src-nodes 7, src.track 5)
+pass in proto tcp to port 26 keep state (max-src-conn-rate 1/2, overload <bruteforce> flush)
+set timeout src.track 12
+set limit src-nodes 500
+");
+    assert_eq!(r.options.src_track_s, 12);
+    assert_eq!(r.options.limit_src_nodes, 500);
+    assert!(r.has_src_tracking());
+    assert!(r.src_track(0).is_none());
+    let ssh = r.src_track(1).unwrap();
+    assert!(!ssh.global, "max-src-conn tracks per rule");
+    assert_eq!((ssh.max_src_conn, ssh.max_src_conn_rate), (10, (5, 30)));
+    assert_eq!(
+        ssh.overload,
+        Some(Overload {
+            table: "bruteforce".into(),
+            flush: OverloadFlush::Global
+        })
+    );
+    // pfctl: the node outlives its last state by the rate's interval.
+    assert_eq!(ssh.timeout_s, Some(30));
+    assert_eq!(r.src_track_timeout(1), 30);
+    // pfctl: max-src-states alone tracks globally.
+    let web = r.src_track(2).unwrap();
+    assert!(web.global);
+    assert_eq!(web.max_src_states, 3);
+    assert_eq!(r.src_track_timeout(2), 12, "set timeout src.track");
+    let smtp = r.src_track(3).unwrap();
+    assert!(!smtp.global);
+    assert_eq!((smtp.max_src_states, smtp.max_src_nodes), (2, 7));
+    assert_eq!(smtp.timeout_s, Some(5));
+    assert_eq!(
+        r.src_track(4).unwrap().overload.as_ref().unwrap().flush,
+        OverloadFlush::Rule
+    );
+    // pfctl's order; the text parses back to the same options.
+    assert_eq!(
+        r.rule_text(1),
+        "pass in on wan0 proto tcp from any to any port = ssh flags S/SA keep state \
+         (source-track rule, max-src-conn 10, max-src-conn-rate 5/30, \
+         overload <bruteforce> flush global, src.track 30)"
+    );
+    assert_eq!(
+        r.rule_text(2),
+        "pass in proto tcp from any to any port = www flags S/SA keep state \
+         (source-track global, max-src-states 3)"
+    );
+    let again = rs(&format!(
+        "table <bruteforce> persist\n{}\n{}\n{}",
+        r.rule_text(1),
+        r.rule_text(2),
+        r.rule_text(3)
+    ));
+    assert_eq!(again.src_track(0), r.src_track(1));
+    assert_eq!(again.src_track(1), r.src_track(2));
+    assert_eq!(again.src_track(2), r.src_track(3));
+}
+
+#[test]
+fn source_tracking_errors_name_the_option() {
+    assert_err(
+        "pass keep state (max-src-conn 1, max-src-conn 2)",
+        1,
+        34,
+        "'max-src-conn' multiple definitions",
+    );
+    assert_err(
+        "pass keep state (max-src-conn-rate 0/10)",
+        1,
+        36,
+        "values must be > 0",
+    );
+    assert_err(
+        "pass keep state (max-src-conn-rate 5000000/10)",
+        1,
+        36,
+        "maximum rate must be < 4294967",
+    );
+    assert_err(
+        "pass keep state (max-src-conn-rate 5)",
+        1,
+        37,
+        "'/' in max-src-conn-rate",
+    );
+    assert_err(
+        "pass keep state (source-track global, max-src-nodes 3)",
+        1,
+        18,
+        "'max-src-nodes' is incompatible with 'source-track global'",
+    );
+    assert_err(
+        "pass keep state (max-src-conn 3, overload <nope>)",
+        1,
+        44,
+        "table <nope> is not defined",
+    );
+    assert_err(
+        "table <t> persist\npass keep state (max-src-states 3, overload <t>)",
+        2,
+        46,
+        "overload needs max-src-conn or max-src-conn-rate",
+    );
+    assert_err(
+        "table <t> const { 10.0.0.1 }\npass keep state (max-src-conn 3, overload <t>)",
+        2,
+        44,
+        "is const",
+    );
+    assert_err(
+        "pass keep state (sloppy, src.track 5)",
+        1,
+        26,
+        "src.track needs source tracking",
+    );
+    assert_err("pass no state (max-src-states 3)", 1, 15, "unexpected '('");
+    assert_err("set limit src-node 5", 1, 11, "not supported");
 }

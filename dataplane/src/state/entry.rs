@@ -20,7 +20,8 @@
 //!  89  direction     u8             creating direction (1 in, 2 out)
 //!  90  sync_updates  u8             updates since the last pfsync export (maxupd)
 //!  91  sides         u8             bit 0: which key endpoint is pf's `src` peer;
-//!                                 bit 1: translated (the shard holds a [`Translation`])
+//!                                 bit 1: translated (the shard holds a [`Translation`]);
+//!                                 bit 2: routed; bits 3-5: source tracking
 //!  92  src           Peer (18)      peer that sent the first packet
 //! 110  dst           Peer (18)      the other peer
 //! 128
@@ -137,6 +138,16 @@ pub const MAX_WINSHIFT: u8 = 14;
 const SIDE_SRC_IS_ADDR1: u8 = 1;
 const SIDE_TRANSLATED: u8 = 2;
 const SIDE_ROUTED: u8 = 4;
+/// The state counts against a source node ([`crate::srcnodes`]).
+const SIDE_SRC_TRACKED: u8 = 8;
+/// Its node is a `source-track global` one (else its rule's).
+const SIDE_SRC_GLOBAL: u8 = 16;
+/// It reached ESTABLISHED and counts as a connection of its source.
+const SIDE_SRC_CONN: u8 = 32;
+
+/// `pfsync_state.sync_flags` bit: the state has source nodes
+/// (spec/pfsync.md §3.7, pf's `PFSYNC_FLAG_SRCNODE`).
+pub const SYNC_FLAG_SRCNODE: u8 = 0x04;
 
 /// pf's `rt` values (pfsync_state `rt`): how a state routes its packets.
 pub mod route_kind {
@@ -316,6 +327,12 @@ pub(crate) fn secs_of(now: Instant) -> u32 {
     }
 }
 
+/// Whole seconds of `now` (the clock states and source nodes keep).
+#[inline]
+pub fn secs_of_instant(now: Instant) -> u32 {
+    secs_of(now)
+}
+
 const BYTES_MASK: u64 = (1 << 48) - 1;
 
 impl State {
@@ -399,6 +416,42 @@ impl State {
     #[inline]
     pub fn is_routed(&self) -> bool {
         self.sides & SIDE_ROUTED != 0
+    }
+
+    /// The source node the state counts against, if any: `Some(true)` for
+    /// a `source-track global` node, `Some(false)` for its rule's.
+    #[inline]
+    pub fn src_tracking(&self) -> Option<bool> {
+        (self.sides & SIDE_SRC_TRACKED != 0).then_some(self.sides & SIDE_SRC_GLOBAL != 0)
+    }
+
+    /// Marks the state as counted against a source node (`global`: a
+    /// `source-track global` one).
+    #[inline]
+    pub fn set_src_tracked(&mut self, global: bool) {
+        self.sides |= SIDE_SRC_TRACKED;
+        if global {
+            self.sides |= SIDE_SRC_GLOBAL;
+        }
+    }
+
+    /// Whether the state counts as an established connection of its
+    /// source (`max-src-conn`).
+    #[inline]
+    pub fn is_src_conn(&self) -> bool {
+        self.sides & SIDE_SRC_CONN != 0
+    }
+
+    /// Counts the state as an established connection of its source.
+    #[inline]
+    pub fn set_src_conn(&mut self) {
+        self.sides |= SIDE_SRC_CONN;
+    }
+
+    /// Detaches the state from its source node (it no longer counts).
+    #[inline]
+    pub fn clear_src_tracking(&mut self) {
+        self.sides &= !(SIDE_SRC_TRACKED | SIDE_SRC_GLOBAL | SIDE_SRC_CONN);
     }
 
     /// Marks the state routed or not (only the shard does).

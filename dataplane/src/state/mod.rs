@@ -56,7 +56,7 @@ mod track_tests;
 
 pub use entry::{
     route_kind, state_flags, tcps, udps, Peer, State, StateRoute, Translation, NO_RULE,
-    ROUTE_PORT_LOOKUP, WSCALE_FLAG, WSCALE_MASK,
+    ROUTE_PORT_LOOKUP, SYNC_FLAG_SRCNODE, WSCALE_FLAG, WSCALE_MASK,
 };
 pub use merge::{merge_peer_update, MergeOutcome};
 pub use table::{

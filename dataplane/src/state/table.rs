@@ -919,6 +919,26 @@ impl Shard {
         (end < self.slab.len()).then_some(end)
     }
 
+    /// Visits the states in slots `from..` (at most `max_slots` slots),
+    /// mutably (their key and ids cannot change). Returns the slot to
+    /// continue from, or `None` when the slab is done.
+    pub fn scan_mut(
+        &mut self,
+        from: usize,
+        max_slots: usize,
+        mut visit: impl FnMut(&mut State),
+    ) -> Option<usize> {
+        let end = from.saturating_add(max_slots).min(self.slab.len());
+        for i in from..end {
+            if self.is_occupied(i) {
+                if let Some(st) = self.slab.get_mut(i) {
+                    visit(st);
+                }
+            }
+        }
+        (end < self.slab.len()).then_some(end)
+    }
+
     /// Removes the states in slots `from..` (at most `max_slots` slots)
     /// for which `pred` holds, calling `on_removed` with each. Returns the
     /// slot to continue from, or `None` when the slab is done.
