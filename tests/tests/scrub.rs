@@ -375,3 +375,72 @@ fn at_the_state_limit_new_states_are_refused_and_existing_ones_pass() {
     );
     assert!(out[10..].iter().all(|a| a.port == 0));
 }
+
+/// A bridge: lan0 and wan0 cross-connected.
+const WIRE: &str = "[eal]\nargs = []\n[dataplane]\nrules = \"pf.conf\"\n[[port]]\nname = \"lan0\"\ndevice = \"net_null0\"\n[[port]]\nname = \"wan0\"\ndevice = \"net_null1\"\n[wire]\npairs = [[\"lan0\", \"wan0\"]]\n";
+
+#[test]
+fn a_bridge_scrubs_both_directions_too() {
+    let rules = "pass\nmatch in on lan0 proto tcp scrub (max-mss 1200, no-df, min-ttl 30)\n";
+    let syn_out = with_v4_header(
+        lan("10.1.0.7", "10.1.0.9", 5, &syn(40000, 22, 1, 0, flags::SYN)),
+        true,
+        0,
+        7,
+    );
+    let syn_ack = with_v4_header(
+        wan(
+            "10.1.0.9",
+            "10.1.0.7",
+            5,
+            &syn(22, 40000, 9, 2, flags::SYN | flags::ACK),
+        ),
+        true,
+        0,
+        8,
+    );
+    let r = dpf_tests::frames::replay(
+        WIRE,
+        Some(rules),
+        2,
+        &[at(0, 0, syn_out), at(1, 1, syn_ack)],
+        1,
+    );
+    assert_eq!(r.out.len(), 2, "{}", r.stats);
+    for a in &r.out {
+        let p = parsed(a);
+        assert_eq!(mss_of(&a.frame), Some(1200));
+        assert_eq!(p.ttl, 30, "no router decrement on a bridge; raised");
+        assert_eq!(a.frame[20] & 0x40, 0, "DF cleared");
+    }
+}
+
+#[test]
+fn a_rules_own_adaptive_values_scale_by_its_own_states() {
+    let rules = "\
+block in on wan0
+pass out on wan0 proto udp to port 53 keep state (adaptive.start 4, adaptive.end 10)
+pass out on wan0 proto udp to port 123
+pass in on lan0 no state
+";
+    // 7 states of the port-53 rule (the `out` pass's: the `in` pass keeps
+    // none): its timeouts halved (30 s).
+    let mut arrivals = flows(7, 0);
+    arrivals.push(reply(0, 31_000));
+    let (out, stats) = replay(rules, &arrivals);
+    assert_eq!(out.len(), 7, "{stats}");
+    // 7 states of the other rule do not count for it.
+    let mut ntp: Vec<Arrival> = (0..7)
+        .map(|i| {
+            at(
+                0,
+                0,
+                lan("10.1.0.7", "198.51.100.10", 64, &udp(20000 + i, 123)),
+            )
+        })
+        .collect();
+    ntp.extend(flows(1, 0));
+    ntp.push(reply(0, 31_000));
+    let (out, stats) = replay(rules, &ntp);
+    assert_eq!(out.len(), 9, "{stats}");
+}
