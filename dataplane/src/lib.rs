@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod ring;
 pub mod route;
 pub mod rules;
+pub mod scrub;
 pub mod snapshot;
 pub mod srcnodes;
 pub mod state;

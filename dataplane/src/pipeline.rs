@@ -41,13 +41,14 @@ use crate::neighbor_hold::{HoldOutcome, NeighborHold};
 use crate::ring::{Consumer, Producer};
 use crate::route::{Neighbors, ResolveRequest, Routing};
 use crate::rules::{Action, Decision, ReturnMode, RuleCounters, Ruleset};
+use crate::scrub::ScrubAction;
 use crate::srcnodes::{AttachError, LimitCounter, OverloadEvent, SourceKey, SourceTable};
 use crate::state::{
     icmp_error_matches, new_state, state_flags, track, InsertError, Shard, SlotId, StateDrop,
     StateOptions, StateRoute, TrackOutcome, Translation,
 };
 use crate::time::Instant;
-use crate::timeouts::Timeouts;
+use crate::timeouts::{TimeoutScale, Timeouts};
 use crate::wire::{build, classify, Classified, EthernetAddress, FrameKind, WireError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -205,20 +206,27 @@ impl Passes {
 /// keep their rule's timeouts and give back their rule's `max` places.
 const RECENT_RULESETS: usize = 8;
 
-/// The timeouts of `st`: its rule's `keep state (<timeout> N)` when it has
-/// some (found in the current or a recent ruleset by the state's rule
-/// tag), else the current global ones.
+/// The timeouts of `st` and the adaptive factor they are scaled by: its
+/// rule's `keep state (<timeout> N)` when it has some (found in the
+/// current or a recent ruleset by the state's rule tag), else the current
+/// global ones; the rule's own factor when its timeouts scale with its
+/// states (per-rule `adaptive.*`, or `max`), else `global` (the box's,
+/// taken once per burst).
 #[inline]
 fn state_timeouts<'a>(
     rules: &'a Ruleset,
     recent: &'a [Arc<Ruleset>],
     st: &crate::state::State,
-) -> &'a Timeouts {
+    global: TimeoutScale,
+) -> (&'a Timeouts, TimeoutScale) {
     if st.state_flags & state_flags::RULE_TIMEOUTS == 0 {
-        return &rules.options.timeouts;
+        return (&rules.options.timeouts, global);
     }
-    ruleset_of_tag(rules, recent, st.rule).map_or(&rules.options.timeouts, |(r, nr)| {
-        r.state_timeouts(Some(nr))
+    ruleset_of_tag(rules, recent, st.rule).map_or((&rules.options.timeouts, global), |(r, nr)| {
+        (
+            r.state_timeouts(Some(nr)),
+            r.rule_timeout_scale(nr).unwrap_or(global),
+        )
     })
 }
 
@@ -356,9 +364,15 @@ pub struct Pipeline {
     /// sequence number, subtracted from its acknowledgement and SACK
     /// edges).
     pending_seq: Option<(u32, u32)>,
+    /// The scrub the packet being processed gets (its state's, or the
+    /// rules' when it passes without one); applied as it leaves.
+    pending_scrub: Option<ScrubAction>,
     /// xorshift state for pool and port choices (seeded per worker from
     /// the process's secret hash key).
     rng: u64,
+    /// The box's adaptive timeout factor, taken once per burst and per
+    /// expiry sweep ([`Pipeline::refresh_timeout_scale`]).
+    timeout_scale: TimeoutScale,
     /// Aliases of far keys whose states other workers hold (several
     /// workers only).
     aliases: Option<AliasTable>,
@@ -427,7 +441,9 @@ impl Pipeline {
             pending: None,
             pending_route: None,
             pending_seq: None,
+            pending_scrub: None,
             rng,
+            timeout_scale: TimeoutScale::NONE,
             aliases: None,
             alias_out: Vec::new(),
             alias_in: Vec::new(),
@@ -648,6 +664,29 @@ impl Pipeline {
         }
         pkt.dst = addr;
         true
+    }
+
+    /// Applies the scrub the filter decided (`pending_scrub`) to the frame
+    /// (IP header at `l3`, transport at `l4`), after any translation.
+    #[inline]
+    fn apply_scrub(&mut self, frame: &mut [u8], l3: usize, l4: usize, info: &PacketInfo) {
+        let Some(a) = self.pending_scrub.take() else {
+            return;
+        };
+        match info.af {
+            crate::flow::Af::Inet => {
+                let id = if a.wants_random_id() {
+                    self.next_random() as u16
+                } else {
+                    0
+                };
+                crate::scrub::apply_v4(frame, l3, &a, id);
+            }
+            crate::flow::Af::Inet6 => crate::scrub::apply_v6(frame, l3, &a),
+        }
+        if a.values.max_mss != 0 && matches!(info.l4, L4Info::Tcp(_)) {
+            crate::scrub::clamp_mss(frame, l4, a.values.max_mss);
+        }
     }
 
     /// Applies the translation the filter decided to the frame (IP header
@@ -1108,13 +1147,15 @@ impl Pipeline {
         self.now_s = crate::state::entry::secs_of(now);
         self.sweep_sources(budget_slots);
         let now_s = self.now_s;
+        self.refresh_timeout_scale();
         let (shard, sync, counters) = (&mut self.shard, &mut self.sync, &mut self.counters);
         let (config, rules, recent) = (&self.config, &*self.rules, &self.recent_rules[..]);
         let rule_counters = &mut self.rule_counters;
         // Each expired state is exported as a DEL while it is removed; a
         // live state marked owed is sent again in full, one with packets
         // not yet announced as a compressed update.
-        let timeouts = |st: &crate::state::State| state_timeouts(rules, recent, st);
+        let global = self.timeout_scale;
+        let timeouts = |st: &crate::state::State| state_timeouts(rules, recent, st, global);
         let removed = shard.expire_slice_visit(now, budget_slots, timeouts, |st, tr, expired| {
             if expired {
                 release_state(config, rules, recent, st, now_s);
@@ -1369,11 +1410,27 @@ impl Pipeline {
     /// burst: one atomic load when they did not.
     #[inline]
     fn refresh_tables(&mut self) {
+        self.refresh_timeout_scale();
         let epoch = self.rules.table_epoch();
         if epoch != self.tables_epoch {
             self.tables_epoch = epoch;
             self.tables = self.rules.table_set();
         }
+    }
+
+    /// Takes the box's adaptive timeout factor anew (pf's
+    /// `pf_state_expires` with `pf_status.states`): once per burst and per
+    /// expiry sweep, one load of the shared state count, so the per-packet
+    /// expiry check reads a local copy.
+    #[inline]
+    fn refresh_timeout_scale(&mut self) {
+        let states = self.config.states_total.load(Ordering::Relaxed) as u64;
+        self.timeout_scale = self.rules.options.timeouts.scale(states);
+    }
+
+    /// The box's adaptive timeout factor as of the last burst or sweep.
+    pub fn timeout_scale(&self) -> TimeoutScale {
+        self.timeout_scale
     }
 
     /// Sets the table size from which bursts are looked up ahead (tests
@@ -1519,18 +1576,23 @@ impl Pipeline {
                 self.pending = None;
                 self.pending_route = None;
                 self.pending_seq = None;
-                match self.filter(&info, passes, ip_options, now, owned, ahead) {
-                    Blocked(mode) => self.answer(mode, &classified, frame, in_port),
+                self.pending_scrub = None;
+                let l3 = classified.l3_offset as usize;
+                let v = match self.filter(&info, passes, ip_options, now, owned, ahead) {
+                    Blocked(mode) => return self.answer(mode, &classified, frame, in_port),
                     // A state imported from a routing peer may translate.
                     Decided(v) if self.pending.is_some() || self.pending_seq.is_some() => {
-                        let l3 = classified.l3_offset as usize;
                         match self.apply_pending(frame, l3, l4_offset as usize, &info) {
                             Some(_) => v,
                             None => Verdict::Drop(DropReason::TranslationFailed),
                         }
                     }
                     Decided(v) => v,
+                };
+                if matches!(v, Verdict::Forward(_) | Verdict::Hold(_)) {
+                    self.apply_scrub(frame, l3, l4_offset as usize, &info);
                 }
+                v
             }
             // A bridge passes only the EtherTypes it is told to
             // (`pass_ethertypes`, ARP by default): pf never sees them, so
@@ -1607,6 +1669,7 @@ impl Pipeline {
         self.pending = None;
         self.pending_route = None;
         self.pending_seq = None;
+        self.pending_scrub = None;
         let mut hop = None;
         // The destination as the packet leaves (translated or not).
         let mut dst_after = info.dst;
@@ -1738,6 +1801,9 @@ impl Pipeline {
                 }
             }
         }
+        // Scrub as the packet leaves (pf's `out` pass: `min-ttl` holds
+        // after the decrement).
+        self.apply_scrub(frame, l3, l4, &info);
         if let Some(n) = neighbor {
             frame[0..6].copy_from_slice(&n.mac);
             return verdict;
@@ -1859,6 +1925,7 @@ impl Pipeline {
                 self.pending = None;
                 self.pending_route = None;
                 self.pending_seq = None;
+                self.pending_scrub = None;
                 let v =
                     match self.filter(&info, Passes::Out(out_port), ip_options, now, owned, None) {
                         Blocked(_) => return Verdict::Drop(DropReason::BlockedByRule),
@@ -1873,6 +1940,9 @@ impl Pipeline {
                         .is_none()
                 {
                     return Verdict::Drop(DropReason::TranslationFailed);
+                }
+                if let Verdict::Forward(_) = v {
+                    self.apply_scrub(frame, c.l3_offset as usize, l4_offset as usize, &info);
                 }
                 match (self.pending_route.take(), v) {
                     // `route-to` on what the box sends: the route's port,
@@ -1986,7 +2056,9 @@ impl Pipeline {
             // A state past its timeout that the sweep has not reached yet
             // is gone as far as this packet is concerned.
             let expired = self.shard.get(slot).is_some_and(|st| {
-                st.is_expired(now, state_timeouts(&self.rules, &self.recent_rules, st))
+                let (t, scale) =
+                    state_timeouts(&self.rules, &self.recent_rules, st, self.timeout_scale);
+                st.is_expired_scaled(now, t, scale)
             });
             if expired {
                 self.remove_state(slot);
@@ -2067,6 +2139,7 @@ impl Pipeline {
                         if tr.route.applies(from_src) {
                             self.pending_route = Some(tr.route);
                         }
+                        self.pending_scrub = ScrubAction::of(st.state_flags, tr.scrub);
                         return Decided(Verdict::Forward(out_port));
                     }
                     TrackOutcome::Drop(StateDrop::BadRst) => {
@@ -2170,6 +2243,7 @@ impl Pipeline {
                             }));
                         }
                         self.pending = pending;
+                        self.pending_scrub = ScrubAction::of(st.state_flags, tr.scrub);
                         return Decided(Verdict::Forward(out_port));
                     }
                 }
@@ -2299,6 +2373,14 @@ impl Pipeline {
             || pkt.dst != info.dst
             || pkt.sport != info.sport
             || pkt.dport != info.dport;
+        // Scrub: both passes' options (pf applies each pass's; dpf's one
+        // state keeps the union, the `out` pass's values last).
+        let (mut scrub_flags, mut scrub) = (0u16, crate::state::Scrub::NONE);
+        for p in deciding.iter().flatten() {
+            crate::rules::merge_scrub(&mut scrub_flags, &mut scrub, p.scrub_flags, &p.scrub);
+        }
+        // What passes without a state is scrubbed by the rules.
+        self.pending_scrub = ScrubAction::of(scrub_flags, scrub);
         let d = match deciding {
             [Some(d), _] if d.keep_state => d,
             [_, Some(d)] => d,
@@ -2348,8 +2430,10 @@ impl Pipeline {
             Direction::Out
         };
         st.ifindex = IfIndex(in_port.or(out_port).unwrap_or(0));
-        // `keep state (max N)`: counted across workers.
-        if d.max_states.is_some() {
+        st.state_flags |= scrub_flags & crate::scrub::SCRUB_FLAGS;
+        // `keep state (max N)` and per-rule adaptive timeouts: counted
+        // across workers.
+        if self.rules.counts_rule_states(rule_nr) {
             if !self.rules.reserve_rule_state(rule_nr) {
                 return Decided(Verdict::Drop(DropReason::RuleMaxStates));
             }
@@ -2387,10 +2471,12 @@ impl Pipeline {
                 key,
                 src_is_addr1: swapped,
                 route: route_state,
+                scrub,
             }
         } else {
             Translation {
                 route: route_state,
+                scrub,
                 ..Translation::NONE
             }
         };

@@ -74,6 +74,7 @@ fn translation(k: (FlowKey, bool)) -> Translation {
         key: k.0,
         src_is_addr1: k.1,
         route: Default::default(),
+        scrub: Default::default(),
     }
 }
 

@@ -1624,6 +1624,7 @@ pub fn pfsync_import_run(data: &[u8]) -> (u64, usize) {
         creatorid: OUR_CREATORID,
         ifnames: vec!["lan0".into(), "wan0".into()],
         timeouts: dataplane::timeouts::Timeouts::default(),
+        states_total: Default::default(),
     };
     let mut sync = Sync::new(setup, exports, imports, now).expect("pfsync setup");
     let ctx = RxContext {
@@ -1808,6 +1809,7 @@ pub fn import_records_run(data: &[u8]) -> dataplane::counters::WorkerCounters {
                         key,
                         src_is_addr1: st.src_is_addr1(),
                         route: Default::default(),
+                        scrub: Default::default(),
                     }
                 } else {
                     dataplane::state::Translation::NONE

@@ -152,6 +152,14 @@ fn labels_kills_counters_listings_and_anchors_on_a_live_dpf() {
             .any(|l| l.starts_with("udp.first") && l.ends_with(" 60s")),
         "{t}"
     );
+    // pfctl's adaptive values from `set limit states 5000`: 60% / 120%.
+    for (name, n) in [("adaptive.start", 3000), ("adaptive.end", 6000)] {
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with(name) && l.ends_with(&format!(" {n} states"))),
+            "{t}"
+        );
+    }
     let m = ok_text(d, &sock, &["-sm"]);
     assert!(
         m.contains("states") && m.contains("hard limit") && m.contains("5000"),

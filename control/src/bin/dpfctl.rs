@@ -999,7 +999,12 @@ fn print_text(o: &mut impl Write, request: &Request, d: Value) -> Result<(), Str
         Request::ShowTimeouts => {
             let list: Vec<LimitEntry> = typed(d)?;
             for t in list {
-                w(writeln!(o, "{:<20} {:>7}s", t.name, t.value))?;
+                // pfctl -st: adaptive.start / adaptive.end are in states.
+                if t.name.starts_with("adaptive.") {
+                    w(writeln!(o, "{:<20} {:>7} states", t.name, t.value))?;
+                } else {
+                    w(writeln!(o, "{:<20} {:>7}s", t.name, t.value))?;
+                }
             }
         }
         Request::ShowMemory => {

@@ -287,6 +287,8 @@ impl Service for Control<'_> {
         let now = (self.now)();
         let rules = self.rules.load();
         let timeouts = rules.options.timeouts;
+        // Expiry as the workers see it: scaled by the box's adaptive factor.
+        let scale = timeouts.scale(self.shared.total().states);
         let names: Vec<&str> = self.config.ports.iter().map(|p| p.name.as_str()).collect();
         if let JobKind::Rules {
             sum,
@@ -364,7 +366,9 @@ impl Service for Control<'_> {
                         f.matches(st.key()) || (tr.is_some() && f.matches(&tr.key))
                     }) =>
                 {
-                    items.push(to_value(&state_entry(&st, &tr, now, &timeouts, &names)));
+                    items.push(to_value(&state_entry(
+                        &st, &tr, now, &timeouts, scale, &names,
+                    )));
                     return true;
                 }
                 (JobKind::Rules { sum, .. }, Reply::Rule(i, c)) => {
@@ -510,6 +514,7 @@ impl Control<'_> {
             Request::FlushRules { anchor: Some(a) } => self.load_anchor(&a, None),
             Request::ShowTimeouts => {
                 let t = self.rules.load().options.timeouts;
+                let (start, end) = t.adaptive();
                 let mut list: Vec<LimitEntry> = dataplane::timeouts::TimeoutClass::ALL
                     .iter()
                     .map(|c| LimitEntry {
@@ -520,6 +525,15 @@ impl Control<'_> {
                 list.push(LimitEntry {
                     name: "src.track".into(),
                     value: self.rules.load().options.src_track_s.into(),
+                });
+                // pfctl -st lists them after the state timeouts, in states.
+                list.push(LimitEntry {
+                    name: "adaptive.start".into(),
+                    value: start.into(),
+                });
+                list.push(LimitEntry {
+                    name: "adaptive.end".into(),
+                    value: end.into(),
                 });
                 Ok(to_value(&list))
             }
@@ -1206,6 +1220,7 @@ fn state_entry(
     tr: &dataplane::state::Translation,
     now: Instant,
     timeouts: &dataplane::timeouts::Timeouts,
+    scale: dataplane::timeouts::TimeoutScale,
     ifnames: &[&str],
 ) -> StateEntry {
     let key = st.key();
@@ -1238,7 +1253,7 @@ fn state_entry(
         dst_window: peer_window(&st.dst),
         timeout: st.timeout.name().to_string(),
         age_s: st.age_s(now).into(),
-        expires_in_s: st.expire_in_s(now, timeouts).into(),
+        expires_in_s: st.expire_in_s_scaled(now, timeouts, scale).into(),
         packets: [st.packets(0), st.packets(1)],
         bytes: [st.bytes(0), st.bytes(1)],
         rule: (st.rule != dataplane::state::NO_RULE).then_some(st.rule),

@@ -570,6 +570,7 @@ fn run_with_eal(
                 creatorid: pcfg.creatorid,
                 ifnames: config.ports.iter().map(|p| p.name.clone()).collect(),
                 timeouts: rules.load().options.timeouts,
+                states_total: pcfg.states_total.clone(),
             };
             Some(
                 Sync::new(

@@ -125,6 +125,7 @@ pub struct Sync {
     imports: Vec<Producer<ImportRecord>>,
     ifnames: Vec<String>,
     timeouts: Timeouts,
+    states_total: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// pfsync statistics (spec §5.9).
     pub stats: PfsyncStats,
     /// Bulk update state.
@@ -234,6 +235,9 @@ pub struct SyncSetup {
     pub ifnames: Vec<String>,
     /// State timeouts (for expiry times on the wire).
     pub timeouts: Timeouts,
+    /// The box's state count (the workers' shared one): the expiry times
+    /// on the wire include pf's adaptive scaling (spec/pfsync.md §3.7).
+    pub states_total: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Sync {
@@ -303,6 +307,7 @@ impl Sync {
             imports,
             ifnames: s.ifnames,
             timeouts: s.timeouts,
+            states_total: s.states_total,
             stats: PfsyncStats::default(),
             // [`Sync::request_bulk`] sends the first request at start.
             bulk: BulkState::Requested {
@@ -1096,7 +1101,14 @@ impl Sync {
             anchor: u32::MAX,
             nat_rule: u32::MAX,
             creation_s: st.age_s(now),
-            expire_s: st.expire_in_s(now, &self.timeouts),
+            // pf's `pf_state_expires`: the time left includes the
+            // adaptive scaling of the moment.
+            expire_s: st.expire_in_s_scaled(
+                now,
+                &self.timeouts,
+                self.timeouts
+                    .scale(self.states_total.load(std::sync::atomic::Ordering::Relaxed) as u64),
+            ),
             packets: [st.packets(0), st.packets(1)],
             bytes: [st.bytes(0), st.bytes(1)],
             creatorid: st.creatorid(),
@@ -1112,6 +1124,11 @@ impl Sync {
             } else {
                 0
             },
+            // The state's scrub (spec/pfsync.md §3.7); the on/off options
+            // are state_flags bits.
+            max_mss: tr.scrub.max_mss,
+            min_ttl: tr.scrub.min_ttl,
+            set_tos: tr.scrub.set_tos,
             ..StateRepr::default()
         }
     }
@@ -1165,9 +1182,17 @@ impl Sync {
             }
             _ => dataplane::state::StateRoute::NONE,
         };
+        // The scrub values the peer's state applies (its flags come with
+        // state_flags below).
+        let scrub = dataplane::state::Scrub {
+            max_mss: s.max_mss,
+            min_ttl: s.min_ttl,
+            set_tos: s.set_tos,
+        };
         let translation = if s.key[0].addr == s.key[1].addr && s.key[0].port == s.key[1].port {
             Translation {
                 route,
+                scrub,
                 ..Translation::NONE
             }
         } else {
@@ -1178,6 +1203,7 @@ impl Sync {
                 key: far,
                 src_is_addr1: far_swapped,
                 route,
+                scrub,
             }
         };
         let timeout = TimeoutClass::ALL.get(s.timeout as usize).copied()?;
@@ -1340,6 +1366,7 @@ mod tests {
             creatorid: OURS,
             ifnames: vec!["sync0".into()],
             timeouts: Timeouts::default(),
+            states_total: Default::default(),
         };
         let mut setup = setup;
         f(&mut setup);
@@ -2230,6 +2257,7 @@ mod tests {
             key,
             src_is_addr1,
             route: Default::default(),
+            scrub: Default::default(),
         }
     }
 
@@ -2277,6 +2305,51 @@ mod tests {
         assert_eq!(({ a.src }, { a.dst }), ({ b.src }, { b.dst }));
         assert_eq!(a.timeout, b.timeout);
         assert_eq!(sent.1, back.1, "the translation");
+    }
+
+    #[test]
+    fn scrub_and_the_adaptively_scaled_expiry_go_out_and_come_back() {
+        // 90 000 states between pf's default 60 000 and 120 000: the
+        // timeouts are halved, and `expire` says so (spec §3.7).
+        let states = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(90_000));
+        let shared = states.clone();
+        let mut r = rig_with(1, move |s| s.states_total = shared);
+        let mut st = tcp_state(0x0a0b, ([10, 1, 0, 50], 40000), ([10, 2, 0, 50], 80));
+        st.state_flags |= state_flags::NODF | state_flags::SETTOS | state_flags::RANDOMID;
+        let tr = Translation {
+            scrub: dataplane::state::Scrub {
+                max_mss: 1400,
+                min_ttl: 64,
+                set_tos: 0x10,
+            },
+            ..Translation::NONE
+        };
+        let frame = emitted_ins(&mut r, st, tr);
+        let s = &frame[STATE_AT..STATE_AT + 264];
+        // Created at 1 s, sent at 2 s: 43 200 - 1 s left of 86 400 halved.
+        assert_eq!(s[200..204], 43_199u32.to_be_bytes(), "expire scaled");
+        assert_eq!(s[248..250], 1400u16.to_be_bytes(), "max_mss");
+        assert_eq!((s[258], s[259]), (64, 0x10), "min_ttl, set_tos");
+        let flags = u16::from_be_bytes([s[260], s[261]]);
+        assert_eq!(
+            flags & (state_flags::NODF | state_flags::SETTOS | state_flags::RANDOMID),
+            state_flags::NODF | state_flags::SETTOS | state_flags::RANDOMID
+        );
+        let (back, back_tr) = reimported(&mut r, frame);
+        assert_eq!(back_tr.scrub, tr.scrub, "the scrub values come back");
+        assert_eq!(
+            back.state_flags & (state_flags::NODF | state_flags::SETTOS | state_flags::RANDOMID),
+            st.state_flags & (state_flags::NODF | state_flags::SETTOS | state_flags::RANDOMID)
+        );
+        // Below adaptive.start the full timeout goes out.
+        states.store(10, std::sync::atomic::Ordering::Relaxed);
+        let frame = emitted_ins(
+            &mut r,
+            tcp_state(0x0a0c, ([10, 1, 0, 51], 1), ([10, 2, 0, 50], 80)),
+            Translation::NONE,
+        );
+        let s = &frame[STATE_AT..STATE_AT + 264];
+        assert_eq!(s[200..204], 86_399u32.to_be_bytes());
     }
 
     #[test]
@@ -2388,6 +2461,7 @@ mod tests {
             key: fk,
             src_is_addr1: fsw,
             route: Default::default(),
+            scrub: Default::default(),
         };
         let frame = emitted_ins(&mut r, st, tr);
         let s = &frame[STATE_AT..STATE_AT + 264];

@@ -21,7 +21,7 @@ use super::lexer::Pos;
 use super::names;
 use super::parser::{
     Ast, BlockMode, Endpoint, FlagsAst, HostAst, HostItem, IcmpItem, IfaceModifier, PoolAst,
-    PoolType, PortItem, PortOp, RuleAst, StateAst,
+    PoolType, PortItem, PortOp, RuleAst, ScrubAst, StateAst,
 };
 use super::pool::{Pool, PoolRole, RoutePool};
 use super::table::{
@@ -29,6 +29,7 @@ use super::table::{
 };
 use super::{Action, RuleEnv, RuleError, RuleOptions, Ruleset};
 use crate::flow::{proto, tcp_flags, Af, Direction};
+use crate::state::{state_flags, Scrub};
 use crate::timeouts::Timeouts;
 
 /// Most rules one file may expand to (rule numbers fit the rule tag of a
@@ -144,6 +145,9 @@ pub(crate) struct Rule {
     pub src_track: Option<u16>,
     /// Index into `Ruleset::rule_timeouts`.
     pub timeouts: Option<u32>,
+    /// Its timeouts scale with its own states (`adaptive.start` of the
+    /// rule, or derived from `max`): pf's per-rule adaptive timeouts.
+    pub adaptive: bool,
     /// `nat-to`: index into `Ruleset::pools`.
     pub nat: Option<u16>,
     /// `rdr-to`: index into `Ruleset::pools`.
@@ -154,6 +158,11 @@ pub(crate) struct Rule {
     pub tagged: Option<(u16, bool)>,
     /// `route-to` / `reply-to`: index into `Ruleset::routes`.
     pub route: Option<u16>,
+    /// `scrub (no-df, random-id)`, `set tos`: [`state_flags`] bits
+    /// (NODF, RANDOMID, SETTOS).
+    pub scrub_flags: u16,
+    /// `scrub (max-mss, min-ttl)`, `set tos` values.
+    pub scrub: Scrub,
     /// `return-icmp` codes (IPv4, IPv6).
     pub return_icmp: (u8, u8),
     /// Index into `Ruleset::labels` of the rule's (expanded) label.
@@ -668,6 +677,9 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
     for (class, secs) in &ast.timeouts {
         options.timeouts.set(*class, *secs);
     }
+    options
+        .timeouts
+        .set_adaptive_from(ast.adaptive_start, ast.adaptive_end, ast.limit_states);
     options.block_policy = ast.block_policy;
     // pf skips interfaces by name whether they exist or not (`set skip on
     // lo` is line one of OpenBSD's pf.conf): a name dpf has no port for
@@ -1077,6 +1089,7 @@ fn expand_rule(
         Some(rt) => Some(ctx.route(rt)?),
         None => None,
     };
+    let (scrub_flags, scrub) = scrub_of(&r.scrub);
     let pools_of_rule: Vec<u16> = nat.iter().chain(rdr.iter()).copied().collect();
     // 'flags S/SA' by default on stateful rules (pfctl parse.y).
     let flags = match r.flags {
@@ -1091,15 +1104,36 @@ fn expand_rule(
         },
     };
     let src_track = src_track_of(ctx, &opts.src, r.pos)?;
-    let timeouts = if opts.timeouts.is_empty() {
+    // Adaptive timeouts counted on the rule's own states (pf: a rule
+    // whose `adaptive.start` is not 0), explicit or, for a rule with `max`
+    // and neither given, 60% and 120% of it (pfctl's parse.y).
+    let rule_adaptive = if opts.adaptive_start.is_some() || opts.adaptive_end.is_some() {
+        opts.adaptive_start
+            .filter(|s| *s != 0)
+            .map(|s| (s, opts.adaptive_end.unwrap_or(0)))
+    } else {
+        opts.max
+            .map(|m| ((m / 10).saturating_mul(6), (m / 10).saturating_mul(12)))
+            .filter(|(s, _)| *s != 0)
+    };
+    let timeouts = if opts.timeouts.is_empty() && rule_adaptive.is_none() {
         None
     } else {
         let mut t = options.timeouts;
         for (class, secs) in &opts.timeouts {
             t.set(*class, *secs);
         }
+        if let Some((start, end)) = rule_adaptive {
+            t.set_adaptive(start, end);
+        }
         rule_timeouts.push(t);
         Some(rule_timeouts.len() as u32 - 1)
+    };
+    // What `pfctl -sr` prints among the state options: the rule's own
+    // timeouts, then adaptive.start / adaptive.end (explicit or derived).
+    let shown_adaptive = match (opts.adaptive_start, opts.adaptive_end) {
+        (None, None) => rule_adaptive.map(|(s, e)| (Some(s), Some(e))),
+        (s, e) => Some((s.filter(|v| *v != 0), e.filter(|v| *v != 0))),
     };
 
     let mut added = 0usize;
@@ -1232,11 +1266,14 @@ fn expand_rule(
                                     max_states: opts.max,
                                     src_track,
                                     timeouts,
+                                    adaptive: rule_adaptive.is_some(),
                                     nat,
                                     rdr,
                                     tag,
                                     tagged,
                                     route,
+                                    scrub_flags,
+                                    scrub,
                                     return_icmp: r.return_icmp,
                                     label: None,
                                     anchor_end: None,
@@ -1265,6 +1302,7 @@ fn expand_rule(
                                     &ctx.table_list,
                                     &opts.timeouts,
                                     src_track.and_then(|i| ctx.src_tracks.get(i as usize)),
+                                    shown_adaptive,
                                     label.as_deref(),
                                     r.anchor.as_ref().map(|a| a.name.as_str()),
                                 );
@@ -1605,12 +1643,14 @@ fn render_src_track(t: &super::SrcTrack, parts: &mut Vec<String>) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn render(
     r: &Rule,
     ifname: Option<&str>,
     tables: &[Table],
     timeouts: &[(crate::timeouts::TimeoutClass, u32)],
     src_track: Option<&super::SrcTrack>,
+    adaptive: Option<(Option<u32>, Option<u32>)>,
     label: Option<&str>,
     anchor: Option<&str>,
 ) -> String {
@@ -1700,11 +1740,14 @@ fn render(
             }
         }
     }
+    let adaptive = adaptive.unwrap_or((None, None));
     let ropts = r.max_states.is_some()
         || r.no_sync
         || r.sloppy
         || !timeouts.is_empty()
-        || src_track.is_some();
+        || src_track.is_some()
+        || adaptive.0.is_some()
+        || adaptive.1.is_some();
     if !r.keep_state && r.action == Action::Pass && anchor.is_none() {
         s.push_str(" no state");
     } else if r.keep_state && r.modulate {
@@ -1734,17 +1777,69 @@ fn render(
         if let Some(secs) = src_track.and_then(|t| t.timeout_s) {
             parts.push(format!("src.track {secs}"));
         }
+        if let Some(n) = adaptive.0 {
+            parts.push(format!("adaptive.start {n}"));
+        }
+        if let Some(n) = adaptive.1 {
+            parts.push(format!("adaptive.end {n}"));
+        }
         let _ = write!(s, " ({})", parts.join(", "));
     }
     if r.allow_opts {
         s.push_str(" allow-opts");
     }
+    render_scrub(&mut s, r);
     if let Some(l) = label {
         // Escape what the lexer unescapes (`\x` is `x` inside quotes).
         let escaped = l.replace('\\', "\\\\").replace('"', "\\\"");
         let _ = write!(s, " label \"{escaped}\"");
     }
     s
+}
+
+/// A rule's scrub options as written, compiled: [`state_flags`] bits and
+/// values (pf's `scrub_flags`, `max_mss`, `min_ttl`, `set_tos`).
+fn scrub_of(a: &ScrubAst) -> (u16, Scrub) {
+    let mut flags = 0;
+    if a.no_df {
+        flags |= state_flags::NODF;
+    }
+    if a.random_id {
+        flags |= state_flags::RANDOMID;
+    }
+    if a.set_tos.is_some() {
+        flags |= state_flags::SETTOS;
+    }
+    let scrub = Scrub {
+        max_mss: a.max_mss.unwrap_or(0),
+        min_ttl: a.min_ttl.unwrap_or(0),
+        set_tos: a.set_tos.unwrap_or(0),
+    };
+    (flags, scrub)
+}
+
+/// Appends a rule's scrub options as pfctl prints them (`print_rule`):
+/// ` scrub (no-df, random-id, min-ttl N, max-mss N)`, ` set tos 0xNN`.
+fn render_scrub(s: &mut String, r: &Rule) {
+    let mut parts: Vec<String> = Vec::new();
+    if r.scrub_flags & state_flags::NODF != 0 {
+        parts.push("no-df".into());
+    }
+    if r.scrub_flags & state_flags::RANDOMID != 0 {
+        parts.push("random-id".into());
+    }
+    if r.scrub.min_ttl != 0 {
+        parts.push(format!("min-ttl {}", r.scrub.min_ttl));
+    }
+    if r.scrub.max_mss != 0 {
+        parts.push(format!("max-mss {}", r.scrub.max_mss));
+    }
+    if !parts.is_empty() {
+        let _ = write!(s, " scrub ({})", parts.join(", "));
+    }
+    if r.scrub_flags & state_flags::SETTOS != 0 {
+        let _ = write!(s, " set tos 0x{:02x}", r.scrub.set_tos);
+    }
 }
 
 /// Appends a rule's tag and translation options as pfctl prints them.

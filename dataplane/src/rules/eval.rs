@@ -142,6 +142,7 @@ impl Ruleset {
         let rules = &self.rules;
         let mut nat: Option<u16> = None;
         let mut rdr: Option<(u16, u16)> = None;
+        let (mut scrub_flags, mut scrub) = (0u16, crate::state::Scrub::NONE);
         let n = rules.len();
         let src = addr_bits(&pkt.src);
         let dst = addr_bits(&pkt.dst);
@@ -271,6 +272,7 @@ impl Ruleset {
                 if let Some(p) = r.rdr {
                     rdr = Some((p, r.dst_port.a));
                 }
+                super::merge_scrub(&mut scrub_flags, &mut scrub, r.scrub_flags, &r.scrub);
                 if r.quick {
                     break;
                 }
@@ -291,6 +293,8 @@ impl Ruleset {
                 rdr: rdr.map(|r| r.0),
                 rdr_port_base: rdr.map_or(0, |r| r.1),
                 tag,
+                scrub_flags,
+                scrub,
                 ..Decision::DEFAULT_PASS
             };
         };
@@ -305,6 +309,7 @@ impl Ruleset {
         }
         let pass = r.action == Action::Pass;
         let state_icmp = icmp.is_some_and(|f| f.state_icmp);
+        super::merge_scrub(&mut scrub_flags, &mut scrub, r.scrub_flags, &r.scrub);
         Decision {
             action: r.action,
             rule: Some(m as u32),
@@ -328,6 +333,8 @@ impl Ruleset {
             },
             tag,
             route: if pass { r.route } else { None },
+            scrub_flags,
+            scrub,
         }
     }
 }

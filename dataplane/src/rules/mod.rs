@@ -5,7 +5,7 @@
 //! `$lan`, also inside lists), `#` comments, `\` line continuation, lists
 //! `{ a, b c }`, static tables `table <t> { 10/8, !10.1/16 }`, options
 //! anywhere in the file: `set limit states N`, `set timeout <pf name> <s>`
-//! / `{ ... }`, `set skip on <if>` / `{ ... }`, `set block-policy
+//! / `{ ... }` (with `adaptive.start` / `adaptive.end`, in states), `set skip on <if>` / `{ ... }`, `set block-policy
 //! drop|return` (for the block rules after it, as pfctl reads it);
 //! `include "file"` (relative to the including file, read through a
 //! [`SourceFiles`]); `antispoof [quick] for <if>|{...} [inet|inet6] [label
@@ -21,7 +21,8 @@
 //! N/S, overload <t> [flush [global]], source-track [rule|global],
 //! src.track S)] | no
 //! state] [allow-opts] [nat-to|rdr-to|binat-to <pool> [port ...] [pool
-//! type] [static-port]] [tag <t>] [[!] tagged <t>] [label "..."]`, where an
+//! type] [static-port]] [scrub (no-df, random-id, min-ttl N, max-mss N,
+//! set-tos T)] [set tos T] [tag <t>] [[!] tagged <t>] [label "..."]`, where an
 //! address is also an
 //! abbreviated network (`10/8`) or a range `a - b`, and a port name is one
 //! of OpenBSD's `/etc/services`.
@@ -58,15 +59,19 @@
 //!   matched; skip steps are computed per anchor, as pf does per ruleset;
 //! * labels are expanded per rule (`$if`, `$srcaddr`, ...) and numbered
 //!   ([`Ruleset::labels`]) so counters can be summed per label;
-//! * a matching `match` rule sets its options (`nat-to`, `rdr-to`, `tag`)
-//!   and evaluation goes on; the deciding rule's own options win
-//!   ([`Decision::nat`], [`Decision::rdr`], [`Decision::tag`]); `tag` takes
+//! * a matching `match` rule sets its options (`nat-to`, `rdr-to`, `tag`,
+//!   scrub) and evaluation goes on; the deciding rule's own options win
+//!   ([`Decision::nat`], [`Decision::rdr`], [`Decision::tag`]; scrub flags
+//!   accumulate and values are replaced, [`merge_scrub`]); `tag` takes
 //!   effect at once, `tagged` compares the packet's tag (the in pass's tag
 //!   is given to the out pass, [`Ruleset::evaluate_tagged`]);
 //! * `nat-to` only on outbound rules, `rdr-to` only on inbound ones, both
 //!   needing state unless on `match` (pfctl's `rule_consistent`);
 //!   `binat-to` expands to an outbound `nat-to` and an inbound `rdr-to`
-//!   (see [`pool`] for how a pool picks addresses and ports).
+//!   (see [`pool`] for how a pool picks addresses and ports);
+//! * adaptive timeouts: `set limit states N` without adaptive values sets
+//!   them to 60% / 120% of N, and a rule with `max N` and none of its own
+//!   gets 60% / 120% of N counted on its own states (pfctl).
 //!
 //! Deviations from pfctl, all errors rather than silent differences: a
 //! reference to an undefined table is an error (pf would create an empty
@@ -89,6 +94,8 @@ mod parser;
 pub mod pool;
 pub mod table;
 
+#[cfg(test)]
+mod scrub_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -342,6 +349,13 @@ pub struct Decision {
     pub tag: u16,
     /// `route-to` / `reply-to` of the deciding rule ([`Ruleset::route`]).
     pub route: Option<u16>,
+    /// Scrub options ([`crate::state::state_flags`] NODF, RANDOMID,
+    /// SETTOS) of the matching `match` rules and the deciding rule, or'd
+    /// (pf's `pf_rule_to_actions`).
+    pub scrub_flags: u16,
+    /// Scrub values (`max-mss`, `min-ttl`, `set tos`): each from the last
+    /// rule that set it, the deciding rule's last.
+    pub scrub: crate::state::Scrub,
 }
 
 impl Decision {
@@ -362,7 +376,38 @@ impl Decision {
         rdr_port_base: 0,
         tag: 0,
         route: None,
+        scrub_flags: 0,
+        scrub: crate::state::Scrub::NONE,
     };
+
+    /// Adds a rule's scrub options to the packet's (pf's
+    /// `pf_rule_to_actions`): flags accumulate, a value set by the rule
+    /// replaces the one before.
+    #[inline]
+    pub fn merge_scrub(&mut self, flags: u16, values: &crate::state::Scrub) {
+        merge_scrub(&mut self.scrub_flags, &mut self.scrub, flags, values);
+    }
+}
+
+/// pf's `pf_rule_to_actions` for scrub options: `flags` are or'd into
+/// `acc_flags`, each value set in `values` replaces the one in `acc`.
+#[inline]
+pub fn merge_scrub(
+    acc_flags: &mut u16,
+    acc: &mut crate::state::Scrub,
+    flags: u16,
+    values: &crate::state::Scrub,
+) {
+    *acc_flags |= flags;
+    if flags & crate::state::state_flags::SETTOS != 0 {
+        acc.set_tos = values.set_tos;
+    }
+    if values.min_ttl != 0 {
+        acc.min_ttl = values.min_ttl;
+    }
+    if values.max_mss != 0 {
+        acc.max_mss = values.max_mss;
+    }
 }
 
 /// A compiled ruleset: options, tables and the expanded rules.
@@ -464,14 +509,42 @@ impl Ruleset {
         (tag != u32::MAX && tag >> RULE_NR_BITS == self.epoch).then_some(tag & RULE_NR_MASK)
     }
 
+    /// Whether rule `nr`'s states are counted across workers (it has
+    /// `max`, or adaptive timeouts that scale with its own states): its
+    /// states must be reserved with [`Ruleset::reserve_rule_state`].
+    #[inline]
+    pub fn counts_rule_states(&self, nr: u32) -> bool {
+        self.rules
+            .get(nr as usize)
+            .is_some_and(|r| r.max_states.is_some() || r.adaptive)
+    }
+
+    /// The adaptive factor of the timeouts of rule `nr`'s states when they
+    /// scale with the rule's own states (pf: the rule's `adaptive.start`
+    /// is not 0, then its `states_cur` counts); `None` when the global
+    /// factor applies.
+    #[inline]
+    pub fn rule_timeout_scale(&self, nr: u32) -> Option<crate::timeouts::TimeoutScale> {
+        let r = self.rules.get(nr as usize).filter(|r| r.adaptive)?;
+        let t = r
+            .timeouts
+            .and_then(|t| self.rule_timeouts.get(t as usize))?;
+        Some(t.scale(self.rule_states(nr) as u64))
+    }
+
     /// Reserves a state for rule `nr` against its `max` (pf's
     /// `states_cur < max_states`); false when the rule is at its limit.
-    /// Rules without `max` always succeed and count nothing.
+    /// Rules whose states are not counted ([`Ruleset::counts_rule_states`])
+    /// always succeed and count nothing.
     #[inline]
     pub fn reserve_rule_state(&self, nr: u32) -> bool {
-        let Some(max) = self.rules.get(nr as usize).and_then(|r| r.max_states) else {
+        let Some(r) = self.rules.get(nr as usize) else {
             return true;
         };
+        if r.max_states.is_none() && !r.adaptive {
+            return true;
+        }
+        let max = r.max_states.unwrap_or(u32::MAX);
         let Some(c) = self.state_counts.get(nr as usize) else {
             return true;
         };
@@ -487,11 +560,7 @@ impl Ruleset {
     /// [`Ruleset::reserve_rule_state`] (the state is gone).
     #[inline]
     pub fn release_rule_state(&self, nr: u32) {
-        if self
-            .rules
-            .get(nr as usize)
-            .is_some_and(|r| r.max_states.is_some())
-        {
+        if self.counts_rule_states(nr) {
             if let Some(c) = self.state_counts.get(nr as usize) {
                 let _ = c.fetch_update(
                     std::sync::atomic::Ordering::AcqRel,
@@ -503,7 +572,7 @@ impl Ruleset {
     }
 
     /// States rule `nr` created that still exist (counted for rules with
-    /// `max` only).
+    /// `max` or per-rule adaptive timeouts only).
     pub fn rule_states(&self, nr: u32) -> u32 {
         self.state_counts
             .get(nr as usize)

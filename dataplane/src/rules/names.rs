@@ -414,6 +414,43 @@ pub(crate) fn icmp_code_name(af: Af, ty: u8, code: u8) -> Option<&'static str> {
 /// TCP flag letters in bit order (pfctl's `tcpflags`): F S R P A U E W.
 pub(crate) const TCP_FLAG_LETTERS: &[u8; 8] = b"FSRPAUEW";
 
+/// pfctl's TOS names (`map_tos`): DiffServ code points (RFC 2474, RFC
+/// 2597, RFC 3246) and IP precedence / RFC 1349 names, as TOS byte values.
+const TOS_NAMES: &[(&str, u8)] = &[
+    ("af11", 0x28),
+    ("af12", 0x30),
+    ("af13", 0x38),
+    ("af21", 0x48),
+    ("af22", 0x50),
+    ("af23", 0x58),
+    ("af31", 0x68),
+    ("af32", 0x70),
+    ("af33", 0x78),
+    ("af41", 0x88),
+    ("af42", 0x90),
+    ("af43", 0x98),
+    ("critical", 0xa0),
+    ("cs0", 0x00),
+    ("cs1", 0x20),
+    ("cs2", 0x40),
+    ("cs3", 0x60),
+    ("cs4", 0x80),
+    ("cs5", 0xa0),
+    ("cs6", 0xc0),
+    ("cs7", 0xe0),
+    ("ef", 0xb8),
+    ("inetcontrol", 0xc0),
+    ("lowdelay", 0x10),
+    ("netcontrol", 0xe0),
+    ("reliability", 0x04),
+    ("throughput", 0x08),
+];
+
+/// The TOS byte pfctl gives the name `name`.
+pub(crate) fn tos_by_name(name: &str) -> Option<u8> {
+    TOS_NAMES.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
 /// Parses flag letters (`"SA"`); `None` on an unknown letter.
 pub(crate) fn parse_tcp_flags(s: &str) -> Option<u8> {
     let mut f = 0u8;

@@ -163,6 +163,9 @@ pub(crate) struct StateOpts {
     /// Source tracking options (`max-src-*`, `overload`, `source-track`,
     /// `src.track`).
     pub src: SrcTrackAst,
+    /// `adaptive.start N` / `adaptive.end N` (states of this rule).
+    pub adaptive_start: Option<u32>,
+    pub adaptive_end: Option<u32>,
 }
 
 /// `source-track` as written.
@@ -250,6 +253,8 @@ pub(crate) struct RuleAst {
     pub tagged: Option<TaggedAst>,
     /// `route-to` / `reply-to`.
     pub route: Option<RouteAst>,
+    /// `scrub (...)` and `set tos`.
+    pub scrub: ScrubAst,
     /// The ICMP unreachable codes `return-icmp`/`return` answers with
     /// (IPv4, IPv6): pf's `return_icmp`/`return_icmp6`, port unreachable
     /// unless `return-icmp (code)` / `return-icmp6 (code)` say otherwise.
@@ -301,7 +306,25 @@ impl RuleAst {
             tag: None,
             tagged: None,
             route: None,
+            scrub: ScrubAst::default(),
         }
+    }
+}
+
+/// A rule's scrub options (`scrub (...)`, `set tos`), as written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ScrubAst {
+    pub no_df: bool,
+    pub random_id: bool,
+    pub min_ttl: Option<u8>,
+    pub max_mss: Option<u16>,
+    pub set_tos: Option<u8>,
+}
+
+impl ScrubAst {
+    /// Whether the rule has any scrub option.
+    pub fn is_some(&self) -> bool {
+        *self != ScrubAst::default()
     }
 }
 
@@ -359,6 +382,10 @@ pub(crate) struct Ast {
     pub timeouts: Vec<(TimeoutClass, u32)>,
     /// `set timeout src.track`.
     pub src_track_s: Option<u32>,
+    /// `set timeout adaptive.start N` (states).
+    pub adaptive_start: Option<u32>,
+    /// `set timeout adaptive.end N` (states).
+    pub adaptive_end: Option<u32>,
     pub skip: Vec<(String, Pos)>,
     pub block_policy: BlockPolicy,
     pub tables: Vec<TableDef>,
@@ -1059,6 +1086,9 @@ impl<'a> Parser<'a> {
         if rule.allow_opts {
             return Err(self.err(pos, "allow-opts cannot be specified on anchors"));
         }
+        if rule.scrub.is_some() {
+            return Err(self.err(pos, "scrub options cannot be specified on anchors"));
+        }
         let name = match (name, &body) {
             (Some((n, _)), _) => n,
             // pfctl names an unnamed inline anchor `_N`.
@@ -1185,18 +1215,24 @@ impl<'a> Parser<'a> {
             "timeout" => {
                 let items = self.list(|p| {
                     let (name, npos) = p.string("a timeout name")?;
-                    let class = match TimeoutClass::from_name(&name) {
-                        Some(c) => Some(c),
-                        None if name == "src.track" => None,
-                        None => return Err(p.err(npos, unknown_timeout(&name))),
+                    let which = match name.as_str() {
+                        "adaptive.start" => TimeoutName::AdaptiveStart,
+                        "adaptive.end" => TimeoutName::AdaptiveEnd,
+                        "src.track" => TimeoutName::SrcTrack,
+                        n => match TimeoutClass::from_name(n) {
+                            Some(class) => TimeoutName::State(class),
+                            None => return Err(p.err(npos, unknown_timeout(&name))),
+                        },
                     };
                     let (n, _) = p.number("timeout", u32::MAX as u64)?;
-                    Ok((class, n as u32))
+                    Ok((which, n as u32))
                 })?;
-                for (class, n) in items {
-                    match class {
-                        Some(c) => ast.timeouts.push((c, n)),
-                        None => ast.src_track_s = Some(n),
+                for (which, n) in items {
+                    match which {
+                        TimeoutName::State(class) => ast.timeouts.push((class, n)),
+                        TimeoutName::AdaptiveStart => ast.adaptive_start = Some(n),
+                        TimeoutName::AdaptiveEnd => ast.adaptive_end = Some(n),
+                        TimeoutName::SrcTrack => ast.src_track_s = Some(n),
                     }
                 }
             }
@@ -1409,6 +1445,7 @@ impl<'a> Parser<'a> {
             tag: None,
             tagged: None,
             route: None,
+            scrub: ScrubAst::default(),
             return_icmp,
             anchor: None,
         };
@@ -1572,8 +1609,30 @@ impl<'a> Parser<'a> {
                 "dup-to" | "fastroute" => {
                     return Err(self.err(pos, format!("{w} is not supported by dpf")));
                 }
+                "scrub" => {
+                    if rule.action == Action::Block {
+                        return Err(self.err(pos, "scrub on block rules doesn't make sense"));
+                    }
+                    self.i += 1;
+                    self.scrub_opts(&mut rule.scrub)?;
+                }
+                "set" => {
+                    if rule.action == Action::Block {
+                        return Err(self.err(pos, "set on block rules doesn't make sense"));
+                    }
+                    self.i += 1;
+                    self.filter_sets(&mut rule.scrub)?;
+                }
+                // pf before 4.6 wrote these after `scrub`; now they are
+                // scrub options.
+                "no-df" | "random-id" | "min-ttl" | "max-mss" | "set-tos" => {
+                    return Err(self.err(
+                        pos,
+                        format!("'{w}' is a scrub option: write scrub ({w} ...)"),
+                    ));
+                }
                 // pf's filter options dpf does not offer (no local
-                // sockets, queues, routing domains, scrub or af-to).
+                // sockets, queues, routing domains or af-to).
                 w if PF_ONLY_FILTER_OPTIONS.contains(&w) => {
                     return Err(self.err(pos, format!("'{w}' is not supported by dpf")));
                 }
@@ -1604,12 +1663,160 @@ impl<'a> Parser<'a> {
                 }
                 _ => {
                     return Err(self.unexpected(
-                        "flags, icmp-type, icmp6-type, keep state, no state, allow-opts, nat-to, rdr-to, binat-to, route-to, reply-to, tag, tagged, label or end of line",
+                        "flags, icmp-type, icmp6-type, keep state, no state, allow-opts, nat-to, rdr-to, binat-to, route-to, reply-to, scrub, set tos, tag, tagged, label or end of line",
                     ))
                 }
             }
         }
         Ok(())
+    }
+
+    /// `scrub (no-df, random-id, min-ttl N, max-mss N, set-tos T,
+    /// reassemble tcp)` (pfctl's `scrub_opts`; commas optional): sets the
+    /// rule's scrub options, each at most once.
+    fn scrub_opts(&mut self, scrub: &mut ScrubAst) -> Result<(), RuleError> {
+        let open = self.pos();
+        self.expect(&Tok::LParen, "'(' after scrub")?;
+        let mut any = false;
+        loop {
+            if self.eat(&Tok::RParen) {
+                break;
+            }
+            if any {
+                self.eat(&Tok::Comma);
+                if self.eat(&Tok::RParen) {
+                    break;
+                }
+            }
+            any = true;
+            let (name, pos) = self.string("a scrub option")?;
+            let again = |p: &Self| p.err(pos, format!("{name} cannot be respecified"));
+            match name.as_str() {
+                "no-df" => {
+                    if scrub.no_df {
+                        return Err(again(self));
+                    }
+                    scrub.no_df = true;
+                }
+                "random-id" => {
+                    if scrub.random_id {
+                        return Err(again(self));
+                    }
+                    scrub.random_id = true;
+                }
+                "min-ttl" => {
+                    if scrub.min_ttl.is_some() {
+                        return Err(again(self));
+                    }
+                    let (v, vpos) = self.string("a TTL")?;
+                    match v.parse::<u32>() {
+                        Ok(n) if n <= 255 && v.bytes().all(|b| b.is_ascii_digit()) => {
+                            scrub.min_ttl = Some(n as u8)
+                        }
+                        _ => return Err(self.err(vpos, format!("illegal min-ttl value {v}"))),
+                    }
+                }
+                "max-mss" => {
+                    if scrub.max_mss.is_some() {
+                        return Err(again(self));
+                    }
+                    let (v, vpos) = self.string("an MSS")?;
+                    match v.parse::<u32>() {
+                        Ok(n) if n <= 65535 && v.bytes().all(|b| b.is_ascii_digit()) => {
+                            scrub.max_mss = Some(n as u16)
+                        }
+                        _ => return Err(self.err(vpos, format!("illegal max-mss value {v}"))),
+                    }
+                }
+                "set-tos" => {
+                    if scrub.set_tos.is_some() {
+                        return Err(again(self));
+                    }
+                    scrub.set_tos = Some(self.tos()?);
+                }
+                "reassemble" => {
+                    let (v, vpos) = self.string("'tcp'")?;
+                    if !v.eq_ignore_ascii_case("tcp") {
+                        return Err(self.err(
+                            vpos,
+                            format!("scrub reassemble supports only tcp, not '{v}'"),
+                        ));
+                    }
+                    return Err(self.err(
+                        pos,
+                        "scrub (reassemble tcp) is not supported by dpf (no TCP normalisation: timestamp modulation, PAWS)",
+                    ));
+                }
+                "fragment" | "fragcache" => {
+                    return Err(self.err(
+                        pos,
+                        format!("scrub ({name} ...) is not supported by dpf (fragments are handled by set reassemble)"),
+                    ));
+                }
+                _ => {
+                    return Err(self.err(
+                        pos,
+                        format!("unknown scrub option '{name}' (expected no-df, random-id, min-ttl, max-mss, set-tos or reassemble tcp)"),
+                    ))
+                }
+            }
+        }
+        if !any {
+            return Err(self.err(open, "scrub needs at least one option"));
+        }
+        Ok(())
+    }
+
+    /// pf's `set` filter options: `set tos T` or `set (tos T, ...)`
+    /// (pfctl's `filter_sets`); `prio`, `queue` and `delay` are refused.
+    fn filter_sets(&mut self, scrub: &mut ScrubAst) -> Result<(), RuleError> {
+        let paren = self.eat(&Tok::LParen);
+        loop {
+            let (name, pos) = self.string("tos, prio, queue or delay")?;
+            match name.as_str() {
+                "tos" => {
+                    if scrub.set_tos.is_some() {
+                        return Err(self.err(pos, "tos cannot be respecified"));
+                    }
+                    scrub.set_tos = Some(self.tos()?);
+                }
+                "prio" | "queue" | "delay" => {
+                    return Err(self.err(pos, format!("set {name} is not supported by dpf")));
+                }
+                _ => {
+                    return Err(self.err(
+                        pos,
+                        format!("unknown set option '{name}' (expected tos, prio, queue or delay)"),
+                    ))
+                }
+            }
+            if !paren {
+                return Ok(());
+            }
+            self.eat(&Tok::Comma);
+            if self.eat(&Tok::RParen) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// A TOS value as pfctl reads it (`map_tos`): a DiffServ or precedence
+    /// name, `0x` hex, or decimal, 0-255.
+    fn tos(&mut self) -> Result<u8, RuleError> {
+        let (v, pos) = self.string("a TOS value")?;
+        let n = if let Some(t) = names::tos_by_name(&v) {
+            Some(t as u32)
+        } else if let Some(h) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+            u32::from_str_radix(h, 16).ok()
+        } else if v.bytes().all(|b| b.is_ascii_digit()) {
+            v.parse::<u32>().ok()
+        } else {
+            None
+        };
+        match n {
+            Some(n) if n <= 255 => Ok(n as u8),
+            _ => Err(self.err(pos, format!("illegal tos value {v}"))),
+        }
     }
 
     /// `label "text"`: a string; an unquoted number is pfctl's syntax
@@ -1744,6 +1951,20 @@ impl<'a> Parser<'a> {
                         return Err(self.err(pos, "state option 'no-sync' multiple definitions"));
                     }
                     o.no_sync = true;
+                }
+                "adaptive.start" | "adaptive.end" => {
+                    let slot = if name == "adaptive.start" {
+                        &mut o.adaptive_start
+                    } else {
+                        &mut o.adaptive_end
+                    };
+                    if slot.is_some() {
+                        return Err(
+                            self.err(pos, format!("state timeout {name} multiple definitions"))
+                        );
+                    }
+                    let (n, _) = self.number("timeout", u32::MAX as u64)?;
+                    *slot = Some(n as u32);
                 }
                 n if self.src_track_opt(n, pos, &mut o.src)? => {}
                 n => {
@@ -2066,16 +2287,9 @@ const PF_ONLY_FILTER_OPTIONS: &[&str] = &[
     "user",
     "group",
     "af-to",
-    "set",
     "received-on",
     "probability",
     "once",
-    "max-mss",
-    "min-ttl",
-    "no-df",
-    "random-id",
-    "set-tos",
-    "scrub",
     "fragment",
     "os",
     "prio",
@@ -2083,8 +2297,20 @@ const PF_ONLY_FILTER_OPTIONS: &[&str] = &[
     "tos",
 ];
 
+/// What `set timeout <name>` sets.
+enum TimeoutName {
+    /// A state timeout class.
+    State(TimeoutClass),
+    /// `adaptive.start` (a number of states).
+    AdaptiveStart,
+    /// `adaptive.end` (a number of states).
+    AdaptiveEnd,
+    /// `src.track` (seconds a source node outlives its states).
+    SrcTrack,
+}
+
 /// pf timeouts that are not state timeouts (`interval`, `frag`...).
-const PF_ONLY_TIMEOUTS: &[&str] = &["interval", "frag", "adaptive.start", "adaptive.end"];
+const PF_ONLY_TIMEOUTS: &[&str] = &["interval", "frag"];
 
 fn unknown_timeout(name: &str) -> String {
     if PF_ONLY_TIMEOUTS.contains(&name) {

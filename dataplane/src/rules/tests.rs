@@ -348,7 +348,7 @@ fn every_rule_keyword_in_canonical_text() {
         ("pass proto udp keep state", "pass proto udp all"),
         (
             "pass proto tcp keep state (max 10, sloppy)",
-            "pass proto tcp all flags S/SA keep state (max 10, sloppy)",
+            "pass proto tcp all flags S/SA keep state (max 10, sloppy, adaptive.start 6, adaptive.end 12)",
         ),
         (
             "pass keep state (no-sync, udp.first 5, tcp.first 7)",
@@ -1296,6 +1296,8 @@ fn decision_carries_rule_options() {
             rdr_port_base: 0,
             tag: 0,
             route: None,
+            scrub_flags: 0,
+            scrub: crate::state::Scrub::NONE,
         }
     );
     let t = r.state_timeouts(d.rule);

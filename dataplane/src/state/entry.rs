@@ -21,7 +21,7 @@
 //!  90  sync_updates  u8             updates since the last pfsync export (maxupd)
 //!  91  sides         u8             bit 0: which key endpoint is pf's `src` peer;
 //!                                 bit 1: translated (the shard holds a [`Translation`]);
-//!                                 bit 2: routed; bits 3-5: source tracking
+//!                                 bit 2: routed; bits 3-5: source tracking; bit 6: scrub values
 //!  92  src           Peer (18)      peer that sent the first packet
 //! 110  dst           Peer (18)      the other peer
 //! 128
@@ -35,7 +35,7 @@
 
 use crate::flow::{Addr, Direction, FlowKey, IfIndex};
 use crate::time::Instant;
-use crate::timeouts::{TimeoutClass, Timeouts};
+use crate::timeouts::{TimeoutClass, TimeoutScale, Timeouts};
 
 /// pf's per-peer TCP states (`TCPS_*` from `tcp_fsm.h`, and pf's synproxy
 /// states), as carried in `pfsync_state_peer.state` (spec/pfsync.md §3.8).
@@ -148,6 +148,7 @@ const SIDE_SRC_CONN: u8 = 32;
 /// `pfsync_state.sync_flags` bit: the state has source nodes
 /// (spec/pfsync.md §3.7, pf's `PFSYNC_FLAG_SRCNODE`).
 pub const SYNC_FLAG_SRCNODE: u8 = 0x04;
+const SIDE_SCRUBBED: u8 = 64;
 
 /// pf's `rt` values (pfsync_state `rt`): how a state routes its packets.
 pub mod route_kind {
@@ -197,6 +198,36 @@ impl StateRoute {
     }
 }
 
+/// The values of pf's scrub options a state applies to every packet
+/// (`pf_state`'s `max_mss`, `min_ttl`, `set_tos`; pfsync carries them,
+/// spec/pfsync.md §3.7). The on/off options are [`state_flags`] bits:
+/// [`state_flags::NODF`], [`state_flags::RANDOMID`],
+/// [`state_flags::SETTOS`] (which makes `set_tos` apply).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Scrub {
+    /// `max-mss`: MSS options above it are lowered to it (0 = none).
+    pub max_mss: u16,
+    /// `min-ttl`: TTL / hop limit raised to at least it (0 = none).
+    pub min_ttl: u8,
+    /// `set-tos` / `set tos`: the TOS / traffic class (ECN bits kept).
+    pub set_tos: u8,
+}
+
+impl Scrub {
+    /// No values.
+    pub const NONE: Scrub = Scrub {
+        max_mss: 0,
+        min_ttl: 0,
+        set_tos: 0,
+    };
+
+    /// Whether any value is set.
+    #[inline]
+    pub fn is_some(&self) -> bool {
+        *self != Scrub::NONE
+    }
+}
+
 /// The far side of a translated state (`nat-to`, `rdr-to`, `binat-to`):
 /// the connection's key as its packets look on the other side of the
 /// translation. [`State::key`] is the side the first packet arrived on
@@ -213,6 +244,9 @@ pub struct Translation {
     /// The state's `route-to` / `reply-to` (kept with the translation: both
     /// are what a state does to its packets beyond letting them pass).
     pub route: StateRoute,
+    /// The state's scrub values (`max-mss`, `min-ttl`, `set-tos`), kept
+    /// here for the same reason.
+    pub scrub: Scrub,
 }
 
 impl Translation {
@@ -227,6 +261,7 @@ impl Translation {
         },
         src_is_addr1: false,
         route: StateRoute::NONE,
+        scrub: Scrub::NONE,
     };
 
     /// Whether this describes a translation.
@@ -454,6 +489,30 @@ impl State {
         self.sides &= !(SIDE_SRC_TRACKED | SIDE_SRC_GLOBAL | SIDE_SRC_CONN);
     }
 
+    /// Whether the state has scrub values (held by its shard with the
+    /// translation, [`Translation::scrub`]).
+    #[inline]
+    pub fn is_scrubbed(&self) -> bool {
+        self.sides & SIDE_SCRUBBED != 0
+    }
+
+    /// Whether the shard holds a [`Translation`] record for the state (a
+    /// translation, a route or scrub values).
+    #[inline]
+    pub fn has_side_record(&self) -> bool {
+        self.sides & (SIDE_TRANSLATED | SIDE_ROUTED | SIDE_SCRUBBED) != 0
+    }
+
+    /// Marks the state scrubbed or not (only the shard does).
+    #[inline]
+    pub(crate) fn set_scrubbed(&mut self, on: bool) {
+        if on {
+            self.sides |= SIDE_SCRUBBED;
+        } else {
+            self.sides &= !SIDE_SCRUBBED;
+        }
+    }
+
     /// Marks the state routed or not (only the shard does).
     #[inline]
     pub(crate) fn set_routed(&mut self, on: bool) {
@@ -572,12 +631,35 @@ impl State {
     /// `last_seen_s + timeout_s <= now_s`.
     #[inline]
     pub fn is_expired(&self, now: Instant, timeouts: &Timeouts) -> bool {
-        self.last_seen_s as u64 + timeouts.secs(self.timeout) as u64 <= secs_of(now) as u64
+        self.is_expired_scaled(now, timeouts, TimeoutScale::NONE)
+    }
+
+    /// [`State::is_expired`] with pf's adaptive factor applied to the
+    /// timeout (`last_seen_s + scaled(timeout_s) <= now_s`).
+    #[inline]
+    pub fn is_expired_scaled(
+        &self,
+        now: Instant,
+        timeouts: &Timeouts,
+        scale: TimeoutScale,
+    ) -> bool {
+        scale.expired(self.last_seen_s, timeouts.secs(self.timeout), secs_of(now))
     }
 
     /// Seconds until expiry at `now`, 0 if expired (pfsync `expire`).
     pub fn expire_in_s(&self, now: Instant, timeouts: &Timeouts) -> u32 {
-        let end = self.last_seen_s as u64 + timeouts.secs(self.timeout) as u64;
+        self.expire_in_s_scaled(now, timeouts, TimeoutScale::NONE)
+    }
+
+    /// [`State::expire_in_s`] with pf's adaptive factor applied (what pf
+    /// exports: spec/pfsync.md §3.7, `expire` includes the scaling).
+    pub fn expire_in_s_scaled(
+        &self,
+        now: Instant,
+        timeouts: &Timeouts,
+        scale: TimeoutScale,
+    ) -> u32 {
+        let end = self.last_seen_s as u64 + scale.scaled(timeouts.secs(self.timeout));
         end.saturating_sub(secs_of(now) as u64).min(u32::MAX as u64) as u32
     }
 

@@ -55,7 +55,7 @@ pub mod track;
 mod track_tests;
 
 pub use entry::{
-    route_kind, state_flags, tcps, udps, Peer, State, StateRoute, Translation, NO_RULE,
+    route_kind, state_flags, tcps, udps, Peer, Scrub, State, StateRoute, Translation, NO_RULE,
     ROUTE_PORT_LOOKUP, SYNC_FLAG_SRCNODE, WSCALE_FLAG, WSCALE_MASK,
 };
 pub use merge::{merge_peer_update, MergeOutcome};

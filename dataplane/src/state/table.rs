@@ -7,8 +7,9 @@
 //! slab      [State; N]          128 B per state, the states themselves
 //! occupied  [u64; N/64]         1 bit per slab slot
 //! free      [u32; N]            stack of free slab slots
-//! xlate     [Translation; N]    62 B per state: the far key of a translated
-//!                               state, the route of a routed one
+//! xlate     [Translation; N]    66 B per state: the far key of a translated
+//!                               state, the route of a routed one, the
+//!                               scrub values of a scrubbed one
 //! by_key    [Bucket; 2N/6]      key index:  hash tag -> slab slot (a
 //!                               translated state has two entries: the
 //!                               second, for its far key, has bit 31 set)
@@ -16,7 +17,7 @@
 //! Bucket    64 B, cache-line aligned: tags [u32; 8] + slots [u32; 8]
 //! ```
 //!
-//! ≈ 226 bytes per state of capacity in all (see
+//! ≈ 230 bytes per state of capacity in all (see
 //! [`Shard::memory_bytes_for`]).
 //!
 //! Each index is open addressing over buckets of 8 ways with linear probing
@@ -54,7 +55,7 @@ use super::entry::{State, Translation};
 use crate::cpu::{eq_mask8, prefetch_read};
 use crate::flow::{identity_hash, FlowKey};
 use crate::time::Instant;
-use crate::timeouts::Timeouts;
+use crate::timeouts::{TimeoutScale, Timeouts};
 
 /// Default number of states per shard.
 pub const DEFAULT_CAPACITY: usize = 100_000;
@@ -531,7 +532,7 @@ impl Shard {
     #[inline]
     pub fn translation(&self, slot: SlotId) -> Option<&Translation> {
         let st = self.get(slot)?;
-        if st.is_translated() || st.is_routed() {
+        if st.has_side_record() {
             self.xlate.get(slot.index())
         } else {
             None
@@ -621,8 +622,10 @@ impl Shard {
     ) -> Result<SlotId, InsertError> {
         let translated = translation.is_some() && translation.key != *state.key();
         let routed = translation.route.kind != crate::state::route_kind::NONE;
+        let scrubbed = translation.scrub.is_some();
         state.set_translated(translated);
         state.set_routed(routed);
+        state.set_scrubbed(scrubbed);
         let hash = state.key().symmetric_hash();
         if let Some(s) = self.lookup(state.key(), hash) {
             return Err(InsertError::Exists(s));
@@ -662,12 +665,13 @@ impl Shard {
             }
             self.translated += 1;
         }
-        if translated || routed {
+        if translated || routed || scrubbed {
             self.xlate[slot as usize] = if translated {
                 translation
             } else {
                 Translation {
                     route: translation.route,
+                    scrub: translation.scrub,
                     ..Translation::NONE
                 }
             };
@@ -720,12 +724,20 @@ impl Shard {
         } else {
             self.xlate[i].route
         };
+        // So do scrub values.
+        let scrub = if translation.scrub.is_some() {
+            translation.scrub
+        } else {
+            self.xlate[i].scrub
+        };
         self.xlate[i] = Translation {
             route,
+            scrub,
             ..translation
         };
         self.slab[i].set_translated(true);
         self.slab[i].set_routed(route.kind != crate::state::route_kind::NONE);
+        self.slab[i].set_scrubbed(scrub.is_some());
         self.translated += 1;
         // A lookup of the far key now finds this state.
         self.generation = self.generation.wrapping_add(1);
@@ -758,7 +770,7 @@ impl Shard {
                 self.far_removals_lost += 1;
             }
         }
-        if st.is_translated() || st.is_routed() {
+        if st.has_side_record() {
             self.xlate[i] = Translation::NONE;
         }
         self.set_occupied(i, false);
@@ -798,7 +810,7 @@ impl Shard {
             return None;
         }
         let st = self.slab.get_mut(i)?;
-        let tr = if st.is_translated() || st.is_routed() {
+        let tr = if st.has_side_record() {
             self.xlate.get(i).copied().unwrap_or(Translation::NONE)
         } else {
             Translation::NONE
@@ -840,7 +852,7 @@ impl Shard {
         self.expire_slice_visit(
             now,
             budget_slots,
-            |_| timeouts,
+            |_| (timeouts, TimeoutScale::NONE),
             |st, _, expired| {
                 if expired {
                     on_expired(st)
@@ -852,12 +864,13 @@ impl Shard {
     /// [`Shard::expire_slice`] that hands every state it examines to
     /// `visit`: `(state, true)` for one it removed, `(state, false)` for one
     /// it keeps (pfsync re-sends the live states marked owed). `timeouts`
-    /// gives each state's timeouts (a rule's `keep state (<timeout> N)`).
+    /// gives each state's timeouts (a rule's `keep state (<timeout> N)`)
+    /// and the adaptive factor they are scaled by now.
     pub fn expire_slice_visit<'t>(
         &mut self,
         now: Instant,
         budget_slots: usize,
-        timeouts: impl Fn(&State) -> &'t Timeouts,
+        timeouts: impl Fn(&State) -> (&'t Timeouts, TimeoutScale),
         mut visit: impl FnMut(&mut State, &Translation, bool),
     ) -> usize {
         let cap = self.slab.len();
@@ -868,12 +881,12 @@ impl Shard {
             if !self.is_occupied(i) {
                 continue;
             }
-            let expired = self
-                .slab
-                .get(i)
-                .is_some_and(|st| st.is_expired(now, timeouts(st)));
+            let expired = self.slab.get(i).is_some_and(|st| {
+                let (t, scale) = timeouts(st);
+                st.is_expired_scaled(now, t, scale)
+            });
             let tr = match self.slab.get(i) {
-                Some(st) if st.is_translated() || st.is_routed() => self.xlate[i],
+                Some(st) if st.has_side_record() => self.xlate[i],
                 _ => Translation::NONE,
             };
             if expired {
@@ -905,7 +918,7 @@ impl Shard {
         for i in from..end {
             if self.is_occupied(i) {
                 if let Some(st) = self.slab.get(i) {
-                    let tr = if st.is_translated() || st.is_routed() {
+                    let tr = if st.has_side_record() {
                         &self.xlate[i]
                     } else {
                         &Translation::NONE
@@ -1054,16 +1067,17 @@ mod tests {
     }
 
     #[test]
-    fn memory_is_at_most_230_bytes_per_state() {
-        // 128 the state, 62 its translation and route, ~32 the two indexes
-        // (the key index holds two entries per translated state).
+    fn memory_is_at_most_231_bytes_per_state() {
+        // 128 the state, 66 its translation, route and scrub values, ~32
+        // the two indexes (the key index holds two entries per translated
+        // state).
         for cap in [1000usize, DEFAULT_CAPACITY, 1_000_000, 10_000_000] {
             let per = Shard::memory_bytes_for(cap) as f64 / cap as f64;
-            assert!(per <= 230.0, "capacity {cap}: {per} bytes per state");
+            assert!(per <= 231.0, "capacity {cap}: {per} bytes per state");
         }
         let sh = Shard::new(DEFAULT_CAPACITY, 0).unwrap();
         assert_eq!(sh.memory_bytes(), Shard::memory_bytes_for(DEFAULT_CAPACITY));
-        assert!(sh.memory_bytes() <= 230 * DEFAULT_CAPACITY);
+        assert!(sh.memory_bytes() <= 231 * DEFAULT_CAPACITY);
     }
 
     #[test]
@@ -1565,6 +1579,7 @@ mod translation_tests {
             key: kb,
             src_is_addr1: sb,
             route: Default::default(),
+            scrub: Default::default(),
         };
         let slot = sh.insert_translated(st, tr).unwrap();
         assert_eq!(
@@ -1605,6 +1620,7 @@ mod translation_tests {
             key: kb,
             src_is_addr1: sb,
             route: Default::default(),
+            scrub: Default::default(),
         };
         let slot = sh.insert(State::new(ka, sa, 1, 7, t)).unwrap();
         let gen = sh.generation();
@@ -1625,6 +1641,7 @@ mod translation_tests {
             key: kc,
             src_is_addr1: sc,
             route: Default::default(),
+            scrub: Default::default(),
         };
         assert_eq!(
             sh.attach_translation(slot, other),
@@ -1645,6 +1662,7 @@ mod translation_tests {
             key: kd,
             src_is_addr1: sd,
             route: Default::default(),
+            scrub: Default::default(),
         };
         assert_eq!(sh.attach_translation(second, own), Ok(()));
         assert_eq!(sh.translation(second), None);
