@@ -7,7 +7,7 @@
 //! ```text
 //! classify ─ bad header ──────────────────────────────► Drop(BadHeader)
 //!    │ ARP / non-IP ──────────────────────────────────► Forward(peer)   (a bridge passes non-IP)
-//!    │ IP fragment ───────────────────────────────────► Drop(Fragment)  (no reassembly yet: fail closed)
+//!    │ IP fragment ─► reassembled by its datagram's owner, then decided whole (see `reassembly`)
 //!    ▼ IP
 //! owner = symmetric hash % workers ── not me ─────────► Handoff(owner)
 //!    ▼
@@ -51,6 +51,9 @@ use crate::wire::{build, classify, Classified, EthernetAddress, FrameKind, WireE
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+mod reassembly;
+pub use reassembly::Arrival;
+
 /// Most ports dpf drives.
 pub const MAX_PORTS: usize = 16;
 
@@ -87,6 +90,10 @@ pub struct PipelineConfig {
     pub states_total: Arc<AtomicUsize>,
     /// Wire mode: the non-IP EtherTypes the bridge forwards.
     pub pass_ethertypes: EtherTypeSet,
+    /// Fragments this worker's reassembly table can hold (`set limit
+    /// frags` over the workers, bounded by the packet buffers the daemon
+    /// has); allocated once.
+    pub frag_capacity: usize,
 }
 
 impl Default for PipelineConfig {
@@ -98,6 +105,7 @@ impl Default for PipelineConfig {
             creatorid: 0,
             states_total: Arc::new(AtomicUsize::new(0)),
             pass_ethertypes: EtherTypeSet::default(),
+            frag_capacity: 4096,
         }
     }
 }
@@ -323,6 +331,11 @@ pub struct Pipeline {
     /// The packet being decided was sent here by another worker's alias:
     /// it is not redirected again.
     redirected: bool,
+    /// Datagrams under reassembly (their frames are the worker's).
+    frags: crate::frag::FragTable,
+    /// Where a reassembled datagram is joined to be decided
+    /// ([`crate::frag::SCRATCH_LEN`] bytes).
+    frag_scratch: Box<[u8]>,
     /// This worker's counters.
     pub counters: WorkerCounters,
 }
@@ -357,6 +370,7 @@ impl Pipeline {
             | 1;
         let tables_epoch = rules.table_epoch();
         let tables = rules.table_set();
+        let frags = crate::frag::FragTable::new(config.frag_capacity);
         Pipeline {
             config,
             rules,
@@ -379,6 +393,8 @@ impl Pipeline {
             alias_out: Vec::new(),
             alias_in: Vec::new(),
             redirected: false,
+            frags,
+            frag_scratch: vec![0; crate::frag::SCRATCH_LEN].into_boxed_slice(),
             counters: WorkerCounters::default(),
         }
     }
@@ -1039,8 +1055,11 @@ impl Pipeline {
         self.counters.states = new as u64;
     }
 
-    /// Expires states: examines at most `budget_slots` slots.
+    /// Expires states: examines at most `budget_slots` slots. Also drops
+    /// the datagrams whose reassembly took longer than `set timeout frag`.
     pub fn expire(&mut self, now: Instant, budget_slots: usize) -> usize {
+        let frag_timeout = self.rules.options.frag_timeout_s;
+        self.frags.expire(now, frag_timeout, &mut self.counters);
         let (shard, sync, counters) = (&mut self.shard, &mut self.sync, &mut self.counters);
         let (config, rules, recent) = (&self.config, &*self.rules, &self.recent_rules[..]);
         let rule_counters = &mut self.rule_counters;
@@ -1296,7 +1315,8 @@ impl Pipeline {
                 l4_offset,
             } => {
                 if fragment {
-                    return Verdict::Drop(DropReason::Fragment);
+                    let l3 = classified.l3_offset as usize;
+                    return self.fragment_in(frame, l3, in_port, now, owned);
                 }
                 let passes = Passes::Both {
                     in_port,
@@ -1388,7 +1408,7 @@ impl Pipeline {
             }
         }
         if fragment {
-            return Verdict::Drop(DropReason::Fragment);
+            return self.fragment_in(frame, l3, in_port, now, owned);
         }
         self.pending = None;
         self.pending_route = None;

@@ -471,21 +471,34 @@ impl Control<'_> {
             Request::FlushRules { anchor: None } => self.flush_rules(),
             Request::FlushRules { anchor: Some(a) } => self.load_anchor(&a, None),
             Request::ShowTimeouts => {
-                let t = self.rules.load().options.timeouts;
-                Ok(to_value(
-                    &dataplane::timeouts::TimeoutClass::ALL
-                        .iter()
-                        .map(|c| LimitEntry {
-                            name: c.name().to_string(),
-                            value: t.secs(*c).into(),
-                        })
-                        .collect::<Vec<_>>(),
-                ))
+                let o = &self.rules.load().options;
+                let t = o.timeouts;
+                let mut all: Vec<LimitEntry> = dataplane::timeouts::TimeoutClass::ALL
+                    .iter()
+                    .map(|c| LimitEntry {
+                        name: c.name().to_string(),
+                        value: t.secs(*c).into(),
+                    })
+                    .collect();
+                all.push(LimitEntry {
+                    name: "frag".into(),
+                    value: o.frag_timeout_s.into(),
+                });
+                Ok(to_value(&all))
             }
-            Request::ShowMemory => Ok(to_value(&vec![LimitEntry {
-                name: "states".into(),
-                value: self.rules.load().options.limit_states.into(),
-            }])),
+            Request::ShowMemory => {
+                let o = &self.rules.load().options;
+                Ok(to_value(&vec![
+                    LimitEntry {
+                        name: "states".into(),
+                        value: o.limit_states.into(),
+                    },
+                    LimitEntry {
+                        name: "frags".into(),
+                        value: o.limit_frags.into(),
+                    },
+                ]))
+            }
             Request::ShowRoutes => Ok(self.routes()),
             Request::ShowCarp { name } => self.carp_show(name.as_deref()),
             Request::CarpSet { name, words } => self.carp_set(&name, &words),
@@ -823,6 +836,13 @@ impl Control<'_> {
             notes.push(format!(
                 "set limit states {} takes effect at the next start (state tables are sized at start; now {old_limit})",
                 ruleset.options.limit_states
+            ));
+        }
+        let old_frags = self.rules.load().options.limit_frags;
+        if ruleset.options.limit_frags > old_frags {
+            notes.push(format!(
+                "set limit frags {} above {old_frags} takes effect at the next start (reassembly tables are sized at start; a lower limit holds at once)",
+                ruleset.options.limit_frags
             ));
         }
         // pf's reload: tables defined without addresses keep their

@@ -34,7 +34,8 @@ pub fn replay(
     }
     let workers = workers.max(1);
     let per_shard = shard_capacity(ruleset.options.limit_states, workers);
-    let cfg = pipeline_config(config, workers, creatorid);
+    let mut cfg = pipeline_config(config, workers, creatorid);
+    cfg.frag_capacity = frag_capacity(ruleset.options.limit_frags, workers, config.mbufs);
     let rules = Arc::new(ruleset);
     // Replay has no ports: interfaces without a configured mac get
     // 02:00:00:00:00:<index+1>.

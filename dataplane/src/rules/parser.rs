@@ -311,6 +311,12 @@ pub(crate) struct TableDef {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Ast {
     pub limit_states: Option<u32>,
+    /// `set limit frags`.
+    pub limit_frags: Option<u32>,
+    /// `set timeout frag` (seconds).
+    pub frag_timeout: Option<u32>,
+    /// `set reassemble yes|no [no-df]`: (reassemble, no-df).
+    pub reassemble: Option<(bool, bool)>,
     pub timeouts: Vec<(TimeoutClass, u32)>,
     pub skip: Vec<(String, Pos)>,
     pub block_policy: BlockPolicy,
@@ -1118,27 +1124,56 @@ impl<'a> Parser<'a> {
             "limit" => {
                 let items = self.list(|p| {
                     let (name, npos) = p.string("a limit name")?;
-                    if name != "states" {
+                    if name != "states" && name != "frags" {
                         return Err(p.err(
                             npos,
-                            format!("set limit {name} is not supported by dpf (only 'states')"),
+                            format!(
+                                "set limit {name} is not supported by dpf (only 'states' and 'frags')"
+                            ),
                         ));
                     }
                     let (n, _) = p.number("limit", u32::MAX as u64)?;
-                    Ok(n as u32)
+                    Ok((name == "frags", n as u32))
                 })?;
-                ast.limit_states = items.last().copied();
+                for (frags, n) in items {
+                    if frags {
+                        ast.limit_frags = Some(n);
+                    } else {
+                        ast.limit_states = Some(n);
+                    }
+                }
             }
             "timeout" => {
                 let items = self.list(|p| {
                     let (name, npos) = p.string("a timeout name")?;
-                    let Some(class) = TimeoutClass::from_name(&name) else {
+                    let class = TimeoutClass::from_name(&name);
+                    if class.is_none() && name != "frag" {
                         return Err(p.err(npos, unknown_timeout(&name)));
-                    };
+                    }
                     let (n, _) = p.number("timeout", u32::MAX as u64)?;
                     Ok((class, n as u32))
                 })?;
-                ast.timeouts.extend(items);
+                for (class, secs) in items {
+                    match class {
+                        Some(c) => ast.timeouts.push((c, secs)),
+                        None => ast.frag_timeout = Some(secs),
+                    }
+                }
+            }
+            "reassemble" => {
+                let (v, vpos) = self.string("'yes' or 'no'")?;
+                let on = match v.as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    _ => {
+                        return Err(self.err(
+                            vpos,
+                            format!("unknown reassemble value '{v}', expected 'yes' or 'no'"),
+                        ))
+                    }
+                };
+                let no_df = self.eat_kw("no-df");
+                ast.reassemble = Some((on, no_df));
             }
             "skip" => {
                 self.expect_kw("on")?;
@@ -1935,10 +1970,10 @@ const PF_ONLY_FILTER_OPTIONS: &[&str] = &[
     "tos",
 ];
 
-/// pf timeouts that are not state timeouts (`interval`, `frag`...).
+/// pf timeouts that are not state timeouts (`interval`...) and that dpf
+/// does not have (`frag` is read by `set timeout` itself).
 const PF_ONLY_TIMEOUTS: &[&str] = &[
     "interval",
-    "frag",
     "src.track",
     "adaptive.start",
     "adaptive.end",
@@ -1948,7 +1983,8 @@ fn unknown_timeout(name: &str) -> String {
     if PF_ONLY_TIMEOUTS.contains(&name) {
         format!("timeout {name} is not supported by dpf")
     } else {
-        let all: Vec<&str> = TimeoutClass::ALL.iter().map(|c| c.name()).collect();
+        let mut all: Vec<&str> = TimeoutClass::ALL.iter().map(|c| c.name()).collect();
+        all.push("frag");
         format!(
             "unknown timeout {name} (expected one of {})",
             all.join(", ")
