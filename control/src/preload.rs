@@ -212,7 +212,8 @@ fn drain_fragments(
             let (mut decider, mut arrival) = (w, Arrival::Reassembled);
             loop {
                 let mut refs: Vec<&mut [u8]> = frames.iter_mut().map(|f| &mut f[..]).collect();
-                let v = pipelines[decider].process_reassembled(&mut refs, ready.in_port, now, arrival);
+                let v =
+                    pipelines[decider].process_reassembled(&mut refs, ready.in_port, now, arrival);
                 match v {
                     Verdict::Handoff(owner)
                         if arrival != Arrival::Redirected && (owner as usize) < pipelines.len() =>

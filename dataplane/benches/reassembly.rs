@@ -14,8 +14,8 @@ mod common;
 use common::{config, tsc, CycleTally, BURST};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dataplane::counters::{DropReason, Verdict};
-use dataplane::frag::FRAGS_PER_DATAGRAM;
 use dataplane::flow::IfIndex;
+use dataplane::frag::FRAGS_PER_DATAGRAM;
 use dataplane::pipeline::{Arrival, Pipeline, PipelineConfig};
 use dataplane::rules::{RuleEnv, Ruleset};
 use dataplane::state::Shard;
@@ -104,7 +104,8 @@ fn run(p: &mut Pipeline, frames: &mut [Vec<u8>], held: &mut [usize], now: Instan
             for k in 0..r.fragments {
                 taken[k] = std::mem::take(&mut frames[held[entries[k] as usize]]);
             }
-            let mut refs: [&mut [u8]; FRAGS_PER_DATAGRAM] = std::array::from_fn(|_| Default::default());
+            let mut refs: [&mut [u8]; FRAGS_PER_DATAGRAM] =
+                std::array::from_fn(|_| Default::default());
             for (r, t) in refs.iter_mut().zip(taken.iter_mut()) {
                 *r = &mut t[..];
             }

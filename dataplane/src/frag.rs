@@ -149,6 +149,8 @@ pub struct FragTable {
     free_entries: usize,
     /// Entries of dropped datagrams whose frames the caller must free.
     released: u32,
+    /// How many.
+    released_n: usize,
     datagrams: Box<[Datagram]>,
     free_dgram: u32,
     buckets: Box<[u32]>,
@@ -184,6 +186,7 @@ impl FragTable {
             free_entry: 0,
             free_entries: capacity,
             released: NONE,
+            released_n: 0,
             datagrams,
             free_dgram: 0,
             buckets: vec![NONE; nbuckets].into_boxed_slice(),
@@ -199,9 +202,10 @@ impl FragTable {
         self.entries.len()
     }
 
-    /// Fragments held now (assembling, ready or awaiting release).
+    /// Fragments held now (assembling, or complete and not yet taken);
+    /// dropped ones awaiting [`FragTable::release`] do not count.
     pub fn held(&self) -> usize {
-        self.entries.len() - self.free_entries
+        self.entries.len() - self.free_entries - self.released_n
     }
 
     /// Bytes of memory the table uses.
@@ -251,7 +255,7 @@ impl FragTable {
         let end = u32::from(off) + u32::from(len);
         // pf_fillup_fragment: no empty fragments, 8-byte multiples but for
         // the last, nothing past 65535.
-        if len == 0 || (more && len % 8 != 0) || end as usize > IP_MAXPACKET {
+        if len == 0 || (more && !len.is_multiple_of(8)) || end as usize > IP_MAXPACKET {
             return Err(DropReason::FragmentBad);
         }
         // A full table drops its oldest datagrams first (maybe this one).
@@ -485,6 +489,7 @@ impl FragTable {
             let next = entry.next;
             entry.next = self.released;
             self.released = e;
+            self.released_n += 1;
             counters.drop(reason);
             e = next;
         }
@@ -540,6 +545,7 @@ impl FragTable {
         while self.released != NONE {
             let e = self.released;
             self.released = self.entries.get(e as usize).map_or(NONE, |x| x.next);
+            self.released_n -= 1;
             free(e);
             self.put_entry(e);
         }
@@ -608,7 +614,12 @@ pub fn parse(frame: &[u8], l3: usize) -> Option<Fragment> {
             }
             let flags = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]);
             let a = |at: usize| -> Option<Addr> {
-                Some(Addr::v4([*ip.get(at)?, *ip.get(at + 1)?, *ip.get(at + 2)?, *ip.get(at + 3)?]))
+                Some(Addr::v4([
+                    *ip.get(at)?,
+                    *ip.get(at + 1)?,
+                    *ip.get(at + 2)?,
+                    *ip.get(at + 3)?,
+                ]))
             };
             Some(Fragment {
                 af: Af::Inet,
@@ -819,8 +830,10 @@ pub fn split(frames: &mut [&mut [u8]], scratch: &[u8], joined: &Joined, clear_df
         };
         let len = usize::from(h.len);
         let from = ds + usize::from(h.off);
-        let (Some(src), Some(dst)) = (scratch.get(from..from + len), f.get_mut(h.data..h.data + len))
-        else {
+        let (Some(src), Some(dst)) = (
+            scratch.get(from..from + len),
+            f.get_mut(h.data..h.data + len),
+        ) else {
             return false;
         };
         dst.copy_from_slice(src);

@@ -1280,6 +1280,8 @@ impl Pipeline {
             Verdict::Hold(_) => self.counters.deferred += 1,
             // Counted `forwarded` or dropped when released.
             Verdict::AwaitNeighbor(_) => self.counters.neighbor_held += 1,
+            // Counted with its datagram: forwarded or dropped.
+            Verdict::Reassembly(_) => {}
         }
     }
 

@@ -476,7 +476,14 @@ impl Worker {
                 self.pipeline.counters.drops[DropReason::Unclassified as usize] += k as u64;
                 continue;
             }
-            self.decide_reassembled(&ms[..k], ready.in_port, Arrival::Reassembled, tx, queue, now);
+            self.decide_reassembled(
+                &ms[..k],
+                ready.in_port,
+                Arrival::Reassembled,
+                tx,
+                queue,
+                now,
+            );
         }
     }
 
@@ -494,7 +501,8 @@ impl Worker {
         now: Instant,
     ) {
         let n = ms.len().min(FRAGS_PER_DATAGRAM);
-        let mut frames: [&mut [u8]; FRAGS_PER_DATAGRAM] = std::array::from_fn(|_| Default::default());
+        let mut frames: [&mut [u8]; FRAGS_PER_DATAGRAM] =
+            std::array::from_fn(|_| Default::default());
         for (f, &m) in frames.iter_mut().zip(&ms[..n]) {
             // SAFETY: each fragment mbuf is ours alone and borrowed once,
             // until the verdict is acted on.
@@ -567,7 +575,11 @@ impl Worker {
 /// Keeps a fragment the reassembly table took at `entry` (freed if the
 /// entry is out of range, which the table never gives).
 #[inline]
-fn keep_fragment(frag_mbufs: &mut [*mut dpdk_sys::rte_mbuf], entry: u32, m: *mut dpdk_sys::rte_mbuf) {
+fn keep_fragment(
+    frag_mbufs: &mut [*mut dpdk_sys::rte_mbuf],
+    entry: u32,
+    m: *mut dpdk_sys::rte_mbuf,
+) {
     match frag_mbufs.get_mut(entry as usize) {
         Some(slot) => *slot = m,
         // SAFETY: we own m; freed once.

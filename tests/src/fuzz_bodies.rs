@@ -1902,9 +1902,9 @@ pub fn import_records_run(data: &[u8]) -> dataplane::counters::WorkerCounters {
                     Verdict::Handoff(w) => panic!("handed to {w} with one worker"),
                     Verdict::Hold(_) => assert!(flags & 2 != 0, "held without defer"),
                     Verdict::SlowPath(_)
-                | Verdict::Drop(_)
-                | Verdict::AwaitNeighbor(_)
-                | Verdict::Reassembly(_) => {}
+                    | Verdict::Drop(_)
+                    | Verdict::AwaitNeighbor(_)
+                    | Verdict::Reassembly(_) => {}
                 }
             }
             now = now + dataplane::time::Duration::from_secs(u64::from(input.u8()));

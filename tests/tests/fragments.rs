@@ -9,7 +9,7 @@
 use dataplane::wire::checksum;
 use dpf_tests::frames::{frame_with, Arrival, L4};
 use dpf_tests::netns::{must, Namespaces};
-use dpf_tests::{dpf_bin, eal_args, scratch, Proc};
+use dpf_tests::{dpf_bin, dpfctl_bin, eal_args, scratch, Proc};
 use serde_json::Value;
 use std::net::IpAddr;
 use std::process::Command;
@@ -115,9 +115,8 @@ fn fragments(whole: &[u8], pieces: &[Piece], id: u32, df: bool) -> Vec<Vec<u8>> 
                 f.extend_from_slice(&data[off..off + len]);
                 let ipf = &mut f[14..34];
                 ipf[2..4].copy_from_slice(&((20 + len) as u16).to_be_bytes());
-                let flags = (off / 8) as u16
-                    | if more { 0x2000 } else { 0 }
-                    | if df { 0x4000 } else { 0 };
+                let flags =
+                    (off / 8) as u16 | if more { 0x2000 } else { 0 } | if df { 0x4000 } else { 0 };
                 ipf[6..8].copy_from_slice(&flags.to_be_bytes());
                 ipf[10..12].copy_from_slice(&[0, 0]);
                 let c = !checksum::data(ipf);
@@ -246,7 +245,11 @@ fn overlaps_and_teardrop_drop_the_whole_datagram() {
             assert!(out.is_empty(), "{dst} {name}");
             // The two overlapping ones; the third starts a datagram that
             // never completes.
-            assert_eq!(drops(&stats, "fragment-overlap"), 2, "{dst} {name}: {stats}");
+            assert_eq!(
+                drops(&stats, "fragment-overlap"),
+                2,
+                "{dst} {name}: {stats}"
+            );
             assert_eq!(stats["reassembled"], 0);
         }
     }
@@ -333,7 +336,10 @@ fn df_fragments_are_dropped_unless_no_df() {
 
 /// Real traffic: hosts `a` (10.1.0.2, 2001:db8:1::2) and `b` (10.2.0.2,
 /// 2001:db8:2::2) in their own namespaces, dpf routing between them in a
-/// third over af_packet veths; an 8 KiB UDP datagram (six fragments at
+/// third over veths read with libpcap (`net_pcap,iface=`: DPDK's
+/// af_packet PMD joins its socket to a fanout group with the kernel's
+/// IPv4 defragmentation on, so dpf would never see IPv4 fragments
+/// through it); an 8 KiB UDP datagram (six fragments at
 /// MTU 1500) crosses dpf both ways of addressing, and a `set reassemble
 /// no` dpf lets none through.
 #[test]
@@ -356,9 +362,13 @@ fn an_8k_udp_datagram_crosses_dpf_between_namespaces() {
         must(&format!("ip -n {fw} link set {dev} up"));
         must(&format!("ip -n {host} link set eth0 up"));
         must(&format!("ip -n {host} addr add 10.{n}.0.2/24 dev eth0"));
-        must(&format!("ip -n {host} addr add 2001:db8:{n}::2/64 dev eth0 nodad"));
+        must(&format!(
+            "ip -n {host} addr add 2001:db8:{n}::2/64 dev eth0 nodad"
+        ));
         must(&format!("ip -n {host} route add default via 10.{n}.0.1"));
-        must(&format!("ip -n {host} -6 route add default via 2001:db8:{n}::1"));
+        must(&format!(
+            "ip -n {host} -6 route add default via 2001:db8:{n}::1"
+        ));
         must(&format!(
             "ip -n {host} neigh add 10.{n}.0.1 lladdr {} dev eth0 nud permanent",
             mac(fwmac)
@@ -373,7 +383,9 @@ fn an_8k_udp_datagram_crosses_dpf_between_namespaces() {
         let rules = dir.path().join(format!("{tag}.conf"));
         std::fs::write(
             &rules,
-            format!("set reassemble {reassemble}\nblock all\npass proto udp to port 9999 keep state\n"),
+            format!(
+                "set reassemble {reassemble}\nblock all\npass proto udp to port 9999 keep state\n"
+            ),
         )
         .unwrap();
         let sock = dir.path().join(format!("{tag}.sock"));
@@ -388,11 +400,13 @@ mode = "router"
 rules = "{rules}"
 [[port]]
 name = "lan0"
-device = "net_af_packet0,iface=l0"
+device = "net_pcap0,iface=l0"
+mac = "{fa}"
 addresses = ["10.1.0.1/24", "2001:db8:1::1/64"]
 [[port]]
 name = "wan0"
-device = "net_af_packet1,iface=w0"
+device = "net_pcap1,iface=w0"
+mac = "{fb}"
 addresses = ["10.2.0.1/24", "2001:db8:2::1/64"]
 [[neighbor]]
 ip = "10.2.0.2"
@@ -413,6 +427,8 @@ socket = "{sock}"
                 rules = rules.display(),
                 mb = mac(0x0b),
                 ma = mac(0x0a),
+                fa = mac(0x01),
+                fb = mac(0x02),
                 sock = sock.display(),
             ),
         )
@@ -468,10 +484,22 @@ for _ in range(20):
             drop(tx);
             out.status.code() == Some(0)
         });
+        let info = Command::new(dpfctl_bin())
+            .arg("--socket")
+            .arg(&sock)
+            .args(["--json", "-s", "info"])
+            .output()
+            .unwrap();
+        let info: Value = serde_json::from_slice(&info.stdout).unwrap_or(Value::Null);
+        eprintln!("set reassemble {reassemble}: {info}");
         dpf.signal(libc::SIGTERM);
         let _ = dpf.wait(Duration::from_secs(10));
         (got[0], got[1])
     };
     assert_eq!(run("yes", "on"), (true, true), "reassembled datagrams pass");
-    assert_eq!(run("no", "off"), (false, false), "fragments are dropped without reassembly");
+    assert_eq!(
+        run("no", "off"),
+        (false, false),
+        "fragments are dropped without reassembly"
+    );
 }

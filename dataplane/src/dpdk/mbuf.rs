@@ -178,10 +178,7 @@ pub unsafe fn chain(mbufs: &[*mut dpdk_sys::rte_mbuf]) -> Option<*mut dpdk_sys::
 ///
 /// # Safety
 /// `head` must be a valid mbuf chain the caller owns exclusively.
-pub unsafe fn unchain(
-    head: *mut dpdk_sys::rte_mbuf,
-    out: &mut [*mut dpdk_sys::rte_mbuf],
-) -> usize {
+pub unsafe fn unchain(head: *mut dpdk_sys::rte_mbuf, out: &mut [*mut dpdk_sys::rte_mbuf]) -> usize {
     let mut n = 0;
     let mut m = head;
     while !m.is_null() {

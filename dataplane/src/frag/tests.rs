@@ -43,7 +43,8 @@ impl T {
     ) -> Result<u32, DropReason> {
         let (k, h) = key(id);
         let cap = self.t.capacity();
-        self.t.insert(&k, h, off, len, more, 3, now, cap, &mut self.c)
+        self.t
+            .insert(&k, h, off, len, more, 3, now, cap, &mut self.c)
     }
     fn ready(&mut self) -> Option<Vec<u32>> {
         let mut e = [0; FRAGS_PER_DATAGRAM];
@@ -203,12 +204,14 @@ fn the_limit_evicts_the_oldest_datagrams() {
     // The oldest is gone: its second half starts anew (and the next
     // oldest goes).
     let (k0, h0) = key(0);
-    t.t.insert(&k0, h0, 8, 8, false, 3, T0, 8, &mut t.c).unwrap();
+    t.t.insert(&k0, h0, 8, 8, false, 3, T0, 8, &mut t.c)
+        .unwrap();
     assert_eq!(t.ready(), None);
     assert_eq!(t.drops(DropReason::FragmentLimit), 2);
     // Datagram 1 (the next oldest) is gone too: completing it fails.
     let (k1, h1) = key(1);
-    t.t.insert(&k1, h1, 8, 8, false, 3, T0, 8, &mut t.c).unwrap();
+    t.t.insert(&k1, h1, 8, 8, false, 3, T0, 8, &mut t.c)
+        .unwrap();
     assert_eq!(t.ready(), None);
 }
 
@@ -410,7 +413,10 @@ fn join_rebuilds_an_ipv6_datagram_without_its_fragment_header() {
     drop(refs);
     assert_eq!(frags, before);
     let f = parse(&frags[2], 14).unwrap();
-    assert_eq!((f.af, f.id, f.off, f.more), (Af::Inet6, 0xdead_beef, 2896, true));
+    assert_eq!(
+        (f.af, f.id, f.off, f.more),
+        (Af::Inet6, 0xdead_beef, 2896, true)
+    );
 }
 
 #[test]
@@ -427,7 +433,8 @@ fn join_refuses_gaps_foreign_fragments_and_oversize() {
     // A fragment of another datagram.
     let mut other = fragment4(&udp4(4000, 2), 1480);
     {
-        let refs: Vec<&mut [u8]> = vec![&mut frags[0][..], &mut other[1][..], &mut frags[2][..]];
+        let (a, b) = frags.split_at_mut(2);
+        let refs: Vec<&mut [u8]> = vec![&mut a[0][..], &mut other[1][..], &mut b[0][..]];
         assert_eq!(join(&refs, &mut scratch), Err(DropReason::FragmentBad));
     }
     // 65535 bytes of data behind a 20-byte header: more than an IPv4

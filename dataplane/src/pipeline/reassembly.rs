@@ -75,10 +75,9 @@ impl Pipeline {
         let timeout = opts.frag_timeout_s;
         let counters = &mut self.counters;
         self.frags.expire(now, timeout, counters);
-        match self
-            .frags
-            .insert(&key, hash, f.off, f.len, f.more, in_port, now, limit, counters)
-        {
+        match self.frags.insert(
+            &key, hash, f.off, f.len, f.more, in_port, now, limit, counters,
+        ) {
             Ok(entry) => Verdict::Reassembly(entry),
             Err(reason) => Verdict::Drop(reason),
         }
@@ -106,10 +105,7 @@ impl Pipeline {
     /// `entries` (the worker takes its frames out at once: the entries are
     /// free again) and the port it arrived on; then decide it with
     /// [`Pipeline::process_reassembled`].
-    pub fn next_reassembled(
-        &mut self,
-        entries: &mut [u32; FRAGS_PER_DATAGRAM],
-    ) -> Option<Ready> {
+    pub fn next_reassembled(&mut self, entries: &mut [u32; FRAGS_PER_DATAGRAM]) -> Option<Ready> {
         let r = self.frags.next_ready(entries)?;
         self.counters.reassembled += 1;
         Some(r)

@@ -1972,12 +1972,7 @@ const PF_ONLY_FILTER_OPTIONS: &[&str] = &[
 
 /// pf timeouts that are not state timeouts (`interval`...) and that dpf
 /// does not have (`frag` is read by `set timeout` itself).
-const PF_ONLY_TIMEOUTS: &[&str] = &[
-    "interval",
-    "src.track",
-    "adaptive.start",
-    "adaptive.end",
-];
+const PF_ONLY_TIMEOUTS: &[&str] = &["interval", "src.track", "adaptive.start", "adaptive.end"];
 
 fn unknown_timeout(name: &str) -> String {
     if PF_ONLY_TIMEOUTS.contains(&name) {

@@ -619,7 +619,10 @@ fn set_reassemble_limit_frags_and_timeout_frag() {
     let o = rs("set reassemble yes no-df").options;
     assert!(o.reassemble && o.reassemble_no_df);
     let o = rs("set limit { states 10, frags 20 }\nset timeout { tcp.first 9, frag 30 }").options;
-    assert_eq!((o.limit_states, o.limit_frags, o.frag_timeout_s), (10, 20, 30));
+    assert_eq!(
+        (o.limit_states, o.limit_frags, o.frag_timeout_s),
+        (10, 20, 30)
+    );
     assert_eq!(o.timeouts.secs(TimeoutClass::TcpFirst), 9);
     assert_eq!(rs("set limit frags 0").options.limit_frags, 0);
 }
