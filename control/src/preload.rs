@@ -16,12 +16,14 @@
 //!
 //! A packet is received by worker `port % workers` (a stand-in for RSS that
 //! sends the two directions of a flow to different workers) and handed to
-//! the owning worker exactly as on the fast path.
+//! the owning worker exactly as on the fast path. Fragments are kept by
+//! reassembly entry as a worker keeps their mbufs, and a completed
+//! datagram is decided (and handed to its flow's owner) as a worker does.
 
 use crate::slowpath::SlowPath;
 use anyhow::{bail, Context, Result};
 use dataplane::counters::Verdict;
-use dataplane::pipeline::Pipeline;
+use dataplane::pipeline::{Arrival, Pipeline};
 use dataplane::ring::Consumer;
 use dataplane::route::ResolveRequest;
 use dataplane::time::Instant;
@@ -66,6 +68,8 @@ pub fn run(
     // as a worker keeps the mbufs.
     let mut awaiting: std::collections::HashMap<(usize, u16), Vec<u8>> =
         std::collections::HashMap::new();
+    // Fragments under reassembly: (worker, entry) -> frame.
+    let mut fragments: Fragments = std::collections::HashMap::new();
     while let Some(packet) = reader.next_packet() {
         let packet = packet?;
         let (port, ts, data) = (packet.interface, packet.timestamp, packet.data);
@@ -151,6 +155,9 @@ pub fn run(
         if let Verdict::AwaitNeighbor(slot) = verdict {
             awaiting.insert((decider, slot), std::mem::take(&mut frame));
         }
+        if let Verdict::Reassembly(entry) = verdict {
+            fragments.insert((decider, entry), std::mem::take(&mut frame));
+        }
         // Held packets whose next hop is now resolved go out (before this
         // one, as a worker sends them when the snapshot arrives); those
         // that waited too long are dropped.
@@ -178,11 +185,74 @@ pub fn run(
         if let Some((rings, rules)) = overload.as_mut() {
             crate::srcnodes::poll_replay(rings, rules, pipelines);
         }
+        drain_fragments(pipelines, &mut fragments, now, ts, out.as_deref_mut())?;
         if let (Verdict::Forward(egress), Some(w)) = (verdict, out.as_deref_mut()) {
             write(w, egress, ts, frame)?;
         }
     }
     Ok(count)
+}
+
+type Fragments = std::collections::HashMap<(usize, u32), Vec<u8>>;
+
+/// What a worker does after a burst: frees the fragments the reassembly
+/// tables dropped and decides the datagrams they completed (handing them
+/// to their flow's owner as the worker does), writing what is forwarded.
+fn drain_fragments(
+    pipelines: &mut [&mut Pipeline],
+    fragments: &mut Fragments,
+    now: Instant,
+    ts: Duration,
+    mut out: Option<&mut PcapNgWriter<std::fs::File>>,
+) -> Result<()> {
+    let mut entries = [0u32; dataplane::frag::FRAGS_PER_DATAGRAM];
+    for w in 0..pipelines.len() {
+        pipelines[w].release_fragments(|e| {
+            fragments.remove(&(w, e));
+        });
+        while let Some(ready) = pipelines[w].next_reassembled(&mut entries) {
+            let mut frames: Vec<Vec<u8>> = entries[..ready.fragments]
+                .iter()
+                .filter_map(|e| fragments.remove(&(w, *e)))
+                .collect();
+            if frames.len() != ready.fragments {
+                bail!("worker {w}: a reassembled datagram without its fragments");
+            }
+            let (mut decider, mut arrival) = (w, Arrival::Reassembled);
+            loop {
+                let mut refs: Vec<&mut [u8]> = frames.iter_mut().map(|f| &mut f[..]).collect();
+                let v =
+                    pipelines[decider].process_reassembled(&mut refs, ready.in_port, now, arrival);
+                match v {
+                    Verdict::Handoff(owner)
+                        if arrival != Arrival::Redirected && (owner as usize) < pipelines.len() =>
+                    {
+                        decider = owner as usize;
+                        arrival = match arrival {
+                            Arrival::Reassembled => Arrival::Owned,
+                            _ => Arrival::Redirected,
+                        };
+                        continue;
+                    }
+                    Verdict::Forward(port) => {
+                        if let Some(w) = out.as_deref_mut() {
+                            for f in frames.drain(..) {
+                                write(w, port, ts, f)?;
+                            }
+                        }
+                    }
+                    Verdict::Reply(port) => {
+                        if let Some(w) = out.as_deref_mut() {
+                            write(w, port, ts, pipelines[decider].reply(0).to_vec())?;
+                        }
+                    }
+                    _ => {}
+                }
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Gives every pipeline the neighbour snapshot `n`.

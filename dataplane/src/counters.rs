@@ -35,7 +35,8 @@ drop_reasons! {
     Unclassified => "unclassified",
     /// Malformed or truncated headers.
     BadHeader => "bad-header",
-    /// An IP fragment (dpf does not reassemble yet: fail closed).
+    /// An IP fragment with `set reassemble no` (fail closed), or one the
+    /// box itself sends.
     Fragment => "fragment",
     /// Blocked by a `block` rule.
     BlockedByRule => "blocked-by-rule",
@@ -85,6 +86,23 @@ drop_reasons! {
     /// limit src-nodes`, `max-src-conn`, `max-src-conn-rate`): pf's
     /// PFRES_SRCLIMIT.
     SrcLimit => "src-limit",
+    /// A fragment overlapping (or duplicating) another of its datagram:
+    /// the whole datagram is dropped (RFC 5722; teardrop).
+    FragmentOverlap => "fragment-overlap",
+    /// A datagram not complete within `set timeout frag`: its fragments.
+    FragmentTimeout => "fragment-timeout",
+    /// `set limit frags` reached: the oldest datagrams' fragments (pf's
+    /// PFRES_MEMORY).
+    FragmentLimit => "fragment-limit",
+    /// A datagram of more than 64 fragments: its fragments.
+    FragmentTooMany => "fragment-too-many",
+    /// A malformed fragment (empty, not a multiple of 8 bytes but last,
+    /// past 65535 bytes, DF set, contradicting its datagram's end); with a
+    /// contradiction, its datagram's fragments too (pf's PFRES_FRAG).
+    FragmentBad => "fragment-bad",
+    /// A reassembled datagram to the box itself, or whose TTL runs out
+    /// here (the slow path takes single frames).
+    FragmentLocal => "fragment-local",
 }
 
 /// Why a packet goes to the control thread: set by the worker that
@@ -169,6 +187,10 @@ pub enum Verdict {
     /// first; the worker keeps it in this defer slot until the pipeline
     /// releases it ([`crate::defer`]).
     Hold(u16),
+    /// A fragment taken into the reassembly table: the worker keeps the
+    /// frame at this entry until the pipeline hands the entry back
+    /// ([`crate::frag`]).
+    Reassembly(u32),
 }
 
 /// Per-worker counters, owned by value by the worker (plain integers).
@@ -233,6 +255,8 @@ pub struct WorkerCounters {
     /// (an alias not made refuses its state; one not withdrawn lingers
     /// until its key is used again).
     pub alias_lost: u64,
+    /// Datagrams reassembled from fragments.
+    pub reassembled: u64,
     /// TSC cycles of each non-empty burst (the per-burst share of
     /// `busy_cycles`), for latency percentiles.
     pub burst_cycles: BurstHistogram,
@@ -268,6 +292,7 @@ impl Default for WorkerCounters {
             defer_timeout: 0,
             defer_full: 0,
             alias_lost: 0,
+            reassembled: 0,
             burst_cycles: BurstHistogram::new(),
         }
     }
@@ -313,6 +338,7 @@ impl WorkerCounters {
             self.defer_timeout,
             self.defer_full,
             self.alias_lost,
+            self.reassembled,
         ]
     }
 
@@ -344,6 +370,7 @@ impl WorkerCounters {
             self.defer_timeout,
             self.defer_full,
             self.alias_lost,
+            self.reassembled,
         ] = *f;
     }
 
@@ -361,7 +388,7 @@ impl WorkerCounters {
     }
 }
 
-const SCALARS: usize = 26;
+const SCALARS: usize = 27;
 
 /// One worker's published counters: atomics written by that worker only.
 #[derive(Debug)]

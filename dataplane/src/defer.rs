@@ -100,17 +100,20 @@ impl DeferQueue {
     }
 
     /// Forgets the packet in `slot` (it was dropped after all, e.g. for an
-    /// unresolved next hop): nothing is released for it.
-    pub fn cancel(&mut self, slot: u16) {
-        if let Some(s) = self.slots.get_mut(slot as usize) {
-            if s.held {
-                if s.acked {
-                    self.acked -= 1;
-                }
-                *s = Slot::default();
-                self.held -= 1;
-            }
+    /// unresolved next hop): nothing is released for it. Returns the port
+    /// it would have left on, if a packet was held there.
+    pub fn cancel(&mut self, slot: u16) -> Option<u16> {
+        let s = self.slots.get_mut(slot as usize)?;
+        if !s.held {
+            return None;
         }
+        let port = s.port;
+        if s.acked {
+            self.acked -= 1;
+        }
+        *s = Slot::default();
+        self.held -= 1;
+        Some(port)
     }
 
     /// The peer has state (`id`, `creatorid`): its packet may go. Returns

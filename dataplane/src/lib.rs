@@ -14,6 +14,7 @@ pub mod defer;
 pub mod dpdk;
 pub mod export;
 pub mod flow;
+pub mod frag;
 pub mod histogram;
 pub mod lpm;
 pub mod nat;

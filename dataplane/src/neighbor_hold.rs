@@ -121,6 +121,17 @@ impl NeighborHold {
         u16::try_from(i).ok()
     }
 
+    /// Gives slot `slot` back without a packet in it (the caller dropped
+    /// what it would have held).
+    pub fn cancel(&mut self, slot: u16) {
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            if s.used {
+                *s = Slot::default();
+                self.used -= 1;
+            }
+        }
+    }
+
     /// Lets go of the packets whose next hop `neighbors` now resolves and
     /// of those that waited too long, calling `release(slot, port,
     /// outcome)` for each. `resolved_changed`: the neighbour snapshot is

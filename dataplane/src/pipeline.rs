@@ -7,7 +7,7 @@
 //! ```text
 //! classify ─ bad header ──────────────────────────────► Drop(BadHeader)
 //!    │ ARP / non-IP ──────────────────────────────────► Forward(peer)   (a bridge passes non-IP)
-//!    │ IP fragment ───────────────────────────────────► Drop(Fragment)  (no reassembly yet: fail closed)
+//!    │ IP fragment ─► reassembled by its datagram's owner, then decided whole (see `reassembly`)
 //!    ▼ IP
 //! owner = symmetric hash % workers ── not me ─────────► Handoff(owner)
 //!    ▼
@@ -53,6 +53,9 @@ use crate::wire::{build, classify, Classified, EthernetAddress, FrameKind, WireE
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+mod reassembly;
+pub use reassembly::Arrival;
+
 /// Most ports dpf drives.
 pub const MAX_PORTS: usize = 16;
 
@@ -92,6 +95,10 @@ pub struct PipelineConfig {
     /// The box's source nodes (`max-src-*`), shared by every worker:
     /// clones share it. Sized at start by `set limit src-nodes`.
     pub sources: Arc<SourceTable>,
+    /// Fragments this worker's reassembly table can hold (`set limit
+    /// frags` over the workers, bounded by the packet buffers the daemon
+    /// has); allocated once.
+    pub frag_capacity: usize,
 }
 
 impl Default for PipelineConfig {
@@ -104,6 +111,7 @@ impl Default for PipelineConfig {
             states_total: Arc::new(AtomicUsize::new(0)),
             pass_ethertypes: EtherTypeSet::default(),
             sources: Arc::new(SourceTable::new(crate::srcnodes::DEFAULT_LIMIT)),
+            frag_capacity: 4096,
         }
     }
 }
@@ -390,6 +398,11 @@ pub struct Pipeline {
     now_s: u32,
     /// Where this worker's share of the source table sweep goes on.
     src_sweep: usize,
+    /// Datagrams under reassembly (their frames are the worker's).
+    frags: crate::frag::FragTable,
+    /// Where a reassembled datagram is joined to be decided
+    /// ([`crate::frag::SCRATCH_LEN`] bytes).
+    frag_scratch: Box<[u8]>,
     /// This worker's counters.
     pub counters: WorkerCounters,
 }
@@ -424,6 +437,7 @@ impl Pipeline {
             | 1;
         let tables_epoch = rules.table_epoch();
         let tables = rules.table_set();
+        let frags = crate::frag::FragTable::new(config.frag_capacity);
         Pipeline {
             config,
             rules,
@@ -451,6 +465,8 @@ impl Pipeline {
             overload: None,
             now_s: 0,
             src_sweep: 0,
+            frags,
+            frag_scratch: vec![0; crate::frag::SCRATCH_LEN].into_boxed_slice(),
             counters: WorkerCounters::default(),
         }
     }
@@ -1142,12 +1158,15 @@ impl Pipeline {
         self.counters.states = new as u64;
     }
 
-    /// Expires states: examines at most `budget_slots` slots.
+    /// Expires states: examines at most `budget_slots` slots. Also drops
+    /// the datagrams whose reassembly took longer than `set timeout frag`.
     pub fn expire(&mut self, now: Instant, budget_slots: usize) -> usize {
         self.now_s = crate::state::entry::secs_of(now);
         self.sweep_sources(budget_slots);
         let now_s = self.now_s;
         self.refresh_timeout_scale();
+        let frag_timeout = self.rules.options.frag_timeout_s;
+        self.frags.expire(now, frag_timeout, &mut self.counters);
         let (shard, sync, counters) = (&mut self.shard, &mut self.sync, &mut self.counters);
         let (config, rules, recent) = (&self.config, &*self.rules, &self.recent_rules[..]);
         let rule_counters = &mut self.rule_counters;
@@ -1532,6 +1551,8 @@ impl Pipeline {
             Verdict::Hold(_) => self.counters.deferred += 1,
             // Counted `forwarded` or dropped when released.
             Verdict::AwaitNeighbor(_) => self.counters.neighbor_held += 1,
+            // Counted with its datagram: forwarded or dropped.
+            Verdict::Reassembly(_) => {}
         }
     }
 
@@ -1567,7 +1588,8 @@ impl Pipeline {
                 l4_offset,
             } => {
                 if fragment {
-                    return Verdict::Drop(DropReason::Fragment);
+                    let l3 = classified.l3_offset as usize;
+                    return self.fragment_in(frame, l3, in_port, now, owned);
                 }
                 let passes = Passes::Both {
                     in_port,
@@ -1664,7 +1686,7 @@ impl Pipeline {
             }
         }
         if fragment {
-            return Verdict::Drop(DropReason::Fragment);
+            return self.fragment_in(frame, l3, in_port, now, owned);
         }
         self.pending = None;
         self.pending_route = None;

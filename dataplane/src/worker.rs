@@ -9,7 +9,10 @@
 //! worker's handoff ring (published once per iteration); then drain a
 //! bounded slice of the handoff rings from other workers; publish pfsync
 //! exports and apply imports; transmit the packets pfsync `defer` held
-//! whose state the peer acknowledged (or that waited 20 ms). On the tx
+//! whose state the peer acknowledged (or that waited 20 ms); free the
+//! fragments the reassembly table dropped and decide the datagrams it
+//! completed (their fragments leave together, or go to their flow's
+//! owner chained as one handoff item). On the tx
 //! deadline: flush tx buffers, expire a slice of the shard, publish
 //! counters, and pick up a new ruleset if its snapshot epoch moved.
 
@@ -17,8 +20,9 @@ use crate::command::CommandPort;
 use crate::counters::{DropReason, SharedCounters, Verdict, SLOW_CLASSES};
 use crate::defer::DEFER_LIMIT;
 use crate::dpdk::{mbuf, rdtsc, MbufRing, PortId, QueueId, RawMbuf};
+use crate::frag::FRAGS_PER_DATAGRAM;
 use crate::neighbor_hold::HOLD_SLOTS;
-use crate::pipeline::{Pipeline, MAX_PORTS};
+use crate::pipeline::{Arrival, Pipeline, MAX_PORTS};
 use crate::ring::{Consumer, Producer};
 use crate::route::Neighbors;
 use crate::rules::Ruleset;
@@ -67,6 +71,11 @@ pub const LOCAL_OUT: u16 = 0x8000;
 /// far key to the worker holding the state
 /// ([`Pipeline::process_redirected`]); never sent on again.
 pub const REDIRECTED: u16 = 0x4000;
+
+/// [`Handoff::port`] flag: the mbuf heads a chain of a reassembled
+/// datagram's fragments ([`mbuf::chain`]), decided by
+/// [`Pipeline::process_reassembled`] on the worker owning its flow.
+pub const REASSEMBLED: u16 = 0x2000;
 
 /// A per-port transmit buffer (l3fwd's `tx_mbufs`).
 struct TxBuffer {
@@ -165,6 +174,10 @@ impl Worker {
         let mut awaiting: [*mut dpdk_sys::rte_mbuf; HOLD_SLOTS] =
             [std::ptr::null_mut(); HOLD_SLOTS];
         let mut resolved: [(u16, u16, Option<[u8; 6]>); HOLD_SLOTS] = [(0, 0, None); HOLD_SLOTS];
+        // Fragments under reassembly, by reassembly-table entry (allocated
+        // once, before the loop).
+        let mut frag_mbufs: Vec<*mut dpdk_sys::rte_mbuf> =
+            vec![std::ptr::null_mut(); self.pipeline.fragment_capacity()];
         let mut next_drain = rdtsc() + self.drain_ticks;
         let expire_slots = expire_budget(
             self.pipeline.shard().capacity(),
@@ -217,6 +230,7 @@ impl Worker {
                         }
                         Verdict::Hold(slot) => held[slot as usize % DEFER_LIMIT] = m,
                         Verdict::AwaitNeighbor(slot) => awaiting[slot as usize % HOLD_SLOTS] = m,
+                        Verdict::Reassembly(e) => keep_fragment(&mut frag_mbufs, e, m),
                         Verdict::Drop(_) => {
                             // SAFETY: we own m; freed once.
                             unsafe { dpdk_sys::dpf_pktmbuf_free(m) };
@@ -262,6 +276,20 @@ impl Worker {
             for ring in 0..self.handoff_in.len() {
                 let n = self.handoff_in[ring].pop_batch(&mut handed);
                 for h in &handed[..n] {
+                    if h.port & REASSEMBLED != 0 {
+                        let mut ms = [std::ptr::null_mut(); FRAGS_PER_DATAGRAM];
+                        // SAFETY: the handing worker gave up the whole
+                        // chain when it pushed it.
+                        let k = unsafe { mbuf::unchain(h.mbuf.0, &mut ms) };
+                        let arrival = if h.port & REDIRECTED != 0 {
+                            Arrival::Redirected
+                        } else {
+                            Arrival::Owned
+                        };
+                        let port = h.port & !(REASSEMBLED | REDIRECTED);
+                        self.decide_reassembled(&ms[..k], port, arrival, &mut tx, queue, now);
+                        continue;
+                    }
                     // SAFETY: the handing worker gave up ownership of the
                     // mbuf when it pushed it; we are its only owner now.
                     let frame = unsafe { mbuf::raw_data_mut(h.mbuf.0) };
@@ -285,6 +313,7 @@ impl Worker {
                         Verdict::AwaitNeighbor(slot) => {
                             awaiting[slot as usize % HOLD_SLOTS] = h.mbuf.0
                         }
+                        Verdict::Reassembly(e) => keep_fragment(&mut frag_mbufs, e, h.mbuf.0),
                         // Traffic to the box that the rules let in on its
                         // flow's owner.
                         Verdict::SlowPath(punt) => {
@@ -306,6 +335,7 @@ impl Worker {
                     }
                 }
             }
+            self.drain_fragments(&mut frag_mbufs, &mut tx, queue, now);
             let mut n_released = 0;
             self.pipeline.release_deferred(now, |slot, port| {
                 released[n_released] = (slot, port);
@@ -350,6 +380,7 @@ impl Worker {
                     flush_tx(buf, p as u16, queue, &mut self.pipeline);
                 }
                 self.pipeline.expire(now, expire_slots);
+                self.drain_fragments(&mut frag_mbufs, &mut tx, queue, now);
                 if let Some(c) = self.commands.as_mut() {
                     c.poll(&mut self.pipeline);
                 }
@@ -372,7 +403,12 @@ impl Worker {
         for (p, buf) in tx.iter_mut().enumerate() {
             flush_tx(buf, p as u16, queue, &mut self.pipeline);
         }
-        for m in held.iter().chain(awaiting.iter()).filter(|m| !m.is_null()) {
+        for m in held
+            .iter()
+            .chain(awaiting.iter())
+            .chain(frag_mbufs.iter())
+            .filter(|m| !m.is_null())
+        {
             // SAFETY: a held packet is ours alone; freed once at shutdown.
             unsafe { dpdk_sys::dpf_pktmbuf_free(*m) };
         }
@@ -401,6 +437,128 @@ impl Worker {
         }
     }
 
+    /// Frees the fragments the reassembly table dropped, then decides
+    /// every datagram it completed.
+    fn drain_fragments(
+        &mut self,
+        frag_mbufs: &mut [*mut dpdk_sys::rte_mbuf],
+        tx: &mut [TxBuffer; MAX_PORTS],
+        queue: QueueId,
+        now: Instant,
+    ) {
+        self.pipeline.release_fragments(|e| {
+            if let Some(m) = frag_mbufs.get_mut(e as usize) {
+                let m = std::mem::replace(m, std::ptr::null_mut());
+                if !m.is_null() {
+                    // SAFETY: a held fragment is ours alone; freed once.
+                    unsafe { dpdk_sys::dpf_pktmbuf_free(m) };
+                }
+            }
+        });
+        let mut entries = [0u32; FRAGS_PER_DATAGRAM];
+        let mut ms = [std::ptr::null_mut(); FRAGS_PER_DATAGRAM];
+        while let Some(ready) = self.pipeline.next_reassembled(&mut entries) {
+            let mut k = 0;
+            for &e in &entries[..ready.fragments] {
+                if let Some(m) = frag_mbufs.get_mut(e as usize) {
+                    let m = std::mem::replace(m, std::ptr::null_mut());
+                    if !m.is_null() {
+                        ms[k] = m;
+                        k += 1;
+                    }
+                }
+            }
+            if k != ready.fragments {
+                for &m in &ms[..k] {
+                    // SAFETY: ours alone; freed once.
+                    unsafe { dpdk_sys::dpf_pktmbuf_free(m) };
+                }
+                self.pipeline.counters.drops[DropReason::Unclassified as usize] += k as u64;
+                continue;
+            }
+            self.decide_reassembled(
+                &ms[..k],
+                ready.in_port,
+                Arrival::Reassembled,
+                tx,
+                queue,
+                now,
+            );
+        }
+    }
+
+    /// Decides a reassembled datagram given as its fragment mbufs (in
+    /// offset order) and acts on the verdict: every fragment out, the
+    /// answer in place of the first, the chain to the flow's owner, or
+    /// all freed.
+    fn decide_reassembled(
+        &mut self,
+        ms: &[*mut dpdk_sys::rte_mbuf],
+        port: u16,
+        arrival: Arrival,
+        tx: &mut [TxBuffer; MAX_PORTS],
+        queue: QueueId,
+        now: Instant,
+    ) {
+        let n = ms.len().min(FRAGS_PER_DATAGRAM);
+        let mut frames: [&mut [u8]; FRAGS_PER_DATAGRAM] =
+            std::array::from_fn(|_| Default::default());
+        for (f, &m) in frames.iter_mut().zip(&ms[..n]) {
+            // SAFETY: each fragment mbuf is ours alone and borrowed once,
+            // until the verdict is acted on.
+            *f = unsafe { mbuf::raw_data_mut(m) };
+        }
+        let verdict = self
+            .pipeline
+            .process_reassembled(&mut frames[..n], port, now, arrival);
+        match verdict {
+            Verdict::Forward(out) => {
+                for &m in &ms[..n] {
+                    push_tx(tx, out, m, queue, &mut self.pipeline);
+                }
+            }
+            Verdict::Reply(out) if n > 0 => {
+                for &m in &ms[1..n] {
+                    // SAFETY: ours alone; freed once.
+                    unsafe { dpdk_sys::dpf_pktmbuf_free(m) };
+                }
+                send_reply(tx, out, ms[0], queue, &mut self.pipeline, 0);
+            }
+            Verdict::Handoff(owner) if arrival != Arrival::Redirected => {
+                let flags = match arrival {
+                    Arrival::Reassembled => REASSEMBLED,
+                    _ => REASSEMBLED | REDIRECTED,
+                };
+                // SAFETY: the fragments are ours alone; the chain takes
+                // them all.
+                let Some(head) = (unsafe { mbuf::chain(&ms[..n]) }) else {
+                    return;
+                };
+                let item = Handoff {
+                    mbuf: RawMbuf(head),
+                    port: port | flags,
+                };
+                let pushed = match self.handoff_out.get_mut(owner as usize) {
+                    Some(Some(p)) => p.push(item).is_ok(),
+                    _ => false,
+                };
+                if !pushed {
+                    self.pipeline.counters.handed_off -= 1;
+                    self.pipeline.counters.drops[DropReason::HandoffRingFull as usize] += n as u64;
+                    // SAFETY: the ring refused it; freeing the head frees
+                    // the chain.
+                    unsafe { dpdk_sys::dpf_pktmbuf_free(head) };
+                }
+            }
+            _ => {
+                for &m in &ms[..n] {
+                    // SAFETY: ours alone; freed once.
+                    unsafe { dpdk_sys::dpf_pktmbuf_free(m) };
+                }
+            }
+        }
+    }
+
     fn enqueue_slow_path(&mut self, class: usize, mbufs: &[RawMbuf]) {
         let taken = match self.slow_path.get(class) {
             Some(Some(ring)) => ring.enqueue_burst(mbufs),
@@ -411,6 +569,21 @@ impl Worker {
             // SAFETY: the ring refused it; we still own it.
             unsafe { dpdk_sys::dpf_pktmbuf_free(m.0) };
         }
+    }
+}
+
+/// Keeps a fragment the reassembly table took at `entry` (freed if the
+/// entry is out of range, which the table never gives).
+#[inline]
+fn keep_fragment(
+    frag_mbufs: &mut [*mut dpdk_sys::rte_mbuf],
+    entry: u32,
+    m: *mut dpdk_sys::rte_mbuf,
+) {
+    match frag_mbufs.get_mut(entry as usize) {
+        Some(slot) => *slot = m,
+        // SAFETY: we own m; freed once.
+        None => unsafe { dpdk_sys::dpf_pktmbuf_free(m) },
     }
 }
 

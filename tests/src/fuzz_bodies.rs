@@ -1544,7 +1544,10 @@ pub fn pipeline_run(data: &[u8]) -> dataplane::counters::WorkerCounters {
                 }
                 Verdict::Handoff(w) => assert!(two_workers && w == 1, "handed to {w}"),
                 Verdict::Hold(_) => panic!("held without pfsync defer"),
-                Verdict::SlowPath(_) | Verdict::Drop(_) | Verdict::AwaitNeighbor(_) => {}
+                Verdict::SlowPath(_)
+                | Verdict::Drop(_)
+                | Verdict::AwaitNeighbor(_)
+                | Verdict::Reassembly(_) => {}
             }
         }
         assert_states_balance(&p);
@@ -1900,7 +1903,10 @@ pub fn import_records_run(data: &[u8]) -> dataplane::counters::WorkerCounters {
                     Verdict::Reply(out) => assert_eq!(out, port),
                     Verdict::Handoff(w) => panic!("handed to {w} with one worker"),
                     Verdict::Hold(_) => assert!(flags & 2 != 0, "held without defer"),
-                    Verdict::SlowPath(_) | Verdict::Drop(_) | Verdict::AwaitNeighbor(_) => {}
+                    Verdict::SlowPath(_)
+                    | Verdict::Drop(_)
+                    | Verdict::AwaitNeighbor(_)
+                    | Verdict::Reassembly(_) => {}
                 }
             }
             now = now + dataplane::time::Duration::from_secs(u64::from(input.u8()));

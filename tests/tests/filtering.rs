@@ -640,11 +640,16 @@ fn block_return_answers_tcp_with_rst_and_udp_with_icmp_unreachable() {
 
 /// The same decisions through real DPDK ports (net_pcap in, net_pcap out),
 /// one worker: allowed packets come out in order and unchanged, blocked,
-/// malformed and fragmented ones do not.
+/// malformed and fragmented ones do not (`set reassemble no`: a fragment
+/// is dropped at once; tests/tests/fragments.rs reassembles).
 #[test]
 fn through_net_pcap_ports_only_allowed_packets_come_out() {
     let dir = scratch();
-    std::fs::write(dir.path().join("pf.conf"), RULES).unwrap();
+    std::fs::write(
+        dir.path().join("pf.conf"),
+        format!("set reassemble no\n{RULES}"),
+    )
+    .unwrap();
     let (client, server) = (ip("10.0.0.2"), ip("198.19.0.1"));
     let mut allowed = Vec::new();
     let mut input = Vec::new();

@@ -513,7 +513,8 @@ impl Control<'_> {
             Request::FlushRules { anchor: None } => self.flush_rules(),
             Request::FlushRules { anchor: Some(a) } => self.load_anchor(&a, None),
             Request::ShowTimeouts => {
-                let t = self.rules.load().options.timeouts;
+                let o = &self.rules.load().options;
+                let t = o.timeouts;
                 let (start, end) = t.adaptive();
                 let mut list: Vec<LimitEntry> = dataplane::timeouts::TimeoutClass::ALL
                     .iter()
@@ -523,8 +524,12 @@ impl Control<'_> {
                     })
                     .collect();
                 list.push(LimitEntry {
+                    name: "frag".into(),
+                    value: o.frag_timeout_s.into(),
+                });
+                list.push(LimitEntry {
                     name: "src.track".into(),
-                    value: self.rules.load().options.src_track_s.into(),
+                    value: o.src_track_s.into(),
                 });
                 // pfctl -st lists them after the state timeouts, in states.
                 list.push(LimitEntry {
@@ -537,16 +542,23 @@ impl Control<'_> {
                 });
                 Ok(to_value(&list))
             }
-            Request::ShowMemory => Ok(to_value(&vec![
-                LimitEntry {
-                    name: "states".into(),
-                    value: self.rules.load().options.limit_states.into(),
-                },
-                LimitEntry {
-                    name: "src-nodes".into(),
-                    value: self.rules.load().options.limit_src_nodes.into(),
-                },
-            ])),
+            Request::ShowMemory => {
+                let o = &self.rules.load().options;
+                Ok(to_value(&vec![
+                    LimitEntry {
+                        name: "states".into(),
+                        value: o.limit_states.into(),
+                    },
+                    LimitEntry {
+                        name: "src-nodes".into(),
+                        value: o.limit_src_nodes.into(),
+                    },
+                    LimitEntry {
+                        name: "frags".into(),
+                        value: o.limit_frags.into(),
+                    },
+                ]))
+            }
             Request::ShowRoutes => Ok(self.routes()),
             Request::ShowCarp { name } => self.carp_show(name.as_deref()),
             Request::CarpSet { name, words } => self.carp_set(&name, &words),
@@ -886,6 +898,13 @@ impl Control<'_> {
             notes.push(format!(
                 "set limit states {} takes effect at the next start (state tables are sized at start; now {old_limit})",
                 ruleset.options.limit_states
+            ));
+        }
+        let old_frags = self.rules.load().options.limit_frags;
+        if ruleset.options.limit_frags > old_frags {
+            notes.push(format!(
+                "set limit frags {} above {old_frags} takes effect at the next start (reassembly tables are sized at start; a lower limit holds at once)",
+                ruleset.options.limit_frags
             ));
         }
         // pf's reload: tables defined without addresses keep their

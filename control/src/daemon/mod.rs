@@ -202,6 +202,19 @@ fn shard_capacity(limit_states: u32, workers: usize) -> usize {
     (even + even / 4).max(1024).min(limit)
 }
 
+/// Fragments each worker's reassembly table can hold: `set limit frags`
+/// over the workers (fragments spread evenly by the keyed hash), and at
+/// most a quarter of the packet buffers (each held fragment is one: the
+/// rx rings must keep theirs), at least one datagram's worth.
+pub(crate) fn frag_capacity(limit_frags: u32, workers: usize, mbufs: u32) -> usize {
+    let workers = workers.max(1);
+    let by_limit = (limit_frags as usize).div_ceil(workers);
+    let by_pool = mbufs as usize / 4 / workers;
+    by_limit
+        .min(by_pool)
+        .max(dataplane::frag::FRAGS_PER_DATAGRAM)
+}
+
 /// The pipeline configuration shared by every worker (each sets its own
 /// index): worker count, creatorid and the wire-mode pairs.
 fn pipeline_config(config: &Config, workers: usize, creatorid: u32) -> PipelineConfig {
@@ -400,6 +413,7 @@ fn run_with_eal(
         workers,
         opts.creatorid.unwrap_or_else(random_creatorid),
     );
+    pcfg.frag_capacity = frag_capacity(ruleset.options.limit_frags, workers, config.mbufs);
     // Source nodes: one table for every worker, sized at start.
     pcfg.sources = Arc::new(dataplane::srcnodes::SourceTable::new(
         ruleset.options.limit_src_nodes,

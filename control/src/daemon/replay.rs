@@ -38,6 +38,7 @@ pub fn replay(
     cfg.sources = Arc::new(dataplane::srcnodes::SourceTable::new(
         ruleset.options.limit_src_nodes,
     ));
+    cfg.frag_capacity = frag_capacity(ruleset.options.limit_frags, workers, config.mbufs);
     let rules = Arc::new(ruleset);
     let mut overload_rings = Vec::new();
     // Replay has no ports: interfaces without a configured mac get

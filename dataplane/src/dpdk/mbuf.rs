@@ -139,3 +139,67 @@ pub unsafe fn raw_data_mut<'a>(m: *mut dpdk_sys::rte_mbuf) -> &'a mut [u8] {
         std::slice::from_raw_parts_mut(base, (*m).data_len as usize)
     }
 }
+
+/// Chains single-segment mbufs into one multi-segment packet headed by
+/// the first (how a reassembled datagram's fragments travel to another
+/// worker as one handoff item); `None` for an empty slice. Freeing the
+/// head frees them all; [`unchain`] takes them apart again.
+///
+/// # Safety
+/// Every pointer must be a valid single-segment mbuf the caller owns
+/// exclusively; ownership of all of them passes to the head.
+pub unsafe fn chain(mbufs: &[*mut dpdk_sys::rte_mbuf]) -> Option<*mut dpdk_sys::rte_mbuf> {
+    let (&head, rest) = mbufs.split_first()?;
+    let mut tail = head;
+    let mut pkt_len = 0u32;
+    for &m in mbufs {
+        // SAFETY: by the caller's contract each mbuf is valid and ours.
+        pkt_len += u32::from(unsafe { (*m).data_len });
+    }
+    for &m in rest {
+        // SAFETY: `tail` and `m` are valid mbufs we own; linking them is
+        // how DPDK chains segments.
+        unsafe { (*tail).next = m };
+        tail = m;
+    }
+    // SAFETY: head is valid and ours; nb_segs and pkt_len describe the
+    // chain just built (at most FRAGS_PER_DATAGRAM segments).
+    unsafe {
+        (*tail).next = std::ptr::null_mut();
+        (*head).nb_segs = mbufs.len() as u16;
+        (*head).pkt_len = pkt_len;
+    }
+    Some(head)
+}
+
+/// Takes a chain built by [`chain`] apart into `out` (each a
+/// single-segment packet again); returns how many. Segments past `out`'s
+/// length are freed.
+///
+/// # Safety
+/// `head` must be a valid mbuf chain the caller owns exclusively.
+pub unsafe fn unchain(head: *mut dpdk_sys::rte_mbuf, out: &mut [*mut dpdk_sys::rte_mbuf]) -> usize {
+    let mut n = 0;
+    let mut m = head;
+    while !m.is_null() {
+        // SAFETY: `m` is a segment of the chain we own; reading `next`
+        // before unlinking it.
+        let next = unsafe { (*m).next };
+        // SAFETY: as above; a lone segment is a packet of its own.
+        unsafe {
+            (*m).next = std::ptr::null_mut();
+            (*m).nb_segs = 1;
+            (*m).pkt_len = u32::from((*m).data_len);
+        }
+        match out.get_mut(n) {
+            Some(slot) => {
+                *slot = m;
+                n += 1;
+            }
+            // SAFETY: a single segment we own, no longer in `out`.
+            None => unsafe { dpdk_sys::dpf_pktmbuf_free(m) },
+        }
+        m = next;
+    }
+    n
+}

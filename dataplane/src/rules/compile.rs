@@ -681,6 +681,16 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
         .timeouts
         .set_adaptive_from(ast.adaptive_start, ast.adaptive_end, ast.limit_states);
     options.block_policy = ast.block_policy;
+    if let Some(n) = ast.limit_frags {
+        options.limit_frags = n;
+    }
+    if let Some(s) = ast.frag_timeout {
+        options.frag_timeout_s = s;
+    }
+    if let Some((on, no_df)) = ast.reassemble {
+        options.reassemble = on;
+        options.reassemble_no_df = no_df;
+    }
     // pf skips interfaces by name whether they exist or not (`set skip on
     // lo` is line one of OpenBSD's pf.conf): a name dpf has no port for
     // skips nothing.

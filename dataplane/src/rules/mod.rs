@@ -246,6 +246,15 @@ pub struct RuleOptions {
     /// `set timeout src.track`: seconds a source node outlives its last
     /// state (default 0).
     pub src_track_s: u32,
+    /// `set reassemble yes|no` (pf's default: yes).
+    pub reassemble: bool,
+    /// `set reassemble yes no-df`: IPv4 fragments with DF are reassembled
+    /// (and leave without it) instead of dropped.
+    pub reassemble_no_df: bool,
+    /// `set limit frags` (pf's default: 65536 fragments held).
+    pub limit_frags: u32,
+    /// `set timeout frag` (pf's default: 60 s).
+    pub frag_timeout_s: u32,
 }
 
 impl Default for RuleOptions {
@@ -257,6 +266,10 @@ impl Default for RuleOptions {
             timeouts: Timeouts::default(),
             skip_mask: 0,
             block_policy: BlockPolicy::Drop,
+            reassemble: true,
+            reassemble_no_df: false,
+            limit_frags: 65_536,
+            frag_timeout_s: 60,
         }
     }
 }

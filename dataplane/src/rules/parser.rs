@@ -379,6 +379,12 @@ pub(crate) struct Ast {
     pub limit_states: Option<u32>,
     /// `set limit src-nodes`.
     pub limit_src_nodes: Option<u32>,
+    /// `set limit frags`.
+    pub limit_frags: Option<u32>,
+    /// `set timeout frag` (seconds).
+    pub frag_timeout: Option<u32>,
+    /// `set reassemble yes|no [no-df]`: (reassemble, no-df).
+    pub reassemble: Option<(bool, bool)>,
     pub timeouts: Vec<(TimeoutClass, u32)>,
     /// `set timeout src.track`.
     pub src_track_s: Option<u32>,
@@ -1195,20 +1201,22 @@ impl<'a> Parser<'a> {
             "limit" => {
                 let items = self.list(|p| {
                     let (name, npos) = p.string("a limit name")?;
-                    if name != "states" && name != "src-nodes" {
+                    if !["states", "src-nodes", "frags"].contains(&name.as_str()) {
                         return Err(p.err(
                             npos,
-                            format!("set limit {name} is not supported by dpf (only 'states', 'src-nodes')"),
+                            format!(
+                                "set limit {name} is not supported by dpf (only 'states', 'src-nodes' and 'frags')"
+                            ),
                         ));
                     }
                     let (n, _) = p.number("limit", u32::MAX as u64)?;
-                    Ok((name == "states", n as u32))
+                    Ok((name, n as u32))
                 })?;
-                for (states, n) in items {
-                    if states {
-                        ast.limit_states = Some(n);
-                    } else {
-                        ast.limit_src_nodes = Some(n);
+                for (name, n) in items {
+                    match name.as_str() {
+                        "states" => ast.limit_states = Some(n),
+                        "src-nodes" => ast.limit_src_nodes = Some(n),
+                        _ => ast.limit_frags = Some(n),
                     }
                 }
             }
@@ -1219,6 +1227,7 @@ impl<'a> Parser<'a> {
                         "adaptive.start" => TimeoutName::AdaptiveStart,
                         "adaptive.end" => TimeoutName::AdaptiveEnd,
                         "src.track" => TimeoutName::SrcTrack,
+                        "frag" => TimeoutName::Frag,
                         n => match TimeoutClass::from_name(n) {
                             Some(class) => TimeoutName::State(class),
                             None => return Err(p.err(npos, unknown_timeout(&name))),
@@ -1233,8 +1242,24 @@ impl<'a> Parser<'a> {
                         TimeoutName::AdaptiveStart => ast.adaptive_start = Some(n),
                         TimeoutName::AdaptiveEnd => ast.adaptive_end = Some(n),
                         TimeoutName::SrcTrack => ast.src_track_s = Some(n),
+                        TimeoutName::Frag => ast.frag_timeout = Some(n),
                     }
                 }
+            }
+            "reassemble" => {
+                let (v, vpos) = self.string("'yes' or 'no'")?;
+                let on = match v.as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    _ => {
+                        return Err(self.err(
+                            vpos,
+                            format!("unknown reassemble value '{v}', expected 'yes' or 'no'"),
+                        ))
+                    }
+                };
+                let no_df = self.eat_kw("no-df");
+                ast.reassemble = Some((on, no_df));
             }
             "skip" => {
                 self.expect_kw("on")?;
@@ -2297,7 +2322,8 @@ const PF_ONLY_FILTER_OPTIONS: &[&str] = &[
     "tos",
 ];
 
-/// What `set timeout <name>` sets.
+/// A name `set timeout` takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum TimeoutName {
     /// A state timeout class.
     State(TimeoutClass),
@@ -2307,16 +2333,20 @@ enum TimeoutName {
     AdaptiveEnd,
     /// `src.track` (seconds a source node outlives its states).
     SrcTrack,
+    /// `frag` (seconds a datagram may take to reassemble).
+    Frag,
 }
 
-/// pf timeouts that are not state timeouts (`interval`, `frag`...).
-const PF_ONLY_TIMEOUTS: &[&str] = &["interval", "frag"];
+/// pf timeouts that are not state timeouts (`interval`...) and that dpf
+/// does not have.
+const PF_ONLY_TIMEOUTS: &[&str] = &["interval"];
 
 fn unknown_timeout(name: &str) -> String {
     if PF_ONLY_TIMEOUTS.contains(&name) {
         format!("timeout {name} is not supported by dpf")
     } else {
-        let all: Vec<&str> = TimeoutClass::ALL.iter().map(|c| c.name()).collect();
+        let mut all: Vec<&str> = TimeoutClass::ALL.iter().map(|c| c.name()).collect();
+        all.push("frag");
         format!(
             "unknown timeout {name} (expected one of {})",
             all.join(", ")

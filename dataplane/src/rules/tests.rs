@@ -610,6 +610,24 @@ block
 }
 
 #[test]
+fn set_reassemble_limit_frags_and_timeout_frag() {
+    let d = rs("pass").options;
+    assert!(d.reassemble && !d.reassemble_no_df);
+    assert_eq!((d.limit_frags, d.frag_timeout_s), (65_536, 60));
+    let o = rs("set reassemble no").options;
+    assert!(!o.reassemble);
+    let o = rs("set reassemble yes no-df").options;
+    assert!(o.reassemble && o.reassemble_no_df);
+    let o = rs("set limit { states 10, frags 20 }\nset timeout { tcp.first 9, frag 30 }").options;
+    assert_eq!(
+        (o.limit_states, o.limit_frags, o.frag_timeout_s),
+        (10, 20, 30)
+    );
+    assert_eq!(o.timeouts.secs(TimeoutClass::TcpFirst), 9);
+    assert_eq!(rs("set limit frags 0").options.limit_frags, 0);
+}
+
+#[test]
 fn set_errors() {
     assert_err(
         "set timeout tcp.bogus 5",
@@ -619,7 +637,16 @@ fn set_errors() {
     );
     assert_err("set timeout interval 5", 1, 13, "not supported");
     assert_err("set timeout tcp.first x", 1, 23, "not a number");
-    assert_err("set limit frags 5", 1, 11, "only 'states', 'src-nodes'");
+    assert_err(
+        "set limit tables 5",
+        1,
+        11,
+        "only 'states', 'src-nodes' and 'frags'",
+    );
+    assert_err("set reassemble maybe", 1, 16, "unknown reassemble value");
+    assert_err("set reassemble", 1, 15, "expected 'yes' or 'no'");
+    assert_err("set reassemble yes no-dff", 1, 20, "expected end of line");
+    assert_err("set timeout frag x", 1, 18, "not a number");
     assert_err("set limit states 99999999999", 1, 18, "out of range");
     // pf skips names that do not exist (`set skip on lo`).
     assert_eq!(rs("set skip on { lo eth7 }").options.skip_mask, 0);

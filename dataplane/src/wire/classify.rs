@@ -9,11 +9,12 @@
 //! checksum is verified (not under `cfg(fuzzing)`), transport checksums are
 //! not (see `tcp::Packet::verify_checksum` and friends).
 //!
-//! Fragments (dpf does not reassemble): a non-first fragment has no
-//! transport header, so it is reported with `fragment: true`, ports 0 and
-//! [`L4Info::Other`]; a first fragment is parsed as far as its transport
-//! header and flagged `fragment: true` (its UDP length field describes the
-//! whole datagram, so that one is not checked).
+//! Fragments (reassembled by [`crate::frag`] before filtering): a
+//! non-first fragment has no transport header, so it is reported with
+//! `fragment: true`, ports 0 and [`L4Info::Other`]; a first fragment is
+//! parsed as far as its transport header and flagged `fragment: true` (its
+//! UDP length field describes the whole datagram, so that one is not
+//! checked).
 //!
 //! ICMP conventions follow pf: for queries (echo and, for ICMPv4,
 //! timestamp/information/mask) both ports are the identifier; for errors
@@ -235,6 +236,22 @@ pub fn classify_any(
         l3_offset: l3_offset as u16,
         kind,
     })
+}
+
+/// Offset of the IP header of an IPv4 or IPv6 frame behind up to
+/// [`MAX_VLAN_TAGS`] tags (`None` for anything else or a short frame).
+#[inline]
+pub fn l3_offset(frame: &[u8]) -> Option<usize> {
+    let mut at = ethernet::HEADER_LEN;
+    let mut ethertype = EtherType(be16(frame.get(..at)?, 12));
+    for _ in 0..MAX_VLAN_TAGS {
+        if !is_vlan_tag(ethertype) {
+            break;
+        }
+        ethertype = EtherType(be16(frame.get(at..at + 4)?, 2));
+        at += 4;
+    }
+    matches!(ethertype, EtherType::IPV4 | EtherType::IPV6).then_some(at)
 }
 
 /// The EtherTypes of a VLAN tag: 802.1Q, 802.1ad and the pre-standard
