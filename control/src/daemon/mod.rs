@@ -483,6 +483,16 @@ fn run_with_eal(
     // Without its control socket dpf cannot be operated: fatal, and before
     // any worker runs.
     let mut server: Option<Server> = Some(Server::bind(&config.socket).context("control socket")?);
+    // The Prometheus endpoint, a client of the control socket on a thread
+    // of its own (stopped when this function returns).
+    let _metrics = match config.metrics {
+        Some(addr) => {
+            let m = crate::metrics::start(addr, config.socket.clone())?;
+            crate::log!(Level::Info, "metrics on http://{}/metrics", m.addr);
+            Some(m)
+        }
+        None => None,
+    };
     for (w, (handoff_out, handoff_in)) in outs.into_iter().zip(ins).enumerate() {
         let (port, client) = command_channel(COMMAND_REPLY_RING);
         clients.push(client);
