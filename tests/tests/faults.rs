@@ -33,7 +33,8 @@
 //! 500), `FAULTS_STATES` the UDP states added for the listing (default
 //! 50000).
 
-use dpf_tests::netns::{must, plain_link, sh, Namespaces};
+use dpf_tests::netns::{must, sh, Namespaces};
+use dpf_tests::pair::wait_until;
 use dpf_tests::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -205,42 +206,10 @@ fn bulk_done(pair: &Pair, fw: usize) -> bool {
         .is_some_and(|b| !b.starts_with("pending"))
 }
 
-fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < within, "{what} not within {within:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    t0.elapsed()
-}
-
 fn setup() -> Pair {
-    let guard = Namespaces::new("dpq", &["lan", "wan", "fw1", "fw2"]);
+    let guard = dpf_tests::pair::faq_segments("dpq", true, true);
     let ns: Vec<String> = guard.names().to_vec();
-    let (lan, wan) = (&ns[0], &ns[1]);
-    for (side, dev) in [(lan, "l0"), (wan, "w0")] {
-        must(&format!("ip -n {side} link add br0 type bridge"));
-        for (i, fw_ns) in ns[2..].iter().enumerate() {
-            let p = format!("p{}{dev}", i + 1);
-            must(&format!(
-                "ip link add {p} netns {side} type veth peer name {dev} netns {fw_ns}"
-            ));
-            must(&format!("ip -n {side} link set {p} master br0"));
-            plain_link(side, &p);
-            plain_link(fw_ns, dev);
-        }
-        plain_link(side, "br0");
-    }
-    must(&format!(
-        "ip link add s0 netns {} type veth peer name s0 netns {}",
-        ns[2], ns[3]
-    ));
-    plain_link(&ns[2], "s0");
-    plain_link(&ns[3], "s0");
-    must(&format!("ip -n {lan} addr add 10.1.0.50/24 dev br0"));
-    must(&format!("ip -n {lan} route add default via 10.1.0.254"));
-    must(&format!("ip -n {wan} addr add 10.2.0.50/24 dev br0"));
-    must(&format!("ip -n {wan} route add default via 10.2.0.254"));
+    let lan = &ns[0];
     // Many connections from one host.
     must(&format!(
         "ip netns exec {lan} sysctl -qw net.ipv4.ip_local_port_range='20000 60000'"
