@@ -14,3 +14,4 @@ pub mod preload;
 pub mod rule_env;
 pub mod slowpath;
 pub mod srcnodes;
+pub mod telemetry;

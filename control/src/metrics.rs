@@ -246,6 +246,16 @@ pub fn render(socket: &std::path::Path) -> Result<String> {
             "Control requests refused",
             info.control_bad_requests,
         ),
+        (
+            "log_dropped_messages",
+            "Daemon messages dropped: the log queue was full",
+            info.log.dropped,
+        ),
+        (
+            "log_write_errors",
+            "Daemon messages the log sink (syslogd, journald, stderr) refused",
+            info.log.write_errors,
+        ),
     ] {
         counter1(&mut reg, name, help, v);
     }

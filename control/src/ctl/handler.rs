@@ -648,6 +648,10 @@ impl Control<'_> {
                 .slowpath
                 .map(|s| serde_json::to_value(s.stats).unwrap_or_default())
                 .unwrap_or(Value::Null),
+            log: super::LogStats {
+                dropped: crate::log::dropped(),
+                write_errors: crate::log::write_errors(),
+            },
         }
     }
 

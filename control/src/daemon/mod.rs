@@ -493,6 +493,9 @@ fn run_with_eal(
         }
         None => None,
     };
+    // dpf's commands on DPDK's telemetry socket (dpdk-telemetry.py), also
+    // clients of the control socket.
+    crate::telemetry::register(config.socket.clone())?;
     for (w, (handoff_out, handoff_in)) in outs.into_iter().zip(ins).enumerate() {
         let (port, client) = command_channel(COMMAND_REPLY_RING);
         clients.push(client);
