@@ -4,6 +4,7 @@
 pub mod capture;
 pub mod carp;
 pub mod config;
+pub mod config_doc;
 pub mod counters_json;
 pub mod ctl;
 pub mod daemon;

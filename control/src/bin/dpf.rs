@@ -18,6 +18,9 @@ struct Args {
     /// Print the dpf(8) manual page (roff) and exit.
     #[arg(long)]
     man: bool,
+    /// Print the dpf.toml(5) manual page (roff) and exit.
+    #[arg(long)]
+    man_config: bool,
     /// Print a completion script for SHELL (bash, zsh, fish, elvish,
     /// powershell) and exit.
     #[arg(long, value_name = "SHELL")]
@@ -115,6 +118,10 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         };
+    }
+    if args.man_config {
+        print!("{}", control::config_doc::man_page());
+        return ExitCode::SUCCESS;
     }
     if let Some(shell) = args.completions {
         let mut cmd = <Args as clap::CommandFactory>::command();
