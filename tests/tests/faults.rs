@@ -799,8 +799,15 @@ fn the_pair_loses_no_connection_through_every_fault() {
         // Two masters for longer than an advertisement interval and
         // scheduling slack on this shared machine.
         if dual > interval + 1.5 {
-            let (ads, vhid) = if dual1 >= dual2 { (&lan_ads, 1) } else { (&wan_ads, 2) };
-            for a in ads.iter().filter(|a| a.vhid == vhid && a.at >= e.from && a.at <= e.to) {
+            let (ads, vhid) = if dual1 >= dual2 {
+                (&lan_ads, 1)
+            } else {
+                (&wan_ads, 2)
+            };
+            for a in ads
+                .iter()
+                .filter(|a| a.vhid == vhid && a.at >= e.from && a.at <= e.to)
+            {
                 eprintln!(
                     "  advert vhid {vhid} at {:.3} from {} skew/demote {:?}",
                     a.at - e.from,

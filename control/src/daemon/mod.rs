@@ -98,33 +98,6 @@ const STALL_STEP_DOWN: Duration = Duration::from_secs(3);
 /// How often the control thread polls the ports' link state for CARP.
 const LINK_POLL: Duration = Duration::from_millis(100);
 
-/// Every state of every worker, through their command rings (for a pfsync
-/// bulk update); `None` when a worker did not answer in full (logged): a
-/// bulk update must never end (BUS end) on a partial table, the peer asks
-/// again (every 2 s, 12 times).
-fn list_states(
-    clients: &mut [dataplane::command::CommandClient],
-) -> Option<Vec<(dataplane::state::State, dataplane::state::Translation)>> {
-    use dataplane::command::{Command, Reply};
-    let mut states = Vec::new();
-    let r = crate::ctl::handler::ask_workers(clients, Command::ListStates, |r| {
-        if let Reply::State(st, tr) = r {
-            states.push((st, tr));
-        }
-    });
-    match r {
-        Ok(()) => Some(states),
-        Err(e) => {
-            crate::log!(
-                Level::Warning,
-                "pfsync bulk update not sent ({} states collected): {e}",
-                states.len()
-            );
-            None
-        }
-    }
-}
-
 /// Reply ring capacity of a worker's command port (states per poll).
 const COMMAND_REPLY_RING: usize = 8192;
 
@@ -614,6 +587,7 @@ fn run_with_eal(
         carp,
         sync,
         slowpath,
+        bulk: None,
     };
     if let (Some(s), Some(path)) = (engines.sync.as_mut(), opts.sync_trace.as_ref()) {
         s.set_trace(path, now_fn())
@@ -710,7 +684,8 @@ fn run_with_eal(
                 &mut resolve_rx,
                 &mut out,
             );
-            busy |= !out.is_empty();
+            engines.pump_bulk(&mut clients, &mut out);
+            busy |= !out.is_empty() || engines.bulk.is_some();
             injectq.send(out, &pool, inject);
             // At most one O(n) rebuild per ~1 ms however many frames
             // changed the table (see the slowpath module doc); a change
