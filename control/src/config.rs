@@ -207,6 +207,8 @@ struct RawPort {
     mac: Option<Spanned<String>>,
     #[serde(default)]
     mtu: Option<Spanned<u16>>,
+    #[serde(default)]
+    rx_placement: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -244,6 +246,22 @@ pub struct PortSpec {
     pub mac: Option<[u8; 6]>,
     /// Link MTU.
     pub mtu: u16,
+    /// How packets are spread over the port's rx queues.
+    pub rx_placement: RxPlacement,
+}
+
+/// How a port's packets reach the workers (`rx_placement`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub enum RxPlacement {
+    /// The device's RSS when it has it (dpf programs its redirection
+    /// table): packets arrive on their flow's owner; else the workers
+    /// place flows in software.
+    #[default]
+    Auto,
+    /// The device is fed already spread over its queues by symmetric
+    /// Toeplitz and a 64-entry table (entry i: queue i % queues), as by a
+    /// vhost-user or memif peer that balances like a NIC.
+    Toeplitz,
 }
 
 /// A static route.
@@ -535,6 +553,19 @@ impl Config {
                 Some(m) => *m.get_ref(),
                 None => 1500,
             };
+            let rx_placement = match p.rx_placement.as_ref() {
+                None => RxPlacement::Auto,
+                Some(v) => match v.get_ref().as_str() {
+                    "auto" => RxPlacement::Auto,
+                    "toeplitz" => RxPlacement::Toeplitz,
+                    other => {
+                        return Err(ctx.err(
+                            v.span(),
+                            format!("rx_placement '{other}' of port '{name}': expected \"auto\" or \"toeplitz\""),
+                        ))
+                    }
+                },
+            };
             for (span, (ip, _)) in &addresses {
                 let dup = ports
                     .iter()
@@ -550,6 +581,7 @@ impl Config {
                 addresses: addresses.into_iter().map(|(_, c)| c).collect(),
                 mac,
                 mtu,
+                rx_placement,
             });
         }
         if ports.is_empty() {

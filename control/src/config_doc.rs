@@ -79,7 +79,8 @@ pub const SECTIONS: &[Section] = &[
             key("device", "string", "required", "A PCI address bound to vfio-pci (0000:03:00.0) or a DPDK vdev with its arguments (net_pcap0,rx_pcap=in.pcap; net_memif, net_vhost, virtio_user, net_af_packet, net_null, net_ring)."),
             key("addresses", "array of CIDR strings", "[]", "Router mode: the interface's IPv4/IPv6 addresses."),
             key("mac", "string", "the port's own", "The MAC address to use."),
-            key("mtu", "integer", "the port's", "The MTU to set."),
+            key("mtu", "integer 576..=9000", "1500", "The MTU to set."),
+            key("rx_placement", "\"auto\" | \"toeplitz\"", "\"auto\"", "auto: the device's RSS when it has one (symmetric Toeplitz; dpf programs the redirection table), so packets arrive on the worker owning their flow, else flows are placed in software; toeplitz: the device is fed already spread by symmetric Toeplitz over a 64-entry table (entry i: queue i % queues), as by a vhost-user or memif peer balancing like a NIC."),
         ],
     },
     Section {

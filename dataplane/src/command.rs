@@ -613,7 +613,7 @@ mod tests {
     }
 
     #[test]
-    fn readers_of_one_ring_take_only_their_own_replies() {
+    fn readers_of_one_worker_take_only_their_own_replies() {
         let (mut port, mut client) = command_channel(64);
         let rules = Arc::new(
             Ruleset::compile(

@@ -22,6 +22,7 @@ pub mod neighbor_hold;
 pub mod pipeline;
 pub mod ring;
 pub mod route;
+pub mod rss;
 pub mod rules;
 pub mod scrub;
 pub mod snapshot;

@@ -1639,6 +1639,7 @@ pub fn pfsync_import_run(data: &[u8]) -> (u64, usize) {
         ifnames: vec!["lan0".into(), "wan0".into()],
         timeouts: dataplane::timeouts::Timeouts::default(),
         states_total: Default::default(),
+        placement: Default::default(),
     };
     let mut sync = Sync::new(setup, exports, imports, now).expect("pfsync setup");
     let ctx = RxContext {
@@ -1682,7 +1683,11 @@ pub fn pfsync_import_run(data: &[u8]) -> (u64, usize) {
             assert_states_balance(p);
             for (_, st) in p.shard().iter() {
                 assert_eq!(
-                    st.key().owner(WORKERS),
+                    dataplane::rss::Placement::Hash.owner(
+                        st.key(),
+                        st.key().symmetric_hash(),
+                        WORKERS
+                    ),
                     w,
                     "worker {w} holds {:?}",
                     st.key()

@@ -49,6 +49,11 @@ struct Args {
     /// Where `--replay` writes forwarded packets (interface id = egress port).
     #[arg(long, value_name = "PCAPNG")]
     replay_out: Option<PathBuf>,
+    /// With `--replay`: packets reach the workers as a NIC with symmetric
+    /// RSS spreads them (the worker of the queue their Toeplitz hash
+    /// picks), and flows are owned by that placement.
+    #[arg(long, requires = "replay")]
+    replay_rss: bool,
     /// Pipelines (workers) for `--replay`.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     replay_workers: u16,
@@ -153,16 +158,13 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let (Some(input), Some(output)) = (&args.replay, &args.replay_out) {
-        let creatorid = args.creatorid.unwrap_or(1);
-        return match daemon::replay(
-            &config,
-            ruleset,
-            args.replay_workers as usize,
-            input,
-            output,
-            creatorid,
-            args.replay_seed,
-        ) {
+        let opts = daemon::ReplayOptions {
+            workers: args.replay_workers as usize,
+            creatorid: args.creatorid.unwrap_or(1),
+            seed: args.replay_seed,
+            rss: args.replay_rss,
+        };
+        return match daemon::replay(&config, ruleset, input, output, &opts) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("dpf: {e:#}");

@@ -41,7 +41,7 @@ mod links;
 mod replay;
 mod running;
 
-pub use replay::replay;
+pub use replay::{replay, ReplayOptions};
 
 /// Options of one run that are not in the configuration file.
 #[derive(Clone, Debug, Default)]

@@ -88,6 +88,7 @@ impl Daemon {
             opts.creatorid.unwrap_or_else(random_creatorid),
         );
         pcfg.frag_capacity = frag_capacity(ruleset.options.limit_frags, workers, config.mbufs);
+        pcfg.placement = placement(config, &ports, workers);
         // Source nodes: one table for every worker, sized at start.
         pcfg.sources = Arc::new(dataplane::srcnodes::SourceTable::new(
             ruleset.options.limit_src_nodes,
@@ -458,6 +459,61 @@ impl Daemon {
     }
 }
 
+/// Entries of the redirection table every RSS port repeats (entry `i`:
+/// queue `i % workers`); a device table must be a multiple of it.
+const RETA_COMMON: usize = 64;
+
+/// Which worker owns a flow: the NIC's when ports spread packets by
+/// symmetric Toeplitz (their redirection tables programmed alike, or
+/// `rx_placement = "toeplitz"`), so packets arrive on their owner and
+/// only exceptions are handed off; else the keyed software hash.
+fn placement(config: &Config, ports: &[Port], workers: usize) -> dataplane::rss::Placement {
+    use crate::config::RxPlacement;
+    use dataplane::rss::{Placement, RssPlacement, SYMMETRIC_KEY};
+    if workers <= 1 {
+        return Placement::Hash;
+    }
+    let common: Vec<u16> = (0..RETA_COMMON).map(|i| (i % workers) as u16).collect();
+    let mut placed = 0u64;
+    let mut names = Vec::new();
+    for (i, (spec, port)) in config.ports.iter().zip(ports).enumerate() {
+        let ok = match spec.rx_placement {
+            RxPlacement::Toeplitz => true,
+            RxPlacement::Auto if port.rss() => match port.program_reta(&common) {
+                Ok(()) => true,
+                Err(e) => {
+                    crate::log!(
+                        Level::Notice,
+                        "{}: RSS on, but its queues cannot be placed ({e}): its flows are placed by the workers",
+                        spec.name
+                    );
+                    false
+                }
+            },
+            RxPlacement::Auto => false,
+        };
+        if ok && i < 64 {
+            placed |= 1 << i;
+            names.push(spec.name.as_str());
+        }
+    }
+    if placed == 0 {
+        return Placement::Hash;
+    }
+    crate::log!(
+        Level::Info,
+        "flows owned by the rx queue RSS picks (placed by the device on {})",
+        names.join(", ")
+    );
+    match RssPlacement::new(&SYMMETRIC_KEY, common) {
+        Ok(rss) => Placement::Rss {
+            rss: Arc::new(rss),
+            placed,
+        },
+        Err(_) => Placement::Hash,
+    }
+}
+
 /// What every worker's pipeline is built from.
 struct WorkerContext<'a> {
     config: &'a Config,
@@ -603,6 +659,7 @@ fn build_sync(
         ifnames: config.ports.iter().map(|p| p.name.clone()).collect(),
         timeouts: options.timeouts,
         states_total: pcfg.states_total.clone(),
+        placement: pcfg.placement.clone(),
     };
     Sync::new(setup, exports, imports, now)
         .map(Some)
