@@ -27,6 +27,11 @@ pub fn dpfctl_bin() -> PathBuf {
     bin("DPFCTL_BIN", "dpfctl")
 }
 
+/// The `bench` binary (generators), found like [`dpf_bin`].
+pub fn bench_bin() -> PathBuf {
+    bin("BENCH_BIN", "bench")
+}
+
 fn bin(var: &str, name: &str) -> PathBuf {
     if let Ok(p) = std::env::var(var) {
         return PathBuf::from(p);
