@@ -589,13 +589,30 @@ fn the_pair_loses_no_connection_through_every_fault() {
         carp_state(pair, 2, "carp1") == "MASTER" || carp_state(pair, 2, "carp2") == "MASTER"
     };
 
-    // (a) SIGKILL of the master, then it comes back.
+    // (a) SIGKILL of the master, then it comes back. What the new master
+    // dropped meanwhile: nothing for want of a neighbour (it keeps its
+    // table warm and holds packets while resolving).
+    let new_master_drops = |pair: &Pair| {
+        let d = &ctl(&pair.sock(2), &["-s", "info"])["drops"];
+        ["neighbor-unresolved", "state-mismatch", "no-route"].map(|r| d[r].as_u64().unwrap_or(0))
+    };
+    let before = new_master_drops(&pair);
     let t = now_s();
     pair.kill(1);
     wait_until("fw2 MASTER of both", Duration::from_secs(20), || {
         master_of_both(&pair, 2)
     });
     std::thread::sleep(Duration::from_secs(8));
+    let after = new_master_drops(&pair);
+    let dropped: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    eprintln!(
+        "new master's drops during the takeover: neighbor-unresolved {}, state-mismatch {}, no-route {}",
+        dropped[0], dropped[1], dropped[2]
+    );
+    assert_eq!(
+        dropped[0], 0,
+        "the new master dropped packets for want of a neighbour"
+    );
     pair.start(1);
     steady(&pair);
     events.push(Event {
