@@ -54,6 +54,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 mod reassembly;
+mod syncookie;
 pub use reassembly::Arrival;
 
 /// Most ports dpf drives.
@@ -403,6 +404,8 @@ pub struct Pipeline {
     /// Where a reassembled datagram is joined to be decided
     /// ([`crate::frag::SCRATCH_LEN`] bytes).
     frag_scratch: Box<[u8]>,
+    /// SYN cookies: keys, on or off ([`syncookie`]).
+    cookies: syncookie::CookieState,
     /// This worker's counters.
     pub counters: WorkerCounters,
 }
@@ -467,6 +470,7 @@ impl Pipeline {
             src_sweep: 0,
             frags,
             frag_scratch: vec![0; crate::frag::SCRATCH_LEN].into_boxed_slice(),
+            cookies: syncookie::CookieState::new(),
             counters: WorkerCounters::default(),
         }
     }
@@ -1445,6 +1449,7 @@ impl Pipeline {
     fn refresh_timeout_scale(&mut self) {
         let states = self.config.states_total.load(Ordering::Relaxed) as u64;
         self.timeout_scale = self.rules.options.timeouts.scale(states);
+        self.refresh_syncookies();
     }
 
     /// The box's adaptive timeout factor as of the last burst or sweep.
@@ -1543,6 +1548,12 @@ impl Pipeline {
             Verdict::Drop(r) => self.counters.drop(r),
             Verdict::SlowPath(_) => self.counters.slow_path += 1,
             Verdict::Handoff(_) => self.counters.handed_off += 1,
+            // The firewall's own handshake (SYN cookies), counted as such.
+            Verdict::Reply(_) if self.cookies.reply_reason.is_some() => {
+                if let Some(r) = self.cookies.reply_reason.take() {
+                    self.counters.drop(r);
+                }
+            }
             Verdict::Reply(_) => {
                 self.counters.block_returns += 1;
                 self.counters.drop(DropReason::BlockedByRule);
@@ -1602,6 +1613,7 @@ impl Pipeline {
                 let l3 = classified.l3_offset as usize;
                 let v = match self.filter(&info, passes, ip_options, now, owned, ahead) {
                     Blocked(mode) => return self.answer(mode, &classified, frame, in_port),
+                    Cookie(a) => return self.cookie_answer(a, &classified, in_port, None),
                     // A state imported from a routing peer may translate.
                     Decided(v) if self.pending.is_some() || self.pending_seq.is_some() => {
                         match self.apply_pending(frame, l3, l4_offset as usize, &info) {
@@ -1713,6 +1725,7 @@ impl Pipeline {
             };
             match self.filter(&info, Passes::In(in_port), ip_options, now, owned, ahead) {
                 Blocked(mode) => return self.answer(mode, &classified, frame, in_port),
+                Cookie(a) => return self.cookie_answer(a, &classified, in_port, None),
                 Decided(v @ (Verdict::Forward(_) | Verdict::Hold(_))) if self.pending.is_some() => {
                     v
                 }
@@ -1727,6 +1740,7 @@ impl Pipeline {
             };
             match self.filter(&info, passes, ip_options, now, owned, ahead) {
                 Blocked(mode) => return self.answer(mode, &classified, frame, in_port),
+                Cookie(a) => return self.cookie_answer(a, &classified, in_port, hop),
                 Decided(v @ (Verdict::Forward(_) | Verdict::Hold(_))) => v,
                 Decided(v) => return v,
             }
@@ -1735,6 +1749,7 @@ impl Pipeline {
             // the `in` pass, before the routing table is asked).
             match self.filter(&info, Passes::In(in_port), ip_options, now, owned, ahead) {
                 Blocked(mode) => return self.answer(mode, &classified, frame, in_port),
+                Cookie(a) => return self.cookie_answer(a, &classified, in_port, None),
                 Decided(v @ (Verdict::Forward(_) | Verdict::Hold(_)))
                     if self.pending_route.is_some() =>
                 {
@@ -1951,6 +1966,8 @@ impl Pipeline {
                 let v =
                     match self.filter(&info, Passes::Out(out_port), ip_options, now, owned, None) {
                         Blocked(_) => return Verdict::Drop(DropReason::BlockedByRule),
+                        // Never for what the box sends (cookies answer `in`).
+                        Cookie(_) => return Verdict::Drop(DropReason::Synproxy),
                         Decided(Verdict::Hold(_)) => Verdict::Forward(out_port),
                         Decided(v) => v,
                     };
@@ -2109,6 +2126,18 @@ impl Pipeline {
                 };
                 if ip_options && st.state_flags & state_flags::ALLOWOPTS == 0 {
                     return Decided(Verdict::Drop(DropReason::IpOptions));
+                }
+                if let Some(o) = syncookie::on_proxy_state(
+                    st,
+                    &tr,
+                    info,
+                    from_src,
+                    &mut self.sync,
+                    &mut self.counters,
+                    now,
+                ) {
+                    self.pending = to.map(Pending::Packet);
+                    return o;
                 }
                 match track(st, info, from_src, now) {
                     TrackOutcome::Pass { transition }
@@ -2271,7 +2300,11 @@ impl Pipeline {
                 }
             }
         }
-        self.evaluate_new(info, passes, ip_options, now)
+        if let Some(o) = self.cookie_ack(info, passes, ip_options, now) {
+            return o;
+        }
+        let o = self.evaluate_new(info, passes, ip_options, now);
+        self.synproxy_after_new(info, o, now)
     }
 
     /// The rules for a packet without a state: `in` on the receiving port,
@@ -2413,9 +2446,19 @@ impl Pipeline {
         if !d.keep_state && !translated {
             return Decided(Verdict::Forward(verdict_port));
         }
+        // `set syncookies`: a SYN that would create a state gets a cookie.
+        if let Some(o) = self.cookie_for_syn(info, in_port.is_some()) {
+            return o;
+        }
         let flags = info.tcp_flags();
         let initial_syn =
             flags & crate::flow::tcp_flags::SYN != 0 && flags & crate::flow::tcp_flags::ACK == 0;
+        // `synproxy state`: see [`Pipeline::synproxy_after_new`].
+        self.cookies.synproxy_rule = d.synproxy
+            && in_port.is_some()
+            && initial_syn
+            && info.proto == crate::flow::proto::TCP
+            && !self.cookies.recreating;
         let rule_nr = d.rule.unwrap_or(crate::state::NO_RULE);
         let opts = StateOptions {
             sloppy: d.sloppy,
@@ -2821,8 +2864,10 @@ fn punt_of(info: &PacketInfo) -> Punt {
 enum FilterOutcome {
     Decided(Verdict),
     Blocked(ReturnMode),
+    /// The firewall answers for a SYN cookie handshake ([`syncookie`]).
+    Cookie(syncookie::CookieAction),
 }
-use FilterOutcome::{Blocked, Decided};
+use FilterOutcome::{Blocked, Cookie, Decided};
 
 /// The hash that decides the owner of an ICMP error: its quoted flow's
 /// (`None` for any other packet, owned by its own flow).
