@@ -73,6 +73,15 @@ struct RawConfig {
     sysctl: Option<Spanned<toml::Table>>,
     #[serde(default)]
     pfsync: Option<RawPfsync>,
+    #[serde(default)]
+    metrics: Option<RawMetrics>,
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -423,6 +432,9 @@ pub struct Config {
     pub sysctl: CarpSysctl,
     /// pfsync, if configured.
     pub pfsync: Option<PfsyncSpec>,
+    /// `[metrics] listen`: where the Prometheus endpoint listens (off when
+    /// absent).
+    pub metrics: Option<std::net::SocketAddr>,
     /// Wire mode: the non-IP EtherTypes the bridge forwards (ARP by
     /// default; a value below 0x0600 stands for every 802.3/LLC frame).
     pub pass_ethertypes: Vec<u16>,
@@ -929,7 +941,23 @@ impl Config {
                 v
             }
         };
+        let metrics =
+            match &raw.metrics {
+                None => None,
+                Some(m) => Some(m.listen.get_ref().parse::<std::net::SocketAddr>().map_err(
+                    |_| {
+                        ctx.err(
+                            m.listen.span(),
+                            format!(
+                        "metrics listen '{}' is not an address:port (e.g. \"127.0.0.1:9100\")",
+                        m.listen.get_ref()
+                    ),
+                        )
+                    },
+                )?),
+            };
         Ok(Config {
+            metrics,
             pass_ethertypes,
             path: path.to_path_buf(),
             eal_args,

@@ -7,6 +7,7 @@
 pub mod frames;
 pub mod fuzz_bodies;
 pub mod netns;
+pub mod pair;
 
 use anyhow::{bail, Context, Result};
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
