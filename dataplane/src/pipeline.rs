@@ -2127,7 +2127,7 @@ impl Pipeline {
                 if ip_options && st.state_flags & state_flags::ALLOWOPTS == 0 {
                     return Decided(Verdict::Drop(DropReason::IpOptions));
                 }
-                if let Some(o) = syncookie::on_proxy_state(
+                if let Some((o, remove)) = syncookie::on_proxy_state(
                     st,
                     &tr,
                     info,
@@ -2136,7 +2136,18 @@ impl Pipeline {
                     &mut self.counters,
                     now,
                 ) {
+                    // What dpf sends on is translated and scrubbed as the
+                    // state's packets are.
                     self.pending = to.map(Pending::Packet);
+                    self.pending_scrub = ScrubAction::of(st.state_flags, tr.scrub);
+                    if tr.route.applies(from_src) {
+                        self.pending_route = Some(tr.route);
+                    }
+                    if remove {
+                        let gone = *st;
+                        delete_or_owe(&mut self.sync, &mut self.counters, &gone, now);
+                        self.remove_state(slot);
+                    }
                     return o;
                 }
                 match track(st, info, from_src, now) {
@@ -2446,19 +2457,29 @@ impl Pipeline {
         if !d.keep_state && !translated {
             return Decided(Verdict::Forward(verdict_port));
         }
-        // `set syncookies`: a SYN that would create a state gets a cookie.
-        if let Some(o) = self.cookie_for_syn(info, in_port.is_some()) {
-            return o;
-        }
         let flags = info.tcp_flags();
         let initial_syn =
             flags & crate::flow::tcp_flags::SYN != 0 && flags & crate::flow::tcp_flags::ACK == 0;
+        let tcp_syn = initial_syn && info.proto == crate::flow::proto::TCP;
+        if tcp_syn && !self.cookies.recreating {
+            // dpf proxies only what it forwards: a connection to or from
+            // the box itself is the slow path's, which cannot take one
+            // over (pf would; refused and counted, never passed
+            // unproxied).
+            if d.synproxy && (local || in_port.is_none()) {
+                return Decided(Verdict::Drop(DropReason::Synproxy));
+            }
+            // `set syncookies`: a forwarded SYN that would create a state
+            // gets a cookie instead.
+            if !local {
+                if let Some(o) = self.cookie_for_syn(info, in_port.is_some()) {
+                    return o;
+                }
+            }
+        }
         // `synproxy state`: see [`Pipeline::synproxy_after_new`].
-        self.cookies.synproxy_rule = d.synproxy
-            && in_port.is_some()
-            && initial_syn
-            && info.proto == crate::flow::proto::TCP
-            && !self.cookies.recreating;
+        self.cookies.synproxy_rule =
+            d.synproxy && tcp_syn && !local && in_port.is_some() && !self.cookies.recreating;
         let rule_nr = d.rule.unwrap_or(crate::state::NO_RULE);
         let opts = StateOptions {
             sloppy: d.sloppy,

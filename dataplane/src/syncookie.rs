@@ -316,7 +316,7 @@ pub fn proxy_src_step(st: &mut State, t: &TcpInfo, from_src: bool) -> ProxyStep 
     ProxyStep::Drop
 }
 
-/// What to do with a packet of a state in `PROXY_DST`.
+/// What to do with a packet of a state in `PROXY_SRC` or `PROXY_DST`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProxyStep {
     /// The server's SYN-ACK: answer it with this ACK (seq, ack, window);
@@ -344,6 +344,14 @@ pub enum ProxyStep {
         /// Sequence number (server's view).
         seq: u32,
     },
+    /// The server answered dpf's SYN with an RST: send the client this
+    /// RST (its view of the numbers) and remove the state.
+    ResetClient {
+        /// Sequence number (the client's view: the ISN it got, plus one).
+        seq: u32,
+        /// Acknowledgement number.
+        ack: u32,
+    },
     /// Anything else while the server has not answered (pf:
     /// `PFRES_SYNPROXY`).
     Drop,
@@ -352,8 +360,8 @@ pub enum ProxyStep {
 /// pf's `pf_synproxy` in `PF_TCPS_PROXY_DST` for the server's answer:
 /// the SYN-ACK that acknowledges dpf's SYN establishes the state
 /// (sequence translation for the server's numbers, windows, no scaling);
-/// the client's handshake ACK again sends the SYN again; everything else
-/// is dropped.
+/// an RST that acknowledges it resets the client; the client's handshake
+/// ACK again sends the SYN again; everything else is dropped.
 pub fn proxy_dst_step(st: &mut State, t: &TcpInfo, from_src: bool) -> ProxyStep {
     let synack = tcp_flags::SYN | tcp_flags::ACK;
     let cookie = st.src.seqhi;
@@ -369,9 +377,22 @@ pub fn proxy_dst_step(st: &mut State, t: &TcpInfo, from_src: bool) -> ProxyStep 
             ProxyStep::Drop
         };
     }
-    if t.flags & (synack | tcp_flags::RST) != synack
-        || t.ack.wrapping_sub(st.src.seqdiff) != st.src.seqlo.wrapping_add(1)
-    {
+    let acks_our_syn = t.flags & tcp_flags::ACK != 0
+        && t.ack.wrapping_sub(st.src.seqdiff) == st.src.seqlo.wrapping_add(1);
+    if t.flags & tcp_flags::RST != 0 {
+        // The server refuses the connection dpf opened: the client, whose
+        // handshake dpf completed, is reset in its numbers (pf leaves the
+        // client waiting until the state times out).
+        return if acks_our_syn {
+            ProxyStep::ResetClient {
+                seq: cookie.wrapping_add(1),
+                ack: st.src.seqlo.wrapping_add(1),
+            }
+        } else {
+            ProxyStep::Drop
+        };
+    }
+    if t.flags & synack != synack || !acks_our_syn {
         return ProxyStep::Drop;
     }
     st.dst.max_win = t.win.max(1);

@@ -35,7 +35,7 @@ pub(super) struct CookieState {
     active: bool,
     /// Set while the rules evaluate a recreated SYN (it must not get a
     /// cookie again).
-    recreating: bool,
+    pub(super) recreating: bool,
     /// [`Pipeline::evaluate_new`] created a state for an initial SYN `in`
     /// by a `synproxy state` rule.
     pub(super) synproxy_rule: bool,
@@ -66,8 +66,10 @@ pub(super) enum CookieAction {
         mss: u16,
         reason: DropReason,
     },
-    /// On toward the server: the SYN that opens its side.
-    ServerSyn { seq: u32, mss: u16, win: u16 },
+    /// On toward the packet's destination, translated and routed as the
+    /// state's packets are: the SYN that opens the server's side, or the
+    /// RST that tells the client the server refused.
+    Onward(Segment),
     /// Back to the server: the ACK that completes its side.
     AckServer { seq: u32, ack: u32, win: u16 },
 }
@@ -140,10 +142,17 @@ impl Pipeline {
             return None;
         }
         let Some(mss) = sc::validate(&self.cookies.keys, info, &t) else {
-            return self
-                .cookies
-                .active
-                .then_some(Decided(Verdict::Drop(DropReason::SynCookieInvalid)));
+            if !self.cookies.active {
+                return None;
+            }
+            // pf: the rules decide it as any packet without a state; what
+            // they would drop silently is counted as the bad cookie it is.
+            return Some(match self.evaluate_new(info, passes, ip_options, now) {
+                Blocked(ReturnMode::None) | Decided(Verdict::Drop(DropReason::BlockedByRule)) => {
+                    Decided(Verdict::Drop(DropReason::SynCookieInvalid))
+                }
+                other => other,
+            });
         };
         let mut syn = *info;
         syn.l4 = L4Info::Tcp(sc::recreate_syn(&t, mss));
@@ -173,11 +182,7 @@ impl Pipeline {
         export_or_owe(&mut self.sync, &mut self.counters, SyncAction::Update, st, &tr, now);
         // The SYN's number already carries the client's modulator.
         self.pending_seq = None;
-        Some(Cookie(CookieAction::ServerSyn {
-            seq,
-            mss,
-            win: t.win,
-        }))
+        Some(Cookie(CookieAction::Onward(server_syn(seq, mss, t.win))))
     }
 
     /// After [`Pipeline::evaluate_new`] passed an initial SYN `in` by a
@@ -272,15 +277,8 @@ impl Pipeline {
                 let r = build::tcp_answer(c, c.dst_mac, seg);
                 (r.and_then(|r| r.emit(&mut self.replies[slot][..])), in_port, DropReason::Synproxy)
             }
-            CookieAction::ServerSyn { seq, mss, win } => {
-                let seg = Segment {
-                    seq,
-                    ack: 0,
-                    flags: syn,
-                    win,
-                    mss: Some(mss),
-                };
-                match self.server_syn(c, &info, seg, slot, in_port, onward) {
+            CookieAction::Onward(seg) => {
+                match self.onward(c, &info, seg, slot, in_port, onward) {
                     Ok((len, port)) => (Ok(len), port, DropReason::Synproxy),
                     Err(v) => return v,
                 }
@@ -296,10 +294,11 @@ impl Pipeline {
         }
     }
 
-    /// The SYN toward the server in reply slot `slot`: the state's
-    /// translation applied, then addressed for its next hop (router mode)
-    /// or sent out the bridge's other port with the ACK's MACs.
-    fn server_syn(
+    /// The segment `seg` in the direction of the packet `c`, in reply
+    /// slot `slot`: the state's translation and scrub applied, then
+    /// addressed for its next hop (router mode) or sent out the bridge's
+    /// other port with the packet's MACs.
+    fn onward(
         &mut self,
         c: &Classified,
         info: &PacketInfo,
@@ -312,19 +311,26 @@ impl Pipeline {
         let reply = build::tcp_onward(c, seg).map_err(|_| failed)?;
         let mut frame = [0u8; REPLY_MAX];
         let len = reply.emit(&mut frame[..]).map_err(|_| failed)?;
-        let l3 = usize::from(c.l3_offset);
-        let l4 = l3
-            + match info.af {
-                crate::flow::Af::Inet => crate::wire::ipv4::HEADER_LEN,
-                crate::flow::Af::Inet6 => crate::wire::ipv6::HEADER_LEN,
-            };
+        // Offsets and the summary of the frame as built (no IP options,
+        // the packet's tags).
+        let built = classify(&frame[..len], info.ifindex, Direction::Out).map_err(|_| failed)?;
+        let FrameKind::Ip {
+            info: built_info,
+            l4_offset,
+            ..
+        } = built.kind
+        else {
+            return Err(failed);
+        };
+        let (l3, l4) = (usize::from(built.l3_offset), usize::from(l4_offset));
         let mut dst = info.dst;
         if self.pending.is_some() {
-            let Some(d) = self.apply_pending(&mut frame[..len], l3, l4, info) else {
+            let Some(d) = self.apply_pending(&mut frame[..len], l3, l4, &built_info) else {
                 return Err(Verdict::Drop(DropReason::TranslationFailed));
             };
             dst = d;
         }
+        self.apply_scrub(&mut frame[..len], l3, l4, &built_info);
         let port = match (self.router.as_mut(), onward) {
             (None, _) => match self.config.wire_peer.get(usize::from(in_port)) {
                 Some(&p) if p != NO_EGRESS => p,
@@ -332,10 +338,17 @@ impl Pipeline {
             },
             (Some(router), hop) => {
                 let hop = match self.pending_route.take() {
-                    Some(r) => crate::route::NextHop {
-                        port: r.port,
-                        addr: if r.addr == Addr::ZERO { dst } else { r.addr },
-                    },
+                    // `route-to` / `reply-to`, as [`Pipeline::decide_routed`]
+                    // follows them.
+                    Some(r) => {
+                        let addr = if r.addr == Addr::ZERO { dst } else { r.addr };
+                        let port = if r.port == crate::state::ROUTE_PORT_LOOKUP {
+                            router.routing.lookup(info.af, &addr).ok_or(Verdict::Drop(DropReason::NoRoute))?.port
+                        } else {
+                            r.port
+                        };
+                        crate::route::NextHop { port, addr }
+                    }
                     None if dst != info.dst || hop.is_none() => router
                         .routing
                         .lookup(info.af, &dst)
@@ -364,9 +377,22 @@ impl Pipeline {
     }
 }
 
-/// In [`Pipeline::filter`], for a packet of a state whose server side is
-/// still being opened (src in `PROXY_DST`): pf's `pf_synproxy`. Exports
-/// the state once it is established.
+/// The SYN dpf opens the server's side with: the client's ISN (as the
+/// server sees it), the MSS the client offered, the client's window.
+fn server_syn(seq: u32, mss: u16, win: u16) -> Segment {
+    Segment {
+        seq,
+        ack: 0,
+        flags: crate::flow::tcp_flags::SYN,
+        win,
+        mss: Some(mss),
+    }
+}
+
+/// In [`Pipeline::filter`], for a packet of a state whose handshake dpf is
+/// still doing (src in `PROXY_SRC` or `PROXY_DST`): pf's `pf_synproxy`.
+/// Exports the state at each step the peer must know of. The flag says
+/// the caller removes the state (the server refused it).
 #[inline]
 pub(super) fn on_proxy_state(
     st: &mut crate::state::State,
@@ -376,20 +402,21 @@ pub(super) fn on_proxy_state(
     sync: &mut Option<SyncPorts>,
     counters: &mut WorkerCounters,
     now: Instant,
-) -> Option<FilterOutcome> {
+) -> Option<(FilterOutcome, bool)> {
     let proxy_src = st.src.state == crate::state::tcps::PROXY_SRC;
     if !proxy_src && st.src.state != crate::state::tcps::PROXY_DST {
         return None;
     }
     let L4Info::Tcp(t) = info.l4 else {
-        return Some(Decided(Verdict::Drop(DropReason::Synproxy)));
+        return Some((Decided(Verdict::Drop(DropReason::Synproxy)), false));
     };
     let step = if proxy_src {
         sc::proxy_src_step(st, &t, from_src)
     } else {
         sc::proxy_dst_step(st, &t, from_src)
     };
-    Some(match step {
+    let mut remove = false;
+    let outcome = match step {
         ProxyStep::SynAckAgain { isn, mss } => Cookie(CookieAction::SynAck {
             cookie: isn,
             mss,
@@ -404,12 +431,23 @@ pub(super) fn on_proxy_state(
                 // Now PROXY_DST: the peer learns it.
                 export_or_owe(sync, counters, SyncAction::Update, st, tr, now);
             }
-            Cookie(CookieAction::ServerSyn {
-            seq,
-            mss: st.src.mss,
-            win: st.src.max_win,
-            })
+            Cookie(CookieAction::Onward(server_syn(
+                seq,
+                st.src.mss,
+                st.src.max_win,
+            )))
+        }
+        ProxyStep::ResetClient { seq, ack } => {
+            remove = true;
+            Cookie(CookieAction::Onward(Segment {
+                seq,
+                ack,
+                flags: crate::flow::tcp_flags::RST | crate::flow::tcp_flags::ACK,
+                win: 0,
+                mss: None,
+            }))
         }
         ProxyStep::Drop => Decided(Verdict::Drop(DropReason::Synproxy)),
-    })
+    };
+    Some((outcome, remove))
 }

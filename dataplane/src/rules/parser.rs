@@ -1627,6 +1627,15 @@ impl<'a> Parser<'a> {
                             "sloppy state matching cannot be used with synproxy state or modulate state",
                         ));
                     }
+                    if synproxy
+                        && !rule.protos.is_empty()
+                        && !rule.protos.iter().any(|(p, _)| *p == crate::flow::proto::TCP)
+                    {
+                        return Err(self.err(
+                            pos,
+                            "synproxy state without proto tcp is not supported (it proxies tcp only)",
+                        ));
+                    }
                     opts.modulate = modulate;
                     opts.synproxy = synproxy;
                     rule.state = Some(StateAst::Keep(opts));

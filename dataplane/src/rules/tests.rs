@@ -1313,6 +1313,7 @@ fn decision_carries_rule_options() {
             keep_state: true,
             sloppy: false,
             modulate: false,
+            synproxy: false,
             no_sync: true,
             max_states: Some(5),
             allow_opts: true,
