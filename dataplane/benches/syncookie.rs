@@ -9,7 +9,9 @@
 
 mod common;
 
-use common::{client_port, client_v4, config, tsc, CycleTally, Segment, BURST, SERVER_PORT, SERVER_V4};
+use common::{
+    client_port, client_v4, config, tsc, CycleTally, Segment, BURST, SERVER_PORT, SERVER_V4,
+};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use dataplane::counters::{DropReason, Verdict};
 use dataplane::flow::tcp_flags as flags;
@@ -30,8 +32,8 @@ fn bench_syncookie_flood(c: &mut Criterion) {
         self_addrs: &[],
         names: &[],
     };
-    let rules = Ruleset::compile("set syncookies always\npass all\n", "bench.conf", &env)
-        .expect("ruleset");
+    let rules =
+        Ruleset::compile("set syncookies always\npass all\n", "bench.conf", &env).expect("ruleset");
     let mut cfg = PipelineConfig::default();
     cfg.pair(0, 1);
     let mut p = Pipeline::new(cfg, Arc::new(rules), Shard::new(1024, 0).expect("capacity"));
@@ -79,7 +81,10 @@ fn bench_syncookie_flood(c: &mut Criterion) {
     });
     g.finish();
     assert_eq!(p.counters.states_created, 0);
-    assert_eq!(p.counters.drops[DropReason::SynCookieSent as usize], tally.packets);
+    assert_eq!(
+        p.counters.drops[DropReason::SynCookieSent as usize],
+        tally.packets
+    );
     assert!(p.reply(0).len() >= 58, "a SYN-ACK was built");
     tally.report("syncookie/syn_flood (SYN-ACKs)");
 }

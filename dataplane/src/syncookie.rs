@@ -488,7 +488,13 @@ mod tests {
     #[test]
     fn mss_is_rounded_down_to_the_table() {
         let keys = CookieKeys::with_secret(&crate::flow::HashSecret::DEFAULT, 5);
-        for (mss, want) in [(1460, 1460), (1400, 1400), (1300, 1200), (100, 216), (9000, 1460)] {
+        for (mss, want) in [
+            (1460, 1460),
+            (1400, 1400),
+            (1300, 1200),
+            (100, 216),
+            (9000, 1460),
+        ] {
             let (p, mut syn) = pkt(1, 0, tcp_flags::SYN);
             syn.mss = Some(mss);
             let c = generate(&keys, &p, &syn);
@@ -527,7 +533,10 @@ mod tests {
         assert_eq!(parse("pass\n"), Ok(Mode::Never));
         assert_eq!(parse("set syncookies never\n"), Ok(Mode::Never));
         assert_eq!(parse("set syncookies always\n"), Ok(Mode::Always));
-        assert_eq!(parse("set syncookies adaptive\n"), Ok(Mode::ADAPTIVE_DEFAULT));
+        assert_eq!(
+            parse("set syncookies adaptive\n"),
+            Ok(Mode::ADAPTIVE_DEFAULT)
+        );
         assert_eq!(
             parse("set syncookies adaptive (start 25%, end 12.5%)\n"),
             Ok(Mode::Adaptive {
@@ -545,15 +554,93 @@ mod tests {
         for (bad, why) in [
             ("set syncookies sometimes\n", "unknown syncookies mode"),
             ("set syncookies adaptive (start 25%)\n", "needs both"),
-            ("set syncookies adaptive (start 10%, end 20%)\n", "must not be above"),
-            ("set syncookies adaptive (start 101%, end 1%)\n", "not a percentage"),
-            ("set syncookies adaptive (start 25, end 1%)\n", "not a percentage"),
-            ("set syncookies adaptive (start 2.555%, end 1%)\n", "not a percentage"),
-            ("set syncookies adaptive (start 25%, start 20%)\n", "redefined"),
+            (
+                "set syncookies adaptive (start 10%, end 20%)\n",
+                "must not be above",
+            ),
+            (
+                "set syncookies adaptive (start 101%, end 1%)\n",
+                "not a percentage",
+            ),
+            (
+                "set syncookies adaptive (start 25, end 1%)\n",
+                "not a percentage",
+            ),
+            (
+                "set syncookies adaptive (start 2.555%, end 1%)\n",
+                "not a percentage",
+            ),
+            (
+                "set syncookies adaptive (start 25%, start 20%)\n",
+                "redefined",
+            ),
         ] {
             let e = parse(bad).expect_err(bad);
             assert!(e.contains(why), "{bad}: {e}");
             assert!(e.contains("t.conf:1:"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn synproxy_state_is_refused_where_it_cannot_proxy() {
+        let env = crate::rules::RuleEnv {
+            interfaces: &[("lan0", crate::flow::IfIndex(0))],
+            self_addrs: &[],
+            names: &[],
+        };
+        let compile = |t: &str| crate::rules::Ruleset::compile(t, "t.conf", &env);
+        assert!(compile("pass in proto tcp synproxy state\n").is_ok());
+        assert!(compile("pass in synproxy state\n").is_ok());
+        assert!(compile("pass in proto { udp tcp } synproxy state\n").is_ok());
+        let e = compile("pass in proto udp synproxy state\n")
+            .expect_err("udp")
+            .to_string();
+        assert!(
+            e.contains("t.conf:1:19") && e.contains("not supported"),
+            "{e}"
+        );
+    }
+
+    /// A state as `synproxy state` leaves it after the client's ACK:
+    /// client ISN 1000, dpf's ISN 5000 in `src.seqhi`, `PROXY_DST`.
+    fn proxy_dst_state() -> State {
+        let (p, _) = pkt(1000, 0, tcp_flags::SYN);
+        let (k, sw) = p.key();
+        let mut st = State::new(k, sw, 1, 1, crate::time::Instant::from_secs(1));
+        st.src.seqlo = 1000;
+        st.src.state = tcps::PROXY_DST;
+        st.src.seqhi = 5000;
+        st.src.max_win = 29200;
+        st
+    }
+
+    #[test]
+    fn the_servers_synack_establishes_with_the_offset_and_an_rst_resets_the_client() {
+        let mut st = proxy_dst_state();
+        let (_, wrong) = pkt(9000, 1002, tcp_flags::SYN | tcp_flags::ACK);
+        assert_eq!(proxy_dst_step(&mut st, &wrong, false), ProxyStep::Drop);
+        let (_, rst) = pkt(0, 1001, tcp_flags::RST | tcp_flags::ACK);
+        assert_eq!(
+            proxy_dst_step(&mut st, &rst, false),
+            ProxyStep::ResetClient {
+                seq: 5001,
+                ack: 1001
+            }
+        );
+        let (_, synack) = pkt(9000, 1001, tcp_flags::SYN | tcp_flags::ACK);
+        assert_eq!(
+            proxy_dst_step(&mut st, &synack, false),
+            ProxyStep::AckServer {
+                seq: 1001,
+                ack: 9001,
+                win: 29200
+            }
+        );
+        assert_eq!(
+            (st.src.state, st.dst.state),
+            (tcps::ESTABLISHED, tcps::ESTABLISHED)
+        );
+        assert_eq!({ st.dst.seqdiff }, 5000u32.wrapping_sub(9000));
+        assert_eq!({ st.src.seqdiff }, 0);
     }
 }

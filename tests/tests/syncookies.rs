@@ -157,9 +157,17 @@ fn flood_with_client(n: u32) -> Vec<Arrival> {
     let mut v = Vec::new();
     for i in 0..n {
         let src = format!("198.51.{}.{}", 100 + i / 250, 1 + i % 250);
-        v.push(at(1, u64::from(i), from_wan(&src, SERVER, &syn(1024 + i as u16, i * 7919))));
+        v.push(at(
+            1,
+            u64::from(i),
+            from_wan(&src, SERVER, &syn(1024 + i as u16, i * 7919)),
+        ));
         if i == n / 2 {
-            v.push(at(1, u64::from(i), from_wan(CLIENT, SERVER, &syn(40000, CLIENT_ISN))));
+            v.push(at(
+                1,
+                u64::from(i),
+                from_wan(CLIENT, SERVER, &syn(40000, CLIENT_ISN)),
+            ));
         }
     }
     v
@@ -182,10 +190,20 @@ fn a_syn_flood_gets_cookies_and_no_states_while_the_client_connects() {
     let phase1 = flood_with_client(FLOOD);
     let (out, stats) = replay(RULES, &phase1, 1);
     // Every SYN answered back out wan0 with a SYN-ACK; no state.
-    assert_eq!(drops(&stats, "syncookie-sent"), u64::from(FLOOD) + 1, "{stats}");
+    assert_eq!(
+        drops(&stats, "syncookie-sent"),
+        u64::from(FLOOD) + 1,
+        "{stats}"
+    );
     assert_eq!(stats["states_created"].as_u64(), Some(0), "{stats}");
-    assert_eq!(out.iter().filter(|a| a.port == 1).count(), FLOOD as usize + 1);
-    assert!(out.iter().all(|a| a.port == 1), "nothing reaches the server");
+    assert_eq!(
+        out.iter().filter(|a| a.port == 1).count(),
+        FLOOD as usize + 1
+    );
+    assert!(
+        out.iter().all(|a| a.port == 1),
+        "nothing reaches the server"
+    );
     let answer = to(&out, 1, CLIENT);
     assert_eq!(answer.len(), 1);
     let (info, t, frame) = &answer[0];
@@ -200,7 +218,13 @@ fn a_syn_flood_gets_cookies_and_no_states_while_the_client_connects() {
 
     // The client's ACK returns the cookie; a forged ACK does not.
     let mut all = phase1.clone();
-    let ack = tcp(40000, 80, CLIENT_ISN + 1, cookie.wrapping_add(1), flags::ACK);
+    let ack = tcp(
+        40000,
+        80,
+        CLIENT_ISN + 1,
+        cookie.wrapping_add(1),
+        flags::ACK,
+    );
     all.push(at(1, 1000, from_wan(CLIENT, SERVER, &ack)));
     let forged = tcp(5555, 80, 77, cookie.wrapping_add(0x100), flags::ACK);
     all.push(at(1, 1001, from_wan("198.51.100.77", SERVER, &forged)));
@@ -223,7 +247,11 @@ fn a_syn_flood_gets_cookies_and_no_states_while_the_client_connects() {
     all.push(at(0, 1300, from_lan(SERVER, CLIENT, &resp)));
     let (out, stats) = replay(RULES, &all, 1);
 
-    assert_eq!(stats["states_created"].as_u64(), Some(1), "only the client's: {stats}");
+    assert_eq!(
+        stats["states_created"].as_u64(),
+        Some(1),
+        "only the client's: {stats}"
+    );
     assert_eq!(drops(&stats, "syncookie-invalid"), 1, "{stats}");
     let to_server = to(&out, 0, SERVER);
     assert_eq!(to_server.len(), 3, "SYN, ACK, data: {to_server:?}");
@@ -282,7 +310,11 @@ pass proto tcp to 10.1.0.7 port 80
     let arrivals: Vec<Arrival> = (0..30u32)
         .map(|i| {
             let src = format!("198.51.100.{}", 1 + i);
-            at(1, u64::from(i) * 1000, from_wan(&src, SERVER, &syn(2000, i)))
+            at(
+                1,
+                u64::from(i) * 1000,
+                from_wan(&src, SERVER, &syn(2000, i)),
+            )
         })
         .collect();
     let (_, stats) = replay(rules, &arrivals, 1);
@@ -298,7 +330,11 @@ fn syn_ack_rate_of_one_worker() {
     let arrivals: Vec<Arrival> = (0..FLOOD)
         .map(|i| {
             let src = format!("198.{}.{}.{}", 18 + (i >> 16) % 2, (i >> 8) & 255, i & 255);
-            at(1, u64::from(i / 32), from_wan(&src, SERVER, &syn(1024 + (i % 60000) as u16, i)))
+            at(
+                1,
+                u64::from(i / 32),
+                from_wan(&src, SERVER, &syn(1024 + (i % 60000) as u16, i)),
+            )
         })
         .collect();
     let started = Instant::now();
@@ -331,10 +367,18 @@ fn adaptive_cookies_keep_legitimate_handshakes_going_through_a_flood() {
     let mut phase1 = Vec::new();
     for i in 0..FLOOD {
         let src = format!("198.51.{}.{}", 100 + i / 250, 1 + i % 250);
-        phase1.push(at(1, u64::from(i) * 10, from_wan(&src, SERVER, &syn(1024 + i as u16, i))));
+        phase1.push(at(
+            1,
+            u64::from(i) * 10,
+            from_wan(&src, SERVER, &syn(1024 + i as u16, i)),
+        ));
         if i >= FLOOD / 2 && i % 50 == 0 && (i - FLOOD / 2) / 50 < CLIENTS {
             let k = (i - FLOOD / 2) / 50;
-            phase1.push(at(1, u64::from(i) * 10, from_wan(&client(k), SERVER, &syn(40000, 5000 + k))));
+            phase1.push(at(
+                1,
+                u64::from(i) * 10,
+                from_wan(&client(k), SERVER, &syn(40000, 5000 + k)),
+            ));
         }
     }
     let flood_rules = |mode: &str| {
@@ -356,12 +400,19 @@ fn adaptive_cookies_keep_legitimate_handshakes_going_through_a_flood() {
     let (out, stats) = replay(&rules, &phase1, 1);
     assert_eq!(drops(&stats, "state-table-full"), 0, "{stats}");
     let created = stats["states_created"].as_u64().unwrap_or(0);
-    assert!((20..=60).contains(&created), "cookies on past 20 states: {stats}");
+    assert!(
+        (20..=60).contains(&created),
+        "cookies on past 20 states: {stats}"
+    );
     let mut phase2 = phase1.clone();
     for k in 0..CLIENTS {
         let cookie = cookie_for(&out, &client(k));
         let ack = tcp(40000, 80, 5001 + k, cookie.wrapping_add(1), flags::ACK);
-        phase2.push(at(1, 100_000 + u64::from(k), from_wan(&client(k), SERVER, &ack)));
+        phase2.push(at(
+            1,
+            100_000 + u64::from(k),
+            from_wan(&client(k), SERVER, &ack),
+        ));
     }
     let (out, stats) = replay(&rules, &phase2, 1);
     for k in 0..CLIENTS {
@@ -373,7 +424,10 @@ fn adaptive_cookies_keep_legitimate_handshakes_going_through_a_flood() {
         assert_eq!(syns[0].1.flags, flags::SYN);
         assert_eq!(syns[0].1.seq, 5000 + k);
     }
-    assert_eq!(stats["states_created"].as_u64(), Some(created + u64::from(CLIENTS)));
+    assert_eq!(
+        stats["states_created"].as_u64(),
+        Some(created + u64::from(CLIENTS))
+    );
     assert_eq!(drops(&stats, "syncookie-invalid"), 0, "{stats}");
 }
 
@@ -496,10 +550,18 @@ fn synproxy_end_to_end(mode: Mode) {
     assert_eq!((a.seq, a.ack), (CLIENT_ISN + 1, SERVER_ISN + 1));
     let (_, d, _) = &to_server[2];
     assert_eq!(d.payload_len, 5);
-    assert_eq!((d.seq, d.ack), (CLIENT_ISN + 1, SERVER_ISN + 1), "ack translated");
+    assert_eq!(
+        (d.seq, d.ack),
+        (CLIENT_ISN + 1, SERVER_ISN + 1),
+        "ack translated"
+    );
     let (_, d, _) = &to_server[3];
     assert_eq!(d.payload_len, 3);
-    assert_eq!((d.seq, d.ack), (CLIENT_ISN + 6, SERVER_ISN + 13), "ack translated");
+    assert_eq!(
+        (d.seq, d.ack),
+        (CLIENT_ISN + 6, SERVER_ISN + 13),
+        "ack translated"
+    );
     let to_client = to(&out, 1, CLIENT);
     assert_eq!(to_client.len(), 2, "SYN-ACK, response: {to_client:?}");
     let (_, r, _) = &to_client[1];
@@ -537,13 +599,28 @@ fn synproxy_server_refuses(mode: Mode) {
     assert_eq!(to_client.len(), 2, "SYN-ACK, then the RST: {to_client:?}");
     let (ri, r, rframe) = &to_client[1];
     assert_eq!(r.flags, flags::RST | flags::ACK);
-    assert_eq!((r.seq, r.ack), (isn.wrapping_add(1), CLIENT_ISN + 1), "in the client's numbers");
+    assert_eq!(
+        (r.seq, r.ack),
+        (isn.wrapping_add(1), CLIENT_ISN + 1),
+        "in the client's numbers"
+    );
     assert_eq!((ri.src, ri.sport, ri.dport), (addr(SERVER), 80, 40000));
     assert_eq!(&rframe[0..6], &GW_MAC);
-    assert_eq!(to(&out, 0, SERVER).len(), 1, "only the SYN reached the server");
-    assert_eq!(stats["state_list"].as_array().map(Vec::len), Some(0), "{stats}");
+    assert_eq!(
+        to(&out, 0, SERVER).len(),
+        1,
+        "only the SYN reached the server"
+    );
+    assert_eq!(
+        stats["state_list"].as_array().map(Vec::len),
+        Some(0),
+        "{stats}"
+    );
     assert_eq!(stats["states_removed"].as_u64(), Some(1), "{stats}");
-    assert!(drops(&stats, "blocked-by-rule") >= 1, "the late data: {stats}");
+    assert!(
+        drops(&stats, "blocked-by-rule") >= 1,
+        "the late data: {stats}"
+    );
 }
 
 #[test]

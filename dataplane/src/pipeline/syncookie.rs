@@ -1,18 +1,27 @@
-//! SYN cookies on the packet path (`set syncookies`): which SYNs get a
-//! cookie instead of a state, how a returning cookie creates the state
-//! and opens the server side, and the frames the firewall sends for it.
-//! The cookie arithmetic and the handshake step are in
-//! [`crate::syncookie`]; this module moves them into frames.
+//! SYN cookies and `synproxy state` on the packet path: which SYNs get a
+//! cookie instead of a state, which get dpf's own SYN-ACK, how the
+//! client's ACK opens the server side, how the server's answer completes
+//! (or resets) the connection, and the frames the firewall sends for it.
+//! The cookie arithmetic and the handshake steps are in
+//! [`crate::syncookie`]; this module moves them into frames. Only
+//! forwarded connections are proxied (a `synproxy state` SYN to or from
+//! the box is dropped, counted `synproxy`; SYNs to the box get no cookie).
 //!
 //! ```text
-//! evaluate_new: a SYN that would create a state, `in` on a port,
+//! evaluate_new: a forwarded SYN that would create a state, `in` on a port,
 //!   cookies active ─────────────────► Reply(in): SYN-ACK(cookie)  [syncookie-sent]
+//!   else by a synproxy rule: state created, src PROXY_SRC
+//!                 ─────────────────► Reply(in): SYN-ACK(dpf's ISN) [synproxy]
+//! filter, state with src PROXY_SRC
+//!   the client's SYN again ────────► Reply(in): the SYN-ACK again    [synproxy]
+//!   its ACK of dpf's ISN: PROXY_DST ► Reply(toward the server): SYN   [synproxy]
 //! filter, no state: an ACK (no SYN/RST/FIN), cookies enabled
 //!   cookie valid ─ the rules see the recreated SYN (evaluate_new) ─ pass:
 //!     state created, src PROXY_DST ─► Reply(toward the server): SYN  [synproxy]
 //!   cookie invalid, cookies active ─► Drop                         [syncookie-invalid]
 //! filter, state with src PROXY_DST
 //!   server's SYN-ACK ──────────────► Reply(in): ACK, both ESTABLISHED [synproxy]
+//!   the server's RST ──────────────► Reply(toward the client): RST, state removed
 //!   the client's ACK again ────────► Reply(toward the server): SYN again
 //!   anything else ─────────────────► Drop                              [synproxy]
 //! ```
@@ -171,7 +180,10 @@ impl Pipeline {
             other => return Some(other),
         }
         let (key, _) = info.key();
-        let slot = self.shard.lookup_side(&key, key.symmetric_hash()).map(|(s, _)| s);
+        let slot = self
+            .shard
+            .lookup_side(&key, key.symmetric_hash())
+            .map(|(s, _)| s);
         let Some((st, tr)) = slot.and_then(|s| self.shard.get_mut_translated(s)) else {
             // Passed without a state (`no state`): nothing to proxy.
             return Some(Decided(Verdict::Drop(DropReason::Synproxy)));
@@ -179,7 +191,14 @@ impl Pipeline {
         let seq = sc::start_proxy_dst(st, &t, mss);
         // The peer learns the cookie (kept in src.seqhi) and PROXY_DST, so
         // it completes the server's side itself after a failover.
-        export_or_owe(&mut self.sync, &mut self.counters, SyncAction::Update, st, &tr, now);
+        export_or_owe(
+            &mut self.sync,
+            &mut self.counters,
+            SyncAction::Update,
+            st,
+            &tr,
+            now,
+        );
         // The SYN's number already carries the client's modulator.
         self.pending_seq = None;
         Some(Cookie(CookieAction::Onward(server_syn(seq, mss, t.win))))
@@ -211,14 +230,24 @@ impl Pipeline {
             return outcome;
         };
         let (key, _) = info.key();
-        let slot = self.shard.lookup_side(&key, key.symmetric_hash()).map(|(s, _)| s);
+        let slot = self
+            .shard
+            .lookup_side(&key, key.symmetric_hash())
+            .map(|(s, _)| s);
         let isn = (self.next_random() as u32).max(1);
         let Some((st, tr)) = slot.and_then(|s| self.shard.get_mut_translated(s)) else {
             return Decided(Verdict::Drop(DropReason::Synproxy));
         };
         let v6 = info.af == crate::flow::Af::Inet6;
         let mss = sc::start_proxy_src(st, &t, isn, v6);
-        export_or_owe(&mut self.sync, &mut self.counters, SyncAction::Update, st, &tr, now);
+        export_or_owe(
+            &mut self.sync,
+            &mut self.counters,
+            SyncAction::Update,
+            st,
+            &tr,
+            now,
+        );
         self.pending = None;
         self.pending_seq = None;
         self.pending_route = None;
@@ -264,7 +293,11 @@ impl Pipeline {
                     mss: Some(mss),
                 };
                 let r = build::tcp_answer(c, c.dst_mac, seg);
-                (r.and_then(|r| r.emit(&mut self.replies[slot][..])), in_port, reason)
+                (
+                    r.and_then(|r| r.emit(&mut self.replies[slot][..])),
+                    in_port,
+                    reason,
+                )
             }
             CookieAction::AckServer { seq, ack: a, win } => {
                 let seg = Segment {
@@ -275,14 +308,16 @@ impl Pipeline {
                     mss: None,
                 };
                 let r = build::tcp_answer(c, c.dst_mac, seg);
-                (r.and_then(|r| r.emit(&mut self.replies[slot][..])), in_port, DropReason::Synproxy)
+                (
+                    r.and_then(|r| r.emit(&mut self.replies[slot][..])),
+                    in_port,
+                    DropReason::Synproxy,
+                )
             }
-            CookieAction::Onward(seg) => {
-                match self.onward(c, &info, seg, slot, in_port, onward) {
-                    Ok((len, port)) => (Ok(len), port, DropReason::Synproxy),
-                    Err(v) => return v,
-                }
-            }
+            CookieAction::Onward(seg) => match self.onward(c, &info, seg, slot, in_port, onward) {
+                Ok((len, port)) => (Ok(len), port, DropReason::Synproxy),
+                Err(v) => return v,
+            },
         };
         match built {
             Ok(len) => {
@@ -343,7 +378,11 @@ impl Pipeline {
                     Some(r) => {
                         let addr = if r.addr == Addr::ZERO { dst } else { r.addr };
                         let port = if r.port == crate::state::ROUTE_PORT_LOOKUP {
-                            router.routing.lookup(info.af, &addr).ok_or(Verdict::Drop(DropReason::NoRoute))?.port
+                            router
+                                .routing
+                                .lookup(info.af, &addr)
+                                .ok_or(Verdict::Drop(DropReason::NoRoute))?
+                                .port
                         } else {
                             r.port
                         };

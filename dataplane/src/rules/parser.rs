@@ -1304,7 +1304,9 @@ impl<'a> Parser<'a> {
             _ => {
                 return Err(self.err(
                     vpos,
-                    format!("unknown syncookies mode '{v}', expected 'never', 'always' or 'adaptive'"),
+                    format!(
+                        "unknown syncookies mode '{v}', expected 'never', 'always' or 'adaptive'"
+                    ),
                 ))
             }
         }
@@ -1316,7 +1318,10 @@ impl<'a> Parser<'a> {
             let (name, npos) = self.string("'start' or 'end'")?;
             let (pct, ppos) = self.string("a percentage such as 25%")?;
             let value = parse_cpct(&pct).ok_or_else(|| {
-                self.err(ppos, format!("'{pct}' is not a percentage between 0% and 100%"))
+                self.err(
+                    ppos,
+                    format!("'{pct}' is not a percentage between 0% and 100%"),
+                )
             })?;
             match name.as_str() {
                 "start" if start.is_none() => start = Some(value),
@@ -1324,7 +1329,9 @@ impl<'a> Parser<'a> {
                 "start" | "end" => {
                     return Err(self.err(npos, format!("{name} cannot be redefined")))
                 }
-                _ => return Err(self.err(npos, format!("expected 'start' or 'end', found '{name}'"))),
+                _ => {
+                    return Err(self.err(npos, format!("expected 'start' or 'end', found '{name}'")))
+                }
             }
             if self.eat(&Tok::RParen) {
                 break;
@@ -2496,7 +2503,13 @@ fn check_table_name(p: &Parser<'_>, name: &str, pos: Pos) -> Result<(), RuleErro
 fn parse_cpct(s: &str) -> Option<u32> {
     let n = s.strip_suffix('%')?;
     let (whole, frac) = n.split_once('.').unwrap_or((n, ""));
-    if whole.is_empty() || frac.len() > 2 || !whole.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+    if whole.is_empty()
+        || frac.len() > 2
+        || !whole
+            .bytes()
+            .chain(frac.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let whole: u32 = whole.parse().ok().filter(|w| *w <= 100)?;

@@ -428,7 +428,12 @@ pub fn tcp_answer(
         return Err(WireError::NotAnswerable);
     }
     answerable(c, &info)?;
-    Ok(ip_reply(c, &info, our_mac, L4::Tcp(segment_repr(seg, info.dport, info.sport))))
+    Ok(ip_reply(
+        c,
+        &info,
+        our_mac,
+        L4::Tcp(segment_repr(seg, info.dport, info.sport)),
+    ))
 }
 
 /// A TCP segment in the direction of the TCP packet `c`, between its
