@@ -100,6 +100,17 @@ drop_reasons! {
     /// past 65535 bytes, DF set, contradicting its datagram's end); with a
     /// contradiction, its datagram's fragments too (pf's PFRES_FRAG).
     FragmentBad => "fragment-bad",
+    /// A TCP SYN answered with a SYN cookie (`set syncookies`): no state,
+    /// the SYN-ACK goes back instead.
+    SynCookieSent => "syncookie-sent",
+    /// An ACK without a state while SYN cookies are on, whose cookie is
+    /// not valid (forged, or older than two key lifetimes).
+    SynCookieInvalid => "syncookie-invalid",
+    /// A packet the firewall's own handshake consumed (pf's
+    /// PFRES_SYNPROXY): a valid cookie ACK (the SYN to the server goes out
+    /// instead), the server's SYN-ACK (answered), or a packet of the
+    /// connection before the server answered.
+    Synproxy => "synproxy",
     /// A reassembled datagram to the box itself, or whose TTL runs out
     /// here (the slow path takes single frames).
     FragmentLocal => "fragment-local",

@@ -28,6 +28,7 @@ pub mod scrub;
 pub mod snapshot;
 pub mod srcnodes;
 pub mod state;
+pub mod syncookie;
 pub mod time;
 pub mod timeouts;
 pub mod wire;

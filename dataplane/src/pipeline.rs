@@ -54,6 +54,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 mod reassembly;
+mod syncookie;
 pub use reassembly::Arrival;
 
 /// Most ports dpf drives.
@@ -409,6 +410,8 @@ pub struct Pipeline {
     /// Where a reassembled datagram is joined to be decided
     /// ([`crate::frag::SCRATCH_LEN`] bytes).
     frag_scratch: Box<[u8]>,
+    /// SYN cookies: keys, on or off ([`syncookie`]).
+    cookies: syncookie::CookieState,
     /// This worker's counters.
     pub counters: WorkerCounters,
 }
@@ -474,6 +477,7 @@ impl Pipeline {
             src_sweep: 0,
             frags,
             frag_scratch: vec![0; crate::frag::SCRATCH_LEN].into_boxed_slice(),
+            cookies: syncookie::CookieState::new(),
             counters: WorkerCounters::default(),
         }
     }
@@ -1459,6 +1463,7 @@ impl Pipeline {
     fn refresh_timeout_scale(&mut self) {
         let states = self.config.states_total.load(Ordering::Relaxed) as u64;
         self.timeout_scale = self.rules.options.timeouts.scale(states);
+        self.refresh_syncookies();
     }
 
     /// The box's adaptive timeout factor as of the last burst or sweep.
@@ -1566,6 +1571,12 @@ impl Pipeline {
             Verdict::Drop(r) => self.counters.drop(r),
             Verdict::SlowPath(_) => self.counters.slow_path += 1,
             Verdict::Handoff(_) => self.counters.handed_off += 1,
+            // The firewall's own handshake (SYN cookies), counted as such.
+            Verdict::Reply(_) if self.cookies.reply_reason.is_some() => {
+                if let Some(r) = self.cookies.reply_reason.take() {
+                    self.counters.drop(r);
+                }
+            }
             Verdict::Reply(_) => {
                 self.counters.block_returns += 1;
                 self.counters.drop(DropReason::BlockedByRule);
@@ -1626,6 +1637,7 @@ impl Pipeline {
                 let l3 = classified.l3_offset as usize;
                 let v = match self.filter(&info, passes, ip_options, now, owned, ahead) {
                     Blocked(mode) => return self.answer(mode, &classified, frame, in_port),
+                    Cookie(a) => return self.cookie_answer(a, &classified, in_port, None),
                     // A state imported from a routing peer may translate.
                     Decided(v) if self.pending.is_some() || self.pending_seq.is_some() => {
                         match self.apply_pending(frame, l3, l4_offset as usize, &info) {
@@ -1737,6 +1749,7 @@ impl Pipeline {
             };
             match self.filter(&info, Passes::In(in_port), ip_options, now, owned, ahead) {
                 Blocked(mode) => return self.answer(mode, &classified, frame, in_port),
+                Cookie(a) => return self.cookie_answer(a, &classified, in_port, None),
                 Decided(v @ (Verdict::Forward(_) | Verdict::Hold(_))) if self.pending.is_some() => {
                     v
                 }
@@ -1751,6 +1764,7 @@ impl Pipeline {
             };
             match self.filter(&info, passes, ip_options, now, owned, ahead) {
                 Blocked(mode) => return self.answer(mode, &classified, frame, in_port),
+                Cookie(a) => return self.cookie_answer(a, &classified, in_port, hop),
                 Decided(v @ (Verdict::Forward(_) | Verdict::Hold(_))) => v,
                 Decided(v) => return v,
             }
@@ -1759,6 +1773,7 @@ impl Pipeline {
             // the `in` pass, before the routing table is asked).
             match self.filter(&info, Passes::In(in_port), ip_options, now, owned, ahead) {
                 Blocked(mode) => return self.answer(mode, &classified, frame, in_port),
+                Cookie(a) => return self.cookie_answer(a, &classified, in_port, None),
                 Decided(v @ (Verdict::Forward(_) | Verdict::Hold(_)))
                     if self.pending_route.is_some() =>
                 {
@@ -1975,6 +1990,8 @@ impl Pipeline {
                 let v =
                     match self.filter(&info, Passes::Out(out_port), ip_options, now, owned, None) {
                         Blocked(_) => return Verdict::Drop(DropReason::BlockedByRule),
+                        // Never for what the box sends (cookies answer `in`).
+                        Cookie(_) => return Verdict::Drop(DropReason::Synproxy),
                         Decided(Verdict::Hold(_)) => Verdict::Forward(out_port),
                         Decided(v) => v,
                     };
@@ -2143,6 +2160,29 @@ impl Pipeline {
                 if ip_options && st.state_flags & state_flags::ALLOWOPTS == 0 {
                     return Decided(Verdict::Drop(DropReason::IpOptions));
                 }
+                if let Some((o, remove)) = syncookie::on_proxy_state(
+                    st,
+                    &tr,
+                    info,
+                    from_src,
+                    &mut self.sync,
+                    &mut self.counters,
+                    now,
+                ) {
+                    // What dpf sends on is translated and scrubbed as the
+                    // state's packets are.
+                    self.pending = to.map(Pending::Packet);
+                    self.pending_scrub = ScrubAction::of(st.state_flags, tr.scrub);
+                    if tr.route.applies(from_src) {
+                        self.pending_route = Some(tr.route);
+                    }
+                    if remove {
+                        let gone = *st;
+                        delete_or_owe(&mut self.sync, &mut self.counters, &gone, now);
+                        self.remove_state(slot);
+                    }
+                    return o;
+                }
                 match track(st, info, from_src, now) {
                     TrackOutcome::Pass { transition }
                         if transition
@@ -2304,7 +2344,11 @@ impl Pipeline {
                 }
             }
         }
-        self.evaluate_new(info, passes, ip_options, now)
+        if let Some(o) = self.cookie_ack(info, passes, ip_options, now) {
+            return o;
+        }
+        let o = self.evaluate_new(info, passes, ip_options, now);
+        self.synproxy_after_new(info, o, now)
     }
 
     /// The rules for a packet without a state: `in` on the receiving port,
@@ -2449,6 +2493,26 @@ impl Pipeline {
         let flags = info.tcp_flags();
         let initial_syn =
             flags & crate::flow::tcp_flags::SYN != 0 && flags & crate::flow::tcp_flags::ACK == 0;
+        let tcp_syn = initial_syn && info.proto == crate::flow::proto::TCP;
+        if tcp_syn && !self.cookies.recreating {
+            // dpf proxies only what it forwards: a connection to or from
+            // the box itself is the slow path's, which cannot take one
+            // over (pf would; refused and counted, never passed
+            // unproxied).
+            if d.synproxy && (local || in_port.is_none()) {
+                return Decided(Verdict::Drop(DropReason::Synproxy));
+            }
+            // `set syncookies`: a forwarded SYN that would create a state
+            // gets a cookie instead.
+            if !local {
+                if let Some(o) = self.cookie_for_syn(info, in_port.is_some()) {
+                    return o;
+                }
+            }
+        }
+        // `synproxy state`: see [`Pipeline::synproxy_after_new`].
+        self.cookies.synproxy_rule =
+            d.synproxy && tcp_syn && !local && in_port.is_some() && !self.cookies.recreating;
         let rule_nr = d.rule.unwrap_or(crate::state::NO_RULE);
         let opts = StateOptions {
             sloppy: d.sloppy,
@@ -2854,8 +2918,10 @@ fn punt_of(info: &PacketInfo) -> Punt {
 enum FilterOutcome {
     Decided(Verdict),
     Blocked(ReturnMode),
+    /// The firewall answers for a SYN cookie handshake ([`syncookie`]).
+    Cookie(syncookie::CookieAction),
 }
-use FilterOutcome::{Blocked, Decided};
+use FilterOutcome::{Blocked, Cookie, Decided};
 
 /// The flow that decides the owner of an ICMP error: the one it quotes
 /// (`None` for any other packet, owned by its own flow).

@@ -1367,6 +1367,7 @@ const PIPELINE_RULES: &str = "\
 block all
 pass in on lan0 proto tcp to port { 22, 80, 443 } keep state
 pass in on lan0 proto tcp to port 8080 keep state (sloppy)
+pass in on wan0 proto tcp to port 443 synproxy state
 pass in proto udp keep state (max 40)
 pass in inet proto icmp icmp-type echoreq keep state
 pass inet6 proto icmp6 keep state
@@ -1446,10 +1447,10 @@ fn answer_frame(frame: &mut [u8], flags: u8) -> bool {
 /// Invariants: every frame gets a verdict and exactly one counter moves
 /// for it (a fragment kept for reassembly, once it leaves the table);
 /// forwarded and answered frames leave on an existing port (in wire
-/// mode, the paired one; a `block return` answer, the receiving one, with a
-/// well-formed reply); hand-offs name the other worker; states created =
-/// removed + held, never more than the capacity; a forwarded frame still
-/// classifies.
+/// mode, the paired one; a `block return` answer, the receiving one;
+/// synproxy's segments either; each a well-formed frame); hand-offs
+/// name the other worker; states created = removed + held, never more
+/// than the capacity; a forwarded frame still classifies.
 ///
 /// Program: a `flags` byte (bit 0 router, bit 1 lookahead, bit 2 two
 /// workers, bit 3 a table of 64 states instead of 4096), then repeated
@@ -1550,8 +1551,16 @@ pub fn pipeline_run(data: &[u8]) -> dataplane::counters::WorkerCounters {
                     );
                 }
                 Verdict::Reply(out) => {
-                    assert_eq!(out, port, "an answer goes back out the receiving port");
-                    check_sent("block return", out, p.reply(i));
+                    // A `block return` answer or synproxy's SYN-ACK / ACK
+                    // goes back out the receiving port; synproxy's SYN to
+                    // the server (or RST to the client) goes on as the
+                    // packet would (wire mode: the paired port).
+                    if router {
+                        assert!(out < ROUTER_PORTS, "answered on port {out}");
+                    } else {
+                        assert!(out == port || out == 1 - port, "answered on port {out}");
+                    }
+                    check_sent("an answer", out, p.reply(i));
                 }
                 Verdict::Handoff(w) => assert!(two_workers && w == 1, "handed to {w}"),
                 Verdict::Hold(_) => panic!("held without pfsync defer"),

@@ -139,6 +139,8 @@ pub(crate) struct Rule {
     pub sloppy: bool,
     /// `modulate state`.
     pub modulate: bool,
+    /// `synproxy state`.
+    pub synproxy: bool,
     pub no_sync: bool,
     pub max_states: Option<u32>,
     /// Source tracking: index into `Ruleset::src_tracks`.
@@ -681,6 +683,7 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
         .timeouts
         .set_adaptive_from(ast.adaptive_start, ast.adaptive_end, ast.limit_states);
     options.block_policy = ast.block_policy;
+    options.syncookies = ast.syncookies.unwrap_or_default();
     if let Some(n) = ast.limit_frags {
         options.limit_frags = n;
     }
@@ -1272,6 +1275,7 @@ fn expand_rule(
                                     keep_state,
                                     sloppy: opts.sloppy,
                                     modulate: opts.modulate,
+                                    synproxy: opts.synproxy,
                                     no_sync: opts.no_sync,
                                     max_states: opts.max,
                                     src_track,
@@ -1760,6 +1764,8 @@ fn render(
         || adaptive.1.is_some();
     if !r.keep_state && r.action == Action::Pass && anchor.is_none() {
         s.push_str(" no state");
+    } else if r.keep_state && r.synproxy {
+        s.push_str(" synproxy state");
     } else if r.keep_state && r.modulate {
         s.push_str(" modulate state");
     } else if r.keep_state && ropts {

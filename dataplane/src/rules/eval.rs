@@ -316,6 +316,7 @@ impl Ruleset {
             keep_state: pass && r.keep_state && !state_icmp,
             sloppy: r.sloppy,
             modulate: r.modulate,
+            synproxy: r.synproxy,
             no_sync: r.no_sync,
             max_states: r.max_states,
             allow_opts: r.allow_opts,

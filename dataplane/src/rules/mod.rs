@@ -77,7 +77,7 @@
 //! reference to an undefined table is an error (pf would create an empty
 //! table, which hides a typo; define it `table <t> persist` to feed it at
 //! run time); host names, `log`, `route-to`/`reply-to`, `modulate state`,
-//! `synproxy state`, `af-to` and `least-states` are rejected as
+//! `af-to` and `least-states` are rejected as
 //! unsupported; `overload` without `max-src-conn` / `max-src-conn-rate`
 //! (which pfctl accepts and never uses) is an error. Anchor names are one flat
 //! namespace (no `a/b` paths relative to the calling anchor).
@@ -255,6 +255,8 @@ pub struct RuleOptions {
     pub limit_frags: u32,
     /// `set timeout frag` (pf's default: 60 s).
     pub frag_timeout_s: u32,
+    /// `set syncookies` (pf's default: never).
+    pub syncookies: crate::syncookie::Mode,
 }
 
 impl Default for RuleOptions {
@@ -270,6 +272,7 @@ impl Default for RuleOptions {
             reassemble_no_df: false,
             limit_frags: 65_536,
             frag_timeout_s: 60,
+            syncookies: crate::syncookie::Mode::Never,
         }
     }
 }
@@ -340,6 +343,9 @@ pub struct Decision {
     /// `modulate state`: random TCP sequence numbers (pf's
     /// `PF_STATE_MODULATE`).
     pub modulate: bool,
+    /// `synproxy state`: pf's `PF_STATE_SYNPROXY`
+    /// ([`crate::syncookie`]).
+    pub synproxy: bool,
     /// `keep state (no-sync)`: do not export the state over pfsync.
     pub no_sync: bool,
     /// `keep state (max N)`: the rule's state limit.
@@ -380,6 +386,7 @@ impl Decision {
         sloppy: false,
         no_sync: false,
         modulate: false,
+        synproxy: false,
         max_states: None,
         allow_opts: false,
         quick: false,

@@ -156,6 +156,9 @@ pub(crate) struct StateOpts {
     /// `modulate state`: TCP initial sequence numbers replaced by random
     /// ones (both sides), every packet's sequence and ack rewritten.
     pub modulate: bool,
+    /// `synproxy state`: the firewall completes the client's handshake
+    /// before opening the server's.
+    pub synproxy: bool,
     pub max: Option<u32>,
     pub sloppy: bool,
     pub no_sync: bool,
@@ -394,6 +397,8 @@ pub(crate) struct Ast {
     pub adaptive_end: Option<u32>,
     pub skip: Vec<(String, Pos)>,
     pub block_policy: BlockPolicy,
+    /// `set syncookies`.
+    pub syncookies: Option<crate::syncookie::Mode>,
     pub tables: Vec<TableDef>,
     pub rules: Vec<RuleAst>,
     /// Named anchors' rules (`load anchor`, `dpfctl -a`), by name.
@@ -1279,11 +1284,70 @@ impl<'a> Parser<'a> {
                     }
                 };
             }
+            "syncookies" => ast.syncookies = Some(self.syncookies()?),
             other => {
                 return Err(self.err(pos, format!("set {other} is not supported by dpf")));
             }
         }
         self.finish()
+    }
+
+    /// `set syncookies never | always | adaptive [(start N%, end N%)]`
+    /// (pfctl's `syncookie_opts`; percentages may have decimals).
+    fn syncookies(&mut self) -> Result<crate::syncookie::Mode, RuleError> {
+        use crate::syncookie::Mode;
+        let (v, vpos) = self.string("'never', 'always' or 'adaptive'")?;
+        match v.as_str() {
+            "never" => return Ok(Mode::Never),
+            "always" => return Ok(Mode::Always),
+            "adaptive" => {}
+            _ => {
+                return Err(self.err(
+                    vpos,
+                    format!(
+                        "unknown syncookies mode '{v}', expected 'never', 'always' or 'adaptive'"
+                    ),
+                ))
+            }
+        }
+        if !self.eat(&Tok::LParen) {
+            return Ok(Mode::ADAPTIVE_DEFAULT);
+        }
+        let (mut start, mut end) = (None, None);
+        loop {
+            let (name, npos) = self.string("'start' or 'end'")?;
+            let (pct, ppos) = self.string("a percentage such as 25%")?;
+            let value = parse_cpct(&pct).ok_or_else(|| {
+                self.err(
+                    ppos,
+                    format!("'{pct}' is not a percentage between 0% and 100%"),
+                )
+            })?;
+            match name.as_str() {
+                "start" if start.is_none() => start = Some(value),
+                "end" if end.is_none() => end = Some(value),
+                "start" | "end" => {
+                    return Err(self.err(npos, format!("{name} cannot be redefined")))
+                }
+                _ => {
+                    return Err(self.err(npos, format!("expected 'start' or 'end', found '{name}'")))
+                }
+            }
+            if self.eat(&Tok::RParen) {
+                break;
+            }
+            self.expect(&Tok::Comma, "',' or ')'")?;
+        }
+        let (Some(start_cpct), Some(end_cpct)) = (start, end) else {
+            return Err(self.err(vpos, "syncookies adaptive needs both start and end"));
+        };
+        if end_cpct > start_cpct {
+            return Err(self.err(vpos, "syncookies end must not be above start"));
+        }
+        Ok(Mode::Adaptive {
+            start_cpct,
+            end_cpct,
+        })
     }
 
     /// pfctl's `tabledef`: options in any order, lists and files any
@@ -1548,8 +1612,9 @@ impl<'a> Parser<'a> {
                     self.i += 1;
                     rule.icmp = self.list(|p| p.icmp_item(af))?;
                 }
-                "keep" | "modulate" => {
+                "keep" | "modulate" | "synproxy" => {
                     let modulate = w == "modulate";
+                    let synproxy = w == "synproxy";
                     if rule.state.is_some() {
                         return Err(self.err(pos, "state cannot be redefined"));
                     }
@@ -1563,13 +1628,23 @@ impl<'a> Parser<'a> {
                     if rule.action == Action::Block {
                         return Err(self.err(pos, "keep state on block rules doesn't make sense"));
                     }
-                    if modulate && opts.sloppy {
+                    if (modulate || synproxy) && opts.sloppy {
                         return Err(self.err(
                             pos,
                             "sloppy state matching cannot be used with synproxy state or modulate state",
                         ));
                     }
+                    if synproxy
+                        && !rule.protos.is_empty()
+                        && !rule.protos.iter().any(|(p, _)| *p == crate::flow::proto::TCP)
+                    {
+                        return Err(self.err(
+                            pos,
+                            "synproxy state without proto tcp is not supported (it proxies tcp only)",
+                        ));
+                    }
                     opts.modulate = modulate;
+                    opts.synproxy = synproxy;
                     rule.state = Some(StateAst::Keep(opts));
                 }
                 "no" => {
@@ -1660,9 +1735,6 @@ impl<'a> Parser<'a> {
                 // sockets, queues, routing domains or af-to).
                 w if PF_ONLY_FILTER_OPTIONS.contains(&w) => {
                     return Err(self.err(pos, format!("'{w}' is not supported by dpf")));
-                }
-                "synproxy" => {
-                    return Err(self.err(pos, format!("{w} state is not supported by dpf")));
                 }
                 "label" => {
                     if rule.label.is_some() {
@@ -2424,4 +2496,24 @@ fn check_table_name(p: &Parser<'_>, name: &str, pos: Pos) -> Result<(), RuleErro
         ));
     }
     Ok(())
+}
+
+/// `25%` or `12.5%` in hundredths of a percent (at most two decimals,
+/// at most 100%).
+fn parse_cpct(s: &str) -> Option<u32> {
+    let n = s.strip_suffix('%')?;
+    let (whole, frac) = n.split_once('.').unwrap_or((n, ""));
+    if whole.is_empty()
+        || frac.len() > 2
+        || !whole
+            .bytes()
+            .chain(frac.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let whole: u32 = whole.parse().ok().filter(|w| *w <= 100)?;
+    let frac: u32 = format!("{frac:0<2}").parse().ok()?;
+    let v = whole * 100 + frac;
+    (v <= 10_000).then_some(v)
 }

@@ -793,10 +793,10 @@ fn rule_errors_carry_line_and_column() {
         "sloppy state matching cannot be used with synproxy state or modulate state",
     );
     assert_err(
-        "pass synproxy state",
+        "pass synproxy state (sloppy)",
         1,
         6,
-        "synproxy state is not supported",
+        "sloppy state matching cannot be used with synproxy state or modulate state",
     );
     assert_err(
         "pass keep state (max 1, max 2)",
@@ -1313,6 +1313,7 @@ fn decision_carries_rule_options() {
             keep_state: true,
             sloppy: false,
             modulate: false,
+            synproxy: false,
             no_sync: true,
             max_states: Some(5),
             allow_opts: true,

@@ -331,7 +331,7 @@ fn modulate_state_is_keep_state_with_modulation() {
     assert!(err("pass in modulate state (sloppy)")
         .contains("cannot be used with synproxy state or modulate state"));
     assert!(err("pass in keep state modulate state").contains("redefined"));
-    assert!(err("pass in synproxy state").contains("not supported"));
+    assert!(err("pass in synproxy state keep state").contains("redefined"));
 }
 
 #[test]

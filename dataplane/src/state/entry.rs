@@ -62,9 +62,10 @@ pub mod tcps {
     pub const FIN_WAIT_2: u8 = 9;
     /// Time wait (pf: after an RST).
     pub const TIME_WAIT: u8 = 10;
-    /// Synproxy, client side (never produced by dpf; may arrive by pfsync).
+    /// Synproxy, client side (`synproxy state`, [`crate::syncookie`]).
     pub const PROXY_SRC: u8 = 11;
-    /// Synproxy, server side (never produced by dpf; may arrive by pfsync).
+    /// Synproxy, server side (`synproxy state` and SYN cookies,
+    /// [`crate::syncookie`]).
     pub const PROXY_DST: u8 = 12;
     /// Largest value valid on the wire.
     pub const MAX: u8 = PROXY_DST;

@@ -14,7 +14,9 @@
 //! on the unmodulated numbers (an ACK is shifted back by the receiver's
 //! modulator) and the pipeline rewrites the packets.
 //!
-//! Not implemented (pf features dpf does not offer): `synproxy state`,
+//! `synproxy state` and SYN cookies: the `PROXY_SRC` / `PROXY_DST` steps
+//! are [`crate::syncookie`]'s; tracking starts once both peers are
+//! established. Not implemented (pf features dpf does not offer):
 //! `scrub` normalisation, source tracking limits, and sending the RST pf
 //! emits on a handshake mismatch (reported as
 //! [`StateDrop::HandshakeMismatch`] so the caller may).

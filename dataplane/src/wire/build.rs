@@ -383,6 +383,79 @@ pub fn tcp_rst(c: &Classified, our_mac: EthernetAddress) -> Result<Reply<'static
     Ok(ip_reply(c, &info, our_mac, L4::Tcp(rst)))
 }
 
+/// The fields of a TCP segment dpf sends for a handshake it completes
+/// itself (SYN cookies): sequence, acknowledgement, flags, window, MSS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number.
+    pub ack: u32,
+    /// Flags byte.
+    pub flags: u8,
+    /// Window field (unscaled).
+    pub win: u16,
+    /// MSS option, if any.
+    pub mss: Option<u16>,
+}
+
+fn segment_repr(seg: Segment, src_port: u16, dst_port: u16) -> tcp::Repr<'static> {
+    tcp::Repr {
+        src_port,
+        dst_port,
+        seq_number: seg.seq,
+        ack_number: seg.ack,
+        flags: seg.flags,
+        window_len: seg.win,
+        options: tcp::Options {
+            mss: seg.mss,
+            ..tcp::Options::default()
+        },
+        payload: &[],
+    }
+}
+
+/// A TCP segment back to the sender of the TCP packet `c` (addresses and
+/// ports swapped, from `our_mac`), e.g. the SYN-ACK that carries a SYN
+/// cookie. Refused for what `block return` would not answer either.
+pub fn tcp_answer(
+    c: &Classified,
+    our_mac: EthernetAddress,
+    seg: Segment,
+) -> Result<Reply<'static>, WireError> {
+    let (info, _, _) = ip_info(c)?;
+    if info.proto != proto::TCP {
+        return Err(WireError::NotAnswerable);
+    }
+    answerable(c, &info)?;
+    Ok(ip_reply(
+        c,
+        &info,
+        our_mac,
+        L4::Tcp(segment_repr(seg, info.dport, info.sport)),
+    ))
+}
+
+/// A TCP segment in the direction of the TCP packet `c`, between its
+/// endpoints and MACs (the SYN dpf opens a cookie's connection with); the
+/// caller translates and re-addresses it for its next hop.
+pub fn tcp_onward(c: &Classified, seg: Segment) -> Result<Reply<'static>, WireError> {
+    let (info, _, _) = ip_info(c)?;
+    if info.proto != proto::TCP {
+        return Err(WireError::NotAnswerable);
+    }
+    let l4 = L4::Tcp(segment_repr(seg, info.sport, info.dport));
+    let mut r = ip_reply_from(c, &info, c.dst_mac, info.src, l4);
+    r.eth.dst_addr = c.dst_mac;
+    r.eth.src_addr = c.src_mac;
+    match &mut r.body {
+        Body::Ipv4 { ip, .. } => ip.dst_addr = v4(info.dst),
+        Body::Ipv6 { ip, .. } => ip.dst_addr = v6(info.dst),
+        Body::Arp(_) => return Err(WireError::NotAnswerable),
+    }
+    Ok(r)
+}
+
 fn classify_request(
     request: &[u8],
 ) -> Result<(Classified, PacketInfo, usize, usize, bool), WireError> {
