@@ -70,6 +70,7 @@ fn boxed(creatorid: u32, mac: [u8; 6], ip: [u8; 4]) -> Node {
         ifnames: vec!["lan0".into(), "wan0".into(), "sync0".into()],
         timeouts: Default::default(),
         states_total: Default::default(),
+        placement: Default::default(),
     };
     let sync = Sync::new(setup, vec![exported], vec![imports], Instant::from_secs(1))
         .expect("sync engine");
