@@ -220,7 +220,7 @@ pub fn run(args: &RssGenArgs) -> anyhow::Result<()> {
         }
     }
     // Drain what is still on its way.
-    let drain_until = Instant::now() + Duration::from_millis(500);
+    let drain_until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < drain_until && received + refused < sent {
         received += poll(&mut ports, args.queues);
     }
