@@ -257,6 +257,11 @@ pub struct WorkerCounters {
     pub alias_lost: u64,
     /// Datagrams reassembled from fragments.
     pub reassembled: u64,
+    /// pflog records handed to the logger.
+    pub pflog_logged: u64,
+    /// pflog records lost: the logger's ring was full, or one packet
+    /// matched more logging rules than a decision carries.
+    pub pflog_dropped: u64,
     /// TSC cycles of each non-empty burst (the per-burst share of
     /// `busy_cycles`), for latency percentiles.
     pub burst_cycles: BurstHistogram,
@@ -293,6 +298,8 @@ impl Default for WorkerCounters {
             defer_full: 0,
             alias_lost: 0,
             reassembled: 0,
+            pflog_logged: 0,
+            pflog_dropped: 0,
             burst_cycles: BurstHistogram::new(),
         }
     }
@@ -339,6 +346,8 @@ impl WorkerCounters {
             self.defer_full,
             self.alias_lost,
             self.reassembled,
+            self.pflog_logged,
+            self.pflog_dropped,
         ]
     }
 
@@ -371,6 +380,8 @@ impl WorkerCounters {
             self.defer_full,
             self.alias_lost,
             self.reassembled,
+            self.pflog_logged,
+            self.pflog_dropped,
         ] = *f;
     }
 
@@ -388,7 +399,7 @@ impl WorkerCounters {
     }
 }
 
-const SCALARS: usize = 27;
+const SCALARS: usize = 29;
 
 /// One worker's published counters: atomics written by that worker only.
 #[derive(Debug)]
