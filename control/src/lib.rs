@@ -8,6 +8,7 @@ pub mod counters_json;
 pub mod ctl;
 pub mod daemon;
 pub mod log;
+pub mod pflog;
 pub mod pfsync;
 pub mod preload;
 pub mod rule_env;

@@ -419,6 +419,7 @@ fn run_with_eal(
         ruleset.options.limit_src_nodes,
     ));
     let mut overload_rings = Vec::with_capacity(workers);
+    let mut pflog_rings = Vec::with_capacity(workers);
     let per_shard = shard_capacity(ruleset.options.limit_states, workers);
     let rules = Arc::new(Snapshot::new(Arc::new(ruleset)));
     let mut rule_sources = crate::ctl::handler::RuleSources::of(config);
@@ -498,6 +499,11 @@ fn run_with_eal(
         let (op, oc) = ring::channel(OVERLOAD_RING);
         pipeline.set_overload(op);
         overload_rings.push(oc);
+        if config.log.is_some() {
+            let (lp, lc) = ring::channel(crate::pflog::RING);
+            pipeline.set_pflog(lp);
+            pflog_rings.push(lc);
+        }
         if router {
             let (p, c) = ring::channel(RESOLVE_RING);
             resolve_rx.push(c);
@@ -530,7 +536,7 @@ fn run_with_eal(
     if let Some(path) = &opts.preload {
         let mut pipelines: Vec<&mut Pipeline> = built.iter_mut().map(|w| &mut w.pipeline).collect();
         let now = preload::Clock::Fixed(clock.instant(dpdk::rdtsc()));
-        let n = preload::run(path, &mut pipelines, now, None, None, None)
+        let n = preload::run(path, &mut pipelines, now, None, None, None, None)
             .with_context(|| format!("preloading {}", path.display()))?;
         for p in pipelines {
             // Preloading is not traffic: counters start from zero, states stay.
@@ -544,6 +550,29 @@ fn run_with_eal(
             path.display()
         );
     }
+    // The pflog logger, on a thread of its own, started after the preload
+    // (whose records are not traffic: dropped).
+    let stop_logger = Arc::new(AtomicBool::new(false));
+    let logger = match &config.log {
+        None => None,
+        Some(spec) => {
+            for r in pflog_rings.iter_mut() {
+                while r.pop().is_some() {}
+            }
+            let wall_ns = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i128);
+            let offset = wall_ns - clock.instant(dpdk::rdtsc()).0 as i128;
+            let file = crate::pflog::PflogFile::open(spec.clone())
+                .with_context(|| format!("pflog file {}", spec.file.display()))?;
+            let names = config.ports.iter().map(|p| p.name.clone()).collect();
+            Some(
+                crate::pflog::Logger::new(std::mem::take(&mut pflog_rings), file, names, offset)
+                    .spawn(Arc::clone(&stop_logger))
+                    .context("starting the pflog logger")?,
+            )
+        }
+    };
     let mut handles = Vec::new();
     for (worker, &lcore) in built.into_iter().zip(&lcores) {
         let w = worker.index;
@@ -767,6 +796,13 @@ fn run_with_eal(
         if rc != 0 {
             crate::log!(Level::Err, "worker {w} ended with {rc}");
             worker_failed = true;
+        }
+    }
+    // Workers are done: the logger writes what they left and ends.
+    stop_logger.store(true, Ordering::Release);
+    if let Some(h) = logger {
+        if h.join().is_err() {
+            crate::log!(Level::Err, "the pflog logger panicked");
         }
     }
     let elapsed = started.elapsed();

@@ -758,6 +758,11 @@ impl Ruleset {
         self.routes.get(i as usize)
     }
 
+    /// Whether any rule has `log` (pflog records need somewhere to go).
+    pub fn logs(&self) -> bool {
+        self.rules.iter().any(|r| r.log != 0)
+    }
+
     /// Whether any rule has `route-to` / `reply-to`.
     pub fn has_routes(&self) -> bool {
         !self.routes.is_empty()
