@@ -61,6 +61,7 @@ fn main() {
         .allowlist_function("rte_eal_.*|rte_lcore_.*|rte_get_.*|rte_socket_id|rte_strerror")
         .allowlist_function("rte_eth_.*|rte_pktmbuf_.*|rte_mempool_.*|rte_ring_.*")
         .allowlist_function("rte_vdev_.*|rte_delay_.*|rte_exit|dpf_.*")
+        .allowlist_function("rte_telemetry_register_cmd|rte_tel_data_.*")
         .allowlist_type("rte_eth_.*|rte_mbuf|rte_mempool|rte_ring|rte_ether_addr")
         .allowlist_var("RTE_ETH_.*|RTE_MBUF_.*|RTE_MAX_.*|RTE_PKTMBUF_.*|RTE_RING_.*|RTE_ETHER_.*")
         .allowlist_var("RTE_LCORE_.*|SOCKET_ID_ANY|LCORE_ID_ANY")

@@ -5,12 +5,14 @@
 //! dpdk-testpmd on them; `live` and `rfc2544` ([`live`]) drive dpf and
 //! testpmd from a live DPDK generator (`live-gen`) over memif; `carp-cpu`
 //! ([`carp_cpu`]) measures the control thread with many CARP vhids;
-//! `sync` ([`sync`]) measures pfsync between two dpf.
+//! `sync` ([`sync`]) measures pfsync between two dpf; `rss-gen`
+//! ([`rss_gen`]) sends over multi-queue links as an RSS NIC would.
 
 mod carp_cpu;
 mod frames;
 mod gen;
 mod live;
+mod rss_gen;
 mod run;
 mod sync;
 
@@ -54,6 +56,9 @@ enum Command {
     /// The live generator process (started by `live` and `rfc2544`).
     #[command(hide = true)]
     LiveGen(live::engine::AgentArgs),
+    /// A generator that places frames on N queue pairs by symmetric
+    /// Toeplitz and a redirection table, as a multi-queue NIC does.
+    RssGen(rss_gen::RssGenArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,6 +72,7 @@ fn main() -> anyhow::Result<()> {
         Command::Rfc2544(args) => live::rfc2544(&args),
         Command::Sync(args) => sync::run(&args),
         Command::LiveGen(args) => live::engine::run(&args),
+        Command::RssGen(args) => rss_gen::run(&args),
     }
 }
 

@@ -80,8 +80,18 @@ struct RawConfig {
     pfsync: Option<RawPfsync>,
     #[serde(default)]
     log: Option<RawLog>,
+    #[serde(default)]
+    metrics: Option<RawMetrics>,
 }
 
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Spanned<String>,
+}
+
+/// `[log]`: the pflog file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLog {
@@ -215,6 +225,8 @@ struct RawPort {
     mac: Option<Spanned<String>>,
     #[serde(default)]
     mtu: Option<Spanned<u16>>,
+    #[serde(default)]
+    rx_placement: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -252,6 +264,22 @@ pub struct PortSpec {
     pub mac: Option<[u8; 6]>,
     /// Link MTU.
     pub mtu: u16,
+    /// How packets are spread over the port's rx queues.
+    pub rx_placement: RxPlacement,
+}
+
+/// How a port's packets reach the workers (`rx_placement`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub enum RxPlacement {
+    /// The device's RSS when it has it (dpf programs its redirection
+    /// table): packets arrive on their flow's owner; else the workers
+    /// place flows in software.
+    #[default]
+    Auto,
+    /// The device is fed already spread over its queues by symmetric
+    /// Toeplitz and a 64-entry table (entry i: queue i % queues), as by a
+    /// vhost-user or memif peer that balances like a NIC.
+    Toeplitz,
 }
 
 /// A static route.
@@ -440,6 +468,9 @@ pub struct Config {
     pub sysctl: CarpSysctl,
     /// pfsync, if configured.
     pub pfsync: Option<PfsyncSpec>,
+    /// `[metrics] listen`: where the Prometheus endpoint listens (off when
+    /// absent).
+    pub metrics: Option<std::net::SocketAddr>,
     /// Wire mode: the non-IP EtherTypes the bridge forwards (ARP by
     /// default; a value below 0x0600 stands for every 802.3/LLC frame).
     pub pass_ethertypes: Vec<u16>,
@@ -543,6 +574,19 @@ impl Config {
                 Some(m) => *m.get_ref(),
                 None => 1500,
             };
+            let rx_placement = match p.rx_placement.as_ref() {
+                None => RxPlacement::Auto,
+                Some(v) => match v.get_ref().as_str() {
+                    "auto" => RxPlacement::Auto,
+                    "toeplitz" => RxPlacement::Toeplitz,
+                    other => {
+                        return Err(ctx.err(
+                            v.span(),
+                            format!("rx_placement '{other}' of port '{name}': expected \"auto\" or \"toeplitz\""),
+                        ))
+                    }
+                },
+            };
             for (span, (ip, _)) in &addresses {
                 let dup = ports
                     .iter()
@@ -558,6 +602,7 @@ impl Config {
                 addresses: addresses.into_iter().map(|(_, c)| c).collect(),
                 mac,
                 mtu,
+                rx_placement,
             });
         }
         if ports.is_empty() {
@@ -977,8 +1022,24 @@ impl Config {
                 })
             }
         };
+        let metrics =
+            match &raw.metrics {
+                None => None,
+                Some(m) => Some(m.listen.get_ref().parse::<std::net::SocketAddr>().map_err(
+                    |_| {
+                        ctx.err(
+                            m.listen.span(),
+                            format!(
+                        "metrics listen '{}' is not an address:port (e.g. \"127.0.0.1:9100\")",
+                        m.listen.get_ref()
+                    ),
+                        )
+                    },
+                )?),
+            };
         Ok(Config {
             log,
+            metrics,
             pass_ethertypes,
             path: path.to_path_buf(),
             eal_args,

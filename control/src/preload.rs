@@ -96,7 +96,16 @@ pub fn run(
         for p in pipelines.iter_mut() {
             p.poll_aliases();
         }
-        let receiver = port as usize % workers;
+        // The worker the packet reaches: the queue a NIC's RSS picks for
+        // it on a placed port, else by port.
+        let receiver = match pipelines[0].placement() {
+            dataplane::rss::Placement::Rss { rss, placed }
+                if port < 64 && placed & (1 << port) != 0 =>
+            {
+                usize::from(rss.queue_of_frame(&frame)) % workers
+            }
+            _ => port as usize % workers,
+        };
         let mut decider = receiver;
         let mut verdict = pipelines[receiver].process(&mut frame, port, now);
         if let Verdict::Handoff(owner) = verdict {

@@ -288,6 +288,44 @@ impl CommandClient {
         }
     }
 
+    /// The next reply of `ticket`, and only of it: `None` while the replies
+    /// of an earlier command (another reader's) are still ahead on the ring,
+    /// or when none has come. Several readers (a `dpfctl` listing, a pfsync
+    /// bulk update) share a worker's ring this way without taking each
+    /// other's replies; a reader that gives up calls
+    /// [`CommandClient::abandon`].
+    pub fn recv_for(&mut self, ticket: Ticket) -> Option<Reply> {
+        loop {
+            let next = self.finished + 1;
+            if self.orphans.front() == Some(&next) {
+                let r = self.replies.pop()?;
+                if r.is_terminator() {
+                    self.finished += 1;
+                    self.orphans.pop_front();
+                }
+                continue;
+            }
+            if next != ticket {
+                return None;
+            }
+            let r = self.replies.pop()?;
+            if r.is_terminator() {
+                self.finished += 1;
+            }
+            return Some(r);
+        }
+    }
+
+    /// Nobody will read the rest of `ticket`'s replies: they are dropped as
+    /// they come (as an orphan command's), so later readers are not held.
+    pub fn abandon(&mut self, ticket: Ticket) {
+        if self.finished(ticket) || ticket > self.sent || self.orphans.contains(&ticket) {
+            return;
+        }
+        let at = self.orphans.partition_point(|t| *t < ticket);
+        self.orphans.insert(at, ticket);
+    }
+
     /// Whether every reply of `ticket` (and of the tickets before it) has
     /// been read, by anyone.
     pub fn finished(&self, ticket: Ticket) -> bool {
@@ -572,6 +610,59 @@ mod tests {
         assert_eq!(of(second), 3, "{seen:?}");
         assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0));
         assert!(client.finished(first) && client.finished(second) && client.is_idle());
+    }
+
+    #[test]
+    fn readers_of_one_worker_take_only_their_own_replies() {
+        let (mut port, mut client) = command_channel(64);
+        let rules = Arc::new(
+            Ruleset::compile(
+                "pass all\nblock all\n",
+                "t",
+                &RuleEnv {
+                    interfaces: &[],
+                    self_addrs: &[],
+                    names: &[],
+                },
+            )
+            .unwrap(),
+        );
+        let mut p = Pipeline::new(
+            PipelineConfig::default(),
+            rules,
+            Shard::new(1024, 0).unwrap(),
+        );
+        let first = client.send(Command::RuleCounters).unwrap();
+        let second = client.send(Command::RuleCounters).unwrap();
+        let third = client.send(Command::RuleCounters).unwrap();
+        for _ in 0..100 {
+            port.poll(&mut p);
+        }
+        // The second reader waits while the first's replies are ahead.
+        assert_eq!(client.recv_for(second), None);
+        let mut firsts = 0;
+        while let Some(r) = client.recv_for(first) {
+            firsts += 1;
+            if r.is_terminator() {
+                break;
+            }
+        }
+        assert_eq!(firsts, 3);
+        assert_eq!(client.recv_for(first), None, "nothing past its terminator");
+        // The second reader gives up after one reply: the third is not held.
+        assert!(client.recv_for(second).is_some());
+        client.abandon(second);
+        let thirds = std::iter::from_fn(|| client.recv_for(third)).count();
+        assert_eq!(thirds, 3);
+        assert!(client.is_idle());
+        // Abandoning what is finished, or not yet sent, changes nothing.
+        client.abandon(first);
+        client.abandon(third + 5);
+        let fourth = client.send(Command::RuleCounters).unwrap();
+        for _ in 0..100 {
+            port.poll(&mut p);
+        }
+        assert_eq!(std::iter::from_fn(|| client.recv_for(fourth)).count(), 3);
     }
 
     #[test]

@@ -266,16 +266,6 @@ impl FlowKey {
         let b = fold_mul(word(&self.addr[0], 1) ^ k2, word(&self.addr[1], 1) ^ k3);
         fold_mul(a ^ ports ^ k4, b ^ (meta << 32) ^ k5)
     }
-
-    /// The worker that owns this flow among `workers` workers.
-    #[inline]
-    pub fn owner(&self, workers: usize) -> usize {
-        if workers <= 1 {
-            0
-        } else {
-            ((self.symmetric_hash() >> 32) % workers as u64) as usize
-        }
-    }
 }
 
 /// Number of 64-bit words in a [`HashSecret`].
@@ -499,7 +489,11 @@ mod tests {
         assert_eq!(k1, k2);
         assert_ne!(s1, s2);
         assert_eq!(k1.symmetric_hash(), k2.symmetric_hash());
-        assert_eq!(k1.owner(4), k2.owner(4));
+        let hash = crate::rss::Placement::Hash;
+        assert_eq!(
+            hash.owner(&k1, k1.symmetric_hash(), 4),
+            hash.owner(&k2, k2.symmetric_hash(), 4)
+        );
     }
 
     #[test]
@@ -556,7 +550,7 @@ mod tests {
                 Addr::v4([198, 18, 0, 1]),
                 80,
             );
-            counts[k.owner(4)] += 1;
+            counts[crate::rss::Placement::Hash.owner(&k, k.symmetric_hash(), 4)] += 1;
         }
         for c in counts {
             assert!(c > 800, "unbalanced owners: {counts:?}");

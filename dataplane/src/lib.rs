@@ -23,6 +23,7 @@ pub mod pflog;
 pub mod pipeline;
 pub mod ring;
 pub mod route;
+pub mod rss;
 pub mod rules;
 pub mod scrub;
 pub mod snapshot;

@@ -100,6 +100,8 @@ pub struct PipelineConfig {
     /// frags` over the workers, bounded by the packet buffers the daemon
     /// has); allocated once.
     pub frag_capacity: usize,
+    /// Which worker owns a flow (see [`crate::rss`]).
+    pub placement: crate::rss::Placement,
 }
 
 impl Default for PipelineConfig {
@@ -113,6 +115,7 @@ impl Default for PipelineConfig {
             pass_ethertypes: EtherTypeSet::default(),
             sources: Arc::new(SourceTable::new(crate::srcnodes::DEFAULT_LIMIT)),
             frag_capacity: 4096,
+            placement: crate::rss::Placement::Hash,
         }
     }
 }
@@ -359,6 +362,9 @@ pub struct Pipeline {
     /// The slot [`Pipeline::answer`] writes into (the frame's index in its
     /// burst; 0 outside bursts).
     reply_slot: usize,
+    /// The packet being decided was received on a port whose device put
+    /// it on its flow's owner (RSS placement): no ownership check.
+    arrival_placed: bool,
     router: Option<Router>,
     sync: Option<SyncPorts>,
     lookahead_min_states: usize,
@@ -454,6 +460,7 @@ impl Pipeline {
             replies: Box::new([[0; REPLY_MAX]; MAX_BURST]),
             reply_lens: [0; MAX_BURST],
             reply_slot: 0,
+            arrival_placed: false,
             router: None,
             sync: None,
             lookahead_min_states: LOOKAHEAD_MIN_STATES,
@@ -524,7 +531,10 @@ impl Pipeline {
         let me = self.config.worker;
         let workers = self.config.workers;
         for key in self.shard.take_far_removals() {
-            let w = owner_of(key.symmetric_hash(), workers);
+            let w = self
+                .config
+                .placement
+                .owner(&key, key.symmetric_hash(), workers);
             if w == me {
                 continue;
             }
@@ -562,7 +572,10 @@ impl Pipeline {
         if !tr.is_some() || self.config.workers <= 1 {
             return true;
         }
-        let w = owner_of(tr.key.symmetric_hash(), self.config.workers);
+        let w = self
+            .config
+            .placement
+            .owner(&tr.key, tr.key.symmetric_hash(), self.config.workers);
         if w == self.config.worker {
             return true;
         }
@@ -648,7 +661,8 @@ impl Pipeline {
             let hash = key.symmetric_hash();
             this.shard.lookup(&key, hash).is_none()
                 && (this.config.workers <= 1
-                    || owner_of(hash, this.config.workers) == this.config.worker)
+                    || this.config.placement.owner(&key, hash, this.config.workers)
+                        == this.config.worker)
         };
         if !ported || pool.static_port {
             if !usable(self, pkt.sport) {
@@ -1459,6 +1473,11 @@ impl Pipeline {
         self.timeout_scale
     }
 
+    /// How this box places flows on workers.
+    pub fn placement(&self) -> &crate::rss::Placement {
+        &self.config.placement
+    }
+
     /// Sets the table size from which bursts are looked up ahead (tests
     /// use 0 to exercise that path on small tables).
     pub fn set_lookahead_min_states(&mut self, states: usize) {
@@ -1474,6 +1493,7 @@ impl Pipeline {
         verdicts: &mut [Verdict],
     ) {
         let n = frames.len().min(verdicts.len()).min(MAX_BURST);
+        let placed = self.config.placement.places(in_port);
         let mut classified: [Option<Result<Classified, WireError>>; MAX_BURST] = [None; MAX_BURST];
         let mut ahead: [Option<Lookahead>; MAX_BURST] = [None; MAX_BURST];
         for i in 0..n {
@@ -1490,13 +1510,16 @@ impl Pipeline {
             {
                 // ICMP errors are owned by the flow they quote: decided
                 // without a lookahead.
-                if owner_hash(info).is_some() {
+                if owner_key(info).is_some() {
                     classified[i] = Some(c);
                     continue;
                 }
                 let (key, swapped) = info.key();
                 let hash = key.symmetric_hash();
-                if owner_of(hash, self.config.workers) == self.config.worker {
+                if placed
+                    || self.config.placement.owner(&key, hash, self.config.workers)
+                        == self.config.worker
+                {
                     self.shard.prefetch_bucket(hash);
                     ahead[i] = Some(Lookahead {
                         key,
@@ -1576,6 +1599,7 @@ impl Pipeline {
         classified: Result<Classified, WireError>,
         ahead: Option<&Lookahead>,
     ) -> Verdict {
+        self.arrival_placed = !owned && self.config.placement.places(in_port);
         if self.router.is_some() {
             return self.decide_routed(frame, in_port, now, owned, classified, ahead);
         }
@@ -2061,8 +2085,17 @@ impl Pipeline {
                 let (key, swapped) = info.key();
                 let hash = key.symmetric_hash();
                 if !owned && self.config.workers > 1 {
-                    // An ICMP error belongs with the flow it quotes.
-                    let owner = owner_of(owner_hash(info).unwrap_or(hash), self.config.workers);
+                    // An ICMP error belongs with the flow it quotes; any
+                    // other packet the device placed is on its owner.
+                    let owner = match owner_key(info) {
+                        Some(q) => {
+                            self.config
+                                .placement
+                                .owner(&q, q.symmetric_hash(), self.config.workers)
+                        }
+                        None if self.arrival_placed => self.config.worker,
+                        None => self.config.placement.owner(&key, hash, self.config.workers),
+                    };
                     if owner != self.config.worker {
                         return Decided(Verdict::Handoff(owner as u16));
                     }
@@ -2845,26 +2878,14 @@ enum FilterOutcome {
 }
 use FilterOutcome::{Blocked, Decided};
 
-/// The hash that decides the owner of an ICMP error: its quoted flow's
+/// The flow that decides the owner of an ICMP error: the one it quotes
 /// (`None` for any other packet, owned by its own flow).
 #[inline]
-fn owner_hash(info: &PacketInfo) -> Option<u64> {
+fn owner_key(info: &PacketInfo) -> Option<FlowKey> {
     match info.l4 {
-        L4Info::Icmp(i) if i.is_error => i.quoted.map(|q| {
-            FlowKey::from_packet(info.af, q.proto, q.src, q.sport, q.dst, q.dport)
-                .0
-                .symmetric_hash()
-        }),
+        L4Info::Icmp(i) if i.is_error => i
+            .quoted
+            .map(|q| FlowKey::from_packet(info.af, q.proto, q.src, q.sport, q.dst, q.dport).0),
         _ => None,
-    }
-}
-
-/// The worker that owns a flow with symmetric hash `hash`.
-#[inline(always)]
-pub fn owner_of(hash: u64, workers: usize) -> usize {
-    if workers <= 1 {
-        0
-    } else {
-        ((hash >> 32) % workers as u64) as usize
     }
 }

@@ -7,6 +7,7 @@
 pub mod frames;
 pub mod fuzz_bodies;
 pub mod netns;
+pub mod pair;
 
 use anyhow::{bail, Context, Result};
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
@@ -24,6 +25,11 @@ pub fn dpf_bin() -> PathBuf {
 /// The `dpfctl` binary, found like [`dpf_bin`].
 pub fn dpfctl_bin() -> PathBuf {
     bin("DPFCTL_BIN", "dpfctl")
+}
+
+/// The `bench` binary (generators), found like [`dpf_bin`].
+pub fn bench_bin() -> PathBuf {
+    bin("BENCH_BIN", "bench")
 }
 
 fn bin(var: &str, name: &str) -> PathBuf {

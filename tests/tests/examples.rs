@@ -71,6 +71,20 @@ fn manual_pages_and_completions_come_from_the_binaries() {
         assert!(comp.status.success(), "{bin} --completions bash");
         assert!(String::from_utf8_lossy(&comp.stdout).contains(&format!("_{bin}()")));
     }
+    // dpf.toml(5), from the configuration schema.
+    let man5 = std::process::Command::new(dpf_tests::dpf_bin())
+        .arg("--man-config")
+        .output()
+        .unwrap();
+    assert!(man5.status.success());
+    let text = String::from_utf8_lossy(&man5.stdout);
+    assert!(text.starts_with(".TH DPF.TOML 5"), "{text}");
+    for key in ["syncpeer", "advskew", "neighbor_limit", "listen"] {
+        assert!(
+            text.contains(&format!(".B {key}\n")),
+            "dpf.toml(5) lacks {key}"
+        );
+    }
     // dpfctl's help names every view, carp and pfsync included.
     let help = std::process::Command::new(dpf_tests::dpfctl_bin())
         .arg("--help")

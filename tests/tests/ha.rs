@@ -6,10 +6,11 @@
 //! transfer runs through fw1, fw1 is SIGKILLed mid-transfer, and the
 //! transfer completes intact through fw2.
 
-use dpf_tests::netns::{must, plain_link, Namespaces};
+use dpf_tests::netns::Namespaces;
+use dpf_tests::pair::{dpfctl_json as ctl, wait_until};
 use dpf_tests::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -105,22 +106,6 @@ socket = "{sock}"
     }
 }
 
-fn ctl(sock: &Path, args: &[&str]) -> Value {
-    let out = Command::new(dpfctl_bin())
-        .arg("--socket")
-        .arg(sock)
-        .arg("--json")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "dpfctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn carp_state(net: &Net, fw: usize, name: &str) -> String {
     ctl(&net.sock(fw), &[name])["interfaces"][0]["state"]
         .as_str()
@@ -128,37 +113,9 @@ fn carp_state(net: &Net, fw: usize, name: &str) -> String {
         .to_string()
 }
 
-fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < within, "{what} not within {within:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    t0.elapsed()
-}
-
 fn setup() -> Net {
-    let guard = Namespaces::new("dph", &["lan", "wan", "fw1", "fw2"]);
+    let guard = dpf_tests::pair::faq_segments("dph", false, true);
     let ns: Vec<String> = guard.names().to_vec();
-    let (lan, wan) = (&ns[0], &ns[1]);
-    for (side, dev) in [(lan, "l0"), (wan, "w0")] {
-        must(&format!("ip -n {side} link add br0 type bridge"));
-        for (i, fw_ns) in ns[2..].iter().enumerate() {
-            let p = format!("p{}{dev}", i + 1);
-            must(&format!(
-                "ip link add {p} netns {side} type veth peer name {dev} netns {fw_ns}"
-            ));
-            must(&format!("ip -n {side} link set {p} master br0"));
-            plain_link(side, &p);
-            plain_link(fw_ns, dev);
-        }
-        // The hosts live on the bridges: real checksums on the wire.
-        plain_link(side, "br0");
-    }
-    must(&format!("ip -n {lan} addr add 10.1.0.50/24 dev br0"));
-    must(&format!("ip -n {lan} route add default via 10.1.0.254"));
-    must(&format!("ip -n {wan} addr add 10.2.0.50/24 dev br0"));
-    must(&format!("ip -n {wan} route add default via 10.2.0.254"));
     Net {
         procs: vec![None, None, None],
         ns,

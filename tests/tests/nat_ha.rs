@@ -10,10 +10,11 @@
 //! pfsync and rewrites the connections exactly as fw1 did: the WAN server
 //! sees the same translated address and port before and after.
 
-use dpf_tests::netns::{in_ns, must, plain_link, Namespaces};
+use dpf_tests::netns::{in_ns, Namespaces};
+use dpf_tests::pair::{dpfctl_json as ctl, wait_until};
 use dpf_tests::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -137,22 +138,6 @@ socket = "{sock}"
     }
 }
 
-fn ctl(sock: &Path, args: &[&str]) -> Value {
-    let out = Command::new(dpfctl_bin())
-        .arg("--socket")
-        .arg(sock)
-        .arg("--json")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "dpfctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn carp_state(net: &Net, fw: usize, name: &str) -> String {
     ctl(&net.sock(fw), &[name])["interfaces"][0]["state"]
         .as_str()
@@ -160,36 +145,9 @@ fn carp_state(net: &Net, fw: usize, name: &str) -> String {
         .to_string()
 }
 
-fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < within, "{what} not within {within:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    t0.elapsed()
-}
-
 fn setup() -> Net {
-    let guard = Namespaces::new("dpn", &["lan", "wan", "fw1", "fw2"]);
+    let guard = dpf_tests::pair::faq_segments("dpn", false, false);
     let ns: Vec<String> = guard.names().to_vec();
-    let (lan, wan) = (&ns[0], &ns[1]);
-    for (side, dev) in [(lan, "l0"), (wan, "w0")] {
-        must(&format!("ip -n {side} link add br0 type bridge"));
-        for (i, fw_ns) in ns[2..].iter().enumerate() {
-            let p = format!("p{}{dev}", i + 1);
-            must(&format!(
-                "ip link add {p} netns {side} type veth peer name {dev} netns {fw_ns}"
-            ));
-            must(&format!("ip -n {side} link set {p} master br0"));
-            plain_link(side, &p);
-            plain_link(fw_ns, dev);
-        }
-        plain_link(side, "br0");
-    }
-    must(&format!("ip -n {lan} addr add {LAN_HOST}/24 dev br0"));
-    must(&format!("ip -n {lan} route add default via 10.1.0.254"));
-    // The WAN host knows its own network only: no route to the LAN.
-    must(&format!("ip -n {wan} addr add {WAN_HOST}/24 dev br0"));
     Net {
         procs: vec![None, None, None],
         ns,

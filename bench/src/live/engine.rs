@@ -11,7 +11,7 @@
 //! or until every packet is back. A frame the driver refuses keeps its
 //! sequence number and so counts as lost: the DUT's receive ring was full,
 //! which a NIC would count as a miss. Latency is the receive TSC minus the
-//! stamp (same machine, same TSC), recorded in a [`FineHistogram`].
+//! stamp (same machine, same TSC), recorded in an `hdrhistogram`.
 //!
 //! The loop allocates nothing per packet: mbufs come from the pool in
 //! bulk, frames from prebuilt [`Template`]s, and the accounting is fixed
@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use dataplane::dpdk::{self, Burst, Eal, Mempool, Port, PortConfig, PortId, QueueId};
-use dataplane::histogram::{cycles_to_ns, FineHistogram, LatencySummary};
+use dataplane::histogram::{cycles_to_ns, LatencySummary};
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::pace::TokenBucket;
@@ -172,10 +173,32 @@ fn emit(event: &Event) {
     }
 }
 
+/// A latency histogram from 1 cycle to 2^40 cycles (minutes at any TSC
+/// rate), 3 significant digits; fixed range, so recording never
+/// allocates.
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 1 << 40, 3).expect("valid histogram bounds")
+}
+
+/// The headline figures of `h` (cycles) in nanoseconds.
+fn latency_summary(h: &Histogram<u64>, to_ns: impl Fn(u64) -> f64) -> LatencySummary {
+    let count = h.len();
+    let q = |q: f64| (count > 0).then(|| to_ns(h.value_at_quantile(q)));
+    LatencySummary {
+        count,
+        p50_ns: q(0.5),
+        p99_ns: q(0.99),
+        p999_ns: q(0.999),
+        max_ns: (count > 0).then(|| to_ns(h.max())),
+    }
+}
+
 /// The receive side's accounting, reset per trial.
 struct Receiver {
     tracker: SeqTracker,
-    latency: FineHistogram,
+    /// One-way latency in TSC cycles (hdrhistogram, 3 significant
+    /// digits, allocated once per trial, outside the receive loop).
+    latency: Histogram<u64>,
     stale: u64,
     foreign: u64,
 }
@@ -286,7 +309,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
         hz,
         rcv: Receiver {
             tracker: SeqTracker::new(),
-            latency: FineHistogram::new(),
+            latency: latency_histogram(),
             stale: 0,
             foreign: 0,
         },
@@ -355,7 +378,9 @@ impl Generator {
                 match stamp {
                     Some(s) if s.trial == trial && p == self.rx => {
                         self.rcv.tracker.record(s.seq, sent);
-                        self.rcv.latency.record(now.saturating_sub(s.tsc));
+                        self.rcv
+                            .latency
+                            .saturating_record(now.saturating_sub(s.tsc));
                     }
                     Some(_) => self.rcv.stale += 1,
                     None => self.rcv.foreign += 1,
@@ -375,7 +400,7 @@ impl Generator {
         loss_tolerance: f64,
     ) -> TrialResult {
         self.rcv.tracker.reset();
-        self.rcv.latency = FineHistogram::new();
+        self.rcv.latency.reset();
         self.rcv.stale = 0;
         self.rcv.foreign = 0;
         let hz = self.hz;
@@ -457,7 +482,7 @@ impl Generator {
             stale: self.rcv.stale,
             foreign: self.rcv.foreign,
             latency: match cycles_to_ns(hz) {
-                Some(f) => self.rcv.latency.summary(f),
+                Some(f) => latency_summary(&self.rcv.latency, f),
                 None => LatencySummary::default(),
             },
             passed: sent > 0 && (lost == 0 || (lost as f64) <= sent as f64 * loss_tolerance),

@@ -18,6 +18,9 @@ struct Args {
     /// Print the dpf(8) manual page (roff) and exit.
     #[arg(long)]
     man: bool,
+    /// Print the dpf.toml(5) manual page (roff) and exit.
+    #[arg(long)]
+    man_config: bool,
     /// Print a completion script for SHELL (bash, zsh, fish, elvish,
     /// powershell) and exit.
     #[arg(long, value_name = "SHELL")]
@@ -46,6 +49,11 @@ struct Args {
     /// Where `--replay` writes forwarded packets (interface id = egress port).
     #[arg(long, value_name = "PCAPNG")]
     replay_out: Option<PathBuf>,
+    /// With `--replay`: packets reach the workers as a NIC with symmetric
+    /// RSS spreads them (the worker of the queue their Toeplitz hash
+    /// picks), and flows are owned by that placement.
+    #[arg(long, requires = "replay")]
+    replay_rss: bool,
     /// Pipelines (workers) for `--replay`.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     replay_workers: u16,
@@ -65,9 +73,41 @@ struct Args {
     /// Print a JSON line of counter totals every MS milliseconds.
     #[arg(long, value_name = "MS")]
     stats_every: Option<u64>,
+    /// Where daemon messages go: `stderr`, `syslog` (the socket of
+    /// --syslog-socket, facility daemon), `journald` (the systemd journal's
+    /// native protocol), or `auto`: the journal when stderr is connected to
+    /// it (a systemd service), else stderr.
+    #[arg(long, value_enum, default_value_t = LogTo::Auto)]
+    log_to: LogTo,
+    /// The syslog socket for `--log-to syslog`.
+    #[arg(long, value_name = "PATH", default_value = "/dev/log")]
+    syslog_socket: PathBuf,
     /// Log level, syslog 0-7 (default 6, info).
     #[arg(short = 'l', long, default_value_t = 6, value_parser = clap::value_parser!(u8).range(0..=7))]
     log_level: u8,
+}
+
+/// `--log-to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogTo {
+    Auto,
+    Stderr,
+    Syslog,
+    Journald,
+}
+
+/// Starts the log writer for the daemon (not for `-n` or `--replay`, which
+/// print to the terminal).
+fn start_log(to: LogTo, syslog_socket: PathBuf) -> std::io::Result<()> {
+    use control::log::Sink;
+    let sink = match to {
+        LogTo::Stderr => Sink::Stderr,
+        LogTo::Syslog => Sink::Syslog(syslog_socket),
+        LogTo::Journald => Sink::Journald,
+        LogTo::Auto if systemd_journal_logger::connected_to_journal() => Sink::Journald,
+        LogTo::Auto => Sink::Stderr,
+    };
+    control::log::start(sink)
 }
 
 fn main() -> ExitCode {
@@ -83,6 +123,10 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         };
+    }
+    if args.man_config {
+        print!("{}", control::config_doc::man_page());
+        return ExitCode::SUCCESS;
     }
     if let Some(shell) = args.completions {
         let mut cmd = <Args as clap::CommandFactory>::command();
@@ -114,22 +158,23 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let (Some(input), Some(output)) = (&args.replay, &args.replay_out) {
-        let creatorid = args.creatorid.unwrap_or(1);
-        return match daemon::replay(
-            &config,
-            ruleset,
-            args.replay_workers as usize,
-            input,
-            output,
-            creatorid,
-            args.replay_seed,
-        ) {
+        let opts = daemon::ReplayOptions {
+            workers: args.replay_workers as usize,
+            creatorid: args.creatorid.unwrap_or(1),
+            seed: args.replay_seed,
+            rss: args.replay_rss,
+        };
+        return match daemon::replay(&config, ruleset, input, output, &opts) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("dpf: {e:#}");
                 ExitCode::from(1)
             }
         };
+    }
+    if let Err(e) = start_log(args.log_to, args.syslog_socket.clone()) {
+        eprintln!("dpf: starting the logger ({:?}): {e}", args.log_to);
+        return ExitCode::from(1);
     }
     let opts = RunOptions {
         exit_when_idle: args.exit_when_idle.map(Duration::from_millis),
@@ -139,7 +184,14 @@ fn main() -> ExitCode {
         creatorid: args.creatorid,
         sync_trace: args.sync_trace,
     };
-    match daemon::run(config, ruleset, opts) {
+    let result = daemon::run(config, ruleset, opts);
+    if let Err(e) = &result {
+        if args.log_to != LogTo::Stderr {
+            control::log!(control::log::Level::Err, "{e:#}");
+        }
+    }
+    control::log::flush();
+    match result {
         Ok(0) => ExitCode::SUCCESS,
         Ok(rc) => ExitCode::from(rc as u8),
         Err(e) => {

@@ -901,6 +901,13 @@ fn print_text(o: &mut impl Write, request: &Request, d: Value) -> Result<(), Str
             ] {
                 w(writeln!(o, "  {k:<30} {v:>12}"))?;
             }
+            w(writeln!(o, "Daemon log"))?;
+            for (k, v) in [
+                ("dropped (queue full)", i.log.dropped),
+                ("write errors", i.log.write_errors),
+            ] {
+                w(writeln!(o, "  {k:<30} {v:>12}"))?;
+            }
         }
         Request::ShowInterfaces => {
             let list: Vec<InterfaceEntry> = typed(d)?;

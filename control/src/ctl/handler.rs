@@ -443,9 +443,30 @@ impl Service for Control<'_> {
 impl Job {
     /// Takes at most `max_replies` replies of this job off the workers'
     /// rings, stopping once `on_reply` made `max_items` items (it returns
-    /// whether it did), dropping replies of older commands (an abandoned job's, or a
-    /// timed-out one's). Ok(true) once every worker has answered.
+    /// whether it did). Only this job's replies: another reader's (a pfsync
+    /// bulk update's) are left to it. Ok(true) once every worker has
+    /// answered; on an error the job's remaining replies are abandoned
+    /// (dropped as they come), so no later reader waits behind them.
     fn take_replies(
+        &mut self,
+        workers: &mut [CommandClient],
+        max_replies: usize,
+        max_items: usize,
+        on_reply: impl FnMut(&mut JobKind, Reply) -> bool,
+    ) -> Result<bool, String> {
+        let r = self.take_own_replies(workers, max_replies, max_items, on_reply);
+        if r.is_err() {
+            for (c, (ticket, done)) in workers.iter_mut().zip(self.tickets.iter_mut()) {
+                if !*done {
+                    c.abandon(*ticket);
+                    *done = true;
+                }
+            }
+        }
+        r
+    }
+
+    fn take_own_replies(
         &mut self,
         workers: &mut [CommandClient],
         max_replies: usize,
@@ -456,16 +477,10 @@ impl Job {
         let mut produced = 0;
         for (c, (ticket, done)) in workers.iter_mut().zip(self.tickets.iter_mut()) {
             while !*done && taken < max_replies && produced < max_items {
-                let Some((t, reply)) = c.recv() else {
-                    if c.finished(*ticket) {
-                        return Err("interrupted by a pfsync bulk update; ask again".to_string());
-                    }
+                let Some(reply) = c.recv_for(*ticket) else {
                     break;
                 };
                 taken += 1;
-                if t < *ticket {
-                    continue;
-                }
                 *done = reply.is_terminator();
                 produced += usize::from(on_reply(&mut self.kind, reply));
             }
@@ -648,6 +663,10 @@ impl Control<'_> {
                 .slowpath
                 .map(|s| serde_json::to_value(s.stats).unwrap_or_default())
                 .unwrap_or(Value::Null),
+            log: super::LogStats {
+                dropped: crate::log::dropped(),
+                write_errors: crate::log::write_errors(),
+            },
         }
     }
 
@@ -1098,50 +1117,6 @@ pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// Sends `cmd` to every worker's command ring and hands each reply to
-/// `on_reply` until every worker has sent its terminating reply
-/// (`ListDone` or `Killed`), or fails after [`WORKER_REPLY_TIMEOUT`]
-/// without a reply. Blocks: for the pfsync bulk update, which needs every
-/// state at once. A control-socket job in flight is overtaken: its replies
-/// are dropped here and it reports the interruption to its client.
-pub fn ask_workers(
-    workers: &mut [CommandClient],
-    cmd: Command,
-    mut on_reply: impl FnMut(Reply),
-) -> Result<(), String> {
-    let mut tickets = Vec::with_capacity(workers.len());
-    for (w, c) in workers.iter_mut().enumerate() {
-        match c.send(cmd) {
-            Ok(t) => tickets.push((t, false)),
-            Err(_) => return Err(format!("worker {w} is busy; try again")),
-        }
-    }
-    let mut last_reply = std::time::Instant::now();
-    while tickets.iter().any(|(_, done)| !done) {
-        if last_reply.elapsed() > WORKER_REPLY_TIMEOUT {
-            return Err("workers did not answer in time".into());
-        }
-        let mut idle = true;
-        for (c, (ticket, done)) in workers.iter_mut().zip(tickets.iter_mut()) {
-            while !*done {
-                let Some((t, r)) = c.recv() else { break };
-                idle = false;
-                if t < *ticket {
-                    continue;
-                }
-                *done = r.is_terminator();
-                on_reply(r);
-            }
-        }
-        if idle {
-            std::thread::sleep(Duration::from_micros(200));
-        } else {
-            last_reply = std::time::Instant::now();
-        }
-    }
-    Ok(())
 }
 
 /// `-s labels`: the rules' counters summed per label (pf's per-rule

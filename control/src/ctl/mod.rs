@@ -478,6 +478,19 @@ pub struct Info {
     /// Router mode: the slow path's counters.
     #[serde(default)]
     pub slow_path_stats: Value,
+    /// Daemon messages lost: the log queue was full, or the sink
+    /// (syslogd, journald, stderr) refused them.
+    #[serde(default)]
+    pub log: LogStats,
+}
+
+/// The daemon log's losses (in [`Info`]).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogStats {
+    /// Messages dropped because the queue to the log writer was full.
+    pub dropped: u64,
+    /// Messages the sink refused.
+    pub write_errors: u64,
 }
 
 /// The control socket's counters (in [`Info`]).

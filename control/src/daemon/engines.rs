@@ -4,19 +4,24 @@
 //! ARP and ND; the rest) with a budget each, then the timers run (neighbour
 //! resolution, CARP with the ports' link state, pfsync with its unicast
 //! peer's MAC). A box that finds it was stalled steps down and resyncs.
+//! A bulk update's table is collected from the workers a bounded number
+//! of replies per round ([`BulkCollect`]), so CARP's timers keep running
+//! while a million states are gathered.
 //! The loop itself (sleeping, the control socket, the injection queue)
 //! is in the module above.
 
-use super::{list_states, SLOW_BUDGETS};
+use super::SLOW_BUDGETS;
 use crate::carp::engine::Carp;
+use crate::log::Level;
 use crate::pfsync::engine::{Sync, SyncEvent, BULK_DEMOTE};
 use crate::slowpath::{Out, SlowPath};
-use dataplane::command::CommandClient;
+use dataplane::command::{Command, CommandClient, Reply, Ticket};
 use dataplane::counters::{Punt, SLOW_CLASSES};
 use dataplane::dpdk::{Mbuf, MbufRing, RawMbuf};
 use dataplane::flow::{Addr, Af};
 use dataplane::ring::Consumer;
 use dataplane::route::{Neighbors, ResolveRequest};
+use dataplane::state::{State, Translation};
 use dataplane::time::Instant;
 use std::sync::Arc;
 
@@ -28,6 +33,87 @@ pub(super) struct Engines {
     pub sync: Option<Sync>,
     /// ARP, ND, ICMP to the box, next-hop resolution.
     pub slowpath: SlowPath,
+    /// The table being collected for a bulk update the peer asked for.
+    pub bulk: Option<BulkCollect>,
+}
+
+/// Replies a bulk collection takes off the workers' rings per round.
+const BULK_REPLIES_PER_ROUND: usize = 16384;
+
+/// A bulk collection gives up (logged; the peer asks again) when no worker
+/// answered for this long.
+const BULK_REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Every state of every worker, gathered for a pfsync bulk update a
+/// bounded number of replies per control round (taking only its own
+/// replies, so a `dpfctl` listing on the same rings is not disturbed).
+pub(super) struct BulkCollect {
+    /// Per worker: the ListStates ticket and whether it ended.
+    tickets: Vec<(Ticket, bool)>,
+    states: Vec<(State, Translation)>,
+    last_reply: std::time::Instant,
+}
+
+impl BulkCollect {
+    /// Asks every worker for its states; `None` (logged) when a command
+    /// ring is full (the peer asks again).
+    pub(super) fn start(clients: &mut [CommandClient]) -> Option<BulkCollect> {
+        let mut tickets = Vec::with_capacity(clients.len());
+        for (w, c) in clients.iter_mut().enumerate() {
+            match c.send(Command::ListStates) {
+                Ok(t) => tickets.push((t, false)),
+                Err(_) => {
+                    for ((t, _), c) in tickets.iter().zip(clients.iter_mut()) {
+                        c.abandon(*t);
+                    }
+                    crate::log!(
+                        Level::Warning,
+                        "pfsync bulk update not started: worker {w}'s command ring is full"
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(BulkCollect {
+            tickets,
+            states: Vec::new(),
+            last_reply: std::time::Instant::now(),
+        })
+    }
+
+    /// Takes at most `budget` replies. `Ok(true)` once every worker has
+    /// sent all its states; `Err` (the rest abandoned) when the workers
+    /// stopped answering: a bulk update never ends on a partial table.
+    fn pump(&mut self, clients: &mut [CommandClient], budget: usize) -> Result<bool, String> {
+        let mut taken = 0;
+        for (c, (ticket, done)) in clients.iter_mut().zip(self.tickets.iter_mut()) {
+            while !*done && taken < budget {
+                let Some(r) = c.recv_for(*ticket) else { break };
+                taken += 1;
+                *done = r.is_terminator();
+                if let Reply::State(st, tr) = r {
+                    self.states.push((st, tr));
+                }
+            }
+        }
+        if self.tickets.iter().all(|(_, d)| *d) {
+            return Ok(true);
+        }
+        if taken > 0 {
+            self.last_reply = std::time::Instant::now();
+        } else if self.last_reply.elapsed() > BULK_REPLY_TIMEOUT {
+            for (c, (ticket, done)) in clients.iter_mut().zip(self.tickets.iter()) {
+                if !*done {
+                    c.abandon(*ticket);
+                }
+            }
+            return Err(format!(
+                "the workers stopped answering ({} states collected)",
+                self.states.len()
+            ));
+        }
+        Ok(false)
+    }
 }
 
 impl Engines {
@@ -81,9 +167,11 @@ impl Engines {
         ) {
             (Some(Punt::Carp), Some(c), _) => c.handle(m.data(), m.port(), now, out),
             (Some(Punt::Pfsync), c, Some(s)) => match s.handle(m.data(), m.port(), now, out) {
+                // Collected over the next rounds (see `Engines::poll`); a
+                // request while one is being collected is answered by it.
                 SyncEvent::BulkRequested => {
-                    if let Some(states) = list_states(clients) {
-                        s.send_bulk(states, out);
+                    if self.bulk.is_none() {
+                        self.bulk = BulkCollect::start(clients);
                     }
                 }
                 SyncEvent::BulkDone => {
@@ -115,6 +203,25 @@ impl Engines {
         }
         if let Some(c) = self.carp.as_mut() {
             c.step_down(now, out);
+        }
+    }
+
+    /// Advances the bulk update's collection by a bounded number of
+    /// replies; sends the update once the whole table is in.
+    pub(super) fn pump_bulk(&mut self, clients: &mut [CommandClient], out: &mut Vec<Out>) {
+        if let (Some(s), Some(b)) = (self.sync.as_mut(), self.bulk.as_mut()) {
+            match b.pump(clients, BULK_REPLIES_PER_ROUND) {
+                Ok(false) => {}
+                Ok(true) => {
+                    let states = std::mem::take(&mut b.states);
+                    self.bulk = None;
+                    s.send_bulk(states, out);
+                }
+                Err(e) => {
+                    crate::log!(Level::Warning, "pfsync bulk update not sent: {e}");
+                    self.bulk = None;
+                }
+            }
         }
     }
 
@@ -163,5 +270,91 @@ impl Engines {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::command::{command_channel, CommandPort};
+    use dataplane::flow::{proto, FlowKey};
+    use dataplane::pipeline::{Pipeline, PipelineConfig};
+    use dataplane::rules::{RuleEnv, Ruleset};
+    use dataplane::state::Shard;
+
+    /// A worker's pipeline with `n` states and its command rings.
+    fn worker(n: u32) -> (Pipeline, CommandPort, CommandClient) {
+        let mut shard = Shard::new(n as usize * 2, 0).unwrap();
+        for i in 0..n {
+            let (key, swapped) = FlowKey::from_packet(
+                Af::Inet,
+                proto::UDP,
+                Addr::v4([10, 0, (i >> 8) as u8, i as u8]),
+                1000,
+                Addr::v4([192, 0, 2, 1]),
+                53,
+            );
+            let id = shard.alloc_id();
+            shard
+                .insert(State::new(key, swapped, id, 7, Instant::from_secs(1)))
+                .unwrap();
+        }
+        let env = RuleEnv {
+            interfaces: &[],
+            self_addrs: &[],
+            names: &[],
+        };
+        let rules = std::sync::Arc::new(Ruleset::compile("", "t", &env).unwrap());
+        let (port, client) = command_channel(1024);
+        (
+            Pipeline::new(PipelineConfig::default(), rules, shard),
+            port,
+            client,
+        )
+    }
+
+    #[test]
+    fn a_bulk_collection_takes_a_bounded_share_of_each_round() {
+        let (mut p, mut port, client) = worker(5000);
+        let mut clients = vec![client];
+        // A `dpfctl -s states` asked first, on the same ring: its replies
+        // are ahead of the collection's and stay its own.
+        let listing = clients[0].send(Command::ListStates).unwrap();
+        let mut bulk = BulkCollect::start(&mut clients).unwrap();
+        let (mut rounds, mut listed, mut listing_done) = (0, 0, false);
+        loop {
+            port.poll(&mut p);
+            let before = bulk.states.len();
+            let done = bulk.pump(&mut clients, 100).unwrap();
+            assert!(
+                bulk.states.len() - before <= 100,
+                "a round took more than its budget"
+            );
+            rounds += 1;
+            while let Some(r) = clients[0].recv_for(listing) {
+                listing_done |= r.is_terminator();
+                listed += usize::from(matches!(r, Reply::State(..)));
+            }
+            if done {
+                break;
+            }
+            assert!(rounds < 100_000, "the collection never ended");
+        }
+        assert!(listing_done && listed == 5000, "the listing got {listed}");
+        assert_eq!(bulk.states.len(), 5000);
+        assert!(
+            rounds >= 50,
+            "{rounds} rounds for 5000 states at 100 a round"
+        );
+    }
+
+    #[test]
+    fn a_silent_worker_ends_the_collection_without_a_partial_table() {
+        let (_p, _port, client) = worker(10);
+        let mut clients = vec![client];
+        let mut bulk = BulkCollect::start(&mut clients).unwrap();
+        assert_eq!(bulk.pump(&mut clients, 100), Ok(false));
+        bulk.last_reply = std::time::Instant::now() - BULK_REPLY_TIMEOUT * 2;
+        assert!(bulk.pump(&mut clients, 100).is_err());
     }
 }

@@ -3,20 +3,34 @@
 
 use super::*;
 
-/// `dpf --replay`: runs `input` through `workers` pipelines built from the
+/// How `--replay` runs.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplayOptions {
+    /// Pipelines (workers).
+    pub workers: usize,
+    /// pfsync creator id of the states.
+    pub creatorid: u32,
+    /// Keys the flow hash from this seed (a reproducible run).
+    pub seed: Option<u64>,
+    /// Packets reach the workers as a NIC with symmetric RSS spreads them
+    /// (the worker of the queue their Toeplitz hash picks, every port
+    /// placed), and flows are owned by that placement; else packets of
+    /// port `p` reach worker `p % workers` and flows are owned by hash.
+    pub rss: bool,
+}
+
+/// `dpf --replay`: runs `input` through the pipelines built from the
 /// configuration, without DPDK, writing forwarded packets to `output`, and
-/// prints the counters as JSON. Packet timestamps are the clock. With
-/// `seed`, the flow hash key comes from it (a reproducible run).
+/// prints the counters as JSON. Packet timestamps are the clock.
 pub fn replay(
     config: &Config,
     ruleset: Ruleset,
-    workers: usize,
     input: &std::path::Path,
     output: &std::path::Path,
-    creatorid: u32,
-    seed: Option<u64>,
+    opts: &ReplayOptions,
 ) -> Result<()> {
-    match seed {
+    let (workers, creatorid) = (opts.workers, opts.creatorid);
+    match opts.seed {
         Some(seed) => {
             // splitmix64 over the seed: one word per secret word.
             let mut x = seed;
@@ -39,6 +53,15 @@ pub fn replay(
         ruleset.options.limit_src_nodes,
     ));
     cfg.frag_capacity = frag_capacity(ruleset.options.limit_frags, workers, config.mbufs);
+    if opts.rss && workers > 1 {
+        cfg.placement = dataplane::rss::Placement::Rss {
+            rss: Arc::new(dataplane::rss::RssPlacement::default_for(
+                workers as u16,
+                64,
+            )),
+            placed: u64::MAX,
+        };
+    }
     let rules = Arc::new(ruleset);
     let mut overload_rings = Vec::new();
     let mut pflog_rings = Vec::new();

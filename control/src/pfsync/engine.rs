@@ -126,6 +126,7 @@ pub struct Sync {
     ifnames: Vec<String>,
     timeouts: Timeouts,
     states_total: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    placement: dataplane::rss::Placement,
     /// pfsync statistics (spec §5.9).
     pub stats: PfsyncStats,
     /// Bulk update state.
@@ -238,6 +239,8 @@ pub struct SyncSetup {
     /// The box's state count (the workers' shared one): the expiry times
     /// on the wire include pf's adaptive scaling (spec/pfsync.md §3.7).
     pub states_total: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Which worker owns a flow (imported states go to it).
+    pub placement: dataplane::rss::Placement,
 }
 
 impl Sync {
@@ -308,6 +311,7 @@ impl Sync {
             ifnames: s.ifnames,
             timeouts: s.timeouts,
             states_total: s.states_total,
+            placement: s.placement,
             stats: PfsyncStats::default(),
             // [`Sync::request_bulk`] sends the first request at start.
             bulk: BulkState::Requested {
@@ -853,7 +857,10 @@ impl Sync {
                         }
                         self.trace("rx", name, s.state_id(), now);
                         self.received_states += 1;
-                        let owner = state.key().owner(self.imports.len());
+                        let key = state.key();
+                        let owner =
+                            self.placement
+                                .owner(key, key.symmetric_hash(), self.imports.len());
                         let rec = ImportRecord::Upsert {
                             state,
                             translation,
@@ -1376,6 +1383,7 @@ mod tests {
             ifnames: vec!["sync0".into()],
             timeouts: Timeouts::default(),
             states_total: Default::default(),
+            placement: Default::default(),
         };
         let mut setup = setup;
         f(&mut setup);

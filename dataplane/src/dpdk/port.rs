@@ -58,24 +58,14 @@ pub struct PortStats {
     pub rx_nombuf: u64,
 }
 
-/// The symmetric Toeplitz key: 0x6d5a repeated, which hashes both
-/// directions of a flow to the same queue.
-const SYMMETRIC_RSS_KEY: [u8; 52] = {
-    let mut k = [0u8; 52];
-    let mut i = 0;
-    while i < 52 {
-        k[i] = if i % 2 == 0 { 0x6d } else { 0x5a };
-        i += 1;
-    }
-    k
-};
-
 /// A configured port. Stopped and closed on drop.
 #[derive(Debug)]
 pub struct Port {
     id: PortId,
     name: String,
     rss: bool,
+    /// The device's redirection table size (0: none).
+    reta_size: u16,
     started: bool,
     rx_queues: u16,
     tx_queues: u16,
@@ -149,7 +139,7 @@ impl Port {
         // SAFETY: a pure function of constants.
         let wanted_hf = unsafe { dpdk_sys::dpf_rss_hf_ip_tcp_udp() };
         let rss_hf = wanted_hf & info.flow_type_rss_offloads;
-        let mut key = SYMMETRIC_RSS_KEY;
+        let mut key = crate::rss::SYMMETRIC_KEY;
         let rss = conf.rx_queues > 1 && rss_hf != 0;
         if rss {
             eth_conf.rxmode.mq_mode = dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
@@ -208,6 +198,7 @@ impl Port {
             id,
             name,
             rss,
+            reta_size: if rss { info.reta_size } else { 0 },
             started: false,
             rx_queues: conf.rx_queues,
             tx_queues: conf.tx_queues,
@@ -259,6 +250,45 @@ impl Port {
     /// Whether RSS is configured.
     pub fn rss(&self) -> bool {
         self.rss
+    }
+
+    /// Programs the redirection table so that entry `i` is `common[i %
+    /// common.len()]` (`common`'s length a power of two that divides the
+    /// device's table): every port then sends a hash to the same queue.
+    /// Call after [`Port::start`]. Fails when RSS is off, the device's
+    /// table is smaller or not a multiple, or the driver refuses.
+    pub fn program_reta(&self, common: &[u16]) -> Result<(), DpdkError> {
+        let size = usize::from(self.reta_size);
+        let refuse = |msg: String| DpdkError {
+            op: format!("redirection table of port {}", self.id.0),
+            code: 95,
+            msg,
+        };
+        if !self.rss || common.is_empty() {
+            return Err(refuse("RSS is not configured".into()));
+        }
+        if size < common.len() || size % common.len() != 0 || size % 64 != 0 {
+            return Err(refuse(format!(
+                "a table of {size} entries cannot repeat one of {}",
+                common.len()
+            )));
+        }
+        let mut conf = vec![dpdk_sys::rte_eth_rss_reta_entry64::default(); size / 64];
+        for (g, group) in conf.iter_mut().enumerate() {
+            group.mask = u64::MAX;
+            for (j, e) in group.reta.iter_mut().enumerate() {
+                *e = common[(g * 64 + j) % common.len()];
+            }
+        }
+        // SAFETY: `conf` holds reta_size entries in groups of 64, as the
+        // call expects; DPDK checks the port and copies the table.
+        check(
+            &format!("programming the redirection table of port {}", self.id.0),
+            unsafe {
+                dpdk_sys::rte_eth_dev_rss_reta_update(self.id.0, conf.as_mut_ptr(), self.reta_size)
+            },
+        )
+        .map(drop)
     }
 
     /// The port's own MAC address.

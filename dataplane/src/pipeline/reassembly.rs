@@ -64,8 +64,16 @@ impl Pipeline {
         }
         let key = frag::datagram_key(f.af, f.src, f.dst, f.proto, f.id);
         let hash = key.symmetric_hash();
-        if !owned && self.config.workers > 1 {
-            let owner = owner_of(hash, self.config.workers);
+        // The device put every fragment of a datagram on one queue (RSS
+        // hashes fragments on their addresses): reassembled there.
+        if !owned && !self.arrival_placed && self.config.workers > 1 {
+            let owner = self.config.placement.fragment_owner(
+                f.af,
+                &f.src,
+                &f.dst,
+                hash,
+                self.config.workers,
+            );
             if owner != self.config.worker {
                 return Verdict::Handoff(owner as u16);
             }

@@ -96,10 +96,12 @@ fn socket_path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("run").join("ctl.sock")
 }
 
-/// A generous bound for one poll on a shared, noisy machine: the budget is
-/// 0.5 ms of production plus bounded reads and writes; a blocking write
-/// or a read of everything a client sends would take seconds.
-const POLL_BOUND: Duration = Duration::from_millis(100);
+/// A generous bound for one poll on a shared, noisy machine (a 2-core
+/// guest compiling in parallel has shown 230 ms): the budget is 0.5 ms of
+/// production plus bounded reads and writes; what this guards against — a
+/// blocking write to a client that does not read, or a read of everything
+/// a client sends — takes many seconds.
+const POLL_BOUND: Duration = Duration::from_millis(1500);
 
 #[test]
 fn serves_requests_and_refuses_garbage() {

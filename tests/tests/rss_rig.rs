@@ -1,0 +1,140 @@
+//! The rig that behaves like a multi-queue NIC: `bench rss-gen` sends UDP
+//! conversations over two memif links of N queue pairs, each frame on the
+//! queue symmetric Toeplitz and the redirection table pick, into a live
+//! dpf with N workers (one rx queue each). With `rx_placement =
+//! "toeplitz"` dpf owns each flow on the queue it arrives on: with 2 and 4
+//! workers less than 1 % of the traffic is handed to another worker
+//! (counted by dpf), every frame is forwarded, and the states are spread
+//! over the workers. With the software hash instead, about (N-1)/N of
+//! the packets change worker.
+
+use dpf_tests::pair::dpfctl_json;
+use dpf_tests::*;
+use serde_json::Value;
+use std::process::Command;
+use std::time::Duration;
+
+/// Runs the rig with `workers` workers; returns (generator's report,
+/// dpf's `-s info`).
+fn rig(workers: u16, placement: Option<&str>) -> (Value, Value) {
+    let dir = scratch();
+    let d = dir.path();
+    std::fs::write(d.join("pf.conf"), "pass all keep state\n").unwrap();
+    // Worker lcores share the machine's two CPUs (functional, not a
+    // throughput figure); the generator has its own process.
+    let lcores: Vec<String> = (0..=workers)
+        .map(|l| format!("{l}@{}", if l == 0 { 1 } else { l % 2 }))
+        .collect();
+    let memif = |i: u8, role: &str, name: &str| {
+        format!(
+            "net_memif{i},role={role},socket={},id=0,socket-abstract=no,rsize=10",
+            d.join(name).display()
+        )
+    };
+    let placement_line = placement
+        .map(|p| format!("rx_placement = \"{p}\"\n"))
+        .unwrap_or_default();
+    let cfg = d.join("dpf.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[eal]\nargs = [\"--no-huge\", \"-m\", \"512\", \"--no-shconf\", \"--file-prefix\", \"{}\", \"--lcores\", \"{}\", \"--log-level\", \"*:error\"]\n\
+             [dataplane]\nrules = \"pf.conf\"\n\
+             [[port]]\nname = \"lan0\"\ndevice = \"{}\"\n{placement_line}\
+             [[port]]\nname = \"wan0\"\ndevice = \"{}\"\n{placement_line}\
+             [wire]\npairs = [[\"lan0\", \"wan0\"]]\n[control]\nsocket = \"{}\"\n",
+            file_prefix("rigdut"),
+            lcores.join(","),
+            memif(0, "server", "lan.sock"),
+            memif(1, "server", "wan.sock"),
+            d.join("dpf.sock").display()
+        ),
+    )
+    .unwrap();
+    let sock = d.join("dpf.sock");
+    let dut = Proc::spawn(
+        "dpf",
+        Command::new(dpf_bin()).args(["--config", cfg.to_str().unwrap()]),
+    )
+    .unwrap();
+    dpf_tests::pair::wait_until("dpf's control socket", Duration::from_secs(30), || {
+        sock.exists()
+    });
+    let gen = Proc::spawn(
+        "rss-gen",
+        Command::new(bench_bin()).args([
+            "rss-gen",
+            "--lan",
+            &memif(0, "client", "lan.sock"),
+            "--wan",
+            &memif(1, "client", "wan.sock"),
+            "--queues",
+            &workers.to_string(),
+            "--flows",
+            "1000",
+            "--rounds",
+            "5",
+            "--file-prefix",
+            &file_prefix("riggen"),
+            "--cpu",
+            "0",
+            "--link-timeout-s",
+            "30",
+        ]),
+    )
+    .unwrap();
+    // The generator prints its report, then waits for dpf to close the
+    // links: read the report from its output once dpf is stopped.
+    let mut info = Value::Null;
+    dpf_tests::pair::wait_until("the generator's traffic", Duration::from_secs(60), || {
+        info = dpfctl_json(&sock, &["-s", "info"]);
+        info["rx"].as_u64() == Some(10_000)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    info = dpfctl_json(&sock, &["-s", "info"]);
+    drop(dut);
+    let out = gen.wait(Duration::from_secs(60)).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report: Value =
+        serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap_or_else(|e| {
+            panic!(
+                "generator report: {e}: {text} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    (report, info)
+}
+
+#[test]
+fn flows_stay_on_the_queue_a_nic_gives_them() {
+    for workers in [2u16, 4] {
+        let (report, info) = rig(workers, Some("toeplitz"));
+        assert_eq!(report["sent"], 10_000, "{report}");
+        assert_eq!(report["received"], 10_000, "{report}");
+        let queues = report["per_queue"].as_array().unwrap();
+        assert!(
+            queues.iter().all(|q| q.as_u64().unwrap() > 1000),
+            "{report}"
+        );
+        let rx = info["rx"].as_u64().unwrap();
+        let handed = info["handed_off"].as_u64().unwrap();
+        eprintln!("{workers} workers, toeplitz: {handed} of {rx} handed off");
+        assert_eq!(rx, 10_000);
+        assert!(
+            handed * 100 < rx,
+            "{workers} workers: {handed} of {rx} handed off"
+        );
+        assert_eq!(info["states"], 1000);
+        assert_eq!(info["forwarded"], 10_000);
+    }
+}
+
+#[test]
+fn the_software_hash_hands_most_packets_over() {
+    let (report, info) = rig(2, None);
+    assert_eq!(report["received"], 10_000, "{report}");
+    let rx = info["rx"].as_u64().unwrap();
+    let handed = info["handed_off"].as_u64().unwrap();
+    eprintln!("2 workers, hash: {handed} of {rx} handed off");
+    assert!(handed * 4 > rx, "{handed} of {rx} handed off");
+}
