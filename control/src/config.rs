@@ -1004,10 +1004,7 @@ impl Config {
                     None => None,
                     Some(s) if *s.get_ref() >= 4096 => Some(*s.get_ref() as u64),
                     Some(s) => {
-                        return Err(ctx.err(
-                            s.span(),
-                            "log: size is in bytes, at least 4096",
-                        ))
+                        return Err(ctx.err(s.span(), "log: size is in bytes, at least 4096"))
                     }
                 };
                 let keep = match &l.keep {

@@ -104,10 +104,7 @@ impl PflogFile {
             }
             std::fs::rename(path, rotated(path, 0))?;
         }
-        let mut f = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)?;
+        let mut f = OpenOptions::new().append(true).create(true).open(path)?;
         f.write_all(&pflog::pcap_file_header())?;
         self.out = BufWriter::new(f);
         self.written = 24;
@@ -125,8 +122,7 @@ impl PflogFile {
         }
         self.out
             .write_all(&pflog::pcap_record_header(rec, wall_ns))?;
-        self.out
-            .write_all(&Header::of_record(rec, ifname).emit())?;
+        self.out.write_all(&Header::of_record(rec, ifname).emit())?;
         self.out.write_all(rec.packet())?;
         self.written += len;
         Ok(())
@@ -310,8 +306,43 @@ fn action_name(a: u8) -> String {
     }
 }
 
-/// One line for `e` as `tcpdump -n -e` prints a pflog record: `rule
-/// 2/(match) block in on lan0: 10.0.0.1.1000 > 10.0.0.2.22: tcp 40`.
+/// The addresses and protocol of the packet in `e`: (source, destination,
+/// protocol number), `?` for a packet too short.
+fn addresses(e: &Entry) -> (String, String, u8) {
+    let p = &e.packet;
+    if e.hdr.af == pflog::AF_INET && p.len() >= 20 {
+        let a = |o: usize| std::net::Ipv4Addr::new(p[o], p[o + 1], p[o + 2], p[o + 3]).to_string();
+        (a(12), a(16), p[9])
+    } else if e.hdr.af == pflog::AF_INET6 && p.len() >= 40 {
+        let a = |o: usize| {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&p[o..o + 16]);
+            std::net::Ipv6Addr::from(b).to_string()
+        };
+        (a(8), a(24), p[6])
+    } else {
+        ("?".into(), "?".into(), 0)
+    }
+}
+
+/// The source (`src`) or destination of `e` as tcpdump writes it:
+/// `addr.port` for TCP and UDP, `addr` otherwise.
+fn endpoint(e: &Entry, src: bool) -> String {
+    let (s, d, proto) = addresses(e);
+    let (a, port) = if src {
+        (s, e.hdr.sport)
+    } else {
+        (d, e.hdr.dport)
+    };
+    match proto {
+        6 | 17 => format!("{a}.{port}"),
+        _ => a,
+    }
+}
+
+/// One line for `e` as `tcpdump -n -e` prints a pflog record (time of day
+/// in UTC): `rule 2/(match) block in on lan0: 10.0.0.1.1000 > 10.0.0.2.22:
+/// tcp`.
 pub fn format_entry(e: &Entry) -> String {
     let h = &e.hdr;
     let rule = if h.rulenr == u32::MAX {
@@ -324,35 +355,16 @@ pub fn format_entry(e: &Entry) -> String {
         pflog::dir::OUT => "out",
         _ => "in/out",
     };
-    let p = &e.packet;
-    let (src, dst, proto) = if h.af == pflog::AF_INET && p.len() >= 20 {
-        let a = |o: usize| std::net::Ipv4Addr::new(p[o], p[o + 1], p[o + 2], p[o + 3]).to_string();
-        (a(12), a(16), p[9])
-    } else if p.len() >= 40 {
-        let a = |o: usize| {
-            let mut b = [0u8; 16];
-            b.copy_from_slice(&p[o..o + 16]);
-            std::net::Ipv6Addr::from(b).to_string()
-        };
-        (a(8), a(24), p[6])
-    } else {
-        ("?".into(), "?".into(), 0)
-    };
-    let (pname, ports) = match proto {
-        6 => ("tcp", true),
-        17 => ("udp", true),
-        1 => ("icmp", false),
-        58 => ("icmp6", false),
-        _ => ("ip", false),
-    };
-    let (s, d) = if ports {
-        (format!("{src}.{}", h.sport), format!("{dst}.{}", h.dport))
-    } else {
-        (src, dst)
+    let pname = match addresses(e).2 {
+        6 => "tcp",
+        17 => "udp",
+        1 => "icmp",
+        58 => "icmp6",
+        _ => "ip",
     };
     let secs = e.ts.0 % 86_400;
     format!(
-        "{:02}:{:02}:{:02}.{:06} rule {rule}/({}) {} {dir} on {}: {s} > {d}: {pname}",
+        "{:02}:{:02}:{:02}.{:06} rule {rule}/({}) {} {dir} on {}: {} > {}: {pname}",
         secs / 3600,
         secs / 60 % 60,
         secs % 60,
@@ -360,63 +372,118 @@ pub fn format_entry(e: &Entry) -> String {
         reason_name(h.reason),
         action_name(h.action),
         h.ifname_str(),
+        endpoint(e, true),
+        endpoint(e, false),
     )
 }
 
-/// `dpfctl -L`: prints the records of pflog file `path` (all of them, then
-/// new ones as they come when `live`), one line each ([`format_entry`],
-/// or JSON objects with `json`). Follows rotation (the file replaced by a
-/// new one) as `tail -F` does.
-pub fn follow(path: &Path, live: bool, json: bool, out: &mut dyn Write) -> io::Result<()> {
-    let mut f = File::open(path)?;
-    let mut head = [0u8; 24];
-    f.read_exact(&mut head)?;
-    if head != pflog::pcap_file_header() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{} is not a dpf pflog file", path.display()),
-        ));
+/// A pflog file being read by [`follow`]: the open file, its identity
+/// (device, inode) and the bytes of a record not yet whole.
+struct Reader {
+    file: File,
+    id: (u64, u64),
+    pending: Vec<u8>,
+}
+
+impl Reader {
+    /// Opens `path` and checks its file header; `Ok(None)` when the file
+    /// is missing or shorter than a header (being created by a rotation).
+    fn open(path: &Path) -> io::Result<Option<Reader>> {
+        use std::os::unix::fs::MetadataExt;
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let m = file.metadata()?;
+        let mut head = [0u8; 24];
+        match file.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        if head != pflog::pcap_file_header() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is not a dpf pflog file (pcap, DLT_PFLOG, snaplen {})",
+                    path.display(),
+                    pflog::SNAPLEN
+                ),
+            ));
+        }
+        Ok(Some(Reader {
+            file,
+            id: (m.dev(), m.ino()),
+            pending: Vec::new(),
+        }))
     }
-    let mut pos = 24u64;
-    let mut pending: Vec<u8> = Vec::new();
-    loop {
-        let mut chunk = Vec::new();
-        f.read_to_end(&mut chunk)?;
-        pos += chunk.len() as u64;
-        pending.extend_from_slice(&chunk);
-        let (entries, used) = parse_records(&pending);
-        pending.drain(..used);
+
+    /// Prints the whole records appended since the last call.
+    fn print_new(&mut self, json: bool, out: &mut dyn Write) -> io::Result<()> {
+        self.file.read_to_end(&mut self.pending)?;
+        let (entries, used) = parse_records(&self.pending);
+        self.pending.drain(..used);
         for e in &entries {
             if json {
-                let v = serde_json::json!({
-                    "ts": format!("{}.{:06}", e.ts.0, e.ts.1),
-                    "rule": e.hdr.rulenr,
-                    "reason": reason_name(e.hdr.reason),
-                    "action": action_name(e.hdr.action),
-                    "dir": if e.hdr.dir == pflog::dir::OUT { "out" } else { "in" },
-                    "ifname": e.hdr.ifname_str(),
-                    "line": format_entry(e),
-                });
-                writeln!(out, "{v}")?;
+                writeln!(out, "{}", entry_json(e))?;
             } else {
                 writeln!(out, "{}", format_entry(e))?;
             }
         }
-        out.flush()?;
+        out.flush()
+    }
+}
+
+/// `e` as one JSON object (`dpfctl -L --json`).
+pub fn entry_json(e: &Entry) -> serde_json::Value {
+    let h = &e.hdr;
+    serde_json::json!({
+        "ts": format!("{}.{:06}", e.ts.0, e.ts.1),
+        "rule": if h.rulenr == u32::MAX { -1 } else { i64::from(h.rulenr) },
+        "reason": reason_name(h.reason),
+        "action": action_name(h.action),
+        "dir": match h.dir {
+            pflog::dir::IN => "in",
+            pflog::dir::OUT => "out",
+            _ => "in/out",
+        },
+        "ifname": h.ifname_str(),
+        "af": if h.af == pflog::AF_INET6 { "inet6" } else { "inet" },
+        "src": endpoint(e, true),
+        "dst": endpoint(e, false),
+        "line": format_entry(e),
+    })
+}
+
+/// `dpfctl -L`: prints the records of pflog file `path`, one line each
+/// ([`format_entry`], or JSON objects with `json`); with `live`, then
+/// follows it as `tail -F` does: records appended, and across rotation
+/// (the path names a new file: the old one is read to its end, then the
+/// new one from its start). Returns only on an error when `live`.
+pub fn follow(path: &Path, live: bool, json: bool, out: &mut dyn Write) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut r = Reader::open(path)?.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} is missing or not yet a pflog file", path.display()),
+        )
+    })?;
+    loop {
+        r.print_new(json, out)?;
         if !live {
             return Ok(());
         }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        // Rotated: the path names a new, shorter file.
-        if let Ok(m) = std::fs::metadata(path) {
-            if m.len() < pos {
-                if let Ok(mut nf) = File::open(path) {
-                    if nf.read_exact(&mut head).is_ok() {
-                        f = nf;
-                        pos = 24;
-                        pending.clear();
-                    }
-                }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let replaced = match std::fs::metadata(path) {
+            Ok(m) => (m.dev(), m.ino()) != r.id,
+            Err(_) => true,
+        };
+        if replaced {
+            if let Some(next) = Reader::open(path)? {
+                // What the logger wrote before it renamed the old file.
+                r.print_new(json, out)?;
+                r = next;
             }
         }
     }
@@ -489,6 +556,9 @@ mod tests {
             keep: 1,
         };
         assert!(PflogFile::open(spec).is_err());
-        assert_eq!(std::fs::read(&path).unwrap(), b"important notes, not a capture");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"important notes, not a capture"
+        );
     }
 }

@@ -873,6 +873,10 @@ fn print_text(o: &mut impl Write, request: &Request, d: Value) -> Result<(), Str
             ] {
                 w(writeln!(o, "  {k:<30} {v:>12}"))?;
             }
+            w(writeln!(o, "pflog"))?;
+            for (k, v) in [("logged", i.pflog.logged), ("dropped", i.pflog.dropped)] {
+                w(writeln!(o, "  {k:<30} {v:>12}"))?;
+            }
             w(writeln!(o, "Drops"))?;
             for (k, v) in &i.drops {
                 w(writeln!(o, "  {k:<30} {v:>12}"))?;

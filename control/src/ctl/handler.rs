@@ -667,6 +667,10 @@ impl Control<'_> {
                 dropped: crate::log::dropped(),
                 write_errors: crate::log::write_errors(),
             },
+            pflog: super::PflogStats {
+                logged: t.pflog_logged,
+                dropped: t.pflog_dropped,
+            },
         }
     }
 

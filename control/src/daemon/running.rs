@@ -29,7 +29,10 @@ pub(super) struct Daemon {
     resolve_rx: Vec<Consumer<ResolveRequest>>,
     overloads: crate::srcnodes::Overloads,
     /// With `[log]`: the pflog logger's thread and its stop flag.
-    logger: Option<(std::thread::JoinHandle<crate::pflog::Logger>, Arc<AtomicBool>)>,
+    logger: Option<(
+        std::thread::JoinHandle<crate::pflog::Logger>,
+        Arc<AtomicBool>,
+    )>,
     injectq: InjectQueue,
     rule_sources: RuleSources,
     shared: Arc<SharedCounters>,

@@ -9,11 +9,11 @@
 
 use super::{Lookahead, Pipeline};
 use crate::counters::Verdict;
-use crate::wire::{Classified, WireError};
 use crate::flow::{Af, Direction, PacketInfo};
 use crate::pflog::{action, dir, reason, Record, AF_INET, AF_INET6};
 use crate::ring::Producer;
 use crate::rules::Decision;
+use crate::wire::{Classified, WireError};
 
 /// Most log events one packet gives (both passes' rules and its state).
 const MAX_INTENTS: usize = 8;
@@ -173,5 +173,103 @@ impl Pipeline {
             }
         }
         ring.publish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::counters::Verdict;
+    use crate::flow::IfIndex;
+    use crate::pflog::{action, dir, Record, PACKET_SNAP};
+    use crate::pipeline::{Pipeline, PipelineConfig};
+    use crate::ring::channel;
+    use crate::rules::{RuleEnv, Ruleset};
+    use crate::state::Shard;
+    use crate::time::Instant;
+    use crate::wire::checksum;
+    use std::sync::Arc;
+
+    /// An Ethernet frame holding an IPv4 UDP datagram from 10.0.0.1:`sport`
+    /// to 10.0.0.2:53 with 200 bytes of payload (more than a record keeps).
+    fn udp4(sport: u16) -> Vec<u8> {
+        let payload = 200;
+        let mut f = vec![0u8; 14 + 20 + 8 + payload];
+        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip = &mut f[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&((20 + 8 + payload) as u16).to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        let c = checksum::finish(checksum::data(ip));
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        f[34..36].copy_from_slice(&sport.to_be_bytes());
+        f[36..38].copy_from_slice(&53u16.to_be_bytes());
+        f[38..40].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+        f
+    }
+
+    fn pipeline(rules: &str) -> Pipeline {
+        let env = RuleEnv {
+            interfaces: &[("lan0", IfIndex(0)), ("wan0", IfIndex(1))],
+            self_addrs: &[],
+            names: &[],
+        };
+        let rules = Arc::new(Ruleset::compile(rules, "pflog.conf", &env).unwrap());
+        let mut cfg = PipelineConfig::default();
+        cfg.pair(0, 1);
+        Pipeline::new(cfg, rules, Shard::new(1024, 0).unwrap())
+    }
+
+    #[test]
+    fn a_full_ring_drops_and_counts_and_never_waits() {
+        let mut p = pipeline("block log all\n");
+        let (ring, mut logger) = channel::<Record>(4);
+        p.set_pflog(ring);
+        // Nobody drains the ring: 4 records fit, the other 6 are dropped
+        // and counted, and every packet is still decided (no waiting).
+        for i in 0..10u16 {
+            let mut f = udp4(1000 + i);
+            let v = p.process(&mut f, 0, Instant::from_secs(1));
+            assert!(!matches!(v, Verdict::Forward(_)), "{v:?}");
+        }
+        assert_eq!(p.counters.pflog_logged, 4);
+        assert_eq!(p.counters.pflog_dropped, 6);
+        // The records kept are the first four, truncated to the snap
+        // length, each with its rule, action, direction and interface.
+        let recs: Vec<Record> = std::iter::from_fn(|| logger.pop()).collect();
+        assert_eq!(recs.len(), 4);
+        for (i, r) in recs.iter().enumerate() {
+            assert_eq!(
+                (r.rule, r.action, r.dir, r.ifindex),
+                (0, action::DROP, dir::IN, 0)
+            );
+            assert_eq!(r.orig_len, 228);
+            assert_eq!(r.caplen as usize, PACKET_SNAP);
+            assert_eq!(r.packet().len(), PACKET_SNAP);
+            assert_eq!(r.packet()[20..22], (1000 + i as u16).to_be_bytes());
+        }
+        // Drained: the ring takes records again.
+        let mut f = udp4(2000);
+        p.process(&mut f, 0, Instant::from_secs(2));
+        assert_eq!(p.counters.pflog_logged, 5);
+        assert_eq!(p.counters.pflog_dropped, 6);
+    }
+
+    #[test]
+    fn without_a_ring_or_a_log_rule_nothing_is_recorded() {
+        let mut p = pipeline("block all\n");
+        let (ring, mut logger) = channel::<Record>(4);
+        p.set_pflog(ring);
+        let mut f = udp4(1000);
+        p.process(&mut f, 0, Instant::from_secs(1));
+        assert!(logger.pop().is_none());
+        assert_eq!((p.counters.pflog_logged, p.counters.pflog_dropped), (0, 0));
+        let mut p = pipeline("block log all\n");
+        p.process(&mut f, 0, Instant::from_secs(1));
+        assert_eq!((p.counters.pflog_logged, p.counters.pflog_dropped), (0, 0));
     }
 }

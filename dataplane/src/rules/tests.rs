@@ -843,11 +843,31 @@ fn rule_errors_carry_line_and_column() {
         "unexpected end of line, expected an interface name",
     );
     assert_err("pass from 10.0.0.1 frob", 1, 20, "unexpected 'frob'");
-    assert_err("pass log (user)", 1, 11, "log (user) is not supported by dpf");
-    assert_err("pass in log (to pflog1) all", 1, 17, "log to pflog1 is not supported");
-    assert_err("pass in log (frob) all", 1, 14, "expected all, matches, to pflog0");
+    assert_err(
+        "pass log (user)",
+        1,
+        11,
+        "log (user) is not supported by dpf",
+    );
+    assert_err(
+        "pass in log (to pflog1) all",
+        1,
+        17,
+        "log to pflog1 is not supported",
+    );
+    assert_err(
+        "pass in log (frob) all",
+        1,
+        14,
+        "expected all, matches, to pflog0",
+    );
     assert_err("pass in all log", 1, 13, "log goes after the direction");
-    assert_err("anchor \"a\" in log", 1, 1, "log cannot be specified on anchors");
+    assert_err(
+        "anchor \"a\" in log",
+        1,
+        1,
+        "log cannot be specified on anchors",
+    );
     assert_err(
         "pass in all allow-opts allow-opts",
         1,
@@ -2498,9 +2518,16 @@ fn antispoof_expands_as_pfctl() {
     assert_eq!(r.len(), 4);
     assert!(texts(&r).iter().all(|t| t.starts_with("block drop in")));
     assert_err("antispoof for eth9", 1, 15, "unknown interface eth9");
-    assert_err("antispoof log (user) for lan0", 1, 16, "log (user) is not supported");
+    assert_err(
+        "antispoof log (user) for lan0",
+        1,
+        16,
+        "log (user) is not supported",
+    );
     let r = rs("antispoof log quick for lan0");
-    assert!(texts(&r).iter().all(|t| t.starts_with("block drop in log quick")));
+    assert!(texts(&r)
+        .iter()
+        .all(|t| t.starts_with("block drop in log quick")));
 }
 
 // ---------------------------------------------------------------- log
@@ -2543,10 +2570,16 @@ fn log_marks_the_deciding_rule_and_logging_match_rules() {
     // The match rule logs; the deciding pass rule has no log.
     assert_eq!(logged(&d), vec![(1, action::MATCH)]);
     assert_eq!(d.log, log_flags::LOG);
-    let d = eval(&r, &on(syn("10.0.0.1", 1000, "10.0.0.2", 80), LAN, Direction::In));
+    let d = eval(
+        &r,
+        &on(syn("10.0.0.1", 1000, "10.0.0.2", 80), LAN, Direction::In),
+    );
     assert_eq!(logged(&d), vec![(1, action::MATCH), (3, action::PASS)]);
     assert_eq!(d.log & log_flags::ALL, log_flags::ALL);
-    let d = eval(&r, &on(udp("10.0.0.1", 1000, "10.0.0.2", 53), LAN, Direction::In));
+    let d = eval(
+        &r,
+        &on(udp("10.0.0.1", 1000, "10.0.0.2", 53), LAN, Direction::In),
+    );
     assert_eq!(d.action, Action::Block);
     assert_eq!(logged(&d), vec![(0, action::DROP)]);
     // No log anywhere: nothing.
