@@ -181,7 +181,7 @@ fn tcpdump_reads_the_pflog_file_with_rule_numbers_actions_and_interfaces() {
     let got: Vec<String> = lines.iter().map(|l| gist(l)).collect();
     assert_eq!(
         got,
-        vec![
+        [
             "rule 2/(match) pass in on lan0: 10.1.0.7.40000 > 198.51.100.9.22",
             "rule 3/(match) pass in on lan0: 10.1.0.7.5353 > 198.51.100.53.53",
             "rule 3/(match) pass in on wan0: 198.51.100.53.53 > 10.1.0.7.5353",
@@ -212,7 +212,7 @@ fn tcpdump_reads_the_pflog_file_with_rule_numbers_actions_and_interfaces() {
     );
     let ctl: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| gist(l))
+        .map(gist)
         .collect();
     assert_eq!(ctl, got);
 }
