@@ -16,6 +16,11 @@
 //!
 //! [wire]
 //! pairs = [["lan0", "wan0"]]
+//!
+//! [log]                    # optional: where `log` rules write (pflog)
+//! file = "/var/log/dpf/pflog"   # relative to this file if not absolute
+//! size = 10000000          # rotate past this many bytes (default: never)
+//! keep = 3                 # rotated files kept: pflog.0 (newest) .. pflog.2
 //! ```
 
 use serde::Deserialize;
@@ -74,6 +79,8 @@ struct RawConfig {
     #[serde(default)]
     pfsync: Option<RawPfsync>,
     #[serde(default)]
+    log: Option<RawLog>,
+    #[serde(default)]
     metrics: Option<RawMetrics>,
 }
 
@@ -82,6 +89,17 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawMetrics {
     listen: Spanned<String>,
+}
+
+/// `[log]`: the pflog file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    file: Spanned<String>,
+    #[serde(default)]
+    size: Option<Spanned<i64>>,
+    #[serde(default)]
+    keep: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -456,6 +474,9 @@ pub struct Config {
     /// Wire mode: the non-IP EtherTypes the bridge forwards (ARP by
     /// default; a value below 0x0600 stands for every 802.3/LLC frame).
     pub pass_ethertypes: Vec<u16>,
+    /// `[log]`: the pflog file of `log` rules (`None`: they are not
+    /// written anywhere, and a ruleset with `log` is refused).
+    pub log: Option<crate::pflog::LogSpec>,
 }
 
 /// Default control socket path.
@@ -973,6 +994,31 @@ impl Config {
                 v
             }
         };
+        let log = match &raw.log {
+            None => None,
+            Some(l) => {
+                if l.file.get_ref().is_empty() {
+                    return Err(ctx.err(l.file.span(), "log: file must not be empty"));
+                }
+                let size_bytes = match &l.size {
+                    None => None,
+                    Some(s) if *s.get_ref() >= 4096 => Some(*s.get_ref() as u64),
+                    Some(s) => {
+                        return Err(ctx.err(s.span(), "log: size is in bytes, at least 4096"))
+                    }
+                };
+                let keep = match &l.keep {
+                    None => 3,
+                    Some(k) if (0..=1000).contains(k.get_ref()) => *k.get_ref() as u32,
+                    Some(k) => return Err(ctx.err(k.span(), "log: keep must be 0 to 1000")),
+                };
+                Some(crate::pflog::LogSpec {
+                    file: base.join(l.file.get_ref()),
+                    size_bytes,
+                    keep,
+                })
+            }
+        };
         let metrics =
             match &raw.metrics {
                 None => None,
@@ -989,6 +1035,7 @@ impl Config {
                 )?),
             };
         Ok(Config {
+            log,
             metrics,
             pass_ethertypes,
             path: path.to_path_buf(),

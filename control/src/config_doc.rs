@@ -155,6 +155,16 @@ pub const SECTIONS: &[Section] = &[
         ],
     },
     Section {
+        name: "log",
+        array: false,
+        doc: "pflog: where records of rules with the log option go, a pcap file with link type DLT_PFLOG (117) as OpenBSD's /var/log/pflog (tcpdump -n -e -r FILE, dpfctl -L). Rules that log are refused without this section.",
+        keys: &[
+            key("file", "string", "required", "The pflog file (relative to this file's directory); appended to when it is a pflog capture, refused when it is another file."),
+            key("size", "integer >= 4096", "none (never rotated)", "Rotate when the next record would take the file past this many bytes: FILE becomes FILE.0, FILE.i becomes FILE.(i+1)."),
+            key("keep", "integer 0-1000", "3", "Rotated files kept (FILE.0 newest); 0 drops the full file."),
+        ],
+    },
+    Section {
         name: "metrics",
         array: false,
         doc: "The Prometheus endpoint (off without this section).",

@@ -24,6 +24,7 @@ pub fn totals(shared: &SharedCounters, elapsed: Duration, hz: u64) -> serde_json
         "handed_off": t.handed_off, "slow_path": t.slow_path, "local_out": t.local_out, "neighbor_held": t.neighbor_held,
         "busy_cycles": t.busy_cycles, "bursts": t.bursts,
         "block_returns": t.block_returns, "reassembled": t.reassembled,
+        "pflog_logged": t.pflog_logged, "pflog_dropped": t.pflog_dropped,
         "dropped": t.total_drops(), "drops": drops,
         "burst_latency": burst_latency(&t, hz),
         "burst_cycles_hist": t.burst_cycles.sparse(),

@@ -10,6 +10,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod log;
 pub mod metrics;
+pub mod pflog;
 pub mod pfsync;
 pub mod preload;
 pub mod rule_env;

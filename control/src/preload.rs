@@ -46,7 +46,7 @@ pub enum Clock {
 }
 
 /// Processes every packet of `path` through `pipelines`; forwarded packets
-/// go to `out` when given. Returns the number of packets read.
+/// go to `out` when given, pflog records to `pflog` when given. Returns the number of packets read.
 pub fn run(
     path: &Path,
     pipelines: &mut [&mut Pipeline],
@@ -57,6 +57,7 @@ pub fn run(
         &mut [Consumer<dataplane::srcnodes::OverloadEvent>],
         &dataplane::rules::Ruleset,
     )>,
+    mut pflog: Option<&mut crate::pflog::Logger>,
 ) -> Result<u64> {
     if pipelines.is_empty() {
         bail!("no workers");
@@ -195,6 +196,10 @@ pub fn run(
             crate::srcnodes::poll_replay(rings, rules, pipelines);
         }
         drain_fragments(pipelines, &mut fragments, now, ts, out.as_deref_mut())?;
+        // pflog: the logger thread's work, done after each packet.
+        if let Some(l) = pflog.as_deref_mut() {
+            l.drain().context("writing the pflog file")?;
+        }
         if let (Verdict::Forward(egress), Some(w)) = (verdict, out.as_deref_mut()) {
             write(w, egress, ts, frame)?;
         }

@@ -268,6 +268,11 @@ pub struct WorkerCounters {
     pub alias_lost: u64,
     /// Datagrams reassembled from fragments.
     pub reassembled: u64,
+    /// pflog records handed to the logger.
+    pub pflog_logged: u64,
+    /// pflog records lost: the logger's ring was full, or one packet
+    /// matched more logging rules than a decision carries.
+    pub pflog_dropped: u64,
     /// TSC cycles of each non-empty burst (the per-burst share of
     /// `busy_cycles`), for latency percentiles.
     pub burst_cycles: BurstHistogram,
@@ -304,6 +309,8 @@ impl Default for WorkerCounters {
             defer_full: 0,
             alias_lost: 0,
             reassembled: 0,
+            pflog_logged: 0,
+            pflog_dropped: 0,
             burst_cycles: BurstHistogram::new(),
         }
     }
@@ -350,6 +357,8 @@ impl WorkerCounters {
             self.defer_full,
             self.alias_lost,
             self.reassembled,
+            self.pflog_logged,
+            self.pflog_dropped,
         ]
     }
 
@@ -382,6 +391,8 @@ impl WorkerCounters {
             self.defer_full,
             self.alias_lost,
             self.reassembled,
+            self.pflog_logged,
+            self.pflog_dropped,
         ] = *f;
     }
 
@@ -399,7 +410,7 @@ impl WorkerCounters {
     }
 }
 
-const SCALARS: usize = 27;
+const SCALARS: usize = 29;
 
 /// One worker's published counters: atomics written by that worker only.
 #[derive(Debug)]

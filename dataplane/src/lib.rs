@@ -19,6 +19,7 @@ pub mod histogram;
 pub mod lpm;
 pub mod nat;
 pub mod neighbor_hold;
+pub mod pflog;
 pub mod pipeline;
 pub mod ring;
 pub mod route;

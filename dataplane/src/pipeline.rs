@@ -53,6 +53,7 @@ use crate::wire::{build, classify, Classified, EthernetAddress, FrameKind, WireE
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+mod pflog;
 mod reassembly;
 mod syncookie;
 pub use reassembly::Arrival;
@@ -412,6 +413,10 @@ pub struct Pipeline {
     frag_scratch: Box<[u8]>,
     /// SYN cookies: keys, on or off ([`syncookie`]).
     cookies: syncookie::CookieState,
+    /// pflog records to the logger (`None`: logging off).
+    pflog: Option<Producer<crate::pflog::Record>>,
+    /// Log events of the packet being processed.
+    log_intents: pflog::Intents,
     /// This worker's counters.
     pub counters: WorkerCounters,
 }
@@ -478,6 +483,8 @@ impl Pipeline {
             frags,
             frag_scratch: vec![0; crate::frag::SCRATCH_LEN].into_boxed_slice(),
             cookies: syncookie::CookieState::new(),
+            pflog: None,
+            log_intents: pflog::Intents::default(),
             counters: WorkerCounters::default(),
         }
     }
@@ -1591,9 +1598,10 @@ impl Pipeline {
     }
 
     /// The decision for a parsed frame (`ahead`: its flow looked up by the
-    /// burst pass, if it was).
+    /// burst pass, if it was), before its log events go out
+    /// ([`Pipeline::decide`] in `pflog`).
     #[inline]
-    fn decide(
+    fn decide_unlogged(
         &mut self,
         frame: &mut [u8],
         in_port: u16,
@@ -2207,6 +2215,9 @@ impl Pipeline {
                     }
                     TrackOutcome::Pass { transition } => {
                         self.counters.state_hits += 1;
+                        if st.log_all() && self.pflog.is_some() {
+                            self.log_intents.note_state(st.rule, info);
+                        }
                         if self.sync.is_some() {
                             let maxupd = self.sync.as_ref().map_or(u8::MAX, |s| s.maxupd);
                             if transition || st.sync_tick(maxupd) {
@@ -2377,6 +2388,7 @@ impl Pipeline {
             let d = self
                 .rules
                 .evaluate_with(&pkt, &self.tables, 0, &mut self.rule_counters);
+            self.note_log_decision(&d, &pkt);
             if d.action == Action::Block {
                 return Blocked(d.return_mode);
             }
@@ -2428,6 +2440,7 @@ impl Pipeline {
             let d = self
                 .rules
                 .evaluate_with(&pkt, &self.tables, tag, &mut self.rule_counters);
+            self.note_log_decision(&d, &pkt);
             if d.action == Action::Block {
                 return Blocked(d.return_mode);
             }
@@ -2451,6 +2464,7 @@ impl Pipeline {
                             tag,
                             &mut self.rule_counters,
                         );
+                        self.note_log_decision(&d2, &again);
                         if d2.action == Action::Block {
                             return Blocked(d2.return_mode);
                         }
@@ -2550,6 +2564,13 @@ impl Pipeline {
         };
         st.ifindex = IfIndex(in_port.or(out_port).unwrap_or(0));
         st.state_flags |= scrub_flags & crate::scrub::SCRUB_FLAGS;
+        // `log (all)` on either pass's rules: every packet of the state.
+        st.set_log_all(
+            deciding
+                .iter()
+                .flatten()
+                .any(|p| p.log & crate::pflog::log_flags::ALL != 0),
+        );
         // `keep state (max N)` and per-rule adaptive timeouts: counted
         // across workers.
         if self.rules.counts_rule_states(rule_nr) {

@@ -389,7 +389,7 @@ fn unsupported_keywords_are_refused_and_every_error_is_named() {
     let dir = scratch();
     std::fs::write(
         dir.path().join("pf.conf"),
-        "pass log all\nblock all\npass in frob\npass to <nope>\n",
+        "pass log (to pflog1) all\nblock all\npass in frob\npass to <nope>\n",
     )
     .unwrap();
     let cfg = dir.path().join("dpf.toml");
@@ -401,7 +401,10 @@ fn unsupported_keywords_are_refused_and_every_error_is_named() {
     .unwrap();
     assert_eq!(code(&out.status), 2);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("pf.conf:1:6: log is not supported"), "{err}");
+    assert!(
+        err.contains("pf.conf:1:14: log to pflog1 is not supported"),
+        "{err}"
+    );
     assert!(err.contains("pf.conf:3:9: unexpected 'frob'"), "{err}");
     assert!(
         err.contains("pf.conf:4:9: table <nope> is not defined"),

@@ -15,6 +15,7 @@
 //! dpfctl -F Tables                    (delete unreferenced tables)
 //! dpfctl -s Sources                   (source tracking nodes, pfctl -sS)
 //! dpfctl -K HOST, dpfctl -F Sources   (kill source nodes: a host's, all)
+//! dpfctl -L [--no-follow] [--log-file F] [--json]  (pflog records, followed live)
 //! ```
 //!
 //! Flags combine as pfctl's do (`-sr`, `-vvsr`, `-ss -v`); an unknown flag
@@ -140,6 +141,21 @@ struct Args {
     /// `carpdemote 50` / `-carpdemote 50`.
     #[arg(value_name = "WORDS", trailing_var_arg = true)]
     words: Vec<String>,
+    /// Print the pflog file's records as `tcpdump -n -e` does (JSON with
+    /// --json), then follow it live as `tcpdump -i pflog0` would.
+    #[arg(short = 'L', long = "log")]
+    log: bool,
+    /// With -L: print what the file holds and exit.
+    #[arg(long, requires = "log")]
+    no_follow: bool,
+    /// With -L: the pflog file (`[log] file` of dpf.toml).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/var/log/dpf/pflog",
+        env = "DPF_PFLOG"
+    )]
+    log_file: PathBuf,
     /// Print the answer as JSON.
     #[arg(long)]
     json: bool,
@@ -177,6 +193,17 @@ fn main() -> ExitCode {
     if let Some(i) = args.words.iter().position(|w| w == "--json") {
         args.words.remove(i);
         args.json = true;
+    }
+    if args.log {
+        // The file, not the daemon: works while dpf is down too.
+        let mut out = std::io::stdout();
+        return match control::pflog::follow(&args.log_file, !args.no_follow, args.json, &mut out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dpfctl: {}: {e}", args.log_file.display());
+                ExitCode::from(1)
+            }
+        };
     }
     let requests = match build(&args) {
         Ok(r) => r,
@@ -844,6 +871,10 @@ fn print_text(o: &mut impl Write, request: &Request, d: Value) -> Result<(), Str
                 ("slow path", i.slow_path),
                 ("dropped", i.dropped),
             ] {
+                w(writeln!(o, "  {k:<30} {v:>12}"))?;
+            }
+            w(writeln!(o, "pflog"))?;
+            for (k, v) in [("logged", i.pflog.logged), ("dropped", i.pflog.dropped)] {
                 w(writeln!(o, "  {k:<30} {v:>12}"))?;
             }
             w(writeln!(o, "Drops"))?;

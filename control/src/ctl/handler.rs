@@ -667,6 +667,10 @@ impl Control<'_> {
                 dropped: crate::log::dropped(),
                 write_errors: crate::log::write_errors(),
             },
+            pflog: super::PflogStats {
+                logged: t.pflog_logged,
+                dropped: t.pflog_dropped,
+            },
         }
     }
 
@@ -943,14 +947,19 @@ impl Control<'_> {
     }
 }
 
-/// What a ruleset asks that the configured mode cannot do: `route-to` /
+/// What a ruleset asks that the configuration cannot do: `route-to` /
 /// `reply-to` on a bridge (it forwards to the paired port, there is no
-/// next hop to choose).
+/// next hop to choose), `log` without a `[log]` file.
 pub fn check_mode(config: &crate::config::Config, ruleset: &Ruleset) -> Result<(), String> {
     if config.mode != crate::config::Mode::Router && ruleset.has_routes() {
         return Err(
             "route-to / reply-to need router mode ([dataplane] mode = \"router\"); a bridge forwards to the paired port"
                 .into(),
+        );
+    }
+    if config.log.is_none() && ruleset.logs() {
+        return Err(
+            "log rules need a pflog file: [log] file = \"/var/log/dpf/pflog\" in dpf.toml".into(),
         );
     }
     Ok(())

@@ -482,6 +482,18 @@ pub struct Info {
     /// (syslogd, journald, stderr) refused them.
     #[serde(default)]
     pub log: LogStats,
+    /// pflog records handed to the logger and lost (`log` rules).
+    #[serde(default)]
+    pub pflog: PflogStats,
+}
+
+/// pflog's counters (in [`Info`]).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PflogStats {
+    /// Records the workers handed to the logger.
+    pub logged: u64,
+    /// Records lost: a worker's ring to the logger was full.
+    pub dropped: u64,
 }
 
 /// The daemon log's losses (in [`Info`]).

@@ -64,6 +64,7 @@ pub fn replay(
     }
     let rules = Arc::new(ruleset);
     let mut overload_rings = Vec::new();
+    let mut pflog_rings = Vec::new();
     // Replay has no ports: interfaces without a configured mac get
     // 02:00:00:00:00:<index+1>.
     let macs: Vec<[u8; 6]> = (0..config.ports.len())
@@ -90,6 +91,11 @@ pub fn replay(
         let (op, oc) = ring::channel(OVERLOAD_RING);
         p.set_overload(op);
         overload_rings.push(oc);
+        if config.log.is_some() {
+            let (lp, lc) = ring::channel(crate::pflog::RING);
+            p.set_pflog(lp);
+            pflog_rings.push(lc);
+        }
         if config.mode == Mode::Router {
             let (tx, rx) = ring::channel(RESOLVE_RING);
             resolve.push(rx);
@@ -97,6 +103,18 @@ pub fn replay(
         }
         pipelines.push(p);
     }
+    // pflog: written after each packet; the capture's timestamps are the
+    // records' times.
+    let mut logger = match &config.log {
+        None => None,
+        Some(spec) => Some(crate::pflog::Logger::new(
+            pflog_rings,
+            crate::pflog::PflogFile::open(spec.clone())
+                .with_context(|| format!("pflog file {}", spec.file.display()))?,
+            config.ports.iter().map(|p| p.name.clone()).collect(),
+            0,
+        )),
+    };
     let mut writer = preload::writer(output, config.ports.len())?;
     let mut refs: Vec<&mut Pipeline> = pipelines.iter_mut().collect();
     let hook = (config.mode == Mode::Router).then_some(preload::SlowPathHook {
@@ -110,6 +128,7 @@ pub fn replay(
         Some(&mut writer),
         hook,
         Some((&mut overload_rings[..], &*rules)),
+        logger.as_mut(),
     )
     .with_context(|| format!("replaying {}", input.display()))?;
     drop(writer);
@@ -152,6 +171,9 @@ pub fn replay(
         })
         .collect();
     v["source_nodes"] = sources.into();
+    if let Some(l) = &logger {
+        v["pflog_written"] = l.written.into();
+    }
     if config.mode == Mode::Router {
         v["slow_path_stats"] = serde_json::to_value(slowpath.stats).unwrap_or_default();
     }

@@ -28,6 +28,11 @@ pub(super) struct Daemon {
     clients: Vec<CommandClient>,
     resolve_rx: Vec<Consumer<ResolveRequest>>,
     overloads: crate::srcnodes::Overloads,
+    /// With `[log]`: the pflog logger's thread and its stop flag.
+    logger: Option<(
+        std::thread::JoinHandle<crate::pflog::Logger>,
+        Arc<AtomicBool>,
+    )>,
     injectq: InjectQueue,
     rule_sources: RuleSources,
     shared: Arc<SharedCounters>,
@@ -69,6 +74,8 @@ struct Built {
     sync_exports: Vec<Consumer<dataplane::export::StateRecord>>,
     sync_imports: Vec<dataplane::ring::Producer<dataplane::export::ImportRecord>>,
     overload_rings: Vec<Consumer<dataplane::srcnodes::OverloadEvent>>,
+    /// With `[log]`: each worker's pflog ring, drained by the logger.
+    pflog_rings: Vec<Consumer<dataplane::pflog::Record>>,
 }
 
 impl Daemon {
@@ -160,6 +167,33 @@ impl Daemon {
         if let Some(path) = &opts.preload {
             preload_states(path, &mut built.workers, clock)?;
         }
+        // The pflog logger, on a thread of its own, started after the
+        // preload (whose records are not traffic: dropped).
+        let logger = match &config.log {
+            None => None,
+            Some(spec) => {
+                for r in built.pflog_rings.iter_mut() {
+                    while r.pop().is_some() {}
+                }
+                let wall_ns = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as i128);
+                let offset = wall_ns - clock.instant(dpdk::rdtsc()).0 as i128;
+                let file = crate::pflog::PflogFile::open(spec.clone())
+                    .with_context(|| format!("pflog file {}", spec.file.display()))?;
+                let names = config.ports.iter().map(|p| p.name.clone()).collect();
+                let stop = Arc::new(AtomicBool::new(false));
+                let h = crate::pflog::Logger::new(
+                    std::mem::take(&mut built.pflog_rings),
+                    file,
+                    names,
+                    offset,
+                )
+                .spawn(Arc::clone(&stop))
+                .context("starting the pflog logger")?;
+                Some((h, stop))
+            }
+        };
         let stop_workers = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::new();
         for (worker, &lcore) in built.workers.into_iter().zip(&lcores) {
@@ -232,6 +266,7 @@ impl Daemon {
             clients: built.clients,
             resolve_rx: built.resolve_rx,
             overloads: crate::srcnodes::Overloads::new(built.overload_rings),
+            logger,
             injectq,
             rule_sources: RuleSources::of(config),
             shared,
@@ -430,6 +465,13 @@ impl Daemon {
                 worker_failed = true;
             }
         }
+        // Workers are done: the logger writes what they left and ends.
+        if let Some((h, stop)) = self.logger.take() {
+            stop.store(true, Ordering::Release);
+            if h.join().is_err() {
+                crate::log!(Level::Err, "the pflog logger panicked");
+            }
+        }
         let elapsed = self.started.elapsed();
         print_stats(
             config,
@@ -532,7 +574,8 @@ struct WorkerContext<'a> {
 
 /// One pipeline per worker with its state table and rings: handoff and
 /// alias meshes between workers, commands, overload events, resolve
-/// requests (router mode), pfsync export and import (with `[pfsync]`).
+/// requests (router mode), pfsync export and import (with `[pfsync]`),
+/// pflog records (with `[log]`).
 fn build_workers(ctx: &WorkerContext<'_>, workers: usize) -> Result<Built> {
     let config = ctx.config;
     let router = config.mode == Mode::Router;
@@ -552,6 +595,7 @@ fn build_workers(ctx: &WorkerContext<'_>, workers: usize) -> Result<Built> {
         sync_exports: Vec::new(),
         sync_imports: Vec::new(),
         overload_rings: Vec::with_capacity(workers),
+        pflog_rings: Vec::new(),
     };
     for (w, (handoff_out, handoff_in)) in outs.into_iter().zip(ins).enumerate() {
         let (port, client) = command_channel(COMMAND_REPLY_RING);
@@ -568,6 +612,11 @@ fn build_workers(ctx: &WorkerContext<'_>, workers: usize) -> Result<Built> {
         let (op, oc) = ring::channel(OVERLOAD_RING);
         pipeline.set_overload(op);
         built.overload_rings.push(oc);
+        if config.log.is_some() {
+            let (lp, lc) = ring::channel(crate::pflog::RING);
+            pipeline.set_pflog(lp);
+            built.pflog_rings.push(lc);
+        }
         if router {
             let (p, c) = ring::channel(RESOLVE_RING);
             built.resolve_rx.push(c);
@@ -609,7 +658,7 @@ fn build_workers(ctx: &WorkerContext<'_>, workers: usize) -> Result<Built> {
 fn preload_states(path: &std::path::Path, workers: &mut [Worker], clock: TscClock) -> Result<()> {
     let mut pipelines: Vec<&mut Pipeline> = workers.iter_mut().map(|w| &mut w.pipeline).collect();
     let now = preload::Clock::Fixed(clock.instant(dpdk::rdtsc()));
-    let n = preload::run(path, &mut pipelines, now, None, None, None)
+    let n = preload::run(path, &mut pipelines, now, None, None, None, None)
         .with_context(|| format!("preloading {}", path.display()))?;
     for p in pipelines {
         let states = p.shard().len() as u64;

@@ -1136,6 +1136,12 @@ impl Sync {
             max_mss: tr.scrub.max_mss,
             min_ttl: tr.scrub.min_ttl,
             set_tos: tr.scrub.set_tos,
+            // pf's `st->log` (`act.log & PF_LOG_ALL` at creation).
+            log: if st.log_all() {
+                dataplane::pflog::log_flags::ALL
+            } else {
+                0
+            },
             ..StateRepr::default()
         }
     }
@@ -1223,6 +1229,9 @@ impl Sync {
             | state_flags::SYNCED_SRC
             | state_flags::SYNCED_DST;
         st.direction = Direction::In;
+        // `log (all)` (pf's `st->log`): this box logs the state's packets
+        // after a failover as the peer did.
+        st.set_log_all(s.log & dataplane::pflog::log_flags::ALL != 0);
         // Floating, whatever interface the peer bound it to (a peer's
         // names need not exist here): the port is only informative.
         let name_len = s.ifname.iter().position(|b| *b == 0).unwrap_or(16);
@@ -2358,6 +2367,24 @@ mod tests {
         );
         let s = &frame[STATE_AT..STATE_AT + 264];
         assert_eq!(s[200..204], 86_399u32.to_be_bytes());
+    }
+
+    #[test]
+    fn log_all_goes_out_in_the_log_byte_and_comes_back() {
+        let mut r = rig(1);
+        let mut st = tcp_state(0x0a0d, ([10, 1, 0, 52], 40001), ([10, 2, 0, 50], 80));
+        st.set_log_all(true);
+        let frame = emitted_ins(&mut r, st, Translation::NONE);
+        let s = &frame[STATE_AT..STATE_AT + 264];
+        // spec §3.7: offset 253 is `log` (pf's PF_LOG_ALL = 0x02).
+        assert_eq!(s[253], 0x02, "log");
+        let (back, _) = reimported(&mut r, frame);
+        assert!(back.log_all(), "the state logs all its packets here too");
+        let plain = tcp_state(0x0a0e, ([10, 1, 0, 53], 40002), ([10, 2, 0, 50], 80));
+        let frame = emitted_ins(&mut r, plain, Translation::NONE);
+        assert_eq!(frame[STATE_AT + 253], 0);
+        let (back, _) = reimported(&mut r, frame);
+        assert!(!back.log_all());
     }
 
     #[test]

@@ -132,6 +132,8 @@ pub(crate) struct Rule {
     pub action: Action,
     pub block: BlockMode,
     pub quick: bool,
+    /// `log`: [`crate::pflog::log_flags`] bits.
+    pub log: u8,
     /// `allow-opts`: packets with IPv4 options or IPv6 routing headers
     /// may pass by this rule (and by the states it creates).
     pub allow_opts: bool,
@@ -1271,6 +1273,7 @@ fn expand_rule(
                                         BlockMode::Drop
                                     },
                                     quick: r.quick,
+                                    log: r.log,
                                     allow_opts: r.allow_opts,
                                     keep_state,
                                     sloppy: opts.sloppy,
@@ -1689,6 +1692,18 @@ fn render(
         Some(Direction::In) => s.push_str(" in"),
         Some(Direction::Out) => s.push_str(" out"),
         None => {}
+    }
+    if r.log != 0 {
+        // pfctl's print_rule: `log`, `log (all)`, `log (matches)`,
+        // `log (all, matches)`.
+        use crate::pflog::log_flags;
+        s.push_str(" log");
+        match (r.log & log_flags::ALL != 0, r.log & log_flags::MATCHES != 0) {
+            (true, true) => s.push_str(" (all, matches)"),
+            (true, false) => s.push_str(" (all)"),
+            (false, true) => s.push_str(" (matches)"),
+            (false, false) => {}
+        }
     }
     if r.quick {
         s.push_str(" quick");

@@ -143,6 +143,11 @@ impl Ruleset {
         let mut nat: Option<u16> = None;
         let mut rdr: Option<(u16, u16)> = None;
         let (mut scrub_flags, mut scrub) = (0u16, crate::state::Scrub::NONE);
+        // pf's `act.log` and the rules that log (pflog_packet calls).
+        let mut log = 0u8;
+        let mut logged = crate::pflog::LogList::EMPTY;
+        // The last pass/block rule logged by `log (matches)`.
+        let mut logged_decider: Option<usize> = None;
         let n = rules.len();
         let src = addr_bits(&pkt.src);
         let dst = addr_bits(&pkt.dst);
@@ -273,11 +278,23 @@ impl Ruleset {
                     rdr = Some((p, r.dst_port.a));
                 }
                 super::merge_scrub(&mut scrub_flags, &mut scrub, r.scrub_flags, &r.scrub);
+                // pf_match_rule: a `match` rule with `log` logs here; after
+                // a `log (matches)` rule every matching rule does.
+                if r.log != 0 || log & crate::pflog::log_flags::MATCHES != 0 {
+                    logged.push(i as u32, crate::pflog::action::MATCH);
+                }
+                log |= r.log;
                 if r.quick {
                     break;
                 }
                 i += 1;
                 continue;
+            }
+            if log & crate::pflog::log_flags::MATCHES != 0 {
+                // pf_log_matches: the packet on this (maybe later
+                // overridden) rule too.
+                logged.push(i as u32, crate::pflog::action_of(r.action));
+                logged_decider = Some(i);
             }
             matched = Some(i);
             if r.quick {
@@ -295,6 +312,8 @@ impl Ruleset {
                 tag,
                 scrub_flags,
                 scrub,
+                log,
+                logged,
                 ..Decision::DEFAULT_PASS
             };
         };
@@ -310,6 +329,12 @@ impl Ruleset {
         let pass = r.action == Action::Pass;
         let state_icmp = icmp.is_some_and(|f| f.state_icmp);
         super::merge_scrub(&mut scrub_flags, &mut scrub, r.scrub_flags, &r.scrub);
+        // The deciding rule logs (once: it may have logged above as a
+        // match after `log (matches)`).
+        if r.log != 0 && logged_decider != Some(m) {
+            logged.push(m as u32, crate::pflog::action_of(r.action));
+        }
+        log |= r.log;
         Decision {
             action: r.action,
             rule: Some(m as u32),
@@ -336,6 +361,8 @@ impl Ruleset {
             route: if pass { r.route } else { None },
             scrub_flags,
             scrub,
+            log,
+            logged,
         }
     }
 }

@@ -13,7 +13,7 @@
 //! "name" from "file"` (or [`AnchorSource`]s given at run time); and filter
 //! rules
 //! `pass|match|block [drop|return|return-rst|return-icmp [(code[, code6])]|
-//! return-icmp6 [(code6)]] [in|out] [quick] [on [!]<if>|{...}]
+//! return-icmp6 [(code6)]] [in|out] [log [(all, matches, to pflog0)]] [quick] [on [!]<if>|{...}]
 //! [inet|inet6] [proto <p>|{...}] [all | from <src> [port <ops>] to <dst>
 //! [port <ops>]] [flags <a>/<b>|any] [icmp-type|icmp6-type <t> [code
 //! <c>]|{...}] [keep state [(max N, sloppy, no-sync, <timeout> <s>,
@@ -71,12 +71,17 @@
 //!   (see [`pool`] for how a pool picks addresses and ports);
 //! * adaptive timeouts: `set limit states N` without adaptive values sets
 //!   them to 60% / 120% of N, and a rule with `max N` and none of its own
-//!   gets 60% / 120% of N counted on its own states (pfctl).
+//!   gets 60% / 120% of N counted on its own states (pfctl);
+//! * `log` logs the packet a `pass` rule creates a state for or a `block`
+//!   rule blocks (and every packet a `match` rule with `log` matches);
+//!   `log (all)` every packet of the state as well; `log (matches)` the
+//!   packet again on every rule it matches after that one
+//!   ([`Decision::logged`], [`Decision::log`]; see [`crate::pflog`]).
 //!
 //! Deviations from pfctl, all errors rather than silent differences: a
 //! reference to an undefined table is an error (pf would create an empty
 //! table, which hides a typo; define it `table <t> persist` to feed it at
-//! run time); host names, `log`, `route-to`/`reply-to`, `modulate state`,
+//! run time); host names, `log (user)`, `log (to pflogN)` but pflog0,
 //! `af-to` and `least-states` are rejected as
 //! unsupported; `overload` without `max-src-conn` / `max-src-conn-rate`
 //! (which pfctl accepts and never uses) is an error. Anchor names are one flat
@@ -375,6 +380,15 @@ pub struct Decision {
     /// Scrub values (`max-mss`, `min-ttl`, `set tos`): each from the last
     /// rule that set it, the deciding rule's last.
     pub scrub: crate::state::Scrub,
+    /// Log bits ([`crate::pflog::log_flags`]) of the matching `match`
+    /// rules and the deciding rule, or'd (pf's `act.log`): a state created
+    /// with `ALL` among them logs all its packets.
+    pub log: u8,
+    /// The rules that log this packet, in the order they matched (pf's
+    /// `pflog_packet` calls in `pf_test_rule`): `match` rules with `log`,
+    /// every rule matching after a `log (matches)` one, and the deciding
+    /// rule if it has `log`.
+    pub logged: crate::pflog::LogList,
 }
 
 impl Decision {
@@ -398,6 +412,8 @@ impl Decision {
         route: None,
         scrub_flags: 0,
         scrub: crate::state::Scrub::NONE,
+        log: 0,
+        logged: crate::pflog::LogList::EMPTY,
     };
 
     /// Adds a rule's scrub options to the packet's (pf's
@@ -747,6 +763,11 @@ impl Ruleset {
     #[inline]
     pub fn route(&self, i: u16) -> Option<&pool::RoutePool> {
         self.routes.get(i as usize)
+    }
+
+    /// Whether any rule has `log` (pflog records need somewhere to go).
+    pub fn logs(&self) -> bool {
+        self.rules.iter().any(|r| r.log != 0)
     }
 
     /// Whether any rule has `route-to` / `reply-to`.

@@ -232,6 +232,9 @@ pub(crate) struct RuleAst {
     pub action: Action,
     pub block: BlockMode,
     pub dir: Option<Direction>,
+    /// `log [(all, matches, to pflog0)]`: [`crate::pflog::log_flags`] bits
+    /// (0 = no `log`).
+    pub log: u8,
     pub quick: bool,
     pub ifaces: Vec<IfItem>,
     pub af: Option<Af>,
@@ -290,6 +293,7 @@ impl RuleAst {
             action,
             block: BlockMode::Drop,
             dir: None,
+            log: 0,
             quick: false,
             ifaces: Vec::new(),
             af: None,
@@ -951,6 +955,46 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// `log [( all | matches | to pflog0 [, ...] )]` (pfctl's `logopts`),
+    /// the `log` keyword at the cursor: [`crate::pflog::log_flags`] bits.
+    /// `user` (socket lookup) and log interfaces other than `pflog0` (dpf
+    /// writes one log) are refused.
+    fn log_opts(&mut self) -> Result<u8, RuleError> {
+        use crate::pflog::log_flags;
+        self.expect_kw("log")?;
+        let mut flags = log_flags::LOG;
+        if !self.eat(&Tok::LParen) {
+            return Ok(flags);
+        }
+        loop {
+            let pos = self.pos();
+            if self.eat_kw("all") {
+                flags |= log_flags::ALL;
+            } else if self.eat_kw("matches") {
+                flags |= log_flags::MATCHES;
+            } else if self.eat_kw("to") {
+                let (ifname, ipos) = self.string("a pflog interface")?;
+                if ifname != "pflog0" {
+                    return Err(self.err(
+                        ipos,
+                        format!("log to {ifname} is not supported by dpf (one log: pflog0, the [log] file)"),
+                    ));
+                }
+            } else if self.is_kw("user") {
+                return Err(self.err(
+                    pos,
+                    "log (user) is not supported by dpf (no sockets to look up)",
+                ));
+            } else {
+                return Err(self.unexpected("all, matches, to pflog0 or ')'"));
+            }
+            if self.eat(&Tok::RParen) {
+                return Ok(flags);
+            }
+            self.eat(&Tok::Comma);
+        }
+    }
+
     fn expect_kw(&mut self, kw: &str) -> Result<(), RuleError> {
         if self.eat_kw(kw) {
             Ok(())
@@ -1100,6 +1144,10 @@ impl<'a> Parser<'a> {
         if rule.scrub.is_some() {
             return Err(self.err(pos, "scrub options cannot be specified on anchors"));
         }
+        if rule.log != 0 {
+            // pf.conf's anchor-rule has no log option.
+            return Err(self.err(pos, "log cannot be specified on anchors"));
+        }
         let name = match (name, &body) {
             (Some((n, _)), _) => n,
             // pfctl names an unnamed inline anchor `_N`.
@@ -1123,12 +1171,11 @@ impl<'a> Parser<'a> {
         let pos = self.pos();
         self.i += 1;
         let mut quick = false;
+        let mut log = 0u8;
         loop {
-            if self.is_kw("log") {
-                return Err(self.err(
-                    self.pos(),
-                    "log is not supported by dpf (no pflog logging yet)",
-                ));
+            if log == 0 && self.is_kw("log") {
+                log = self.log_opts()?;
+                continue;
             }
             if !quick && self.eat_kw("quick") {
                 quick = true;
@@ -1167,6 +1214,7 @@ impl<'a> Parser<'a> {
         let mut base = RuleAst::blank(pos, Action::Block);
         base.dir = Some(Direction::In);
         base.quick = quick;
+        base.log = log;
         base.af = af;
         base.label = label;
         let mut out = Vec::new();
@@ -1451,12 +1499,10 @@ impl<'a> Parser<'a> {
             None
         };
         let mut quick = false;
+        let mut log = 0u8;
         for _ in 0..2 {
-            if self.is_kw("log") {
-                return Err(self.err(
-                    self.pos(),
-                    "log is not supported by dpf (no pflog logging yet)",
-                ));
+            if log == 0 && self.is_kw("log") {
+                log = self.log_opts()?;
             } else if !quick && self.eat_kw("quick") {
                 quick = true;
             }
@@ -1517,6 +1563,7 @@ impl<'a> Parser<'a> {
             action,
             block,
             dir,
+            log,
             quick,
             ifaces,
             af,
@@ -1754,9 +1801,10 @@ impl<'a> Parser<'a> {
                     rule.allow_opts = true;
                 }
                 "log" => {
-                    return Err(
-                        self.err(pos, "log is not supported by dpf (no pflog logging yet)")
-                    );
+                    return Err(self.err(
+                        pos,
+                        "log goes after the direction (pass in log quick ...), as in pf.conf",
+                    ));
                 }
                 _ => {
                     return Err(self.unexpected(

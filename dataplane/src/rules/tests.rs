@@ -843,8 +843,31 @@ fn rule_errors_carry_line_and_column() {
         "unexpected end of line, expected an interface name",
     );
     assert_err("pass from 10.0.0.1 frob", 1, 20, "unexpected 'frob'");
-    assert_err("pass log (all)", 1, 6, "log is not supported by dpf");
-    assert_err("pass in log quick all", 1, 9, "log is not supported by dpf");
+    assert_err(
+        "pass log (user)",
+        1,
+        11,
+        "log (user) is not supported by dpf",
+    );
+    assert_err(
+        "pass in log (to pflog1) all",
+        1,
+        17,
+        "log to pflog1 is not supported",
+    );
+    assert_err(
+        "pass in log (frob) all",
+        1,
+        14,
+        "expected all, matches, to pflog0",
+    );
+    assert_err("pass in all log", 1, 13, "log goes after the direction");
+    assert_err(
+        "anchor \"a\" in log",
+        1,
+        1,
+        "log cannot be specified on anchors",
+    );
     assert_err(
         "pass in all allow-opts allow-opts",
         1,
@@ -1326,6 +1349,8 @@ fn decision_carries_rule_options() {
             route: None,
             scrub_flags: 0,
             scrub: crate::state::Scrub::NONE,
+            log: 0,
+            logged: crate::pflog::LogList::EMPTY,
         }
     );
     let t = r.state_timeouts(d.rule);
@@ -2111,13 +2136,13 @@ fn every_error_of_a_file_is_reported() {
         self_addrs: &[],
         names: &names,
     };
-    let src = "pass in frob\nblock all\npass log all\npass to <nope>\npass on nosuch0\n";
+    let src = "pass in frob\nblock all\npass log (user) all\npass to <nope>\npass on nosuch0\n";
     let errs = match Ruleset::compile_all(src, "pf.conf", &env) {
         Ok(_) => panic!("compiled"),
         Err(e) => e,
     };
     let at: Vec<(u32, u32)> = errs.iter().map(|e| (e.line, e.col)).collect();
-    assert_eq!(at, vec![(1, 9), (3, 6), (4, 9), (5, 9)], "{errs:?}");
+    assert_eq!(at, vec![(1, 9), (3, 11), (4, 9), (5, 9)], "{errs:?}");
     // compile() is the first of them.
     assert_eq!(Ruleset::compile(src, "pf.conf", &env).unwrap_err(), errs[0]);
 }
@@ -2494,7 +2519,95 @@ fn antispoof_expands_as_pfctl() {
     assert_eq!(r.len(), 4);
     assert!(texts(&r).iter().all(|t| t.starts_with("block drop in")));
     assert_err("antispoof for eth9", 1, 15, "unknown interface eth9");
-    assert_err("antispoof log for lan0", 1, 11, "log is not supported");
+    assert_err(
+        "antispoof log (user) for lan0",
+        1,
+        16,
+        "log (user) is not supported",
+    );
+    let r = rs("antispoof log quick for lan0");
+    assert!(texts(&r)
+        .iter()
+        .all(|t| t.starts_with("block drop in log quick")));
+}
+
+// ---------------------------------------------------------------- log
+
+#[test]
+fn log_options_parse_and_render_as_pfctl() {
+    let r = rs("pass in log quick all\n\
+                block out log (all) all\n\
+                match log (matches) all\n\
+                pass log (all, matches, to pflog0) all\n\
+                pass log ( all matches ) all\n\
+                pass all");
+    assert_eq!(
+        texts(&r),
+        vec![
+            "pass in log quick all flags S/SA",
+            "block drop out log (all) all",
+            "match log (matches) all",
+            "pass log (all, matches) all flags S/SA",
+            "pass log (all, matches) all flags S/SA",
+            "pass all flags S/SA",
+        ]
+    );
+}
+
+fn logged(d: &Decision) -> Vec<(u32, u8)> {
+    d.logged.iter().map(|l| (l.rule, l.action)).collect()
+}
+
+#[test]
+fn log_marks_the_deciding_rule_and_logging_match_rules() {
+    use crate::pflog::{action, log_flags};
+    let r = rs("block log all\n\
+                match log proto tcp\n\
+                pass in proto tcp to port 22\n\
+                pass in log (all) proto tcp to port 80");
+    let p = on(syn("10.0.0.1", 1000, "10.0.0.2", 22), LAN, Direction::In);
+    let d = eval(&r, &p);
+    assert_eq!(d.rule, Some(2));
+    // The match rule logs; the deciding pass rule has no log.
+    assert_eq!(logged(&d), vec![(1, action::MATCH)]);
+    assert_eq!(d.log, log_flags::LOG);
+    let d = eval(
+        &r,
+        &on(syn("10.0.0.1", 1000, "10.0.0.2", 80), LAN, Direction::In),
+    );
+    assert_eq!(logged(&d), vec![(1, action::MATCH), (3, action::PASS)]);
+    assert_eq!(d.log & log_flags::ALL, log_flags::ALL);
+    let d = eval(
+        &r,
+        &on(udp("10.0.0.1", 1000, "10.0.0.2", 53), LAN, Direction::In),
+    );
+    assert_eq!(d.action, Action::Block);
+    assert_eq!(logged(&d), vec![(0, action::DROP)]);
+    // No log anywhere: nothing.
+    let r = rs("block all\npass in proto tcp");
+    assert!(eval(&r, &p).logged.is_empty());
+}
+
+#[test]
+fn log_matches_logs_every_later_matching_rule_once() {
+    use crate::pflog::action;
+    let r = rs("match log (matches) proto tcp\n\
+                block all\n\
+                match proto tcp tag t\n\
+                pass log proto tcp");
+    let p = on(syn("10.0.0.1", 1000, "10.0.0.2", 22), LAN, Direction::In);
+    let d = eval(&r, &p);
+    assert_eq!(d.rule, Some(3));
+    assert_eq!(
+        logged(&d),
+        vec![
+            (0, action::MATCH),
+            (1, action::DROP),
+            (2, action::MATCH),
+            (3, action::PASS)
+        ],
+        "the deciding rule logs once though it has log and follows log (matches)"
+    );
 }
 
 #[test]

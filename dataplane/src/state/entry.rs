@@ -21,7 +21,8 @@
 //!  90  sync_updates  u8             updates since the last pfsync export (maxupd)
 //!  91  sides         u8             bit 0: which key endpoint is pf's `src` peer;
 //!                                 bit 1: translated (the shard holds a [`Translation`]);
-//!                                 bit 2: routed; bits 3-5: source tracking; bit 6: scrub values
+//!                                 bit 2: routed; bits 3-5: source tracking; bit 6: scrub values;
+//!                                 bit 7: `log (all)` (pf's `st->log`)
 //!  92  src           Peer (18)      peer that sent the first packet
 //! 110  dst           Peer (18)      the other peer
 //! 128
@@ -150,6 +151,9 @@ const SIDE_SRC_CONN: u8 = 32;
 /// (spec/pfsync.md §3.7, pf's `PFSYNC_FLAG_SRCNODE`).
 pub const SYNC_FLAG_SRCNODE: u8 = 0x04;
 const SIDE_SCRUBBED: u8 = 64;
+/// `log (all)`: every packet of the state is logged (pf's `st->log &
+/// PF_LOG_ALL`).
+const SIDE_LOG_ALL: u8 = 128;
 
 /// pf's `rt` values (pfsync_state `rt`): how a state routes its packets.
 pub mod route_kind {
@@ -459,6 +463,22 @@ impl State {
     #[inline]
     pub fn src_tracking(&self) -> Option<bool> {
         (self.sides & SIDE_SRC_TRACKED != 0).then_some(self.sides & SIDE_SRC_GLOBAL != 0)
+    }
+
+    /// Whether every packet of the state is logged (`log (all)`).
+    #[inline]
+    pub fn log_all(&self) -> bool {
+        self.sides & SIDE_LOG_ALL != 0
+    }
+
+    /// Sets whether every packet of the state is logged (`log (all)`).
+    #[inline]
+    pub fn set_log_all(&mut self, on: bool) {
+        if on {
+            self.sides |= SIDE_LOG_ALL;
+        } else {
+            self.sides &= !SIDE_LOG_ALL;
+        }
     }
 
     /// Marks the state as counted against a source node (`global`: a
