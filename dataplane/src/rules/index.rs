@@ -47,6 +47,18 @@ pub(crate) const INDEX_MIN_RULES: usize = 64;
 /// Lists one field may merge for a packet (its wildcard list included).
 const MAX_LISTS: usize = 16;
 
+/// Candidates this few end the search for a better field.
+const GOOD_ENOUGH: usize = 8;
+
+/// The field chosen for a packet.
+#[derive(Clone, Copy)]
+enum Choice<'a> {
+    /// An address field and the packet's address.
+    Addr(&'a AddrIndex, u128),
+    /// A one-list field: its wildcard list and the list the packet hits.
+    Lists(Span, Span),
+}
+
 /// A run of the flat list array: `lists[start..end]`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Span {
@@ -128,6 +140,16 @@ struct AddrIndex {
     wild: Span,
     v4: Vec<MaskTable>,
     v6: Vec<MaskTable>,
+}
+
+impl AddrIndex {
+    #[inline]
+    fn tables(&self, af: Af) -> &[MaskTable] {
+        match af {
+            Af::Inet => &self.v4,
+            Af::Inet6 => &self.v6,
+        }
+    }
 }
 
 /// The index of one ruleset; see the module doc.
@@ -301,56 +323,76 @@ impl RuleIndex {
         dst: u128,
         limit: usize,
     ) -> Option<Candidates<'_>> {
-        // The single-list fields first: (wildcard, hit) spans.
-        let mut best: Option<(Span, Span)> = None;
+        // Fields in order of usual selectivity; a field whose wildcard
+        // list alone leaves no fewer rules than the best so far is not
+        // looked up, and a few candidates are good enough to stop.
+        let mut best: Option<Choice<'_>> = None;
         let mut best_len = limit;
-        let mut consider = |wild: Span, hit: Span, best_len: &mut usize| {
-            let len = wild.len() + hit.len();
-            if len < *best_len {
-                *best_len = len;
-                best = Some((wild, hit));
-            }
-        };
-        let hit = self
-            .ifp
-            .get(pkt.ifindex.0 as usize)
-            .copied()
-            .unwrap_or_default();
-        consider(self.ifp_wild, hit, &mut best_len);
-        consider(self.proto_wild, self.proto[pkt.proto as usize], &mut best_len);
-        if pkt.proto == proto::TCP || pkt.proto == proto::UDP {
-            let hit = self.dport.get(pkt.dport as u128);
-            consider(self.dport_wild, hit, &mut best_len);
-        }
-        let mut out = Candidates::new(&self.lists);
-        if let Some((wild, hit)) = best {
-            out.add(wild);
-            out.add(hit);
-        }
-        // Address fields: the wildcard list and one list per mask hit.
+        // Address fields: the wildcard list and one list per mask hit,
+        // sized here and gathered again only for the field chosen.
         for (ix, a) in [(&self.src, src), (&self.dst, dst)] {
-            if best_len <= ix.wild.len() {
+            if ix.wild.len() >= best_len || best_len <= GOOD_ENOUGH {
                 continue;
             }
-            let mut c = Candidates::new(&self.lists);
-            c.add(ix.wild);
-            let tables = match pkt.af {
-                Af::Inet => &ix.v4,
-                Af::Inet6 => &ix.v6,
-            };
-            for t in tables {
-                c.add(t.table.get(a & t.mask));
-                if c.overflow || c.total >= best_len {
+            let (mut total, mut k) = (ix.wild.len(), 1);
+            for t in ix.tables(pkt.af) {
+                let hit = t.table.get(a & t.mask);
+                total += hit.len();
+                k += (hit.len() != 0) as usize;
+                if total >= best_len || k > MAX_LISTS {
                     break;
                 }
             }
-            if !c.overflow && c.total < best_len {
-                best_len = c.total;
-                out = c;
-                best = Some((Span::default(), Span::default()));
+            if total < best_len && k <= MAX_LISTS {
+                best_len = total;
+                best = Some(Choice::Addr(ix, a));
             }
         }
-        best.map(|_| out)
+        // One-list fields: (wildcard, hit) spans.
+        let ports = pkt.proto == proto::TCP || pkt.proto == proto::UDP;
+        for field in 0..3 {
+            if best_len <= GOOD_ENOUGH {
+                break;
+            }
+            let wild = match field {
+                0 if ports => self.dport_wild,
+                0 => continue,
+                1 => self.proto_wild,
+                _ => self.ifp_wild,
+            };
+            if wild.len() >= best_len {
+                continue;
+            }
+            let hit = match field {
+                0 => self.dport.get(pkt.dport as u128),
+                1 => self.proto[pkt.proto as usize],
+                _ => self
+                    .ifp
+                    .get(pkt.ifindex.0 as usize)
+                    .copied()
+                    .unwrap_or_default(),
+            };
+            if wild.len() + hit.len() < best_len {
+                best_len = wild.len() + hit.len();
+                best = Some(Choice::Lists(wild, hit));
+            }
+        }
+        let mut out = Candidates::new(&self.lists);
+        match best? {
+            Choice::Addr(ix, a) => {
+                out.add(ix.wild);
+                for t in ix.tables(pkt.af) {
+                    out.add(t.table.get(a & t.mask));
+                }
+            }
+            Choice::Lists(wild, hit) => {
+                out.add(wild);
+                out.add(hit);
+            }
+        }
+        // Cannot overflow (sized above); were it to, no list is dropped:
+        // the evaluation goes linear.
+        (!out.overflow).then_some(out)
     }
 
     /// Number of rules the index was built for.

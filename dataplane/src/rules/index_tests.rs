@@ -124,7 +124,10 @@ fn candidates(ix: &RuleIndex, pkt: &PacketInfo) -> Vec<usize> {
 
 fn assert_superset(r: &Ruleset, ix: &RuleIndex, tables: &TableSet, pkt: &PacketInfo) {
     let cands = candidates(ix, pkt);
-    assert!(cands.windows(2).all(|w| w[0] < w[1]), "unordered: {cands:?}");
+    assert!(
+        cands.windows(2).all(|w| w[0] < w[1]),
+        "unordered: {cands:?}"
+    );
     for (i, rule) in r.rules.iter().enumerate() {
         if rule.anchor_end.is_some() || could_match(rule, pkt, tables) {
             assert!(
@@ -195,7 +198,11 @@ fn candidates_include_every_rule_that_can_match() {
         for (s, d) in addrs
             .iter()
             .flat_map(|s| addrs.iter().map(move |d| (s, d)))
-            .chain(addrs6.iter().flat_map(|s| addrs6.iter().map(move |d| (s, d))))
+            .chain(
+                addrs6
+                    .iter()
+                    .flat_map(|s| addrs6.iter().map(move |d| (s, d))),
+            )
         {
             for &port in &ports {
                 for ifx in [0u16, 1, 2, 40] {
@@ -476,7 +483,12 @@ fn line_strategy() -> impl Strategy<Value = String> {
             0..PROTOS.len(),
             proptest::bool::weighted(0.25),
         ),
-        (any::<usize>(), any::<usize>(), any::<usize>(), any::<usize>()),
+        (
+            any::<usize>(),
+            any::<usize>(),
+            any::<usize>(),
+            any::<usize>(),
+        ),
         (any::<u8>(), any::<u8>(), any::<usize>()),
     )
         .prop_map(|(a, b, c)| rule_line(a, b, c))
@@ -534,7 +546,13 @@ const V4: &[&str] = &[
     "192.0.2.200",
     "8.8.8.8",
 ];
-const V6: &[&str] = &["2001:db8::1", "2001:db8::5", "2001:db8:0:1::9", "fe80::1", "2001:dead::1"];
+const V6: &[&str] = &[
+    "2001:db8::1",
+    "2001:db8::5",
+    "2001:db8:0:1::9",
+    "fe80::1",
+    "2001:dead::1",
+];
 const PKT_PORTS: &[u16] = &[0, 22, 53, 80, 443, 1000, 1500, 2000, 8080, 65535];
 
 fn packet_strategy() -> impl Strategy<Value = (PacketInfo, u16)> {
@@ -563,7 +581,16 @@ fn packet_strategy() -> impl Strategy<Value = (PacketInfo, u16)> {
                 PKT_PORTS[dp % PKT_PORTS.len()]
             };
             let ifx = if ifx == 3 { 40 } else { ifx };
-            let pkt = packet(p, s, PKT_PORTS[sp % PKT_PORTS.len()], d, dport, flags, ifx, out);
+            let pkt = packet(
+                p,
+                s,
+                PKT_PORTS[sp % PKT_PORTS.len()],
+                d,
+                dport,
+                flags,
+                ifx,
+                out,
+            );
             (pkt, tag)
         })
 }
@@ -572,9 +599,8 @@ fn packet_strategy() -> impl Strategy<Value = (PacketInfo, u16)> {
 /// `dpfctl -T` would at run time.
 fn changed_tables(r: &Ruleset) -> TableSet {
     let set = r.table_set();
-    let entries = |list: &[&str]| -> Vec<_> {
-        list.iter().map(|a| parse_table_addr(a).unwrap()).collect()
-    };
+    let entries =
+        |list: &[&str]| -> Vec<_> { list.iter().map(|a| parse_table_addr(a).unwrap()).collect() };
     let (d, _) = set.find("d").unwrap();
     let (t, _) = set.find("t").unwrap();
     let flags = TableFlags {
@@ -583,7 +609,12 @@ fn changed_tables(r: &Ruleset) -> TableSet {
     };
     set.with_table(
         d,
-        Table::new("d".into(), flags, &entries(&["10.1.2.0/24", "2001:db8::5"]), 0),
+        Table::new(
+            "d".into(),
+            flags,
+            &entries(&["10.1.2.0/24", "2001:db8::5"]),
+            0,
+        ),
     )
     .with_table(
         t,
