@@ -425,7 +425,7 @@ fn rule_line(
     let port = |i: usize| if ported { PORTS[i % PORTS.len()] } else { "" };
     let addr = |i: usize| {
         // Half the time `any`, so wildcards and networks mix.
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             "any"
         } else {
             addrs[(i / 2) % addrs.len()]
