@@ -23,8 +23,11 @@
 //! evaluator.
 //!
 //! For a packet, [`RuleIndex::candidates`] sizes each field's candidate set
-//! (its wildcard list plus the lists its value hits) and picks the smallest;
-//! a [`Candidates`] cursor then merges that field's lists in rule order,
+//! (its wildcard list plus the lists its value hits; addresses first, then
+//! port, protocol, interface; a field whose wildcard list alone is no
+//! better is not looked up, and 8 candidates or fewer end the search) and
+//! picks the smallest, if it leaves fewer than half the rules; a
+//! [`Candidates`] cursor then merges that field's lists in rule order,
 //! on the stack (no allocation). The evaluator runs the exact per-rule match
 //! on each candidate, with pf's ordering, `quick`, anchors and skip steps
 //! unchanged: a rule that is not a candidate cannot match the packet, and
@@ -409,8 +412,6 @@ pub(crate) struct Candidates<'a> {
     /// Per list: (next position, end).
     pos: [(u32, u32); MAX_LISTS],
     k: usize,
-    /// Sum of the lists' lengths.
-    total: usize,
     /// A list did not fit: this set is unusable.
     overflow: bool,
 }
@@ -422,7 +423,6 @@ impl<'a> Candidates<'a> {
             lists,
             pos: [(0, 0); MAX_LISTS],
             k: 0,
-            total: 0,
             overflow: false,
         }
     }
@@ -438,7 +438,6 @@ impl<'a> Candidates<'a> {
         }
         self.pos[self.k] = (s.start, s.end);
         self.k += 1;
-        self.total += s.len();
     }
 
     /// The first candidate at or after rule `at`; `n` when there is none.
