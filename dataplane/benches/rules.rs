@@ -10,6 +10,18 @@
 //!   whose skip step jumps straight to `pass all`;
 //! - `proto_skip`: a UDP datagram on lan0 skips on the protocol likewise.
 //!
+//! Two cases where a rule in the middle decides, as in a real ruleset
+//! (`block all` first, then one pass rule per host or service):
+//!
+//! - `dst_host`: `block all`, then `pass in on lan0 proto tcp to 10.a.b.c
+//!   port 443` for distinct hosts; the SYN goes to the middle rule's host;
+//! - `dst_port`: `block all`, then `pass in on lan0 proto tcp to
+//!   192.0.2.80 port P` for distinct ports; the SYN goes to the middle
+//!   rule's port.
+//!
+//! Rulesets of 64 rules or more are evaluated through the candidate index
+//! (`rules/index.rs`): the cost should stay flat from 100 to 10000 rules.
+//!
 //! One element = one evaluation.
 
 mod common;
@@ -44,14 +56,38 @@ fn ruleset(n: usize) -> Ruleset {
     Ruleset::compile(&src, "bench.conf", &env).expect("generated ruleset compiles")
 }
 
+/// `block all`, then `n - 1` pass rules, rule `i` written by `rule(i)`.
+fn middle_ruleset(n: usize, rule: impl Fn(usize) -> String) -> Ruleset {
+    let mut src = String::from("block all\n");
+    for i in 1..n {
+        src.push_str(&rule(i));
+        src.push('\n');
+    }
+    let env = RuleEnv {
+        interfaces: &[("lan0", LAN), ("wan0", WAN)],
+        self_addrs: &[],
+        names: &[],
+    };
+    Ruleset::compile(&src, "bench.conf", &env).expect("generated ruleset compiles")
+}
+
+/// Host `i` of `10.0.0.0/8`.
+fn host(i: usize) -> [u8; 4] {
+    [10, (i >> 16) as u8, (i >> 8) as u8, i as u8]
+}
+
 fn packet(ifindex: IfIndex, proto: u8) -> PacketInfo {
+    to(ifindex, proto, [192, 0, 2, 80], 80)
+}
+
+fn to(ifindex: IfIndex, proto: u8, dst: [u8; 4], dport: u16) -> PacketInfo {
     PacketInfo {
         af: Af::Inet,
         proto,
         src: Addr::v4([192, 168, 1, 1]),
-        dst: Addr::v4([192, 0, 2, 80]),
+        dst: Addr::v4(dst),
         sport: 40000,
-        dport: 80,
+        dport,
         ip_len: 40,
         ttl: 64,
         ifindex,
@@ -69,22 +105,79 @@ fn packet(ifindex: IfIndex, proto: u8) -> PacketInfo {
     }
 }
 
+/// One bench case: its rulesets by size, the packet of each size and the
+/// rule that must decide it.
+struct Case {
+    name: &'static str,
+    sets: Vec<(usize, Ruleset, PacketInfo, u32)>,
+}
+
+fn cases() -> Vec<Case> {
+    let last = |n: usize| n as u32 - 1;
+    let pass_all = |name, pkt: PacketInfo| Case {
+        name,
+        sets: SIZES
+            .iter()
+            .map(|&n| (n, ruleset(n), pkt, last(n)))
+            .collect(),
+    };
+    let mid = |n: usize| n / 2;
+    vec![
+        pass_all("src_miss", packet(LAN, proto::TCP)),
+        pass_all("if_skip", packet(WAN, proto::TCP)),
+        pass_all("proto_skip", packet(LAN, proto::UDP)),
+        Case {
+            name: "dst_host",
+            sets: SIZES
+                .iter()
+                .map(|&n| {
+                    let rs = middle_ruleset(n, |i| {
+                        let [a, b, c, d] = host(i);
+                        format!("pass in on lan0 proto tcp to {a}.{b}.{c}.{d} port 443")
+                    });
+                    (n, rs, to(LAN, proto::TCP, host(mid(n)), 443), mid(n) as u32)
+                })
+                .collect(),
+        },
+        Case {
+            name: "dst_port",
+            sets: SIZES
+                .iter()
+                .map(|&n| {
+                    let rs = middle_ruleset(n, |i| {
+                        format!("pass in on lan0 proto tcp to 192.0.2.80 port {}", 1000 + i)
+                    });
+                    let pkt = to(LAN, proto::TCP, [192, 0, 2, 80], 1000 + mid(n) as u16);
+                    (n, rs, pkt, mid(n) as u32)
+                })
+                .collect(),
+        },
+    ]
+}
+
 fn bench_rules(c: &mut Criterion) {
-    let cases = [
-        ("src_miss", packet(LAN, proto::TCP)),
-        ("if_skip", packet(WAN, proto::TCP)),
-        ("proto_skip", packet(LAN, proto::UDP)),
-    ];
-    let rulesets: Vec<(usize, Ruleset)> = SIZES.iter().map(|&n| (n, ruleset(n))).collect();
-    for (case, pkt) in &cases {
-        let mut g = c.benchmark_group(format!("rules/{case}"));
+    for case in cases() {
+        let mut g = c.benchmark_group(format!("rules/{}", case.name));
         g.throughput(Throughput::Elements(1));
-        for (n, rs) in &rulesets {
+        for (n, rs, pkt, want) in &case.sets {
             let mut counters = vec![RuleCounters::default(); rs.len()];
             let d = rs.evaluate(pkt, &mut counters);
-            assert_eq!((d.action, d.rule), (Action::Pass, Some(*n as u32 - 1)));
+            let action = if *want == 0 && case.name.starts_with("dst_") {
+                Action::Block
+            } else {
+                Action::Pass
+            };
+            assert_eq!(
+                (d.action, d.rule),
+                (action, Some(*want)),
+                "{}/{n}",
+                case.name
+            );
             let examined: u64 = counters.iter().map(|c| c.evaluations).sum();
-            println!("rules/{case}/{n}: {examined} rules examined per evaluation");
+            println!(
+                "rules/{}/{n}: {examined} rules examined per evaluation",
+                case.name
+            );
             g.bench_with_input(BenchmarkId::from_parameter(n), pkt, |b, pkt| {
                 b.iter(|| black_box(rs.evaluate(black_box(pkt), &mut counters)))
             });

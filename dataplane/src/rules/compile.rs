@@ -747,6 +747,8 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
         anchors,
     } = out;
     calc_skip_steps(&mut rules);
+    let index = (rules.len() >= super::index::INDEX_MIN_RULES)
+        .then(|| std::sync::Arc::new(super::index::RuleIndex::build(&rules)));
     let state_counts: std::sync::Arc<[std::sync::atomic::AtomicU32]> = (0..rules.len())
         .map(|_| std::sync::atomic::AtomicU32::new(0))
         .collect();
@@ -770,6 +772,7 @@ pub(crate) fn compile(ast: Ast, file: &str, env: &RuleEnv<'_>) -> Result<Ruleset
         state_counts,
         src_tracks: ctx.src_tracks,
         src_node_counts,
+        index,
     })
 }
 

@@ -8,6 +8,15 @@
 //! A matching anchor rule enters its rules (a fixed-size stack, no
 //! allocation); a mismatching one jumps past them.
 //!
+//! Rulesets of `index::INDEX_MIN_RULES` rules or more carry a `RuleIndex`:
+//! the same loop then visits only the packet's candidate rules (the
+//! [`Walk`] it is given jumps from each rule number it would go to, to the
+//! first candidate at or after it). Non-candidates cannot match, so the
+//! decision, the `packets`/`bytes` counters and the tag/translation
+//! options are those of the linear walk; `evaluations` counts the rules
+//! actually examined, so it is lower for rules the index ruled out (as for
+//! rules passed over by a skip step).
+//!
 //! Invariants: no allocation, no parsing; `counters` shorter than the
 //! ruleset is tolerated (rules past its end are simply not counted), so a
 //! caller swapping rulesets can never make evaluation panic.
@@ -16,6 +25,7 @@ use super::compile::{
     AddrKind, AddrMatch, Rule, SKIP_AF, SKIP_DIR, SKIP_DST_ADDR, SKIP_DST_PORT, SKIP_IFP,
     SKIP_PROTO, SKIP_SRC_ADDR, SKIP_SRC_PORT,
 };
+use super::index::Candidates;
 use super::parser::BlockMode;
 use super::table::{addr_bits, TableSet};
 use super::{Action, Decision, ReturnMode, RuleCounters, Ruleset};
@@ -24,6 +34,31 @@ use crate::flow::{proto, tcp_flags, Af, L4Info, PacketInfo};
 /// Anchors that may be entered at once (the compiler nests them at most
 /// 16 deep).
 const ANCHOR_STACK: usize = 17;
+
+/// How the evaluation loop moves on: from the rule number it would go to
+/// next, to the next rule it examines.
+trait Walk {
+    /// The first rule at or after `at` to examine (`n`: none). `at` never
+    /// goes backwards.
+    fn seek(&mut self, at: usize, n: usize) -> usize;
+}
+
+/// Every rule (skip steps aside): pf's walk.
+struct Linear;
+
+impl Walk for Linear {
+    #[inline(always)]
+    fn seek(&mut self, at: usize, _n: usize) -> usize {
+        at
+    }
+}
+
+impl Walk for Candidates<'_> {
+    #[inline(always)]
+    fn seek(&mut self, at: usize, n: usize) -> usize {
+        Candidates::seek(self, at, n)
+    }
+}
 
 /// ICMP facts about a packet that rule matching needs (pf's
 /// `pf_icmp_mapping`).
@@ -136,8 +171,58 @@ impl Ruleset {
         &self,
         pkt: &PacketInfo,
         tables: &TableSet,
+        tag: u16,
+        counters: &mut [RuleCounters],
+    ) -> Decision {
+        if let Some(ix) = &self.index {
+            let (src, dst) = (addr_bits(&pkt.src), addr_bits(&pkt.dst));
+            // Worth it only when the index leaves at most half the rules.
+            if let Some(mut c) = ix.candidates(pkt, src, dst, ix.len() / 2) {
+                return self.walk(pkt, tables, tag, counters, &mut c);
+            }
+        }
+        self.walk(pkt, tables, tag, counters, &mut Linear)
+    }
+
+    /// [`Ruleset::evaluate_with`] without the index: the reference.
+    #[cfg(test)]
+    pub(crate) fn evaluate_linear(
+        &self,
+        pkt: &PacketInfo,
+        tables: &TableSet,
+        tag: u16,
+        counters: &mut [RuleCounters],
+    ) -> Decision {
+        self.walk(pkt, tables, tag, counters, &mut Linear)
+    }
+
+    /// [`Ruleset::evaluate_with`] through `ix` (built for these rules,
+    /// whatever their number), always using its best field.
+    #[cfg(test)]
+    pub(crate) fn evaluate_indexed(
+        &self,
+        ix: &super::index::RuleIndex,
+        pkt: &PacketInfo,
+        tables: &TableSet,
+        tag: u16,
+        counters: &mut [RuleCounters],
+    ) -> Decision {
+        let (src, dst) = (addr_bits(&pkt.src), addr_bits(&pkt.dst));
+        match ix.candidates(pkt, src, dst, usize::MAX) {
+            Some(mut c) => self.walk(pkt, tables, tag, counters, &mut c),
+            None => panic!("no field chosen with an unbounded limit"),
+        }
+    }
+
+    /// The evaluation loop over the rules `walk` leads to.
+    #[inline(always)]
+    fn walk<W: Walk>(
+        &self,
+        pkt: &PacketInfo,
+        tables: &TableSet,
         mut tag: u16,
         counters: &mut [RuleCounters],
+        walk: &mut W,
     ) -> Decision {
         let rules = &self.rules;
         let mut nat: Option<u16> = None;
@@ -165,7 +250,7 @@ impl Ruleset {
         // Anchors being evaluated: (anchor rule, end of its rules, quick).
         let mut anchors = [(0u32, 0u32, false); ANCHOR_STACK];
         let mut depth = 0usize;
-        let mut i = 0usize;
+        let mut i = walk.seek(0, n);
         'rules: loop {
             // Leaving anchors whose rules are done: a `quick` anchor ends
             // the evaluation if one of its rules matched (pf_step_out_of_anchor).
@@ -189,41 +274,41 @@ impl Ruleset {
             if let Some((ports, not)) = r.ifp {
                 let on = pkt.ifindex.0 < 32 && ports & (1u32 << pkt.ifindex.0) != 0;
                 if on == not {
-                    i = r.skip[SKIP_IFP] as usize;
+                    i = walk.seek(r.skip[SKIP_IFP] as usize, n);
                     continue;
                 }
             }
             if r.dir.is_some_and(|d| d != pkt.dir) {
-                i = r.skip[SKIP_DIR] as usize;
+                i = walk.seek(r.skip[SKIP_DIR] as usize, n);
                 continue;
             }
             if r.af.is_some_and(|a| a != pkt.af) {
-                i = r.skip[SKIP_AF] as usize;
+                i = walk.seek(r.skip[SKIP_AF] as usize, n);
                 continue;
             }
             if r.proto != 0 && r.proto != pkt.proto {
-                i = r.skip[SKIP_PROTO] as usize;
+                i = walk.seek(r.skip[SKIP_PROTO] as usize, n);
                 continue;
             }
             if !addr_matches(&r.src, pkt.af, src, tables) {
-                i = r.skip[SKIP_SRC_ADDR] as usize;
+                i = walk.seek(r.skip[SKIP_SRC_ADDR] as usize, n);
                 continue;
             }
             if !addr_matches(&r.dst, pkt.af, dst, tables) {
-                i = r.skip[SKIP_DST_ADDR] as usize;
+                i = walk.seek(r.skip[SKIP_DST_ADDR] as usize, n);
                 continue;
             }
             if ports {
                 if !r.src_port.matches(pkt.sport) {
-                    i = r.skip[SKIP_SRC_PORT] as usize;
+                    i = walk.seek(r.skip[SKIP_SRC_PORT] as usize, n);
                     continue;
                 }
                 if !r.dst_port.matches(pkt.dport) {
-                    i = r.skip[SKIP_DST_PORT] as usize;
+                    i = walk.seek(r.skip[SKIP_DST_PORT] as usize, n);
                     continue;
                 }
                 if tcp && (r.flagset & th_flags) != r.flags {
-                    i = next;
+                    i = walk.seek(next, n);
                     continue;
                 }
             }
@@ -233,22 +318,22 @@ impl Ruleset {
                     None => (None, None, false, false),
                 };
                 if r.icmp_type.is_some() && r.icmp_type != ty {
-                    i = next;
+                    i = walk.seek(next, n);
                     continue;
                 }
                 if r.icmp_code.is_some() && r.icmp_code != code {
-                    i = next;
+                    i = walk.seek(next, n);
                     continue;
                 }
                 // pf: don't create states on replies.
                 if r.keep_state && !state_icmp && !r.sloppy && reply {
-                    i = next;
+                    i = walk.seek(next, n);
                     continue;
                 }
             }
             if let Some((t, not)) = r.tagged {
                 if (tag == t) == not {
-                    i = next;
+                    i = walk.seek(next, n);
                     continue;
                 }
             }
@@ -257,9 +342,9 @@ impl Ruleset {
                 if depth < ANCHOR_STACK {
                     anchors[depth] = (i as u32, end, r.quick);
                     depth += 1;
-                    i += 1;
+                    i = walk.seek(i + 1, n);
                 } else {
-                    i = next;
+                    i = walk.seek(next, n);
                 }
                 continue;
             }
@@ -287,7 +372,7 @@ impl Ruleset {
                 if r.quick {
                     break;
                 }
-                i += 1;
+                i = walk.seek(i + 1, n);
                 continue;
             }
             if log & crate::pflog::log_flags::MATCHES != 0 {
@@ -301,7 +386,7 @@ impl Ruleset {
                 // `quick`, inside an anchor too, ends the evaluation.
                 break;
             }
-            i += 1;
+            i = walk.seek(i + 1, n);
         }
 
         let Some(m) = matched else {
