@@ -49,7 +49,8 @@ pub struct RssGenArgs {
 
 const BURST: usize = 32;
 
-/// A UDP frame from `src` to `dst` (64 bytes on the wire without FCS: 60).
+/// A 60-byte UDP frame from `src` to `dst` (the harness's frame builder,
+/// checksums included).
 fn udp_frame(
     src_mac: [u8; 6],
     dst_mac: [u8; 6],
@@ -57,35 +58,21 @@ fn udp_frame(
     sport: u16,
     dst: [u8; 4],
     dport: u16,
-) -> Vec<u8> {
-    let mut f = Vec::with_capacity(60);
-    f.extend_from_slice(&dst_mac);
-    f.extend_from_slice(&src_mac);
-    f.extend_from_slice(&[0x08, 0x00]);
-    let payload = [0u8; 18];
-    let total = (20 + 8 + payload.len()) as u16;
-    let mut ip = [0u8; 20];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&total.to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&src);
-    ip[16..20].copy_from_slice(&dst);
-    let mut sum = 0u32;
-    for c in ip.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&dport.to_be_bytes());
-    f.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0]); // no UDP checksum (IPv4)
-    f.extend_from_slice(&payload);
-    f
+) -> anyhow::Result<Vec<u8>> {
+    use crate::frames::{Fill, FrameRepr, IpPair, L4Repr, UdpRepr};
+    let ip = IpPair::V4 {
+        src: src.into(),
+        dst: dst.into(),
+    };
+    let udp = L4Repr::Udp(UdpRepr {
+        src_port: sport,
+        dst_port: dport,
+    });
+    let repr = FrameRepr::new(src_mac, dst_mac, ip, udp).fill_to(60, Fill::Payload);
+    let mut buf = vec![0u8; repr.buffer_len()];
+    let n = repr.emit(&mut buf).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    buf.truncate(n);
+    Ok(buf)
 }
 
 /// Sends `frames` (each with its queue) on `port`, a burst per queue at a
@@ -203,8 +190,8 @@ pub fn run(args: &RssGenArgs) -> anyhow::Result<()> {
         let client = [10, 0, (i >> 8) as u8, i as u8];
         let server = [198, 19, (i >> 8) as u8 & 0x3f, 1 + (i % 250) as u8];
         let sport = 1024 + (i % 60000) as u16;
-        let req = udp_frame(lan_mac, wan_mac, client, sport, server, 53);
-        let rep = udp_frame(wan_mac, lan_mac, server, 53, client, sport);
+        let req = udp_frame(lan_mac, wan_mac, client, sport, server, 53)?;
+        let rep = udp_frame(wan_mac, lan_mac, server, 53, client, sport)?;
         let (qa, qb) = (rss.queue_of_frame(&req), rss.queue_of_frame(&rep));
         requests.push((qa, req));
         replies.push((qb, rep));

@@ -511,17 +511,18 @@ const RETA_COMMON: usize = 64;
 /// only exceptions are handed off; else the keyed software hash.
 fn placement(config: &Config, ports: &[Port], workers: usize) -> dataplane::rss::Placement {
     use crate::config::RxPlacement;
-    use dataplane::rss::{Placement, RssPlacement, SYMMETRIC_KEY};
+    use dataplane::rss::{Placement, RssPlacement};
     if workers <= 1 {
         return Placement::Hash;
     }
-    let common: Vec<u16> = (0..RETA_COMMON).map(|i| (i % workers) as u16).collect();
+    let rss = RssPlacement::default_for(workers as u16, RETA_COMMON);
+    let common = rss.reta();
     let mut placed = 0u64;
     let mut names = Vec::new();
     for (i, (spec, port)) in config.ports.iter().zip(ports).enumerate() {
         let ok = match spec.rx_placement {
             RxPlacement::Toeplitz => true,
-            RxPlacement::Auto if port.rss() => match port.program_reta(&common) {
+            RxPlacement::Auto if port.rss() => match port.program_reta(common) {
                 Ok(()) => true,
                 Err(e) => {
                     crate::log!(
@@ -547,12 +548,9 @@ fn placement(config: &Config, ports: &[Port], workers: usize) -> dataplane::rss:
         "flows owned by the rx queue RSS picks (placed by the device on {})",
         names.join(", ")
     );
-    match RssPlacement::new(&SYMMETRIC_KEY, common) {
-        Ok(rss) => Placement::Rss {
-            rss: Arc::new(rss),
-            placed,
-        },
-        Err(_) => Placement::Hash,
+    Placement::Rss {
+        rss: Arc::new(rss),
+        placed,
     }
 }
 
