@@ -35,7 +35,7 @@ use crate::alias::{AliasMsg, AliasTable};
 use crate::counters::{DropReason, Punt, Verdict, WorkerCounters};
 use crate::defer::{DeferQueue, Released};
 use crate::export::{ImportRecord, StateRecord, SyncAction};
-use crate::flow::{Addr, Direction, FlowKey, IfIndex, L4Info, PacketInfo};
+use crate::flow::{Addr, Af, Direction, FlowKey, IfIndex, L4Info, PacketInfo};
 use crate::nat::{map_endpoints, Endpoints, Orientation};
 use crate::neighbor_hold::{HoldOutcome, NeighborHold};
 use crate::ring::{Consumer, Producer};
@@ -44,8 +44,8 @@ use crate::rules::{Action, Decision, ReturnMode, RuleCounters, Ruleset};
 use crate::scrub::ScrubAction;
 use crate::srcnodes::{AttachError, LimitCounter, OverloadEvent, SourceKey, SourceTable};
 use crate::state::{
-    icmp_error_matches, new_state, state_flags, track, InsertError, Shard, SlotId, StateDrop,
-    StateOptions, StateRoute, TrackOutcome, Translation,
+    icmp_error_matches, new_state, state_flags, track, track_established, InsertError, Shard,
+    SlotId, StateDrop, StateOptions, StateRoute, TrackOutcome, Translation,
 };
 use crate::time::Instant;
 use crate::timeouts::{TimeoutScale, Timeouts};
@@ -1436,13 +1436,14 @@ impl Pipeline {
         let n = frames.len().min(verdicts.len()).min(MAX_BURST);
         self.now_s = crate::state::entry::secs_of(now);
         self.refresh_tables();
-        if self.shard.len() < self.lookahead_min_states {
+        let lane = self.lane_egress(in_port);
+        if lane.is_none() && self.shard.len() < self.lookahead_min_states {
             for (i, (frame, verdict)) in frames[..n].iter_mut().zip(verdicts.iter_mut()).enumerate()
             {
                 *verdict = self.process_at(frame, in_port, now, i);
             }
         } else {
-            self.decide_ahead(&mut frames[..n], in_port, now, verdicts);
+            self.decide_ahead(&mut frames[..n], in_port, now, verdicts, lane);
         }
         for v in verdicts.iter_mut().skip(n) {
             *v = Verdict::Drop(DropReason::Unclassified);
@@ -1489,19 +1490,108 @@ impl Pipeline {
         self.lookahead_min_states = states;
     }
 
-    /// The passes of [`Pipeline::process_burst`] for a large table.
+    /// The egress port of the established lane for a burst received on
+    /// `in_port`, or `None` where the lane does not apply: router mode, a
+    /// port without a wire peer, an interface of `set skip on`.
+    #[inline]
+    fn lane_egress(&self, in_port: u16) -> Option<u16> {
+        if self.router.is_some() {
+            return None;
+        }
+        let egress = *self.config.wire_peer.get(in_port as usize)?;
+        if egress == NO_EGRESS
+            || self.rules.is_skipped(IfIndex(in_port))
+            || self.rules.is_skipped(IfIndex(egress))
+        {
+            return None;
+        }
+        Some(egress)
+    }
+
+    /// The established lane's decision for a TCP/IPv4 segment the burst
+    /// pass looked up: `Forward(egress)` when the flow's state is a plain
+    /// TCP state (no translation, route, scrub, modulation or per-packet
+    /// log), not expired, and [`track_established`] takes the segment —
+    /// exactly what the full path would decide and do. `None` (nothing
+    /// changed) sends the packet the full way.
+    #[inline]
+    fn lane_decide(
+        &mut self,
+        seg: &crate::wire::Tcp4Segment,
+        a: &Lookahead,
+        egress: u16,
+        now: Instant,
+    ) -> Option<Verdict> {
+        // The burst pass's candidate (a tag match), confirmed by its key.
+        let hit = match a.slot {
+            Some((slot, false)) if self.shard.key_at(slot) == Some(&a.key) => a.slot,
+            _ => self.shard.lookup_side(&a.key, a.hash),
+        };
+        let (slot, false) = hit? else {
+            return None;
+        };
+        let st = self.shard.get_mut(slot)?;
+        if !lane_state(st, self.pflog.is_some()) {
+            return None;
+        }
+        let (t, scale) = state_timeouts(&self.rules, &self.recent_rules, st, self.timeout_scale);
+        if st.is_expired_scaled(now, t, scale)
+            || !track_established(st, &seg.tcp, seg.ip_len, st.is_from_src(a.swapped), now)
+        {
+            return None;
+        }
+        lane_hit(&mut self.sync, &mut self.counters, st, now);
+        Some(Verdict::Forward(egress))
+    }
+
+    /// The passes of [`Pipeline::process_burst`]: parse and hash every
+    /// frame (prefetching its index bucket), look every flow up
+    /// (prefetching its state), then decide each in order. With `lane`
+    /// (the egress of the established lane, see
+    /// [`Pipeline::lane_egress`]), TCP/IPv4 segments are parsed by
+    /// [`crate::wire::tcp4_segment`] and decided by
+    /// [`Pipeline::lane_decide`] when their state allows; the rest, and
+    /// what the lane declines, take the full path.
     fn decide_ahead(
         &mut self,
         frames: &mut [&mut [u8]],
         in_port: u16,
         now: Instant,
         verdicts: &mut [Verdict],
+        lane: Option<u16>,
     ) {
         let n = frames.len().min(verdicts.len()).min(MAX_BURST);
         let placed = self.config.placement.places(in_port);
         let mut classified: [Option<Result<Classified, WireError>>; MAX_BURST] = [None; MAX_BURST];
         let mut ahead: [Option<Lookahead>; MAX_BURST] = [None; MAX_BURST];
+        let mut segments: [Option<crate::wire::Tcp4Segment>; MAX_BURST] = [None; MAX_BURST];
         for i in 0..n {
+            if let Some(seg) = lane.and_then(|_| crate::wire::tcp4_segment(frames[i])) {
+                let (key, swapped) = FlowKey::from_packet(
+                    Af::Inet,
+                    crate::flow::proto::TCP,
+                    Addr::v4(seg.src),
+                    seg.sport,
+                    Addr::v4(seg.dst),
+                    seg.dport,
+                );
+                let hash = key.symmetric_hash();
+                if placed
+                    || self.config.placement.owner(&key, hash, self.config.workers)
+                        == self.config.worker
+                {
+                    self.shard.prefetch_bucket(hash);
+                    ahead[i] = Some(Lookahead {
+                        key,
+                        swapped,
+                        hash,
+                        slot: None,
+                        generation: 0,
+                    });
+                    segments[i] = Some(seg);
+                    continue;
+                }
+            }
             let c = classify(frames[i], IfIndex(in_port), Direction::In);
             if let Ok(Classified {
                 kind:
@@ -1538,8 +1628,15 @@ impl Pipeline {
             classified[i] = Some(c);
         }
         let generation = self.shard.generation();
-        for a in ahead[..n].iter_mut().flatten() {
-            a.slot = self.shard.lookup_side(&a.key, a.hash);
+        for (a, seg) in ahead[..n].iter_mut().zip(&segments[..n]) {
+            let Some(a) = a else { continue };
+            // The lane's packets take a candidate without reading its
+            // state (the key is compared once the prefetch has landed).
+            a.slot = if seg.is_some() {
+                self.shard.candidate(a.hash)
+            } else {
+                self.shard.lookup_side(&a.key, a.hash)
+            };
             a.generation = generation;
             if let Some((slot, _)) = a.slot {
                 self.shard.prefetch_state(slot);
@@ -1547,6 +1644,20 @@ impl Pipeline {
         }
         for i in 0..n {
             self.reply_slot = i;
+            if let (Some(seg), Some(a), Some(egress)) = (&segments[i], &ahead[i], lane) {
+                if let Some(v) = self.lane_decide(seg, a, egress, now) {
+                    self.count(v);
+                    verdicts[i] = v;
+                    continue;
+                }
+                // Declined: the full path, with the flow looked up (the
+                // candidate was never confirmed).
+                classified[i] = Some(classify(frames[i], IfIndex(in_port), Direction::In));
+                if let Some(a) = ahead[i].as_mut() {
+                    a.slot = self.shard.lookup_side(&a.key, a.hash);
+                    a.generation = self.shard.generation();
+                }
+            }
             let verdict = match classified[i].take() {
                 Some(c) => self.decide(frames[i], in_port, now, false, c, ahead[i].as_ref()),
                 None => Verdict::Drop(DropReason::Unclassified),
@@ -2147,6 +2258,22 @@ impl Pipeline {
         }
         if let Some(slot) = found {
             if let Some((st, tr)) = self.shard.get_mut_translated(slot) {
+                // The established lane: an in-window ACK of a plain TCP
+                // state (no translation, route, scrub, modulation, option
+                // or per-packet log) is tracked by `track_established`,
+                // which is pf's tracker for that case; anything it
+                // declines takes the full path below, unchanged.
+                if let L4Info::Tcp(tcp) = &info.l4 {
+                    if !ip_options
+                        && lane_state(st, self.pflog.is_some())
+                        && track_established(st, tcp, info.ip_len, st.is_from_src(swapped), now)
+                    {
+                        lane_hit(&mut self.sync, &mut self.counters, st, now);
+                        self.pending = None;
+                        self.pending_scrub = None;
+                        return Decided(Verdict::Forward(out_port));
+                    }
+                }
                 let mut to = None;
                 let from_src = if tr.is_some() {
                     // Only the initiator's direction on the ingress side
@@ -2815,6 +2942,44 @@ fn push_export(
         return false;
     }
     true
+}
+
+/// Whether the established lane may take a packet of `st`: a state
+/// without a translation, route or scrub record, scrub flags, sequence
+/// modulation or (with a logger) per-packet logging — a state whose
+/// packets the full path forwards untouched once tracking passes them.
+#[inline]
+fn lane_state(st: &crate::state::State, logging: bool) -> bool {
+    !st.has_side_record()
+        && st.state_flags & crate::scrub::SCRUB_FLAGS == 0
+        && st.src.seqdiff == 0
+        && st.dst.seqdiff == 0
+        && !(logging && st.log_all())
+}
+
+/// The bookkeeping of a segment the established lane took (the full
+/// path's for a pass without a transition): a state hit, and a pfsync
+/// update every `maxupd` packets.
+#[inline]
+fn lane_hit(
+    sync: &mut Option<SyncPorts>,
+    counters: &mut WorkerCounters,
+    st: &mut crate::state::State,
+    now: Instant,
+) {
+    counters.state_hits += 1;
+    if let Some(maxupd) = sync.as_ref().map(|s| s.maxupd) {
+        if st.sync_tick(maxupd) {
+            export_or_owe(
+                sync,
+                counters,
+                SyncAction::Update,
+                st,
+                &Translation::NONE,
+                now,
+            );
+        }
+    }
 }
 
 /// Exports a live state's insert or update; when the ring is full the

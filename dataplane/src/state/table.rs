@@ -221,6 +221,15 @@ impl IndexTable {
         None
     }
 
+    /// The first occupied way of `tag`'s home bucket whose tag matches.
+    #[inline]
+    fn first_tag_match(&self, tag: u32) -> Option<u32> {
+        let bucket = self.buckets.get(self.home(tag))?;
+        let (hits, free) = bucket.masks(tag);
+        let hits = hits & !free;
+        (hits != 0).then(|| bucket.slots[hits.trailing_zeros() as usize])
+    }
+
     /// Prefetches the home bucket of `tag` (a lookup follows soon).
     #[inline(always)]
     fn prefetch(&self, tag: u32) {
@@ -578,11 +587,15 @@ impl Shard {
         self.by_key.prefetch(key_tag(hash));
     }
 
-    /// Prefetches the state in `slot` (its first cache line: key, peers).
+    /// Prefetches the state in `slot`: both its cache lines (the key and
+    /// times in the first, counters, flags and peers in the second).
     #[inline(always)]
     pub fn prefetch_state(&self, slot: SlotId) {
         if let Some(st) = self.slab.get(slot.index()) {
-            prefetch_read(st as *const State as *const u8);
+            let at = st as *const State as *const u8;
+            prefetch_read(at);
+            // In bounds: a State is 128 bytes.
+            prefetch_read(at.wrapping_add(64));
         }
         // A shard with translations: the state's far side too (its
         // packets are rewritten from it).
@@ -590,6 +603,26 @@ impl Shard {
             if let Some(tr) = self.xlate.get(slot.index()) {
                 prefetch_read(tr as *const Translation as *const u8);
             }
+        }
+    }
+
+    /// The first index entry of `hash`'s home bucket whose tag matches,
+    /// without comparing keys: what the burst pass prefetches, for
+    /// [`Shard::key_at`] to confirm once it has arrived (a tag collision or
+    /// a table changed since falls back to [`Shard::lookup_side`]).
+    #[inline]
+    pub fn candidate(&self, hash: u64) -> Option<(SlotId, bool)> {
+        let s = self.by_key.first_tag_match(key_tag(hash))?;
+        Some((SlotId(s & !FAR_KEY), s & FAR_KEY != 0))
+    }
+
+    /// The key of the state in `slot`, if the slot holds one.
+    #[inline]
+    pub fn key_at(&self, slot: SlotId) -> Option<&FlowKey> {
+        if self.is_occupied(slot.index()) {
+            self.slab.get(slot.index()).map(State::key)
+        } else {
+            None
         }
     }
 

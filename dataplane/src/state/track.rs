@@ -342,6 +342,71 @@ pub fn track(state: &mut State, pkt: &PacketInfo, from_src: bool, now: Instant) 
     }
 }
 
+/// The established-connection lane of [`track`]: a TCP segment without
+/// SYN, FIN or RST but with ACK, on a strictly tracked state whose two
+/// peers are ESTABLISHED and whose windows pfsync has not just written.
+/// When the segment is inside the windows, does exactly what [`track`]
+/// does for it (advance the windows, keep the established timeout, refresh
+/// the activity time, count the packet; no transition) and returns `true`.
+/// Otherwise — any other shape of state or segment, or a segment outside
+/// the windows — changes nothing and returns `false`, and the caller runs
+/// [`track`] (which decides the loose cases, the drops and the
+/// transitions). A property test holds the two to the same result.
+#[inline(always)]
+pub fn track_established(
+    state: &mut State,
+    tcp: &TcpInfo,
+    ip_len: u16,
+    from_src: bool,
+    now: Instant,
+) -> bool {
+    const NOT_PLAIN: u16 = state_flags::SLOPPY | state_flags::SYNCED_SRC | state_flags::SYNCED_DST;
+    if state.src.state != tcps::ESTABLISHED
+        || state.dst.state != tcps::ESTABLISHED
+        || state.state_flags & NOT_PLAIN != 0
+        || tcp.flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST | tcp_flags::ACK)
+            != tcp_flags::ACK
+        || state.key().proto != proto::TCP
+    {
+        return false;
+    }
+    let (snd, rcv) = if from_src {
+        (&mut state.src, &mut state.dst)
+    } else {
+        (&mut state.dst, &mut state.src)
+    };
+    if snd.seqlo == 0 {
+        return false;
+    }
+    let (sws, dws) = if snd.wscale != 0 && rcv.wscale != 0 {
+        (snd.wscale & WSCALE_MASK, rcv.wscale & WSCALE_MASK)
+    } else {
+        (0, 0)
+    };
+    let win = tcp.win as u32;
+    let ack = tcp.ack.wrapping_sub(rcv.seqdiff);
+    let mut seq = tcp.seq;
+    let mut end = seq.wrapping_add(tcp.payload_len as u32);
+    if seq == end {
+        seq = snd.seqlo;
+        end = seq;
+    }
+    let ackskew = rcv.seqlo.wrapping_sub(ack) as i32 as i64;
+    let rcv_win = (rcv.max_win as u32) << dws;
+    let in_window = seq_geq(snd.seqhi, end)
+        && seq_geq(seq, snd.seqlo.wrapping_sub(rcv_win))
+        && ackskew >= -MAX_ACK_WINDOW
+        && ackskew <= (MAX_ACK_WINDOW << sws);
+    if !in_window {
+        return false;
+    }
+    advance(snd, rcv, win, win << sws, end, ack);
+    state.timeout = TimeoutClass::TcpEstablished;
+    state.touch(now);
+    state.count(from_src, ip_len as u32);
+    true
+}
+
 /// pf_icmp_state_lookup's direction check: a request must come from the
 /// side that created the state, its reply from the other side.
 fn icmp_query_check(state: &State, af: Af, icmp: &IcmpInfo, from_src: bool) -> Option<StateDrop> {

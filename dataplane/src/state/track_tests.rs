@@ -752,3 +752,104 @@ fn without_the_synced_bits_the_same_packets_are_dropped() {
     let r = k.send(seg(false, ACK, s, c).len(1000));
     assert_eq!(r, TrackOutcome::Drop(StateDrop::BadWindow));
 }
+
+/// Peers of an established connection near sequence `base` (so segments
+/// drawn near it land inside and just outside the windows).
+fn arb_established_peer(base: u32) -> impl Strategy<Value = super::entry::Peer> {
+    (
+        0u32..70_000,
+        0u32..140_000,
+        prop_oneof![Just(0u32), any::<u32>()],
+        any::<u16>(),
+        prop_oneof![Just(0u8), (0u8..=15).prop_map(|s| s | WSCALE_FLAG)],
+        prop_oneof![4 => Just(tcps::ESTABLISHED), 1 => 0u8..=12],
+    )
+        .prop_map(move |(lo, span, seqdiff, max_win, wscale, state)| {
+            let seqlo = base.wrapping_add(lo);
+            super::entry::Peer {
+                seqlo,
+                seqhi: seqlo.wrapping_add(span),
+                seqdiff,
+                max_win,
+                mss: 0,
+                wscale,
+                state,
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+    /// The established lane agrees with pf's tracker: where it takes a
+    /// segment, the state afterwards is exactly what [`track`] leaves and
+    /// `track` passes it without a transition; where it declines, it
+    /// changed nothing.
+    #[test]
+    fn the_established_lane_is_track_where_it_applies(
+        peers in any::<u32>().prop_flat_map(|b| (arb_established_peer(b), arb_established_peer(b.wrapping_add(1_000_000)))),
+        state_flags in prop_oneof![3 => Just(0u16), 1 => any::<u16>()],
+        from_client in any::<bool>(),
+        flags in prop_oneof![4 => Just(ACK), 2 => Just(ACK | PSH), 1 => any::<u8>()],
+        seq_off in -80_000i64..200_000,
+        ack_off in -80_000i64..200_000,
+        win in any::<u16>(),
+        len in prop_oneof![Just(0u16), 1u16..1500, any::<u16>()],
+    ) {
+        let (src, dst) = peers;
+        let now = Instant::from_secs(5);
+        let later = Instant::from_secs(9);
+        let mut st = new_state(&seg(true, SYN, 1, 0).pkt(), now, StateOptions::default(), 1, 1).unwrap();
+        st.src = src;
+        st.dst = dst;
+        st.state_flags = state_flags;
+        let (snd, rcv) = if from_client { (src, dst) } else { (dst, src) };
+        let tcp = TcpInfo {
+            seq: snd.seqlo.wrapping_add(seq_off as u32),
+            ack: rcv.seqlo.wrapping_add(rcv.seqdiff).wrapping_add(ack_off as u32),
+            win,
+            flags,
+            payload_len: len,
+            ..TcpInfo::default()
+        };
+        let mut p = seg(from_client, 0, 0, 0).pkt();
+        p.l4 = L4Info::Tcp(tcp);
+        p.ip_len = 40u16.wrapping_add(len);
+        let original = st;
+        let mut lane = st;
+        let mut full = st;
+        let took = track_established(&mut lane, &tcp, p.ip_len, from_client, later);
+        let r = track(&mut full, &p, from_client, later);
+        if took {
+            prop_assert_eq!(r, TrackOutcome::Pass { transition: false });
+            prop_assert_eq!(lane, full);
+        } else {
+            prop_assert_eq!(lane, original);
+        }
+    }
+}
+
+#[test]
+fn the_established_lane_takes_in_window_acks_and_declines_the_rest() {
+    let (c, s) = (1000u32, 5000u32);
+    let k = established(c, s);
+    let mut st = k.st;
+    let ack = seg(true, ACK, c + 1, s + 1).len(100).pkt();
+    let L4Info::Tcp(tcp) = ack.l4 else {
+        unreachable!()
+    };
+    assert!(track_established(&mut st, &tcp, ack.ip_len, true, k.now));
+    assert_eq!(st.packets(0), k.st.packets(0) + 1);
+    // A FIN, a segment far outside the window: the general tracker's.
+    let fin = seg(true, ACK | FIN, c + 101, s + 1).pkt();
+    let L4Info::Tcp(tcp) = fin.l4 else {
+        unreachable!()
+    };
+    assert!(!track_established(&mut st, &tcp, fin.ip_len, true, k.now));
+    let far = seg(true, ACK, c + 10_000_000, s + 1).len(100).pkt();
+    let L4Info::Tcp(tcp) = far.l4 else {
+        unreachable!()
+    };
+    let before = st;
+    assert!(!track_established(&mut st, &tcp, far.ip_len, true, k.now));
+    assert_eq!(st, before);
+}

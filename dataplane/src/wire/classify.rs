@@ -189,6 +189,82 @@ fn classify_common_v4(frame: &[u8], ifindex: IfIndex, dir: Direction) -> Option<
     })
 }
 
+/// What the established lane ([`crate::pipeline`]'s burst pass) needs of
+/// a TCP/IPv4 segment: the addresses, ports and lengths of the packet and
+/// its TCP fields. Options are not parsed (`wscale`, `mss`, `timestamp`
+/// stay `None`): the lane takes only segments without SYN, whose options
+/// pf's tracking never reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tcp4Segment {
+    /// Source address.
+    pub src: [u8; 4],
+    /// Destination address.
+    pub dst: [u8; 4],
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// IPv4 total length.
+    pub ip_len: u16,
+    /// The TCP fields (options not parsed).
+    pub tcp: TcpInfo,
+}
+
+/// The lane's parse: untagged Ethernet, IPv4 without options and not a
+/// fragment, with a correct header checksum, carrying TCP with a sane data
+/// offset (options allowed). Anything else is `None` and goes through
+/// [`classify`]. When it answers, [`classify_any`] gives the same
+/// addresses, ports, lengths and TCP fields and nothing that would change
+/// a decision (a differential proptest holds it to that).
+#[inline(always)]
+pub fn tcp4_segment(frame: &[u8]) -> Option<Tcp4Segment> {
+    const L3: usize = ethernet::HEADER_LEN;
+    const L4: usize = L3 + 20;
+    let eth: &[u8; L4] = frame.get(..L4)?.try_into().ok()?;
+    if eth[12..14] != [0x08, 0x00]
+        || eth[L3] != 0x45
+        || eth[L3 + 6] & 0x3f != 0
+        || eth[L3 + 7] != 0
+        || eth[L3 + 9] != proto::TCP
+    {
+        return None;
+    }
+    let total_len = u16::from_be_bytes([eth[L3 + 2], eth[L3 + 3]]);
+    let l4 = frame.get(L4..L3 + usize::from(total_len))?;
+    if l4.len() < 20 {
+        return None;
+    }
+    let header_len = usize::from(l4[12] >> 4) * 4;
+    if header_len < 20 || header_len > l4.len() {
+        return None;
+    }
+    let mut sum: u32 = 0;
+    for w in eth[L3..L4].chunks_exact(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    if !cfg!(fuzzing) && sum != 0xffff {
+        return None;
+    }
+    let addr = |at: usize| [eth[at], eth[at + 1], eth[at + 2], eth[at + 3]];
+    Some(Tcp4Segment {
+        src: addr(L3 + 12),
+        dst: addr(L3 + 16),
+        sport: be16(l4, 0),
+        dport: be16(l4, 2),
+        ip_len: total_len,
+        tcp: TcpInfo {
+            seq: be32(l4, 4),
+            ack: be32(l4, 8),
+            win: be16(l4, 14),
+            flags: l4[13],
+            payload_len: (l4.len() - header_len) as u16,
+            ..TcpInfo::default()
+        },
+    })
+}
+
 /// The general parse: every link, network and transport shape dpf knows.
 #[inline]
 pub fn classify_any(
@@ -660,6 +736,79 @@ mod tests {
             f.truncate(f.len().saturating_sub(cut % 8 * (cut / 8)));
             if let Some(c) = classify_common_v4(&f, IF, Direction::In) {
                 prop_assert_eq!(Ok(c), classify_any(&f, IF, Direction::In));
+            }
+        }
+    }
+
+    /// What the lane's parse must agree with: `classify_any`'s answer for
+    /// the same frame, reduced to the lane's fields.
+    fn lane_view(c: &Classified) -> Option<Tcp4Segment> {
+        match c.kind {
+            FrameKind::Ip {
+                info,
+                fragment: false,
+                ip_options: false,
+                ..
+            } if c.vlan_tags == 0 && c.ethertype == EtherType::IPV4 => {
+                let L4Info::Tcp(t) = info.l4 else { return None };
+                Some(Tcp4Segment {
+                    src: info.src.v4_octets(),
+                    dst: info.dst.v4_octets(),
+                    sport: info.sport,
+                    dport: info.dport,
+                    ip_len: info.ip_len,
+                    tcp: TcpInfo {
+                        wscale: None,
+                        mss: None,
+                        sack_permitted: false,
+                        timestamp: None,
+                        ..t
+                    },
+                })
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_lane_parse_takes_tcp_with_and_without_options() {
+        for f in [v4_tcp_plain(), V4_TCP_SYN.to_vec()] {
+            let lane = tcp4_segment(&f);
+            assert!(lane.is_some(), "lane refused {f:02x?}");
+            let general = classify_any(&f, IF, Direction::In).unwrap();
+            assert_eq!(lane, lane_view(&general));
+        }
+        for f in [
+            &V4_TCP_PSH_VLAN[..],
+            &V4_UDP_PADDED[..],
+            &V4_UDP_FIRST_FRAGMENT[..],
+            &V4_ICMP_ECHO[..],
+        ] {
+            assert_eq!(tcp4_segment(f), None);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_lane_parse_agrees_with_the_general_parse(
+            options in any::<bool>(),
+            flips in proptest::collection::vec((0usize..80, any::<u8>()), 0..4),
+            keep_checksum in any::<bool>(),
+            cut in 0usize..80,
+        ) {
+            let mut f = if options { V4_TCP_SYN.to_vec() } else { v4_tcp_plain() };
+            for (at, b) in flips {
+                let n = f.len();
+                f[at % n] = b;
+            }
+            if !keep_checksum {
+                fix_ipv4_checksum(&mut f);
+            }
+            f.truncate(f.len().saturating_sub(cut % 8 * (cut / 8)));
+            if let Some(lane) = tcp4_segment(&f) {
+                let general = classify_any(&f, IF, Direction::In);
+                prop_assert!(general.is_ok(), "{:?}", general);
+                prop_assert_eq!(Some(lane), lane_view(&general.unwrap()));
             }
         }
     }

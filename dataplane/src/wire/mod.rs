@@ -38,7 +38,10 @@ pub mod udp;
 #[cfg(test)]
 mod vectors;
 
-pub use classify::{classify, is_vlan_tag, l3_offset, Classified, FrameKind, MAX_VLAN_TAGS};
+pub use classify::{
+    classify, is_vlan_tag, l3_offset, tcp4_segment, Classified, FrameKind, Tcp4Segment,
+    MAX_VLAN_TAGS,
+};
 pub use ethernet::{EtherType, EthernetAddress};
 
 use core::net::{Ipv4Addr, Ipv6Addr};
