@@ -44,8 +44,8 @@ use crate::rules::{Action, Decision, ReturnMode, RuleCounters, Ruleset};
 use crate::scrub::ScrubAction;
 use crate::srcnodes::{AttachError, LimitCounter, OverloadEvent, SourceKey, SourceTable};
 use crate::state::{
-    icmp_error_matches, new_state, state_flags, track, track_established, InsertError, Shard,
-    SlotId, StateDrop, StateOptions, StateRoute, TrackOutcome, Translation,
+    icmp_error_matches, new_state, state_flags, track, track_established, track_udp_multiple,
+    InsertError, Shard, SlotId, StateDrop, StateOptions, StateRoute, TrackOutcome, Translation,
 };
 use crate::time::Instant;
 use crate::timeouts::{TimeoutScale, Timeouts};
@@ -1508,16 +1508,17 @@ impl Pipeline {
         Some(egress)
     }
 
-    /// The established lane's decision for a TCP/IPv4 segment the burst
-    /// pass looked up: `Forward(egress)` when the flow's state is a plain
-    /// TCP state (no translation, route, scrub, modulation or per-packet
-    /// log), not expired, and [`track_established`] takes the segment —
+    /// The established lane's decision for a TCP or UDP packet over IPv4
+    /// the burst pass looked up: `Forward(egress)` when the flow's state is
+    /// a plain state (no translation, route, scrub, modulation or
+    /// per-packet log), not expired, and [`track_established`] (TCP) or
+    /// [`track_udp_multiple`] (UDP) takes the packet —
     /// exactly what the full path would decide and do. `None` (nothing
     /// changed) sends the packet the full way.
     #[inline]
     fn lane_decide(
         &mut self,
-        seg: &crate::wire::Tcp4Segment,
+        seg: &crate::wire::Segment4,
         a: &Lookahead,
         egress: u16,
         now: Instant,
@@ -1535,8 +1536,13 @@ impl Pipeline {
             return None;
         }
         let (t, scale) = state_timeouts(&self.rules, &self.recent_rules, st, self.timeout_scale);
+        let from_src = st.is_from_src(a.swapped);
         if st.is_expired_scaled(now, t, scale)
-            || !track_established(st, &seg.tcp, seg.ip_len, st.is_from_src(a.swapped), now)
+            || !(if seg.proto == crate::flow::proto::TCP {
+                track_established(st, &seg.tcp, seg.ip_len, from_src, now)
+            } else {
+                track_udp_multiple(st, seg.ip_len, from_src, now)
+            })
         {
             return None;
         }
@@ -1548,8 +1554,8 @@ impl Pipeline {
     /// frame (prefetching its index bucket), look every flow up
     /// (prefetching its state), then decide each in order. With `lane`
     /// (the egress of the established lane, see
-    /// [`Pipeline::lane_egress`]), TCP/IPv4 segments are parsed by
-    /// [`crate::wire::tcp4_segment`] and decided by
+    /// [`Pipeline::lane_egress`]), TCP and UDP over IPv4 are parsed by
+    /// [`crate::wire::segment4`] and decided by
     /// [`Pipeline::lane_decide`] when their state allows; the rest, and
     /// what the lane declines, take the full path.
     fn decide_ahead(
@@ -1564,12 +1570,12 @@ impl Pipeline {
         let placed = self.config.placement.places(in_port);
         let mut classified: [Option<Result<Classified, WireError>>; MAX_BURST] = [None; MAX_BURST];
         let mut ahead: [Option<Lookahead>; MAX_BURST] = [None; MAX_BURST];
-        let mut segments: [Option<crate::wire::Tcp4Segment>; MAX_BURST] = [None; MAX_BURST];
+        let mut segments: [Option<crate::wire::Segment4>; MAX_BURST] = [None; MAX_BURST];
         for i in 0..n {
-            if let Some(seg) = lane.and_then(|_| crate::wire::tcp4_segment(frames[i])) {
+            if let Some(seg) = lane.and_then(|_| crate::wire::segment4(frames[i])) {
                 let (key, swapped) = FlowKey::from_packet(
                     Af::Inet,
-                    crate::flow::proto::TCP,
+                    seg.proto,
                     Addr::v4(seg.src),
                     seg.sport,
                     Addr::v4(seg.dst),
@@ -2259,20 +2265,28 @@ impl Pipeline {
         if let Some(slot) = found {
             if let Some((st, tr)) = self.shard.get_mut_translated(slot) {
                 // The established lane: an in-window ACK of a plain TCP
-                // state (no translation, route, scrub, modulation, option
-                // or per-packet log) is tracked by `track_established`,
-                // which is pf's tracker for that case; anything it
-                // declines takes the full path below, unchanged.
-                if let L4Info::Tcp(tcp) = &info.l4 {
-                    if !ip_options
-                        && lane_state(st, self.pflog.is_some())
-                        && track_established(st, tcp, info.ip_len, st.is_from_src(swapped), now)
-                    {
-                        lane_hit(&mut self.sync, &mut self.counters, st, now);
-                        self.pending = None;
-                        self.pending_scrub = None;
-                        return Decided(Verdict::Forward(out_port));
+                // state, or a datagram of a plain UDP state both sides
+                // have sent on (no translation, route, scrub, modulation,
+                // option or per-packet log), is tracked by
+                // `track_established` / `track_udp_multiple`, pf's tracker
+                // for those cases; anything they decline takes the full
+                // path below, unchanged.
+                if !ip_options
+                    && lane_state(st, self.pflog.is_some())
+                    && match &info.l4 {
+                        L4Info::Tcp(tcp) => {
+                            track_established(st, tcp, info.ip_len, st.is_from_src(swapped), now)
+                        }
+                        L4Info::Udp => {
+                            track_udp_multiple(st, info.ip_len, st.is_from_src(swapped), now)
+                        }
+                        _ => false,
                     }
+                {
+                    lane_hit(&mut self.sync, &mut self.counters, st, now);
+                    self.pending = None;
+                    self.pending_scrub = None;
+                    return Decided(Verdict::Forward(out_port));
                 }
                 let mut to = None;
                 let from_src = if tr.is_some() {

@@ -63,6 +63,6 @@ pub use table::{
     InsertError, Shard, ShardError, SlotId, DEFAULT_CAPACITY, MAX_CAPACITY, MAX_PROBE_BUCKETS,
 };
 pub use track::{
-    icmp_error_matches, new_state, seq_geq, seq_gt, track, track_established, StateDrop,
-    StateOptions, TrackOutcome,
+    icmp_error_matches, new_state, seq_geq, seq_gt, track, track_established, track_udp_multiple,
+    StateDrop, StateOptions, TrackOutcome,
 };

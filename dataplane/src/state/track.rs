@@ -407,6 +407,25 @@ pub fn track_established(
     true
 }
 
+/// The established lane of [`track`] for UDP: a datagram of a state whose
+/// two peers have both sent (`MULTIPLE`). Does what [`track`] does for it
+/// (keep the multiple timeout, refresh the activity time, count; no
+/// transition) and returns `true`; any other state changes nothing and
+/// returns `false`. A property test holds the two to the same result.
+#[inline(always)]
+pub fn track_udp_multiple(state: &mut State, ip_len: u16, from_src: bool, now: Instant) -> bool {
+    if state.src.state != udps::MULTIPLE
+        || state.dst.state != udps::MULTIPLE
+        || state.key().proto != proto::UDP
+    {
+        return false;
+    }
+    state.timeout = TimeoutClass::UdpMultiple;
+    state.touch(now);
+    state.count(from_src, ip_len as u32);
+    true
+}
+
 /// pf_icmp_state_lookup's direction check: a request must come from the
 /// side that created the state, its reply from the other side.
 fn icmp_query_check(state: &State, af: Af, icmp: &IcmpInfo, from_src: bool) -> Option<StateDrop> {

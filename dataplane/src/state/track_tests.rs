@@ -853,3 +853,37 @@ fn the_established_lane_takes_in_window_acks_and_declines_the_rest() {
     assert!(!track_established(&mut st, &tcp, far.ip_len, true, k.now));
     assert_eq!(st, before);
 }
+
+proptest! {
+    /// The UDP lane agrees with pf's tracker wherever it takes a datagram,
+    /// and changes nothing where it declines.
+    #[test]
+    fn the_udp_lane_is_track_where_it_applies(
+        src_state in prop_oneof![3 => Just(udps::MULTIPLE), 1 => 0u8..=3],
+        dst_state in prop_oneof![3 => Just(udps::MULTIPLE), 1 => 0u8..=3],
+        from_client in any::<bool>(),
+        len in any::<u16>(),
+    ) {
+        let now = Instant::from_secs(5);
+        let mut p = seg(true, 0, 0, 0).pkt();
+        p.proto = proto::UDP;
+        p.l4 = L4Info::Udp;
+        let mut st = new_state(&p, now, StateOptions::default(), 1, 1).unwrap();
+        st.src.state = src_state;
+        st.dst.state = dst_state;
+        let mut q = seg(from_client, 0, 0, 0).pkt();
+        q.proto = proto::UDP;
+        q.l4 = L4Info::Udp;
+        q.ip_len = len;
+        let later = Instant::from_secs(9);
+        let (original, mut lane, mut full) = (st, st, st);
+        let took = track_udp_multiple(&mut lane, len, from_client, later);
+        let r = track(&mut full, &q, from_client, later);
+        if took {
+            prop_assert_eq!(r, TrackOutcome::Pass { transition: false });
+            prop_assert_eq!(lane, full);
+        } else {
+            prop_assert_eq!(lane, original);
+        }
+    }
+}

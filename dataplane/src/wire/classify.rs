@@ -190,12 +190,12 @@ fn classify_common_v4(frame: &[u8], ifindex: IfIndex, dir: Direction) -> Option<
 }
 
 /// What the established lane ([`crate::pipeline`]'s burst pass) needs of
-/// a TCP/IPv4 segment: the addresses, ports and lengths of the packet and
-/// its TCP fields. Options are not parsed (`wscale`, `mss`, `timestamp`
-/// stay `None`): the lane takes only segments without SYN, whose options
-/// pf's tracking never reads.
+/// a TCP or UDP packet over IPv4: the addresses, ports and lengths of the
+/// packet and, for TCP, its fields. TCP options are not parsed (`wscale`,
+/// `mss`, `timestamp` stay `None`): the lane takes only segments without
+/// SYN, whose options pf's tracking never reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tcp4Segment {
+pub struct Segment4 {
     /// Source address.
     pub src: [u8; 4],
     /// Destination address.
@@ -206,38 +206,61 @@ pub struct Tcp4Segment {
     pub dport: u16,
     /// IPv4 total length.
     pub ip_len: u16,
-    /// The TCP fields (options not parsed).
+    /// [`proto::TCP`] or [`proto::UDP`].
+    pub proto: u8,
+    /// The TCP fields (options not parsed); all zero for UDP.
     pub tcp: TcpInfo,
 }
 
 /// The lane's parse: untagged Ethernet, IPv4 without options and not a
 /// fragment, with a correct header checksum, carrying TCP with a sane data
-/// offset (options allowed). Anything else is `None` and goes through
-/// [`classify`]. When it answers, [`classify_any`] gives the same
-/// addresses, ports, lengths and TCP fields and nothing that would change
-/// a decision (a differential proptest holds it to that).
+/// offset (options allowed) or UDP with a sane length. Anything else is
+/// `None` and goes through [`classify`]. When it answers, [`classify_any`]
+/// gives the same addresses, ports, lengths and TCP fields and nothing
+/// that would change a decision (a differential proptest holds it to
+/// that).
 #[inline(always)]
-pub fn tcp4_segment(frame: &[u8]) -> Option<Tcp4Segment> {
+pub fn segment4(frame: &[u8]) -> Option<Segment4> {
     const L3: usize = ethernet::HEADER_LEN;
     const L4: usize = L3 + 20;
     let eth: &[u8; L4] = frame.get(..L4)?.try_into().ok()?;
-    if eth[12..14] != [0x08, 0x00]
-        || eth[L3] != 0x45
-        || eth[L3 + 6] & 0x3f != 0
-        || eth[L3 + 7] != 0
-        || eth[L3 + 9] != proto::TCP
+    if eth[12..14] != [0x08, 0x00] || eth[L3] != 0x45 || eth[L3 + 6] & 0x3f != 0 || eth[L3 + 7] != 0
     {
         return None;
     }
+    let proto = eth[L3 + 9];
     let total_len = u16::from_be_bytes([eth[L3 + 2], eth[L3 + 3]]);
     let l4 = frame.get(L4..L3 + usize::from(total_len))?;
-    if l4.len() < 20 {
-        return None;
-    }
-    let header_len = usize::from(l4[12] >> 4) * 4;
-    if header_len < 20 || header_len > l4.len() {
-        return None;
-    }
+    let tcp = match proto {
+        proto::TCP => {
+            if l4.len() < 20 {
+                return None;
+            }
+            let header_len = usize::from(l4[12] >> 4) * 4;
+            if header_len < 20 || header_len > l4.len() {
+                return None;
+            }
+            TcpInfo {
+                seq: be32(l4, 4),
+                ack: be32(l4, 8),
+                win: be16(l4, 14),
+                flags: l4[13],
+                payload_len: (l4.len() - header_len) as u16,
+                ..TcpInfo::default()
+            }
+        }
+        proto::UDP => {
+            if l4.len() < super::udp::HEADER_LEN {
+                return None;
+            }
+            let udp_len = usize::from(be16(l4, 4));
+            if udp_len < super::udp::HEADER_LEN || udp_len > l4.len() {
+                return None;
+            }
+            TcpInfo::default()
+        }
+        _ => return None,
+    };
     let mut sum: u32 = 0;
     for w in eth[L3..L4].chunks_exact(2) {
         sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
@@ -248,20 +271,14 @@ pub fn tcp4_segment(frame: &[u8]) -> Option<Tcp4Segment> {
         return None;
     }
     let addr = |at: usize| [eth[at], eth[at + 1], eth[at + 2], eth[at + 3]];
-    Some(Tcp4Segment {
+    Some(Segment4 {
         src: addr(L3 + 12),
         dst: addr(L3 + 16),
         sport: be16(l4, 0),
         dport: be16(l4, 2),
         ip_len: total_len,
-        tcp: TcpInfo {
-            seq: be32(l4, 4),
-            ack: be32(l4, 8),
-            win: be16(l4, 14),
-            flags: l4[13],
-            payload_len: (l4.len() - header_len) as u16,
-            ..TcpInfo::default()
-        },
+        proto,
+        tcp,
     })
 }
 
@@ -742,7 +759,7 @@ mod tests {
 
     /// What the lane's parse must agree with: `classify_any`'s answer for
     /// the same frame, reduced to the lane's fields.
-    fn lane_view(c: &Classified) -> Option<Tcp4Segment> {
+    fn lane_view(c: &Classified) -> Option<Segment4> {
         match c.kind {
             FrameKind::Ip {
                 info,
@@ -750,20 +767,25 @@ mod tests {
                 ip_options: false,
                 ..
             } if c.vlan_tags == 0 && c.ethertype == EtherType::IPV4 => {
-                let L4Info::Tcp(t) = info.l4 else { return None };
-                Some(Tcp4Segment {
-                    src: info.src.v4_octets(),
-                    dst: info.dst.v4_octets(),
-                    sport: info.sport,
-                    dport: info.dport,
-                    ip_len: info.ip_len,
-                    tcp: TcpInfo {
+                let tcp = match info.l4 {
+                    L4Info::Tcp(t) => TcpInfo {
                         wscale: None,
                         mss: None,
                         sack_permitted: false,
                         timestamp: None,
                         ..t
                     },
+                    L4Info::Udp => TcpInfo::default(),
+                    _ => return None,
+                };
+                Some(Segment4 {
+                    src: info.src.v4_octets(),
+                    dst: info.dst.v4_octets(),
+                    sport: info.sport,
+                    dport: info.dport,
+                    ip_len: info.ip_len,
+                    proto: info.proto,
+                    tcp,
                 })
             }
             _ => None,
@@ -771,32 +793,35 @@ mod tests {
     }
 
     #[test]
-    fn the_lane_parse_takes_tcp_with_and_without_options() {
-        for f in [v4_tcp_plain(), V4_TCP_SYN.to_vec()] {
-            let lane = tcp4_segment(&f);
+    fn the_lane_parse_takes_tcp_with_and_without_options_and_udp() {
+        for f in [v4_tcp_plain(), V4_TCP_SYN.to_vec(), V4_UDP_PADDED.to_vec()] {
+            let lane = segment4(&f);
             assert!(lane.is_some(), "lane refused {f:02x?}");
             let general = classify_any(&f, IF, Direction::In).unwrap();
             assert_eq!(lane, lane_view(&general));
         }
         for f in [
             &V4_TCP_PSH_VLAN[..],
-            &V4_UDP_PADDED[..],
             &V4_UDP_FIRST_FRAGMENT[..],
             &V4_ICMP_ECHO[..],
         ] {
-            assert_eq!(tcp4_segment(f), None);
+            assert_eq!(segment4(f), None);
         }
     }
 
     proptest! {
         #[test]
         fn the_lane_parse_agrees_with_the_general_parse(
-            options in any::<bool>(),
+            shape in 0u8..3,
             flips in proptest::collection::vec((0usize..80, any::<u8>()), 0..4),
             keep_checksum in any::<bool>(),
             cut in 0usize..80,
         ) {
-            let mut f = if options { V4_TCP_SYN.to_vec() } else { v4_tcp_plain() };
+            let mut f = match shape {
+                0 => V4_TCP_SYN.to_vec(),
+                1 => v4_tcp_plain(),
+                _ => V4_UDP_PADDED.to_vec(),
+            };
             for (at, b) in flips {
                 let n = f.len();
                 f[at % n] = b;
@@ -805,7 +830,7 @@ mod tests {
                 fix_ipv4_checksum(&mut f);
             }
             f.truncate(f.len().saturating_sub(cut % 8 * (cut / 8)));
-            if let Some(lane) = tcp4_segment(&f) {
+            if let Some(lane) = segment4(&f) {
                 let general = classify_any(&f, IF, Direction::In);
                 prop_assert!(general.is_ok(), "{:?}", general);
                 prop_assert_eq!(Some(lane), lane_view(&general.unwrap()));

@@ -39,8 +39,7 @@ pub mod udp;
 mod vectors;
 
 pub use classify::{
-    classify, is_vlan_tag, l3_offset, tcp4_segment, Classified, FrameKind, Tcp4Segment,
-    MAX_VLAN_TAGS,
+    classify, is_vlan_tag, l3_offset, segment4, Classified, FrameKind, Segment4, MAX_VLAN_TAGS,
 };
 pub use ethernet::{EtherType, EthernetAddress};
 
