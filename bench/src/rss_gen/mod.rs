@@ -251,7 +251,7 @@ pub fn run(args: &RssGenArgs) -> anyhow::Result<()> {
     let (lan_mac, wan_mac) = (ports[0].mac(), ports[1].mac());
     // frames[side][queue]: side 0 the requests (LAN), 1 the replies (WAN).
     let queues = usize::from(args.queues);
-    let mut frames = vec![vec![Vec::new(); queues], vec![Vec::new(); queues]];
+    let mut frames = [vec![Vec::new(); queues], vec![Vec::new(); queues]];
     for i in 0..args.flows {
         let client = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
         let server = [198, 19, (i >> 8) as u8 & 0x3f, 1 + (i % 250) as u8];

@@ -535,13 +535,24 @@ impl Session {
             )?;
             svgs.push(name);
         }
+        // The pcap notes describe pcap runs only; a rig sweep has its own.
+        let pcap = !self.report.runs.is_empty() || !self.report.sweeps.is_empty();
+        if pcap {
+            self.report.notes.push(match &self.args.rules {
+                Some(p) => format!("Ruleset: {} (runs and states sweep); the rules sweep generates its own.", p.display()),
+                None => "No ruleset given: dpf forwards every packet in wire mode without state lookups (the rules sweep still generates and configures its rulesets).".to_string(),
+            });
+        } else {
+            self.report.notes.clear();
+        }
         if !self.report.rig_sweeps.is_empty() {
             self.report.notes.extend(rig_notes());
+            if let Some(p) = &self.args.rules {
+                self.report
+                    .notes
+                    .push(format!("Ruleset of the rig: {}.", p.display()));
+            }
         }
-        self.report.notes.push(match &self.args.rules {
-            Some(p) => format!("Ruleset: {} (runs and states sweep); the rules sweep generates its own.", p.display()),
-            None => "No ruleset given: dpf forwards every packet in wire mode without state lookups (the rules sweep still generates and configures its rulesets).".to_string(),
-        });
         self.report
             .write(&self.args.out, &self.args.report, &svgs)?;
         print!("{}", self.report.text());
