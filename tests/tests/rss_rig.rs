@@ -1,12 +1,14 @@
 //! The rig that behaves like a multi-queue NIC: `bench rss-gen` sends UDP
-//! conversations over two memif links of N queue pairs, each frame on the
+//! conversations over two links of N queue pairs, each frame on the
 //! queue symmetric Toeplitz and the redirection table pick, into a live
-//! dpf with N workers (one rx queue each). With `rx_placement =
-//! "toeplitz"` dpf owns each flow on the queue it arrives on: with 2 and 4
-//! workers less than 1 % of the traffic is handed to another worker
-//! (counted by dpf), every frame is forwarded, and the states are spread
-//! over the workers. With the software hash instead, about (N-1)/N of
-//! the packets change worker.
+//! dpf with N workers (one rx queue each). The links are memif (dpf the
+//! server) or vhost-user (dpf's ports are `net_vhost`, the generator's
+//! `virtio_user`); neither PMD hashes, so dpf is told the frames arrive
+//! placed. With `rx_placement = "toeplitz"` dpf owns each flow on the
+//! queue it arrives on: with 2 and 4 workers less than 1 % of the traffic
+//! is handed to another worker (counted by dpf), every frame is
+//! forwarded, and the states are spread over the workers. With the
+//! software hash instead, about (N-1)/N of the packets change worker.
 
 use dpf_tests::pair::dpfctl_json;
 use dpf_tests::*;
@@ -14,9 +16,36 @@ use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
 
+/// The links between dpf and the generator.
+#[derive(Clone, Copy, Debug)]
+enum Transport {
+    Memif,
+    Vhost,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Memif => "memif",
+            Transport::Vhost => "vhost",
+        }
+    }
+
+    /// dpf's end of link `i`, listening on `sock`.
+    fn dut_device(self, i: u8, sock: &std::path::Path, queues: u16) -> String {
+        match self {
+            Transport::Memif => format!(
+                "net_memif{i},role=server,socket={},id=0,socket-abstract=no,rsize=10",
+                sock.display()
+            ),
+            Transport::Vhost => format!("net_vhost{i},iface={},queues={queues}", sock.display()),
+        }
+    }
+}
+
 /// Runs the rig with `workers` workers; returns (generator's report,
 /// dpf's `-s info`).
-fn rig(workers: u16, placement: Option<&str>) -> (Value, Value) {
+fn rig(transport: Transport, workers: u16, placement: Option<&str>) -> (Value, Value) {
     let dir = scratch();
     let d = dir.path();
     std::fs::write(d.join("pf.conf"), "pass all keep state\n").unwrap();
@@ -25,12 +54,7 @@ fn rig(workers: u16, placement: Option<&str>) -> (Value, Value) {
     let lcores: Vec<String> = (0..=workers)
         .map(|l| format!("{l}@{}", if l == 0 { 1 } else { l % 2 }))
         .collect();
-    let memif = |i: u8, role: &str, name: &str| {
-        format!(
-            "net_memif{i},role={role},socket={},id=0,socket-abstract=no,rsize=10",
-            d.join(name).display()
-        )
-    };
+    let (lan, wan) = (d.join("lan.sock"), d.join("wan.sock"));
     let placement_line = placement
         .map(|p| format!("rx_placement = \"{p}\"\n"))
         .unwrap_or_default();
@@ -45,8 +69,8 @@ fn rig(workers: u16, placement: Option<&str>) -> (Value, Value) {
              [wire]\npairs = [[\"lan0\", \"wan0\"]]\n[control]\nsocket = \"{}\"\n",
             file_prefix("rigdut"),
             lcores.join(","),
-            memif(0, "server", "lan.sock"),
-            memif(1, "server", "wan.sock"),
+            transport.dut_device(0, &lan, workers),
+            transport.dut_device(1, &wan, workers),
             d.join("dpf.sock").display()
         ),
     )
@@ -64,10 +88,12 @@ fn rig(workers: u16, placement: Option<&str>) -> (Value, Value) {
         "rss-gen",
         Command::new(bench_bin()).args([
             "rss-gen",
-            "--lan",
-            &memif(0, "client", "lan.sock"),
-            "--wan",
-            &memif(1, "client", "wan.sock"),
+            "--transport",
+            transport.name(),
+            "--lan-socket",
+            lan.to_str().unwrap(),
+            "--wan-socket",
+            wan.to_str().unwrap(),
             "--queues",
             &workers.to_string(),
             "--flows",
@@ -105,10 +131,10 @@ fn rig(workers: u16, placement: Option<&str>) -> (Value, Value) {
     (report, info)
 }
 
-#[test]
-fn flows_stay_on_the_queue_a_nic_gives_them() {
+fn flows_stay_on_the_queue_a_nic_gives_them(transport: Transport) {
     for workers in [2u16, 4] {
-        let (report, info) = rig(workers, Some("toeplitz"));
+        let (report, info) = rig(transport, workers, Some("toeplitz"));
+        assert_eq!(report["transport"], transport.name(), "{report}");
         assert_eq!(report["sent"], 10_000, "{report}");
         // dpf forwarded every frame (below); the generator gets nearly all
         // back (a memif ring it was not polling while it sent may drop).
@@ -120,7 +146,10 @@ fn flows_stay_on_the_queue_a_nic_gives_them() {
         );
         let rx = info["rx"].as_u64().unwrap();
         let handed = info["handed_off"].as_u64().unwrap();
-        eprintln!("{workers} workers, toeplitz: {handed} of {rx} handed off");
+        eprintln!(
+            "{} {workers} workers, toeplitz: {handed} of {rx} handed off",
+            transport.name()
+        );
         assert_eq!(rx, 10_000);
         assert!(
             handed * 100 < rx,
@@ -132,11 +161,26 @@ fn flows_stay_on_the_queue_a_nic_gives_them() {
 }
 
 #[test]
+fn flows_stay_on_their_queue_over_memif() {
+    flows_stay_on_the_queue_a_nic_gives_them(Transport::Memif);
+}
+
+#[test]
+fn flows_stay_on_their_queue_over_vhost() {
+    flows_stay_on_the_queue_a_nic_gives_them(Transport::Vhost);
+}
+
+#[test]
 fn the_software_hash_hands_most_packets_over() {
-    let (report, info) = rig(2, None);
-    assert!(report["received"].as_u64().unwrap() > 0, "{report}");
-    let rx = info["rx"].as_u64().unwrap();
-    let handed = info["handed_off"].as_u64().unwrap();
-    eprintln!("2 workers, hash: {handed} of {rx} handed off");
-    assert!(handed * 4 > rx, "{handed} of {rx} handed off");
+    for transport in [Transport::Memif, Transport::Vhost] {
+        let (report, info) = rig(transport, 2, None);
+        assert!(report["received"].as_u64().unwrap() > 0, "{report}");
+        let rx = info["rx"].as_u64().unwrap();
+        let handed = info["handed_off"].as_u64().unwrap();
+        eprintln!(
+            "{} 2 workers, hash: {handed} of {rx} handed off",
+            transport.name()
+        );
+        assert!(handed * 4 > rx, "{handed} of {rx} handed off");
+    }
 }

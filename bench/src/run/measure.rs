@@ -297,7 +297,7 @@ pub fn summarize(dpf: &[DpfRun], testpmd: &[TestpmdRun]) -> Summary {
 }
 
 /// A command line as text, for the report.
-fn command_line(program: &Path, args: &[String]) -> String {
+pub(crate) fn command_line(program: &Path, args: &[String]) -> String {
     std::iter::once(program.display().to_string())
         .chain(args.iter().map(|a| {
             if a.is_empty() || a.contains([' ', '*', '\'', '"', '$']) {
@@ -326,7 +326,7 @@ fn mem_available_mb() -> Option<u64> {
 }
 
 /// Only plain names become directory names.
-fn sanitize(label: &str) -> String {
+pub(crate) fn sanitize(label: &str) -> String {
     label
         .chars()
         .map(|c| {
@@ -340,7 +340,7 @@ fn sanitize(label: &str) -> String {
 }
 
 impl Harness {
-    fn file_prefix(&self) -> String {
+    pub(crate) fn file_prefix(&self) -> String {
         let n = self.runs.fetch_add(1, Ordering::Relaxed);
         format!("bench{}r{n}", std::process::id())
     }
@@ -690,6 +690,7 @@ mod tests {
                 rx: (mpps * 1e6) as u64,
                 forwarded: (mpps * 1e6) as u64,
                 dropped,
+                handed_off: 0,
                 rx_mpps: mpps,
                 forwarded_mpps: mpps,
                 rx_wire_gbit_s: mpps * 84.0 * 8.0 / 1e3,

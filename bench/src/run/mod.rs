@@ -23,14 +23,23 @@
 //! stderr; `<out>/<report>.json` and `.md` the report; `<out>/sweep-*.svg`
 //! the plots.
 //!
+//! `bench sweep workers` is measured on the multi-queue rig instead
+//! ([`rig`]): pcap ports replay the same capture on every queue, so they
+//! cannot show flows staying on the worker of their queue; the rig's
+//! generator places each flow as a NIC's RSS would, and the sweep reports
+//! dpf's rate and the share of packets handed between workers per worker
+//! count (no testpmd baseline: testpmd would forward without states).
+//!
 //! Modules: [`stats`] (dpf's lines and the window), [`testpmd`] (testpmd's
 //! output), [`setup`] (pcaps, configs, command lines), [`rules`]
 //! (generated rulesets), [`spawn`] (child processes), [`measure`] (one
-//! spec end to end), [`report`] and [`plot`].
+//! spec end to end), [`rig`] (the workers sweep on the rig), [`report`]
+//! and [`plot`].
 
 pub mod measure;
 pub mod plot;
 pub mod report;
+pub mod rig;
 pub mod rules;
 pub mod setup;
 pub mod spawn;
@@ -45,9 +54,11 @@ use std::sync::atomic::AtomicUsize;
 use anyhow::{bail, Context};
 
 use crate::gen::plan::Profile;
+use crate::rss_gen::rig::Transport;
 use measure::{Harness, RulesChoice, RunResult, RunSpec};
 use plot::{plot_sweep, PlotPoint};
 use report::{human_count, notes, Machine, Report, Sweep, SweepKind, SweepPoint};
+use rig::{RigSpec, RigSweep};
 
 /// Options every harness command takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -114,13 +125,20 @@ pub struct RunArgs {
 pub struct SweepArgs {
     /// states: est-tcp over 1k, 10k, 100k, 1M flows; rules: new-conn with
     /// 1, 10, 100, 1k, 10k non-matching rules before the pass rule;
-    /// workers: est-tcp with 1..=nproc-1 workers.
+    /// workers: UDP conversations from `bench rss-gen` on the multi-queue
+    /// rig with 1..=nproc-1 workers (or --workers).
     #[arg(value_enum)]
     pub kind: SweepKind,
+    /// workers: the worker counts, e.g. `1,2,4,8` [default: 1..=nproc-1].
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub workers: Option<Vec<u64>>,
+    /// workers: how the rig's generator reaches dpf [default: vhost].
+    #[arg(long, value_enum)]
+    pub transport: Option<Transport>,
     /// states: add 10M flows (needs ~50 GB for the pcap mbufs).
     #[arg(long)]
     pub big: bool,
-    /// Flows of the rules and workers sweeps.
+    /// Flows of the rules and workers sweeps (the rig: at most 65536).
     #[arg(long, default_value_t = 10_000)]
     pub flows: u64,
     /// rules: the pass rules keep state (then only the first pass of the
@@ -181,6 +199,58 @@ pub fn default_label(
         label.push_str(&format!("-w{workers}"));
     }
     label
+}
+
+/// What the workers sweep on the rig runs, from the sweep's arguments.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RigPlan {
+    /// Worker counts, ascending, each once.
+    pub workers: Vec<u64>,
+    /// The rig's transport.
+    pub transport: Transport,
+    /// UDP conversations.
+    pub flows: u32,
+}
+
+impl RigPlan {
+    /// The plan, or why the arguments do not apply to the rig.
+    pub fn from_args(args: &SweepArgs, nproc: usize) -> anyhow::Result<RigPlan> {
+        if args.big || args.keep_state || args.frame_size.is_some() || args.ipv6 {
+            bail!("--big, --keep-state, --frame-size and --ipv6 do not apply to `sweep workers` (the rig sends 60-byte IPv4 UDP frames)");
+        }
+        let flows = u32::try_from(args.flows)
+            .ok()
+            .filter(|f| (1..=65_536).contains(f))
+            .with_context(|| {
+                format!(
+                    "--flows {}: the rig sends 1 to 65536 conversations",
+                    args.flows
+                )
+            })?;
+        let mut workers = args
+            .workers
+            .clone()
+            .unwrap_or_else(|| workers_points(nproc));
+        if workers.is_empty() {
+            bail!("--workers: give at least one worker count");
+        }
+        workers.sort_unstable();
+        workers.dedup();
+        Ok(RigPlan {
+            workers,
+            transport: args.transport.unwrap_or(Transport::Vhost),
+            flows,
+        })
+    }
+}
+
+/// How to read the rig sweep (added to the report's notes).
+pub fn rig_notes() -> Vec<String> {
+    vec![
+        "Rig (sweep workers): `bench rss-gen` sends UDP conversations (request LAN→WAN, then reply WAN→LAN, 60-byte frames) on W queue pairs per link, each frame on the queue symmetric Toeplitz and dpf's 64-entry table pick, into dpf with W workers and rx_placement = \"toeplitz\" (ruleset: `pass all keep state` unless --rules). Paced by transmit: the generator sends as fast as the links take frames.".into(),
+        "Rig: dpf Mpps is dpf's forwarded counter over the window, both directions; the warmup counts from dpf's first sample with traffic. handed off: packets received by one worker and passed to the flow's owner, over packets received (expected ~0 with placement). gen Mpps: what the generator sent over its whole run; when it is not above dpf's rate the single generator core is the bottleneck.".into(),
+        "Rig CPUs: the generator (and dpf's sleeping control thread) on the first CPU of the affinity mask, workers one per remaining CPU; \"(shared)\" marks workers sharing CPUs, whose figures are functional, not scaling.".into(),
+    ]
 }
 
 /// One invocation: the harness, the memo of measured specs, and the
@@ -251,6 +321,7 @@ impl Session {
             notes: notes(),
             runs: Vec::new(),
             sweeps: Vec::new(),
+            rig_sweeps: Vec::new(),
         };
         let duration_s = args.duration.unwrap_or(default_duration_s);
         let repeat = args.repeat.unwrap_or(default_repeat) as usize;
@@ -317,7 +388,8 @@ impl Session {
         result
     }
 
-    fn sweep(&mut self, kind: SweepKind, args: &SweepArgs) -> Sweep {
+    /// Measures the sweep `kind` into the report.
+    fn sweep(&mut self, kind: SweepKind, args: &SweepArgs) -> anyhow::Result<()> {
         let frame = args.frame_size;
         let specs: Vec<(u64, RunSpec)> = match kind {
             SweepKind::States => states_points(args.big)
@@ -360,24 +432,11 @@ impl Session {
                     )
                 })
                 .collect(),
-            SweepKind::Workers => workers_points(self.report.machine.nproc)
-                .into_iter()
-                .map(|w| {
-                    let label = format!("workers-{w}");
-                    (
-                        w,
-                        self.spec(
-                            label,
-                            Profile::EstTcp,
-                            args.flows,
-                            frame,
-                            args.ipv6,
-                            w,
-                            self.rules(),
-                        ),
-                    )
-                })
-                .collect(),
+            SweepKind::Workers => {
+                let sweep = self.rig_sweep(args)?;
+                self.report.rig_sweeps.push(sweep);
+                return Ok(());
+            }
         };
         let points = specs
             .into_iter()
@@ -386,11 +445,45 @@ impl Session {
                 result: self.measure(spec),
             })
             .collect();
-        Sweep {
+        self.report.sweeps.push(Sweep {
             kind,
             axis: kind.axis(),
             points,
+        });
+        Ok(())
+    }
+
+    /// The workers sweep on the multi-queue rig.
+    fn rig_sweep(&mut self, args: &SweepArgs) -> anyhow::Result<RigSweep> {
+        let plan = RigPlan::from_args(args, self.report.machine.nproc)?;
+        let bench = std::env::current_exe().context("locating the bench binary")?;
+        let cpus: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        if cpus.is_empty() {
+            bail!("cannot read this process's CPU affinity");
         }
+        let mut points = Vec::new();
+        for &w in &plan.workers {
+            let spec = RigSpec {
+                label: format!("workers-{w}-{}", plan.transport.name()),
+                workers: w as usize,
+                transport: plan.transport,
+                flows: plan.flows,
+                warmup_s: self.args.warmup,
+                duration_s: self.duration_s,
+                repeat: self.repeat,
+                rules: self.args.rules.clone(),
+            };
+            eprintln!("bench: measuring {} on the rig", spec.label);
+            points.push(self.harness.measure_rig(&spec, &bench, &cpus));
+        }
+        Ok(RigSweep {
+            transport: plan.transport,
+            points,
+        })
     }
 
     /// Plots the sweeps, writes the report files and prints the table.
@@ -407,25 +500,59 @@ impl Session {
                     testpmd_mpps: p.result.summary.testpmd_mpps,
                 })
                 .collect();
-            let title = match sweep.kind {
-                SweepKind::States => "Mpps vs flows (est-tcp)",
-                SweepKind::Rules => "Mpps vs ruleset size (new-conn)",
-                SweepKind::Workers => "Mpps vs workers (est-tcp)",
-            };
             let log_x = sweep.kind != SweepKind::Workers;
             plot_sweep(
                 &self.args.out.join(&name),
-                title,
+                sweep.kind.title(),
                 sweep.axis,
                 log_x,
                 &points,
             )?;
             svgs.push(name);
         }
-        self.report.notes.push(match &self.args.rules {
-            Some(p) => format!("Ruleset: {} (runs and states sweep); the rules sweep generates its own.", p.display()),
-            None => "No ruleset given: dpf forwards every packet in wire mode without state lookups (the rules sweep still generates and configures its rulesets).".to_string(),
-        });
+        for sweep in &self.report.rig_sweeps {
+            let name = format!("sweep-workers-{}.svg", sweep.transport.name());
+            let points: Vec<PlotPoint> = sweep
+                .points
+                .iter()
+                .map(|p| PlotPoint {
+                    x: p.spec.workers as u64,
+                    dpf_mpps: p.summary.dpf_mpps,
+                    testpmd_mpps: None,
+                })
+                .collect();
+            let title = format!(
+                "{} ({})",
+                SweepKind::Workers.title(),
+                sweep.transport.name()
+            );
+            plot_sweep(
+                &self.args.out.join(&name),
+                &title,
+                SweepKind::Workers.axis(),
+                false,
+                &points,
+            )?;
+            svgs.push(name);
+        }
+        // The pcap notes describe pcap runs only; a rig sweep has its own.
+        let pcap = !self.report.runs.is_empty() || !self.report.sweeps.is_empty();
+        if pcap {
+            self.report.notes.push(match &self.args.rules {
+                Some(p) => format!("Ruleset: {} (runs and states sweep); the rules sweep generates its own.", p.display()),
+                None => "No ruleset given: dpf forwards every packet in wire mode without state lookups (the rules sweep still generates and configures its rulesets).".to_string(),
+            });
+        } else {
+            self.report.notes.clear();
+        }
+        if !self.report.rig_sweeps.is_empty() {
+            self.report.notes.extend(rig_notes());
+            if let Some(p) = &self.args.rules {
+                self.report
+                    .notes
+                    .push(format!("Ruleset of the rig: {}.", p.display()));
+            }
+        }
         self.report
             .write(&self.args.out, &self.args.report, &svgs)?;
         print!("{}", self.report.text());
@@ -440,6 +567,10 @@ impl Session {
         for r in results {
             any = true;
             measured |= r.summary.dpf_mpps.is_some() || r.summary.lossy.is_some();
+        }
+        for p in self.report.rig_sweeps.iter().flat_map(|s| &s.points) {
+            any = true;
+            measured |= p.summary.dpf_mpps.is_some() || p.summary.lossy.is_some();
         }
         if any && !measured {
             bail!(
@@ -483,9 +614,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 
 /// `bench sweep`.
 pub fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
+    if args.kind == SweepKind::Workers {
+        // Fail on bad arguments before anything runs.
+        RigPlan::from_args(args, 1)?;
+    } else {
+        if args.workers.is_some() || args.transport.is_some() {
+            bail!("--workers and --transport apply to `sweep workers` only");
+        }
+    }
     let mut session = Session::new(&args.harness, 5, 2)?;
-    let sweep = session.sweep(args.kind, args);
-    session.report.sweeps.push(sweep);
+    session.sweep(args.kind, args)?;
     session.finish()
 }
 
@@ -510,6 +648,8 @@ pub fn suite(args: &SuiteArgs) -> anyhow::Result<()> {
     }
     let sweep_args = SweepArgs {
         kind: SweepKind::States,
+        workers: None,
+        transport: None,
         big: false,
         flows: 10_000,
         keep_state: false,
@@ -518,8 +658,7 @@ pub fn suite(args: &SuiteArgs) -> anyhow::Result<()> {
         harness: args.harness.clone(),
     };
     for kind in [SweepKind::States, SweepKind::Rules] {
-        let sweep = session.sweep(kind, &sweep_args);
-        session.report.sweeps.push(sweep);
+        session.sweep(kind, &sweep_args)?;
     }
     session.finish()
 }
@@ -527,6 +666,37 @@ pub fn suite(args: &SuiteArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sweep_args(args: &[&str]) -> Result<SweepArgs, clap::Error> {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            sweep: SweepArgs,
+        }
+        Cli::try_parse_from(std::iter::once("sweep").chain(args.iter().copied())).map(|c| c.sweep)
+    }
+
+    #[test]
+    fn rig_plans() {
+        let plan = RigPlan::from_args(&sweep_args(&["workers"]).unwrap(), 8).unwrap();
+        assert_eq!(plan.workers, [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!((plan.transport, plan.flows), (Transport::Vhost, 10_000));
+        let args = sweep_args(&["workers", "--workers", "8,1,4,2,4", "--transport", "memif"]);
+        let plan = RigPlan::from_args(&args.unwrap(), 2).unwrap();
+        assert_eq!(plan.workers, [1, 2, 4, 8]);
+        assert_eq!(plan.transport, Transport::Memif);
+        // Bad input is refused with a message.
+        assert!(sweep_args(&["workers", "--workers", "0"]).is_err());
+        assert!(sweep_args(&["workers", "--workers", "65"]).is_err());
+        assert!(sweep_args(&["workers", "--workers", "two"]).is_err());
+        assert!(sweep_args(&["workers", "--transport", "pcap"]).is_err());
+        let err = RigPlan::from_args(&sweep_args(&["workers", "--flows", "70000"]).unwrap(), 2)
+            .unwrap_err();
+        assert!(err.to_string().contains("1 to 65536"), "{err}");
+        let err = RigPlan::from_args(&sweep_args(&["workers", "--ipv6"]).unwrap(), 2).unwrap_err();
+        assert!(err.to_string().contains("do not apply"), "{err}");
+    }
 
     #[test]
     fn sweep_points() {

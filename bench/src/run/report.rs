@@ -14,6 +14,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::measure::{RulesChoice, RunResult};
+use super::rig::{RigResult, RigSweep};
 
 /// The machine a report was measured on.
 #[derive(Clone, Debug, Serialize)]
@@ -84,7 +85,7 @@ pub enum SweepKind {
     States,
     /// new-conn over growing rulesets.
     Rules,
-    /// est-tcp over worker counts.
+    /// UDP conversations over worker counts, on the multi-queue rig.
     Workers,
 }
 
@@ -104,6 +105,15 @@ impl SweepKind {
             SweepKind::States => "flows (established TCP connections)",
             SweepKind::Rules => "non-matching rules before the pass rule",
             SweepKind::Workers => "workers",
+        }
+    }
+
+    /// Title of its plot.
+    pub fn title(self) -> &'static str {
+        match self {
+            SweepKind::States => "Mpps vs flows (est-tcp)",
+            SweepKind::Rules => "Mpps vs ruleset size (new-conn)",
+            SweepKind::Workers => "Mpps vs workers (rig)",
         }
     }
 }
@@ -147,6 +157,8 @@ pub struct Report {
     pub runs: Vec<RunResult>,
     /// Sweeps.
     pub sweeps: Vec<Sweep>,
+    /// Sweeps on the multi-queue rig (`sweep workers`).
+    pub rig_sweeps: Vec<RigSweep>,
 }
 
 /// How to read the figures (also printed under the markdown table).
@@ -260,9 +272,74 @@ pub fn row(r: &RunResult) -> Vec<String> {
     cells
 }
 
-/// A plain-text table with aligned columns.
-pub fn text_table(rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = COLUMNS.iter().map(|c| c.len()).collect();
+/// Column headers of the rig sweep's tables.
+pub const RIG_COLUMNS: [&str; 11] = [
+    "run",
+    "transport",
+    "W",
+    "CPUs gen / workers",
+    "flows",
+    "dpf Mpps",
+    "rx Mpps",
+    "handed off",
+    "states",
+    "dropped",
+    "gen Mpps",
+];
+
+/// Leading columns of [`RIG_COLUMNS`] that are text (left-aligned).
+const RIG_TEXT_COLUMNS: usize = 5;
+
+/// The cells of one rig point's row.
+pub fn rig_row(r: &RigResult) -> Vec<String> {
+    let s = &r.summary;
+    let cpus = r.cpus.as_ref().map_or_else(
+        || "-".to_string(),
+        |c| {
+            let workers: Vec<String> = c.workers.iter().map(|w| w.to_string()).collect();
+            format!(
+                "{} / {}{}",
+                c.generator,
+                workers.join(","),
+                if c.shared { " (shared)" } else { "" }
+            )
+        },
+    );
+    let headline = match (&s.lossy, s.dpf_mpps, &s.error) {
+        (Some(lossy), _, _) => lossy.clone(),
+        (None, Some(mpps), _) => format!("{mpps:.3}"),
+        (None, None, Some(error)) => format!(
+            "FAILED: {}",
+            error
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(80)
+                .collect::<String>()
+        ),
+        (None, None, None) => "-".to_string(),
+    };
+    vec![
+        r.spec.label.clone(),
+        r.spec.transport.name().to_string(),
+        r.spec.workers.to_string(),
+        cpus,
+        human_count(u64::from(r.spec.flows)),
+        headline,
+        opt(s.rx_mpps, 3),
+        s.handoff_share
+            .map_or_else(|| "-".to_string(), |h| format!("{:.2}%", h * 100.0)),
+        s.states.map_or_else(|| "-".to_string(), |n| n.to_string()),
+        s.dropped.map_or_else(|| "-".to_string(), |n| n.to_string()),
+        opt(s.generator_mpps, 3),
+    ]
+}
+
+/// A plain-text table with aligned columns under `columns`, the first
+/// `text` of them left-aligned.
+fn text_table_of(columns: &[&str], text: usize, rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = columns.iter().map(|c| c.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -274,7 +351,7 @@ pub fn text_table(rows: &[Vec<String>]) -> String {
             .zip(&widths)
             .enumerate()
             .map(|(i, (c, w))| {
-                if i < 6 {
+                if i < text {
                     format!("{c:<w$}")
                 } else {
                     format!("{c:>w$}")
@@ -283,7 +360,7 @@ pub fn text_table(rows: &[Vec<String>]) -> String {
             .collect();
         let _ = writeln!(out, "{}", parts.join("  ").trim_end());
     };
-    line(&mut out, &mut COLUMNS.iter().copied());
+    line(&mut out, &mut columns.iter().copied());
     let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
     let _ = writeln!(out, "{}", rule.join("  "));
     for row in rows {
@@ -292,12 +369,12 @@ pub fn text_table(rows: &[Vec<String>]) -> String {
     out
 }
 
-/// A markdown table.
-pub fn markdown_table(rows: &[Vec<String>]) -> String {
+/// A markdown table under `columns`, the first `text` left-aligned.
+fn markdown_table_of(columns: &[&str], text: usize, rows: &[Vec<String>]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "| {} |", COLUMNS.join(" | "));
-    let align: Vec<&str> = (0..COLUMNS.len())
-        .map(|i| if i < 6 { "---" } else { "---:" })
+    let _ = writeln!(out, "| {} |", columns.join(" | "));
+    let align: Vec<&str> = (0..columns.len())
+        .map(|i| if i < text { "---" } else { "---:" })
         .collect();
     let _ = writeln!(out, "| {} |", align.join(" | "));
     for row in rows {
@@ -307,21 +384,45 @@ pub fn markdown_table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// One table of a report.
+struct Section {
+    title: String,
+    columns: &'static [&'static str],
+    text_columns: usize,
+    rows: Vec<Vec<String>>,
+}
+
 impl Report {
-    /// Every result's row: runs, then each sweep's points.
-    fn sections(&self) -> Vec<(String, Vec<Vec<String>>)> {
+    /// Every result's row: runs, then each sweep's points, then the rig
+    /// sweeps' (with their own columns).
+    fn sections(&self) -> Vec<Section> {
         let mut sections = Vec::new();
         if !self.runs.is_empty() {
-            sections.push((
-                "Runs".to_string(),
-                self.runs.iter().map(row).collect::<Vec<_>>(),
-            ));
+            sections.push(Section {
+                title: "Runs".to_string(),
+                columns: &COLUMNS,
+                text_columns: 6,
+                rows: self.runs.iter().map(row).collect::<Vec<_>>(),
+            });
         }
         for sweep in &self.sweeps {
-            sections.push((
-                format!("Sweep: {} (x = {})", sweep.kind.name(), sweep.axis),
-                sweep.points.iter().map(|p| row(&p.result)).collect(),
-            ));
+            sections.push(Section {
+                title: format!("Sweep: {} (x = {})", sweep.kind.name(), sweep.axis),
+                columns: &COLUMNS,
+                text_columns: 6,
+                rows: sweep.points.iter().map(|p| row(&p.result)).collect(),
+            });
+        }
+        for sweep in &self.rig_sweeps {
+            sections.push(Section {
+                title: format!(
+                    "Sweep: workers on the rig ({}, rx_placement toeplitz)",
+                    sweep.transport.name()
+                ),
+                columns: &RIG_COLUMNS,
+                text_columns: RIG_TEXT_COLUMNS,
+                rows: sweep.points.iter().map(rig_row).collect(),
+            });
         }
         sections
     }
@@ -329,8 +430,13 @@ impl Report {
     /// The terminal table.
     pub fn text(&self) -> String {
         let mut out = String::new();
-        for (title, rows) in self.sections() {
-            let _ = writeln!(out, "\n{title}\n{}", text_table(&rows));
+        for s in self.sections() {
+            let _ = writeln!(
+                out,
+                "\n{}\n{}",
+                s.title,
+                text_table_of(s.columns, s.text_columns, &s.rows)
+            );
         }
         out
     }
@@ -349,8 +455,13 @@ impl Report {
             m.kernel,
             self.invocation.join(" ")
         );
-        for (title, rows) in self.sections() {
-            let _ = writeln!(out, "### {title}\n\n{}", markdown_table(&rows));
+        for s in self.sections() {
+            let _ = writeln!(
+                out,
+                "### {}\n\n{}",
+                s.title,
+                markdown_table_of(s.columns, s.text_columns, &s.rows)
+            );
         }
         for svg in svgs {
             let _ = writeln!(out, "![{svg}]({svg})\n");
@@ -379,7 +490,9 @@ impl Report {
 mod tests {
     use super::*;
     use crate::gen::plan::Profile;
+    use crate::rss_gen::rig::{CpuPlan, RigMemory, Transport};
     use crate::run::measure::{RunSpec, Summary};
+    use crate::run::rig::{RigSpec, RigSummary};
 
     fn result(label: &str, summary: Summary) -> RunResult {
         RunResult {
@@ -493,12 +606,75 @@ mod tests {
         );
         assert_eq!(row(&exited)[6], "FAILED: error: unexpected argument");
 
-        let text = text_table(&[row(&ok), row(&lossy)]);
+        let text = text_table_of(&COLUMNS, 6, &[row(&ok), row(&lossy)]);
         assert_eq!(text.lines().count(), 4);
         assert!(text.lines().next().unwrap().starts_with("run"));
-        let md = markdown_table(&[row(&ok)]);
+        let md = markdown_table_of(&COLUMNS, 6, &[row(&ok)]);
         assert!(md.starts_with("| run | profile |"));
         assert!(md.contains("| 12.346 | 8.30 |"));
+    }
+
+    fn rig_result(workers: usize, summary: RigSummary) -> RigResult {
+        RigResult {
+            spec: RigSpec {
+                label: format!("rig-w{workers}"),
+                workers,
+                transport: Transport::Vhost,
+                flows: 1000,
+                warmup_s: 2,
+                duration_s: 5,
+                repeat: 1,
+                rules: None,
+            },
+            cpus: CpuPlan::new(&[0, 1], workers),
+            memory: RigMemory::for_queues(workers as u16),
+            dpf_config: None,
+            runs: vec![],
+            summary,
+        }
+    }
+
+    #[test]
+    fn rig_rows() {
+        let ok = rig_row(&rig_result(
+            1,
+            RigSummary {
+                dpf_mpps: Some(2.5),
+                rx_mpps: Some(2.5004),
+                handoff_share: Some(0.0123),
+                generator_mpps: Some(2.6),
+                states: Some(1000),
+                dropped: Some(0),
+                ..RigSummary::default()
+            },
+        ));
+        assert_eq!(ok.len(), RIG_COLUMNS.len());
+        assert_eq!(
+            ok,
+            [
+                "rig-w1", "vhost", "1", "0 / 1", "1k", "2.500", "2.500", "1.23%", "1000", "0",
+                "2.600"
+            ]
+        );
+        let lossy = rig_row(&rig_result(
+            4,
+            RigSummary {
+                lossy: Some("LOSSY (0.50% dropped: tx-full 5)".into()),
+                rx_mpps: Some(1.0),
+                ..RigSummary::default()
+            },
+        ));
+        assert_eq!(lossy[3], "0 / 1,1,1,1 (shared)");
+        assert_eq!(lossy[5], "LOSSY (0.50% dropped: tx-full 5)");
+        let failed = rig_row(&rig_result(
+            2,
+            RigSummary {
+                error: Some("links not up after 30 s\nmore".into()),
+                ..RigSummary::default()
+            },
+        ));
+        assert_eq!(failed[5], "FAILED: links not up after 30 s");
+        assert_eq!(failed[7], "-");
     }
 
     #[test]
@@ -520,6 +696,17 @@ mod tests {
                     result: result("r", Summary::default()),
                 }],
             }],
+            rig_sweeps: vec![RigSweep {
+                transport: Transport::Vhost,
+                points: vec![rig_result(
+                    2,
+                    RigSummary {
+                        dpf_mpps: Some(1.25),
+                        handoff_share: Some(0.0),
+                        ..RigSummary::default()
+                    },
+                )],
+            }],
         };
         report
             .write(&dir, "t", &["sweep-rules.svg".into()])
@@ -535,6 +722,11 @@ mod tests {
         assert!(md.contains("![sweep-rules.svg](sweep-rules.svg)"));
         assert!(md.contains("24 bytes per frame"));
         assert!(report.text().contains("Sweep: rules"));
+        assert_eq!(json["rig_sweeps"][0]["transport"], "vhost");
+        assert_eq!(json["rig_sweeps"][0]["points"][0]["spec"]["workers"], 2);
+        assert!(md.contains("### Sweep: workers on the rig (vhost, rx_placement toeplitz)"));
+        assert!(md.contains("| run | transport | W | CPUs gen / workers |"));
+        assert!(md.contains("| rig-w2 | vhost | 2 | 0 / 1,1 (shared) | 1k | 1.250 | - | 0.00% |"));
         let _ = fs::remove_dir_all(&dir);
     }
 }

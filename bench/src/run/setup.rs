@@ -193,7 +193,7 @@ fn eal_args(memory: &MemoryPlan, file_prefix: &str, workers: usize) -> Vec<Strin
 }
 
 /// Quotes a string as a TOML basic string.
-fn toml_string(s: &str) -> String {
+pub(crate) fn toml_string(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {

@@ -158,6 +158,13 @@ pub enum WindowError {
         /// Where the window should end.
         end_s: f64,
     },
+    /// No sample counts a received packet (the rig's generator never
+    /// reached dpf).
+    #[error("dpf received no packet (last sample at {last_s:.3} s)")]
+    NoTraffic {
+        /// Elapsed time of the last sample.
+        last_s: f64,
+    },
     /// A counter went backwards inside the window.
     #[error("counter {0} went backwards inside the window")]
     Backwards(&'static str),
@@ -208,6 +215,9 @@ pub struct DpfMeasurement {
     pub forwarded: u64,
     /// Packets dropped in the window.
     pub dropped: u64,
+    /// Packets one worker received and handed to the flow's owner in the
+    /// window.
+    pub handed_off: u64,
     /// Received packets per second, millions.
     pub rx_mpps: f64,
     /// Forwarded packets per second, millions: the headline rate.
@@ -246,6 +256,7 @@ impl DpfMeasurement {
         let rx = delta("rx", a.rx, b.rx)?;
         let rx_bytes = delta("rx_bytes", a.rx_bytes, b.rx_bytes)?;
         let forwarded = delta("forwarded", a.forwarded, b.forwarded)?;
+        let handed_off = delta("handed_off", a.handed_off, b.handed_off)?;
         let busy_cycles = delta("busy_cycles", a.busy_cycles, b.busy_cycles)?;
         let state_hits = delta("state_hits", a.state_hits, b.state_hits)?;
         let states_created = delta("states_created", a.states_created, b.states_created)?;
@@ -287,6 +298,7 @@ impl DpfMeasurement {
             rx,
             forwarded,
             dropped,
+            handed_off,
             rx_mpps: per_s(rx) / 1e6,
             forwarded_mpps: per_s(forwarded) / 1e6,
             rx_wire_gbit_s: per_s(rx_bytes + rx * WIRE_OVERHEAD_BYTES) * 8.0 / 1e9,
