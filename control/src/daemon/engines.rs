@@ -119,15 +119,17 @@ impl BulkCollect {
 impl Engines {
     /// Takes what the workers punted, CARP and pfsync first, each ring
     /// within its budget, and hands every frame to its engine by the reason
-    /// the worker gave (no parsing here). Returns whether anything came.
+    /// the worker gave (no parsing here). Returns whether anything came
+    /// and whether a ring used its whole budget (more may be waiting).
     pub(super) fn serve_slow_rings(
         &mut self,
         rings: &[Option<Arc<MbufRing>>; SLOW_CLASSES],
         clients: &mut [CommandClient],
         now: Instant,
         out: &mut Vec<Out>,
-    ) -> bool {
+    ) -> (bool, bool) {
         let mut busy = false;
+        let mut full = false;
         let mut buf = [RawMbuf(std::ptr::null_mut()); 64];
         for (ring, budget) in rings.iter().zip(SLOW_BUDGETS) {
             let Some(ring) = ring.as_ref() else { continue };
@@ -149,8 +151,9 @@ impl Engines {
                     break;
                 }
             }
+            full |= served >= budget;
         }
-        busy
+        (busy, full)
     }
 
     fn dispatch(

@@ -60,8 +60,9 @@ pub(super) struct Daemon {
 
 /// What a round asks of the loop.
 enum RoundEnd {
-    /// Go on; whether the round received or sent anything.
-    Continue { busy: bool },
+    /// Go on; whether the round received or sent anything, and whether it
+    /// left work behind (a budget used up: the next round comes at once).
+    Continue { busy: bool, more: bool },
     /// Stop (idle for `--exit-when-idle`).
     Stop,
 }
@@ -292,14 +293,25 @@ impl Daemon {
         })
     }
 
-    /// The control loop: a round, then a pause of ~1 ms (100 µs after a
-    /// busy round, 50 µs while frames wait for the injection ring), until
-    /// SIGINT/SIGTERM or `--exit-when-idle`.
+    /// The control loop: a round, then a pause, until SIGINT/SIGTERM or
+    /// `--exit-when-idle`. The pause is ~1 ms after [`ACTIVE_HOLD`] of
+    /// rounds with nothing to do, 100 µs while frames come and go (pfsync
+    /// packs what the workers exported each round, so its latency is about
+    /// this period), 50 µs while frames wait for the injection ring, and
+    /// none — only a yield of the CPU — after a round that used up a
+    /// budget (a burst of new states, a flood of pfsync): every round is
+    /// bounded, so CARP's timers are still served each round.
     pub(super) fn control_loop(&mut self, config: &Config, opts: &RunOptions, stop: &AtomicBool) {
-        let mut busy = false;
+        let mut more = false;
+        let mut last_busy = std::time::Instant::now()
+            .checked_sub(ACTIVE_HOLD)
+            .unwrap_or_else(std::time::Instant::now);
         loop {
-            if self.injectq.is_empty() {
-                std::thread::sleep(if busy { BUSY_TICK } else { IDLE_TICK });
+            if more {
+                std::thread::yield_now();
+            } else if self.injectq.is_empty() {
+                let active = last_busy.elapsed() < ACTIVE_HOLD;
+                std::thread::sleep(if active { BUSY_TICK } else { IDLE_TICK });
             } else {
                 std::thread::sleep(Duration::from_micros(50));
                 if let Some(inject) = self.inject_ring.as_ref() {
@@ -311,7 +323,12 @@ impl Daemon {
                 break;
             }
             match self.round(config, opts) {
-                RoundEnd::Continue { busy: b } => busy = b,
+                RoundEnd::Continue { busy, more: m } => {
+                    if busy {
+                        last_busy = std::time::Instant::now();
+                    }
+                    more = m;
+                }
                 RoundEnd::Stop => break,
             }
         }
@@ -331,6 +348,7 @@ impl Daemon {
             }
         }
         let mut busy = false;
+        let mut more = false;
         // A round that comes this late means the process was stopped or
         // starved (SIGSTOP, a stalled VM): the peer has taken over and our
         // table missed its updates. Step down and resync as at start:
@@ -353,9 +371,11 @@ impl Daemon {
         if let Some(inject) = self.inject_ring.as_ref() {
             let now = now_fn();
             let mut out = Vec::new();
-            busy |=
+            let (came, full) =
                 self.engines
                     .serve_slow_rings(&self.slow_rings, &mut self.clients, now, &mut out);
+            busy |= came;
+            more |= full;
             let links = (Instant::now() >= self.next_link_poll).then(|| {
                 self.next_link_poll = Instant::now() + LINK_POLL;
                 self.ports
@@ -375,6 +395,11 @@ impl Daemon {
             );
             self.engines.pump_bulk(&mut self.clients, &mut out);
             busy |= !out.is_empty() || self.engines.bulk.is_some();
+            more |= self
+                .engines
+                .sync
+                .as_ref()
+                .is_some_and(|s| s.exports_pending());
             self.injectq.send(out, &self.pool, inject);
             // At most one O(n) rebuild per ~1 ms however many frames
             // changed the table (see the slowpath module doc); a change
@@ -412,7 +437,7 @@ impl Daemon {
                 return RoundEnd::Stop;
             }
         }
-        RoundEnd::Continue { busy }
+        RoundEnd::Continue { busy, more }
     }
 
     /// The control socket's share of a round (its own budget; see

@@ -1,7 +1,7 @@
 //! pfsync on the wire, on the control thread: drains the workers' export
 //! rings, converts each record to pfsync's `pfsync_state` and packs INS,
 //! UPD and DEL_C messages into packets up to the sync interface's MTU
-//! (sent at once when the loop has nothing more: sub-millisecond
+//! (every control round, a bounded share per ring: sub-millisecond
 //! propagation); parses received pfsync (spec §1.1 checks in order,
 //! counted) and hands each state to the worker that owns its flow through
 //! that worker's import ring (deletes go to every worker: DEL_C carries no
@@ -32,8 +32,9 @@
 //! clock every dpf on a host shares) for the sync benchmark.
 //!
 //! Departure from ARCHITECTURE.md: this runs on the control thread, not a
-//! thread of its own (the control loop already sleeps ~1 ms and owns the
-//! injection path); `defer` is not implemented.
+//! thread of its own (the control loop owns the injection path; its
+//! rounds are 100 µs apart under traffic, back to back while a round
+//! leaves export records behind: [`Sync::exports_pending`]).
 
 use crate::pfsync::auth::{self, AuthError, Signer, Verifier};
 use crate::pfsync::pack::{Packer, PacketWriter};
@@ -74,6 +75,9 @@ const IMPORT_BACKLOG_MAX: usize = 1 << 20;
 const MISSING_MAX: usize = 65536;
 /// How long an unknown-state report waits for the other workers.
 const MISSING_WAIT: Duration = Duration::from_secs(1);
+/// Export records taken from each worker's ring per round (bounded, so
+/// CARP's timers run between slices of a burst of new states).
+const EXPORTS_PER_ROUND: usize = 4096;
 /// How often the trace file is flushed.
 const TRACE_FLUSH: Duration = Duration::from_millis(100);
 
@@ -185,6 +189,8 @@ pub struct Sync {
     bulk_out: Option<(Vec<(State, Translation)>, usize)>,
     /// UPD_REQs to send at the end of this round.
     requests: Vec<StateId>,
+    /// The last [`Sync::poll`] left records in an export ring.
+    exports_left: bool,
     trace: Option<Trace>,
 }
 
@@ -192,6 +198,58 @@ pub struct Sync {
 struct Trace {
     out: std::io::BufWriter<std::fs::File>,
     flushed: Instant,
+}
+
+/// Bytes of the longest trace line: `rx updc`, 16 + 8 hex digits, 20
+/// decimal digits, separators and the newline.
+const TRACE_LINE_MAX: usize = 64;
+
+/// Writes one `--sync-trace` line (`{dir} {msg} {id:016x} {creatorid:08x}
+/// {t_ns}\n`) into `buf`, returning its length: formatted by hand, as it
+/// runs once per state message on both boxes (`write!` cost as much as
+/// packing the state).
+fn trace_line(
+    buf: &mut [u8; TRACE_LINE_MAX],
+    dir: &str,
+    msg: &str,
+    id: StateId,
+    at: Instant,
+) -> usize {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = 0;
+    for part in [dir.as_bytes(), b" ", msg.as_bytes(), b" "] {
+        let k = part.len().min(8);
+        buf[n..n + k].copy_from_slice(&part[..k]);
+        n += k;
+    }
+    for i in (0..16).rev() {
+        buf[n] = HEX[((id.id >> (i * 4)) & 0xf) as usize];
+        n += 1;
+    }
+    buf[n] = b' ';
+    n += 1;
+    for i in (0..8).rev() {
+        buf[n] = HEX[((id.creatorid >> (i * 4)) & 0xf) as usize];
+        n += 1;
+    }
+    buf[n] = b' ';
+    n += 1;
+    let mut digits = [0u8; 20];
+    let (mut v, mut k) = (at.0, 0);
+    loop {
+        digits[k] = b'0' + (v % 10) as u8;
+        k += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for d in digits[..k].iter().rev() {
+        buf[n] = *d;
+        n += 1;
+    }
+    buf[n] = b'\n';
+    n + 1
 }
 
 /// What the control loop must do after a received packet.
@@ -355,6 +413,7 @@ impl Sync {
             full_in_packet: Vec::with_capacity(mtu / 264 + 1),
             bulk_out: None,
             requests: Vec::new(),
+            exports_left: false,
             trace: None,
         })
     }
@@ -363,7 +422,7 @@ impl Sync {
     pub fn set_trace(&mut self, path: &std::path::Path, now: Instant) -> std::io::Result<()> {
         let f = std::fs::File::create(path)?;
         self.trace = Some(Trace {
-            out: std::io::BufWriter::new(f),
+            out: std::io::BufWriter::with_capacity(1 << 16, f),
             flushed: now,
         });
         Ok(())
@@ -371,11 +430,9 @@ impl Sync {
 
     fn trace(&mut self, dir: &str, msg: &str, id: StateId, at: Instant) {
         if let Some(t) = self.trace.as_mut() {
-            let _ = writeln!(
-                t.out,
-                "{dir} {msg} {:016x} {:08x} {}",
-                id.id, id.creatorid, at.0
-            );
+            let mut line = [0u8; TRACE_LINE_MAX];
+            let n = trace_line(&mut line, dir, msg, id, at);
+            let _ = t.out.write_all(&line[..n]);
         }
     }
 
@@ -480,6 +537,14 @@ impl Sync {
             sent,
             next_at: now + BULK_RETRY,
         };
+    }
+
+    /// Whether the last [`Sync::poll`] left export records beyond its
+    /// share: the control loop runs the next round without sleeping. (A
+    /// bulk update stays paced a slice per round, and records waiting for
+    /// room in an import ring wait for the worker, not for this thread.)
+    pub fn exports_pending(&self) -> bool {
+        self.exports_left
     }
 
     /// Whether a bulk update this box asked for is still under way (CARP
@@ -620,8 +685,15 @@ impl Sync {
     /// Returns whether a bulk timeout expired (remove the demotion).
     pub fn poll(&mut self, now: Instant, out: &mut Vec<Out>) -> bool {
         self.drain_import_backlogs();
+        self.exports_left = false;
         for w in 0..self.exports.len() {
-            for _ in 0..4096 {
+            for taken in 0..=EXPORTS_PER_ROUND {
+                if taken == EXPORTS_PER_ROUND {
+                    // The round's share is used up: the loop comes back
+                    // at once ([`Sync::work_pending`]).
+                    self.exports_left = true;
+                    break;
+                }
                 let Some(rec) = self.exports[w].pop() else {
                     break;
                 };
@@ -823,147 +895,172 @@ impl Sync {
             }
         }
         let mut event = SyncEvent::None;
-        let mut msgs = Vec::new();
         let mut acks = Vec::new();
         // §2.3: a section past the end (`badlen`) or an unusable action
-        // (`badact`) stops the walk; what came before is processed.
-        let stats = &mut self.stats;
-        pkt.walker()
-            .for_each_message(|e| stats.incr(e.counter()), |m| msgs.push(m));
-        for m in msgs {
-            match m {
-                // §5.4 step 1: a state without a creator is rejected.
-                Message::Ins(s) | Message::Upd(s) if s.creatorid == 0 => {
-                    self.stats.incr(Counter::Badstate);
-                }
-                Message::UpdC(UpdCRepr { creatorid: 0, .. })
-                | Message::DelC(StateId { creatorid: 0, .. }) => {
-                    self.stats.incr(Counter::Badstate);
-                }
-                Message::Ins(s) | Message::Upd(s) if !valid_insert(&s) => {
-                    self.stats.incr(Counter::Badval);
-                }
-                Message::Ins(s) | Message::Upd(s) => {
-                    let name = match m {
-                        Message::Ins(_) => "ins",
-                        _ if self.in_bulk => "bulk",
-                        _ => "upd",
-                    };
-                    if let Some((state, translation, age, expire)) = self.import_from_wire(&s, now)
-                    {
-                        if matches!(m, Message::Ins(_)) && s.state_flags & state_flags::ACK != 0 {
-                            // The peer holds the packet until we have it.
-                            acks.push(s.state_id());
-                        }
-                        self.trace("rx", name, s.state_id(), now);
-                        self.received_states += 1;
-                        let key = state.key();
-                        let owner =
-                            self.placement
-                                .owner(key, key.symmetric_hash(), self.imports.len());
-                        let rec = ImportRecord::Upsert {
-                            state,
-                            translation,
-                            age_s: age,
-                            expire_s: expire,
-                        };
-                        self.import_to(owner, rec);
-                    } else {
-                        self.stats.incr(Counter::Badval);
+        // (`badact`) stops the walk; what came before is processed. Each
+        // message is handled as the walk yields it (not collected first:
+        // a full state is ~300 bytes to copy).
+        for section in pkt.walker() {
+            match section {
+                Ok(sec) => {
+                    for m in sec.messages() {
+                        self.handle_message(m, now, &mut event, &mut acks);
                     }
                 }
-                Message::UpdC(u) => {
-                    let timeout = TimeoutClass::ALL.get(u.timeout as usize).copied();
-                    match timeout {
-                        Some(timeout) if valid_update(u.timeout, &u.src, &u.dst) => {
-                            self.received_compressed += 1;
-                            self.trace("rx", "updc", u.state_id(), now);
-                            self.route_by_id(
-                                u.state_id(),
-                                ImportRecord::Merge {
-                                    id: u.id,
-                                    creatorid: u.creatorid,
-                                    src: peer_from_wire(&u.src),
-                                    dst: peer_from_wire(&u.dst),
-                                    timeout,
-                                },
-                            );
-                        }
-                        _ => self.stats.incr(Counter::Badval),
-                    }
-                }
-                Message::InsAck(id) => {
-                    self.received_acks += 1;
-                    self.route_by_id(
-                        id,
-                        ImportRecord::Ack {
-                            id: id.id,
-                            creatorid: id.creatorid,
-                        },
-                    );
-                }
-                Message::UpdReq(id) if id != StateId::BULK_REQUEST => {
-                    self.received_requests += 1;
-                    self.route_by_id(
-                        id,
-                        ImportRecord::Request {
-                            id: id.id,
-                            creatorid: id.creatorid,
-                        },
-                    );
-                }
-                Message::DelC(id) => {
-                    self.trace("rx", "delc", id, now);
-                    self.route_by_id(
-                        id,
-                        ImportRecord::Delete {
-                            id: id.id,
-                            creatorid: id.creatorid,
-                        },
-                    );
-                }
-                // The peer flushed: remove the states it created (never
-                // ours, whatever the message says). A CLR naming an
-                // interface removes the states bound to it (§5.3): dpf's
-                // are all floating ("all"), so only "" and "all" match.
-                Message::Clr(c)
-                    if c.creatorid != self.creatorid
-                        && c.creatorid != 0
-                        && matches!(c.ifname, [0, ..] | [b'a', b'l', b'l', 0, ..]) =>
-                {
-                    self.received_clears += 1;
-                    self.broadcast_to_workers(ImportRecord::Clear {
-                        creatorid: c.creatorid,
-                    });
-                }
-                Message::UpdReq(id) if id == StateId::BULK_REQUEST => {
-                    event = SyncEvent::BulkRequested
-                }
-                // §5.6: START moves SENT to BULK; END ends BULK only (a
-                // lone END in SENT is ignored, as OpenBSD does).
-                Message::Bus(b) if b.status == BusStatus::Start as u8 => {
-                    if let BulkState::Requested { .. } = self.bulk {
-                        self.bulk = BulkState::Receiving {
-                            until: now + self.bulk_timeout,
-                        };
-                        self.in_bulk = true;
-                    }
-                }
-                Message::Bus(b) if b.status == BusStatus::End as u8 => {
-                    if let BulkState::Receiving { .. } = self.bulk {
-                        self.in_bulk = false;
-                        self.bulk = BulkState::Done;
-                        crate::log!(crate::log::Level::Notice, "pfsync: bulk update received");
-                        event = SyncEvent::BulkDone;
-                    }
-                }
-                _ => {}
+                Err(e) => self.stats.incr(e.counter()),
             }
         }
+        // The packet's records become visible to the workers at once.
+        self.publish_imports();
         if !acks.is_empty() {
             self.send_acks(&acks, out);
         }
         event
+    }
+
+    /// One message of a received packet (spec §5.3-§5.6): states to their
+    /// owner's import ring, acknowledgements to collect in `acks`, bulk
+    /// markers into `event`.
+    fn handle_message(
+        &mut self,
+        m: Message,
+        now: Instant,
+        event: &mut SyncEvent,
+        acks: &mut Vec<StateId>,
+    ) {
+        match m {
+            // §5.4 step 1: a state without a creator is rejected.
+            Message::Ins(s) | Message::Upd(s) if s.creatorid == 0 => {
+                self.stats.incr(Counter::Badstate);
+            }
+            Message::UpdC(UpdCRepr { creatorid: 0, .. })
+            | Message::DelC(StateId { creatorid: 0, .. }) => {
+                self.stats.incr(Counter::Badstate);
+            }
+            Message::Ins(s) | Message::Upd(s) if !valid_insert(&s) => {
+                self.stats.incr(Counter::Badval);
+            }
+            Message::Ins(s) | Message::Upd(s) => {
+                let name = match m {
+                    Message::Ins(_) => "ins",
+                    _ if self.in_bulk => "bulk",
+                    _ => "upd",
+                };
+                if let Some((state, translation, age, expire)) = self.import_from_wire(&s, now) {
+                    if matches!(m, Message::Ins(_)) && s.state_flags & state_flags::ACK != 0 {
+                        // The peer holds the packet until we have it.
+                        acks.push(s.state_id());
+                    }
+                    self.trace("rx", name, s.state_id(), now);
+                    self.received_states += 1;
+                    let key = state.key();
+                    let owner = self
+                        .placement
+                        .owner(key, key.symmetric_hash(), self.imports.len());
+                    let rec = ImportRecord::Upsert {
+                        state,
+                        translation,
+                        age_s: age,
+                        expire_s: expire,
+                    };
+                    self.import_to(owner, rec);
+                } else {
+                    self.stats.incr(Counter::Badval);
+                }
+            }
+            Message::UpdC(u) => {
+                let timeout = TimeoutClass::ALL.get(u.timeout as usize).copied();
+                match timeout {
+                    Some(timeout) if valid_update(u.timeout, &u.src, &u.dst) => {
+                        self.received_compressed += 1;
+                        self.trace("rx", "updc", u.state_id(), now);
+                        self.route_by_id(
+                            u.state_id(),
+                            ImportRecord::Merge {
+                                id: u.id,
+                                creatorid: u.creatorid,
+                                src: peer_from_wire(&u.src),
+                                dst: peer_from_wire(&u.dst),
+                                timeout,
+                            },
+                        );
+                    }
+                    _ => self.stats.incr(Counter::Badval),
+                }
+            }
+            Message::InsAck(id) => {
+                self.received_acks += 1;
+                self.route_by_id(
+                    id,
+                    ImportRecord::Ack {
+                        id: id.id,
+                        creatorid: id.creatorid,
+                    },
+                );
+            }
+            Message::UpdReq(id) if id != StateId::BULK_REQUEST => {
+                self.received_requests += 1;
+                self.route_by_id(
+                    id,
+                    ImportRecord::Request {
+                        id: id.id,
+                        creatorid: id.creatorid,
+                    },
+                );
+            }
+            Message::DelC(id) => {
+                self.trace("rx", "delc", id, now);
+                self.route_by_id(
+                    id,
+                    ImportRecord::Delete {
+                        id: id.id,
+                        creatorid: id.creatorid,
+                    },
+                );
+            }
+            // The peer flushed: remove the states it created (never
+            // ours, whatever the message says). A CLR naming an
+            // interface removes the states bound to it (§5.3): dpf's
+            // are all floating ("all"), so only "" and "all" match.
+            Message::Clr(c)
+                if c.creatorid != self.creatorid
+                    && c.creatorid != 0
+                    && matches!(c.ifname, [0, ..] | [b'a', b'l', b'l', 0, ..]) =>
+            {
+                self.received_clears += 1;
+                self.broadcast_to_workers(ImportRecord::Clear {
+                    creatorid: c.creatorid,
+                });
+            }
+            Message::UpdReq(id) if id == StateId::BULK_REQUEST => *event = SyncEvent::BulkRequested,
+            // §5.6: START moves SENT to BULK; END ends BULK only (a
+            // lone END in SENT is ignored, as OpenBSD does).
+            Message::Bus(b) if b.status == BusStatus::Start as u8 => {
+                if let BulkState::Requested { .. } = self.bulk {
+                    self.bulk = BulkState::Receiving {
+                        until: now + self.bulk_timeout,
+                    };
+                    self.in_bulk = true;
+                }
+            }
+            Message::Bus(b) if b.status == BusStatus::End as u8 => {
+                if let BulkState::Receiving { .. } = self.bulk {
+                    self.in_bulk = false;
+                    self.bulk = BulkState::Done;
+                    crate::log!(crate::log::Level::Notice, "pfsync: bulk update received");
+                    *event = SyncEvent::BulkDone;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Makes what was pushed to the import rings visible to the workers
+    /// (one release store per ring that received something).
+    fn publish_imports(&mut self) {
+        for p in self.imports.iter_mut() {
+            p.publish();
+        }
     }
 
     /// INS_ACKs for the peer's deferred inserts, sent at once (spec §5.2),
@@ -1006,8 +1103,9 @@ impl Sync {
         else {
             return;
         };
+        // Published by the caller once per packet or round
+        // ([`Sync::publish_imports`]).
         if backlog.is_empty() && p.push(rec).is_ok() {
-            p.publish();
             return;
         }
         if backlog.len() < IMPORT_BACKLOG_MAX {
@@ -1765,6 +1863,31 @@ mod tests {
             (v["sent_acks"].as_u64(), v["received_acks"].as_u64()),
             (Some(1), Some(1))
         );
+    }
+
+    #[test]
+    fn a_burst_beyond_a_rounds_share_is_reported_and_taken_next_round() {
+        let (mut ep, ec) = channel::<StateRecord>(2 * EXPORTS_PER_ROUND);
+        let mut r = rig(1);
+        r.sync.exports = vec![ec];
+        for i in 0..EXPORTS_PER_ROUND as u64 + 10 {
+            ep.push(StateRecord {
+                translation: Translation::NONE,
+                action: SyncAction::Insert,
+                state: state(i + 1, OURS),
+                at: Instant::from_secs(1),
+            })
+            .unwrap();
+        }
+        ep.publish();
+        let mut out = Vec::new();
+        r.sync.poll(Instant::from_secs(2), &mut out);
+        assert_eq!(sent(&out).len(), EXPORTS_PER_ROUND);
+        assert!(r.sync.exports_pending(), "records were left in the ring");
+        out.clear();
+        r.sync.poll(Instant::from_secs(2), &mut out);
+        assert_eq!(sent(&out).len(), 10);
+        assert!(!r.sync.exports_pending());
     }
 
     #[test]
