@@ -1550,6 +1550,28 @@ impl Pipeline {
         Some(Verdict::Forward(egress))
     }
 
+    /// The burst pass's start on a flow this worker owns (`placed`: the
+    /// device put the packet on its owner): its hash, with the index
+    /// bucket prefetched. `None` for a flow another worker owns (the full
+    /// path hands the packet over).
+    #[inline(always)]
+    fn look_ahead(&self, key: FlowKey, swapped: bool, placed: bool) -> Option<Lookahead> {
+        let hash = key.symmetric_hash();
+        if !placed
+            && self.config.placement.owner(&key, hash, self.config.workers) != self.config.worker
+        {
+            return None;
+        }
+        self.shard.prefetch_bucket(hash);
+        Some(Lookahead {
+            key,
+            swapped,
+            hash,
+            slot: None,
+            generation: 0,
+        })
+    }
+
     /// The passes of [`Pipeline::process_burst`]: parse and hash every
     /// frame (prefetching its index bucket), look every flow up
     /// (prefetching its state), then decide each in order. With `lane`
@@ -1581,19 +1603,8 @@ impl Pipeline {
                     Addr::v4(seg.dst),
                     seg.dport,
                 );
-                let hash = key.symmetric_hash();
-                if placed
-                    || self.config.placement.owner(&key, hash, self.config.workers)
-                        == self.config.worker
-                {
-                    self.shard.prefetch_bucket(hash);
-                    ahead[i] = Some(Lookahead {
-                        key,
-                        swapped,
-                        hash,
-                        slot: None,
-                        generation: 0,
-                    });
+                ahead[i] = self.look_ahead(key, swapped, placed);
+                if ahead[i].is_some() {
                     segments[i] = Some(seg);
                     continue;
                 }
@@ -1616,20 +1627,7 @@ impl Pipeline {
                     continue;
                 }
                 let (key, swapped) = info.key();
-                let hash = key.symmetric_hash();
-                if placed
-                    || self.config.placement.owner(&key, hash, self.config.workers)
-                        == self.config.worker
-                {
-                    self.shard.prefetch_bucket(hash);
-                    ahead[i] = Some(Lookahead {
-                        key,
-                        swapped,
-                        hash,
-                        slot: None,
-                        generation: 0,
-                    });
-                }
+                ahead[i] = self.look_ahead(key, swapped, placed);
             }
             classified[i] = Some(c);
         }

@@ -216,6 +216,37 @@ struct Generator {
     rcv: Receiver,
 }
 
+/// The EAL arguments of a traffic generator process (`bench live-gen`,
+/// `bench rss-gen`): no hugepages (`memory_mb` of anonymous memory), no
+/// shared config or PCI, its own `file_prefix`, its one lcore on `cpu`,
+/// and `devices` as virtual devices.
+pub fn generator_eal_args(
+    name: &str,
+    memory_mb: u64,
+    file_prefix: &str,
+    cpu: usize,
+    devices: &[String],
+) -> Vec<String> {
+    let mut eal_args = vec![
+        name.to_string(),
+        "--no-huge".into(),
+        "-m".into(),
+        memory_mb.to_string(),
+        "--no-shconf".into(),
+        "--no-pci".into(),
+        "--file-prefix".into(),
+        file_prefix.to_string(),
+        "--lcores".into(),
+        format!("0@{cpu}"),
+        "--log-level".into(),
+        "*:error".into(),
+    ];
+    for d in devices {
+        eal_args.extend(["--vdev".to_string(), d.clone()]);
+    }
+    eal_args
+}
+
 /// `bench live-gen`.
 pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
     // EAL puts its control threads (interrupts: the memif socket) on the
@@ -225,24 +256,17 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
     if !core_affinity::set_for_current(core_affinity::CoreId { id: args.cpu }) {
         bail!("cannot bind the generator to CPU {}", args.cpu);
     }
-    let mut eal_args = vec![
-        "bench-live-gen".to_string(),
-        "--no-huge".into(),
-        "-m".into(),
-        args.memory_mb.to_string(),
-        "--no-shconf".into(),
-        "--no-pci".into(),
-        "--file-prefix".into(),
-        args.file_prefix.clone(),
-        "--lcores".into(),
-        format!("0@{}", args.cpu),
-        "--log-level".into(),
-        "*:error".into(),
-    ];
-    eal_args.extend(["--vdev".to_string(), args.tx.clone()]);
+    let mut devices = vec![args.tx.clone()];
     if args.rx != args.tx {
-        eal_args.extend(["--vdev".to_string(), args.rx.clone()]);
+        devices.push(args.rx.clone());
     }
+    let eal_args = generator_eal_args(
+        "bench-live-gen",
+        args.memory_mb,
+        &args.file_prefix,
+        args.cpu,
+        &devices,
+    );
     let eal = Eal::init(&eal_args).context("starting EAL")?;
     let pool = Mempool::new("live_gen", 16_383, 256, 2048).context("creating the pool")?;
     let conf = PortConfig {

@@ -193,23 +193,13 @@ pub fn run(args: &RssGenArgs) -> anyhow::Result<()> {
         .map(|(i, s)| args.transport.generator_device(i, s, args.queues))
         .collect();
     let memory = RigMemory::for_queues(args.queues);
-    let mut eal_args = vec![
-        "bench-rss-gen".to_string(),
-        "--no-huge".into(),
-        "-m".into(),
-        memory.eal_mb.to_string(),
-        "--no-shconf".into(),
-        "--no-pci".into(),
-        "--file-prefix".into(),
-        args.file_prefix.clone(),
-        "--lcores".into(),
-        format!("0@{}", args.cpu),
-        "--log-level".into(),
-        "*:error".into(),
-    ];
-    for d in &devices {
-        eal_args.extend(["--vdev".to_string(), d.clone()]);
-    }
+    let eal_args = crate::live::engine::generator_eal_args(
+        "bench-rss-gen",
+        u64::from(memory.eal_mb),
+        &args.file_prefix,
+        args.cpu,
+        &devices,
+    );
     let _eal = Eal::init(&eal_args).context("starting EAL")?;
     let pool = Mempool::new("rss_gen", memory.mbufs, 256, 2048).context("creating the pool")?;
     let conf = PortConfig {
