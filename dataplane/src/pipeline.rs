@@ -1594,7 +1594,14 @@ impl Pipeline {
         let mut ahead: [Option<Lookahead>; MAX_BURST] = [None; MAX_BURST];
         let mut segments: [Option<crate::wire::Segment4>; MAX_BURST] = [None; MAX_BURST];
         for i in 0..n {
-            if let Some(seg) = lane.and_then(|_| crate::wire::segment4(frames[i])) {
+            // Only what the lane can take: a SYN, FIN or RST, or a segment
+            // without ACK, is tracked by the full path (parsed once, there).
+            if let Some(seg) = lane
+                .and_then(|_| crate::wire::segment4(frames[i]))
+                .filter(|s| {
+                    s.proto != crate::flow::proto::TCP || s.tcp.flags & LANE_FLAGS == LANE_ACK
+                })
+            {
                 let (key, swapped) = FlowKey::from_packet(
                     Af::Inet,
                     seg.proto,
@@ -2955,6 +2962,15 @@ fn push_export(
     }
     true
 }
+
+/// The TCP flags the established lane looks at: it takes segments whose
+/// only one of them is ACK (see [`track_established`]).
+const LANE_FLAGS: u8 = crate::flow::tcp_flags::SYN
+    | crate::flow::tcp_flags::FIN
+    | crate::flow::tcp_flags::RST
+    | crate::flow::tcp_flags::ACK;
+/// What the lane wants of [`LANE_FLAGS`]: ACK alone.
+const LANE_ACK: u8 = crate::flow::tcp_flags::ACK;
 
 /// Whether the established lane may take a packet of `st`: a state
 /// without a translation, route or scrub record, scrub flags, sequence
