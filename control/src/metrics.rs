@@ -256,6 +256,16 @@ pub fn render(socket: &std::path::Path) -> Result<String> {
             "Daemon messages the log sink (syslogd, journald, stderr) refused",
             info.log.write_errors,
         ),
+        (
+            "pflog_logged_packets",
+            "Packets logged to pflog (rules and states with log)",
+            info.pflog.logged,
+        ),
+        (
+            "pflog_dropped_packets",
+            "pflog records dropped: the log ring was full",
+            info.pflog.dropped,
+        ),
     ] {
         counter1(&mut reg, name, help, v);
     }

@@ -44,7 +44,7 @@ fn the_metrics_endpoint_serves_parseable_prometheus_text() {
     write_pcap(&input, &frames).unwrap();
     std::fs::write(
         dir.path().join("pf.conf"),
-        "block in quick from 10.9.9.9\npass all\n",
+        "block in log quick from 10.9.9.9\npass all\n",
     )
     .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -56,11 +56,12 @@ fn the_metrics_endpoint_serves_parseable_prometheus_text() {
     std::fs::write(
         &cfg,
         format!(
-            "[eal]\nargs = {}\n[dataplane]\nrules = \"pf.conf\"\n[[port]]\nname = \"lan0\"\ndevice = \"net_pcap0,rx_pcap={}\"\n[[port]]\nname = \"wan0\"\ndevice = \"net_pcap1,tx_pcap={}\"\n[wire]\npairs = [[\"lan0\", \"wan0\"]]\n[control]\nsocket = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+            "[eal]\nargs = {}\n[dataplane]\nrules = \"pf.conf\"\n[[port]]\nname = \"lan0\"\ndevice = \"net_pcap0,rx_pcap={}\"\n[[port]]\nname = \"wan0\"\ndevice = \"net_pcap1,tx_pcap={}\"\n[wire]\npairs = [[\"lan0\", \"wan0\"]]\n[control]\nsocket = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[log]\nfile = \"{}\"\n",
             eal_args("metrics", 256, "0@0,1@1"),
             input.display(),
             dir.path().join("wan.pcap").display(),
-            sock.display()
+            sock.display(),
+            dir.path().join("pflog.pcap").display()
         ),
     )
     .unwrap();
@@ -106,6 +107,9 @@ fn the_metrics_endpoint_serves_parseable_prometheus_text() {
         ),
         5.0
     );
+    // The five blocked SYNs were logged (`block in log`), none lost.
+    assert_eq!(value("dpf_pflog_logged_packets_total", None), 5.0);
+    assert_eq!(value("dpf_pflog_dropped_packets_total", None), 0.0);
     assert!(value("dpf_states_limit", None) > 0.0);
     assert_eq!(value("dpf_port_link_up", Some(("port", "lan0"))), 1.0);
     // Anything but GET /metrics is refused.
