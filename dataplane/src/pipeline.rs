@@ -49,7 +49,7 @@ use crate::state::{
 };
 use crate::time::Instant;
 use crate::timeouts::{TimeoutScale, Timeouts};
-use crate::wire::{build, classify, Classified, EthernetAddress, FrameKind, WireError};
+use crate::wire::{build, classify, ethernet, Classified, EthernetAddress, FrameKind, WireError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -1436,7 +1436,7 @@ impl Pipeline {
         let n = frames.len().min(verdicts.len()).min(MAX_BURST);
         self.now_s = crate::state::entry::secs_of(now);
         self.refresh_tables();
-        let lane = self.lane_egress(in_port);
+        let lane = self.lane_mode(in_port);
         if lane.is_none() && self.shard.len() < self.lookahead_min_states {
             for (i, (frame, verdict)) in frames[..n].iter_mut().zip(verdicts.iter_mut()).enumerate()
             {
@@ -1490,50 +1490,100 @@ impl Pipeline {
         self.lookahead_min_states = states;
     }
 
-    /// The egress port of the established lane for a burst received on
-    /// `in_port`, or `None` where the lane does not apply: router mode, a
-    /// port without a wire peer, an interface of `set skip on`.
+    /// Whether, and how, the established lane takes a burst received on
+    /// `in_port`: in wire mode towards the port's wire peer, in router mode
+    /// by the routing table; `None` for a port without a wire peer or an
+    /// interface of `set skip on`.
     #[inline]
-    fn lane_egress(&self, in_port: u16) -> Option<u16> {
-        if self.router.is_some() {
+    fn lane_mode(&self, in_port: u16) -> Option<Lane> {
+        if self.rules.is_skipped(IfIndex(in_port)) {
             return None;
         }
+        if self.router.is_some() {
+            return Some(Lane::Routed);
+        }
         let egress = *self.config.wire_peer.get(in_port as usize)?;
-        if egress == NO_EGRESS
-            || self.rules.is_skipped(IfIndex(in_port))
-            || self.rules.is_skipped(IfIndex(egress))
+        if egress == NO_EGRESS || self.rules.is_skipped(IfIndex(egress)) {
+            return None;
+        }
+        Some(Lane::Wire(egress))
+    }
+
+    /// The established lane in router mode, for a packet the burst pass
+    /// parsed with [`crate::wire::segment4`] and looked up: what
+    /// [`Pipeline::decide_routed`] does for a packet that is not for the
+    /// box (nor a group address), arrives on our MAC (or a virtual MAC we
+    /// are MASTER for) with a TTL above 1, has a route whose port is not
+    /// skipped and a resolved next hop — and whose state
+    /// [`Pipeline::lane_track`] takes: the frame is rewritten for its next
+    /// hop (MACs, TTL with the checksum) and forwarded. `None` (nothing
+    /// changed) sends it the full way, which decides everything else.
+    #[inline]
+    fn lane_routed(
+        &mut self,
+        frame: &mut [u8],
+        seg: &crate::wire::Segment4,
+        a: &Lookahead,
+        in_port: u16,
+        now: Instant,
+    ) -> Option<Verdict> {
+        let router = self.router.as_ref()?;
+        let routing = &router.routing;
+        let dst = Addr::v4(seg.dst);
+        if seg.ttl <= 1
+            || seg.dst[0] >= 224
+            || seg.dst == [255; 4]
+            || routing.owner_of(Af::Inet, &dst).is_some()
+            || routing.vips.lookup(Af::Inet, &dst).is_some()
         {
             return None;
         }
-        Some(egress)
+        let dst_mac: [u8; 6] = frame.get(..6)?.try_into().ok()?;
+        if routing.mac(in_port) != Some(dst_mac) {
+            match crate::route::vmac_vhid(&dst_mac) {
+                Some(vhid) if routing.vips.is_master(in_port, vhid) => {}
+                _ => return None,
+            }
+        }
+        let hop = routing.lookup(Af::Inet, &dst)?;
+        if self.rules.is_skipped(IfIndex(hop.port)) {
+            return None;
+        }
+        let egress_mac = routing.mac(hop.port).unwrap_or([0; 6]);
+        let next_mac = router.neighbors.get(Af::Inet, &hop.addr)?.mac;
+        if !self.lane_track(seg, a, now) {
+            return None;
+        }
+        frame[0..6].copy_from_slice(&next_mac);
+        frame[6..12].copy_from_slice(&egress_mac);
+        if let Some(ip) = frame.get_mut(ethernet::HEADER_LEN..) {
+            crate::wire::ipv4::Packet::new_unchecked(ip).decrement_ttl();
+        }
+        Some(Verdict::Forward(hop.port))
     }
 
-    /// The established lane's decision for a TCP or UDP packet over IPv4
-    /// the burst pass looked up: `Forward(egress)` when the flow's state is
-    /// a plain state (no translation, route, scrub, modulation or
-    /// per-packet log), not expired, and [`track_established`] (TCP) or
+    /// The established lane's tracking of a TCP or UDP packet over IPv4
+    /// the burst pass looked up: `true` when the flow's state is a plain
+    /// state (no translation, route, scrub, modulation or per-packet log),
+    /// not expired, and [`track_established`] (TCP) or
     /// [`track_udp_multiple`] (UDP) takes the packet —
     /// exactly what the full path would decide and do. `None` (nothing
     /// changed) sends the packet the full way.
     #[inline]
-    fn lane_decide(
-        &mut self,
-        seg: &crate::wire::Segment4,
-        a: &Lookahead,
-        egress: u16,
-        now: Instant,
-    ) -> Option<Verdict> {
+    fn lane_track(&mut self, seg: &crate::wire::Segment4, a: &Lookahead, now: Instant) -> bool {
         // The burst pass's candidate (a tag match), confirmed by its key.
         let hit = match a.slot {
             Some((slot, false)) if self.shard.key_at(slot) == Some(&a.key) => a.slot,
             _ => self.shard.lookup_side(&a.key, a.hash),
         };
-        let (slot, false) = hit? else {
-            return None;
+        let Some((slot, false)) = hit else {
+            return false;
         };
-        let st = self.shard.get_mut(slot)?;
+        let Some(st) = self.shard.get_mut(slot) else {
+            return false;
+        };
         if !lane_state(st, self.pflog.is_some()) {
-            return None;
+            return false;
         }
         let (t, scale) = state_timeouts(&self.rules, &self.recent_rules, st, self.timeout_scale);
         let from_src = st.is_from_src(a.swapped);
@@ -1544,10 +1594,10 @@ impl Pipeline {
                 track_udp_multiple(st, seg.ip_len, from_src, now)
             })
         {
-            return None;
+            return false;
         }
         lane_hit(&mut self.sync, &mut self.counters, st, now);
-        Some(Verdict::Forward(egress))
+        true
     }
 
     /// The burst pass's start on a flow this worker owns (`placed`: the
@@ -1575,18 +1625,17 @@ impl Pipeline {
     /// The passes of [`Pipeline::process_burst`]: parse and hash every
     /// frame (prefetching its index bucket), look every flow up
     /// (prefetching its state), then decide each in order. With `lane`
-    /// (the egress of the established lane, see
-    /// [`Pipeline::lane_egress`]), TCP and UDP over IPv4 are parsed by
-    /// [`crate::wire::segment4`] and decided by
-    /// [`Pipeline::lane_decide`] when their state allows; the rest, and
-    /// what the lane declines, take the full path.
+    /// (see [`Pipeline::lane_mode`]), TCP and UDP over IPv4 are parsed by
+    /// [`crate::wire::segment4`] and decided by [`Pipeline::lane_track`]
+    /// (and, routed, [`Pipeline::lane_routed`]) when their state allows;
+    /// the rest, and what the lane declines, take the full path.
     fn decide_ahead(
         &mut self,
         frames: &mut [&mut [u8]],
         in_port: u16,
         now: Instant,
         verdicts: &mut [Verdict],
-        lane: Option<u16>,
+        lane: Option<Lane>,
     ) {
         let n = frames.len().min(verdicts.len()).min(MAX_BURST);
         let placed = self.config.placement.places(in_port);
@@ -1655,8 +1704,14 @@ impl Pipeline {
         }
         for i in 0..n {
             self.reply_slot = i;
-            if let (Some(seg), Some(a), Some(egress)) = (&segments[i], &ahead[i], lane) {
-                if let Some(v) = self.lane_decide(seg, a, egress, now) {
+            if let (Some(seg), Some(a), Some(mode)) = (&segments[i], &ahead[i], lane) {
+                let taken = match mode {
+                    Lane::Wire(egress) => self
+                        .lane_track(seg, a, now)
+                        .then_some(Verdict::Forward(egress)),
+                    Lane::Routed => self.lane_routed(frames[i], seg, a, in_port, now),
+                };
+                if let Some(v) = taken {
                     self.count(v);
                     verdicts[i] = v;
                     continue;
@@ -2961,6 +3016,16 @@ fn push_export(
         return false;
     }
     true
+}
+
+/// How the established lane sends on what it takes (see
+/// [`Pipeline::lane_mode`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lane {
+    /// Wire mode: to this port, the frame untouched.
+    Wire(u16),
+    /// Router mode: by the routing table, rewritten for the next hop.
+    Routed,
 }
 
 /// The TCP flags the established lane looks at: it takes segments whose

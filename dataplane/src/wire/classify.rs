@@ -219,6 +219,8 @@ pub struct Segment4 {
     pub dport: u16,
     /// IPv4 total length.
     pub ip_len: u16,
+    /// IPv4 TTL.
+    pub ttl: u8,
     /// [`proto::TCP`] or [`proto::UDP`].
     pub proto: u8,
     /// The TCP fields (options not parsed); all zero for UDP.
@@ -275,6 +277,7 @@ pub fn segment4(frame: &[u8]) -> Option<Segment4> {
         dport: be16(l4, 2),
         // At most 65535: it is the header's total length.
         ip_len: (l4.len() + 20) as u16,
+        ttl: eth[L3 + 8],
         proto,
         tcp,
     })
@@ -791,6 +794,7 @@ mod tests {
                     sport: info.sport,
                     dport: info.dport,
                     ip_len: info.ip_len,
+                    ttl: info.ttl,
                     proto: info.proto,
                     tcp,
                 })
