@@ -25,6 +25,10 @@
 //!   restored between passes, outside the measured time (the rewrite is
 //!   in place).
 //!
+//! - `routed/established/{10k,1M}`: the established case through a router
+//!   (routing table, next hop's MAC, MAC and TTL rewrite), frames restored
+//!   between passes outside the measured time.
+//!
 //! Besides criterion's time per burst, each benchmark prints TSC cycles per
 //! packet measured with `_rdtsc` inside `iter_custom` (see
 //! `common::tsc`): the TSC ticks at the CPU's nominal frequency, so
@@ -358,6 +362,81 @@ fn bench_established(c: &mut Criterion) {
     g.finish();
 }
 
+/// `n` established flows through a router (lan0 -> wan0 by the routing
+/// table, the server's MAC resolved), and one in-window client ACK per
+/// flow in a random order, addressed to lan0's MAC. The frames are
+/// restored between passes, outside the measured time (routing rewrites
+/// the MACs and the TTL in place).
+fn established_routed(n: usize) -> Bench {
+    let (routing, neighbors) = common::router_tables(false, 0);
+    let mut p = pipeline(n);
+    p.set_router(routing, neighbors, None);
+    let to_lan = |mut f: Vec<u8>| {
+        f[0..6].copy_from_slice(&common::LAN_MAC);
+        f
+    };
+    let to_wan = |mut f: Vec<u8>| {
+        f[0..6].copy_from_slice(&common::WAN_MAC);
+        f
+    };
+    for i in 0..n {
+        let mut syn = to_lan(client_seg(i, 1000, 0, flags::SYN));
+        let v = p.process(&mut syn, CLIENT_PORT_ID, HANDSHAKE_AT);
+        assert_eq!(v, Verdict::Forward(SERVER_PORT_ID), "flow {i} SYN");
+        // The clients' MACs are not resolved: the SYN-ACK advances the
+        // state and waits for its next hop (or is dropped when the hold
+        // is full), which the benchmark does not need.
+        let mut synack = to_wan(server_seg(i, 5000, 1001, flags::SYN | flags::ACK));
+        p.process(&mut synack, SERVER_PORT_ID, HANDSHAKE_AT);
+        let mut ack = to_lan(client_seg(i, 1001, 5001, flags::ACK));
+        let v = p.process(&mut ack, CLIENT_PORT_ID, HANDSHAKE_AT);
+        assert_eq!(v, Verdict::Forward(SERVER_PORT_ID), "flow {i} ACK");
+    }
+    assert_eq!(p.shard().len(), n);
+    p.counters = Default::default();
+    let order = shuffled(n);
+    let frames = Frames::new(
+        order
+            .iter()
+            .map(|&i| to_lan(client_seg(i, 1001, 5001, flags::ACK))),
+    )
+    .restored();
+    Bench {
+        p,
+        frames,
+        at: 0,
+        tally: CycleTally::default(),
+    }
+}
+
+fn bench_routed(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipeline/routed/established");
+    g.throughput(Throughput::Elements(BURST as u64));
+    for (n, label) in [(10_000usize, "10k"), (1_000_000, "1M")] {
+        let mut bench: Option<Bench> = None;
+        g.bench_function(BenchmarkId::from_parameter(label), |b| {
+            let s = bench.get_or_insert_with(|| established_routed(n));
+            b.iter_custom(|iters| {
+                run(
+                    &mut s.p,
+                    &mut s.frames,
+                    &mut s.at,
+                    iters,
+                    &mut s.tally,
+                    |_| {},
+                )
+            })
+        });
+        if let Some(s) = bench {
+            assert_eq!(s.p.counters.state_hits, s.tally.packets);
+            assert_eq!(s.p.counters.forwarded, s.tally.packets);
+            s.tally
+                .report(&format!("pipeline/routed/established/{label}"));
+        }
+    }
+    g.finish();
+}
+
 fn bench_syn_flood(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(BURST as u64));
@@ -514,6 +593,6 @@ fn bench_sync_on(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_established, bench_syn_flood, bench_sync_on, bench_nat
+    targets = bench_established, bench_syn_flood, bench_sync_on, bench_nat, bench_routed
 }
 criterion_main!(benches);

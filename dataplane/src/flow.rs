@@ -353,7 +353,7 @@ const K5: u64 = 0x9e37_79b9_7f4a_7c15;
 /// bit reaches the middle bits of the product, and xoring the halves keeps
 /// both.
 #[inline(always)]
-fn fold_mul(a: u64, b: u64) -> u64 {
+pub(crate) fn fold_mul(a: u64, b: u64) -> u64 {
     let p = a as u128 * b as u128;
     (p as u64) ^ ((p >> 64) as u64)
 }

@@ -272,10 +272,104 @@ pub struct Neighbor {
 /// A neighbour keyed by its address (a static entry, a table row).
 pub type NeighborEntry = ((Af, Addr), Neighbor);
 
+/// The neighbour table's hash: a folded multiply per 8-byte word, keyed
+/// with the process's flow-hash secret as the table is built
+/// ([`crate::flow::set_hash_secret`]), so the addresses an outsider can
+/// make the box resolve cannot be chosen to collide, at a fraction of
+/// SipHash's cost (every routed packet looks its next hop up).
+#[derive(Clone, Copy, Debug)]
+pub struct NeighborHash {
+    seed: u64,
+    key: u64,
+}
+
+impl Default for NeighborHash {
+    fn default() -> Self {
+        let s = crate::flow::hash_secret();
+        NeighborHash {
+            seed: s.0[0] ^ s.0[2],
+            key: s.0[1] | 1,
+        }
+    }
+}
+
+impl std::hash::BuildHasher for NeighborHash {
+    type Hasher = NeighborHasher;
+    #[inline]
+    fn build_hasher(&self) -> NeighborHasher {
+        NeighborHasher {
+            h: self.seed,
+            key: self.key,
+        }
+    }
+}
+
+/// The hasher of [`NeighborHash`].
+#[derive(Clone, Copy, Debug)]
+pub struct NeighborHasher {
+    h: u64,
+    key: u64,
+}
+
+impl NeighborHasher {
+    #[inline(always)]
+    fn mix(&mut self, word: u64) {
+        self.h = crate::flow::fold_mul(self.h ^ word, self.key);
+    }
+}
+
+impl std::hash::Hasher for NeighborHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(w);
+            self.mix(u64::from_le_bytes(b));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            self.mix(u64::from_le_bytes(b) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, v: u8) {
+        self.mix(u64::from(v));
+    }
+
+    #[inline]
+    fn write_u16(&mut self, v: u16) {
+        self.mix(u64::from(v));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, v: u32) {
+        self.mix(u64::from(v));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, v: u64) {
+        self.mix(v);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, v: usize) {
+        self.mix(v as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        crate::flow::fold_mul(self.h, self.key ^ 0x9e37_79b9_7f4a_7c15)
+    }
+}
+
 /// Resolved neighbours, published by the control thread.
 #[derive(Clone, Debug, Default)]
 pub struct Neighbors {
-    map: HashMap<(Af, Addr), Neighbor>,
+    map: HashMap<(Af, Addr), Neighbor, NeighborHash>,
 }
 
 impl Neighbors {
@@ -323,6 +417,29 @@ pub struct ResolveRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_keyed_neighbour_table_finds_every_entry_of_a_dense_subnet() {
+        let entries: Vec<NeighborEntry> = (0..65_536u32)
+            .map(|i| {
+                let b = i.to_be_bytes();
+                let n = Neighbor {
+                    mac: [2, 0, 0, 0, b[2], b[3]],
+                    port: 1,
+                };
+                ((Af::Inet, Addr::v4([10, 7, b[2], b[3]])), n)
+            })
+            .collect();
+        let t = Neighbors::new(entries);
+        assert_eq!(t.len(), 65_536);
+        for i in (0..65_536u32).step_by(97) {
+            let b = i.to_be_bytes();
+            let got = t.get(Af::Inet, &Addr::v4([10, 7, b[2], b[3]]));
+            assert_eq!(got.map(|n| n.mac), Some([2, 0, 0, 0, b[2], b[3]]));
+        }
+        assert_eq!(t.get(Af::Inet6, &Addr::v4([10, 7, 0, 1])), None);
+        assert_eq!(t.get(Af::Inet, &Addr::v4([10, 8, 0, 1])), None);
+    }
 
     fn v4(a: [u8; 4]) -> Addr {
         Addr::v4(a)

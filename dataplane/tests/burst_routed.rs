@@ -12,77 +12,28 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{client_port, client_v4, tcp4_frame, udp4_frame, Segment, SERVER_PORT, SERVER_V4};
+use common::{
+    client_port, client_v4, router_tables, tcp4_frame, udp4_frame, Segment, HOST_MAC, LAN_MAC,
+    SERVER_MAC, SERVER_PORT, SERVER_V4, WAN_MAC,
+};
 use dataplane::counters::{DropReason, Verdict};
 use dataplane::flow::tcp_flags as f;
-use dataplane::flow::{Addr, Af, IfIndex};
+use dataplane::flow::IfIndex;
 use dataplane::pipeline::{Pipeline, PipelineConfig, MAX_BURST};
-use dataplane::route::{IfAddr, Interface, Neighbor, Neighbors, Prefix, Routing, Vip, VipTable};
 use dataplane::rules::{RuleEnv, Ruleset};
 use dataplane::state::Shard;
 use dataplane::time::Instant;
 use proptest::prelude::*;
 
-const LAN_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 1];
-const WAN_MAC: [u8; 6] = [0x02, 0, 0, 0, 2, 1];
-const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 0x50];
-const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 2, 0x09];
 const VMAC: [u8; 6] = [0x00, 0x00, 0x5e, 0x00, 0x01, 0x01];
 const FOREIGN_MAC: [u8; 6] = [0x02, 0, 0, 0, 9, 9];
 /// A server behind wan0 whose MAC is not known.
 const UNRESOLVED_V4: [u8; 4] = [192, 0, 2, 81];
 
-/// lan0 (port 0, 10.0.0.0/16, clients 10.0.0.x) and wan0 (port 1,
-/// 192.0.2.0/24, the server); vhid 1 on lan0, MASTER or not.
+/// The router of `common::router_tables` (vhid 1 on lan0 MASTER or not),
+/// passing what lan0 starts and wan0 lets out.
 fn pipeline(master: bool) -> Pipeline {
-    let ifaddr = |a: [u8; 4], len| IfAddr {
-        addr: Addr::v4(a),
-        prefix: Prefix::new(Af::Inet, Addr::v4(a), len),
-    };
-    let vips = Arc::new(VipTable::new(
-        vec![Vip {
-            af: Af::Inet,
-            addr: Addr::v4([10, 0, 255, 253]),
-            port: 0,
-            vhid: 1,
-        }],
-        2,
-    ));
-    vips.set_master(0, 1, master);
-    let routing = Routing::new(
-        vec![
-            Interface {
-                name: "lan0".into(),
-                mac: LAN_MAC,
-                mtu: 1500,
-                addrs: vec![ifaddr([10, 0, 255, 254], 16)],
-            },
-            Interface {
-                name: "wan0".into(),
-                mac: WAN_MAC,
-                mtu: 1500,
-                addrs: vec![ifaddr([192, 0, 2, 1], 24)],
-            },
-        ],
-        vec![],
-    )
-    .with_vips(vips);
-    let mut neighbors: Vec<((Af, Addr), Neighbor)> = (0..6)
-        .map(|i| {
-            let host = Neighbor {
-                mac: HOST_MAC,
-                port: 0,
-            };
-            ((Af::Inet, Addr::v4(client_v4(i))), host)
-        })
-        .collect();
-    neighbors.push((
-        (Af::Inet, Addr::v4(SERVER_V4)),
-        Neighbor {
-            mac: SERVER_MAC,
-            port: 1,
-        },
-    ));
+    let (routing, neighbors) = router_tables(master, 6);
     let ifs = [("lan0", IfIndex(0)), ("wan0", IfIndex(1))];
     let env = RuleEnv {
         interfaces: &ifs,
@@ -100,7 +51,7 @@ fn pipeline(master: bool) -> Pipeline {
         ..PipelineConfig::default()
     };
     let mut p = Pipeline::new(cfg, Arc::new(rules), Shard::new(64, 0).unwrap());
-    p.set_router(Arc::new(routing), Arc::new(Neighbors::new(neighbors)), None);
+    p.set_router(routing, neighbors, None);
     p
 }
 

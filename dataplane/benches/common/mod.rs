@@ -270,3 +270,80 @@ impl CycleTally {
         );
     }
 }
+
+/// lan0's MAC in the router benchmarks and tests (port 0).
+pub const LAN_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 1];
+/// wan0's MAC (port 1).
+pub const WAN_MAC: [u8; 6] = [0x02, 0, 0, 0, 2, 1];
+/// The clients' MAC (behind lan0).
+pub const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 0x50];
+/// The server's MAC (behind wan0).
+pub const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 2, 0x09];
+
+/// The routing and neighbour tables of a router between lan0 (port 0,
+/// 10.0.0.0/8 — the clients of [`client_v4`] — box address 10.255.255.254)
+/// and wan0 (port 1, 192.0.2.0/24 with [`SERVER_V4`], box address
+/// 192.0.2.1); vhid 1 on lan0 (VIP 10.255.255.253), MASTER when `master`.
+/// The server and the first `clients` clients are resolved.
+pub fn router_tables(
+    master: bool,
+    clients: usize,
+) -> (
+    std::sync::Arc<dataplane::route::Routing>,
+    std::sync::Arc<dataplane::route::Neighbors>,
+) {
+    use dataplane::flow::{Addr, Af};
+    use dataplane::route::{
+        IfAddr, Interface, Neighbor, Neighbors, Prefix, Routing, Vip, VipTable,
+    };
+    use std::sync::Arc;
+    let ifaddr = |a: [u8; 4], len| IfAddr {
+        addr: Addr::v4(a),
+        prefix: Prefix::new(Af::Inet, Addr::v4(a), len),
+    };
+    let vips = Arc::new(VipTable::new(
+        vec![Vip {
+            af: Af::Inet,
+            addr: Addr::v4([10, 255, 255, 253]),
+            port: 0,
+            vhid: 1,
+        }],
+        2,
+    ));
+    vips.set_master(0, 1, master);
+    let routing = Routing::new(
+        vec![
+            Interface {
+                name: "lan0".into(),
+                mac: LAN_MAC,
+                mtu: 1500,
+                addrs: vec![ifaddr([10, 255, 255, 254], 8)],
+            },
+            Interface {
+                name: "wan0".into(),
+                mac: WAN_MAC,
+                mtu: 1500,
+                addrs: vec![ifaddr([192, 0, 2, 1], 24)],
+            },
+        ],
+        vec![],
+    )
+    .with_vips(vips);
+    let mut neighbors: Vec<((Af, Addr), Neighbor)> = (0..clients)
+        .map(|i| {
+            let host = Neighbor {
+                mac: HOST_MAC,
+                port: 0,
+            };
+            ((Af::Inet, Addr::v4(client_v4(i))), host)
+        })
+        .collect();
+    neighbors.push((
+        (Af::Inet, Addr::v4(SERVER_V4)),
+        Neighbor {
+            mac: SERVER_MAC,
+            port: 1,
+        },
+    ));
+    (Arc::new(routing), Arc::new(Neighbors::new(neighbors)))
+}
