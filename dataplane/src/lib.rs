@@ -16,6 +16,7 @@ pub mod export;
 pub mod flow;
 pub mod frag;
 pub mod histogram;
+pub mod huge;
 pub mod lpm;
 pub mod nat;
 pub mod neighbor_hold;

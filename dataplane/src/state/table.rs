@@ -147,7 +147,7 @@ impl Bucket {
 /// Open-addressing index from a 32-bit tag to slab slots (see the module
 /// documentation for its invariants).
 struct IndexTable {
-    buckets: Box<[Bucket]>,
+    buckets: crate::huge::HugeSlice<Bucket>,
 }
 
 impl IndexTable {
@@ -157,7 +157,7 @@ impl IndexTable {
 
     fn new(capacity: usize) -> IndexTable {
         IndexTable {
-            buckets: vec![Bucket::VACANT; Self::buckets_for(capacity)].into_boxed_slice(),
+            buckets: crate::huge::HugeSlice::filled(Bucket::VACANT, Self::buckets_for(capacity)),
         }
     }
 
@@ -369,11 +369,11 @@ fn id_tag(id: u64, creatorid: u32) -> u32 {
 
 /// One worker's state table. See the module documentation.
 pub struct Shard {
-    slab: Box<[State]>,
+    slab: crate::huge::HugeSlice<State>,
     occupied: Box<[u64]>,
     free: Box<[u32]>,
     free_len: usize,
-    xlate: Box<[Translation]>,
+    xlate: crate::huge::HugeSlice<Translation>,
     by_key: IndexTable,
     by_id: IndexTable,
     len: usize,
@@ -413,11 +413,11 @@ impl Shard {
         // Free slots are popped from the end: hand out 0, 1, 2... first.
         let free: Box<[u32]> = (0..capacity as u32).rev().collect();
         Ok(Shard {
-            slab: vec![blank; capacity].into_boxed_slice(),
+            slab: crate::huge::HugeSlice::filled(blank, capacity),
             occupied: vec![0u64; capacity.div_ceil(64)].into_boxed_slice(),
             free,
             free_len: capacity,
-            xlate: vec![Translation::NONE; capacity].into_boxed_slice(),
+            xlate: crate::huge::HugeSlice::filled(Translation::NONE, capacity),
             by_key: IndexTable::new(2 * capacity),
             by_id: IndexTable::new(capacity),
             len: 0,
