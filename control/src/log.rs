@@ -364,30 +364,30 @@ macro_rules! log {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::FromRawFd;
     use std::os::unix::net::UnixDatagram;
 
-    /// A pipe whose read end nobody reads: the writer thread blocks on it
-    /// once the pipe buffer is full.
-    fn stuck_pipe() -> (std::fs::File, std::fs::File) {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        // SAFETY: both descriptors were just created and are owned here.
-        unsafe {
-            (
-                std::fs::File::from_raw_fd(fds[0]),
-                std::fs::File::from_raw_fd(fds[1]),
-            )
+    /// A sink whose writes block until the test ends (it drops the
+    /// sender): a stuck syslogd or a full pipe nobody reads, without a
+    /// file descriptor another test could disturb.
+    struct Stuck(std::sync::mpsc::Receiver<()>);
+
+    impl Write for Stuck {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.recv();
+            Err(std::io::Error::other("the test ended"))
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
         }
     }
 
     #[test]
     fn a_sink_that_never_drains_costs_callers_nothing_but_drops() {
-        let (_read_end, write_end) = stuck_pipe();
-        let logger = Logger::spawn(Sink::Stream(Box::new(write_end)), 64).unwrap();
-        // 64 KiB of pipe buffer and 64 queued messages hold far less than
-        // this; were push to wait, the loop would never end.
+        let (_release, stuck) = std::sync::mpsc::channel::<()>();
+        let logger = Logger::spawn(Sink::Stream(Box::new(Stuck(stuck))), 64).unwrap();
+        // 64 queued messages hold far less than this; were push to wait,
+        // the loop would never end.
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for i in 0..20_000 {
