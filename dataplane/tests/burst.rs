@@ -94,8 +94,8 @@ fn packet(kind: u8, flow: usize) -> (u16, Vec<u8>) {
     }
 }
 
-/// Runs `packets` through a pipeline in bursts split at `cuts` (bursts
-/// never mix ports, like the worker's per-port rx bursts).
+/// Runs `packets` through a fresh pipeline in bursts (see
+/// `common::run_bursts`).
 fn run_bursts(
     packets: &[(u16, Vec<u8>)],
     max_burst: usize,
@@ -106,30 +106,13 @@ fn run_bursts(
     if lookahead {
         p.set_lookahead_min_states(0);
     }
-    let mut frames: Vec<Vec<u8>> = packets.iter().map(|(_, fr)| fr.clone()).collect();
-    let mut verdicts = Vec::new();
-    let mut i = 0;
-    while i < packets.len() {
-        let port = packets[i].0;
-        let mut j = i;
-        while j < packets.len() && packets[j].0 == port && j - i < max_burst {
-            j += 1;
-        }
-        let mut burst: Vec<&mut [u8]> = frames[i..j].iter_mut().map(|v| v.as_mut_slice()).collect();
-        let mut out = vec![Verdict::Drop(DropReason::Unclassified); j - i];
-        p.process_burst(&mut burst, port, now, &mut out);
-        verdicts.extend(out);
-        i = j;
-    }
+    let (verdicts, _) = common::run_bursts(&mut p, packets, max_burst, now);
     (verdicts, p)
 }
 
 fn run_one_by_one(packets: &[(u16, Vec<u8>)], now: Instant) -> (Vec<Verdict>, Pipeline) {
     let mut p = pipeline(64);
-    let verdicts = packets
-        .iter()
-        .map(|(port, fr)| p.process(&mut fr.clone(), *port, now))
-        .collect();
+    let (verdicts, _) = common::run_one_by_one(&mut p, packets, now);
     (verdicts, p)
 }
 

@@ -16,7 +16,7 @@ use common::{
     client_port, client_v4, router_tables, tcp4_frame, udp4_frame, Segment, HOST_MAC, LAN_MAC,
     SERVER_MAC, SERVER_PORT, SERVER_V4, WAN_MAC,
 };
-use dataplane::counters::{DropReason, Verdict};
+use dataplane::counters::Verdict;
 use dataplane::flow::tcp_flags as f;
 use dataplane::flow::IfIndex;
 use dataplane::pipeline::{Pipeline, PipelineConfig, MAX_BURST};
@@ -154,36 +154,15 @@ fn packet(kind: u8, flow: usize, twist: u8) -> (u16, Vec<u8>) {
 
 type Outcome = (Vec<Verdict>, Vec<Vec<u8>>, Pipeline);
 
-/// Runs `packets` in bursts of at most `max_burst` (bursts never mix
-/// ports, like the worker's per-port rx bursts).
 fn run_bursts(packets: &[(u16, Vec<u8>)], max_burst: usize, master: bool, now: Instant) -> Outcome {
     let mut p = pipeline(master);
-    let mut frames: Vec<Vec<u8>> = packets.iter().map(|(_, fr)| fr.clone()).collect();
-    let mut verdicts = Vec::new();
-    let mut i = 0;
-    while i < packets.len() {
-        let port = packets[i].0;
-        let mut j = i;
-        while j < packets.len() && packets[j].0 == port && j - i < max_burst {
-            j += 1;
-        }
-        let mut burst: Vec<&mut [u8]> = frames[i..j].iter_mut().map(|v| v.as_mut_slice()).collect();
-        let mut out = vec![Verdict::Drop(DropReason::Unclassified); j - i];
-        p.process_burst(&mut burst, port, now, &mut out);
-        verdicts.extend(out);
-        i = j;
-    }
+    let (verdicts, frames) = common::run_bursts(&mut p, packets, max_burst, now);
     (verdicts, frames, p)
 }
 
 fn run_one_by_one(packets: &[(u16, Vec<u8>)], master: bool, now: Instant) -> Outcome {
     let mut p = pipeline(master);
-    let mut frames: Vec<Vec<u8>> = packets.iter().map(|(_, fr)| fr.clone()).collect();
-    let verdicts = packets
-        .iter()
-        .zip(frames.iter_mut())
-        .map(|((port, _), fr)| p.process(fr, *port, now))
-        .collect();
+    let (verdicts, frames) = common::run_one_by_one(&mut p, packets, now);
     (verdicts, frames, p)
 }
 

@@ -347,3 +347,46 @@ pub fn router_tables(
     ));
     (Arc::new(routing), Arc::new(Neighbors::new(neighbors)))
 }
+
+/// Runs `packets` (port, frame) through `p` in bursts of at most
+/// `max_burst` that never mix ports (like the worker's per-port rx
+/// bursts); the verdicts, and the frames as they leave.
+pub fn run_bursts(
+    p: &mut dataplane::pipeline::Pipeline,
+    packets: &[(u16, Vec<u8>)],
+    max_burst: usize,
+    now: dataplane::time::Instant,
+) -> (Vec<dataplane::counters::Verdict>, Vec<Vec<u8>>) {
+    use dataplane::counters::{DropReason, Verdict};
+    let mut frames: Vec<Vec<u8>> = packets.iter().map(|(_, fr)| fr.clone()).collect();
+    let mut verdicts = Vec::new();
+    let mut i = 0;
+    while i < packets.len() {
+        let port = packets[i].0;
+        let mut j = i;
+        while j < packets.len() && packets[j].0 == port && j - i < max_burst {
+            j += 1;
+        }
+        let mut burst: Vec<&mut [u8]> = frames[i..j].iter_mut().map(|v| v.as_mut_slice()).collect();
+        let mut out = vec![Verdict::Drop(DropReason::Unclassified); j - i];
+        p.process_burst(&mut burst, port, now, &mut out);
+        verdicts.extend(out);
+        i = j;
+    }
+    (verdicts, frames)
+}
+
+/// [`run_bursts`] a packet at a time with `Pipeline::process`.
+pub fn run_one_by_one(
+    p: &mut dataplane::pipeline::Pipeline,
+    packets: &[(u16, Vec<u8>)],
+    now: dataplane::time::Instant,
+) -> (Vec<dataplane::counters::Verdict>, Vec<Vec<u8>>) {
+    let mut frames: Vec<Vec<u8>> = packets.iter().map(|(_, fr)| fr.clone()).collect();
+    let verdicts = packets
+        .iter()
+        .zip(frames.iter_mut())
+        .map(|((port, _), fr)| p.process(fr, *port, now))
+        .collect();
+    (verdicts, frames)
+}
