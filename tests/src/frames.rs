@@ -340,6 +340,39 @@ pub struct Replayed {
     pub output: std::process::Output,
 }
 
+/// The two-port router the replay tests run: lan0 10.1.0.1/24 with
+/// `host` resolved to `host_mac`, wan0 203.0.113.1/24, the default route
+/// via 203.0.113.254 (02:fe:00:00:00:01), rules in `pf.conf`; `extra`
+/// (more sections) appended.
+pub fn router_config(host: &str, host_mac: &str, extra: &str) -> String {
+    format!(
+        r#"
+[eal]
+args = []
+[dataplane]
+mode = "router"
+rules = "pf.conf"
+[[port]]
+name = "lan0"
+device = "net_null0"
+addresses = ["10.1.0.1/24"]
+[[port]]
+name = "wan0"
+device = "net_null1"
+addresses = ["203.0.113.1/24"]
+[[route]]
+to = "default"
+via = "203.0.113.254"
+[[neighbor]]
+ip = "203.0.113.254"
+mac = "02:fe:00:00:00:01"
+[[neighbor]]
+ip = "{host}"
+mac = "{host_mac}"
+{extra}"#
+    )
+}
+
 /// Runs `arrivals` through the real `dpf --replay` with `config` (a
 /// dpf.toml) and, when given, `rules` written beside it as `pf.conf`;
 /// `ports` interfaces in the capture, `workers` pipelines.

@@ -25,35 +25,10 @@ const HOST_MAC: [u8; 6] = [2, 0xaa, 0, 0, 0, 7];
 const GW_MAC: [u8; 6] = [2, 0xfe, 0, 0, 0, 1];
 
 fn config(log: &Path, extra: &str) -> String {
-    format!(
-        r#"
-[eal]
-args = []
-[dataplane]
-mode = "router"
-rules = "pf.conf"
-[[port]]
-name = "lan0"
-device = "net_null0"
-addresses = ["10.1.0.1/24"]
-[[port]]
-name = "wan0"
-device = "net_null1"
-addresses = ["203.0.113.1/24"]
-[[route]]
-to = "default"
-via = "203.0.113.254"
-[[neighbor]]
-ip = "203.0.113.254"
-mac = "02:fe:00:00:00:01"
-[[neighbor]]
-ip = "10.1.0.7"
-mac = "02:aa:00:00:00:07"
-[log]
-file = "{}"
-{extra}
-"#,
-        log.display()
+    dpf_tests::frames::router_config(
+        "10.1.0.7",
+        "02:aa:00:00:00:07",
+        &format!("[log]\nfile = \"{}\"\n{extra}\n", log.display()),
     )
 }
 

@@ -23,31 +23,6 @@ const WAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const HOST_MAC: [u8; 6] = [2, 0xaa, 0, 0, 0, 7];
 const GW_MAC: [u8; 6] = [2, 0xfe, 0, 0, 0, 1];
 
-const CONFIG: &str = r#"
-[eal]
-args = []
-[dataplane]
-mode = "router"
-rules = "pf.conf"
-[[port]]
-name = "lan0"
-device = "net_null0"
-addresses = ["10.1.0.1/24"]
-[[port]]
-name = "wan0"
-device = "net_null1"
-addresses = ["203.0.113.1/24"]
-[[route]]
-to = "default"
-via = "203.0.113.254"
-[[neighbor]]
-ip = "203.0.113.254"
-mac = "02:fe:00:00:00:01"
-[[neighbor]]
-ip = "10.1.0.7"
-mac = "02:aa:00:00:00:07"
-"#;
-
 const RULES: &str = "\
 block all
 pass in on lan0 inet proto tcp from 10.1.0.0/24
@@ -166,7 +141,14 @@ fn run(rules: &str, arrivals: &[Arrival], workers: u16, rss: bool) -> (Vec<Arriv
     if rss {
         extra.push("--replay-rss");
     }
-    let r = dpf_tests::frames::replay_args(CONFIG, Some(rules), 2, arrivals, workers, &extra);
+    let r = dpf_tests::frames::replay_args(
+        &dpf_tests::frames::router_config("10.1.0.7", "02:aa:00:00:00:07", ""),
+        Some(rules),
+        2,
+        arrivals,
+        workers,
+        &extra,
+    );
     assert!(r.output.status.success(), "{:?}", r.output);
     (r.out, r.stats)
 }

@@ -14,31 +14,6 @@ const WAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const SERVER_MAC: [u8; 6] = [2, 0xaa, 0, 0, 0, 0x50];
 const GW_MAC: [u8; 6] = [2, 0xfe, 0, 0, 0, 1];
 
-const CONFIG: &str = r#"
-[eal]
-args = []
-[dataplane]
-mode = "router"
-rules = "pf.conf"
-[[port]]
-name = "lan0"
-device = "net_null0"
-addresses = ["10.1.0.1/24"]
-[[port]]
-name = "wan0"
-device = "net_null1"
-addresses = ["203.0.113.1/24"]
-[[route]]
-to = "default"
-via = "203.0.113.254"
-[[neighbor]]
-ip = "203.0.113.254"
-mac = "02:fe:00:00:00:01"
-[[neighbor]]
-ip = "10.1.0.50"
-mac = "02:aa:00:00:00:50"
-"#;
-
 /// pf.conf(5)'s example, as OpenBSD admins write it.
 const BRUTEFORCE: &str = "\
 table <bruteforce> persist
@@ -121,7 +96,14 @@ fn drops(stats: &Value, reason: &str) -> u64 {
 }
 
 fn replay(rules: &str, arrivals: &[Arrival]) -> (Vec<Arrival>, Value) {
-    let r = dpf_tests::frames::replay_args(CONFIG, Some(rules), 2, arrivals, 2, &[]);
+    let r = dpf_tests::frames::replay_args(
+        &dpf_tests::frames::router_config("10.1.0.50", "02:aa:00:00:00:50", ""),
+        Some(rules),
+        2,
+        arrivals,
+        2,
+        &[],
+    );
     (r.out, r.stats)
 }
 
