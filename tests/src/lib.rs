@@ -107,6 +107,28 @@ impl Proc {
         }
     }
 
+    /// The child's standard output, for reading while it runs (then
+    /// [`Proc::wait`] returns an empty stdout).
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.as_mut()?.stdout.take()
+    }
+
+    /// When the child has exited: its status and both output streams, for
+    /// a test's failure message (a test polling a daemon calls this so a
+    /// crash names itself instead of failing the next client call).
+    pub fn exit_report(&mut self) -> Option<String> {
+        let c = self.child.as_mut()?;
+        c.try_wait().ok().flatten()?;
+        let out = self.child.take()?.wait_with_output().ok()?;
+        Some(format!(
+            "{} exited: {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.name,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+
     /// Waits up to `timeout` for exit and returns its output; kills it and
     /// fails if it does not exit in time.
     pub fn wait(mut self, timeout: Duration) -> Result<Output> {

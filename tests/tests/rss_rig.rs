@@ -76,7 +76,7 @@ fn rig(transport: Transport, workers: u16, placement: Option<&str>) -> (Value, V
     )
     .unwrap();
     let sock = d.join("dpf.sock");
-    let dut = Proc::spawn(
+    let mut dut = Proc::spawn(
         "dpf",
         Command::new(dpf_bin()).args(["--config", cfg.to_str().unwrap()]),
     )
@@ -84,7 +84,7 @@ fn rig(transport: Transport, workers: u16, placement: Option<&str>) -> (Value, V
     dpf_tests::pair::wait_until("dpf's control socket", Duration::from_secs(30), || {
         sock.exists()
     });
-    let gen = Proc::spawn(
+    let mut gen = Proc::spawn(
         "rss-gen",
         Command::new(bench_bin()).args([
             "rss-gen",
@@ -109,26 +109,55 @@ fn rig(transport: Transport, workers: u16, placement: Option<&str>) -> (Value, V
         ]),
     )
     .unwrap();
-    // The generator prints its report, then waits for dpf to close the
-    // links: read the report from its output once dpf is stopped.
+    // The generator prints its report once its replies are in (or after
+    // its drain timeout), then waits for dpf to close the links: read the
+    // line as it comes, and stop dpf only after it.
+    let stdout = gen.take_stdout().unwrap();
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = line_tx.send(line);
+        }
+    });
     let mut info = Value::Null;
     dpf_tests::pair::wait_until("the generator's traffic", Duration::from_secs(60), || {
-        info = dpfctl_json(&sock, &["-s", "info"]);
+        info = live_info(&mut dut, &sock);
         info["rx"].as_u64() == Some(10_000)
     });
-    std::thread::sleep(Duration::from_millis(300));
-    info = dpfctl_json(&sock, &["-s", "info"]);
+    let report = line_rx
+        .recv_timeout(Duration::from_secs(30))
+        .ok()
+        .and_then(|line| serde_json::from_str::<Value>(&line).ok());
+    info = live_info(&mut dut, &sock);
     drop(dut);
     let out = gen.wait(Duration::from_secs(60)).unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let report: Value =
-        serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap_or_else(|e| {
-            panic!(
-                "generator report: {e}: {text} {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+    let report = report.unwrap_or_else(|| {
+        panic!(
+            "no report from the generator: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     (report, info)
+}
+
+/// `dpfctl -s info` of the running dpf. When the call fails, dpf's exit
+/// status and output name the cause if it has died.
+fn live_info(dut: &mut Proc, sock: &std::path::Path) -> Value {
+    match std::panic::catch_unwind(|| dpfctl_json(sock, &["-s", "info"])) {
+        Ok(info) => info,
+        Err(e) => {
+            std::thread::sleep(Duration::from_millis(500));
+            if let Some(report) = dut.exit_report() {
+                panic!("{report}");
+            }
+            std::panic::resume_unwind(e)
+        }
+    }
 }
 
 fn flows_stay_on_the_queue_a_nic_gives_them(transport: Transport) {
