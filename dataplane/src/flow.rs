@@ -41,12 +41,8 @@ impl Addr {
 
     /// An IPv4 address.
     pub const fn v4(octets: [u8; 4]) -> Addr {
-        let mut a = [0u8; 16];
-        a[0] = octets[0];
-        a[1] = octets[1];
-        a[2] = octets[2];
-        a[3] = octets[3];
-        Addr(a)
+        // The octets, then zeros: one 128-bit value (not sixteen stores).
+        Addr((u32::from_le_bytes(octets) as u128).to_le_bytes())
     }
 
     /// An IPv6 address.
@@ -164,21 +160,59 @@ pub struct FlowKey {
 
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
 
+const _: () = assert!(core::mem::offset_of!(FlowKey, port) == 32);
+
+impl FlowKey {
+    /// Bytes 32..40 of the key (`port`, `rdomain`, `af`, `proto`) as one
+    /// word, for comparisons.
+    #[inline(always)]
+    fn tail_word(&self) -> u64 {
+        // SAFETY: `FlowKey` is `repr(C)`, 40 bytes with `port` at 32
+        // (asserted above) and no padding (2 + 2 + 2 + 1 + 1 bytes follow
+        // the addresses), so bytes 32..40 are initialised and in bounds;
+        // the read is unaligned-tolerant.
+        unsafe {
+            core::ptr::read_unaligned((self as *const FlowKey).cast::<u8>().add(32).cast::<u64>())
+        }
+    }
+}
+
+impl FlowKey {
+    /// Whether this is the key of the IPv4 flow whose canonical endpoints
+    /// are `lo:lo_port` (`addr[0]`) and `hi:hi_port`: [`FlowKey::from_v4`]'s
+    /// key compared without building it.
+    #[inline(always)]
+    pub fn is_v4_flow(
+        &self,
+        proto: u8,
+        lo: [u8; 4],
+        lo_port: u16,
+        hi: [u8; 4],
+        hi_port: u16,
+    ) -> bool {
+        let tail = FlowKey {
+            addr: [Addr::ZERO; 2],
+            port: [lo_port, hi_port],
+            rdomain: 0,
+            af: Af::Inet as u8,
+            proto,
+        }
+        .tail_word();
+        (u128::from_ne_bytes(self.addr[0].0) ^ u128::from_ne_bytes(Addr::v4(lo).0))
+            | (u128::from_ne_bytes(self.addr[1].0) ^ u128::from_ne_bytes(Addr::v4(hi).0))
+            | (self.tail_word() ^ tail) as u128
+            == 0
+    }
+}
+
 impl PartialEq for FlowKey {
     /// Field-wise equality in three wide compares (state lookups compare a
     /// key per candidate).
     #[inline]
     fn eq(&self, other: &FlowKey) -> bool {
-        let tail = |k: &FlowKey| {
-            (k.port[0] as u64) << 48
-                | (k.port[1] as u64) << 32
-                | (k.rdomain as u64) << 16
-                | (k.af as u64) << 8
-                | k.proto as u64
-        };
         (u128::from_ne_bytes(self.addr[0].0) ^ u128::from_ne_bytes(other.addr[0].0))
             | (u128::from_ne_bytes(self.addr[1].0) ^ u128::from_ne_bytes(other.addr[1].0))
-            | (tail(self) ^ tail(other)) as u128
+            | (self.tail_word() ^ other.tail_word()) as u128
             == 0
     }
 }
@@ -226,6 +260,35 @@ impl FlowKey {
         )
     }
 
+    /// [`FlowKey::from_packet`] for IPv4 (`af` inet), ordering the
+    /// endpoints with 32-bit compares.
+    #[inline(always)]
+    pub fn from_v4(
+        proto: u8,
+        src: [u8; 4],
+        sport: u16,
+        dst: [u8; 4],
+        dport: u16,
+    ) -> (FlowKey, bool) {
+        let (s, d) = (u32::from_be_bytes(src), u32::from_be_bytes(dst));
+        let swapped = d < s || (d == s && dport < sport);
+        let (a0, p0, a1, p1) = if swapped {
+            (dst, dport, src, sport)
+        } else {
+            (src, sport, dst, dport)
+        };
+        (
+            FlowKey {
+                addr: [Addr::v4(a0), Addr::v4(a1)],
+                port: [p0, p1],
+                rdomain: 0,
+                af: Af::Inet as u8,
+                proto,
+            },
+            swapped,
+        )
+    }
+
     /// The address family of a non-empty key.
     pub fn family(&self) -> Af {
         if self.af == Af::Inet6 as u8 {
@@ -265,6 +328,43 @@ impl FlowKey {
         let a = fold_mul(word(&self.addr[0], 0) ^ k0, word(&self.addr[1], 0) ^ k1);
         let b = fold_mul(word(&self.addr[0], 1) ^ k2, word(&self.addr[1], 1) ^ k3);
         fold_mul(a ^ ports ^ k4, b ^ (meta << 32) ^ k5)
+    }
+
+    /// The symmetric hash and canonical order of an IPv4 flow
+    /// `src:sport -> dst:dport`, without building its key: the
+    /// [`FlowKey::symmetric_hash`] of [`FlowKey::from_v4`]'s key (whose
+    /// address words past the first four bytes are zero, so their multiply
+    /// is the secret's alone), and whether the source is `addr[1]`.
+    #[inline(always)]
+    pub fn v4_hash(proto: u8, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> (u64, bool) {
+        FlowKey::v4_hash_with(&hash_secret(), proto, src, sport, dst, dport)
+    }
+
+    /// [`FlowKey::v4_hash`] under an explicit `secret`.
+    #[inline(always)]
+    pub fn v4_hash_with(
+        secret: &HashSecret,
+        proto: u8,
+        src: [u8; 4],
+        sport: u16,
+        dst: [u8; 4],
+        dport: u16,
+    ) -> (u64, bool) {
+        let (s, d) = (u32::from_be_bytes(src), u32::from_be_bytes(dst));
+        let swapped = d < s || (d == s && dport < sport);
+        let (a0, p0, a1, p1) = if swapped {
+            (d, dport, s, sport)
+        } else {
+            (s, sport, d, dport)
+        };
+        let [k0, k1, k2, k3, k4, k5] = secret.0;
+        // The general hash reads the address bytes little-endian.
+        let word = |a: u32| u64::from(a.swap_bytes());
+        let ports = (p0 as u64) << 16 | p1 as u64;
+        let meta = (proto as u64) << 8 | Af::Inet as u64;
+        let a = fold_mul(word(a0) ^ k0, word(a1) ^ k1);
+        let b = fold_mul(k2, k3);
+        (fold_mul(a ^ ports ^ k4, b ^ (meta << 32) ^ k5), swapped)
     }
 }
 
@@ -356,6 +456,35 @@ const K5: u64 = 0x9e37_79b9_7f4a_7c15;
 pub(crate) fn fold_mul(a: u64, b: u64) -> u64 {
     let p = a as u128 * b as u128;
     (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// The TCP fields the established lane tracks a segment by (a segment
+/// without SYN: no option of it matters to pf's tracking).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpSegment {
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number.
+    pub ack: u32,
+    /// Raw (unscaled) window field.
+    pub win: u16,
+    /// Flags byte (see [`tcp_flags`]).
+    pub flags: u8,
+    /// TCP payload length in bytes.
+    pub payload_len: u16,
+}
+
+impl From<&TcpInfo> for TcpSegment {
+    #[inline(always)]
+    fn from(t: &TcpInfo) -> TcpSegment {
+        TcpSegment {
+            seq: t.seq,
+            ack: t.ack,
+            win: t.win,
+            flags: t.flags,
+            payload_len: t.payload_len,
+        }
+    }
 }
 
 /// TCP segment fields state tracking needs.
@@ -479,6 +608,36 @@ impl PacketInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The IPv4 shortcuts are the general key and hash.
+        #[test]
+        fn the_v4_key_and_hash_are_the_general_ones(
+            src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16,
+            tcp: bool, secret: [u64; HASH_SECRET_WORDS], same_addr: bool,
+        ) {
+            let dst = if same_addr { src } else { dst };
+            let proto = if tcp { proto::TCP } else { proto::UDP };
+            let general = FlowKey::from_packet(
+                Af::Inet, proto, Addr::v4(src), sport, Addr::v4(dst), dport,
+            );
+            let v4 = FlowKey::from_v4(proto, src, sport, dst, dport);
+            prop_assert_eq!(v4, general);
+            let secret = HashSecret(secret);
+            prop_assert_eq!(
+                FlowKey::v4_hash_with(&secret, proto, src, sport, dst, dport),
+                (general.0.symmetric_hash_with(&secret), general.1)
+            );
+            // Equality sees every byte of the tail word.
+            let mut other = v4.0;
+            other.rdomain ^= 1;
+            prop_assert_ne!(other, v4.0);
+            other = v4.0;
+            other.port[1] ^= 0x100;
+            prop_assert_ne!(other, v4.0);
+        }
+    }
 
     #[test]
     fn both_directions_share_key_and_hash() {

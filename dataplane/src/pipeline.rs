@@ -1529,7 +1529,7 @@ impl Pipeline {
         &mut self,
         frame: &mut [u8],
         seg: &crate::wire::Segment4,
-        a: &Lookahead,
+        a: &LaneAhead,
         in_port: u16,
         now: Instant,
     ) -> Option<Verdict> {
@@ -1576,11 +1576,26 @@ impl Pipeline {
     /// exactly what the full path would decide and do. `None` (nothing
     /// changed) sends the packet the full way.
     #[inline]
-    fn lane_track(&mut self, seg: &crate::wire::Segment4, a: &Lookahead, now: Instant) -> bool {
+    fn lane_track(&mut self, seg: &crate::wire::Segment4, a: &LaneAhead, now: Instant) -> bool {
         // The burst pass's candidate (a tag match), confirmed by its key.
+        let (lo, lo_port, hi, hi_port) = if a.swapped {
+            (seg.dst, seg.dport, seg.src, seg.sport)
+        } else {
+            (seg.src, seg.sport, seg.dst, seg.dport)
+        };
         let hit = match a.slot {
-            Some((slot, false)) if self.shard.key_at(slot) == Some(&a.key) => a.slot,
-            _ => self.shard.lookup_side(&a.key, a.hash),
+            Some((slot, false))
+                if self
+                    .shard
+                    .key_at(slot)
+                    .is_some_and(|k| k.is_v4_flow(seg.proto, lo, lo_port, hi, hi_port)) =>
+            {
+                a.slot
+            }
+            _ => {
+                let (key, _) = FlowKey::from_v4(seg.proto, seg.src, seg.sport, seg.dst, seg.dport);
+                self.shard.lookup_side(&key, a.hash)
+            }
         };
         let Some((slot, false)) = hit else {
             return false;
@@ -1628,20 +1643,38 @@ impl Pipeline {
         })
     }
 
-    /// The burst's second step for one flow whose index bucket was
-    /// prefetched: its state's slot (for the lane, `lane`, a candidate by
-    /// tag only: the key is compared once the state's prefetch has landed),
-    /// with that state prefetched.
-    #[inline(always)]
-    fn find_ahead(&self, a: &mut Option<Lookahead>, lane: bool, generation: u64) {
-        let Some(a) = a else { return };
-        a.slot = if lane {
-            self.shard.candidate(a.hash)
-        } else {
-            self.shard.lookup_side(&a.key, a.hash)
+    /// Whether this worker owns the IPv4 flow of `seg` (`hash`: its
+    /// symmetric hash), for packets the device did not place.
+    #[inline]
+    fn owns_v4(&self, seg: &crate::wire::Segment4, hash: u64) -> bool {
+        let workers = self.config.workers;
+        let owner = match &self.config.placement {
+            crate::rss::Placement::Hash => crate::rss::Placement::hash_owner(hash, workers),
+            rss => {
+                let (key, _) = FlowKey::from_v4(seg.proto, seg.src, seg.sport, seg.dst, seg.dport);
+                rss.owner(&key, hash, workers)
+            }
         };
-        a.generation = generation;
-        if let Some((slot, _)) = a.slot {
+        owner == self.config.worker
+    }
+
+    /// The burst's second step for one flow whose index bucket was
+    /// prefetched: its state's slot, with that state prefetched. For the
+    /// lane (`lane`), a candidate by tag only: the key is compared once the
+    /// state's prefetch has landed.
+    #[inline(always)]
+    fn find_ahead(&self, a: &mut Option<Lookahead>, lane: Option<&mut LaneAhead>, generation: u64) {
+        let slot = if let Some(l) = lane {
+            l.slot = self.shard.candidate(l.hash);
+            l.slot
+        } else if let Some(a) = a {
+            a.slot = self.shard.lookup_side(&a.key, a.hash);
+            a.generation = generation;
+            a.slot
+        } else {
+            None
+        };
+        if let Some((slot, _)) = slot {
             self.shard.prefetch_state(slot);
         }
     }
@@ -1666,6 +1699,7 @@ impl Pipeline {
         let mut classified: [Option<Result<Classified, WireError>>; MAX_BURST] = [None; MAX_BURST];
         let mut ahead: [Option<Lookahead>; MAX_BURST] = [None; MAX_BURST];
         let mut segments: [Option<crate::wire::Segment4>; MAX_BURST] = [None; MAX_BURST];
+        let mut lanes = [LaneAhead::default(); MAX_BURST];
         // Nothing below changes the shard until the decisions.
         let generation = self.shard.generation();
         for i in 0..n {
@@ -1673,28 +1707,25 @@ impl Pipeline {
             // bucket has had that many packets' time to arrive: its state's
             // prefetch then lands while the rest of the burst is parsed.
             if let Some(j) = i.checked_sub(LOOKUP_DISTANCE) {
-                self.find_ahead(&mut ahead[j], segments[j].is_some(), generation);
+                let lane_j = segments[j].is_some().then_some(&mut lanes[j]);
+                self.find_ahead(&mut ahead[j], lane_j, generation);
             }
             // Only what the lane can take: a SYN, FIN or RST, or a segment
             // without ACK, is tracked by the full path (parsed once, there).
-            if let Some(seg) = lane
-                .and_then(|_| crate::wire::segment4(frames[i]))
-                .filter(|s| {
+            if lane.is_some() {
+                segments[i] = crate::wire::segment4(frames[i]).filter(|s| {
                     s.proto != crate::flow::proto::TCP || s.tcp.flags & LANE_FLAGS == LANE_ACK
-                })
-            {
-                let (key, swapped) = FlowKey::from_packet(
-                    Af::Inet,
-                    seg.proto,
-                    Addr::v4(seg.src),
-                    seg.sport,
-                    Addr::v4(seg.dst),
-                    seg.dport,
-                );
-                ahead[i] = self.look_ahead(key, swapped, placed);
-                if ahead[i].is_some() {
-                    segments[i] = Some(seg);
-                    continue;
+                });
+                if let Some(seg) = &segments[i] {
+                    let (hash, swapped) =
+                        FlowKey::v4_hash(seg.proto, seg.src, seg.sport, seg.dst, seg.dport);
+                    if placed || self.owns_v4(seg, hash) {
+                        self.shard.prefetch_bucket(hash);
+                        lanes[i].hash = hash;
+                        lanes[i].swapped = swapped;
+                        continue;
+                    }
+                    segments[i] = None;
                 }
             }
             let c = classify(frames[i], IfIndex(in_port), Direction::In);
@@ -1720,11 +1751,13 @@ impl Pipeline {
             classified[i] = Some(c);
         }
         for j in n.saturating_sub(LOOKUP_DISTANCE)..n {
-            self.find_ahead(&mut ahead[j], segments[j].is_some(), generation);
+            let lane_j = segments[j].is_some().then_some(&mut lanes[j]);
+            self.find_ahead(&mut ahead[j], lane_j, generation);
         }
         for i in 0..n {
             self.reply_slot = i;
-            if let (Some(seg), Some(a), Some(mode)) = (&segments[i], &ahead[i], lane) {
+            if let (Some(seg), Some(mode)) = (&segments[i], lane) {
+                let a = &lanes[i];
                 let taken = match mode {
                     Lane::Wire(egress) => self
                         .lane_track(seg, a, now)
@@ -1736,13 +1769,9 @@ impl Pipeline {
                     verdicts[i] = v;
                     continue;
                 }
-                // Declined: the full path, with the flow looked up (the
-                // candidate was never confirmed).
+                // Declined: the full path, which looks the flow up itself
+                // (the candidate was never confirmed).
                 classified[i] = Some(classify(frames[i], IfIndex(in_port), Direction::In));
-                if let Some(a) = ahead[i].as_mut() {
-                    a.slot = self.shard.lookup_side(&a.key, a.hash);
-                    a.generation = self.shard.generation();
-                }
             }
             let verdict = match classified[i].take() {
                 Some(c) => self.decide(frames[i], in_port, now, false, c, ahead[i].as_ref()),
@@ -2355,7 +2384,8 @@ impl Pipeline {
                     && lane_state(st, self.pflog.is_some())
                     && match &info.l4 {
                         L4Info::Tcp(tcp) => {
-                            track_established(st, tcp, info.ip_len, st.is_from_src(swapped), now)
+                            let seg = crate::flow::TcpSegment::from(tcp);
+                            track_established(st, &seg, info.ip_len, st.is_from_src(swapped), now)
                         }
                         L4Info::Udp => {
                             track_udp_multiple(st, info.ip_len, st.is_from_src(swapped), now)
@@ -3150,6 +3180,18 @@ struct Lookahead {
     /// The state, and whether it matched by its far (translated) key.
     slot: Option<(SlotId, bool)>,
     generation: u64,
+}
+
+/// The burst pass's record of a packet the established lane may take:
+/// its flow's hash and the candidate state (a tag match, not yet
+/// confirmed by the key).
+#[derive(Clone, Copy, Debug, Default)]
+struct LaneAhead {
+    hash: u64,
+    /// Whether the packet's source is the key's `addr[1]`.
+    swapped: bool,
+    /// The candidate, and whether it matched by its far (translated) key.
+    slot: Option<(SlotId, bool)>,
 }
 
 /// pfsync rings of a pipeline.

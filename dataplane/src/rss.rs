@@ -240,13 +240,21 @@ impl Placement {
     /// among `workers`.
     #[inline]
     pub fn owner(&self, key: &FlowKey, hash: u64, workers: usize) -> usize {
+        match self {
+            Placement::Hash => Placement::hash_owner(hash, workers),
+            _ if workers <= 1 => 0,
+            Placement::Rss { rss, .. } => rss.owner(key) % workers,
+        }
+    }
+
+    /// The owner under [`Placement::Hash`] of a flow whose
+    /// [`FlowKey::symmetric_hash`] is `hash`.
+    #[inline(always)]
+    pub fn hash_owner(hash: u64, workers: usize) -> usize {
         if workers <= 1 {
             return 0;
         }
-        match self {
-            Placement::Hash => ((hash >> 32) % workers as u64) as usize,
-            Placement::Rss { rss, .. } => rss.owner(key) % workers,
-        }
+        ((hash >> 32) % workers as u64) as usize
     }
 
     /// Whether the device puts packets received on `port` on their

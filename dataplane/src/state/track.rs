@@ -22,7 +22,9 @@
 //! [`StateDrop::HandshakeMismatch`] so the caller may).
 
 use super::entry::{state_flags, tcps, udps, Peer, State, MAX_WINSHIFT, WSCALE_FLAG, WSCALE_MASK};
-use crate::flow::{proto, tcp_flags, Af, IcmpInfo, L4Info, PacketInfo, QuotedPacket, TcpInfo};
+use crate::flow::{
+    proto, tcp_flags, Af, IcmpInfo, L4Info, PacketInfo, QuotedPacket, TcpInfo, TcpSegment,
+};
 use crate::time::Instant;
 use crate::timeouts::TimeoutClass;
 
@@ -355,7 +357,7 @@ pub fn track(state: &mut State, pkt: &PacketInfo, from_src: bool, now: Instant) 
 #[inline(always)]
 pub fn track_established(
     state: &mut State,
-    tcp: &TcpInfo,
+    tcp: &TcpSegment,
     ip_len: u16,
     from_src: bool,
     now: Instant,

@@ -817,7 +817,7 @@ proptest! {
         let original = st;
         let mut lane = st;
         let mut full = st;
-        let took = track_established(&mut lane, &tcp, p.ip_len, from_client, later);
+        let took = track_established(&mut lane, &(&tcp).into(), p.ip_len, from_client, later);
         let r = track(&mut full, &p, from_client, later);
         if took {
             prop_assert_eq!(r, TrackOutcome::Pass { transition: false });
@@ -837,20 +837,38 @@ fn the_established_lane_takes_in_window_acks_and_declines_the_rest() {
     let L4Info::Tcp(tcp) = ack.l4 else {
         unreachable!()
     };
-    assert!(track_established(&mut st, &tcp, ack.ip_len, true, k.now));
+    assert!(track_established(
+        &mut st,
+        &(&tcp).into(),
+        ack.ip_len,
+        true,
+        k.now
+    ));
     assert_eq!(st.packets(0), k.st.packets(0) + 1);
     // A FIN, a segment far outside the window: the general tracker's.
     let fin = seg(true, ACK | FIN, c + 101, s + 1).pkt();
     let L4Info::Tcp(tcp) = fin.l4 else {
         unreachable!()
     };
-    assert!(!track_established(&mut st, &tcp, fin.ip_len, true, k.now));
+    assert!(!track_established(
+        &mut st,
+        &(&tcp).into(),
+        fin.ip_len,
+        true,
+        k.now
+    ));
     let far = seg(true, ACK, c + 10_000_000, s + 1).len(100).pkt();
     let L4Info::Tcp(tcp) = far.l4 else {
         unreachable!()
     };
     let before = st;
-    assert!(!track_established(&mut st, &tcp, far.ip_len, true, k.now));
+    assert!(!track_established(
+        &mut st,
+        &(&tcp).into(),
+        far.ip_len,
+        true,
+        k.now
+    ));
     assert_eq!(st, before);
 }
 

@@ -34,6 +34,7 @@ use super::{
 };
 use crate::flow::{
     proto, Addr, Af, Direction, IcmpInfo, IfIndex, L4Info, PacketInfo, QuotedPacket, TcpInfo,
+    TcpSegment,
 };
 
 /// What [`classify`] found in a frame.
@@ -111,10 +112,20 @@ fn plain_ipv4(frame: &[u8]) -> Option<(&[u8; 34], &[u8])> {
     let l4 = frame.get(L4..L3 + total_len)?;
     // RFC 1071 over the 20-byte header: the one's-complement sum of a
     // correct header is 0xffff.
-    let mut sum: u32 = 0;
-    for w in eth[L3..L4].chunks_exact(2) {
-        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
-    }
+    // Summed as five native-endian 32-bit words: the one's-complement sum
+    // is independent of byte order (RFC 1071 §2(B)) and 0xffff reads the
+    // same both ways, so folding to 16 bits gives the same verdict.
+    let word = |at: usize| {
+        u64::from(u32::from_ne_bytes([
+            eth[at],
+            eth[at + 1],
+            eth[at + 2],
+            eth[at + 3],
+        ]))
+    };
+    let mut sum = word(L3) + word(L3 + 4) + word(L3 + 8) + word(L3 + 12) + word(L3 + 16);
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     if !cfg!(fuzzing) && sum != 0xffff {
@@ -223,8 +234,8 @@ pub struct Segment4 {
     pub ttl: u8,
     /// [`proto::TCP`] or [`proto::UDP`].
     pub proto: u8,
-    /// The TCP fields (options not parsed); all zero for UDP.
-    pub tcp: TcpInfo,
+    /// The TCP fields; all zero for UDP.
+    pub tcp: TcpSegment,
 }
 
 /// The lane's parse: untagged Ethernet, IPv4 without options and not a
@@ -248,13 +259,12 @@ pub fn segment4(frame: &[u8]) -> Option<Segment4> {
             if header_len < 20 || header_len > l4.len() {
                 return None;
             }
-            TcpInfo {
+            TcpSegment {
                 seq: be32(l4, 4),
                 ack: be32(l4, 8),
                 win: be16(l4, 14),
                 flags: l4[13],
                 payload_len: (l4.len() - header_len) as u16,
-                ..TcpInfo::default()
             }
         }
         proto::UDP => {
@@ -265,7 +275,7 @@ pub fn segment4(frame: &[u8]) -> Option<Segment4> {
             if udp_len < super::udp::HEADER_LEN || udp_len > l4.len() {
                 return None;
             }
-            TcpInfo::default()
+            TcpSegment::default()
         }
         _ => return None,
     };
@@ -777,15 +787,9 @@ mod tests {
                 ip_options: false,
                 ..
             } if c.vlan_tags == 0 && c.ethertype == EtherType::IPV4 => {
-                let tcp = match info.l4 {
-                    L4Info::Tcp(t) => TcpInfo {
-                        wscale: None,
-                        mss: None,
-                        sack_permitted: false,
-                        timestamp: None,
-                        ..t
-                    },
-                    L4Info::Udp => TcpInfo::default(),
+                let tcp = match &info.l4 {
+                    L4Info::Tcp(t) => TcpSegment::from(t),
+                    L4Info::Udp => TcpSegment::default(),
                     _ => return None,
                 };
                 Some(Segment4 {
