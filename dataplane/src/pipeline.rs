@@ -70,6 +70,10 @@ pub const MAX_BURST: usize = 64;
 /// prefetch then overlaps the rest of the parse instead of the decisions.
 const LOOKUP_DISTANCE: usize = 12;
 
+/// Frames one pass of [`Pipeline::decide_ahead`] decides (a worker's
+/// receive burst): its per-frame arrays are set up for this many.
+const AHEAD_CHUNK: usize = 32;
+
 /// States from which [`Pipeline::process_burst`] looks flows up ahead
 /// (512 KiB of states: the L2 cache of the CPUs dpf targets, past which
 /// lookups start missing). Below it the passes cost more instructions than
@@ -1449,7 +1453,13 @@ impl Pipeline {
                 *verdict = self.process_at(frame, in_port, now, i);
             }
         } else {
-            self.decide_ahead(&mut frames[..n], in_port, now, verdicts, lane);
+            // In chunks, so the per-chunk arrays stay small to set up.
+            for (frames, verdicts) in frames[..n]
+                .chunks_mut(AHEAD_CHUNK)
+                .zip(verdicts.chunks_mut(AHEAD_CHUNK))
+            {
+                self.decide_ahead(frames, in_port, now, verdicts, lane);
+            }
         }
         for v in verdicts.iter_mut().skip(n) {
             *v = Verdict::Drop(DropReason::Unclassified);
@@ -1528,11 +1538,11 @@ impl Pipeline {
     fn lane_routed(
         &mut self,
         frame: &mut [u8],
-        seg: &crate::wire::Segment4,
         a: &LaneAhead,
         in_port: u16,
         now: Instant,
     ) -> Option<Verdict> {
+        let seg = &a.seg;
         let router = self.router.as_ref()?;
         let routing = &router.routing;
         let dst = Addr::v4(seg.dst);
@@ -1557,7 +1567,7 @@ impl Pipeline {
         }
         let egress_mac = routing.mac(hop.port).unwrap_or([0; 6]);
         let next_mac = router.neighbors.get(Af::Inet, &hop.addr)?.mac;
-        if !self.lane_track(seg, a, now) {
+        if !self.lane_track(a, now) {
             return None;
         }
         frame[0..6].copy_from_slice(&next_mac);
@@ -1576,7 +1586,8 @@ impl Pipeline {
     /// exactly what the full path would decide and do. `None` (nothing
     /// changed) sends the packet the full way.
     #[inline]
-    fn lane_track(&mut self, seg: &crate::wire::Segment4, a: &LaneAhead, now: Instant) -> bool {
+    fn lane_track(&mut self, a: &LaneAhead, now: Instant) -> bool {
+        let seg = &a.seg;
         // The burst pass's candidate (a tag match), confirmed by its key.
         let (lo, lo_port, hi, hi_port) = if a.swapped {
             (seg.dst, seg.dport, seg.src, seg.sport)
@@ -1694,12 +1705,15 @@ impl Pipeline {
         verdicts: &mut [Verdict],
         lane: Option<Lane>,
     ) {
-        let n = frames.len().min(verdicts.len()).min(MAX_BURST);
+        let n = frames.len().min(verdicts.len()).min(AHEAD_CHUNK);
         let placed = self.config.placement.places(in_port);
-        let mut classified: [Option<Result<Classified, WireError>>; MAX_BURST] = [None; MAX_BURST];
-        let mut ahead: [Option<Lookahead>; MAX_BURST] = [None; MAX_BURST];
-        let mut segments: [Option<crate::wire::Segment4>; MAX_BURST] = [None; MAX_BURST];
-        let mut lanes = [LaneAhead::default(); MAX_BURST];
+        // The lane's ownership check is needed only for packets the device
+        // did not place and when there are other workers.
+        let lane_owned = placed || self.config.workers <= 1;
+        let mut classified: [Option<Result<Classified, WireError>>; AHEAD_CHUNK] =
+            [None; AHEAD_CHUNK];
+        let mut ahead: [Option<Lookahead>; AHEAD_CHUNK] = [None; AHEAD_CHUNK];
+        let mut lanes: [Option<LaneAhead>; AHEAD_CHUNK] = [None; AHEAD_CHUNK];
         // Nothing below changes the shard until the decisions.
         let generation = self.shard.generation();
         for i in 0..n {
@@ -1707,25 +1721,27 @@ impl Pipeline {
             // bucket has had that many packets' time to arrive: its state's
             // prefetch then lands while the rest of the burst is parsed.
             if let Some(j) = i.checked_sub(LOOKUP_DISTANCE) {
-                let lane_j = segments[j].is_some().then_some(&mut lanes[j]);
-                self.find_ahead(&mut ahead[j], lane_j, generation);
+                self.find_ahead(&mut ahead[j], lanes[j].as_mut(), generation);
             }
             // Only what the lane can take: a SYN, FIN or RST, or a segment
             // without ACK, is tracked by the full path (parsed once, there).
-            if lane.is_some() {
-                segments[i] = crate::wire::segment4(frames[i]).filter(|s| {
+            if let Some(seg) = lane
+                .and_then(|_| crate::wire::segment4(frames[i]))
+                .filter(|s| {
                     s.proto != crate::flow::proto::TCP || s.tcp.flags & LANE_FLAGS == LANE_ACK
-                });
-                if let Some(seg) = &segments[i] {
-                    let (hash, swapped) =
-                        FlowKey::v4_hash(seg.proto, seg.src, seg.sport, seg.dst, seg.dport);
-                    if placed || self.owns_v4(seg, hash) {
-                        self.shard.prefetch_bucket(hash);
-                        lanes[i].hash = hash;
-                        lanes[i].swapped = swapped;
-                        continue;
-                    }
-                    segments[i] = None;
+                })
+            {
+                let (hash, swapped) =
+                    FlowKey::v4_hash(seg.proto, seg.src, seg.sport, seg.dst, seg.dport);
+                if lane_owned || self.owns_v4(&seg, hash) {
+                    self.shard.prefetch_bucket(hash);
+                    lanes[i] = Some(LaneAhead {
+                        seg,
+                        hash,
+                        swapped,
+                        slot: None,
+                    });
+                    continue;
                 }
             }
             let c = classify(frames[i], IfIndex(in_port), Direction::In);
@@ -1751,18 +1767,16 @@ impl Pipeline {
             classified[i] = Some(c);
         }
         for j in n.saturating_sub(LOOKUP_DISTANCE)..n {
-            let lane_j = segments[j].is_some().then_some(&mut lanes[j]);
-            self.find_ahead(&mut ahead[j], lane_j, generation);
+            self.find_ahead(&mut ahead[j], lanes[j].as_mut(), generation);
         }
         for i in 0..n {
             self.reply_slot = i;
-            if let (Some(seg), Some(mode)) = (&segments[i], lane) {
-                let a = &lanes[i];
+            if let (Some(a), Some(mode)) = (&lanes[i], lane) {
                 let taken = match mode {
-                    Lane::Wire(egress) => self
-                        .lane_track(seg, a, now)
-                        .then_some(Verdict::Forward(egress)),
-                    Lane::Routed => self.lane_routed(frames[i], seg, a, in_port, now),
+                    Lane::Wire(egress) => {
+                        self.lane_track(a, now).then_some(Verdict::Forward(egress))
+                    }
+                    Lane::Routed => self.lane_routed(frames[i], a, in_port, now),
                 };
                 if let Some(v) = taken {
                     self.count(v);
@@ -3183,10 +3197,12 @@ struct Lookahead {
 }
 
 /// The burst pass's record of a packet the established lane may take:
-/// its flow's hash and the candidate state (a tag match, not yet
-/// confirmed by the key).
-#[derive(Clone, Copy, Debug, Default)]
+/// its fields, its flow's hash and the candidate state (a tag match, not
+/// yet confirmed by the key).
+#[derive(Clone, Copy, Debug)]
 struct LaneAhead {
+    /// The packet, as the lane parsed it.
+    seg: crate::wire::Segment4,
     hash: u64,
     /// Whether the packet's source is the key's `addr[1]`.
     swapped: bool,
