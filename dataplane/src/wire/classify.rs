@@ -110,11 +110,14 @@ fn plain_ipv4(frame: &[u8]) -> Option<(&[u8; 34], &[u8])> {
     }
     let total_len = usize::from(u16::from_be_bytes([eth[L3 + 2], eth[L3 + 3]]));
     let l4 = frame.get(L4..L3 + total_len)?;
-    // RFC 1071 over the 20-byte header: the one's-complement sum of a
-    // correct header is 0xffff.
-    // Summed as five native-endian 32-bit words: the one's-complement sum
-    // is independent of byte order (RFC 1071 §2(B)) and 0xffff reads the
-    // same both ways, so folding to 16 bits gives the same verdict.
+    // RFC 1071 over the 20-byte header: it is correct when its
+    // one's-complement sum is 0xffff, i.e.
+    // when the plain sum of its 16-bit words is a non-zero multiple of
+    // 0xffff (folding computes the sum modulo 0xffff). Summed as five
+    // native-endian 32-bit words: a 32-bit word is its two halves modulo
+    // 0xffff (2^16 ≡ 1), and swapping a half's bytes multiplies it by 2^8,
+    // which is invertible modulo 0xffff, so a multiple stays one. The sum
+    // is never 0: the first byte is 0x45.
     let word = |at: usize| {
         u64::from(u32::from_ne_bytes([
             eth[at],
@@ -123,12 +126,8 @@ fn plain_ipv4(frame: &[u8]) -> Option<(&[u8; 34], &[u8])> {
             eth[at + 3],
         ]))
     };
-    let mut sum = word(L3) + word(L3 + 4) + word(L3 + 8) + word(L3 + 12) + word(L3 + 16);
-    sum = (sum & 0xffff_ffff) + (sum >> 32);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    if !cfg!(fuzzing) && sum != 0xffff {
+    let sum = word(L3) + word(L3 + 4) + word(L3 + 8) + word(L3 + 12) + word(L3 + 16);
+    if !cfg!(fuzzing) && sum % 0xffff != 0 {
         return None;
     }
     Some((eth, l4))
@@ -804,6 +803,19 @@ mod tests {
                 })
             }
             _ => None,
+        }
+    }
+
+    #[test]
+    fn the_lane_parse_refuses_every_single_bit_error_in_the_ipv4_header() {
+        let good = v4_tcp_plain();
+        assert!(segment4(&good).is_some());
+        for byte in 14..34 {
+            for bit in 0..8 {
+                let mut f = good.clone();
+                f[byte] ^= 1 << bit;
+                assert_eq!(segment4(&f), None, "bit {bit} of byte {byte} flipped");
+            }
         }
     }
 
