@@ -330,17 +330,12 @@ impl FlowKey {
         fold_mul(a ^ ports ^ k4, b ^ (meta << 32) ^ k5)
     }
 
-    /// The symmetric hash and canonical order of an IPv4 flow
-    /// `src:sport -> dst:dport`, without building its key: the
-    /// [`FlowKey::symmetric_hash`] of [`FlowKey::from_v4`]'s key (whose
+    /// The symmetric hash under `secret` and the canonical order of an
+    /// IPv4 flow `src:sport -> dst:dport`, without building its key: the
+    /// [`FlowKey::symmetric_hash_with`] of [`FlowKey::from_v4`]'s key (whose
     /// address words past the first four bytes are zero, so their multiply
-    /// is the secret's alone), and whether the source is `addr[1]`.
-    #[inline(always)]
-    pub fn v4_hash(proto: u8, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> (u64, bool) {
-        FlowKey::v4_hash_with(&hash_secret(), proto, src, sport, dst, dport)
-    }
-
-    /// [`FlowKey::v4_hash`] under an explicit `secret`.
+    /// is the secret's alone), and whether the source is `addr[1]`. The
+    /// burst pass loads the secret once per burst.
     #[inline(always)]
     pub fn v4_hash_with(
         secret: &HashSecret,

@@ -1710,6 +1710,7 @@ impl Pipeline {
         // The lane's ownership check is needed only for packets the device
         // did not place and when there are other workers.
         let lane_owned = placed || self.config.workers <= 1;
+        let secret = crate::flow::hash_secret();
         let mut classified: [Option<Result<Classified, WireError>>; AHEAD_CHUNK] =
             [None; AHEAD_CHUNK];
         let mut ahead: [Option<Lookahead>; AHEAD_CHUNK] = [None; AHEAD_CHUNK];
@@ -1732,7 +1733,7 @@ impl Pipeline {
                 })
             {
                 let (hash, swapped) =
-                    FlowKey::v4_hash(seg.proto, seg.src, seg.sport, seg.dst, seg.dport);
+                    FlowKey::v4_hash_with(&secret, seg.proto, seg.src, seg.sport, seg.dst, seg.dport);
                 if lane_owned || self.owns_v4(&seg, hash) {
                     self.shard.prefetch_bucket(hash);
                     lanes[i] = Some(LaneAhead {
