@@ -635,7 +635,12 @@ impl State {
     /// Records activity at `now` (pf: `expire = time_uptime`).
     #[inline]
     pub fn touch(&mut self, now: Instant) {
-        self.last_seen_s = secs_of(now);
+        // Written only when the second changes: the state's first cache
+        // line then stays clean for most packets (no write-back).
+        let s = secs_of(now);
+        if self.last_seen_s != s {
+            self.last_seen_s = s;
+        }
     }
 
     /// Age in seconds at `now` (pfsync `creation`).
