@@ -1619,7 +1619,7 @@ impl Pipeline {
         }
         let (t, scale) = state_timeouts(&self.rules, &self.recent_rules, st, self.timeout_scale);
         let from_src = st.is_from_src(a.swapped);
-        if st.is_expired_scaled(now, t, scale)
+        if st.is_expired_scaled_s(self.now_s, t, scale)
             || !(if seg.proto == crate::flow::proto::TCP {
                 track_established(st, &seg.tcp, seg.ip_len, from_src, now)
             } else {
@@ -1732,8 +1732,9 @@ impl Pipeline {
                     s.proto != crate::flow::proto::TCP || s.tcp.flags & LANE_FLAGS == LANE_ACK
                 })
             {
-                let (hash, swapped) =
-                    FlowKey::v4_hash_with(&secret, seg.proto, seg.src, seg.sport, seg.dst, seg.dport);
+                let (hash, swapped) = FlowKey::v4_hash_with(
+                    &secret, seg.proto, seg.src, seg.sport, seg.dst, seg.dport,
+                );
                 if lane_owned || self.owns_v4(&seg, hash) {
                     self.shard.prefetch_bucket(hash);
                     lanes[i] = Some(LaneAhead {

@@ -373,8 +373,6 @@ pub fn secs_of_instant(now: Instant) -> u32 {
     secs_of(now)
 }
 
-const BYTES_MASK: u64 = (1 << 48) - 1;
-
 impl State {
     /// A state with identity `key` / `id` / `creatorid`, created at `now`.
     /// `src_is_addr1` says which endpoint of `key` is pf's `src` peer
@@ -607,9 +605,13 @@ impl State {
     pub fn count(&mut self, from_src: bool, len: u32) {
         let d = (!from_src) as usize;
         self.packets[d] = self.packets[d].wrapping_add(1);
-        let b = (self.bytes(d) + len as u64) & BYTES_MASK;
-        self.bytes_lo[d] = b as u32;
-        self.bytes_hi[d] = (b >> 32) as u16;
+        // The 48-bit sum as a 32-bit add whose rare carry goes to the high
+        // half (wrapping there is the 48-bit wrap).
+        let (lo, carry) = self.bytes_lo[d].overflowing_add(len);
+        self.bytes_lo[d] = lo;
+        if carry {
+            self.bytes_hi[d] = self.bytes_hi[d].wrapping_add(1);
+        }
     }
 
     /// Resets the packet and byte counters (pfsync imports do not carry
@@ -669,7 +671,19 @@ impl State {
         timeouts: &Timeouts,
         scale: TimeoutScale,
     ) -> bool {
-        scale.expired(self.last_seen_s, timeouts.secs(self.timeout), secs_of(now))
+        self.is_expired_scaled_s(secs_of(now), timeouts, scale)
+    }
+
+    /// [`State::is_expired_scaled`] at `now_s`, whole seconds of `now`
+    /// ([`secs_of_instant`]; a burst computes it once).
+    #[inline]
+    pub fn is_expired_scaled_s(
+        &self,
+        now_s: u32,
+        timeouts: &Timeouts,
+        scale: TimeoutScale,
+    ) -> bool {
+        scale.expired(self.last_seen_s, timeouts.secs(self.timeout), now_s)
     }
 
     /// Seconds until expiry at `now`, 0 if expired (pfsync `expire`).
@@ -766,6 +780,25 @@ mod tests {
             s.count(false, u32::MAX);
         }
         assert_eq!(s.bytes(1), 40 + 3 * u32::MAX as u64);
+        // Near 2^48 the counter wraps modulo 2^48, whatever the start.
+        const BYTES_MASK: u64 = (1 << 48) - 1;
+        for start in [
+            BYTES_MASK,
+            BYTES_MASK - 99,
+            (1 << 48) - (1 << 32),
+            0xffff_ffff,
+        ] {
+            for len in [1u32, 100, u32::MAX] {
+                s.bytes_lo[0] = start as u32;
+                s.bytes_hi[0] = (start >> 32) as u16;
+                s.count(true, len);
+                assert_eq!(
+                    s.bytes(0),
+                    (start + len as u64) & BYTES_MASK,
+                    "{start:#x} + {len}"
+                );
+            }
+        }
         s.clear_counters();
         assert_eq!(s.bytes(1) + s.packets(0), 0);
     }
