@@ -270,16 +270,10 @@ impl FlowKey {
         dst: [u8; 4],
         dport: u16,
     ) -> (FlowKey, bool) {
-        let (s, d) = (u32::from_be_bytes(src), u32::from_be_bytes(dst));
-        let swapped = d < s || (d == s && dport < sport);
-        let (a0, p0, a1, p1) = if swapped {
-            (dst, dport, src, sport)
-        } else {
-            (src, sport, dst, dport)
-        };
+        let ((a0, p0, a1, p1), swapped) = v4_order(src, sport, dst, dport);
         (
             FlowKey {
-                addr: [Addr::v4(a0), Addr::v4(a1)],
+                addr: [Addr::v4(a0.to_be_bytes()), Addr::v4(a1.to_be_bytes())],
                 port: [p0, p1],
                 rdomain: 0,
                 af: Af::Inet as u8,
@@ -345,13 +339,7 @@ impl FlowKey {
         dst: [u8; 4],
         dport: u16,
     ) -> (u64, bool) {
-        let (s, d) = (u32::from_be_bytes(src), u32::from_be_bytes(dst));
-        let swapped = d < s || (d == s && dport < sport);
-        let (a0, p0, a1, p1) = if swapped {
-            (d, dport, s, sport)
-        } else {
-            (s, sport, d, dport)
-        };
+        let ((a0, p0, a1, p1), swapped) = v4_order(src, sport, dst, dport);
         let [k0, k1, k2, k3, k4, k5] = secret.0;
         // The general hash reads the address bytes little-endian.
         let word = |a: u32| u64::from(a.swap_bytes());
@@ -360,6 +348,20 @@ impl FlowKey {
         let a = fold_mul(word(a0) ^ k0, word(a1) ^ k1);
         let b = fold_mul(k2, k3);
         (fold_mul(a ^ ports ^ k4, b ^ (meta << 32) ^ k5), swapped)
+    }
+}
+
+/// The canonical order of an IPv4 flow's endpoints (lower address, then
+/// lower port, first), as big-endian integers, and whether the source
+/// came second.
+#[inline(always)]
+fn v4_order(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> ((u32, u16, u32, u16), bool) {
+    let (s, d) = (u32::from_be_bytes(src), u32::from_be_bytes(dst));
+    let swapped = d < s || (d == s && dport < sport);
+    if swapped {
+        ((d, dport, s, sport), true)
+    } else {
+        ((s, sport, d, dport), false)
     }
 }
 
