@@ -32,6 +32,23 @@ fn json(sock: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("dpfctl --json prints JSON")
 }
 
+/// (thread id, name, nice value) of every thread of process `pid`.
+fn thread_nices(pid: u32) -> Vec<(u32, String, i32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let path = task.unwrap().path();
+        let tid: u32 = path.file_name().unwrap().to_str().unwrap().parse().unwrap();
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap();
+        // pid (comm) state ppid ...: the nice value is field 19, the
+        // 17th after the closing parenthesis.
+        let (head, rest) = stat.rsplit_once(") ").unwrap();
+        let name = head.split_once(" (").unwrap().1.to_string();
+        let nice = rest.split(' ').nth(16).unwrap().parse().unwrap();
+        out.push((tid, name, nice));
+    }
+    out
+}
+
 #[test]
 fn dpfctl_reads_reloads_and_kills_on_a_live_dpf() {
     let dir = scratch();
@@ -94,6 +111,19 @@ fn dpfctl_reads_reloads_and_kills_on_a_live_dpf() {
     }
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "control socket mode");
+    // The control thread (the main one) runs above the workers' priority.
+    let threads = thread_nices(dpf.pid());
+    assert_eq!(
+        threads.iter().find(|t| t.0 == dpf.pid()).map(|t| t.2),
+        Some(-10),
+        "{threads:?}"
+    );
+    assert!(
+        threads
+            .iter()
+            .any(|(_, name, nice)| name.starts_with("rte-worker") && *nice == 0),
+        "{threads:?}"
+    );
 
     let info = json(&sock, &["-s", "info"]);
     assert_eq!(info["states"], 50);

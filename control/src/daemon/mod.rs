@@ -97,6 +97,34 @@ const BUSY_TICK: Duration = Duration::from_micros(100);
 /// to the next packet's latency on each box.
 const ACTIVE_HOLD: Duration = Duration::from_millis(20);
 
+/// The control thread's nice value. CARP's deadlines, pfsync and the slow
+/// path run on it; where its core is shared (with busy-polling workers on a
+/// small box, or with other processes) they must not wait a scheduler slice
+/// behind them. The workers, created before it is raised, keep 0.
+pub const CONTROL_NICE: i32 = -10;
+
+/// Raises the calling (control) thread to [`CONTROL_NICE`]; on Linux a
+/// nice value is the thread's own. Without the privilege (CAP_SYS_NICE)
+/// dpf runs on at 0 and says so.
+fn raise_control_priority() {
+    // SAFETY: gettid has no preconditions; setpriority changes only the
+    // scheduling priority of this thread.
+    let r = unsafe {
+        libc::setpriority(
+            libc::PRIO_PROCESS as _,
+            libc::gettid() as libc::id_t,
+            CONTROL_NICE,
+        )
+    };
+    if r != 0 {
+        crate::log!(
+            Level::Warning,
+            "control thread priority not raised to nice {CONTROL_NICE}: {}; CARP and pfsync may wait behind other work on its core",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// A control round this late (the process was stopped or starved) makes a
 /// pfsync box step down and resync its table before it is MASTER again.
 const STALL_STEP_DOWN: Duration = Duration::from_secs(3);
@@ -378,6 +406,8 @@ fn run_with_eal(
     stop_signal: &AtomicBool,
 ) -> Result<i32> {
     let mut daemon = running::Daemon::start(config, ruleset, opts)?;
+    // After the workers and helper threads exist: they keep nice 0.
+    raise_control_priority();
     daemon.control_loop(config, opts, stop_signal);
     Ok(daemon.stop(config, opts))
 }
