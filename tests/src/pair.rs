@@ -1,10 +1,11 @@
-//! What the pair tests (`ha`, `nat_ha`, `faults`) share: the FAQ's
-//! segments in network namespaces (a LAN bridge and a WAN bridge with a
-//! host each, both firewalls on both, optionally the crossover sync link),
-//! `dpfctl --json` calls and polling with a deadline.
+//! What the pair tests (`ha`, `nat_ha`, `synproxy_ha`, `faults`) share:
+//! the FAQ's segments in network namespaces (a LAN bridge and a WAN bridge
+//! with a host each, both firewalls on both, optionally the crossover sync
+//! link), the firewalls' dpf.toml, `dpfctl --json` calls and polling with a
+//! deadline.
 
-use crate::dpfctl_bin;
 use crate::netns::{must, plain_link, Namespaces};
+use crate::{dpfctl_bin, eal_args};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -50,6 +51,60 @@ pub fn faq_segments(prefix: &str, sync_link: bool, wan_default_route: bool) -> N
         must(&format!("ip -n {wan} route add default via 10.2.0.254"));
     }
     guard
+}
+
+/// The dpf.toml of firewall `fw` (1 or 2) of the FAQ pair on
+/// [`faq_segments`] without the sync link: router mode, lan0 / wan0 on
+/// `l0` / `w0` with 10.1.0.`fw` and 10.2.0.`fw`, carp1 (10.1.0.254) and
+/// carp2 (`wan_vip`) at `advskew` with preemption, pfsync on lan0 with
+/// `pfsync_extra` (more `[pfsync]` lines), the control socket `sock`;
+/// `eal_tag` names its EAL file prefix.
+pub fn faq_fw_config(
+    fw: usize,
+    advskew: u8,
+    wan_vip: &str,
+    pfsync_extra: &str,
+    eal_tag: &str,
+    sock: &Path,
+) -> String {
+    format!(
+        r#"[eal]
+args = {eal}
+[dataplane]
+mode = "router"
+rules = "pf.conf"
+[[port]]
+name = "lan0"
+device = "net_af_packet0,iface=l0"
+addresses = ["10.1.0.{fw}/24"]
+[[port]]
+name = "wan0"
+device = "net_af_packet1,iface=w0"
+addresses = ["10.2.0.{fw}/24"]
+[[carp]]
+name = "carp1"
+vhid = 1
+pass = "lanpass"
+carpdev = "lan0"
+advskew = {advskew}
+addresses = ["10.1.0.254/24"]
+[[carp]]
+name = "carp2"
+vhid = 2
+pass = "wanpass"
+carpdev = "wan0"
+advskew = {advskew}
+addresses = ["{wan_vip}/24"]
+[sysctl]
+net.inet.carp.preempt = 1
+[pfsync]
+syncdev = "lan0"
+{pfsync_extra}[control]
+socket = "{sock}"
+"#,
+        eal = eal_args(&format!("{eal_tag}{fw}"), 256, "0@0,1@1"),
+        sock = sock.display(),
+    )
 }
 
 /// `dpfctl --json ARGS` against `sock`, which must succeed.

@@ -58,45 +58,13 @@ impl Net {
         let cfg = dir.join(format!("fw{fw}.toml"));
         std::fs::write(
             &cfg,
-            format!(
-                r#"[eal]
-args = {eal}
-[dataplane]
-mode = "router"
-rules = "pf.conf"
-[[port]]
-name = "lan0"
-device = "net_af_packet0,iface=l0"
-addresses = ["10.1.0.{fw}/24"]
-[[port]]
-name = "wan0"
-device = "net_af_packet1,iface=w0"
-addresses = ["10.2.0.{fw}/24"]
-[[carp]]
-name = "carp1"
-vhid = 1
-pass = "lanpass"
-carpdev = "lan0"
-advskew = {advskew}
-addresses = ["10.1.0.254/24"]
-[[carp]]
-name = "carp2"
-vhid = 2
-pass = "wanpass"
-carpdev = "wan0"
-advskew = {advskew}
-addresses = ["{WAN_VIP}/24"]
-[sysctl]
-net.inet.carp.preempt = 1
-[pfsync]
-syncdev = "lan0"
-maxupd = 128
-defer = true
-[control]
-socket = "{sock}"
-"#,
-                eal = eal_args(&format!("natha{fw}"), 256, "0@0,1@1"),
-                sock = self.sock(fw).display(),
+            dpf_tests::pair::faq_fw_config(
+                fw,
+                advskew,
+                WAN_VIP,
+                "maxupd = 128\ndefer = true\n",
+                "natha",
+                &self.sock(fw),
             ),
         )
         .unwrap();
