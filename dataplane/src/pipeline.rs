@@ -1454,11 +1454,13 @@ impl Pipeline {
             }
         } else {
             // In chunks, so the per-chunk arrays stay small to set up.
-            for (frames, verdicts) in frames[..n]
+            for (chunk, (frames, verdicts)) in frames[..n]
                 .chunks_mut(AHEAD_CHUNK)
                 .zip(verdicts.chunks_mut(AHEAD_CHUNK))
+                .enumerate()
             {
-                self.decide_ahead(frames, in_port, now, verdicts, lane);
+                let first = chunk * AHEAD_CHUNK;
+                self.decide_ahead(frames, first, in_port, now, verdicts, lane);
             }
         }
         for v in verdicts.iter_mut().skip(n) {
@@ -1696,10 +1698,13 @@ impl Pipeline {
     /// (see [`Pipeline::lane_mode`]), TCP and UDP over IPv4 are parsed by
     /// [`crate::wire::segment4`] and decided by [`Pipeline::lane_track`]
     /// (and, routed, [`Pipeline::lane_routed`]) when their state allows;
-    /// the rest, and what the lane declines, take the full path.
+    /// the rest, and what the lane declines, take the full path. `first`
+    /// is the index of `frames[0]` in the whole burst (replies are kept by
+    /// it, see [`Pipeline::reply`]).
     fn decide_ahead(
         &mut self,
         frames: &mut [&mut [u8]],
+        first: usize,
         in_port: u16,
         now: Instant,
         verdicts: &mut [Verdict],
@@ -1772,7 +1777,8 @@ impl Pipeline {
             self.find_ahead(&mut ahead[j], lanes[j].as_mut(), generation);
         }
         for i in 0..n {
-            self.reply_slot = i;
+            // A reply is kept by its frame's index in the whole burst.
+            self.reply_slot = first + i;
             if let (Some(a), Some(mode)) = (&lanes[i], lane) {
                 let taken = match mode {
                     Lane::Wire(egress) => {

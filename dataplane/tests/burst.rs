@@ -160,3 +160,30 @@ fn frames_past_max_burst_are_dropped_unclassified() {
         [Verdict::Drop(DropReason::Unclassified); 2]
     );
 }
+
+#[test]
+fn replies_of_a_burst_longer_than_a_chunk_are_kept_by_their_index() {
+    // Every SYN of a 64-frame burst is answered with a RST: the answer to
+    // frame i must be the one `reply(i)` gives, past the first 32 too.
+    let env = RuleEnv {
+        interfaces: &[("lan0", IfIndex(0)), ("wan0", IfIndex(1))],
+        self_addrs: &[],
+        names: &[],
+    };
+    let rules = Ruleset::compile("block return-rst in on lan0 proto tcp\n", "rst.conf", &env)
+        .expect("ruleset");
+    let mut cfg = PipelineConfig::default();
+    cfg.pair(0, 1);
+    let mut p = Pipeline::new(cfg, Arc::new(rules), Shard::new(64, 0).expect("shard"));
+    p.set_lookahead_min_states(0);
+    let mut frames: Vec<Vec<u8>> = (0..MAX_BURST).map(|i| packet(0, i).1).collect();
+    let mut burst: Vec<&mut [u8]> = frames.iter_mut().map(|v| v.as_mut_slice()).collect();
+    let mut out = vec![Verdict::Forward(9); MAX_BURST];
+    p.process_burst(&mut burst, 0, Instant::from_secs(1), &mut out);
+    for (i, v) in out.iter().enumerate() {
+        assert!(matches!(v, Verdict::Reply(0)), "frame {i}: {v:?}");
+        let reply = p.reply(i);
+        // The RST goes back to frame i's client (IPv4 destination).
+        assert_eq!(reply[30..34], client_v4(i), "frame {i}");
+    }
+}
