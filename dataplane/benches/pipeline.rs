@@ -250,21 +250,9 @@ fn bench_nat(c: &mut Criterion) {
         (10_000usize, "established/10k"),
         (1_000_000, "established/1M"),
     ] {
-        let mut bench: Option<Bench> = None;
-        g.bench_function(label, |b| {
-            let s = bench.get_or_insert_with(|| established_nat(n));
-            b.iter_custom(|iters| {
-                run(
-                    &mut s.p,
-                    &mut s.frames,
-                    &mut s.at,
-                    iters,
-                    &mut s.tally,
-                    |_| {},
-                )
-            })
-        });
-        if let Some(s) = bench {
+        if let Some(s) = bench_flows(&mut g, BenchmarkId::from_parameter(label), || {
+            established_nat(n)
+        }) {
             assert_eq!(s.p.counters.state_hits, s.tally.packets);
             assert_eq!(s.p.counters.drops.iter().sum::<u64>(), 0);
             s.tally.report(&format!("pipeline/nat/{label}"));
@@ -362,6 +350,31 @@ fn established(n: usize, routed: bool) -> Bench {
     }
 }
 
+/// Measures the frames `build` sets up (once, when criterion first runs
+/// `id`; they never run out) and returns the bench for its checks, if it
+/// ran.
+fn bench_flows(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    id: BenchmarkId,
+    build: impl Fn() -> Bench,
+) -> Option<Bench> {
+    let mut bench: Option<Bench> = None;
+    g.bench_function(id, |b| {
+        let s = bench.get_or_insert_with(&build);
+        b.iter_custom(|iters| {
+            run(
+                &mut s.p,
+                &mut s.frames,
+                &mut s.at,
+                iters,
+                &mut s.tally,
+                |_| {},
+            )
+        })
+    });
+    bench
+}
+
 /// `pipeline/established` and `pipeline/routed/established`.
 fn bench_established(c: &mut Criterion) {
     for (group, routed) in [
@@ -371,21 +384,8 @@ fn bench_established(c: &mut Criterion) {
         let mut g = c.benchmark_group(group);
         g.throughput(Throughput::Elements(BURST as u64));
         for (n, label) in [(10_000usize, "10k"), (1_000_000, "1M")] {
-            let mut bench: Option<Bench> = None;
-            g.bench_function(BenchmarkId::from_parameter(label), |b| {
-                let s = bench.get_or_insert_with(|| established(n, routed));
-                b.iter_custom(|iters| {
-                    run(
-                        &mut s.p,
-                        &mut s.frames,
-                        &mut s.at,
-                        iters,
-                        &mut s.tally,
-                        |_| {},
-                    )
-                })
-            });
-            if let Some(s) = bench {
+            let id = BenchmarkId::from_parameter(label);
+            if let Some(s) = bench_flows(&mut g, id, || established(n, routed)) {
                 // Every measured packet passed on its state and was
                 // forwarded.
                 assert_eq!(s.p.counters.state_hits, s.tally.packets);

@@ -59,17 +59,9 @@ fn pipeline(master: bool) -> Pipeline {
 /// recomputed).
 fn shape(mut fr: Vec<u8>, dst_mac: [u8; 6], ttl: u8) -> Vec<u8> {
     fr[0..6].copy_from_slice(&dst_mac);
-    fr[22] = ttl;
-    fr[24] = 0;
-    fr[25] = 0;
-    let mut sum: u32 = fr[14..34]
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    fr[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let mut ip = dataplane::wire::ipv4::Packet::new_unchecked(&mut fr[14..]);
+    ip.set_ttl(ttl);
+    ip.fill_checksum();
     fr
 }
 

@@ -34,30 +34,10 @@ const WAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const HOST_MAC: [u8; 6] = [2, 0xaa, 0, 0, 0, 7];
 const GW_MAC: [u8; 6] = [2, 0xfe, 0, 0, 0, 1];
 
-const CONFIG: &str = r#"
-[eal]
-args = []
-[dataplane]
-mode = "router"
-rules = "pf.conf"
-[[port]]
-name = "lan0"
-device = "net_null0"
-addresses = ["10.1.0.1/24"]
-[[port]]
-name = "wan0"
-device = "net_null1"
-addresses = ["203.0.113.1/24"]
-[[route]]
-to = "default"
-via = "203.0.113.254"
-[[neighbor]]
-ip = "203.0.113.254"
-mac = "02:fe:00:00:00:01"
-[[neighbor]]
-ip = "10.1.0.7"
-mac = "02:aa:00:00:00:07"
-"#;
+/// The replay tests' router with the LAN host 10.1.0.7 resolved.
+fn router_config() -> String {
+    dpf_tests::frames::router_config("10.1.0.7", "02:aa:00:00:00:07", "")
+}
 
 const RULES: &str = "set syncookies always
 block
@@ -123,7 +103,7 @@ fn data(sport: u16, dport: u16, seq: u32, ack: u32, payload: &[u8]) -> L4 {
 
 fn replay(rules: &str, arrivals: &[Arrival], workers: u16) -> (Vec<Arrival>, Value) {
     let r = dpf_tests::frames::replay_args(
-        CONFIG,
+        &router_config(),
         Some(rules),
         2,
         arrivals,
@@ -449,10 +429,10 @@ enum Mode {
 }
 
 impl Mode {
-    fn config(self) -> &'static str {
+    fn config(self) -> String {
         match self {
-            Mode::Router => CONFIG,
-            Mode::Wire => WIRE_CONFIG,
+            Mode::Router => router_config(),
+            Mode::Wire => WIRE_CONFIG.to_string(),
         }
     }
 
@@ -473,7 +453,7 @@ impl Mode {
 
     fn replay(self, arrivals: &[Arrival]) -> (Vec<Arrival>, Value) {
         let r = dpf_tests::frames::replay_args(
-            self.config(),
+            &self.config(),
             Some(SYNPROXY_RULES),
             2,
             arrivals,
@@ -638,7 +618,7 @@ fn synproxy_to_the_box_itself_is_refused_and_counted() {
     let rules = "block\npass in proto tcp synproxy state\n";
     let l4 = syn(40000, CLIENT_ISN);
     let arrivals = vec![at(1, 0, from_wan(CLIENT, "203.0.113.1", &l4))];
-    let r = dpf_tests::frames::replay_args(CONFIG, Some(rules), 2, &arrivals, 1, &[]);
+    let r = dpf_tests::frames::replay_args(&router_config(), Some(rules), 2, &arrivals, 1, &[]);
     assert!(r.out.is_empty(), "{:?}", r.out);
     assert_eq!(drops(&r.stats, "synproxy"), 1, "{}", r.stats);
     assert_eq!(r.stats["states_created"].as_u64(), Some(0));
