@@ -59,6 +59,11 @@ pub struct SyncArgs {
     /// 30 s UDP timeouts, after which the states start to expire).
     #[arg(long, default_value_t = 20)]
     pub timeout_s: u64,
+    /// Stop the restarted backup (SIGSTOP) for this many milliseconds once
+    /// its bulk update has begun, then let it go on (SIGCONT): the sync
+    /// link fills and the master must wait for it, not drop states.
+    #[arg(long, default_value_t = 0)]
+    pub stall_backup_ms: u64,
 }
 
 /// The MAC of the master's `lan` port and of the generator's receiving
@@ -93,6 +98,30 @@ pub struct Phase {
     pub master_pfsync: Value,
     /// Backup's pfsync counters at the end.
     pub backup_pfsync: Value,
+    /// Master: frames dropped for a full tx queue (`tx-full`).
+    pub master_tx_full: u64,
+    /// Master: times the sync port began refusing pfsync packets (kept and
+    /// sent when it took them).
+    pub master_local_tx_waits: u64,
+    /// Backup: worker iterations that left the sync port unread while its
+    /// pfsync ring was full.
+    pub backup_sync_rx_paused: u64,
+    /// Backup: frames dropped for a full slow-path ring.
+    pub backup_slow_path_ring_full: u64,
+    /// Milliseconds the backup was stopped during its bulk update.
+    pub backup_stalled_ms: u64,
+}
+
+impl Phase {
+    /// Reads the boxes' transmit and receive waits from `dpfctl -s info`.
+    fn read_waits(&mut self, p: &Paths) {
+        let m = info_of(p, "master");
+        let b = info_of(p, "backup");
+        self.master_tx_full = m["drops"]["tx-full"].as_u64().unwrap_or(0);
+        self.master_local_tx_waits = m["local_tx_waits"].as_u64().unwrap_or(0);
+        self.backup_sync_rx_paused = b["sync_rx_paused"].as_u64().unwrap_or(0);
+        self.backup_slow_path_ring_full = b["drops"]["slowpath-ring-full"].as_u64().unwrap_or(0);
+    }
 }
 
 fn quote(s: &str) -> String {
@@ -441,6 +470,7 @@ fn measure(args: &SyncArgs, p: &Paths) -> Result<Vec<Phase>> {
             backup_pfsync: pfsync_of(p, "backup"),
             ..Phase::default()
         };
+        phase.read_waits(p);
         if let Err(e) = waited {
             eprintln!("bench sync: {e:#}");
         }
@@ -456,6 +486,15 @@ fn measure(args: &SyncArgs, p: &Paths) -> Result<Vec<Phase>> {
                 &backup_config(&p.dir, &backup_rules, i as u32 * 2 + 1),
                 &btrace2,
             )?;
+            if args.stall_backup_ms > 0 {
+                wait_for("the bulk update to begin", Duration::from_secs(30), || {
+                    Ok(states_of(p, "backup") > 0)
+                })?;
+                let pid = backup2.pid().to_string();
+                Command::new("kill").args(["-STOP", &pid]).status()?;
+                std::thread::sleep(Duration::from_millis(args.stall_backup_ms));
+                Command::new("kill").args(["-CONT", &pid]).status()?;
+            }
             let full = wait_for(
                 "every state on the restarted backup",
                 Duration::from_secs(args.timeout_s),
@@ -472,8 +511,10 @@ fn measure(args: &SyncArgs, p: &Paths) -> Result<Vec<Phase>> {
                 master_pfsync: pfsync_of(p, "master"),
                 backup_pfsync: pfsync_of(p, "backup"),
                 wall_s: Some(wall),
+                backup_stalled_ms: args.stall_backup_ms,
                 ..Phase::default()
             };
+            b.read_waits(p);
             let _ = backup2.interrupt_and_wait();
             let got = read_trace(&btrace2);
             let bulk_rx: Vec<&TraceLine> =
@@ -545,6 +586,23 @@ pub fn markdown(phases: &[Phase], command: &str) -> String {
             p.wall_s.map_or("-".into(), |w| format!("{w:.2}")),
         ));
     }
+    for p in phases {
+        s.push_str(&format!(
+            "\n- {}{}: master tx-full drops {}, waits for the sync port {}; backup sync-port \
+             pauses {}, slow-path-ring-full drops {}",
+            p.kind,
+            if p.backup_stalled_ms > 0 {
+                format!(" (backup stopped {} ms during it)", p.backup_stalled_ms)
+            } else {
+                String::new()
+            },
+            p.master_tx_full,
+            p.master_local_tx_waits,
+            p.backup_sync_rx_paused,
+            p.backup_slow_path_ring_full,
+        ));
+    }
+    s.push('\n');
     s.push_str(
         "\n- live: the generator's warm-up sends every flow once at the offered rate; each first \
          packet creates a state on the master, exported to the backup. Latency: the master's \

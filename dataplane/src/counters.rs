@@ -140,8 +140,14 @@ pub enum Punt {
     TtlExceeded = 7,
 }
 
+/// The slow-path ring of pfsync packets ([`Punt::class`]): a worker reads
+/// its sync port only while this ring has room for a burst (for a while),
+/// so a backup that imports more slowly than the link delivers makes the
+/// link, and the sender, wait instead of losing states.
+pub const PFSYNC_CLASS: usize = 1;
+
 /// Number of slow-path rings ([`Punt::class`]).
-pub const SLOW_CLASSES: usize = 3;
+pub const SLOW_CLASSES: usize = 4;
 
 impl Punt {
     /// Every reason.
@@ -156,16 +162,19 @@ impl Punt {
     ];
 
     /// The slow-path ring this reason travels on, in the order the control
-    /// thread serves them: 0 CARP and pfsync, 1 ARP and neighbour
-    /// discovery, 2 the rest (ICMP, other traffic to the box, TTL
+    /// thread serves them: 0 CARP, 1 pfsync, 2 ARP and neighbour
+    /// discovery, 3 the rest (ICMP, other traffic to the box, TTL
     /// exceeded). Each ring is bounded and served with a budget, so a flood
-    /// of one class never delays the classes before it.
+    /// of one class never delays the classes before it, and a bulk update
+    /// (or a flood on the sync segment) never takes an advertisement's
+    /// place in its ring.
     #[inline]
     pub fn class(self) -> usize {
         match self {
-            Punt::Carp | Punt::Pfsync => 0,
-            Punt::Arp | Punt::Nd => 1,
-            Punt::Icmp | Punt::Local | Punt::TtlExceeded => 2,
+            Punt::Carp => 0,
+            Punt::Pfsync => PFSYNC_CLASS,
+            Punt::Arp | Punt::Nd => 2,
+            Punt::Icmp | Punt::Local | Punt::TtlExceeded => 3,
         }
     }
 
@@ -273,6 +282,14 @@ pub struct WorkerCounters {
     /// pflog records lost: the logger's ring was full, or one packet
     /// matched more logging rules than a decision carries.
     pub pflog_dropped: u64,
+    /// Times the tx queue began refusing frames of the box's own that must
+    /// not be lost (pfsync packets), which were kept and sent again when
+    /// it took them ([`crate::local_tx`]): waits, not retries.
+    pub local_tx_waits: u64,
+    /// Iterations in which this worker left its sync port unread because
+    /// the pfsync slow-path ring had no room for a burst (the backup makes
+    /// the link wait instead of losing states).
+    pub sync_rx_paused: u64,
     /// TSC cycles of each non-empty burst (the per-burst share of
     /// `busy_cycles`), for latency percentiles.
     pub burst_cycles: BurstHistogram,
@@ -311,6 +328,8 @@ impl Default for WorkerCounters {
             reassembled: 0,
             pflog_logged: 0,
             pflog_dropped: 0,
+            local_tx_waits: 0,
+            sync_rx_paused: 0,
             burst_cycles: BurstHistogram::new(),
         }
     }
@@ -359,6 +378,8 @@ impl WorkerCounters {
             self.reassembled,
             self.pflog_logged,
             self.pflog_dropped,
+            self.local_tx_waits,
+            self.sync_rx_paused,
         ]
     }
 
@@ -393,6 +414,8 @@ impl WorkerCounters {
             self.reassembled,
             self.pflog_logged,
             self.pflog_dropped,
+            self.local_tx_waits,
+            self.sync_rx_paused,
         ] = *f;
     }
 
@@ -410,7 +433,7 @@ impl WorkerCounters {
     }
 }
 
-const SCALARS: usize = 29;
+const SCALARS: usize = 31;
 
 /// One worker's published counters: atomics written by that worker only.
 #[derive(Debug)]
@@ -506,6 +529,23 @@ impl SharedCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn carp_has_a_ring_of_its_own_served_first_and_pfsync_the_next() {
+        // A bulk update or a flood on the sync segment fills pfsync's ring,
+        // never the one advertisements travel on.
+        assert_eq!(Punt::Carp.class(), 0);
+        assert_eq!(Punt::Pfsync.class(), PFSYNC_CLASS);
+        for p in Punt::ALL {
+            assert!(p.class() < SLOW_CLASSES);
+            if p != Punt::Carp {
+                assert_ne!(p.class(), Punt::Carp.class(), "{p:?}");
+            }
+            if p != Punt::Pfsync {
+                assert_ne!(p.class(), PFSYNC_CLASS, "{p:?}");
+            }
+        }
+    }
 
     #[test]
     fn publish_and_sum() {

@@ -17,6 +17,7 @@ pub mod flow;
 pub mod frag;
 pub mod histogram;
 pub mod huge;
+pub mod local_tx;
 pub mod lpm;
 pub mod nat;
 pub mod neighbor_hold;

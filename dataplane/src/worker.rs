@@ -15,12 +15,19 @@
 //! owner chained as one handoff item). On the tx
 //! deadline: flush tx buffers, expire a slice of the shard, publish
 //! counters, and pick up a new ruleset if its snapshot epoch moved.
+//!
+//! pfsync packets the box sends are never dropped for a full tx queue:
+//! they are kept and offered again each iteration ([`crate::local_tx`]),
+//! and taken from the control thread only as fast as they leave. On the
+//! receiving side the sync port is left unread while the pfsync slow-path
+//! ring is full, so the link makes the sender wait.
 
 use crate::command::CommandPort;
-use crate::counters::{DropReason, SharedCounters, Verdict, SLOW_CLASSES};
+use crate::counters::{DropReason, SharedCounters, Verdict, PFSYNC_CLASS, SLOW_CLASSES};
 use crate::defer::DEFER_LIMIT;
 use crate::dpdk::{mbuf, rdtsc, MbufRing, PortId, QueueId, RawMbuf};
 use crate::frag::FRAGS_PER_DATAGRAM;
+use crate::local_tx::{Credits, HeldTx, Taker};
 use crate::neighbor_hold::HOLD_SLOTS;
 use crate::pipeline::{Arrival, Pipeline, MAX_PORTS};
 use crate::ring::{Consumer, Producer};
@@ -77,6 +84,18 @@ pub const REDIRECTED: u16 = 0x4000;
 /// [`Pipeline::process_reassembled`] on the worker owning its flow.
 pub const REASSEMBLED: u16 = 0x2000;
 
+/// [`Handoff::port`] flag, with [`LOCAL_OUT`]: a frame of the box's own
+/// that must not be lost (from the control thread's sync injection ring):
+/// kept when its tx queue refuses it ([`crate::local_tx`]).
+pub const RELIABLE: u16 = 0x1000;
+
+/// How long a worker leaves its sync port unread while the pfsync
+/// slow-path ring has no room (the control thread is slower than the link,
+/// or stalled). Past it the port is read again and what does not fit is
+/// dropped and counted, so other traffic on that port (a sync port should
+/// carry none) waits at most this long.
+pub const SYNC_RX_PAUSE_MAX_NS: u64 = 1_000_000_000;
+
 /// A per-port transmit buffer (l3fwd's `tx_mbufs`).
 struct TxBuffer {
     len: usize,
@@ -124,9 +143,9 @@ pub struct Worker {
     pub pipeline: Pipeline,
     /// Where published counters go.
     pub shared: Arc<SharedCounters>,
-    /// Slow-path rings to the control thread, by [`Punt::class`] (CARP
-    /// and pfsync; ARP and ND; the rest), if any: a flood of one class
-    /// cannot fill the ring of another.
+    /// Slow-path rings to the control thread, by [`Punt::class`] (CARP;
+    /// pfsync; ARP and ND; the rest), if any: a flood of one class cannot
+    /// fill the ring of another.
     pub slow_path: [Option<Arc<MbufRing>>; SLOW_CLASSES],
     /// The ruleset snapshot the control thread publishes.
     pub rules: Arc<Snapshot<Ruleset>>,
@@ -141,6 +160,15 @@ pub struct Worker {
     /// Frames the control thread sends (drained by one worker; each mbuf's
     /// `port` field names its egress port).
     pub inject: Option<Arc<MbufRing>>,
+    /// pfsync packets the control thread sends (drained by the same worker
+    /// as `inject`, only as many as every worker can hold, see
+    /// [`crate::local_tx`]): never dropped for a full tx queue.
+    pub inject_sync: Option<Arc<MbufRing>>,
+    /// Frames of `inject_sync` each worker has finished (with `[pfsync]`).
+    pub credits: Option<Arc<Credits>>,
+    /// The pfsync sync port: read only while the pfsync slow-path ring has
+    /// room (for at most [`SYNC_RX_PAUSE_MAX_NS`]).
+    pub sync_port: Option<u16>,
     /// TSC ticks between tx drains (~100 µs).
     pub drain_ticks: u64,
     /// TSC-to-nanoseconds conversion.
@@ -178,6 +206,12 @@ impl Worker {
         // once, before the loop).
         let mut frag_mbufs: Vec<*mut dpdk_sys::rte_mbuf> =
             vec![std::ptr::null_mut(); self.pipeline.fragment_capacity()];
+        // Frames that must not be lost, refused by their tx queue and
+        // kept; the taker's count of what it gave each worker.
+        let mut keep: HeldTx<*mut dpdk_sys::rte_mbuf> = HeldTx::new(std::ptr::null_mut());
+        let mut kept_published = 0u64;
+        let mut taker = self.credits.as_ref().map(|c| Taker::new(c.workers()));
+        let mut sync_paused_since: Option<Instant> = None;
         let mut next_drain = rdtsc() + self.drain_ticks;
         let expire_slots = expire_budget(
             self.pipeline.shard().capacity(),
@@ -191,6 +225,12 @@ impl Worker {
             // counted twice.
             let mut mark = tsc;
             for &port in &ports[..nports] {
+                if Some(port.0) == self.sync_port
+                    && self.sync_rx_must_wait(now, &mut sync_paused_since)
+                {
+                    self.pipeline.counters.sync_rx_paused += 1;
+                    continue;
+                }
                 // SAFETY: the port is started with rx queue `queue` owned by
                 // this worker alone; `rx` has room for BURST pointers.
                 let n = unsafe {
@@ -224,7 +264,9 @@ impl Worker {
                             slow[c][slow_len[c]] = RawMbuf(m);
                             slow_len[c] += 1;
                         }
-                        Verdict::Handoff(owner) => self.hand_off(owner, m, port.0),
+                        Verdict::Handoff(owner) => {
+                            self.hand_off(owner, m, port.0);
+                        }
                         Verdict::Reply(out) => {
                             send_reply(&mut tx, out, m, queue, &mut self.pipeline, i);
                         }
@@ -266,12 +308,18 @@ impl Worker {
                 // The box's own frames obey the `out` rules like any other.
                 match self.pipeline.process_local_out(frame, out, now) {
                     Verdict::Forward(p) => push_tx(&mut tx, p, m.0, queue, &mut self.pipeline),
-                    Verdict::Handoff(owner) => self.hand_off(owner, m.0, out | LOCAL_OUT),
+                    Verdict::Handoff(owner) => {
+                        self.hand_off(owner, m.0, out | LOCAL_OUT);
+                    }
                     _ => {
                         // SAFETY: we own m; freed once.
                         unsafe { dpdk_sys::dpf_pktmbuf_free(m.0) };
                     }
                 }
+            }
+            if let (Some(ring), Some(taker)) = (self.inject_sync.take(), taker.as_mut()) {
+                self.take_sync_frames(&ring, taker, &mut injected, &mut keep, now);
+                self.inject_sync = Some(ring);
             }
             for ring in 0..self.handoff_in.len() {
                 let n = self.handoff_in[ring].pop_batch(&mut handed);
@@ -293,6 +341,12 @@ impl Worker {
                     // SAFETY: the handing worker gave up ownership of the
                     // mbuf when it pushed it; we are its only owner now.
                     let frame = unsafe { mbuf::raw_data_mut(h.mbuf.0) };
+                    if h.port & RELIABLE != 0 {
+                        let out = h.port & !(LOCAL_OUT | RELIABLE);
+                        let verdict = self.pipeline.process_local_out_owned(frame, out, now);
+                        self.keep_local(verdict, h.mbuf.0, &mut keep, now);
+                        continue;
+                    }
                     let verdict = if h.port & LOCAL_OUT != 0 {
                         self.pipeline
                             .process_local_out_owned(frame, h.port & !LOCAL_OUT, now)
@@ -333,6 +387,15 @@ impl Worker {
                             unsafe { dpdk_sys::dpf_pktmbuf_free(h.mbuf.0) };
                         }
                     }
+                }
+            }
+            if !keep.is_empty() {
+                self.flush_kept(&mut keep, queue, now);
+            }
+            if keep.done() != kept_published {
+                kept_published = keep.done();
+                if let Some(c) = self.credits.as_ref() {
+                    c.publish_done(self.index, kept_published);
                 }
             }
             self.drain_fragments(&mut frag_mbufs, &mut tx, queue, now);
@@ -403,8 +466,10 @@ impl Worker {
         for (p, buf) in tx.iter_mut().enumerate() {
             flush_tx(buf, p as u16, queue, &mut self.pipeline);
         }
+        self.flush_kept(&mut keep, queue, self.clock.instant(rdtsc()));
         for m in held
             .iter()
+            .chain(keep.held())
             .chain(awaiting.iter())
             .chain(frag_mbufs.iter())
             .filter(|m| !m.is_null())
@@ -420,7 +485,121 @@ impl Worker {
     }
 
     #[inline]
-    fn hand_off(&mut self, owner: u16, m: *mut dpdk_sys::rte_mbuf, port: u16) {
+    /// Takes pfsync frames from the control thread, only as many as every
+    /// worker can still hold, filters them `out` and keeps them (or hands
+    /// them to their flow's owner, which keeps them).
+    fn take_sync_frames(
+        &mut self,
+        ring: &MbufRing,
+        taker: &mut Taker,
+        buf: &mut [RawMbuf; BURST],
+        keep: &mut HeldTx<*mut dpdk_sys::rte_mbuf>,
+        now: Instant,
+    ) {
+        let Some(credits) = self.credits.as_ref() else {
+            return;
+        };
+        let room = taker.room(credits, BURST);
+        if room == 0 {
+            return;
+        }
+        let n = ring.dequeue_burst(&mut buf[..room]);
+        for m in &buf[..n] {
+            // SAFETY: dequeued mbufs are ours; reading the port field.
+            let out = unsafe { (*m.0).port };
+            // SAFETY: we own the mbuf; its frame is borrowed until the
+            // verdict is acted on.
+            let frame = unsafe { mbuf::raw_data_mut(m.0) };
+            match self.pipeline.process_local_out(frame, out, now) {
+                Verdict::Handoff(owner) => {
+                    if self.hand_off(owner, m.0, out | LOCAL_OUT | RELIABLE) {
+                        taker.gave(owner as usize);
+                    }
+                }
+                verdict => {
+                    taker.gave(self.index);
+                    self.keep_local(verdict, m.0, keep, now);
+                }
+            }
+        }
+    }
+
+    /// Holds a frame that must not be lost if the rules let it out, else
+    /// frees it; either way it counts toward this worker's credits.
+    fn keep_local(
+        &mut self,
+        verdict: Verdict,
+        m: *mut dpdk_sys::rte_mbuf,
+        keep: &mut HeldTx<*mut dpdk_sys::rte_mbuf>,
+        now: Instant,
+    ) {
+        let refused = match verdict {
+            Verdict::Forward(port) if (port as usize) < MAX_PORTS => {
+                keep.push(m, port, now).is_err()
+            }
+            Verdict::Forward(_) => {
+                self.pipeline.counters.drop(DropReason::NoEgress);
+                true
+            }
+            _ => true,
+        };
+        if refused {
+            keep.finish_unsent();
+            // SAFETY: we own m; freed once.
+            unsafe { dpdk_sys::dpf_pktmbuf_free(m) };
+        }
+    }
+
+    /// Offers the held frames to their tx queues again.
+    fn flush_kept(
+        &mut self,
+        keep: &mut HeldTx<*mut dpdk_sys::rte_mbuf>,
+        queue: QueueId,
+        now: Instant,
+    ) {
+        let f = keep.flush(
+            now,
+            |port, frames| {
+                // SAFETY: tx queue `queue` of `port` belongs to this
+                // worker; the frames are mbufs we own; tx_burst takes the
+                // ones it accepts.
+                unsafe {
+                    dpdk_sys::dpf_eth_tx_burst(
+                        port,
+                        queue.0,
+                        frames.as_mut_ptr(),
+                        frames.len() as u16,
+                    ) as usize
+                }
+            },
+            // SAFETY: a stale held frame is ours alone; freed once.
+            |m| unsafe { dpdk_sys::dpf_pktmbuf_free(m) },
+        );
+        self.pipeline.counters.tx += f.sent as u64;
+        self.pipeline.counters.local_tx_waits += f.began_wait as u64;
+        for _ in 0..f.stale {
+            self.pipeline.counters.drop(DropReason::TxFull);
+        }
+    }
+
+    /// Whether the sync port must stay unread this iteration: the pfsync
+    /// slow-path ring lacks room for a burst, and has for less than
+    /// [`SYNC_RX_PAUSE_MAX_NS`].
+    fn sync_rx_must_wait(&self, now: Instant, since: &mut Option<Instant>) -> bool {
+        let Some(Some(ring)) = self.slow_path.get(PFSYNC_CLASS) else {
+            return false;
+        };
+        if ring.free() >= BURST {
+            *since = None;
+            return false;
+        }
+        let start = *since.get_or_insert(now);
+        now.0.saturating_sub(start.0) < SYNC_RX_PAUSE_MAX_NS
+    }
+
+    /// Hands `m` to worker `owner`; false (freed and counted) when its
+    /// ring is full.
+    fn hand_off(&mut self, owner: u16, m: *mut dpdk_sys::rte_mbuf, port: u16) -> bool {
         let item = Handoff {
             mbuf: RawMbuf(m),
             port,
@@ -435,6 +614,7 @@ impl Worker {
             // SAFETY: the ring refused it; we still own it.
             unsafe { dpdk_sys::dpf_pktmbuf_free(m) };
         }
+        pushed
     }
 
     /// Frees the fragments the reassembly table dropped, then decides

@@ -58,3 +58,53 @@ fn every_state_reaches_the_backup_live_and_by_bulk_update() {
     let md = std::fs::read_to_string(dir.path().join("t.md")).unwrap();
     assert!(md.contains("| live | 3000 | 3000 |"), "{md}");
 }
+
+/// The backup is stopped for 600 ms in the middle of its bulk update: the
+/// memif link fills and the master's sync port refuses its packets. They
+/// wait (in the worker, the injection ring, the control thread's queue,
+/// and the bulk sender slows down) instead of being dropped: every state
+/// arrives. Without the wait the master drops what the port refuses
+/// (`tx-full`) and the backup misses states.
+#[test]
+fn a_bulk_update_to_a_stalled_backup_waits_for_it_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bench_bin())
+        .args([
+            "sync",
+            "--flows",
+            "40000",
+            "--rates",
+            "40000",
+            "--stall-backup-ms",
+            "600",
+            "--timeout-s",
+            "60",
+            "--report",
+            "t",
+        ])
+        .arg("--out")
+        .arg(dir.path())
+        .arg("--dpf")
+        .arg(dpf_bin())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench sync failed:\n{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("t.json")).unwrap()).unwrap();
+    let bulk = &report["phases"][1];
+    assert_eq!(bulk["kind"], "bulk", "{report}");
+    let created = bulk["master_states"].as_u64().unwrap();
+    assert!(created > 0, "{bulk}");
+    assert_eq!(bulk["backup_stalled_ms"], 600, "{bulk}");
+    // The stall made the master wait for its sync port...
+    assert!(
+        bulk["master_local_tx_waits"].as_u64().unwrap() >= 1,
+        "{bulk}"
+    );
+    // ... and nothing was lost for it.
+    assert_eq!(bulk["master_tx_full"], 0, "{bulk}");
+    assert_eq!(bulk["backup_slow_path_ring_full"], 0, "{bulk}");
+    assert_eq!(bulk["backup_states"], created, "{bulk}");
+    assert_eq!(bulk["missing"], 0, "{bulk}");
+}

@@ -646,6 +646,8 @@ impl Control<'_> {
             slow_path: t.slow_path,
             local_out: t.local_out,
             neighbor_held: t.neighbor_held,
+            local_tx_waits: t.local_tx_waits,
+            sync_rx_paused: t.sync_rx_paused,
             dropped: t.total_drops(),
             drops: DropReason::ALL
                 .iter()

@@ -462,6 +462,14 @@ pub struct Info {
     /// Routed packets held while their next hop was resolved.
     #[serde(default)]
     pub neighbor_held: u64,
+    /// Times the sync port began refusing pfsync packets, which a worker
+    /// kept and sent when it took them (never dropped for a full queue).
+    #[serde(default)]
+    pub local_tx_waits: u64,
+    /// Worker iterations that left the sync port unread while the pfsync
+    /// slow-path ring was full (the link waits; states are not lost).
+    #[serde(default)]
+    pub sync_rx_paused: u64,
     /// Frames dropped.
     pub dropped: u64,
     /// Drops by reason.

@@ -1,6 +1,6 @@
 //! The control plane's engines — CARP, pfsync and the router's slow path —
 //! and what the control loop does with them each round, every part with a
-//! bound: the slow-path rings are served in class order (CARP and pfsync;
+//! bound: the slow-path rings are served in class order (CARP; pfsync;
 //! ARP and ND; the rest) with a budget each, then the timers run (neighbour
 //! resolution, CARP with the ports' link state, pfsync with its unicast
 //! peer's MAC). A box that finds it was stalled steps down and resyncs.
@@ -117,7 +117,7 @@ impl BulkCollect {
 }
 
 impl Engines {
-    /// Takes what the workers punted, CARP and pfsync first, each ring
+    /// Takes what the workers punted, CARP first, then pfsync, each ring
     /// within its budget, and hands every frame to its engine by the reason
     /// the worker gave (no parsing here). Returns whether anything came
     /// and whether a ring used its whole budget (more may be waiting).

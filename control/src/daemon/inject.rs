@@ -1,10 +1,25 @@
 //! The control thread's transmit path: the frames it builds (CARP
-//! advertisements, pfsync packets, slow-path answers) wait in order, CARP
-//! and the slow path ahead of pfsync, for room in the injection ring that
-//! worker 0 drains (the worker filters them `out` and sends them; the
-//! control thread never touches a tx queue).
+//! advertisements, pfsync packets, slow-path answers) wait in order for
+//! room in the injection rings that worker 0 drains (the worker filters
+//! them `out` and sends them; the control thread never touches a tx
+//! queue). CARP and the slow path have a ring of their own, so a bulk
+//! update never stands in front of an advertisement; pfsync's ring is
+//! drained only as fast as the sync port takes its frames
+//! ([`dataplane::local_tx`]), so they wait here instead of being lost, and
+//! the bulk sender watches how many wait ([`InjectQueue::sync_backlog`]).
 
 use dataplane::dpdk::{Mbuf, MbufRing, Mempool, RawMbuf};
+use std::sync::Arc;
+
+/// The two injection rings to worker 0.
+#[derive(Clone, Debug)]
+pub(super) struct InjectRings {
+    /// CARP, ARP/ND, ICMP: sent (or dropped, counted, if the port is full)
+    /// at once.
+    pub(super) urgent: Arc<MbufRing>,
+    /// pfsync packets: kept by the workers until their port takes them.
+    pub(super) sync: Arc<MbufRing>,
+}
 
 /// Whether a frame this box built is pfsync (IPv4 protocol 240, untagged:
 /// the only shape the pfsync engine builds).
@@ -27,8 +42,12 @@ pub(super) struct InjectQueue {
     pub(super) dropped: u64,
 }
 
-/// Frames waiting for the injection ring, at most.
+/// CARP and slow-path frames waiting for their injection ring, at most.
 const INJECT_PENDING_MAX: usize = 1 << 20;
+/// pfsync packets waiting for theirs, at most (~100 MB of MTU-sized
+/// packets; a bulk update adds packets only while few wait, so this fills
+/// only when state changes outrun the sync link for long).
+const SYNC_PENDING_MAX: usize = 1 << 16;
 
 /// Bytes of frame one packet buffer holds (after its 128-byte headroom):
 /// pfsync sizes its packets to it.
@@ -45,7 +64,12 @@ impl InjectQueue {
     }
 
     /// Queues `out` and sends what the ring takes now.
-    pub(super) fn send(&mut self, out: Vec<crate::slowpath::Out>, pool: &Mempool, ring: &MbufRing) {
+    pub(super) fn send(
+        &mut self,
+        out: Vec<crate::slowpath::Out>,
+        pool: &Mempool,
+        rings: &InjectRings,
+    ) {
         for o in out {
             // Larger than a packet buffer: never sendable, never counted
             // as sent.
@@ -53,27 +77,30 @@ impl InjectQueue {
                 self.dropped += 1;
                 continue;
             }
-            let q = if is_pfsync_frame(&o.1) {
-                &mut self.pending
+            let (q, max) = if is_pfsync_frame(&o.1) {
+                (&mut self.pending, SYNC_PENDING_MAX)
             } else {
-                &mut self.urgent
+                (&mut self.urgent, INJECT_PENDING_MAX)
             };
-            if q.len() < INJECT_PENDING_MAX {
+            if q.len() < max {
                 q.push_back(o);
             } else {
                 self.dropped += 1;
             }
         }
-        self.flush(pool, ring);
+        self.flush(pool, rings);
     }
 
-    /// Sends queued frames, urgent ones first, until the ring (or the
-    /// packet pool) is full.
-    pub(super) fn flush(&mut self, pool: &Mempool, ring: &MbufRing) {
-        for q in [&mut self.urgent, &mut self.pending] {
+    /// Sends queued frames, urgent ones first, each queue until its ring
+    /// (or the packet pool) is full.
+    pub(super) fn flush(&mut self, pool: &Mempool, rings: &InjectRings) {
+        for (q, ring) in [
+            (&mut self.urgent, &rings.urgent),
+            (&mut self.pending, &rings.sync),
+        ] {
             while let Some((port, frame)) = q.front() {
                 if !transmit(pool, ring, *port, frame) {
-                    return;
+                    break;
                 }
                 q.pop_front();
                 self.sent += 1;
@@ -83,6 +110,12 @@ impl InjectQueue {
 
     pub(super) fn is_empty(&self) -> bool {
         self.urgent.is_empty() && self.pending.is_empty()
+    }
+
+    /// pfsync packets waiting here and in their ring (not yet taken by a
+    /// worker): a bulk update adds more only while this is small.
+    pub(super) fn sync_backlog(&self, rings: &InjectRings) -> usize {
+        self.pending.len() + rings.sync.len()
     }
 
     pub(super) fn len(&self) -> usize {

@@ -82,9 +82,9 @@ const RESOLVE_RING: usize = 256;
 const OVERLOAD_RING: usize = 1024;
 
 /// Frames the control thread takes from each slow-path ring per round
-/// ([`Punt::class`] order: CARP and pfsync, ARP and ND, the rest). A round
+/// ([`Punt::class`] order: CARP, pfsync, ARP and ND, the rest). A round
 /// is bounded, so CARP's timers are served every round whatever arrives.
-const SLOW_BUDGETS: [usize; SLOW_CLASSES] = [1024, 512, 256];
+const SLOW_BUDGETS: [usize; SLOW_CLASSES] = [1024, 1024, 512, 256];
 
 /// The control loop's pause when the last round had nothing to do.
 const IDLE_TICK: Duration = Duration::from_millis(1);

@@ -8,7 +8,7 @@
 //! stops the workers and frees the DPDK resources in order.
 
 use super::engines::Engines;
-use super::inject::{InjectQueue, MBUF_DATA_ROOM};
+use super::inject::{InjectQueue, InjectRings, MBUF_DATA_ROOM};
 use super::links::{gateways, link_up};
 use super::*;
 use crate::ctl::handler::RuleSources;
@@ -54,7 +54,7 @@ pub(super) struct Daemon {
     // DPDK resources, freed by `stop` in this order.
     ports: Vec<Port>,
     slow_rings: [Option<Arc<MbufRing>>; SLOW_CLASSES],
-    inject_ring: Option<Arc<MbufRing>>,
+    inject_ring: Option<InjectRings>,
     pool: Mempool,
 }
 
@@ -118,9 +118,9 @@ impl Daemon {
         let slowpath = SlowPath::new(Arc::clone(&routing), &statics)
             .with_neighbor_limit(config.neighbor_limit)
             .with_gateways(gateways(config));
-        // One slow-path ring per class (CARP and pfsync; ARP and ND; the
+        // One slow-path ring per class (CARP; pfsync; ARP and ND; the
         // rest), served in that order with a budget each.
-        let mut slow_rings: [Option<Arc<MbufRing>>; SLOW_CLASSES] = [None, None, None];
+        let mut slow_rings: [Option<Arc<MbufRing>>; SLOW_CLASSES] = Default::default();
         let mut inject_ring = None;
         if router {
             for (class, ring) in slow_rings.iter_mut().enumerate() {
@@ -129,9 +129,15 @@ impl Daemon {
                         .context("slow-path ring")?,
                 ));
             }
-            inject_ring = Some(Arc::new(
-                MbufRing::new("dpf_inject", INJECT_RING).context("injection ring")?,
-            ));
+            inject_ring = Some(InjectRings {
+                urgent: Arc::new(
+                    MbufRing::new("dpf_inject", INJECT_RING).context("injection ring")?,
+                ),
+                sync: Arc::new(
+                    MbufRing::new("dpf_inject_sync", INJECT_RING)
+                        .context("pfsync injection ring")?,
+                ),
+            });
         }
         // Without its control socket dpf cannot be operated: fatal, and
         // before any worker runs.
@@ -385,6 +391,9 @@ impl Daemon {
                     .collect::<Vec<bool>>()
             });
             let syncdev = config.pfsync.as_ref().map_or(0, |p| p.syncdev as u16);
+            if let Some(s) = self.engines.sync.as_mut() {
+                s.set_tx_backlog(self.injectq.sync_backlog(inject));
+            }
             self.engines.poll(
                 now,
                 links.as_deref(),
@@ -589,7 +598,7 @@ struct WorkerContext<'a> {
     routing: &'a Arc<Routing>,
     neighbors: &'a Arc<Snapshot<Neighbors>>,
     slow_rings: &'a [Option<Arc<MbufRing>>; SLOW_CLASSES],
-    inject_ring: &'a Option<Arc<MbufRing>>,
+    inject_ring: &'a Option<InjectRings>,
     port_ids: &'a [PortId],
     drain_ticks: u64,
     clock: TscClock,
@@ -611,6 +620,8 @@ fn build_workers(ctx: &WorkerContext<'_>, workers: usize) -> Result<Built> {
     // worker), the same mesh.
     let (alias_outs, alias_ins) = ring::mesh::<dataplane::alias::AliasMsg>(workers, ALIAS_RING);
     let mut alias_ends = alias_outs.into_iter().zip(alias_ins);
+    // What each worker finished of the frames that must not be lost.
+    let credits = Arc::new(dataplane::local_tx::Credits::new(workers));
     let mut built = Built {
         workers: Vec::with_capacity(workers),
         clients: Vec::with_capacity(workers),
@@ -665,10 +676,17 @@ fn build_workers(ctx: &WorkerContext<'_>, workers: usize) -> Result<Built> {
             commands: Some(port),
             neighbors: router.then(|| Arc::clone(ctx.neighbors)),
             inject: if w == 0 {
-                ctx.inject_ring.clone()
+                ctx.inject_ring.as_ref().map(|r| Arc::clone(&r.urgent))
             } else {
                 None
             },
+            inject_sync: if w == 0 {
+                ctx.inject_ring.as_ref().map(|r| Arc::clone(&r.sync))
+            } else {
+                None
+            },
+            credits: ctx.inject_ring.as_ref().map(|_| Arc::clone(&credits)),
+            sync_port: config.pfsync.as_ref().map(|p| p.syncdev as u16),
             drain_ticks: ctx.drain_ticks,
             clock: ctx.clock,
         });

@@ -64,10 +64,15 @@ const BULK_TRIES: u8 = 12;
 const HELD_MAX: usize = 4096;
 /// Demotion while a bulk update is pending (spec §5.6).
 pub const BULK_DEMOTE: i32 = 32;
-/// Packets of a bulk update sent per control-loop round (~5 states each at
-/// MTU 1500): the peer takes them through its slow-path ring, which must
-/// not overflow.
-const BULK_PACKETS_PER_ROUND: usize = 32;
+/// Packets of a bulk update packed per control-loop round, at most (~5
+/// states each at MTU 1500; ~40 µs of packing): the round stays short for
+/// CARP's timers.
+const BULK_PACKETS_PER_ROUND: usize = 128;
+/// A bulk update packs more only while fewer pfsync packets than this
+/// wait for the sync port ([`Sync::set_tx_backlog`]): the sync port's
+/// pace (the peer's, through a link that makes the sender wait) sets the
+/// bulk update's, and none of its packets is dropped for a full queue.
+const BULK_BACKLOG_MAX: usize = 512;
 /// Received records waiting for a worker's import ring, per worker, at
 /// most (a bulk update arrives faster than a busy worker imports).
 const IMPORT_BACKLOG_MAX: usize = 1 << 20;
@@ -159,6 +164,9 @@ pub struct Sync {
     auth_replayed: u64,
     /// A state of the running bulk update could not be packed: no BUS END.
     bulk_incomplete: bool,
+    /// pfsync packets waiting for the sync port (the control loop's
+    /// count, set every round).
+    tx_backlog: usize,
     sent_packets: u64,
     sent_states: u64,
     received_states: u64,
@@ -393,6 +401,7 @@ impl Sync {
             auth_bad_mac: 0,
             auth_replayed: 0,
             bulk_incomplete: false,
+            tx_backlog: 0,
             sent_packets: 0,
             sent_states: 0,
             received_states: 0,
@@ -537,6 +546,12 @@ impl Sync {
             sent,
             next_at: now + BULK_RETRY,
         };
+    }
+
+    /// pfsync packets already waiting for the sync port: a bulk update
+    /// packs more only while they are fewer than [`BULK_BACKLOG_MAX`].
+    pub fn set_tx_backlog(&mut self, packets: usize) {
+        self.tx_backlog = packets;
     }
 
     /// Whether the last [`Sync::poll`] left export records beyond its
@@ -802,6 +817,10 @@ impl Sync {
         let Some((states, mut next)) = self.bulk_out.take() else {
             return;
         };
+        if self.tx_backlog >= BULK_BACKLOG_MAX {
+            self.bulk_out = Some((states, next));
+            return;
+        }
         let before = out.len();
         while next < states.len() && out.len() - before < BULK_PACKETS_PER_ROUND {
             let (st, tr) = &states[next];

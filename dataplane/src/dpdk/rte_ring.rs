@@ -12,6 +12,7 @@ use std::ptr::NonNull;
 #[derive(Debug)]
 pub struct MbufRing {
     ptr: NonNull<dpdk_sys::rte_ring>,
+    capacity: usize,
 }
 
 // SAFETY: rte_ring's multi-producer enqueue is thread-safe; the
@@ -32,7 +33,10 @@ impl MbufRing {
             dpdk_sys::rte_ring_create(cname.as_ptr(), size, dpdk_sys::rte_socket_id() as i32, 0)
         };
         NonNull::new(p)
-            .map(|ptr| MbufRing { ptr })
+            .map(|ptr| MbufRing {
+                ptr,
+                capacity: size as usize - 1,
+            })
             .ok_or_else(|| DpdkError::from_errno(format!("creating ring {name}")))
     }
 
@@ -71,6 +75,13 @@ impl MbufRing {
     pub fn len(&self) -> usize {
         // SAFETY: valid ring.
         unsafe { dpdk_sys::dpf_ring_count(self.ptr.as_ptr()) as usize }
+    }
+
+    /// Room for this many more mbufs (a snapshot: producers on other
+    /// threads may take it).
+    #[inline]
+    pub fn free(&self) -> usize {
+        self.capacity.saturating_sub(self.len())
     }
 
     /// Whether the ring is empty.
