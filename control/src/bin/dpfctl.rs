@@ -873,6 +873,13 @@ fn print_text(o: &mut impl Write, request: &Request, d: Value) -> Result<(), Str
             ] {
                 w(writeln!(o, "  {k:<30} {v:>12}"))?;
             }
+            w(writeln!(o, "pfsync transmit and receive waits"))?;
+            for (k, v) in [
+                ("sync port waits (sender)", i.local_tx_waits),
+                ("sync port pauses (receiver)", i.sync_rx_paused),
+            ] {
+                w(writeln!(o, "  {k:<30} {v:>12}"))?;
+            }
             w(writeln!(o, "pflog"))?;
             for (k, v) in [("logged", i.pflog.logged), ("dropped", i.pflog.dropped)] {
                 w(writeln!(o, "  {k:<30} {v:>12}"))?;
