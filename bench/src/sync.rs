@@ -64,6 +64,23 @@ pub struct SyncArgs {
     /// link fills and the master must wait for it, not drop states.
     #[arg(long, default_value_t = 0)]
     pub stall_backup_ms: u64,
+    /// Stop the backup (SIGSTOP) for this many milliseconds 300 ms into
+    /// the live phase, then let it go on: longer than the master's sync
+    /// port waits (1 s), the master drops what the backup does not take,
+    /// and the backup must fetch the table again.
+    #[arg(long, default_value_t = 0)]
+    pub stall_live_ms: u64,
+}
+
+/// Stops `pid` (SIGSTOP) after `after`, for `for_`, then continues it.
+fn stall(pid: u32, after: Duration, for_: Duration) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        let pid = pid.to_string();
+        let _ = Command::new("kill").args(["-STOP", &pid]).status();
+        std::thread::sleep(for_);
+        let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    })
 }
 
 /// The MAC of the master's `lan` port and of the generator's receiving
@@ -98,7 +115,10 @@ pub struct Phase {
     pub master_pfsync: Value,
     /// Backup's pfsync counters at the end.
     pub backup_pfsync: Value,
-    /// Master: frames dropped for a full tx queue (`tx-full`).
+    /// Master: frames dropped for a full tx queue (`tx-full`) during the
+    /// phase (the live phase from the generator's start, the bulk phase
+    /// from the bulk update's first state on the backup: drops to the
+    /// backup stopped for its restart are not the bulk update's).
     pub master_tx_full: u64,
     /// Master: times the sync port began refusing pfsync packets (kept and
     /// sent when it took them).
@@ -108,16 +128,26 @@ pub struct Phase {
     pub backup_sync_rx_paused: u64,
     /// Backup: frames dropped for a full slow-path ring.
     pub backup_slow_path_ring_full: u64,
-    /// Milliseconds the backup was stopped during its bulk update.
+    /// Milliseconds the backup was stopped during the phase.
     pub backup_stalled_ms: u64,
 }
 
+fn master_tx_full(p: &Paths) -> u64 {
+    info_of(p, "master")["drops"]["tx-full"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
 impl Phase {
-    /// Reads the boxes' transmit and receive waits from `dpfctl -s info`.
-    fn read_waits(&mut self, p: &Paths) {
+    /// Reads the boxes' transmit and receive waits from `dpfctl -s info`
+    /// (`tx_full_base`: the master's `tx-full` at the phase's start).
+    fn read_waits(&mut self, p: &Paths, tx_full_base: u64) {
         let m = info_of(p, "master");
         let b = info_of(p, "backup");
-        self.master_tx_full = m["drops"]["tx-full"].as_u64().unwrap_or(0);
+        self.master_tx_full = m["drops"]["tx-full"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(tx_full_base);
         self.master_local_tx_waits = m["local_tx_waits"].as_u64().unwrap_or(0);
         self.backup_sync_rx_paused = b["sync_rx_paused"].as_u64().unwrap_or(0);
         self.backup_slow_path_ring_full = b["drops"]["slowpath-ring-full"].as_u64().unwrap_or(0);
@@ -452,7 +482,18 @@ fn measure(args: &SyncArgs, p: &Paths) -> Result<Vec<Phase>> {
         )?;
         wait_bulk_done(p, Duration::from_secs(30))?;
         eprintln!("bench sync: {} flows at {rate} new flows/s", args.flows);
+        let live_base = master_tx_full(p);
+        let stalled = (args.stall_live_ms > 0).then(|| {
+            stall(
+                backup.pid(),
+                Duration::from_millis(300),
+                Duration::from_millis(args.stall_live_ms),
+            )
+        });
         let gen = run_generator(p, args.flows, rate, &format!("{i}"))?;
+        if let Some(t) = stalled {
+            let _ = t.join();
+        }
         // The states the master made (at high rates the generator offers
         // more than reaches it): wait until the backup has as many.
         let created = info_of(p, "master")["states_created"].as_u64().unwrap_or(0);
@@ -468,9 +509,10 @@ fn measure(args: &SyncArgs, p: &Paths) -> Result<Vec<Phase>> {
             backup_states: states_of(p, "backup"),
             master_pfsync: pfsync_of(p, "master"),
             backup_pfsync: pfsync_of(p, "backup"),
+            backup_stalled_ms: args.stall_live_ms,
             ..Phase::default()
         };
-        phase.read_waits(p);
+        phase.read_waits(p, live_base);
         if let Err(e) = waited {
             eprintln!("bench sync: {e:#}");
         }
@@ -486,14 +528,17 @@ fn measure(args: &SyncArgs, p: &Paths) -> Result<Vec<Phase>> {
                 &backup_config(&p.dir, &backup_rules, i as u32 * 2 + 1),
                 &btrace2,
             )?;
+            wait_for("the bulk update to begin", Duration::from_secs(30), || {
+                Ok(states_of(p, "backup") > 0)
+            })?;
+            let bulk_base = master_tx_full(p);
             if args.stall_backup_ms > 0 {
-                wait_for("the bulk update to begin", Duration::from_secs(30), || {
-                    Ok(states_of(p, "backup") > 0)
-                })?;
-                let pid = backup2.pid().to_string();
-                Command::new("kill").args(["-STOP", &pid]).status()?;
-                std::thread::sleep(Duration::from_millis(args.stall_backup_ms));
-                Command::new("kill").args(["-CONT", &pid]).status()?;
+                let _ = stall(
+                    backup2.pid(),
+                    Duration::ZERO,
+                    Duration::from_millis(args.stall_backup_ms),
+                )
+                .join();
             }
             let full = wait_for(
                 "every state on the restarted backup",
@@ -514,7 +559,7 @@ fn measure(args: &SyncArgs, p: &Paths) -> Result<Vec<Phase>> {
                 backup_stalled_ms: args.stall_backup_ms,
                 ..Phase::default()
             };
-            b.read_waits(p);
+            b.read_waits(p, bulk_base);
             let _ = backup2.interrupt_and_wait();
             let got = read_trace(&btrace2);
             let bulk_rx: Vec<&TraceLine> =

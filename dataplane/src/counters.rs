@@ -52,6 +52,10 @@ drop_reasons! {
     HandoffRingFull => "handoff-ring-full",
     /// The slow-path ring was full.
     SlowPathRingFull => "slowpath-ring-full",
+    /// A pfsync packet on a port other than `syncdev` (pfsync(4)'s
+    /// `badif`), dropped by the worker so it never takes the sync port's
+    /// room in the pfsync ring.
+    PfsyncNotSyncdev => "pfsync-not-syncdev",
     /// The transmit queue refused the packet.
     TxFull => "tx-full",
     /// No egress for the packet (wire mode: an unpaired port).

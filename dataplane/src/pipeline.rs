@@ -113,6 +113,10 @@ pub struct PipelineConfig {
     pub frag_capacity: usize,
     /// Which worker owns a flow (see [`crate::rss`]).
     pub placement: crate::rss::Placement,
+    /// With `[pfsync]`: the sync port. pfsync to the box on any other port
+    /// is dropped here (pfsync(4)'s `badif`), so it never takes the sync
+    /// port's room in the pfsync slow-path ring.
+    pub syncdev: Option<u16>,
 }
 
 impl Default for PipelineConfig {
@@ -127,6 +131,7 @@ impl Default for PipelineConfig {
             sources: Arc::new(SourceTable::new(crate::srcnodes::DEFAULT_LIMIT)),
             frag_capacity: 4096,
             placement: crate::rss::Placement::Hash,
+            syncdev: None,
         }
     }
 }
@@ -2009,7 +2014,7 @@ impl Pipeline {
                 Decided(v @ (Verdict::Forward(_) | Verdict::Hold(_))) if self.pending.is_some() => {
                     v
                 }
-                Decided(Verdict::Forward(_)) => return Verdict::SlowPath(punt),
+                Decided(Verdict::Forward(_)) => return self.to_box(punt, in_port),
                 Decided(v) => return v,
             }
         } else if let Some(h) = routing.lookup(info.af, &info.dst) {
@@ -2056,7 +2061,7 @@ impl Pipeline {
                 // Translated back to one of the box's own addresses (the
                 // reply to a connection the box itself opened).
                 return match verdict {
-                    Verdict::Forward(_) => Verdict::SlowPath(punt_of(&info)),
+                    Verdict::Forward(_) => self.to_box(punt_of(&info), in_port),
                     v => v,
                 };
             }
@@ -3262,6 +3267,20 @@ fn is_group(info: &PacketInfo) -> bool {
             d[0] >= 224 || d == [255, 255, 255, 255]
         }
         crate::flow::Af::Inet6 => info.dst.0[0] == 0xff,
+    }
+}
+
+impl Pipeline {
+    /// A packet to the box the rules let in: to the control thread, but
+    /// pfsync only from the sync port.
+    #[inline]
+    fn to_box(&self, punt: Punt, in_port: u16) -> Verdict {
+        match self.config.syncdev {
+            Some(sync) if punt == Punt::Pfsync && sync != in_port => {
+                Verdict::Drop(DropReason::PfsyncNotSyncdev)
+            }
+            _ => Verdict::SlowPath(punt),
+        }
     }
 }
 

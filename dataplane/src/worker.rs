@@ -317,9 +317,11 @@ impl Worker {
                     }
                 }
             }
-            if let (Some(ring), Some(taker)) = (self.inject_sync.take(), taker.as_mut()) {
-                self.take_sync_frames(&ring, taker, &mut injected, &mut keep, now);
-                self.inject_sync = Some(ring);
+            if let Some(taker) = taker.as_mut() {
+                if let Some(ring) = self.inject_sync.take() {
+                    self.take_sync_frames(&ring, taker, &mut injected, &mut keep, now);
+                    self.inject_sync = Some(ring);
+                }
             }
             for ring in 0..self.handoff_in.len() {
                 let n = self.handoff_in[ring].pop_batch(&mut handed);
@@ -484,7 +486,6 @@ impl Worker {
         0
     }
 
-    #[inline]
     /// Takes pfsync frames from the control thread, only as many as every
     /// worker can still hold, filters them `out` and keeps them (or hands
     /// them to their flow's owner, which keeps them).
@@ -599,6 +600,7 @@ impl Worker {
 
     /// Hands `m` to worker `owner`; false (freed and counted) when its
     /// ring is full.
+    #[inline]
     fn hand_off(&mut self, owner: u16, m: *mut dpdk_sys::rte_mbuf, port: u16) -> bool {
         let item = Handoff {
             mbuf: RawMbuf(m),

@@ -8,6 +8,11 @@ use dpf_tests::dpf_bin;
 use std::path::PathBuf;
 use std::process::Command;
 
+/// One `bench sync` at a time: each runs two dpf and a generator, three
+/// busy pollers on this machine's cores, and the stall tests need the
+/// master to outrun a stopped backup.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn bench_bin() -> PathBuf {
     match std::env::var_os("BENCH_BIN") {
         Some(p) => PathBuf::from(p),
@@ -17,6 +22,7 @@ fn bench_bin() -> PathBuf {
 
 #[test]
 fn every_state_reaches_the_backup_live_and_by_bulk_update() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(bench_bin())
         .args([
@@ -67,6 +73,7 @@ fn every_state_reaches_the_backup_live_and_by_bulk_update() {
 /// (`tx-full`) and the backup misses states.
 #[test]
 fn a_bulk_update_to_a_stalled_backup_waits_for_it_and_loses_nothing() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(bench_bin())
         .args([
@@ -107,4 +114,53 @@ fn a_bulk_update_to_a_stalled_backup_waits_for_it_and_loses_nothing() {
     assert_eq!(bulk["backup_slow_path_ring_full"], 0, "{bulk}");
     assert_eq!(bulk["backup_states"], created, "{bulk}");
     assert_eq!(bulk["missing"], 0, "{bulk}");
+}
+
+/// The backup is stopped for 2.8 s while the master creates states: its
+/// end of the link fills in about a second, then the master's sync port
+/// waits 1 s and gives up, dropping what the backup does not take. The backup finds its control thread was stalled
+/// past that and asks for a bulk update: it ends with every state. Without
+/// that request the states created during the stall stay missing.
+#[test]
+fn a_backup_stalled_past_the_senders_wait_fetches_the_table_again() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bench_bin())
+        .args([
+            "sync",
+            "--flows",
+            "120000",
+            "--rates",
+            "40000",
+            "--no-bulk",
+            "--stall-live-ms",
+            "2800",
+            "--timeout-s",
+            "30",
+            "--report",
+            "t",
+        ])
+        .arg("--out")
+        .arg(dir.path())
+        .arg("--dpf")
+        .arg(dpf_bin())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench sync failed:\n{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("t.json")).unwrap()).unwrap();
+    let live = &report["phases"][0];
+    assert_eq!(live["kind"], "live", "{report}");
+    assert_eq!(live["backup_stalled_ms"], 2800, "{live}");
+    let created = live["master_states"].as_u64().unwrap();
+    assert!(created > 0, "{live}");
+    // The master gave up waiting and dropped pfsync packets...
+    assert!(live["master_tx_full"].as_u64().unwrap() > 0, "{live}");
+    // ... and the backup fetched the table again: nothing missing.
+    assert_eq!(live["backup_states"], created, "{live}");
+    assert!(
+        live["backup_pfsync"]["bulk"] == "done",
+        "the backup's second bulk update ended: {live}"
+    );
 }

@@ -251,6 +251,18 @@ fn carp_and_pfsync_to_the_box_are_filtered() {
         1,
     );
     assert_eq!(stats["slow_path"], 2, "{stats}");
+    // With pfsync on wan0, pfsync on lan0 is dropped by the worker even
+    // when the rules let it in (pfsync(4)'s `badif`): it never takes the
+    // sync port's room in the pfsync ring. CARP still goes up.
+    let with_pfsync = format!("{ROUTER}[pfsync]\nsyncdev = \"wan0\"\n");
+    let (_, stats) = replay(
+        &with_pfsync,
+        "block all\npass in on lan0 proto carp\npass in on lan0 proto pfsync\n",
+        &frames,
+        1,
+    );
+    assert_eq!(stats["slow_path"], 1, "{stats}");
+    assert_eq!(drops(&stats, "pfsync-not-syncdev"), 1, "{stats}");
 }
 
 #[test]

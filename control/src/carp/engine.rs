@@ -645,6 +645,11 @@ impl Carp {
         Ok(())
     }
 
+    /// Whether any carp interface is MASTER.
+    pub fn any_master(&self) -> bool {
+        self.ifs.iter().any(|c| c.vhost.state() == State::Master)
+    }
+
     /// Every carp interface that is MASTER becomes BACKUP at once (a box
     /// that finds it was stopped: its peer has taken over or is about to).
     pub fn step_down(&mut self, now: Instant, out: &mut Vec<Out>) {

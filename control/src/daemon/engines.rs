@@ -35,6 +35,9 @@ pub(super) struct Engines {
     pub slowpath: SlowPath,
     /// The table being collected for a bulk update the peer asked for.
     pub bulk: Option<BulkCollect>,
+    /// CARP is demoted by [`BULK_DEMOTE`] until our bulk update ends (each
+    /// demotion undone once, never more).
+    pub bulk_demoted: bool,
 }
 
 /// Replies a bulk collection takes off the workers' rings per round.
@@ -178,9 +181,10 @@ impl Engines {
                     }
                 }
                 SyncEvent::BulkDone => {
-                    if let Some(c) = c {
+                    if let Some(c) = c.filter(|_| self.bulk_demoted) {
                         let _ = c.carpdemote("carp", -BULK_DEMOTE, now, out);
                     }
+                    self.bulk_demoted = false;
                 }
                 SyncEvent::None => {}
             },
@@ -198,14 +202,44 @@ impl Engines {
         let Some(s) = self.sync.as_mut() else {
             return;
         };
-        if !s.bulk_pending() {
-            if let Some(c) = self.carp.as_mut() {
-                let _ = c.carpdemote("carp", BULK_DEMOTE, now, out);
-            }
-            s.request_bulk(now, out);
-        }
+        // Asked again even while one is under way: the stall may have cost
+        // part of it, and a request restarts the peer's bulk update.
+        s.request_bulk(now, out);
+        self.demote_for_bulk(now, out);
         if let Some(c) = self.carp.as_mut() {
             c.step_down(now, out);
+        }
+    }
+
+    /// Demotes CARP by [`BULK_DEMOTE`] until our bulk update ends, unless
+    /// it already is.
+    pub(super) fn demote_for_bulk(&mut self, now: Instant, out: &mut Vec<Out>) {
+        if self.bulk_demoted {
+            return;
+        }
+        if let Some(c) = self.carp.as_mut() {
+            // Refused (the operator's demotion is at the ceiling): nothing
+            // to undo later, and the box stays demoted anyway.
+            self.bulk_demoted = c.carpdemote("carp", BULK_DEMOTE, now, out).is_ok();
+        }
+    }
+
+    /// The box was stalled long enough for the peer's sync port to give up
+    /// waiting for it ([`dataplane::local_tx::STALE_NS`]: the peer dropped
+    /// pfsync packets meant for us), but not long enough for the peer to
+    /// take over: ask for a bulk update to fill what was missed. A BACKUP
+    /// stays demoted until it ends (as at start), so it never takes over
+    /// with the gap; a MASTER keeps its role (the peer, being BACKUP, has
+    /// the states it sent).
+    pub(super) fn resync_after_stall(&mut self, now: Instant, out: &mut Vec<Out>) {
+        let Some(s) = self.sync.as_mut() else {
+            return;
+        };
+        // Asked again even while one is under way (see
+        // `step_down_after_stall`).
+        s.request_bulk(now, out);
+        if !self.carp.as_ref().is_some_and(Carp::any_master) {
+            self.demote_for_bulk(now, out);
         }
     }
 
@@ -268,9 +302,10 @@ impl Engines {
                 s.set_peer_mac(nb.map(|n| n.mac), out);
             }
             if s.poll(now, out) {
-                if let Some(c) = self.carp.as_mut() {
+                if let Some(c) = self.carp.as_mut().filter(|_| self.bulk_demoted) {
                     let _ = c.carpdemote("carp", -BULK_DEMOTE, now, out);
                 }
+                self.bulk_demoted = false;
             }
         }
     }

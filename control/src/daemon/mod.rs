@@ -12,7 +12,7 @@ use crate::config::{Config, Device, Mode};
 use crate::ctl::handler::Control;
 use crate::ctl::server::Server;
 use crate::log::Level;
-use crate::pfsync::engine::{Sync, SyncSetup, BULK_DEMOTE};
+use crate::pfsync::engine::{Sync, SyncSetup};
 use crate::preload;
 use crate::slowpath::SlowPath;
 use anyhow::{bail, Context, Result};
@@ -129,6 +129,12 @@ fn raise_control_priority() {
 /// pfsync box step down and resync its table before it is MASTER again.
 const STALL_STEP_DOWN: Duration = Duration::from_secs(3);
 
+/// A control round this late (but under [`STALL_STEP_DOWN`]) makes a
+/// pfsync box ask for a bulk update: the peer's sync port stops waiting
+/// for a receiver after [`dataplane::local_tx::STALE_NS`] and drops what
+/// it sends until the receiver reads again.
+const STALL_RESYNC: Duration = Duration::from_nanos(dataplane::local_tx::STALE_NS);
+
 /// How often the control thread polls the ports' link state for CARP.
 const LINK_POLL: Duration = Duration::from_millis(100);
 
@@ -236,6 +242,7 @@ fn pipeline_config(config: &Config, workers: usize, creatorid: u32) -> PipelineC
         let _ = types.insert(t);
     }
     cfg.pass_ethertypes = types;
+    cfg.syncdev = config.pfsync.as_ref().map(|p| p.syncdev as u16);
     for &(a, b) in &config.wire_pairs {
         cfg.pair(a as u16, b as u16);
     }

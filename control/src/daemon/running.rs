@@ -239,6 +239,7 @@ impl Daemon {
             sync,
             slowpath,
             bulk: None,
+            bulk_demoted: false,
         };
         if let (Some(s), Some(path)) = (engines.sync.as_mut(), opts.sync_trace.as_ref()) {
             s.set_trace(path, now_fn())
@@ -253,12 +254,12 @@ impl Daemon {
                 }
                 c.start(now_fn(), &mut out);
             }
-            if let Some(s) = engines.sync.as_mut() {
+            if engines.sync.is_some() {
                 // Do not become MASTER without the states (spec §5.6).
-                if let Some(c) = engines.carp.as_mut() {
-                    let _ = c.carpdemote("carp", BULK_DEMOTE, now_fn(), &mut out);
+                engines.demote_for_bulk(now_fn(), &mut out);
+                if let Some(s) = engines.sync.as_mut() {
+                    s.request_bulk(now_fn(), &mut out);
                 }
-                s.request_bulk(now_fn(), &mut out);
             }
             injectq.send(out, &pool, inject);
         }
@@ -371,6 +372,20 @@ impl Daemon {
             if let Some(inject) = self.inject_ring.as_ref() {
                 let mut out = Vec::new();
                 self.engines.step_down_after_stall(now_fn(), &mut out);
+                self.injectq.send(out, &self.pool, inject);
+            }
+        } else if stalled >= STALL_RESYNC {
+            // Long enough for the peer to have dropped pfsync packets meant
+            // for us (its sync port gave up waiting), too short for it to
+            // take over: fetch the table again.
+            crate::log!(
+                Level::Warning,
+                "control thread stalled for {:.1} s: asking the peer for a bulk update",
+                stalled.as_secs_f64()
+            );
+            if let Some(inject) = self.inject_ring.as_ref() {
+                let mut out = Vec::new();
+                self.engines.resync_after_stall(now_fn(), &mut out);
                 self.injectq.send(out, &self.pool, inject);
             }
         }
