@@ -3129,8 +3129,8 @@ fn lane_state(st: &crate::state::State, logging: bool) -> bool {
 
 /// The bookkeeping of a segment the established lane took (the full
 /// path's for a pass without a transition): a state hit, and a pfsync
-/// update every `maxupd` packets.
-#[inline]
+/// update every `maxupd` packets (out of line: one packet in `maxupd`).
+#[inline(always)]
 fn lane_hit(
     sync: &mut Option<SyncPorts>,
     counters: &mut WorkerCounters,
@@ -3140,16 +3140,28 @@ fn lane_hit(
     counters.state_hits += 1;
     if let Some(maxupd) = sync.as_ref().map(|s| s.maxupd) {
         if st.sync_tick(maxupd) {
-            export_or_owe(
-                sync,
-                counters,
-                SyncAction::Update,
-                st,
-                &Translation::NONE,
-                now,
-            );
+            lane_export(sync, counters, st, now);
         }
     }
+}
+
+/// [`lane_hit`]'s pfsync update.
+#[cold]
+#[inline(never)]
+fn lane_export(
+    sync: &mut Option<SyncPorts>,
+    counters: &mut WorkerCounters,
+    st: &mut crate::state::State,
+    now: Instant,
+) {
+    export_or_owe(
+        sync,
+        counters,
+        SyncAction::Update,
+        st,
+        &Translation::NONE,
+        now,
+    );
 }
 
 /// Exports a live state's insert or update; when the ring is full the
