@@ -500,7 +500,16 @@ impl Worker {
         let Some(credits) = self.credits.as_ref() else {
             return;
         };
-        let room = taker.room(credits, BURST);
+        let mut room = taker.room(credits, BURST);
+        // Room in every handoff ring too (only this worker pushes to them,
+        // so the room stays): a frame whose flow another worker owns is
+        // never dropped for a full handoff ring.
+        for p in self.handoff_out.iter_mut().flatten() {
+            if room == 0 {
+                break;
+            }
+            room = room.min(p.free_slots());
+        }
         if room == 0 {
             return;
         }
