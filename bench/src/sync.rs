@@ -70,6 +70,13 @@ pub struct SyncArgs {
     /// and the backup must fetch the table again.
     #[arg(long, default_value_t = 0)]
     pub stall_live_ms: u64,
+    /// Workers of each dpf (all on the box's one CPU; their sync ports get
+    /// as many queues, so a pfsync packet may leave from any worker). The
+    /// generator keeps one queue: above 1 the forwarded traffic it counts
+    /// is not meaningful, only the sync figures are; and on a 2-core
+    /// machine five busy pollers starve everything else.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=8))]
+    pub workers: u16,
 }
 
 /// Stops `pid` (SIGSTOP) after `after`, for `for_`, then continues it.
@@ -158,7 +165,11 @@ fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn eal(prefix: &str, cpu: usize) -> String {
+fn eal(prefix: &str, cpu: usize, workers: u16) -> String {
+    let lcores = (0..=workers)
+        .map(|l| format!("{l}@{cpu}"))
+        .collect::<Vec<_>>()
+        .join(",");
     [
         "--no-huge",
         "-m",
@@ -167,7 +178,7 @@ fn eal(prefix: &str, cpu: usize) -> String {
         "--file-prefix",
         prefix,
         "--lcores",
-        &format!("0@{cpu},1@{cpu}"),
+        &lcores,
         "--log-level",
         "*:error",
     ]
@@ -185,7 +196,7 @@ fn memif(index: usize, role: &str, socket: &Path, extra: &str) -> String {
 }
 
 /// The master: lan, wan (to the generator) and sync, router mode.
-fn master_config(dir: &Path, rules: &Path) -> String {
+fn master_config(dir: &Path, rules: &Path, workers: u16) -> String {
     format!(
         "[eal]\nargs = [{}]\n[dataplane]\nmode = \"router\"\nrules = {}\n\
          [[port]]\nname = \"lan\"\ndevice = {}\naddresses = [\"10.254.0.1/24\"]\n\
@@ -194,7 +205,7 @@ fn master_config(dir: &Path, rules: &Path) -> String {
          [[neighbor]]\nip = \"198.19.0.1\"\nmac = \"{LAN_MAC}\"\n\
          [pfsync]\nsyncdev = \"sync\"\n\
          [control]\nsocket = {}\n",
-        eal(&format!("bs{}m", std::process::id()), 1),
+        eal(&format!("bs{}m", std::process::id()), 1, workers),
         quote(&rules.display().to_string()),
         quote(&memif(
             0,
@@ -210,13 +221,17 @@ fn master_config(dir: &Path, rules: &Path) -> String {
 
 /// The backup: only the sync port; the master's rules (state limit and
 /// timeouts).
-fn backup_config(dir: &Path, rules: &Path, generation: u32) -> String {
+fn backup_config(dir: &Path, rules: &Path, generation: u32, workers: u16) -> String {
     format!(
         "[eal]\nargs = [{}]\n[dataplane]\nmode = \"router\"\nrules = {}\n\
          [[port]]\nname = \"sync\"\ndevice = {}\naddresses = [\"10.9.0.2/24\"]\n\
          [pfsync]\nsyncdev = \"sync\"\n\
          [control]\nsocket = {}\n",
-        eal(&format!("bs{}b{generation}", std::process::id()), 0),
+        eal(
+            &format!("bs{}b{generation}", std::process::id()),
+            0,
+            workers
+        ),
         quote(&rules.display().to_string()),
         quote(&memif(0, "client", &dir.join("sync.sock"), "")),
         quote(&dir.join("backup.ctl").display().to_string()),
@@ -473,11 +488,16 @@ fn measure(args: &SyncArgs, p: &Paths) -> Result<Vec<Phase>> {
     for (i, &rate) in args.rates.iter().enumerate() {
         let mtrace = p.logs.join(format!("master-{rate}.trace"));
         let btrace = p.logs.join(format!("backup-{rate}.trace"));
-        let master = start_dpf(p, "master", &master_config(&p.dir, &rules), &mtrace)?;
+        let master = start_dpf(
+            p,
+            "master",
+            &master_config(&p.dir, &rules, args.workers),
+            &mtrace,
+        )?;
         let backup = start_dpf(
             p,
             "backup",
-            &backup_config(&p.dir, &backup_rules, i as u32 * 2),
+            &backup_config(&p.dir, &backup_rules, i as u32 * 2, args.workers),
             &btrace,
         )?;
         wait_bulk_done(p, Duration::from_secs(30))?;
@@ -494,6 +514,7 @@ fn measure(args: &SyncArgs, p: &Paths) -> Result<Vec<Phase>> {
         if let Some(t) = stalled {
             let _ = t.join();
         }
+        eprintln!("bench sync: the generator's warm-up ended");
         // The states the master made (at high rates the generator offers
         // more than reaches it): wait until the backup has as many.
         let created = info_of(p, "master")["states_created"].as_u64().unwrap_or(0);
@@ -516,16 +537,19 @@ fn measure(args: &SyncArgs, p: &Paths) -> Result<Vec<Phase>> {
         if let Err(e) = waited {
             eprintln!("bench sync: {e:#}");
         }
+        eprintln!("bench sync: live phase measured");
         let mut bulk = None;
         if !args.no_bulk && i + 1 == args.rates.len() {
             // The backup starts again, empty: the whole table by bulk update.
+            eprintln!("bench sync: stopping the backup");
             let _ = backup.interrupt_and_wait();
+            eprintln!("bench sync: the backup stopped; starting it again");
             let btrace2 = p.logs.join("backup-bulk.trace");
             let t0 = Instant::now();
             let backup2 = start_dpf(
                 p,
                 "backup",
-                &backup_config(&p.dir, &backup_rules, i as u32 * 2 + 1),
+                &backup_config(&p.dir, &backup_rules, i as u32 * 2 + 1, args.workers),
                 &btrace2,
             )?;
             wait_for("the bulk update to begin", Duration::from_secs(30), || {
@@ -560,6 +584,7 @@ fn measure(args: &SyncArgs, p: &Paths) -> Result<Vec<Phase>> {
                 ..Phase::default()
             };
             b.read_waits(p, bulk_base);
+            eprintln!("bench sync: bulk phase measured");
             let _ = backup2.interrupt_and_wait();
             let got = read_trace(&btrace2);
             let bulk_rx: Vec<&TraceLine> =
@@ -577,7 +602,9 @@ fn measure(args: &SyncArgs, p: &Paths) -> Result<Vec<Phase>> {
         } else {
             let _ = backup.interrupt_and_wait();
         }
+        eprintln!("bench sync: stopping the master");
         let _ = master.interrupt_and_wait();
+        eprintln!("bench sync: waiting for the generator");
         let _ = gen.wait();
         let (lat, exported, received, missing, span) =
             join_latencies(&read_trace(&mtrace), &read_trace(&btrace));
@@ -707,6 +734,7 @@ pub fn run(args: &SyncArgs) -> Result<()> {
         "kind": "sync",
         "command": command,
         "flows": args.flows,
+        "workers": args.workers,
         "rates": args.rates,
         "phases": phases,
     });
@@ -724,6 +752,14 @@ mod tests {
 
     fn l(s: &str) -> TraceLine {
         parse_trace_line(s).unwrap()
+    }
+
+    #[test]
+    fn each_box_gets_its_workers_on_its_one_cpu() {
+        let one = eal("p", 1, 1);
+        assert!(one.contains("\"0@1,1@1\""), "{one}");
+        let two = eal("p", 0, 2);
+        assert!(two.contains("\"0@0,1@0,2@0\""), "{two}");
     }
 
     #[test]
