@@ -20,25 +20,48 @@ fn bench_bin() -> PathBuf {
     }
 }
 
-#[test]
-fn every_state_reaches_the_backup_live_and_by_bulk_update() {
+/// What one `bench sync` gave.
+struct Run {
+    report: serde_json::Value,
+    markdown: String,
+    stderr: String,
+}
+
+/// Runs `bench sync` with `args` (one at a time) and asserts it
+/// succeeded.
+fn run_sync(args: &[&str]) -> Run {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(bench_bin())
-        .args([
-            "sync", "--flows", "3000", "--rates", "3000", "--report", "t",
-        ])
+        .arg("sync")
+        .args(args)
+        .args(["--report", "t"])
         .arg("--out")
         .arg(dir.path())
         .arg("--dpf")
         .arg(dpf_bin())
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "bench sync failed:\n{stderr}");
-    assert!(!stderr.contains("not within"), "{stderr}");
-    let report: serde_json::Value =
+    let report =
         serde_json::from_slice(&std::fs::read(dir.path().join("t.json")).unwrap()).unwrap();
+    let markdown = std::fs::read_to_string(dir.path().join("t.md")).unwrap();
+    Run {
+        report,
+        markdown,
+        stderr,
+    }
+}
+
+#[test]
+fn every_state_reaches_the_backup_live_and_by_bulk_update() {
+    let Run {
+        report,
+        markdown: md,
+        stderr,
+    } = run_sync(&["--flows", "3000", "--rates", "3000"]);
+    assert!(!stderr.contains("not within"), "{stderr}");
     assert_eq!(report["kind"], "sync");
     let phases = report["phases"].as_array().unwrap();
     assert_eq!(phases.len(), 2, "{report}");
@@ -61,7 +84,6 @@ fn every_state_reaches_the_backup_live_and_by_bulk_update() {
     assert_eq!(bulk["backup_states"], created, "{bulk}");
     assert_eq!(bulk["received"], created, "{bulk}");
     assert_eq!(bulk["missing"], 0);
-    let md = std::fs::read_to_string(dir.path().join("t.md")).unwrap();
     assert!(md.contains("| live | 3000 | 3000 |"), "{md}");
 }
 
@@ -73,32 +95,17 @@ fn every_state_reaches_the_backup_live_and_by_bulk_update() {
 /// (`tx-full`) and the backup misses states.
 #[test]
 fn a_bulk_update_to_a_stalled_backup_waits_for_it_and_loses_nothing() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(bench_bin())
-        .args([
-            "sync",
-            "--flows",
-            "40000",
-            "--rates",
-            "40000",
-            "--stall-backup-ms",
-            "600",
-            "--timeout-s",
-            "60",
-            "--report",
-            "t",
-        ])
-        .arg("--out")
-        .arg(dir.path())
-        .arg("--dpf")
-        .arg(dpf_bin())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench sync failed:\n{stderr}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("t.json")).unwrap()).unwrap();
+    let report = run_sync(&[
+        "--flows",
+        "40000",
+        "--rates",
+        "40000",
+        "--stall-backup-ms",
+        "600",
+        "--timeout-s",
+        "60",
+    ])
+    .report;
     let bulk = &report["phases"][1];
     assert_eq!(bulk["kind"], "bulk", "{report}");
     let created = bulk["master_states"].as_u64().unwrap();
@@ -123,33 +130,18 @@ fn a_bulk_update_to_a_stalled_backup_waits_for_it_and_loses_nothing() {
 /// that request the states created during the stall stay missing.
 #[test]
 fn a_backup_stalled_past_the_senders_wait_fetches_the_table_again() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(bench_bin())
-        .args([
-            "sync",
-            "--flows",
-            "120000",
-            "--rates",
-            "40000",
-            "--no-bulk",
-            "--stall-live-ms",
-            "2800",
-            "--timeout-s",
-            "30",
-            "--report",
-            "t",
-        ])
-        .arg("--out")
-        .arg(dir.path())
-        .arg("--dpf")
-        .arg(dpf_bin())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench sync failed:\n{stderr}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("t.json")).unwrap()).unwrap();
+    let report = run_sync(&[
+        "--flows",
+        "120000",
+        "--rates",
+        "40000",
+        "--no-bulk",
+        "--stall-live-ms",
+        "2800",
+        "--timeout-s",
+        "30",
+    ])
+    .report;
     let live = &report["phases"][0];
     assert_eq!(live["kind"], "live", "{report}");
     assert_eq!(live["backup_stalled_ms"], 2800, "{live}");
