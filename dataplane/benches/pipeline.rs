@@ -155,7 +155,7 @@ fn server_seg(i: usize, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
 /// Processes bursts of 32 frames from `frames`, starting at `*at`, until
 /// `iters` bursts are done; calls `refill` (not timed) whenever the frames
 /// run out. Returns the measured time and adds it to `tally`.
-fn run(
+fn run_bursts(
     p: &mut Pipeline,
     frames: &mut Frames,
     at: &mut usize,
@@ -202,6 +202,20 @@ struct Bench {
     frames: Frames,
     at: usize,
     tally: CycleTally,
+}
+
+impl Bench {
+    /// [`run_bursts`] over this bench's pipeline and traffic.
+    fn run(&mut self, iters: u64, refill: impl FnMut(&mut Pipeline)) -> Duration {
+        run_bursts(
+            &mut self.p,
+            &mut self.frames,
+            &mut self.at,
+            iters,
+            &mut self.tally,
+            refill,
+        )
+    }
 }
 
 /// `n` established flows through `nat-to`, and one in-window client ACK
@@ -269,17 +283,10 @@ fn bench_nat(c: &mut Criterion) {
             tally: CycleTally::default(),
         });
         b.iter_custom(|iters| {
-            run(
-                &mut s.p,
-                &mut s.frames,
-                &mut s.at,
-                iters,
-                &mut s.tally,
-                |p| {
-                    p.replace_shard(Shard::new(FLOOD_STATES, 0).expect("capacity"));
-                    refills += 1;
-                },
-            )
+            s.run(iters, |p| {
+                p.replace_shard(Shard::new(FLOOD_STATES, 0).expect("capacity"));
+                refills += 1;
+            })
         })
     });
     if let Some(s) = bench {
@@ -361,16 +368,7 @@ fn bench_flows(
     let mut bench: Option<Bench> = None;
     g.bench_function(id, |b| {
         let s = bench.get_or_insert_with(&build);
-        b.iter_custom(|iters| {
-            run(
-                &mut s.p,
-                &mut s.frames,
-                &mut s.at,
-                iters,
-                &mut s.tally,
-                |_| {},
-            )
-        })
+        b.iter_custom(|iters| s.run(iters, |_| {}))
     });
     bench
 }
@@ -411,17 +409,10 @@ fn bench_syn_flood(c: &mut Criterion) {
             tally: CycleTally::default(),
         });
         b.iter_custom(|iters| {
-            run(
-                &mut s.p,
-                &mut s.frames,
-                &mut s.at,
-                iters,
-                &mut s.tally,
-                |p| {
-                    p.replace_shard(Shard::new(FLOOD_STATES, 0).expect("capacity"));
-                    refills += 1;
-                },
-            )
+            s.run(iters, |p| {
+                p.replace_shard(Shard::new(FLOOD_STATES, 0).expect("capacity"));
+                refills += 1;
+            })
         })
     });
     if let Some(s) = bench {
@@ -496,16 +487,7 @@ fn bench_sync_on(c: &mut Criterion) {
             let d = attach_sync(&mut s.p);
             (s, d)
         });
-        b.iter_custom(|iters| {
-            run(
-                &mut s.p,
-                &mut s.frames,
-                &mut s.at,
-                iters,
-                &mut s.tally,
-                |_| {},
-            )
-        })
+        b.iter_custom(|iters| s.run(iters, |_| {}))
     });
     if let Some((s, d)) = bench.take() {
         assert_eq!(s.p.counters.state_hits, s.tally.packets);
@@ -528,16 +510,9 @@ fn bench_sync_on(c: &mut Criterion) {
             (s, d)
         });
         b.iter_custom(|iters| {
-            run(
-                &mut s.p,
-                &mut s.frames,
-                &mut s.at,
-                iters,
-                &mut s.tally,
-                |p| {
-                    p.replace_shard(Shard::new(FLOOD_STATES, 0).expect("capacity"));
-                },
-            )
+            s.run(iters, |p| {
+                p.replace_shard(Shard::new(FLOOD_STATES, 0).expect("capacity"));
+            })
         })
     });
     if let Some((s, d)) = bench.take() {

@@ -3283,6 +3283,11 @@ fn is_group(info: &PacketInfo) -> bool {
 }
 
 impl Pipeline {
+    /// The pfsync sync port, with `[pfsync]`.
+    pub fn syncdev(&self) -> Option<u16> {
+        self.config.syncdev
+    }
+
     /// A packet to the box the rules let in: to the control thread, but
     /// pfsync only from the sync port.
     #[inline]

@@ -166,9 +166,6 @@ pub struct Worker {
     pub inject_sync: Option<Arc<MbufRing>>,
     /// Frames of `inject_sync` each worker has finished (with `[pfsync]`).
     pub credits: Option<Arc<Credits>>,
-    /// The pfsync sync port: read only while the pfsync slow-path ring has
-    /// room (for at most [`SYNC_RX_PAUSE_MAX_NS`]).
-    pub sync_port: Option<u16>,
     /// TSC ticks between tx drains (~100 µs).
     pub drain_ticks: u64,
     /// TSC-to-nanoseconds conversion.
@@ -211,6 +208,9 @@ impl Worker {
         let mut keep: HeldTx<*mut dpdk_sys::rte_mbuf> = HeldTx::new(std::ptr::null_mut());
         let mut kept_published = 0u64;
         let mut taker = self.credits.as_ref().map(|c| Taker::new(c.workers()));
+        // The pfsync sync port: read only while the pfsync slow-path ring
+        // has room (for at most SYNC_RX_PAUSE_MAX_NS).
+        let sync_port = self.pipeline.syncdev();
         let mut sync_paused_since: Option<Instant> = None;
         let mut next_drain = rdtsc() + self.drain_ticks;
         let expire_slots = expire_budget(
@@ -225,8 +225,7 @@ impl Worker {
             // counted twice.
             let mut mark = tsc;
             for &port in &ports[..nports] {
-                if Some(port.0) == self.sync_port
-                    && self.sync_rx_must_wait(now, &mut sync_paused_since)
+                if Some(port.0) == sync_port && self.sync_rx_must_wait(now, &mut sync_paused_since)
                 {
                     self.pipeline.counters.sync_rx_paused += 1;
                     continue;

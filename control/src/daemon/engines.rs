@@ -194,23 +194,6 @@ impl Engines {
         }
     }
 
-    /// The box was stopped or starved long enough for the peer to take
-    /// over, and its table missed the peer's updates: every MASTER vhid
-    /// becomes BACKUP, demoted until a bulk update ends (as at start), then
-    /// preemption brings mastership back with a whole table.
-    pub(super) fn step_down_after_stall(&mut self, now: Instant, out: &mut Vec<Out>) {
-        let Some(s) = self.sync.as_mut() else {
-            return;
-        };
-        // Asked again even while one is under way: the stall may have cost
-        // part of it, and a request restarts the peer's bulk update.
-        s.request_bulk(now, out);
-        self.demote_for_bulk(now, out);
-        if let Some(c) = self.carp.as_mut() {
-            c.step_down(now, out);
-        }
-    }
-
     /// Demotes CARP by [`BULK_DEMOTE`] until our bulk update ends, unless
     /// it already is.
     pub(super) fn demote_for_bulk(&mut self, now: Instant, out: &mut Vec<Out>) {
@@ -224,22 +207,29 @@ impl Engines {
         }
     }
 
-    /// The box was stalled long enough for the peer's sync port to give up
-    /// waiting for it ([`dataplane::local_tx::STALE_NS`]: the peer dropped
-    /// pfsync packets meant for us), but not long enough for the peer to
-    /// take over: ask for a bulk update to fill what was missed. A BACKUP
-    /// stays demoted until it ends (as at start), so it never takes over
-    /// with the gap; a MASTER keeps its role (the peer, being BACKUP, has
-    /// the states it sent).
-    pub(super) fn resync_after_stall(&mut self, now: Instant, out: &mut Vec<Out>) {
+    /// The box was stalled (its control thread, or the whole process).
+    /// Long enough for the peer's sync port to give up waiting for it
+    /// ([`dataplane::local_tx::STALE_NS`]: the peer dropped pfsync packets
+    /// meant for us): ask for a bulk update, even while one is under way (the
+    /// stall may have cost part of it, and a request restarts the peer's). A
+    /// BACKUP stays demoted until it ends (as at start), so it never takes
+    /// over with the gap; a MASTER keeps its role (the peer, being BACKUP,
+    /// has the states it sent). With `step_down` (stalled long enough for
+    /// the peer to have taken over, and our table missed its updates):
+    /// every MASTER vhid becomes BACKUP too, demoted until the bulk update
+    /// ends, then preemption brings mastership back with a whole table.
+    pub(super) fn resync_after_stall(&mut self, step_down: bool, now: Instant, out: &mut Vec<Out>) {
         let Some(s) = self.sync.as_mut() else {
             return;
         };
-        // Asked again even while one is under way (see
-        // `step_down_after_stall`).
         s.request_bulk(now, out);
-        if !self.carp.as_ref().is_some_and(Carp::any_master) {
+        if step_down || !self.carp.as_ref().is_some_and(Carp::any_master) {
             self.demote_for_bulk(now, out);
+        }
+        if step_down {
+            if let Some(c) = self.carp.as_mut() {
+                c.step_down(now, out);
+            }
         }
     }
 

@@ -363,29 +363,25 @@ impl Daemon {
         // mastership back with a table that is whole.
         let stalled = self.last_round.elapsed();
         self.last_round = Instant::now();
-        if stalled >= STALL_STEP_DOWN {
+        // Shorter (STALL_RESYNC): the peer has not taken over, but its sync
+        // port gave up waiting and dropped pfsync packets meant for us:
+        // fetch the table again.
+        if stalled >= STALL_RESYNC {
+            let step_down = stalled >= STALL_STEP_DOWN;
+            let what = if step_down {
+                "stepping down until the state table is resynced"
+            } else {
+                "asking the peer for a bulk update"
+            };
             crate::log!(
                 Level::Warning,
-                "control thread stalled for {:.1} s: stepping down until the state table is resynced",
+                "control thread stalled for {:.1} s: {what}",
                 stalled.as_secs_f64()
             );
             if let Some(inject) = self.inject_ring.as_ref() {
                 let mut out = Vec::new();
-                self.engines.step_down_after_stall(now_fn(), &mut out);
-                self.injectq.send(out, &self.pool, inject);
-            }
-        } else if stalled >= STALL_RESYNC {
-            // Long enough for the peer to have dropped pfsync packets meant
-            // for us (its sync port gave up waiting), too short for it to
-            // take over: fetch the table again.
-            crate::log!(
-                Level::Warning,
-                "control thread stalled for {:.1} s: asking the peer for a bulk update",
-                stalled.as_secs_f64()
-            );
-            if let Some(inject) = self.inject_ring.as_ref() {
-                let mut out = Vec::new();
-                self.engines.resync_after_stall(now_fn(), &mut out);
+                self.engines
+                    .resync_after_stall(step_down, now_fn(), &mut out);
                 self.injectq.send(out, &self.pool, inject);
             }
         }
@@ -701,7 +697,6 @@ fn build_workers(ctx: &WorkerContext<'_>, workers: usize) -> Result<Built> {
                 None
             },
             credits: ctx.inject_ring.as_ref().map(|_| Arc::clone(&credits)),
-            sync_port: config.pfsync.as_ref().map(|p| p.syncdev as u16),
             drain_ticks: ctx.drain_ticks,
             clock: ctx.clock,
         });
