@@ -46,6 +46,11 @@ drop_reasons! {
     BadRst => "bad-rst",
     /// State table full: no state could be created.
     StateTableFull => "state-table-full",
+    /// A state that translates, routes (`route-to`, `reply-to`) or scrubs
+    /// (`max-mss`, `min-ttl`, `set-tos`) found every side record in use:
+    /// the worker's state table was sized at start for a ruleset without
+    /// such rules (pf's PFRES_MEMORY).
+    SideRecordsFull => "side-records-full",
     /// `max` states of the rule reached.
     RuleMaxStates => "rule-max-states",
     /// The handoff ring to the owning worker was full.

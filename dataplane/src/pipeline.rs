@@ -958,13 +958,21 @@ impl Pipeline {
                     state.state_flags &= state_flags::WIRE;
                     if !self.reserve_state() {
                         self.counters.drop(DropReason::StateTableFull);
-                    } else if self.insert_imported(state, translation) {
-                        self.counters.states_created += 1;
-                        // Its far side's packets must find it here.
-                        let _ = self.announce_far_key(&translation);
                     } else {
-                        self.release_reservation(&state);
-                        self.counters.drop(DropReason::StateTableFull);
+                        match self.insert_imported(state, translation) {
+                            Ok(()) => {
+                                self.counters.states_created += 1;
+                                // Its far side's packets must find it here.
+                                let _ = self.announce_far_key(&translation);
+                            }
+                            Err(e) => {
+                                self.release_reservation(&state);
+                                self.counters.drop(match e {
+                                    InsertError::NoRecord => DropReason::SideRecordsFull,
+                                    _ => DropReason::StateTableFull,
+                                });
+                            }
+                        }
                     }
                 }
                 self.counters.states = self.shard.len() as u64;
@@ -998,6 +1006,7 @@ impl Pipeline {
                 let _ = self.announce_far_key(&translation);
             }
             Err(InsertError::Full) => self.counters.drop(DropReason::StateTableFull),
+            Err(InsertError::NoRecord) => self.counters.drop(DropReason::SideRecordsFull),
             Err(_) => self.counters.drop(DropReason::TranslationFailed),
         }
     }
@@ -1007,9 +1016,13 @@ impl Pipeline {
     /// peer's other half of the connection (for `rdr-to`, its outbound
     /// state on the LAN interface), received first — that state gives way
     /// to this one, which keys the connection on both sides.
-    fn insert_imported(&mut self, state: crate::state::State, translation: Translation) -> bool {
+    fn insert_imported(
+        &mut self,
+        state: crate::state::State,
+        translation: Translation,
+    ) -> Result<(), InsertError> {
         match self.shard.insert_translated(state, translation) {
-            Ok(_) => true,
+            Ok(_) => Ok(()),
             Err(InsertError::Exists(twin))
                 if translation.is_some()
                     && self.shard.get(twin).is_some_and(|st| {
@@ -1019,9 +1032,9 @@ impl Pipeline {
                     }) =>
             {
                 self.remove_state(twin);
-                self.shard.insert_translated(state, translation).is_ok()
+                self.shard.insert_translated(state, translation).map(|_| ())
             }
-            Err(_) => false,
+            Err(e) => Err(e),
         }
     }
 
@@ -2970,6 +2983,7 @@ impl Pipeline {
                 self.release_reservation(&st);
                 match e {
                     InsertError::Full => Verdict::Drop(DropReason::StateTableFull),
+                    InsertError::NoRecord => Verdict::Drop(DropReason::SideRecordsFull),
                     InsertError::Exists(_) if translated => {
                         Verdict::Drop(DropReason::TranslationFailed)
                     }

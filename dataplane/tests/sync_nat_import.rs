@@ -176,3 +176,43 @@ fn another_creators_state_is_not_taken_for_the_other_half() {
     assert_eq!(p.shard().len(), 1);
     assert_eq!(p.shard().translated_len(), 0);
 }
+
+/// A worker sized with fewer side records than states: a translated import
+/// beyond them is refused and counted `side-records-full`, an untranslated
+/// one still lands.
+#[test]
+fn a_translated_import_without_a_side_record_is_refused_and_counted() {
+    let env = RuleEnv {
+        interfaces: &[],
+        self_addrs: &[],
+        names: &[],
+    };
+    let rules = Ruleset::compile("pass all\n", "t", &env).expect("ruleset");
+    let shard = Shard::with_records(64, 1, 0).expect("shard");
+    let mut p = Pipeline::new(PipelineConfig::default(), Arc::new(rules), shard);
+    let (export, _exported) = channel::<StateRecord>(64);
+    let (mut imports, import) = channel::<ImportRecord>(64);
+    p.set_sync(export, import, 128);
+    let one = state(tcp_key([10, 1, 0, 1], 1, [10, 2, 0, 50], 80), 1, PEERS);
+    let two = state(tcp_key([10, 1, 0, 2], 1, [10, 2, 0, 50], 80), 2, PEERS);
+    let plain = state(tcp_key([10, 1, 0, 3], 1, [10, 2, 0, 50], 80), 3, PEERS);
+    let far = |n| translation(tcp_key([10, 2, 0, 254], n, [10, 2, 0, 50], 80));
+    apply(
+        &mut p,
+        &mut imports,
+        &[
+            upsert(one, far(61001)),
+            upsert(two, far(61002)),
+            upsert(plain, Translation::NONE),
+        ],
+    );
+    let sh = p.shard();
+    assert_eq!(sh.len(), 2);
+    assert!(sh.find_by_id(1, PEERS).is_some());
+    assert!(sh.find_by_id(2, PEERS).is_none());
+    assert!(sh.find_by_id(3, PEERS).is_some());
+    assert_eq!(
+        p.counters.drops[dataplane::counters::DropReason::SideRecordsFull as usize],
+        1
+    );
+}

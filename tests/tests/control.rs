@@ -193,6 +193,45 @@ fn dpfctl_reads_reloads_and_kills_on_a_live_dpf() {
     }
     assert_eq!(json(&sock, &["-s", "info"])["states"], 50);
 
+    // The tables were sized for rules that neither translate, route nor
+    // scrub: a side record for a sixteenth of the states.
+    let info = json(&sock, &["-s", "info"]);
+    let limit = info["states_limit"].as_u64().unwrap();
+    let workers = info["workers"].as_u64().unwrap();
+    let even = limit.div_ceil(workers);
+    let per_shard = (even + even / 4).max(1024).min(limit);
+    assert_eq!(info["side_records"], per_shard / 16 * workers, "{info}");
+    let bytes = info["state_table_bytes"].as_u64().unwrap();
+    assert!(bytes <= 159 * per_shard * workers, "{bytes} bytes");
+    // A reload that brings scrub values is told the tables stay so.
+    let scrub = dir.path().join("scrub.conf");
+    std::fs::write(
+        &scrub,
+        "match in all scrub (max-mss 1400)\nblock in all\npass in on lan0 proto tcp\npass in on lan0 proto icmp\n",
+    )
+    .unwrap();
+    let out = dpfctl(&sock, &["-f", scrub.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("note:") && said.contains("side-records-full"),
+        "{said}"
+    );
+    let out = dpfctl(&sock, &["-f", good.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !said.contains("side-records"),
+        "{said}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while json(&sock, &["-s", "rules"]).as_array().unwrap().len() != 3 {
+        assert!(
+            Instant::now() < deadline,
+            "workers never picked up good.conf again"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
     // Kill the states of one host, then of a pair that does not exist.
     let killed = json(&sock, &["-k", "10.0.0.7"]);
     assert_eq!(killed["killed"], 1);

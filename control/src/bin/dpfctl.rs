@@ -856,6 +856,8 @@ fn print_text(o: &mut impl Write, request: &Request, d: Value) -> Result<(), Str
             for (k, v) in [
                 ("current entries", i.states),
                 ("limit", i.states_limit),
+                ("side records", i.side_records),
+                ("memory (bytes)", i.state_table_bytes),
                 ("inserts", i.states_created),
                 ("removals", i.states_removed),
                 ("state hits", i.state_hits),

@@ -77,6 +77,8 @@ pub struct Control<'a> {
     pub creatorid: u32,
     /// The source nodes (`-s Sources`, `-K`).
     pub src_nodes: &'a dataplane::srcnodes::SourceTable,
+    /// Each worker's state table, sized at start.
+    pub shard_sizes: crate::daemon::ShardSizes,
 }
 
 /// What the ruleset in use was compiled from: the main file's text and the
@@ -635,6 +637,8 @@ impl Control<'_> {
             workers: self.shared.workers() as u64,
             states: t.states,
             states_limit: rules.options.limit_states as u64,
+            side_records: (self.shard_sizes.records * self.shard_sizes.workers) as u64,
+            state_table_bytes: self.shard_sizes.bytes(),
             states_created: t.states_created,
             states_removed: t.states_removed,
             rx: t.rx,
@@ -925,6 +929,7 @@ impl Control<'_> {
                 ruleset.options.limit_states
             ));
         }
+        notes.extend(self.shard_sizes.reload_note(&ruleset));
         let old_frags = self.rules.load().options.limit_frags;
         if ruleset.options.limit_frags > old_frags {
             notes.push(format!(

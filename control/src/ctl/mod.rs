@@ -439,6 +439,13 @@ pub struct Info {
     pub states: u64,
     /// `set limit states`.
     pub states_limit: u64,
+    /// States that may translate, route or scrub (side records, every
+    /// worker's; sized at start).
+    #[serde(default)]
+    pub side_records: u64,
+    /// Bytes of every worker's state table, allocated at start.
+    #[serde(default)]
+    pub state_table_bytes: u64,
     /// States inserted since start.
     pub states_created: u64,
     /// States removed since start.

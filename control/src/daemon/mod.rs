@@ -205,6 +205,64 @@ pub fn load_ruleset(config: &Config) -> Result<Ruleset, Vec<RuleError>> {
     Ok(ruleset)
 }
 
+/// The size of each worker's state table, fixed at start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardSizes {
+    /// States per worker ([`shard_capacity`]).
+    pub states: usize,
+    /// Side records per worker: states that may translate, route or scrub.
+    pub records: usize,
+    /// Workers.
+    pub workers: usize,
+}
+
+impl ShardSizes {
+    /// A ruleset that can make side records ([`Ruleset::makes_side_records`])
+    /// gets one per state, as any state may need one; another gets
+    /// [`ShardSizes::SPARE_RECORDS`] of them (pfsync imports from a peer
+    /// that translates, a reload that adds a few such rules). A reload
+    /// cannot grow them: the tables are sized once, at start.
+    pub fn for_ruleset(ruleset: &Ruleset, workers: usize) -> ShardSizes {
+        let states = shard_capacity(ruleset.options.limit_states, workers);
+        let records = if ruleset.makes_side_records() {
+            states
+        } else {
+            states / ShardSizes::SPARE_RECORDS
+        };
+        ShardSizes {
+            states,
+            records,
+            workers: workers.max(1),
+        }
+    }
+
+    /// A ruleset without translation, routing or scrub values: one side
+    /// record per this many states.
+    pub const SPARE_RECORDS: usize = 16;
+
+    /// One worker's state table.
+    pub fn shard(&self, worker: usize) -> Result<Shard> {
+        Shard::with_records(self.states, self.records, worker as u8)
+            .map_err(|e| anyhow::anyhow!("state table of worker {worker}: {e}"))
+    }
+
+    /// Bytes of every worker's state table.
+    pub fn bytes(&self) -> u64 {
+        (Shard::memory_bytes_for(self.states, self.records) * self.workers) as u64
+    }
+
+    /// What a reload of `ruleset` should be told: its rules make side
+    /// records that the tables sized at start hold only a few of.
+    pub fn reload_note(&self, ruleset: &Ruleset) -> Option<String> {
+        (ruleset.makes_side_records() && self.records < self.states).then(|| {
+            format!(
+                "the ruleset translates, routes or scrubs, but the state tables were sized at start for a ruleset that did not: {} of each worker's {} states may translate, route or scrub until the next start (more are dropped as side-records-full)",
+                self.records, self.states
+            )
+        })
+    }
+}
+
 /// States per worker shard for `set limit states` over `workers`: flows
 /// spread evenly by hash, plus 1/4 slack, and never more than the limit
 /// itself (the limit holds for the whole box, counted across workers; a
@@ -460,5 +518,76 @@ fn print_stats(
         if n > 0 {
             println!("  drop {:<22} {n:>12}", r.name());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::flow::IfIndex;
+    use dataplane::rules::RuleEnv;
+
+    fn compiled(text: &str) -> Ruleset {
+        let ifs = [("lan0", IfIndex(0)), ("wan0", IfIndex(1))];
+        let env = RuleEnv {
+            interfaces: &ifs,
+            self_addrs: &[],
+            names: &[],
+        };
+        Ruleset::compile(text, "t.conf", &env).unwrap()
+    }
+
+    #[test]
+    fn tables_get_a_side_record_per_state_only_for_rules_that_need_them() {
+        let limit = "set limit states 160000\n";
+        for (rules, needs) in [
+            ("pass all\n", false),
+            ("block all\npass in on lan0 proto tcp keep state\n", false),
+            ("match in all scrub (no-df random-id)\npass all\n", false),
+            ("pass out on wan0 nat-to 192.0.2.1\n", true),
+            ("match out on wan0 nat-to 192.0.2.1\npass all\n", true),
+            (
+                "pass in on wan0 proto tcp to port 80 rdr-to 10.0.0.5\n",
+                true,
+            ),
+            ("pass out on wan0 from 10.0.0.9 binat-to 192.0.2.9\n", true),
+            ("pass in on lan0 route-to (wan0 192.0.2.254)\n", true),
+            ("pass in on lan0 reply-to (lan0 10.0.0.254)\n", true),
+            ("match in all scrub (max-mss 1400)\npass all\n", true),
+            ("match in all scrub (min-ttl 10)\npass all\n", true),
+            ("match in all set tos lowdelay\npass all\n", true),
+            (
+                "anchor \"inner\" {\n pass out on wan0 nat-to 192.0.2.1\n}\npass all\n",
+                true,
+            ),
+        ] {
+            let r = compiled(&format!("{limit}{rules}"));
+            let sizes = ShardSizes::for_ruleset(&r, 2);
+            // 80 000 per worker, plus a quarter.
+            assert_eq!(sizes.states, 100_000, "{rules}");
+            let want = if needs { 100_000 } else { 100_000 / 16 };
+            assert_eq!(sizes.records, want, "{rules}");
+            assert_eq!(
+                sizes.bytes(),
+                2 * Shard::memory_bytes_for(100_000, want) as u64
+            );
+            let per_state = sizes.bytes() / 200_000;
+            assert!(
+                per_state <= if needs { 231 } else { 159 },
+                "{rules}: {per_state}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_reload_that_needs_more_side_records_than_the_tables_have_is_told() {
+        let plain = ShardSizes::for_ruleset(&compiled("pass all\n"), 1);
+        let nat = compiled("pass out on wan0 nat-to 192.0.2.1\n");
+        let note = plain.reload_note(&nat).expect("a note");
+        assert!(note.contains("side-records-full"), "{note}");
+        assert!(note.contains("next start"), "{note}");
+        assert_eq!(plain.reload_note(&compiled("block all\n")), None);
+        let sized = ShardSizes::for_ruleset(&nat, 1);
+        assert_eq!(sized.reload_note(&nat), None);
     }
 }

@@ -47,7 +47,7 @@ pub fn replay(
         None => seed_flow_hash()?,
     }
     let workers = workers.max(1);
-    let per_shard = shard_capacity(ruleset.options.limit_states, workers);
+    let sizes = ShardSizes::for_ruleset(&ruleset, workers);
     let mut cfg = pipeline_config(config, workers, creatorid);
     cfg.sources = Arc::new(dataplane::srcnodes::SourceTable::new(
         ruleset.options.limit_src_nodes,
@@ -80,13 +80,12 @@ pub fn replay(
     let (alias_outs, alias_ins) = ring::mesh::<dataplane::alias::AliasMsg>(workers, 4096);
     let mut alias_ends = alias_outs.into_iter().zip(alias_ins);
     for w in 0..workers {
-        let shard = Shard::new(per_shard, w as u8)
-            .map_err(|e| anyhow::anyhow!("state table of worker {w}: {e}"))?;
+        let shard = sizes.shard(w)?;
         let mut c = cfg.clone();
         c.worker = w;
         let mut p = Pipeline::new(c, Arc::clone(&rules), shard);
         if let (true, Some((out, inn))) = (workers > 1, alias_ends.next()) {
-            p.set_aliases(out, inn, per_shard);
+            p.set_aliases(out, inn, sizes.states);
         }
         let (op, oc) = ring::channel(OVERLOAD_RING);
         p.set_overload(op);

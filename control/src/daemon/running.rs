@@ -42,7 +42,8 @@ pub(super) struct Daemon {
     pcfg: PipelineConfig,
     clock: TscClock,
     hz: u64,
-    state_table_bytes: u64,
+    /// Each worker's state table, sized at start.
+    sizes: ShardSizes,
     started: Instant,
     router: bool,
     // The loop's clocks.
@@ -101,7 +102,7 @@ impl Daemon {
         pcfg.sources = Arc::new(dataplane::srcnodes::SourceTable::new(
             ruleset.options.limit_src_nodes,
         ));
-        let per_shard = shard_capacity(ruleset.options.limit_states, workers);
+        let sizes = ShardSizes::for_ruleset(&ruleset, workers);
         let rules = Arc::new(Snapshot::new(Arc::new(ruleset)));
         let shared = Arc::new(SharedCounters::new(workers));
         let hz = dpdk::tsc_hz();
@@ -159,7 +160,7 @@ impl Daemon {
         let ctx = WorkerContext {
             config,
             pcfg: &pcfg,
-            per_shard,
+            sizes,
             rules: &rules,
             shared: &shared,
             routing: &routing,
@@ -281,8 +282,7 @@ impl Daemon {
             rules,
             routing,
             neighbors,
-            // Memory of every worker's state table, allocated at start.
-            state_table_bytes: (Shard::memory_bytes_for(per_shard) * workers) as u64,
+            sizes,
             pcfg,
             clock,
             hz,
@@ -349,7 +349,7 @@ impl Daemon {
             if Instant::now() >= at {
                 let mut v =
                     crate::counters_json::totals(&self.shared, self.started.elapsed(), self.hz);
-                v["state_table_bytes"] = self.state_table_bytes.into();
+                v["state_table_bytes"] = self.sizes.bytes().into();
                 println!("{v}");
                 self.next_stats = Some(at + every);
             }
@@ -490,6 +490,7 @@ impl Daemon {
             sources: &mut self.rule_sources,
             creatorid: self.pcfg.creatorid,
             src_nodes: &self.pcfg.sources,
+            shard_sizes: self.sizes,
         };
         srv.poll(&mut control);
         if let Some(inject) = self.inject_ring.as_ref() {
@@ -603,7 +604,7 @@ fn placement(config: &Config, ports: &[Port], workers: usize) -> dataplane::rss:
 struct WorkerContext<'a> {
     config: &'a Config,
     pcfg: &'a PipelineConfig,
-    per_shard: usize,
+    sizes: ShardSizes,
     rules: &'a Arc<Snapshot<Ruleset>>,
     shared: &'a Arc<SharedCounters>,
     routing: &'a Arc<Routing>,
@@ -645,14 +646,13 @@ fn build_workers(ctx: &WorkerContext<'_>, workers: usize) -> Result<Built> {
     for (w, (handoff_out, handoff_in)) in outs.into_iter().zip(ins).enumerate() {
         let (port, client) = command_channel(COMMAND_REPLY_RING);
         built.clients.push(client);
-        let mut shard = Shard::new(ctx.per_shard, w as u8)
-            .map_err(|e| anyhow::anyhow!("state table of worker {w}: {e}"))?;
+        let mut shard = ctx.sizes.shard(w)?;
         shard.seed_ids(seed << 24);
         let mut cfg = ctx.pcfg.clone();
         cfg.worker = w;
         let mut pipeline = Pipeline::new(cfg, ctx.rules.load(), shard);
         if let (true, Some((out, inn))) = (workers > 1, alias_ends.next()) {
-            pipeline.set_aliases(out, inn, ctx.per_shard);
+            pipeline.set_aliases(out, inn, ctx.sizes.states);
         }
         let (op, oc) = ring::channel(OVERLOAD_RING);
         pipeline.set_overload(op);

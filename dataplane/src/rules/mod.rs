@@ -627,6 +627,17 @@ impl Ruleset {
             .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    /// Whether a state this ruleset creates may need a side record in the
+    /// state table ([`crate::state::Shard::with_records`]): a rule, in
+    /// any anchor, translates (`nat-to`, `rdr-to`, `binat-to`), routes
+    /// (`route-to`, `reply-to`) or keeps scrub values (`max-mss`,
+    /// `min-ttl`, `set-tos`).
+    pub fn makes_side_records(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.nat.is_some() || r.rdr.is_some() || r.route.is_some() || r.scrub.is_some())
+    }
+
     /// Whether rule `nr` has `keep state (<timeout> N)` overrides.
     #[inline]
     pub fn has_rule_timeouts(&self, nr: u32) -> bool {

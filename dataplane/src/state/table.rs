@@ -1,24 +1,33 @@
 //! [`Shard`]: one worker's state table, allocated once at creation and
 //! never again.
 //!
-//! Memory (capacity `N`):
+//! Memory (capacity `N` states, `R` side records, `R <= N`):
 //!
 //! ```text
-//! slab      [State; N]          128 B per state, the states themselves
-//! occupied  [u64; N/64]         1 bit per slab slot
-//! free      [u32; N]            stack of free slab slots
-//! xlate     [Translation; N]    66 B per state: the far key of a translated
+//! slab        [State; N]        128 B per state, the states themselves
+//! occupied    [u64; N/64]       1 bit per slab slot
+//! links       [u32; N]          per slab slot: the next free slot of a free
+//!                               one (the free list); the side record of an
+//!                               occupied one when R < N
+//! records     [Translation; R]  66 B each: the far key of a translated
 //!                               state, the route of a routed one, the
 //!                               scrub values of a scrubbed one
-//! by_key    [Bucket; 2N/6]      key index:  hash tag -> slab slot (a
+//! record_free [u32; R]          stack of free records (only when R < N)
+//! by_key      [Bucket; (N+R)/6] key index:  hash tag -> slab slot (a
 //!                               translated state has two entries: the
 //!                               second, for its far key, has bit 31 set)
-//! by_id     [Bucket; N/6]       id index:   (id, creatorid) tag -> slab slot
-//! Bucket    64 B, cache-line aligned: tags [u32; 8] + slots [u32; 8]
+//! by_id       [Bucket; N/6]     id index:   (id, creatorid) tag -> slab slot
+//! Bucket      64 B, cache-line aligned: tags [u32; 8] + slots [u32; 8]
 //! ```
 //!
-//! ≈ 230 bytes per state of capacity in all (see
-//! [`Shard::memory_bytes_for`]).
+//! Only a state that translates, routes (`route-to` / `reply-to`) or
+//! scrubs (`max-mss`, `min-ttl`, `set-tos`) has a side record. With
+//! `R = N` (a ruleset that can make such states: every state may need one)
+//! record `i` belongs to slot `i`, ≈ 230 bytes per state of capacity in
+//! all; with `R = N/16` (a ruleset that makes none; room for pfsync imports
+//! and a reload that adds a few) ≈ 158, and records are taken from their
+//! own free stack (see [`Shard::memory_bytes_for`]). A state that needs a
+//! record when none is left is refused ([`InsertError::NoRecord`]).
 //!
 //! Each index is open addressing over buckets of 8 ways with linear probing
 //! by bucket, at most 75% full. A 32-bit tag of the hash sits next to each
@@ -106,6 +115,10 @@ pub enum InsertError {
     /// A state with the same `(id, creatorid)` exists (pf: id collision).
     #[error("a state with this id and creator id already exists")]
     IdExists(SlotId),
+    /// The state translates, routes or scrubs, and every side record is in
+    /// use (the shard was sized for a ruleset that made none).
+    #[error("no side record left for the state's translation, route or scrub values")]
+    NoRecord,
 }
 
 /// Why [`Shard::new`] failed.
@@ -371,9 +384,21 @@ fn id_tag(id: u64, creatorid: u32) -> u32 {
 pub struct Shard {
     slab: crate::huge::HugeSlice<State>,
     occupied: Box<[u64]>,
-    free: Box<[u32]>,
+    /// Per slab slot: the next free slot of a free slot ([`EMPTY`] ends
+    /// the list), the side record of an occupied one in a pooled shard.
+    links: Box<[u32]>,
+    free_head: u32,
     free_len: usize,
-    xlate: crate::huge::HugeSlice<Translation>,
+    /// Side records: `records[i]` is slot `i`'s unless `pooled`, then
+    /// `records[links[i]]`.
+    records: crate::huge::HugeSlice<Translation>,
+    /// Fewer records than slots: they come from `record_free`.
+    pooled: bool,
+    /// Stack of free records of a pooled shard (empty otherwise).
+    record_free: Box<[u32]>,
+    record_free_len: usize,
+    /// States that hold a side record.
+    records_used: usize,
     by_key: IndexTable,
     by_id: IndexTable,
     len: usize,
@@ -403,22 +428,48 @@ impl core::fmt::Debug for Shard {
 }
 
 impl Shard {
-    /// A shard for worker `shard_index` holding up to `capacity` states. All
-    /// memory is allocated (and written, so it is faulted in) here.
+    /// A shard for worker `shard_index` holding up to `capacity` states,
+    /// each of which may have a side record (see the module
+    /// documentation). All memory is allocated (and written, so it is
+    /// faulted in) here.
     pub fn new(capacity: usize, shard_index: u8) -> Result<Shard, ShardError> {
+        Shard::with_records(capacity, capacity, shard_index)
+    }
+
+    /// A shard of `capacity` states of which at most `records` (at most
+    /// `capacity`) translate, route or scrub.
+    pub fn with_records(
+        capacity: usize,
+        records: usize,
+        shard_index: u8,
+    ) -> Result<Shard, ShardError> {
         if capacity == 0 || capacity > MAX_CAPACITY {
             return Err(ShardError::Capacity(capacity));
         }
+        let records = records.min(capacity);
+        let pooled = records < capacity;
         let blank = State::new(FlowKey::default(), false, 0, 0, Instant::default());
-        // Free slots are popped from the end: hand out 0, 1, 2... first.
-        let free: Box<[u32]> = (0..capacity as u32).rev().collect();
+        // The free list hands out 0, 1, 2... first.
+        let links: Box<[u32]> = (1..=capacity as u32)
+            .map(|n| if n as usize == capacity { EMPTY } else { n })
+            .collect();
+        let record_free: Box<[u32]> = if pooled {
+            (0..records as u32).rev().collect()
+        } else {
+            Box::new([])
+        };
         Ok(Shard {
             slab: crate::huge::HugeSlice::filled(blank, capacity),
             occupied: vec![0u64; capacity.div_ceil(64)].into_boxed_slice(),
-            free,
+            links,
+            free_head: 0,
             free_len: capacity,
-            xlate: crate::huge::HugeSlice::filled(Translation::NONE, capacity),
-            by_key: IndexTable::new(2 * capacity),
+            records: crate::huge::HugeSlice::filled(Translation::NONE, records),
+            pooled,
+            record_free_len: record_free.len(),
+            record_free,
+            records_used: 0,
+            by_key: IndexTable::new(capacity + records),
             by_id: IndexTable::new(capacity),
             len: 0,
             translated: 0,
@@ -431,13 +482,17 @@ impl Shard {
         })
     }
 
-    /// Bytes a shard of `capacity` states allocates.
-    pub fn memory_bytes_for(capacity: usize) -> usize {
+    /// Bytes a shard of `capacity` states and `records` side records
+    /// ([`Shard::with_records`]) allocates.
+    pub fn memory_bytes_for(capacity: usize, records: usize) -> usize {
+        let records = records.min(capacity);
+        let record_stack = if records < capacity { records * 4 } else { 0 };
         capacity * core::mem::size_of::<State>()
             + capacity.div_ceil(64) * 8
             + capacity * 4
-            + capacity * core::mem::size_of::<Translation>()
-            + (IndexTable::buckets_for(2 * capacity) + IndexTable::buckets_for(capacity))
+            + records * core::mem::size_of::<Translation>()
+            + record_stack
+            + (IndexTable::buckets_for(capacity + records) + IndexTable::buckets_for(capacity))
                 * core::mem::size_of::<Bucket>()
             + core::mem::size_of::<Shard>()
     }
@@ -446,8 +501,9 @@ impl Shard {
     pub fn memory_bytes(&self) -> usize {
         self.slab.len() * core::mem::size_of::<State>()
             + self.occupied.len() * 8
-            + self.free.len() * 4
-            + self.xlate.len() * core::mem::size_of::<Translation>()
+            + self.links.len() * 4
+            + self.records.len() * core::mem::size_of::<Translation>()
+            + self.record_free.len() * 4
             + self.by_key.bytes()
             + self.by_id.bytes()
             + core::mem::size_of::<Shard>()
@@ -462,6 +518,59 @@ impl Shard {
     #[inline]
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Side records: how many states may translate, route or scrub.
+    pub fn records_capacity(&self) -> usize {
+        self.records.len()
+    }
+
+    /// States holding a side record.
+    pub fn records_used(&self) -> usize {
+        self.records_used
+    }
+
+    /// The index in `records` of the side record of the occupied slot `i`
+    /// (meaningful only when its state has one).
+    #[inline(always)]
+    fn record_of(&self, i: usize) -> usize {
+        if self.pooled {
+            self.links.get(i).map_or(usize::MAX, |&r| r as usize)
+        } else {
+            i
+        }
+    }
+
+    /// Whether a state without a side record can be given one.
+    #[inline]
+    fn record_available(&self) -> bool {
+        !self.pooled || self.record_free_len > 0
+    }
+
+    /// Gives the occupied slot `i` a side record ([`Shard::record_available`]
+    /// said there is one) and returns its index.
+    fn take_record(&mut self, i: usize) -> usize {
+        self.records_used += 1;
+        if !self.pooled {
+            return i;
+        }
+        self.record_free_len -= 1;
+        let r = self.record_free[self.record_free_len];
+        self.links[i] = r;
+        r as usize
+    }
+
+    /// Returns the side record of the occupied slot `i`.
+    fn give_back_record(&mut self, i: usize) {
+        let r = self.record_of(i);
+        if let Some(rec) = self.records.get_mut(r) {
+            *rec = Translation::NONE;
+        }
+        self.records_used -= 1;
+        if self.pooled {
+            self.record_free[self.record_free_len] = r as u32;
+            self.record_free_len += 1;
+        }
     }
 
     /// Whether the shard holds no state.
@@ -522,14 +631,13 @@ impl Shard {
     #[inline]
     pub fn lookup_side(&self, key: &FlowKey, hash: u64) -> Option<(SlotId, bool)> {
         debug_assert_eq!(hash, key.symmetric_hash());
-        let (slab, xlate) = (&self.slab, &self.xlate);
         self.by_key
             .find(key_tag(hash), |s| {
                 if s & FAR_KEY == 0 {
-                    slab.get(s as usize).is_some_and(|st| st.key() == key)
+                    self.slab.get(s as usize).is_some_and(|st| st.key() == key)
                 } else {
-                    xlate
-                        .get((s & !FAR_KEY) as usize)
+                    self.records
+                        .get(self.record_of((s & !FAR_KEY) as usize))
                         .is_some_and(|t| t.key == *key)
                 }
             })
@@ -542,7 +650,7 @@ impl Shard {
     pub fn translation(&self, slot: SlotId) -> Option<&Translation> {
         let st = self.get(slot)?;
         if st.has_side_record() {
-            self.xlate.get(slot.index())
+            self.records.get(self.record_of(slot.index()))
         } else {
             None
         }
@@ -600,7 +708,12 @@ impl Shard {
         // A shard with translations: the state's far side too (its
         // packets are rewritten from it).
         if self.translated > 0 {
-            if let Some(tr) = self.xlate.get(slot.index()) {
+            if self.pooled {
+                // The record's index is read first.
+                if let Some(link) = self.links.get(slot.index()) {
+                    prefetch_read(link as *const u32 as *const u8);
+                }
+            } else if let Some(tr) = self.records.get(slot.index()) {
                 prefetch_read(tr as *const Translation as *const u8);
             }
         }
@@ -675,6 +788,10 @@ impl Shard {
         if self.free_len == 0 {
             return Err(InsertError::Full);
         }
+        let needs_record = translated || routed || scrubbed;
+        if needs_record && !self.record_available() {
+            return Err(InsertError::NoRecord);
+        }
         let (key_t, id_t) = (key_tag(hash), id_tag(state.id(), state.creatorid()));
         // Both indexes have a way for it within the probe bound, or neither
         // is touched.
@@ -682,9 +799,7 @@ impl Shard {
         else {
             return Err(InsertError::Full);
         };
-        self.free_len -= 1;
-        let slot = self.free[self.free_len];
-        self.slab[slot as usize] = state;
+        let slot = self.free_head;
         self.by_key.put(key_at, key_t, slot);
         if translated {
             let far_t = key_tag(far_hash);
@@ -692,14 +807,17 @@ impl Shard {
                 Some(at) => self.by_key.put(at, far_t, slot | FAR_KEY),
                 None => {
                     self.by_key.remove(key_t, slot);
-                    self.free_len += 1;
                     return Err(InsertError::Full);
                 }
             }
             self.translated += 1;
         }
-        if translated || routed || scrubbed {
-            self.xlate[slot as usize] = if translated {
+        self.free_head = self.links[slot as usize];
+        self.free_len -= 1;
+        self.slab[slot as usize] = state;
+        if needs_record {
+            let r = self.take_record(slot as usize);
+            self.records[r] = if translated {
                 translation
             } else {
                 Translation {
@@ -746,24 +864,33 @@ impl Shard {
         if let Some(other) = self.lookup(&translation.key, far_hash) {
             return Err(InsertError::Exists(other));
         }
+        let had_record = st.has_side_record();
+        if !had_record && !self.record_available() {
+            return Err(InsertError::NoRecord);
+        }
         let far_t = key_tag(far_hash);
         let Some(at) = self.by_key.vacancy(far_t) else {
             return Err(InsertError::Full);
         };
         self.by_key.put(at, far_t, slot.0 | FAR_KEY);
+        let r = if had_record {
+            self.record_of(i)
+        } else {
+            self.take_record(i)
+        };
         // A route the state already has stays unless the import has one.
         let route = if translation.route.kind != crate::state::route_kind::NONE {
             translation.route
         } else {
-            self.xlate[i].route
+            self.records[r].route
         };
         // So do scrub values.
         let scrub = if translation.scrub.is_some() {
             translation.scrub
         } else {
-            self.xlate[i].scrub
+            self.records[r].scrub
         };
-        self.xlate[i] = Translation {
+        self.records[r] = Translation {
             route,
             scrub,
             ..translation
@@ -791,7 +918,7 @@ impl Shard {
         let ok_id = self.by_id.remove(id_tag(st.id(), st.creatorid()), slot.0);
         debug_assert!(ok_key && ok_id);
         if st.is_translated() {
-            let far = self.xlate[i].key;
+            let far = self.records[self.record_of(i)].key;
             let ok_far = self
                 .by_key
                 .remove(key_tag(far.symmetric_hash()), slot.0 | FAR_KEY);
@@ -804,10 +931,11 @@ impl Shard {
             }
         }
         if st.has_side_record() {
-            self.xlate[i] = Translation::NONE;
+            self.give_back_record(i);
         }
         self.set_occupied(i, false);
-        self.free[self.free_len] = slot.0;
+        self.links[i] = self.free_head;
+        self.free_head = slot.0;
         self.free_len += 1;
         self.len -= 1;
         self.generation = self.generation.wrapping_add(1);
@@ -844,7 +972,12 @@ impl Shard {
         }
         let st = self.slab.get_mut(i)?;
         let tr = if st.has_side_record() {
-            self.xlate.get(i).copied().unwrap_or(Translation::NONE)
+            let r = if self.pooled {
+                self.links.get(i).map_or(usize::MAX, |&r| r as usize)
+            } else {
+                i
+            };
+            self.records.get(r).copied().unwrap_or(Translation::NONE)
         } else {
             Translation::NONE
         };
@@ -919,7 +1052,7 @@ impl Shard {
                 st.is_expired_scaled(now, t, scale)
             });
             let tr = match self.slab.get(i) {
-                Some(st) if st.has_side_record() => self.xlate[i],
+                Some(st) if st.has_side_record() => self.records[self.record_of(i)],
                 _ => Translation::NONE,
             };
             if expired {
@@ -952,7 +1085,7 @@ impl Shard {
             if self.is_occupied(i) {
                 if let Some(st) = self.slab.get(i) {
                     let tr = if st.has_side_record() {
-                        &self.xlate[i]
+                        &self.records[self.record_of(i)]
                     } else {
                         &Translation::NONE
                     };
@@ -1100,17 +1233,37 @@ mod tests {
     }
 
     #[test]
-    fn memory_is_at_most_231_bytes_per_state() {
-        // 128 the state, 66 its translation, route and scrub values, ~32
-        // the two indexes (the key index holds two entries per translated
-        // state).
+    fn memory_is_at_most_231_bytes_per_state_and_159_with_a_sixteenth_of_records() {
+        // 128 the state, 4 its link, ~21 the two indexes; 66 each side
+        // record (translation, route and scrub values), with its key-index
+        // entry (~11) and, in a pool, its free-stack entry (4).
         for cap in [1000usize, DEFAULT_CAPACITY, 1_000_000, 10_000_000] {
-            let per = Shard::memory_bytes_for(cap) as f64 / cap as f64;
+            let per = Shard::memory_bytes_for(cap, cap) as f64 / cap as f64;
             assert!(per <= 231.0, "capacity {cap}: {per} bytes per state");
+            let per = Shard::memory_bytes_for(cap, cap / 16) as f64 / cap as f64;
+            assert!(
+                per <= 159.0,
+                "capacity {cap}, records 1/16: {per} bytes per state"
+            );
+            let per = Shard::memory_bytes_for(cap, 0) as f64 / cap as f64;
+            assert!(
+                per <= 154.0,
+                "capacity {cap}, no records: {per} bytes per state"
+            );
         }
         let sh = Shard::new(DEFAULT_CAPACITY, 0).unwrap();
-        assert_eq!(sh.memory_bytes(), Shard::memory_bytes_for(DEFAULT_CAPACITY));
+        assert_eq!(
+            sh.memory_bytes(),
+            Shard::memory_bytes_for(DEFAULT_CAPACITY, DEFAULT_CAPACITY)
+        );
         assert!(sh.memory_bytes() <= 231 * DEFAULT_CAPACITY);
+        let sh = Shard::with_records(DEFAULT_CAPACITY, DEFAULT_CAPACITY / 16, 0).unwrap();
+        assert_eq!(sh.records_capacity(), DEFAULT_CAPACITY / 16);
+        assert_eq!(
+            sh.memory_bytes(),
+            Shard::memory_bytes_for(DEFAULT_CAPACITY, DEFAULT_CAPACITY / 16)
+        );
+        assert!(sh.memory_bytes() <= 159 * DEFAULT_CAPACITY);
     }
 
     #[test]
@@ -1707,5 +1860,193 @@ mod translation_tests {
             sh.attach_translation(slot, tr),
             Err(InsertError::Exists(slot))
         );
+    }
+
+    fn routed() -> Translation {
+        Translation {
+            route: crate::state::StateRoute {
+                kind: crate::state::route_kind::ROUTE_TO,
+                ..crate::state::StateRoute::NONE
+            },
+            ..Translation::NONE
+        }
+    }
+
+    #[test]
+    fn a_pooled_shard_refuses_a_state_that_needs_a_record_when_none_is_left() {
+        let mut sh = Shard::with_records(8, 2, 0).unwrap();
+        let t = Instant::from_secs(1);
+        let (ka, sa) = key([10, 1, 0, 7], 40000, [198, 51, 100, 10], 80);
+        let (kb, sb) = key([203, 0, 113, 1], 63725, [198, 51, 100, 10], 80);
+        let (kc, sc) = key([10, 1, 0, 8], 40000, [198, 51, 100, 10], 80);
+        let (kd, sd) = key([10, 1, 0, 9], 40000, [198, 51, 100, 10], 80);
+        let nat = Translation {
+            key: kb,
+            src_is_addr1: sb,
+            ..Translation::NONE
+        };
+        let a = sh
+            .insert_translated(State::new(ka, sa, 1, 7, t), nat)
+            .unwrap();
+        let c = sh
+            .insert_translated(State::new(kc, sc, 2, 7, t), routed())
+            .unwrap();
+        assert_eq!(sh.records_used(), 2);
+        // No record left: refused without a trace; a plain state still fits.
+        let gen = sh.generation();
+        assert_eq!(
+            sh.insert_translated(State::new(kd, sd, 3, 7, t), routed()),
+            Err(InsertError::NoRecord)
+        );
+        assert_eq!(sh.generation(), gen);
+        assert_eq!(sh.len(), 2);
+        assert_eq!(sh.lookup(&kd, kd.symmetric_hash()), None);
+        assert_eq!(sh.find_by_id(3, 7), None);
+        let d = sh.insert(State::new(kd, sd, 3, 7, t)).unwrap();
+        // Nor can a translation be attached to it.
+        let (ke, se) = key([203, 0, 113, 2], 1000, [198, 51, 100, 10], 80);
+        let far = Translation {
+            key: ke,
+            src_is_addr1: se,
+            ..Translation::NONE
+        };
+        assert_eq!(sh.attach_translation(d, far), Err(InsertError::NoRecord));
+        assert_eq!(sh.lookup(&ke, ke.symmetric_hash()), None);
+        // Each state reads its own record.
+        assert_eq!(sh.translation(a), Some(&nat));
+        assert_eq!(
+            sh.translation(c).map(|t| t.route.kind),
+            Some(routed().route.kind)
+        );
+        assert_eq!(sh.translation(d), None);
+        assert_eq!(sh.lookup_side(&kb, kb.symmetric_hash()), Some((a, true)));
+        // A removal gives the record back.
+        sh.remove(a).unwrap();
+        assert_eq!(sh.records_used(), 1);
+        assert_eq!(sh.lookup(&kb, kb.symmetric_hash()), None);
+        assert_eq!(sh.attach_translation(d, far), Ok(()));
+        assert_eq!(sh.translation(d), Some(&far));
+        assert_eq!(sh.lookup_side(&ke, ke.symmetric_hash()), Some((d, true)));
+        assert_eq!(sh.records_used(), 2);
+    }
+
+    #[derive(Clone, Debug)]
+    enum PoolOp {
+        /// Key number, and what the state needs: 0 nothing, 1 a
+        /// translation (far key `1000 + n`), 2 a route.
+        Insert(u8, u8),
+        Remove(u8),
+        Attach(u8),
+    }
+
+    fn pool_op() -> impl Strategy<Value = PoolOp> {
+        prop_oneof![
+            4 => (0u8..24, 0u8..3).prop_map(|(k, n)| PoolOp::Insert(k, n)),
+            2 => (0u8..24).prop_map(PoolOp::Remove),
+            1 => (0u8..24).prop_map(PoolOp::Attach),
+        ]
+    }
+
+    fn near(n: u8) -> (FlowKey, bool) {
+        key([10, 1, 0, n], 40000, [198, 51, 100, 10], 80)
+    }
+
+    fn far(n: u8) -> Translation {
+        let (k, s) = key([203, 0, 113, n], 1000, [198, 51, 100, 10], 80);
+        Translation {
+            key: k,
+            src_is_addr1: s,
+            ..Translation::NONE
+        }
+    }
+
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Whatever the mix, a pooled shard gives each state that needs
+        /// one a record of its own, refuses exactly when none is left, and
+        /// finds every state by each of its keys.
+        #[test]
+        fn a_pooled_shard_matches_a_model(
+            cap in 1usize..16,
+            records in 0usize..16,
+            ops in proptest::collection::vec(pool_op(), 1..200),
+        ) {
+            let mut sh = Shard::with_records(cap, records, 0).unwrap();
+            let records = records.min(cap);
+            let t = Instant::from_secs(1);
+            // key number -> what its state holds (0, 1 translated, 2 routed)
+            let mut model: HashMap<u8, u8> = HashMap::new();
+            let mut next_id = 1u64;
+            for op in ops {
+                let used = model.values().filter(|&&n| n != 0).count();
+                match op {
+                    PoolOp::Insert(k, need) => {
+                        let (kk, s) = near(k);
+                        let tr = match need { 1 => far(k), 2 => routed(), _ => Translation::NONE };
+                        next_id += 1;
+                        let r = sh.insert_translated(State::new(kk, s, next_id, 7, t), tr);
+                        if model.contains_key(&k) {
+                            prop_assert!(matches!(r, Err(InsertError::Exists(_))));
+                        } else if model.len() == cap {
+                            prop_assert_eq!(r, Err(InsertError::Full));
+                        } else if need != 0 && used == records {
+                            prop_assert_eq!(r, Err(InsertError::NoRecord));
+                        } else {
+                            prop_assert!(r.is_ok());
+                            model.insert(k, need);
+                        }
+                    }
+                    PoolOp::Remove(k) => {
+                        let (kk, _) = near(k);
+                        let got = sh.lookup(&kk, kk.symmetric_hash()).and_then(|s| sh.remove(s));
+                        prop_assert_eq!(got.is_some(), model.remove(&k).is_some());
+                    }
+                    PoolOp::Attach(k) => {
+                        let (kk, _) = near(k);
+                        if let Some(slot) = sh.lookup(&kk, kk.symmetric_hash()) {
+                            let r = sh.attach_translation(slot, far(k));
+                            match model.get(&k).copied() {
+                                Some(1) => prop_assert!(r.is_err()),
+                                Some(2) => {
+                                    prop_assert_eq!(r, Ok(()));
+                                    model.insert(k, 1);
+                                }
+                                _ if used == records => prop_assert_eq!(r, Err(InsertError::NoRecord)),
+                                _ => {
+                                    prop_assert_eq!(r, Ok(()));
+                                    model.insert(k, 1);
+                                }
+                            }
+                        }
+                    }
+                }
+                prop_assert_eq!(sh.len(), model.len());
+                prop_assert_eq!(sh.records_used(), model.values().filter(|&&n| n != 0).count());
+                for (&k, &need) in &model {
+                    let (kk, _) = near(k);
+                    let slot = sh.lookup(&kk, kk.symmetric_hash());
+                    prop_assert!(slot.is_some());
+                    let tr = slot.and_then(|s| sh.translation(s)).copied();
+                    let fk = far(k).key;
+                    match need {
+                        1 => {
+                            prop_assert_eq!(tr.map(|t| t.key), Some(fk));
+                            prop_assert_eq!(sh.lookup_side(&fk, fk.symmetric_hash()), slot.map(|s| (s, true)));
+                        }
+                        2 => {
+                            prop_assert_eq!(tr.map(|t| t.route.kind), Some(crate::state::route_kind::ROUTE_TO));
+                            prop_assert_eq!(sh.lookup(&fk, fk.symmetric_hash()), None);
+                        }
+                        _ => {
+                            prop_assert_eq!(tr, None);
+                            prop_assert_eq!(sh.lookup(&fk, fk.symmetric_hash()), None);
+                        }
+                    }
+                }
+            }
+        }
     }
 }
