@@ -194,15 +194,15 @@ fn dpfctl_reads_reloads_and_kills_on_a_live_dpf() {
     assert_eq!(json(&sock, &["-s", "info"])["states"], 50);
 
     // The tables were sized for rules that neither translate, route nor
-    // scrub: a side record for a sixteenth of the states.
+    // scrub: a side record for one state in 32.
     let info = json(&sock, &["-s", "info"]);
     let limit = info["states_limit"].as_u64().unwrap();
     let workers = info["workers"].as_u64().unwrap();
     let even = limit.div_ceil(workers);
     let per_shard = (even + even / 4).max(1024).min(limit);
-    assert_eq!(info["side_records"], per_shard / 16 * workers, "{info}");
+    assert_eq!(info["side_records"], per_shard / 32 * workers, "{info}");
     let bytes = info["state_table_bytes"].as_u64().unwrap();
-    assert!(bytes <= 159 * per_shard * workers, "{bytes} bytes");
+    assert!(bytes <= 156 * per_shard * workers, "{bytes} bytes");
     // A reload that brings scrub values is told the tables stay so.
     let scrub = dir.path().join("scrub.conf");
     std::fs::write(

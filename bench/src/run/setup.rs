@@ -279,11 +279,13 @@ pub fn testpmd_args(
     args
 }
 
-/// The states limit a ruleset needs for `flows` flows: two states per flow
-/// (a forwarded connection may be kept on both interfaces, as in pf) and
-/// room to spare, at least pf's default of 100000.
+/// The states limit a ruleset needs for `flows` flows: dpf keeps one
+/// state per connection (for both interfaces it crosses), so the flows and
+/// 1/64 to spare, at least pf's default of 100000. The report's B/state is
+/// the table's bytes over the states present, so it is the table's cost
+/// per state of capacity within that spare.
 pub fn states_limit(flows: u64) -> u64 {
-    (flows * 2 + 10_000).max(100_000)
+    (flows + flows / 64 + 1024).max(100_000)
 }
 
 /// A ruleset text with `set limit states` for `flows` flows added in front,
@@ -420,7 +422,7 @@ mod tests {
     fn states_limit_is_added_once() {
         let r = with_states_limit("block all\npass in on lan", 1_000_000);
         assert!(r.starts_with("# bench"));
-        assert!(r.contains("\nset limit states 2010000\nblock all"));
+        assert!(r.contains("\nset limit states 1016649\nblock all"));
         let own = "set limit states 5\nblock all";
         assert_eq!(with_states_limit(own, 1_000_000), own);
         assert_eq!(states_limit(10), 100_000);

@@ -238,7 +238,7 @@ impl ShardSizes {
 
     /// A ruleset without translation, routing or scrub values: one side
     /// record per this many states.
-    pub const SPARE_RECORDS: usize = 16;
+    pub const SPARE_RECORDS: usize = 32;
 
     /// One worker's state table.
     pub fn shard(&self, worker: usize) -> Result<Shard> {
@@ -565,7 +565,7 @@ mod tests {
             let sizes = ShardSizes::for_ruleset(&r, 2);
             // 80 000 per worker, plus a quarter.
             assert_eq!(sizes.states, 100_000, "{rules}");
-            let want = if needs { 100_000 } else { 100_000 / 16 };
+            let want = if needs { 100_000 } else { 100_000 / 32 };
             assert_eq!(sizes.records, want, "{rules}");
             assert_eq!(
                 sizes.bytes(),
@@ -573,7 +573,7 @@ mod tests {
             );
             let per_state = sizes.bytes() / 200_000;
             assert!(
-                per_state <= if needs { 231 } else { 159 },
+                per_state <= if needs { 231 } else { 156 },
                 "{rules}: {per_state}"
             );
         }

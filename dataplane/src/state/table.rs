@@ -24,8 +24,8 @@
 //! scrubs (`max-mss`, `min-ttl`, `set-tos`) has a side record. With
 //! `R = N` (a ruleset that can make such states: every state may need one)
 //! record `i` belongs to slot `i`, ≈ 230 bytes per state of capacity in
-//! all; with `R = N/16` (a ruleset that makes none; room for pfsync imports
-//! and a reload that adds a few) ≈ 158, and records are taken from their
+//! all; with `R = N/32` (a ruleset that makes none; room for pfsync imports
+//! and a reload that adds a few) ≈ 156, and records are taken from their
 //! own free stack (see [`Shard::memory_bytes_for`]). A state that needs a
 //! record when none is left is refused ([`InsertError::NoRecord`]).
 //!
@@ -1233,17 +1233,17 @@ mod tests {
     }
 
     #[test]
-    fn memory_is_at_most_231_bytes_per_state_and_159_with_a_sixteenth_of_records() {
+    fn memory_is_at_most_231_bytes_per_state_and_156_with_a_record_per_32() {
         // 128 the state, 4 its link, ~21 the two indexes; 66 each side
         // record (translation, route and scrub values), with its key-index
         // entry (~11) and, in a pool, its free-stack entry (4).
         for cap in [1000usize, DEFAULT_CAPACITY, 1_000_000, 10_000_000] {
             let per = Shard::memory_bytes_for(cap, cap) as f64 / cap as f64;
             assert!(per <= 231.0, "capacity {cap}: {per} bytes per state");
-            let per = Shard::memory_bytes_for(cap, cap / 16) as f64 / cap as f64;
+            let per = Shard::memory_bytes_for(cap, cap / 32) as f64 / cap as f64;
             assert!(
-                per <= 159.0,
-                "capacity {cap}, records 1/16: {per} bytes per state"
+                per <= 156.5,
+                "capacity {cap}, records 1/32: {per} bytes per state"
             );
             let per = Shard::memory_bytes_for(cap, 0) as f64 / cap as f64;
             assert!(
@@ -1257,13 +1257,13 @@ mod tests {
             Shard::memory_bytes_for(DEFAULT_CAPACITY, DEFAULT_CAPACITY)
         );
         assert!(sh.memory_bytes() <= 231 * DEFAULT_CAPACITY);
-        let sh = Shard::with_records(DEFAULT_CAPACITY, DEFAULT_CAPACITY / 16, 0).unwrap();
-        assert_eq!(sh.records_capacity(), DEFAULT_CAPACITY / 16);
+        let sh = Shard::with_records(DEFAULT_CAPACITY, DEFAULT_CAPACITY / 32, 0).unwrap();
+        assert_eq!(sh.records_capacity(), DEFAULT_CAPACITY / 32);
         assert_eq!(
             sh.memory_bytes(),
-            Shard::memory_bytes_for(DEFAULT_CAPACITY, DEFAULT_CAPACITY / 16)
+            Shard::memory_bytes_for(DEFAULT_CAPACITY, DEFAULT_CAPACITY / 32)
         );
-        assert!(sh.memory_bytes() <= 159 * DEFAULT_CAPACITY);
+        assert!(sh.memory_bytes() <= 156 * DEFAULT_CAPACITY);
     }
 
     #[test]
