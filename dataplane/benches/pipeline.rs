@@ -50,6 +50,7 @@ use dataplane::flow::IfIndex;
 use dataplane::pipeline::{Pipeline, PipelineConfig};
 use dataplane::ring::{channel, Producer};
 use dataplane::rules::{RuleEnv, Ruleset};
+use dataplane::state::table::side_records_for;
 use dataplane::state::Shard;
 use dataplane::time::Instant;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -123,11 +124,19 @@ fn pipeline_with(states: usize, rules: &str) -> Pipeline {
     let rules = Ruleset::compile(&text, "bench.conf", &env).expect("ruleset");
     let mut cfg = PipelineConfig::default();
     cfg.pair(CLIENT_PORT_ID, SERVER_PORT_ID);
+    // Side records as dpf sizes them for this ruleset.
+    let records = side_records_for(rules.makes_side_records(), states);
     Pipeline::new(
         cfg,
         Arc::new(rules),
-        Shard::new(states, 0).expect("capacity"),
+        Shard::with_records(states, records, 0).expect("capacity"),
     )
+}
+
+/// A shard for `pipeline`'s ruleset (which makes no side records), sized
+/// as dpf sizes it.
+fn plain_shard(states: usize) -> Shard {
+    Shard::with_records(states, side_records_for(false, states), 0).expect("capacity")
 }
 
 fn client_seg(i: usize, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
@@ -410,7 +419,7 @@ fn bench_syn_flood(c: &mut Criterion) {
         });
         b.iter_custom(|iters| {
             s.run(iters, |p| {
-                p.replace_shard(Shard::new(FLOOD_STATES, 0).expect("capacity"));
+                p.replace_shard(plain_shard(FLOOD_STATES));
                 refills += 1;
             })
         })
@@ -511,7 +520,7 @@ fn bench_sync_on(c: &mut Criterion) {
         });
         b.iter_custom(|iters| {
             s.run(iters, |p| {
-                p.replace_shard(Shard::new(FLOOD_STATES, 0).expect("capacity"));
+                p.replace_shard(plain_shard(FLOOD_STATES));
             })
         })
     });

@@ -219,26 +219,19 @@ pub struct ShardSizes {
 impl ShardSizes {
     /// A ruleset that can make side records ([`Ruleset::makes_side_records`])
     /// gets one per state, as any state may need one; another gets
-    /// [`ShardSizes::SPARE_RECORDS`] of them (pfsync imports from a peer
+    /// [`dataplane::state::table::SPARE_RECORDS`] of them (pfsync imports from a peer
     /// that translates, a reload that adds a few such rules). A reload
     /// cannot grow them: the tables are sized once, at start.
     pub fn for_ruleset(ruleset: &Ruleset, workers: usize) -> ShardSizes {
         let states = shard_capacity(ruleset.options.limit_states, workers);
-        let records = if ruleset.makes_side_records() {
-            states
-        } else {
-            states / ShardSizes::SPARE_RECORDS
-        };
+        let records =
+            dataplane::state::table::side_records_for(ruleset.makes_side_records(), states);
         ShardSizes {
             states,
             records,
             workers: workers.max(1),
         }
     }
-
-    /// A ruleset without translation, routing or scrub values: one side
-    /// record per this many states.
-    pub const SPARE_RECORDS: usize = 32;
 
     /// One worker's state table.
     pub fn shard(&self, worker: usize) -> Result<Shard> {

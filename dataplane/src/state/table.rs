@@ -68,6 +68,23 @@ use crate::timeouts::{TimeoutScale, Timeouts};
 
 /// Default number of states per shard.
 pub const DEFAULT_CAPACITY: usize = 100_000;
+
+/// A ruleset that makes no side records still gets one per this many
+/// states ([`side_records_for`]).
+pub const SPARE_RECORDS: usize = 32;
+
+/// The side records a shard of `states` needs: one per state when the
+/// ruleset can make them ([`crate::rules::Ruleset::makes_side_records`]:
+/// any state may need one), else one per [`SPARE_RECORDS`] states (pfsync
+/// imports from a peer whose rules differ, a reload that adds a few such
+/// rules).
+pub fn side_records_for(makes_side_records: bool, states: usize) -> usize {
+    if makes_side_records {
+        states
+    } else {
+        states / SPARE_RECORDS
+    }
+}
 /// Largest capacity a shard accepts (slots are 32-bit; 2^28 states would
 /// already take 40 GiB).
 pub const MAX_CAPACITY: usize = 1 << 28;
@@ -234,19 +251,36 @@ impl IndexTable {
         None
     }
 
-    /// The first occupied way of `tag`'s home bucket whose tag matches.
+    /// The first occupied way whose tag matches in `tag`'s home bucket,
+    /// or, when that bucket is full without one, in the next (where a
+    /// fuller table puts the entries its home bucket had no room for).
     #[inline]
     fn first_tag_match(&self, tag: u32) -> Option<u32> {
-        let bucket = self.buckets.get(self.home(tag))?;
+        let home = self.home(tag);
+        let bucket = self.buckets.get(home)?;
         let (hits, free) = bucket.masks(tag);
         let hits = hits & !free;
-        (hits != 0).then(|| bucket.slots[hits.trailing_zeros() as usize])
+        if hits != 0 {
+            return Some(bucket.slots[hits.trailing_zeros() as usize]);
+        }
+        if free != 0 {
+            return None;
+        }
+        let next = self.buckets.get(self.next(home))?;
+        let (hits, free) = next.masks(tag);
+        let hits = hits & !free;
+        (hits != 0).then(|| next.slots[hits.trailing_zeros() as usize])
     }
 
-    /// Prefetches the home bucket of `tag` (a lookup follows soon).
+    /// Prefetches the home bucket of `tag` and the next one (a lookup
+    /// follows soon; [`IndexTable::first_tag_match`] may read both).
     #[inline(always)]
     fn prefetch(&self, tag: u32) {
-        if let Some(bucket) = self.buckets.get(self.home(tag)) {
+        let home = self.home(tag);
+        if let Some(bucket) = self.buckets.get(home) {
+            prefetch_read(bucket as *const Bucket as *const u8);
+        }
+        if let Some(bucket) = self.buckets.get(home + 1) {
             prefetch_read(bucket as *const Bucket as *const u8);
         }
     }
@@ -1264,6 +1298,25 @@ mod tests {
             Shard::memory_bytes_for(DEFAULT_CAPACITY, DEFAULT_CAPACITY / 32)
         );
         assert!(sh.memory_bytes() <= 156 * DEFAULT_CAPACITY);
+    }
+
+    #[test]
+    fn a_candidate_is_found_in_the_next_bucket_when_its_home_is_full() {
+        let mut t = IndexTable::new(64);
+        // Small tags share home bucket 0.
+        for tag in 1..=9u32 {
+            assert_eq!(t.home(tag), 0);
+            assert!(t.insert(tag, 100 + tag));
+        }
+        // The ninth went to bucket 1, where the lane's candidate looks too.
+        assert_eq!(t.probe_len(9, 109), 2);
+        assert_eq!(t.first_tag_match(9), Some(109));
+        assert_eq!(t.first_tag_match(3), Some(103));
+        assert_eq!(t.first_tag_match(10), None);
+        // With a way free at home, nothing can have gone further.
+        assert!(t.remove(2, 102));
+        assert_eq!(t.first_tag_match(9), Some(109), "shifted back home");
+        assert_eq!(t.probe_len(9, 109), 1);
     }
 
     #[test]
