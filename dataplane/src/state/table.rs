@@ -195,6 +195,11 @@ impl IndexTable {
         self.buckets.len() * core::mem::size_of::<Bucket>()
     }
 
+    /// The ways of an index made by [`IndexTable::new`] for `capacity`.
+    fn new_ways(capacity: usize) -> usize {
+        Self::buckets_for(capacity) * WAYS
+    }
+
     #[inline]
     fn home(&self, tag: u32) -> usize {
         ((tag as u64 * self.buckets.len() as u64) >> 32) as usize
@@ -272,16 +277,19 @@ impl IndexTable {
         (hits != 0).then(|| next.slots[hits.trailing_zeros() as usize])
     }
 
-    /// Prefetches the home bucket of `tag` and the next one (a lookup
-    /// follows soon; [`IndexTable::first_tag_match`] may read both).
+    /// Prefetches the home bucket of `tag` (a lookup follows soon), and
+    /// with `next` the one after it, which
+    /// [`IndexTable::first_tag_match`] reads when the home bucket is full.
     #[inline(always)]
-    fn prefetch(&self, tag: u32) {
+    fn prefetch(&self, tag: u32, next: bool) {
         let home = self.home(tag);
         if let Some(bucket) = self.buckets.get(home) {
             prefetch_read(bucket as *const Bucket as *const u8);
         }
-        if let Some(bucket) = self.buckets.get(home + 1) {
-            prefetch_read(bucket as *const Bucket as *const u8);
+        if next {
+            if let Some(bucket) = self.buckets.get(home + 1) {
+                prefetch_read(bucket as *const Bucket as *const u8);
+            }
         }
     }
 
@@ -433,6 +441,12 @@ pub struct Shard {
     record_free_len: usize,
     /// States that hold a side record.
     records_used: usize,
+    /// Half the key index's ways.
+    key_ways_half: usize,
+    /// The key index holds more entries than `key_ways_half`: lookups
+    /// prefetch two buckets (below, a home bucket is practically never
+    /// full, and the next line would only take cache room).
+    crowded: bool,
     by_key: IndexTable,
     by_id: IndexTable,
     len: usize,
@@ -503,6 +517,8 @@ impl Shard {
             record_free_len: record_free.len(),
             record_free,
             records_used: 0,
+            key_ways_half: IndexTable::new_ways(capacity + records) / 2,
+            crowded: false,
             by_key: IndexTable::new(capacity + records),
             by_id: IndexTable::new(capacity),
             len: 0,
@@ -552,6 +568,12 @@ impl Shard {
     #[inline]
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Updates `crowded` after the key index gained or lost entries.
+    #[inline]
+    fn note_key_entries(&mut self) {
+        self.crowded = self.len + self.translated > self.key_ways_half;
     }
 
     /// Side records: how many states may translate, route or scrub.
@@ -726,7 +748,7 @@ impl Shard {
     /// first (the burst pass calls it a few packets ahead).
     #[inline(always)]
     pub fn prefetch_bucket(&self, hash: u64) {
-        self.by_key.prefetch(key_tag(hash));
+        self.by_key.prefetch(key_tag(hash), self.crowded);
     }
 
     /// Prefetches the state in `slot`: both its cache lines (the key and
@@ -864,6 +886,7 @@ impl Shard {
         self.set_occupied(slot as usize, true);
         self.by_id.put(id_at, id_t, slot);
         self.len += 1;
+        self.note_key_entries();
         self.generation = self.generation.wrapping_add(1);
         Ok(SlotId(slot))
     }
@@ -933,6 +956,7 @@ impl Shard {
         self.slab[i].set_routed(route.kind != crate::state::route_kind::NONE);
         self.slab[i].set_scrubbed(scrub.is_some());
         self.translated += 1;
+        self.note_key_entries();
         // A lookup of the far key now finds this state.
         self.generation = self.generation.wrapping_add(1);
         Ok(())
@@ -972,6 +996,7 @@ impl Shard {
         self.free_head = slot.0;
         self.free_len += 1;
         self.len -= 1;
+        self.note_key_entries();
         self.generation = self.generation.wrapping_add(1);
         Some(st)
     }
@@ -1298,6 +1323,22 @@ mod tests {
             Shard::memory_bytes_for(DEFAULT_CAPACITY, DEFAULT_CAPACITY / 32)
         );
         assert!(sh.memory_bytes() <= 156 * DEFAULT_CAPACITY);
+    }
+
+    #[test]
+    fn lookups_prefetch_the_next_bucket_only_past_half_the_key_index() {
+        let mut sh = Shard::with_records(600, 0, 0).unwrap();
+        // 100 buckets of 8 ways.
+        assert_eq!(sh.key_ways_half, 400);
+        let mut slots = Vec::new();
+        for n in 0..400 {
+            slots.push(sh.insert(state_n(n, n as u64, 0)).unwrap());
+            assert!(!sh.crowded, "{n}");
+        }
+        slots.push(sh.insert(state_n(400, 400, 0)).unwrap());
+        assert!(sh.crowded);
+        sh.remove(slots[7]).unwrap();
+        assert!(!sh.crowded);
     }
 
     #[test]
