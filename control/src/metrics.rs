@@ -206,6 +206,18 @@ pub fn render(socket: &std::path::Path) -> Result<String> {
         "set limit states",
         info.states_limit as i64,
     );
+    gauge1(
+        &mut reg,
+        "state_side_records",
+        "States that may translate, route or keep scrub values (side records, sized at start)",
+        info.side_records as i64,
+    );
+    gauge1(
+        &mut reg,
+        "state_table_bytes",
+        "Bytes of every worker's state table, allocated at start",
+        info.state_table_bytes as i64,
+    );
     for (name, help, v) in [
         (
             "states_created",

@@ -111,6 +111,12 @@ fn the_metrics_endpoint_serves_parseable_prometheus_text() {
     assert_eq!(value("dpf_pflog_logged_packets_total", None), 5.0);
     assert_eq!(value("dpf_pflog_dropped_packets_total", None), 0.0);
     assert!(value("dpf_states_limit", None) > 0.0);
+    // A ruleset without translation, routing or scrub values: side
+    // records for one state in 32, and the tables' bytes.
+    let limit = value("dpf_states_limit", None);
+    let records = value("dpf_state_side_records", None);
+    assert!(records > 0.0 && records <= limit * 1.25 / 32.0, "{records}");
+    assert!(value("dpf_state_table_bytes", None) > 100.0 * limit);
     assert_eq!(value("dpf_port_link_up", Some(("port", "lan0"))), 1.0);
     // Anything but GET /metrics is refused.
     assert!(get(port, "/").0.starts_with("HTTP/1.1 404"));
