@@ -1031,6 +1031,12 @@ impl Pipeline {
                             && *st.key() == translation.key
                     }) =>
             {
+                // The twin goes only if this state can take its place: it
+                // needs a record, which the twin may not have held.
+                let twin_record = self.shard.get(twin).is_some_and(|st| st.has_side_record());
+                if !twin_record && !self.shard.record_available() {
+                    return Err(InsertError::NoRecord);
+                }
                 self.remove_state(twin);
                 self.shard.insert_translated(state, translation).map(|_| ())
             }

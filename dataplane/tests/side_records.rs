@@ -101,8 +101,22 @@ fn a_translated_connection_without_a_side_record_is_refused_and_counted() {
     assert_eq!(p.process(&mut fr, 0, now), Verdict::Forward(1));
     assert_eq!(source_of(&fr), client_v4(5));
     assert_eq!(p.shard().len(), 3);
-    // Nothing was reserved for the refused ones: the limit still has room
-    // for every other state.
+    // Nothing stayed reserved for the refused ones: `set limit states 64`
+    // still has room for 61 more states, and not one more.
+    for flow in 6..=66 {
+        let mut fr = syn(flow, 81);
+        assert_eq!(
+            p.process(&mut fr, 0, now),
+            Verdict::Forward(1),
+            "flow {flow}"
+        );
+    }
+    assert_eq!(p.shard().len(), 64);
+    let mut fr = syn(67, 81);
+    assert_eq!(
+        p.process(&mut fr, 0, now),
+        Verdict::Drop(DropReason::StateTableFull)
+    );
     assert_eq!(p.shard().records_used(), 2);
 }
 

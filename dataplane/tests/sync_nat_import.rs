@@ -177,6 +177,49 @@ fn another_creators_state_is_not_taken_for_the_other_half() {
     assert_eq!(p.shard().translated_len(), 0);
 }
 
+/// An OpenBSD `rdr-to` connection whose untranslated half arrived first,
+/// when no side record is left for the translated half: the half already
+/// here is kept (not given up for a state that cannot be inserted) and the
+/// import is counted `side-records-full`.
+#[test]
+fn the_untranslated_half_stays_when_the_translated_half_has_no_record() {
+    let env = RuleEnv {
+        interfaces: &[],
+        self_addrs: &[],
+        names: &[],
+    };
+    let rules = Ruleset::compile("pass all\n", "t", &env).expect("ruleset");
+    let shard = Shard::with_records(64, 1, 0).expect("shard");
+    let mut p = Pipeline::new(PipelineConfig::default(), Arc::new(rules), shard);
+    let (export, _exported) = channel::<StateRecord>(64);
+    let (mut imports, import) = channel::<ImportRecord>(64);
+    p.set_sync(export, import, 128);
+    // Another connection takes the one record.
+    let other = state(tcp_key([10, 1, 0, 9], 1, [10, 2, 0, 50], 80), 9, PEERS);
+    let other_far = translation(tcp_key([10, 2, 0, 254], 9, [10, 2, 0, 50], 80));
+    let wan = tcp_key([10, 2, 0, 50], 33333, [10, 2, 0, 254], 8080);
+    let lan = tcp_key([10, 2, 0, 50], 33333, [10, 1, 0, 50], 9090);
+    let (wan_state, lan_state, tr) = (state(wan, 1, PEERS), state(lan, 2, PEERS), translation(lan));
+    apply(
+        &mut p,
+        &mut imports,
+        &[
+            upsert(other, other_far),
+            upsert(lan_state, Translation::NONE),
+            upsert(wan_state, tr),
+        ],
+    );
+    let sh = p.shard();
+    assert_eq!(sh.len(), 2);
+    assert!(sh.find_by_id(2, PEERS).is_some(), "the LAN half is kept");
+    assert!(sh.lookup(&lan.0, lan.0.symmetric_hash()).is_some());
+    assert!(sh.find_by_id(1, PEERS).is_none());
+    assert_eq!(
+        p.counters.drops[dataplane::counters::DropReason::SideRecordsFull as usize],
+        1
+    );
+}
+
 /// A worker sized with fewer side records than states: a translated import
 /// beyond them is refused and counted `side-records-full`, an untranslated
 /// one still lands.

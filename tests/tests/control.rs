@@ -200,7 +200,11 @@ fn dpfctl_reads_reloads_and_kills_on_a_live_dpf() {
     let workers = info["workers"].as_u64().unwrap();
     let even = limit.div_ceil(workers);
     let per_shard = (even + even / 4).max(1024).min(limit);
-    assert_eq!(info["side_records"], per_shard / 32 * workers, "{info}");
+    assert_eq!(
+        info["side_records"],
+        per_shard.div_ceil(32) * workers,
+        "{info}"
+    );
     let bytes = info["state_table_bytes"].as_u64().unwrap();
     assert!(bytes <= 156 * per_shard * workers, "{bytes} bytes");
     // A reload that brings scrub values is told the tables stay so.

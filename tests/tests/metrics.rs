@@ -113,10 +113,16 @@ fn the_metrics_endpoint_serves_parseable_prometheus_text() {
     assert!(value("dpf_states_limit", None) > 0.0);
     // A ruleset without translation, routing or scrub values: side
     // records for one state in 32, and the tables' bytes.
-    let limit = value("dpf_states_limit", None);
-    let records = value("dpf_state_side_records", None);
-    assert!(records > 0.0 && records <= limit * 1.25 / 32.0, "{records}");
-    assert!(value("dpf_state_table_bytes", None) > 100.0 * limit);
+    let limit = value("dpf_states_limit", None) as u64;
+    let workers = value("dpf_workers", None) as u64;
+    let even = limit.div_ceil(workers);
+    let per_shard = (even + even / 4).max(1024).min(limit);
+    assert_eq!(
+        value("dpf_state_side_records", None) as u64,
+        per_shard.div_ceil(32) * workers
+    );
+    let bytes = value("dpf_state_table_bytes", None) as u64;
+    assert!(bytes > 128 * per_shard * workers && bytes <= 157 * per_shard * workers);
     assert_eq!(value("dpf_port_link_up", Some(("port", "lan0"))), 1.0);
     // Anything but GET /metrics is refused.
     assert!(get(port, "/").0.starts_with("HTTP/1.1 404"));

@@ -553,12 +553,19 @@ mod tests {
                 "anchor \"inner\" {\n pass out on wan0 nat-to 192.0.2.1\n}\npass all\n",
                 true,
             ),
+            // Filled at run time (relayd, ftp-proxy), or by `dpfctl -f`.
+            ("anchor \"relayd/*\"\npass all\n", true),
+            ("", true),
         ] {
             let r = compiled(&format!("{limit}{rules}"));
             let sizes = ShardSizes::for_ruleset(&r, 2);
             // 80 000 per worker, plus a quarter.
             assert_eq!(sizes.states, 100_000, "{rules}");
-            let want = if needs { 100_000 } else { 100_000 / 32 };
+            let want = if needs {
+                100_000
+            } else {
+                100_000usize.div_ceil(32)
+            };
             assert_eq!(sizes.records, want, "{rules}");
             assert_eq!(
                 sizes.bytes(),

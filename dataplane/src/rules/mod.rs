@@ -631,11 +631,18 @@ impl Ruleset {
     /// state table ([`crate::state::Shard::with_records`]): a rule, in
     /// any anchor, translates (`nat-to`, `rdr-to`, `binat-to`), routes
     /// (`route-to`, `reply-to`) or keeps scrub values (`max-mss`,
-    /// `min-ttl`, `set-tos`).
+    /// `min-ttl`, `set-tos`). So may one with an anchor (`dpfctl -a` may
+    /// fill it at run time, as relayd and ftp-proxy do) and an empty one
+    /// (dpf started without rules gets them from `dpfctl -f`).
     pub fn makes_side_records(&self) -> bool {
-        self.rules
-            .iter()
-            .any(|r| r.nat.is_some() || r.rdr.is_some() || r.route.is_some() || r.scrub.is_some())
+        self.rules.is_empty()
+            || self.rules.iter().any(|r| {
+                r.nat.is_some()
+                    || r.rdr.is_some()
+                    || r.route.is_some()
+                    || r.scrub.is_some()
+                    || r.anchor_end.is_some()
+            })
     }
 
     /// Whether rule `nr` has `keep state (<timeout> N)` overrides.

@@ -75,14 +75,15 @@ pub const SPARE_RECORDS: usize = 32;
 
 /// The side records a shard of `states` needs: one per state when the
 /// ruleset can make them ([`crate::rules::Ruleset::makes_side_records`]:
-/// any state may need one), else one per [`SPARE_RECORDS`] states (pfsync
+/// any state may need one), else one per [`SPARE_RECORDS`] states, at
+/// least one (pfsync
 /// imports from a peer whose rules differ, a reload that adds a few such
 /// rules).
 pub fn side_records_for(makes_side_records: bool, states: usize) -> usize {
     if makes_side_records {
         states
     } else {
-        states / SPARE_RECORDS
+        states.div_ceil(SPARE_RECORDS)
     }
 }
 /// Largest capacity a shard accepts (slots are 32-bit; 2^28 states would
@@ -287,7 +288,7 @@ impl IndexTable {
             prefetch_read(bucket as *const Bucket as *const u8);
         }
         if next {
-            if let Some(bucket) = self.buckets.get(home + 1) {
+            if let Some(bucket) = self.buckets.get(self.next(home)) {
                 prefetch_read(bucket as *const Bucket as *const u8);
             }
         }
@@ -599,7 +600,7 @@ impl Shard {
 
     /// Whether a state without a side record can be given one.
     #[inline]
-    fn record_available(&self) -> bool {
+    pub fn record_available(&self) -> bool {
         !self.pooled || self.record_free_len > 0
     }
 
@@ -1771,9 +1772,12 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
         #[test]
-        fn shard_matches_a_hashmap_model(cap in 1usize..40, ops in proptest::collection::vec(op(), 1..400)) {
+        fn shard_matches_a_hashmap_model(cap in 1usize..40, pooled: bool, ops in proptest::collection::vec(op(), 1..400)) {
             let t = Timeouts::default(); // udp.first 60 s
-            let mut sh = Shard::new(cap, 0).unwrap();
+            // Side records one per slot, or from a pool (plain states need
+            // none: the same behaviour either way).
+            let records = if pooled { cap / 4 } else { cap };
+            let mut sh = Shard::with_records(cap, records, 0).unwrap();
             // key number -> (id, last_seen_s)
             let mut model: HashMap<u32, (u64, u64)> = HashMap::new();
             let mut now_s = 0u64;
