@@ -26,6 +26,7 @@ pub fn totals(shared: &SharedCounters, elapsed: Duration, hz: u64) -> serde_json
         "block_returns": t.block_returns, "reassembled": t.reassembled,
         "pflog_logged": t.pflog_logged, "pflog_dropped": t.pflog_dropped,
         "local_tx_waits": t.local_tx_waits, "sync_rx_paused": t.sync_rx_paused,
+        "side_records_used": t.side_records_used,
         "dropped": t.total_drops(), "drops": drops,
         "burst_latency": burst_latency(&t, hz),
         "burst_cycles_hist": t.burst_cycles.sparse(),

@@ -214,6 +214,12 @@ pub fn render(socket: &std::path::Path) -> Result<String> {
     );
     gauge1(
         &mut reg,
+        "state_side_records_used",
+        "States holding a side record now",
+        info.side_records_used as i64,
+    );
+    gauge1(
+        &mut reg,
         "state_table_bytes",
         "Bytes of every worker's state table, allocated at start",
         info.state_table_bytes as i64,

@@ -299,6 +299,9 @@ pub struct WorkerCounters {
     /// the pfsync slow-path ring had no room for a burst (the backup makes
     /// the link wait instead of losing states).
     pub sync_rx_paused: u64,
+    /// States in this worker's shard holding a side record (translation,
+    /// route or scrub values).
+    pub side_records_used: u64,
     /// TSC cycles of each non-empty burst (the per-burst share of
     /// `busy_cycles`), for latency percentiles.
     pub burst_cycles: BurstHistogram,
@@ -339,6 +342,7 @@ impl Default for WorkerCounters {
             pflog_dropped: 0,
             local_tx_waits: 0,
             sync_rx_paused: 0,
+            side_records_used: 0,
             burst_cycles: BurstHistogram::new(),
         }
     }
@@ -389,6 +393,7 @@ impl WorkerCounters {
             self.pflog_dropped,
             self.local_tx_waits,
             self.sync_rx_paused,
+            self.side_records_used,
         ]
     }
 
@@ -425,6 +430,7 @@ impl WorkerCounters {
             self.pflog_dropped,
             self.local_tx_waits,
             self.sync_rx_paused,
+            self.side_records_used,
         ] = *f;
     }
 
@@ -442,7 +448,7 @@ impl WorkerCounters {
     }
 }
 
-const SCALARS: usize = 31;
+const SCALARS: usize = 32;
 
 /// One worker's published counters: atomics written by that worker only.
 #[derive(Debug)]

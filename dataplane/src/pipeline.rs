@@ -975,7 +975,7 @@ impl Pipeline {
                         }
                     }
                 }
-                self.counters.states = self.shard.len() as u64;
+                self.note_shard_len();
             }
         }
     }
@@ -1065,7 +1065,7 @@ impl Pipeline {
             },
         );
         self.counters.states_removed += removed;
-        self.counters.states = self.shard.len() as u64;
+        self.note_shard_len();
         if let Some(s) = self.sync.as_mut() {
             match next {
                 Some(n) => {
@@ -1204,6 +1204,13 @@ impl Pipeline {
         &self.shard
     }
 
+    /// The shard's gauges in the counters (after states came or went).
+    #[inline]
+    fn note_shard_len(&mut self) {
+        self.counters.states = self.shard.len() as u64;
+        self.counters.side_records_used = self.shard.records_used() as u64;
+    }
+
     /// Replaces this worker's state shard (benchmarks refill a full one);
     /// the box's state count follows (the old shard's states are gone, the
     /// new one's are counted).
@@ -1214,7 +1221,7 @@ impl Pipeline {
             Some(n.saturating_sub(old) + new)
         });
         self.shard = shard;
-        self.counters.states = new as u64;
+        self.note_shard_len();
     }
 
     /// Expires states: examines at most `budget_slots` slots. Also drops
@@ -1255,7 +1262,7 @@ impl Pipeline {
             }
         });
         self.counters.states_removed += removed as u64;
-        self.counters.states = self.shard.len() as u64;
+        self.note_shard_len();
         removed
     }
 
@@ -1286,7 +1293,7 @@ impl Pipeline {
             }
         });
         self.counters.states_removed += removed;
-        self.counters.states = self.shard.len() as u64;
+        self.note_shard_len();
         (next, removed)
     }
 
@@ -2978,7 +2985,7 @@ impl Pipeline {
                     }
                 }
                 self.counters.states_created += 1;
-                self.counters.states = self.shard.len() as u64;
+                self.note_shard_len();
                 if let Some(c) = d.rule.and_then(|r| self.rule_counters.get_mut(r as usize)) {
                     c.states_created += 1;
                     c.states_cur += 1;
@@ -3035,7 +3042,7 @@ impl Pipeline {
             self.release_reservation(&st);
             forget_rule_state(&self.rules, &mut self.rule_counters, &st);
             self.counters.states_removed += 1;
-            self.counters.states = self.shard.len() as u64;
+            self.note_shard_len();
         }
     }
 

@@ -96,6 +96,7 @@ fn a_translated_connection_without_a_side_record_is_refused_and_counted() {
         "counted"
     );
     assert_eq!(p.shard().records_used(), 2);
+    assert_eq!(p.counters.side_records_used, 2, "the gauge follows");
     // An untranslated connection needs no record.
     let mut fr = syn(5, 81);
     assert_eq!(p.process(&mut fr, 0, now), Verdict::Forward(1));

@@ -121,6 +121,7 @@ fn the_metrics_endpoint_serves_parseable_prometheus_text() {
         value("dpf_state_side_records", None) as u64,
         per_shard.div_ceil(32) * workers
     );
+    assert_eq!(value("dpf_state_side_records_used", None), 0.0);
     let bytes = value("dpf_state_table_bytes", None) as u64;
     assert!(bytes > 128 * per_shard * workers && bytes <= 157 * per_shard * workers);
     assert_eq!(value("dpf_port_link_up", Some(("port", "lan0"))), 1.0);

@@ -857,6 +857,7 @@ fn print_text(o: &mut impl Write, request: &Request, d: Value) -> Result<(), Str
                 ("current entries", i.states),
                 ("limit", i.states_limit),
                 ("side records", i.side_records),
+                ("side records used", i.side_records_used),
                 ("memory (bytes)", i.state_table_bytes),
                 ("inserts", i.states_created),
                 ("removals", i.states_removed),

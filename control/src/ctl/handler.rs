@@ -638,6 +638,7 @@ impl Control<'_> {
             states: t.states,
             states_limit: rules.options.limit_states as u64,
             side_records: (self.shard_sizes.records * self.shard_sizes.workers) as u64,
+            side_records_used: t.side_records_used,
             state_table_bytes: self.shard_sizes.bytes(),
             states_created: t.states_created,
             states_removed: t.states_removed,

@@ -443,6 +443,9 @@ pub struct Info {
     /// worker's; sized at start).
     #[serde(default)]
     pub side_records: u64,
+    /// States holding a side record now (every worker's).
+    #[serde(default)]
+    pub side_records_used: u64,
     /// Bytes of every worker's state table, allocated at start.
     #[serde(default)]
     pub state_table_bytes: u64,
