@@ -18,13 +18,21 @@ const PEERS: u32 = 0xbb;
 const OTHER: u32 = 0xcc;
 
 fn rig() -> (Pipeline, Producer<ImportRecord>, Consumer<StateRecord>) {
+    rig_with(Shard::new(64, 0).expect("shard"))
+}
+
+/// [`rig`] with side records for `records` of its 64 states.
+fn rig_with_records(records: usize) -> (Pipeline, Producer<ImportRecord>, Consumer<StateRecord>) {
+    rig_with(Shard::with_records(64, records, 0).expect("shard"))
+}
+
+fn rig_with(shard: Shard) -> (Pipeline, Producer<ImportRecord>, Consumer<StateRecord>) {
     let env = RuleEnv {
         interfaces: &[],
         self_addrs: &[],
         names: &[],
     };
     let rules = Ruleset::compile("pass all\n", "t", &env).expect("ruleset");
-    let shard = Shard::new(64, 0).expect("shard");
     let mut p = Pipeline::new(PipelineConfig::default(), Arc::new(rules), shard);
     let (export, exported) = channel::<StateRecord>(64);
     let (imports, import) = channel::<ImportRecord>(64);
@@ -183,17 +191,7 @@ fn another_creators_state_is_not_taken_for_the_other_half() {
 /// import is counted `side-records-full`.
 #[test]
 fn the_untranslated_half_stays_when_the_translated_half_has_no_record() {
-    let env = RuleEnv {
-        interfaces: &[],
-        self_addrs: &[],
-        names: &[],
-    };
-    let rules = Ruleset::compile("pass all\n", "t", &env).expect("ruleset");
-    let shard = Shard::with_records(64, 1, 0).expect("shard");
-    let mut p = Pipeline::new(PipelineConfig::default(), Arc::new(rules), shard);
-    let (export, _exported) = channel::<StateRecord>(64);
-    let (mut imports, import) = channel::<ImportRecord>(64);
-    p.set_sync(export, import, 128);
+    let (mut p, mut imports, _exported) = rig_with_records(1);
     // Another connection takes the one record.
     let other = state(tcp_key([10, 1, 0, 9], 1, [10, 2, 0, 50], 80), 9, PEERS);
     let other_far = translation(tcp_key([10, 2, 0, 254], 9, [10, 2, 0, 50], 80));
@@ -225,17 +223,7 @@ fn the_untranslated_half_stays_when_the_translated_half_has_no_record() {
 /// one still lands.
 #[test]
 fn a_translated_import_without_a_side_record_is_refused_and_counted() {
-    let env = RuleEnv {
-        interfaces: &[],
-        self_addrs: &[],
-        names: &[],
-    };
-    let rules = Ruleset::compile("pass all\n", "t", &env).expect("ruleset");
-    let shard = Shard::with_records(64, 1, 0).expect("shard");
-    let mut p = Pipeline::new(PipelineConfig::default(), Arc::new(rules), shard);
-    let (export, _exported) = channel::<StateRecord>(64);
-    let (mut imports, import) = channel::<ImportRecord>(64);
-    p.set_sync(export, import, 128);
+    let (mut p, mut imports, _exported) = rig_with_records(1);
     let one = state(tcp_key([10, 1, 0, 1], 1, [10, 2, 0, 50], 80), 1, PEERS);
     let two = state(tcp_key([10, 1, 0, 2], 1, [10, 2, 0, 50], 80), 2, PEERS);
     let plain = state(tcp_key([10, 1, 0, 3], 1, [10, 2, 0, 50], 80), 3, PEERS);
