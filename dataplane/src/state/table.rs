@@ -196,11 +196,6 @@ impl IndexTable {
         self.buckets.len() * core::mem::size_of::<Bucket>()
     }
 
-    /// The ways of an index made by [`IndexTable::new`] for `capacity`.
-    fn new_ways(capacity: usize) -> usize {
-        Self::buckets_for(capacity) * WAYS
-    }
-
     #[inline]
     fn home(&self, tag: u32) -> usize {
         ((tag as u64 * self.buckets.len() as u64) >> 32) as usize
@@ -507,6 +502,7 @@ impl Shard {
         } else {
             Box::new([])
         };
+        let by_key = IndexTable::new(capacity + records);
         Ok(Shard {
             slab: crate::huge::HugeSlice::filled(blank, capacity),
             occupied: vec![0u64; capacity.div_ceil(64)].into_boxed_slice(),
@@ -518,9 +514,9 @@ impl Shard {
             record_free_len: record_free.len(),
             record_free,
             records_used: 0,
-            key_ways_half: IndexTable::new_ways(capacity + records) / 2,
+            key_ways_half: by_key.buckets.len() * WAYS / 2,
             crowded: false,
-            by_key: IndexTable::new(capacity + records),
+            by_key,
             by_id: IndexTable::new(capacity),
             len: 0,
             translated: 0,
@@ -1030,17 +1026,8 @@ impl Shard {
         if !self.is_occupied(i) {
             return None;
         }
+        let tr = self.translation(slot).copied().unwrap_or(Translation::NONE);
         let st = self.slab.get_mut(i)?;
-        let tr = if st.has_side_record() {
-            let r = if self.pooled {
-                self.links.get(i).map_or(usize::MAX, |&r| r as usize)
-            } else {
-                i
-            };
-            self.records.get(r).copied().unwrap_or(Translation::NONE)
-        } else {
-            Translation::NONE
-        };
         Some((st, tr))
     }
 
